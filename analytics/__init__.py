@@ -1,0 +1,1 @@
+"""spanlake.analytics: reports over the lake (latency, cost, tasks, validation, retrieval)."""

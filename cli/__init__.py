@@ -1,0 +1,1 @@
+"""spanlake.cli: the `spanlake` command."""

@@ -1,0 +1,177 @@
+"""The `spanlake` command: a thin layer over the library (see `spanlake --help`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import click
+import duckdb
+
+from spanlake.collector.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HOST,
+    DEFAULT_HTTP_PORT,
+    CollectorConfig,
+)
+from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    envvar="SPANLAKE_DATA_DIR",
+    show_envvar=True,
+    help="Folder holding the write-ahead log and the Parquet lake.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("spanlake"), prog_name="spanlake")
+def cli() -> None:
+    """spanlake: tracing and analytics for LLM applications.
+
+    Start the collector with `spanlake up`, point your OpenTelemetry exporter at it,
+    then look at your spans with `spanlake query`.
+    """
+
+
+@cli.command()
+@data_dir_option
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    envvar="SPANLAKE_HOST",
+    show_envvar=True,
+    help="Address to listen on. Use 0.0.0.0 to accept traffic from other machines.",
+)
+@click.option(
+    "--grpc-port",
+    type=int,
+    default=DEFAULT_GRPC_PORT,
+    show_default=True,
+    envvar="SPANLAKE_GRPC_PORT",
+    show_envvar=True,
+    help="OTLP/gRPC port (0 picks a free one).",
+)
+@click.option(
+    "--http-port",
+    type=int,
+    default=DEFAULT_HTTP_PORT,
+    show_default=True,
+    envvar="SPANLAKE_HTTP_PORT",
+    show_envvar=True,
+    help="OTLP/HTTP port (0 picks a free one).",
+)
+@click.option(
+    "--default-project",
+    default=DEFAULT_PROJECT,
+    show_default=True,
+    envvar="SPANLAKE_DEFAULT_PROJECT",
+    show_envvar=True,
+    help="Project for spans whose resource names none (`spanlake.project`).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what the collector does.")
+def up(data_dir: Path, host: str, grpc_port: int, http_port: int, default_project: str, verbose: bool) -> None:
+    """Start spanlake: OTLP collector (gRPC and HTTP) writing to a local Parquet lake.
+
+    Runs until Ctrl+C. Acknowledged spans are on disk (fsynced) before the exporter hears
+    "ok"; after a crash, the next start replays them into the lake.
+    """
+    from spanlake.collector.app import Collector
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = CollectorConfig(
+            data_dir=data_dir, host=host, grpc_port=grpc_port, http_port=http_port, default_project=default_project
+        ).validate()
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+    def started(endpoints: object) -> None:
+        ep = endpoints  # Endpoints
+        click.echo(
+            f"spanlake {version('spanlake')} is running\n"
+            f"  OTLP/gRPC  {ep.grpc}\n"  # type: ignore[attr-defined]
+            f"  OTLP/HTTP  {ep.http}  (POST /v1/traces, /v1/logs)\n"  # type: ignore[attr-defined]
+            f"  data       {DataDir(data_dir).root}\n\n"
+            f"Send traces:  export OTEL_EXPORTER_OTLP_ENDPOINT={ep.http}\n"  # type: ignore[attr-defined]
+            f"Look at them: spanlake query --data-dir {data_dir} "
+            '"SELECT * FROM traces ORDER BY start_time DESC LIMIT 10"\n'
+            "Press Ctrl+C to stop.",
+        )
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(Collector(config).run(on_started=started))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo("spanlake stopped; everything acknowledged is in the lake.")
+
+
+@cli.command()
+@click.argument("sql")
+@data_dir_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format. json prints one JSON array of row objects.",
+)
+@click.option("--max-rows", type=int, default=100, show_default=True, help="Rows shown by --format table.")
+def query(sql: str, data_dir: Path, fmt: str, max_rows: int) -> None:
+    """Run DuckDB SQL over the lake's views.
+
+    \b
+    Views: spans, traces, logs (deduplicated) and spans_raw, logs_raw (as stored).
+    Macros: attr(json, 'key') and attr_str(json, 'key') read one attribute, e.g.
+      spanlake query "SELECT name, attr_str(attributes, 'gen_ai.request.model') FROM spans"
+    Safe to run while the collector is writing: it only reads whole Parquet files.
+    """
+    from spanlake.cli.output import print_table
+    from spanlake.storage.reader import Lake
+
+    if not DataDir(data_dir).lake.is_dir():
+        raise click.ClickException(f"no lake at {DataDir(data_dir).root}: start `spanlake up` or pass --data-dir")
+    try:
+        result = Lake(data_dir).query(sql)
+    except duckdb.Error as e:
+        raise click.ClickException(f"query failed: {e}") from None
+    print_table(result, fmt, max_rows)
+
+
+@cli.command("compact")
+@data_dir_option
+@click.option(
+    "--min-age", type=float, default=60.0, show_default=True, help="Only merge files at least this many seconds old."
+)
+def compact_cmd(data_dir: Path, min_age: float) -> None:
+    """Merge small Parquet files per partition and drop re-sent duplicates."""
+    from rich.progress import Progress
+
+    from spanlake.storage.compact import compact
+
+    dd = DataDir(data_dir)
+    if not dd.lake.is_dir():
+        raise click.ClickException(f"no lake at {dd.root}")
+    with Progress(transient=True) as progress:
+        task = progress.add_task("compacting", total=None)
+        result = compact(dd, min_age_s=min_age, progress=lambda table, files: progress.advance(task))
+    click.echo(
+        f"compacted {result.partitions} partition(s): {result.files_in} files → {result.files_out}, "
+        f"{result.rows_in} rows → {result.rows_out} (duplicates dropped: {result.rows_in - result.rows_out})"
+    )
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""spanlake.collector: OTLP receivers, decoding, normalization and the write-ahead log."""

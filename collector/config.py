@@ -1,0 +1,67 @@
+"""Collector settings: defaults as named constants, checked once at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from spanlake.collector.grpc_receiver import DEFAULT_MAX_MESSAGE_BYTES
+from spanlake.collector.http_receiver import DEFAULT_MAX_BODY_BYTES
+from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S
+from spanlake.storage.layout import DEFAULT_PROJECT, valid_project
+
+DEFAULT_DATA_DIR = "./spanlake-data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_GRPC_PORT = 4317
+DEFAULT_HTTP_PORT = 4318
+DEFAULT_SEGMENT_MAX_AGE_S = 1.0
+DEFAULT_SEGMENT_MAX_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_PENDING_BYTES = 128 * 1024 * 1024
+DEFAULT_MAX_BACKLOG_BYTES = 2 * 1024 * 1024 * 1024
+DEFAULT_COMPACT_INTERVAL_S = 300.0
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Everything `spanlake up` can be told. Port 0 picks a free port."""
+
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    host: str = DEFAULT_HOST
+    grpc_port: int = DEFAULT_GRPC_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    segment_max_age_s: float = DEFAULT_SEGMENT_MAX_AGE_S
+    segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES
+    max_future_s: int = DEFAULT_MAX_FUTURE_S
+    default_project: str = DEFAULT_PROJECT
+    compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
+
+    def validate(self) -> CollectorConfig:
+        """Raise ValueError naming the first bad setting."""
+        for name in ("grpc_port", "http_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be between 0 and 65535, got {port}")
+        if self.grpc_port and self.grpc_port == self.http_port:
+            raise ValueError("grpc_port and http_port must differ")
+        if self.host != "localhost":
+            try:
+                ipaddress.ip_address(self.host)
+            except ValueError:
+                raise ValueError(f"host must be an IP address or 'localhost', got {self.host!r}") from None
+        for name in ("max_body_bytes", "max_message_bytes", "segment_max_bytes", "max_pending_bytes"):
+            if getattr(self, name) < 1024:
+                raise ValueError(f"{name} must be at least 1024 bytes")
+        if self.segment_max_age_s <= 0:
+            raise ValueError("segment_max_age_s must be positive")
+        if not valid_project(self.default_project):
+            raise ValueError(f"default_project {self.default_project!r} is not a valid project name")
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback

@@ -1,0 +1,206 @@
+"""Decode OTLP export requests into lake rows (pure: protobuf in, columns out, no I/O).
+
+The single resource → scope → span loop lives here and serves both receivers and both
+signals. Rows come out grouped by lake partition (project, date, hour) as column lists
+keyed by storage.schema names, ready for `storage.writer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from spanlake.collector.normalize import normalize, split_content
+from spanlake.collector.values import any_value, key_values, to_json, to_json_or_none
+from spanlake.sdk import attributes as A
+from spanlake.storage.layout import DEFAULT_PROJECT, PartitionKey
+from spanlake.storage.schema import LOGS, SPAN_KINDS, SPANS, STATUS_CODES
+
+Batch = dict[PartitionKey, dict[str, list[Any]]]
+
+_EPOCH_DAY_NS = 86_400 * 10**9
+
+
+def partition_of(project: str, time_ns: int) -> PartitionKey:
+    """The lake partition (project, UTC date, UTC hour) of a row starting at time_ns."""
+    dt = datetime.fromtimestamp(time_ns // 10**9, tz=UTC)
+    return PartitionKey(project, dt.date(), dt.hour)
+
+
+def resource_project(resource_attrs: dict[str, Any], default: str = DEFAULT_PROJECT) -> str:
+    """The project a resource names (`spanlake.project`, then `openinference.project.name`)."""
+    for key in (A.RESOURCE_PROJECT, A.OI_PROJECT_NAME):
+        v = resource_attrs.get(key)
+        if isinstance(v, str) and v:
+            return v
+    return default
+
+
+def _columns(table_names: tuple[str, ...]) -> dict[str, list[Any]]:
+    return {n: [] for n in table_names}
+
+
+def iter_resource_spans(
+    request: ExportTraceServiceRequest,
+) -> Iterator[tuple[dict[str, Any], Any, Any, Any]]:
+    """Yield (resource attributes, resource_spans, scope_spans, span) for every span."""
+    for rs in request.resource_spans:
+        resource_attrs = key_values(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                yield resource_attrs, rs, ss, span
+
+
+def decode_spans(
+    request: ExportTraceServiceRequest,
+    ingested_at_ns: int,
+    project: str | None = None,
+    default_project: str = DEFAULT_PROJECT,
+) -> Batch:
+    """Turn an export request into span columns grouped by partition.
+
+    `project` (set by an API key) overrides the resource's own project attribute.
+    """
+    out: Batch = {}
+    ingested_us = ingested_at_ns // 1000
+    for rs in request.resource_spans:
+        resource_attrs = key_values(rs.resource.attributes)
+        span_project = project or resource_project(resource_attrs, default_project)
+        service = resource_attrs.get(A.SERVICE_NAME)
+        resource_json = to_json(resource_attrs)
+        for ss in rs.scope_spans:
+            scope_name = ss.scope.name or None
+            scope_version = ss.scope.version or None
+            scope_attrs = to_json_or_none(key_values(ss.scope.attributes))
+            for span in ss.spans:
+                key = partition_of(span_project, span.start_time_unix_nano)
+                cols = out.get(key)
+                if cols is None:
+                    cols = out[key] = _columns(SPANS.names)
+                _append_span(cols, span, resource_json, service, scope_name, scope_version, scope_attrs, ingested_us)
+    return out
+
+
+def _append_span(
+    cols: dict[str, list[Any]],
+    span: Any,
+    resource_json: str,
+    service: Any,
+    scope_name: str | None,
+    scope_version: str | None,
+    scope_attrs: str | None,
+    ingested_us: int,
+) -> None:
+    attrs = key_values(span.attributes)
+    events = [
+        {
+            "time_unix_nano": e.time_unix_nano,
+            "name": e.name,
+            "attributes": key_values(e.attributes),
+            **({"dropped_attributes_count": e.dropped_attributes_count} if e.dropped_attributes_count else {}),
+        }
+        for e in span.events
+    ]
+    links = [
+        {
+            "trace_id": link.trace_id.hex(),
+            "span_id": link.span_id.hex(),
+            **({"trace_state": link.trace_state} if link.trace_state else {}),
+            "attributes": key_values(link.attributes),
+            **({"flags": link.flags} if link.flags else {}),
+        }
+        for link in span.links
+    ]
+    start = span.start_time_unix_nano
+    end = max(span.end_time_unix_nano, start)
+    status_code = STATUS_CODES[span.status.code] if span.status.code < len(STATUS_CODES) else "UNSET"
+    norm = normalize(attrs, events, start, status_code)
+    facts, content = split_content(attrs)
+
+    cols["trace_id"].append(span.trace_id.hex())
+    cols["span_id"].append(span.span_id.hex())
+    cols["parent_span_id"].append(span.parent_span_id.hex() or None)
+    cols["trace_state"].append(span.trace_state or None)
+    cols["name"].append(span.name)
+    cols["kind"].append(SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "UNSPECIFIED")
+    cols["start_time"].append(start // 1000)
+    cols["end_time"].append(end // 1000)
+    cols["start_time_unix_nano"].append(start)
+    cols["duration_ns"].append(end - start)
+    cols["status_code"].append(status_code)
+    cols["status_message"].append(span.status.message or None)
+    cols["service_name"].append(service if isinstance(service, str) else None)
+    cols["scope_name"].append(scope_name)
+    cols["scope_version"].append(scope_version)
+    for k, v in norm.items():
+        cols[k].append(v)
+    cols["flags"].append(span.flags or None)
+    cols["attributes"].append(to_json(facts))
+    cols["content"].append(to_json_or_none(content))
+    cols["events"].append(to_json_or_none(events))
+    cols["links"].append(to_json_or_none(links))
+    cols["resource_attributes"].append(resource_json)
+    cols["scope_attributes"].append(scope_attrs)
+    cols["dropped_attributes_count"].append(span.dropped_attributes_count or None)
+    cols["dropped_events_count"].append(span.dropped_events_count or None)
+    cols["dropped_links_count"].append(span.dropped_links_count or None)
+    cols["ingested_at"].append(ingested_us)
+
+
+def log_time_ns(record: Any, ingested_at_ns: int) -> int:
+    """A log record's time: its event time, else its observed time, else when it arrived."""
+    return record.time_unix_nano or record.observed_time_unix_nano or ingested_at_ns
+
+
+def decode_logs(
+    request: ExportLogsServiceRequest,
+    ingested_at_ns: int,
+    project: str | None = None,
+    default_project: str = DEFAULT_PROJECT,
+) -> Batch:
+    """Turn a logs export request into log columns grouped by partition."""
+    out: Batch = {}
+    ingested_us = ingested_at_ns // 1000
+    for rl in request.resource_logs:
+        resource_attrs = key_values(rl.resource.attributes)
+        log_project = project or resource_project(resource_attrs, default_project)
+        resource_json = to_json(resource_attrs)
+        service = resource_attrs.get(A.SERVICE_NAME)
+        for sl in rl.scope_logs:
+            scope_name = sl.scope.name or None
+            scope_version = sl.scope.version or None
+            for rec in sl.log_records:
+                t = log_time_ns(rec, ingested_at_ns)
+                key = partition_of(log_project, t)
+                cols = out.get(key)
+                if cols is None:
+                    cols = out[key] = _columns(LOGS.names)
+                attrs = key_values(rec.attributes)
+                event_name = rec.event_name or attrs.get("event.name")
+                body = any_value(rec.body) if rec.HasField("body") else None
+                digest = hashlib.blake2b(rec.SerializeToString(deterministic=True), digest_size=16)
+                digest.update(resource_json.encode())
+                cols["record_id"].append(digest.hexdigest())
+                cols["trace_id"].append(rec.trace_id.hex() or None)
+                cols["span_id"].append(rec.span_id.hex() or None)
+                cols["time"].append(t // 1000)
+                cols["time_unix_nano"].append(rec.time_unix_nano)
+                cols["observed_time_unix_nano"].append(rec.observed_time_unix_nano)
+                cols["severity_number"].append(rec.severity_number or None)
+                cols["severity_text"].append(rec.severity_text or None)
+                cols["event_name"].append(str(event_name) if event_name else None)
+                cols["body"].append(None if body is None else to_json(body))
+                cols["attributes"].append(to_json(attrs))
+                cols["resource_attributes"].append(resource_json)
+                cols["service_name"].append(service if isinstance(service, str) else None)
+                cols["scope_name"].append(scope_name)
+                cols["scope_version"].append(scope_version)
+                cols["flags"].append(rec.flags or None)
+                cols["dropped_attributes_count"].append(rec.dropped_attributes_count or None)
+                cols["ingested_at"].append(ingested_us)
+    return out

@@ -1,0 +1,69 @@
+"""OTLP/gRPC receiver: TraceService/Export and LogsService/Export.
+
+Requests arrive as raw bytes (no deserializer registered) and go through the same
+`Ingestor.export` path as OTLP/HTTP protobuf. Retryable refusals are UNAVAILABLE with a
+`google.rpc.RetryInfo` detail, which the standard exporters honour.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from spanlake.collector.errors import ExportError
+from spanlake.collector.ingest import LOGS, TRACES, Ingestor, SignalSpec
+
+log = logging.getLogger(__name__)
+
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def status_details(err: ExportError) -> bytes:
+    """`grpc-status-details-bin`: a google.rpc.Status, with RetryInfo when retry_after_s is set."""
+    status = status_pb2.Status(code=err.grpc_code.value[0], message=err.message)
+    if err.retry_after_s is not None:
+        info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(err.retry_after_s)))
+        status.details.add().Pack(info)
+    return status.SerializeToString()
+
+
+def _handler(ingestor: Ingestor, spec: SignalSpec) -> Callable:
+    async def export(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            response = await ingestor.export(spec, raw, "protobuf")
+        except ExportError as e:
+            await context.abort(
+                e.grpc_code, e.message, trailing_metadata=(("grpc-status-details-bin", status_details(e)),)
+            )
+        except Exception:
+            log.exception("unexpected error in %s/Export", spec.name)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the collector log")
+        return response.SerializeToString()
+
+    return export
+
+
+def make_grpc_server(
+    ingestor: Ingestor, address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> tuple[grpc.aio.Server, int]:
+    """Create (not start) the gRPC server bound to `address`; returns it and the bound port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    for service, spec in ((TRACE_SERVICE, TRACES), (LOGS_SERVICE, LOGS)):
+        method = grpc.unary_unary_rpc_method_handler(_handler(ingestor, spec))  # raw bytes in and out
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": method}),))
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind the gRPC receiver to {address}")
+    return server, port

@@ -1,0 +1,153 @@
+"""The one code path both receivers share: parse, validate, make durable, answer.
+
+HTTP (protobuf or JSON) and gRPC hand over raw bytes; this module parses them, drops
+invalid items (reported as partial success), appends the rest to the write-ahead log and
+returns only once they are fsynced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from spanlake.collector.errors import InvalidRequest
+from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, Verdict, validate_logs, validate_traces
+from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, Record, WriteAheadLog
+
+Encoding = Literal["protobuf", "json"]
+Signal = Literal["traces", "logs"]
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """What differs between the trace and log signals."""
+
+    name: Signal
+    request_type: type[Message]
+    response_type: type[Message]
+    wal_kind: int
+    item_noun: str  # for messages: "spans", "log records"
+
+
+TRACES = SignalSpec("traces", ExportTraceServiceRequest, ExportTraceServiceResponse, KIND_TRACES, "spans")
+LOGS = SignalSpec("logs", ExportLogsServiceRequest, ExportLogsServiceResponse, KIND_LOGS, "log records")
+
+# --- OTLP/JSON ------------------------------------------------------------------------
+# OTLP/JSON differs from proto3 JSON in one way that matters here: trace and span ids are
+# hex, not base64. We rewrite them to base64 and let protobuf's ParseDict do the rest
+# (lowerCamelCase keys, int64 as string or number, enums as integers, unknown fields).
+
+_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def _hex_ids_to_base64(obj: dict[str, Any], where: str) -> None:
+    for key in _ID_KEYS:
+        v = obj.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            raise InvalidRequest(f"{where}.{key} must be a hex string")
+        try:
+            obj[key] = base64.b64encode(bytes.fromhex(v)).decode("ascii")
+        except ValueError:
+            raise InvalidRequest(f"{where}.{key} is not valid hex: {v[:40]!r}") from None
+
+
+def _each(obj: dict[str, Any], *keys: str) -> list[Any]:
+    for k in keys:
+        v = obj.get(k)
+        if v is not None:
+            if not isinstance(v, list):
+                raise InvalidRequest(f"{k} must be an array")
+            return v
+    return []
+
+
+def _fix_json_ids(doc: Any, signal: Signal) -> None:
+    if not isinstance(doc, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    top, scoped, items = (
+        ("resourceSpans", "scopeSpans", "spans") if signal == "traces" else ("resourceLogs", "scopeLogs", "logRecords")
+    )
+    snake = {"resourceSpans": "resource_spans", "scopeSpans": "scope_spans", "resourceLogs": "resource_logs"}
+    snake |= {"scopeLogs": "scope_logs", "logRecords": "log_records"}
+    for i, r in enumerate(_each(doc, top, snake[top])):
+        for j, s in enumerate(_each(r, scoped, snake[scoped]) if isinstance(r, dict) else []):
+            for k, item in enumerate(_each(s, items, snake.get(items, items)) if isinstance(s, dict) else []):
+                if not isinstance(item, dict):
+                    continue
+                where = f"{top}[{i}].{scoped}[{j}].{items}[{k}]"
+                _hex_ids_to_base64(item, where)
+                for n, link in enumerate(_each(item, "links")):
+                    if isinstance(link, dict):
+                        _hex_ids_to_base64(link, f"{where}.links[{n}]")
+
+
+def parse_request(body: bytes, encoding: Encoding, spec: SignalSpec) -> Any:
+    """Parse an OTLP export request body, raising InvalidRequest with a precise reason."""
+    if encoding == "protobuf":
+        try:
+            return spec.request_type.FromString(body)
+        except DecodeError as e:
+            raise InvalidRequest(f"body is not a valid OTLP protobuf {spec.request_type.__name__}: {e}") from None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"body is not valid JSON: {e}") from None
+    _fix_json_ids(doc, spec.name)
+    try:
+        return json_format.ParseDict(doc, spec.request_type(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
+        raise InvalidRequest(f"body is not a valid OTLP/JSON {spec.request_type.__name__}: {e}") from None
+
+
+def response_for(spec: SignalSpec, verdict: Verdict) -> Message:
+    """The export response: empty on full success, partial_success when items were rejected."""
+    resp = spec.response_type()
+    if verdict.rejected:
+        ps = resp.partial_success
+        if spec.name == "traces":
+            ps.rejected_spans = verdict.rejected
+        else:
+            ps.rejected_log_records = verdict.rejected
+        ps.error_message = verdict.message
+    return resp
+
+
+class Ingestor:
+    """Validates requests and makes them durable in the write-ahead log."""
+
+    def __init__(self, wal: WriteAheadLog, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> None:
+        self.wal = wal
+        self.max_future_s = max_future_s
+        self.accepted = {"traces": 0, "logs": 0}
+        self.rejected = {"traces": 0, "logs": 0}
+
+    async def export(self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None = None) -> Message:
+        """Parse, validate and durably store one request; return the OTLP response message."""
+        request = parse_request(body, encoding, spec)
+        validate = validate_traces if spec.name == "traces" else validate_logs
+        verdict = validate(request, project, max_future_s=self.max_future_s)  # type: ignore[arg-type]
+        if verdict.accepted:
+            # Store the original bytes when nothing was dropped: no re-serialization cost.
+            raw = body if (encoding == "protobuf" and not verdict.rejected) else request.SerializeToString()
+            fut = self.wal.append(Record(spec.wal_kind, time.time_ns(), project, raw))
+            await asyncio.wrap_future(fut)
+        self.accepted[spec.name] += verdict.accepted
+        self.rejected[spec.name] += verdict.rejected
+        return response_for(spec, verdict)

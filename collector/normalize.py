@@ -1,0 +1,374 @@
+"""Normalize a span's attributes from any GenAI dialect into spanlake's typed columns.
+
+Pure functions: attributes in, column values out. The precedence of sources for each
+column is the order of the key tuples below, and it is the rule written down in
+docs/normalization.md: spanlake's own keys first, then the current OTel GenAI names, then
+the deprecated OTel names, then OpenInference, then OpenLLMetry. The raw attributes are
+always stored as well, so a rule here can only add information, never hide it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from spanlake.sdk import attributes as A
+
+# Content keys go to the `content` column (big text: prompts, completions, documents).
+CONTENT_KEYS = frozenset(
+    {
+        A.GEN_AI_INPUT_MESSAGES,
+        A.GEN_AI_OUTPUT_MESSAGES,
+        A.GEN_AI_SYSTEM_INSTRUCTIONS,
+        A.GEN_AI_TOOL_DEFINITIONS,
+        A.GEN_AI_TOOL_CALL_ARGUMENTS,
+        A.GEN_AI_TOOL_CALL_RESULT,
+        A.GEN_AI_RETRIEVAL_DOCUMENTS,
+        A.GEN_AI_RETRIEVAL_QUERY_TEXT,
+        A.GEN_AI_PROMPT,
+        A.GEN_AI_COMPLETION,
+        A.OI_INPUT_VALUE,
+        A.OI_OUTPUT_VALUE,
+        A.TL_ENTITY_INPUT,
+        A.TL_ENTITY_OUTPUT,
+        "llm.prompt_template.template",
+        "llm.prompt_template.variables",
+        "traceloop.prompt.template",
+        "traceloop.prompt.template_variables",
+        "gen_ai.task.input",
+        "gen_ai.task.output",
+    }
+)
+CONTENT_PREFIXES = (
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts.",
+    "llm.choices.",
+    "llm.tools.",
+    "retrieval.documents.",
+    "reranker.input_documents.",
+    "reranker.output_documents.",
+    "embedding.embeddings.",
+    "gen_ai.prompt.variable.",
+    "llm.request.functions.",
+)
+# OpenLLMetry's indexed content: gen_ai.prompt.0.content, gen_ai.completion.1.role, ...
+_INDEXED_CONTENT = re.compile(r"^gen_ai\.(prompt|completion)\.\d+\.")
+# Any single string value larger than this is content, whatever its key.
+CONTENT_VALUE_BYTES = 8 * 1024
+
+
+def is_content(key: str, value: Any) -> bool:
+    """True when an attribute holds message content rather than a small fact."""
+    if key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES) or _INDEXED_CONTENT.match(key):
+        return True
+    return isinstance(value, str) and len(value) > CONTENT_VALUE_BYTES
+
+
+def split_content(attrs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split attributes into (small facts, message content)."""
+    facts: dict[str, Any] = {}
+    content: dict[str, Any] = {}
+    for k, v in attrs.items():
+        (content if is_content(k, v) else facts)[k] = v
+    return facts, content
+
+
+# --- precedence tables --------------------------------------------------------------
+
+INPUT_TOKENS = (A.GEN_AI_USAGE_INPUT_TOKENS, A.GEN_AI_USAGE_PROMPT_TOKENS, A.OI_TOKEN_PROMPT)
+OUTPUT_TOKENS = (A.GEN_AI_USAGE_OUTPUT_TOKENS, A.GEN_AI_USAGE_COMPLETION_TOKENS, A.OI_TOKEN_COMPLETION)
+CACHE_READ_TOKENS = (A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, A.OI_TOKEN_CACHE_READ, A.TL_CACHE_READ_TOKENS)
+CACHE_WRITE_TOKENS = (
+    A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+    A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    A.OI_TOKEN_CACHE_WRITE,
+    A.TL_CACHE_CREATION_TOKENS,
+)
+REASONING_TOKENS = (
+    A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    A.OI_TOKEN_REASONING,
+    A.TL_REASONING_TOKENS,
+    A.TL_REASONING_TOKENS_OLD,
+)
+TOTAL_TOKENS = (A.TL_TOTAL_TOKENS, A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS_OLD)
+REQUEST_MODEL = (
+    A.GEN_AI_REQUEST_MODEL,
+    A.OI_LLM_REQUEST_MODEL_NAME,
+    A.OI_LLM_MODEL_NAME,
+    A.OI_EMBEDDING_MODEL_NAME,
+    A.OI_RERANKER_MODEL_NAME,
+)
+RESPONSE_MODEL = (A.GEN_AI_RESPONSE_MODEL, A.OI_LLM_RESPONSE_MODEL_NAME, A.OI_LLM_MODEL_NAME)
+PROVIDER = (A.GEN_AI_PROVIDER_NAME, A.GEN_AI_SYSTEM, A.OI_LLM_PROVIDER, A.OI_LLM_SYSTEM)
+SESSION_ID = (
+    A.SESSION_ID,
+    A.GEN_AI_CONVERSATION_ID,
+    A.TL_ASSOCIATION_PREFIX + "session_id",
+)
+USER_ID = (A.USER_ID, A.TL_ASSOCIATION_PREFIX + "user_id")
+PROMPT_NAME = (A.GEN_AI_PROMPT_NAME, A.TL_PROMPT_KEY)
+PROMPT_VERSION = (A.GEN_AI_PROMPT_VERSION, A.OI_PROMPT_TEMPLATE_VERSION, A.TL_PROMPT_VERSION)
+TASK_OUTCOME = (A.TASK_OUTCOME, A.TL_TASK_STATUS)
+TOOL_NAME = (A.GEN_AI_TOOL_NAME, A.OI_TOOL_NAME)
+FINISH_REASON_SINGLE = (A.TL_FINISH_REASON, A.TL_FINISH_REASON_OLD, A.OI_FINISH_REASON)
+
+# Deprecated or dialect spellings of a provider → the OTel well-known value.
+PROVIDER_ALIASES = {
+    "az.ai.openai": "azure.ai.openai",
+    "az.ai.inference": "azure.ai.inference",
+    "azure": "azure.ai.openai",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertexai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "google": "gcp.gen_ai",
+    "xai": "x_ai",
+    "mistralai": "mistral_ai",
+    "aws": "aws.bedrock",
+    "amazon": "aws.bedrock",
+    "together": "together_ai",
+    "moonshot": "moonshot_ai",
+}
+
+OPERATION_CATEGORY = {
+    "chat": "llm",
+    "generate_content": "llm",
+    "text_completion": "llm",
+    "llm_request": "llm",
+    "embeddings": "embedding",
+    "retrieval": "retrieval",
+    "vector_db_retrieve": "retrieval",
+    "search_memory": "retrieval",
+    "rerank": "rerank",
+    "execute_tool": "tool",
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+    "plan": "agent",
+    "invoke_workflow": "chain",
+    "execute_task": "chain",
+}
+OPENINFERENCE_CATEGORY = {
+    "LLM": "llm",
+    "EMBEDDING": "embedding",
+    "RETRIEVER": "retrieval",
+    "RERANKER": "rerank",
+    "TOOL": "tool",
+    "AGENT": "agent",
+    "CHAIN": "chain",
+    "GUARDRAIL": "guardrail",
+    "EVALUATOR": "guardrail",
+    "PROMPT": "chain",
+}
+TRACELOOP_CATEGORY = {"workflow": "task", "task": "chain", "agent": "agent", "tool": "tool"}
+LLM_REQUEST_TYPE = {
+    "chat": ("llm", "chat"),
+    "completion": ("llm", "text_completion"),
+    "embedding": ("embedding", "embeddings"),
+    "rerank": ("rerank", "rerank"),
+}
+VECTOR_DB_SYSTEMS = frozenset({"chroma", "pinecone", "qdrant", "milvus", "weaviate", "lancedb", "marqo"})
+VALID_CATEGORIES = frozenset(OPERATION_CATEGORY.values()) | {"task", "guardrail", "other"}
+
+
+def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        v = attrs.get(k)
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def _str(v: Any) -> str | None:
+    if v is None:
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+def _int(v: Any) -> int | None:
+    """Token counts arrive as int, sometimes as float or numeric string; others are ignored."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    return None
+
+
+def _first_int(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    for k in keys:
+        v = _int(attrs.get(k))
+        if v is not None:
+            return v
+    return None
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bool(v: Any) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    return None
+
+
+def provider_name(attrs: dict[str, Any]) -> str | None:
+    """The provider in OTel's well-known spelling, from whichever dialect sent it."""
+    v = _str(_first(attrs, PROVIDER))
+    if v is None:
+        return None
+    return PROVIDER_ALIASES.get(v.lower(), v)
+
+
+def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
+    """Decide the span category and the GenAI operation. Precedence in docs/normalization.md."""
+    operation = _str(attrs.get(A.GEN_AI_OPERATION_NAME))
+    explicit = _str(attrs.get(A.SPAN_CATEGORY))
+    oi_kind = _str(attrs.get(A.OI_SPAN_KIND))
+    oi_kind = oi_kind.upper() if oi_kind else None
+    request_type = LLM_REQUEST_TYPE.get(_str(attrs.get(A.TL_LLM_REQUEST_TYPE)) or "")
+    if operation is None and request_type:
+        operation = request_type[1]
+    if operation is None and oi_kind:
+        operation = _openinference_operation(oi_kind, attrs)
+
+    if explicit in VALID_CATEGORIES:
+        category = explicit
+    elif A.TASK_NAME in attrs:
+        category = "task"
+    elif A.VALIDATION_NAME in attrs:
+        category = "guardrail"
+    elif operation in OPERATION_CATEGORY:
+        category = OPERATION_CATEGORY[operation]
+    elif oi_kind in OPENINFERENCE_CATEGORY:
+        category = OPENINFERENCE_CATEGORY[oi_kind]
+    elif (tl := _str(attrs.get(A.TL_SPAN_KIND))) in TRACELOOP_CATEGORY:
+        category = TRACELOOP_CATEGORY[tl]
+    elif request_type:
+        category = request_type[0]
+    elif A.TL_TASK_NAME in attrs:
+        category = "task"
+    elif _str(attrs.get("db.system")) in VECTOR_DB_SYSTEMS:
+        category = "retrieval"
+    else:
+        category = "other"
+    return category, operation
+
+
+def _openinference_operation(kind: str, attrs: dict[str, Any]) -> str | None:
+    if kind == "LLM":
+        if any(k.startswith("llm.prompts.") for k in attrs):
+            return "text_completion"
+        return "chat"
+    return {"EMBEDDING": "embeddings", "RETRIEVER": "retrieval", "TOOL": "execute_tool", "AGENT": "invoke_agent"}.get(
+        kind
+    )
+
+
+def finish_reasons(attrs: dict[str, Any]) -> list[str] | None:
+    v = attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS)
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    if isinstance(v, str) and v:
+        return [v]
+    single = _first(attrs, FINISH_REASON_SINGLE)
+    if single is not None:
+        return [str(x) for x in single] if isinstance(single, list) else [str(single)]
+    return None
+
+
+def task_name(attrs: dict[str, Any]) -> str | None:
+    v = _first(attrs, (A.TASK_NAME, A.TL_TASK_NAME))
+    if v is None and attrs.get(A.TL_SPAN_KIND) == "workflow":
+        v = attrs.get(A.TL_ENTITY_NAME)
+    return _str(v)
+
+
+def task_outcome(attrs: dict[str, Any]) -> str | None:
+    v = _str(_first(attrs, TASK_OUTCOME))
+    if v is None:
+        return None
+    v = v.lower()
+    return v if v in A.TASK_OUTCOMES else None
+
+
+def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str) -> dict[str, Any]:
+    """Return the normalized column values for one span (keys are storage.schema.SPANS names)."""
+    category, operation = category_and_operation(attrs)
+    input_tokens = _first_int(attrs, INPUT_TOKENS)
+    output_tokens = _first_int(attrs, OUTPUT_TOKENS)
+    total = _first_int(attrs, TOTAL_TOKENS)
+    if total is None and (input_tokens is not None or output_tokens is not None):
+        total = (input_tokens or 0) + (output_tokens or 0)
+
+    validation_name = _str(attrs.get(A.VALIDATION_NAME))
+    tool = _str(_first(attrs, TOOL_NAME))
+    if tool is None and attrs.get(A.TL_SPAN_KIND) == "tool":
+        tool = _str(attrs.get(A.TL_ENTITY_NAME))
+
+    return {
+        "category": category,
+        "operation": operation,
+        "provider": provider_name(attrs),
+        "request_model": _str(_first(attrs, REQUEST_MODEL)),
+        "response_model": _str(_first(attrs, RESPONSE_MODEL)),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": _first_int(attrs, CACHE_READ_TOKENS),
+        "cache_write_tokens": _first_int(attrs, CACHE_WRITE_TOKENS),
+        "reasoning_tokens": _first_int(attrs, REASONING_TOKENS),
+        "total_tokens": total,
+        "finish_reasons": finish_reasons(attrs),
+        "time_to_first_token_ms": time_to_first_token_ms(attrs, events, start_ns),
+        "session_id": _str(_first(attrs, SESSION_ID)),
+        "user_id": _str(_first(attrs, USER_ID)),
+        "prompt_name": _str(_first(attrs, PROMPT_NAME)),
+        "prompt_version": _str(_first(attrs, PROMPT_VERSION)),
+        "error_type": error_type(attrs, events, status_code),
+        "task_name": task_name(attrs),
+        "task_outcome": task_outcome(attrs),
+        "task_outcome_reason": _str(attrs.get(A.TASK_OUTCOME_REASON)),
+        "validation_name": validation_name,
+        "validation_passed": _bool(attrs.get(A.VALIDATION_PASSED)),
+        "tool_name": tool,
+        "reported_cost": _float(attrs.get(A.OI_COST_TOTAL)),
+    }
+
+
+FIRST_TOKEN_EVENTS = frozenset({"First Token Stream Event", "gen_ai.content.first_token"})
+
+
+def time_to_first_token_ms(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int) -> float | None:
+    """`gen_ai.response.time_to_first_chunk` (seconds), else OpenInference's first-token event."""
+    v = _float(attrs.get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK))
+    if v is not None:
+        return v * 1000.0
+    for e in events:
+        if e["name"] in FIRST_TOKEN_EVENTS and e["time_unix_nano"] >= start_ns:
+            return (e["time_unix_nano"] - start_ns) / 1e6
+    return None
+
+
+def error_type(attrs: dict[str, Any], events: list[dict[str, Any]], status_code: str) -> str | None:
+    """`error.type`, else the type of an `exception` event on a failed span."""
+    v = _str(attrs.get(A.ERROR_TYPE))
+    if v is not None or status_code != "ERROR":
+        return v
+    for e in events:
+        if e["name"] == "exception":
+            t = e["attributes"].get("exception.type")
+            if t:
+                return str(t)
+    return None

@@ -1,0 +1,1 @@
+"""spanlake.dashboard: the Streamlit app."""

@@ -1,0 +1,116 @@
+"""Attribute keys spanlake writes and reads.
+
+This module is the one definition shared by the SDK (which writes these keys) and the
+collector's normalization (which reads them). It has no dependencies, so importing it
+never pulls the backend into an application.
+
+The public names (OTel GenAI, OpenInference, OpenLLMetry) are listed here too, because
+normalization must read every dialect; see docs/normalization.md for precedence rules.
+"""
+
+from __future__ import annotations
+
+# --- spanlake's own keys (../shared/spec/spanlake-attributes.md) -------------------------
+TASK_NAME = "spanlake.task.name"
+TASK_OUTCOME = "spanlake.task.outcome"  # "success" | "failure"
+TASK_OUTCOME_REASON = "spanlake.task.outcome_reason"
+VALIDATION_NAME = "spanlake.validation.name"
+VALIDATION_PASSED = "spanlake.validation.passed"
+VALIDATION_ERRORS = "spanlake.validation.errors"
+POLICY_NAME = "spanlake.policy.name"
+POLICY_DECISION = "spanlake.policy.decision"  # allow | block | redact | review
+FALLBACK_REASON = "spanlake.fallback.reason"
+FALLBACK_TO = "spanlake.fallback.to"
+ESCALATION_REASON = "spanlake.escalation.reason"
+ESCALATION_TO = "spanlake.escalation.to"
+SPAN_CATEGORY = "spanlake.span.category"  # explicit category override written by the SDK
+RESOURCE_PROJECT = "spanlake.project"  # resource attribute
+
+TASK_OUTCOMES = ("success", "failure")
+POLICY_DECISIONS = ("allow", "block", "redact", "review")
+
+# --- OpenTelemetry GenAI semantic conventions (v1.41 and the dev repo) -------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_SYSTEM = "gen_ai.system"  # deprecated since v1.37, still sent by many instrumentations
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # seconds
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # deprecated (v1.28)
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"  # deprecated (v1.28)
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"  # dev-repo rename
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+GEN_AI_PROMPT_NAME = "gen_ai.prompt.name"
+GEN_AI_PROMPT_VERSION = "gen_ai.prompt.version"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+GEN_AI_DATA_SOURCE_ID = "gen_ai.data_source.id"
+GEN_AI_RETRIEVAL_QUERY_TEXT = "gen_ai.retrieval.query.text"
+GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
+GEN_AI_PROMPT = "gen_ai.prompt"  # obsolete single string, or OpenLLMetry's indexed prefix
+GEN_AI_COMPLETION = "gen_ai.completion"
+ERROR_TYPE = "error.type"
+SESSION_ID = "session.id"  # OpenInference
+USER_ID = "user.id"  # OpenInference
+SERVICE_NAME = "service.name"  # resource
+
+# --- OpenInference -------------------------------------------------------------------
+OI_SPAN_KIND = "openinference.span.kind"
+OI_PROJECT_NAME = "openinference.project.name"  # resource
+OI_LLM_MODEL_NAME = "llm.model_name"
+OI_LLM_REQUEST_MODEL_NAME = "llm.request.model_name"
+OI_LLM_RESPONSE_MODEL_NAME = "llm.response.model_name"
+OI_LLM_SYSTEM = "llm.system"
+OI_LLM_PROVIDER = "llm.provider"
+OI_TOKEN_PROMPT = "llm.token_count.prompt"
+OI_TOKEN_COMPLETION = "llm.token_count.completion"
+OI_TOKEN_TOTAL = "llm.token_count.total"
+OI_TOKEN_CACHE_READ = "llm.token_count.prompt_details.cache_read"
+OI_TOKEN_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
+OI_TOKEN_REASONING = "llm.token_count.completion_details.reasoning"
+OI_COST_TOTAL = "llm.cost.total"
+OI_FINISH_REASON = "llm.finish_reason"
+OI_PROMPT_TEMPLATE_VERSION = "llm.prompt_template.version"
+OI_INPUT_VALUE = "input.value"
+OI_OUTPUT_VALUE = "output.value"
+OI_TOOL_NAME = "tool.name"
+OI_EMBEDDING_MODEL_NAME = "embedding.model_name"
+OI_RERANKER_MODEL_NAME = "reranker.model_name"
+OI_AGENT_NAME = "agent.name"
+
+# --- OpenLLMetry (Traceloop) ---------------------------------------------------------
+TL_SPAN_KIND = "traceloop.span.kind"  # workflow | task | agent | tool | unknown
+TL_ENTITY_NAME = "traceloop.entity.name"
+TL_ENTITY_INPUT = "traceloop.entity.input"
+TL_ENTITY_OUTPUT = "traceloop.entity.output"
+TL_WORKFLOW_NAME = "traceloop.workflow.name"
+TL_PROMPT_KEY = "traceloop.prompt.key"
+TL_PROMPT_VERSION = "traceloop.prompt.version"
+TL_ASSOCIATION_PREFIX = "traceloop.association.properties."
+TL_LLM_REQUEST_TYPE = "llm.request.type"  # chat | completion | embedding | rerank | unknown
+TL_TOTAL_TOKENS_OLD = "llm.usage.total_tokens"
+TL_TOTAL_TOKENS = "gen_ai.usage.total_tokens"
+TL_CACHE_READ_TOKENS = "gen_ai.usage.cache_read_input_tokens"
+TL_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation_input_tokens"
+TL_REASONING_TOKENS_OLD = "llm.usage.reasoning_tokens"
+TL_REASONING_TOKENS = "gen_ai.usage.reasoning_tokens"
+TL_FINISH_REASON_OLD = "llm.response.finish_reason"
+TL_FINISH_REASON = "gen_ai.response.finish_reason"
+TL_TASK_NAME = "gen_ai.task.name"
+TL_TASK_STATUS = "gen_ai.task.status"

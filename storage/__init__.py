@@ -1,0 +1,1 @@
+"""spanlake.storage: the lake's schema, layout, writer, reader and maintenance."""

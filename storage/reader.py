@@ -1,0 +1,146 @@
+"""Query the lake with DuckDB: the one entry point every process uses to read spans.
+
+Each caller gets its own in-memory DuckDB connection with views over the Parquet files;
+no database file is opened, so readers never wait on the collector or on each other.
+
+Views:
+  spans_raw, logs_raw  every stored row, including re-sent duplicates
+  spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
+  logs                 one row per distinct log record
+  traces               one row per trace (see storage.schema.TRACES_COLUMNS)
+Macros:
+  attr(json, key)      value of an attribute in a JSON object column, as JSON
+  attr_str(json, key)  the same as text
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from spanlake.storage.layout import DataDir
+from spanlake.storage.schema import LOGS, SPANS, Table
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.date32(): "DATE",
+    pa.list_(pa.string()): "VARCHAR[]",
+}
+
+HIVE_TYPES = "{'project': VARCHAR, 'date': DATE, 'hour': INTEGER}"
+ROOT_PREDICATE = "(parent_span_id IS NULL OR (coalesce(flags, 0) & 768) = 768)"  # 768: parent is remote
+GENAI_CATEGORIES = "('llm', 'embedding')"
+
+# Files can vanish between DuckDB listing and opening them when compaction replaces them.
+_RETRYABLE = ("No files found", "No such file", "Could not open file", "IO Error")
+_RETRIES = 3
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> pa.Table:
+    """Run `sql` and return an Arrow table (an empty one for statements without a result)."""
+    rel = con.sql(sql, params=params)
+    if rel is None:
+        return pa.table({})
+    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table  # renamed in DuckDB 2
+    return fetch()
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    return _DUCKDB_TYPES[t]
+
+
+def _empty_select(table: Table) -> str:
+    cols = ", ".join(f"CAST(NULL AS {duckdb_type(c.type)}) AS {c.name}" for c in table.all_columns)
+    return f"SELECT {cols} WHERE false"
+
+
+def _has_files(glob: str) -> bool:
+    root = Path(glob.split("/project=*")[0])
+    return root.is_dir() and any(root.glob("project=*/date=*/hour=*/*.parquet"))
+
+
+def source_sql(data_dir: DataDir, table: Table) -> str:
+    """SQL for every stored row of a table (an empty typed relation when there are none)."""
+    glob = data_dir.table_glob(table.name)
+    if not _has_files(glob):
+        return _empty_select(table)
+    names = ", ".join(c.name for c in table.all_columns)
+    return (
+        f"SELECT {names} FROM read_parquet('{glob}', hive_partitioning = true, "
+        f"hive_types = {HIVE_TYPES}, union_by_name = true)"
+    )
+
+
+def view_ddl(data_dir: DataDir) -> list[str]:
+    """The statements that define spanlake's views over a data directory."""
+    return [
+        f"CREATE OR REPLACE VIEW spans_raw AS {source_sql(data_dir, SPANS)}",
+        f"CREATE OR REPLACE VIEW logs_raw AS {source_sql(data_dir, LOGS)}",
+        "CREATE OR REPLACE VIEW spans AS SELECT DISTINCT ON (project, trace_id, span_id) *, "
+        f"duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root FROM spans_raw",
+        "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
+        f"""CREATE OR REPLACE VIEW traces AS
+        SELECT project, trace_id,
+          any_value(span_id) FILTER (WHERE is_root) AS root_span_id,
+          any_value(name) FILTER (WHERE is_root) AS root_name,
+          coalesce(any_value(service_name) FILTER (WHERE is_root), any_value(service_name)) AS service_name,
+          min(start_time) AS start_time,
+          max(end_time) AS end_time,
+          coalesce(any_value(duration_ms) FILTER (WHERE is_root),
+                   date_diff('microsecond', min(start_time), max(end_time)) / 1000.0) AS duration_ms,
+          count(*) AS span_count,
+          count(*) FILTER (WHERE category = 'llm') AS llm_calls,
+          coalesce(sum(input_tokens) FILTER (WHERE category IN {GENAI_CATEGORIES}), 0)::BIGINT AS input_tokens,
+          coalesce(sum(output_tokens) FILTER (WHERE category IN {GENAI_CATEGORIES}), 0)::BIGINT AS output_tokens,
+          coalesce(sum(total_tokens) FILTER (WHERE category IN {GENAI_CATEGORIES}), 0)::BIGINT AS total_tokens,
+          bool_or(status_code = 'ERROR') AS has_error,
+          bool_or(is_root) AS is_complete
+        FROM spans GROUP BY project, trace_id""",
+        """CREATE OR REPLACE MACRO attr(j, k) AS json_extract(j, '$."' || k || '"')""",
+        """CREATE OR REPLACE MACRO attr_str(j, k) AS json_extract_string(j, '$."' || k || '"')""",
+    ]
+
+
+class Lake:
+    """Read access to one data directory's lake."""
+
+    def __init__(self, data_dir: str | Path | DataDir) -> None:
+        self.data_dir = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection with the views defined (cheap; one per caller)."""
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        for stmt in view_ddl(self.data_dir):
+            con.execute(stmt)
+        return con
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+        """Run SQL over the views and return an Arrow table."""
+        for attempt in range(_RETRIES):
+            con = self.connect()
+            try:
+                return fetch_arrow(con, sql, params)
+            except duckdb.IOException as e:
+                if attempt == _RETRIES - 1 or not any(s in str(e) for s in _RETRYABLE):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+            finally:
+                con.close()
+        raise AssertionError("unreachable")
+
+    def query_polars(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
+        """Run SQL over the views and return a Polars DataFrame."""
+        import polars as pl
+
+        return pl.from_arrow(self.query(sql, params))

@@ -1,0 +1,205 @@
+"""The lake's tables, declared once.
+
+Every other part of spanlake imports from here: the collector builds rows keyed by these
+column names, the writer uses the Arrow schemas, the reader derives its DuckDB views, and
+docs/schema.md is generated from the docstrings (a test keeps it in sync).
+
+Changing a table is a schema version step: bump SCHEMA_VERSION, append the column (never
+reorder or retype), and describe the migration in docs/schema.md. Readers use
+`union_by_name`, so files written under an older version read with NULL in new columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = b"spanlake.schema_version"
+TABLE_KEY = b"spanlake.table"
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+JSON = pa.string()  # JSON text; query with DuckDB's json functions or the attr() macro
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a lake table."""
+
+    name: str
+    type: pa.DataType
+    nullable: bool
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A lake table: its stored columns and the hive partition keys in its path."""
+
+    name: str
+    columns: tuple[Column, ...]
+    partitions: tuple[Column, ...]
+    doc: str
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """Schema of the Parquet files (partition keys live in the path, not the file)."""
+        fields = [pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns]
+        return pa.schema(
+            fields,
+            metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: self.name.encode()},
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        return self.partitions + self.columns
+
+
+PARTITIONS = (
+    Column("project", pa.string(), False, "Project the row belongs to (path key `project=`)."),
+    Column("date", pa.date32(), False, "UTC date of the start time (path key `date=`)."),
+    Column("hour", pa.int32(), False, "UTC hour of the start time, 0-23 (path key `hour=`)."),
+)
+
+SPANS = Table(
+    name="spans",
+    doc="One row per span as received; the `spans` view counts each (project, trace_id, span_id) once.",
+    partitions=PARTITIONS,
+    columns=(
+        Column("trace_id", pa.string(), False, "32 lowercase hex characters."),
+        Column("span_id", pa.string(), False, "16 lowercase hex characters."),
+        Column("parent_span_id", pa.string(), True, "Parent's span id; NULL for a root span."),
+        Column("trace_state", pa.string(), True, "W3C tracestate, when sent."),
+        Column("name", pa.string(), False, "Span name."),
+        Column("kind", pa.string(), False, "UNSPECIFIED, INTERNAL, SERVER, CLIENT, PRODUCER or CONSUMER."),
+        Column("start_time", TIMESTAMP, False, "Start, UTC, microsecond precision."),
+        Column("end_time", TIMESTAMP, False, "End, UTC, microsecond precision."),
+        Column("start_time_unix_nano", pa.int64(), False, "Exact start as sent, ns since the epoch."),
+        Column("duration_ns", pa.int64(), False, "Exact end minus start, ns."),
+        Column("status_code", pa.string(), False, "UNSET, OK or ERROR."),
+        Column("status_message", pa.string(), True, "Status description, when sent."),
+        Column("service_name", pa.string(), True, "Resource attribute `service.name`."),
+        Column("scope_name", pa.string(), True, "Instrumentation scope name."),
+        Column("scope_version", pa.string(), True, "Instrumentation scope version."),
+        Column(
+            "category",
+            pa.string(),
+            False,
+            "Normalized step type: llm, embedding, retrieval, rerank, tool, agent, chain, guardrail, task or other.",
+        ),
+        Column("operation", pa.string(), True, "GenAI operation (`gen_ai.operation.name` or equivalent)."),
+        Column("provider", pa.string(), True, "GenAI provider (`gen_ai.provider.name` or equivalent)."),
+        Column("request_model", pa.string(), True, "Model requested."),
+        Column("response_model", pa.string(), True, "Model that answered."),
+        Column("input_tokens", pa.int64(), True, "Input tokens, cached ones included (OTel meaning)."),
+        Column("output_tokens", pa.int64(), True, "Output tokens, reasoning ones included (OTel meaning)."),
+        Column("cache_read_tokens", pa.int64(), True, "Input tokens served from cache (subset of input)."),
+        Column("cache_write_tokens", pa.int64(), True, "Input tokens written to cache (subset of input)."),
+        Column("reasoning_tokens", pa.int64(), True, "Reasoning output tokens (subset of output)."),
+        Column("total_tokens", pa.int64(), True, "Total tokens as sent, else input + output."),
+        Column("finish_reasons", pa.list_(pa.string()), True, "One finish reason per generation."),
+        Column("time_to_first_token_ms", pa.float64(), True, "Time to the first streamed chunk, ms."),
+        Column("session_id", pa.string(), True, "Session or conversation id."),
+        Column("user_id", pa.string(), True, "End user id."),
+        Column("prompt_name", pa.string(), True, "Prompt or template name."),
+        Column("prompt_version", pa.string(), True, "Prompt or template version."),
+        Column("error_type", pa.string(), True, "`error.type`, or the exception type of an error event."),
+        Column("task_name", pa.string(), True, "Set when the app marked this span as a task."),
+        Column("task_outcome", pa.string(), True, "Outcome the app recorded: success or failure."),
+        Column("task_outcome_reason", pa.string(), True, "Why the task failed, or a note."),
+        Column("validation_name", pa.string(), True, "Set when the span is a validation or guardrail."),
+        Column("validation_passed", pa.bool_(), True, "The validation's verdict."),
+        Column("tool_name", pa.string(), True, "Tool called by this span."),
+        Column("reported_cost", pa.float64(), True, "Cost (USD) the instrumentation sent, if any."),
+        Column("flags", pa.int64(), True, "OTLP span flags."),
+        Column("attributes", JSON, False, "Every span attribute except message content, as a JSON object."),
+        Column(
+            "content",
+            JSON,
+            True,
+            "Message-content attributes (prompts, completions, documents, tool I/O) as a JSON object; "
+            "kept apart so metric scans never read it.",
+        ),
+        Column("events", JSON, True, "Span events: JSON list of {time_unix_nano, name, attributes}."),
+        Column("links", JSON, True, "Span links: JSON list of {trace_id, span_id, trace_state, attributes}."),
+        Column("resource_attributes", JSON, False, "Resource attributes as a JSON object."),
+        Column("scope_attributes", JSON, True, "Instrumentation scope attributes as a JSON object."),
+        Column("dropped_attributes_count", pa.int64(), True, "Attributes the sender dropped."),
+        Column("dropped_events_count", pa.int64(), True, "Events the sender dropped."),
+        Column("dropped_links_count", pa.int64(), True, "Links the sender dropped."),
+        Column("ingested_at", TIMESTAMP, False, "When the collector made the span durable."),
+    ),
+)
+
+LOGS = Table(
+    name="logs",
+    doc="OTLP log records (GenAI events carry prompts and completions here), joined to spans by ids.",
+    partitions=PARTITIONS,
+    columns=(
+        Column("record_id", pa.string(), False, "Hash of the record as sent; a re-sent record counts once."),
+        Column("trace_id", pa.string(), True, "Trace the record belongs to, if any."),
+        Column("span_id", pa.string(), True, "Span the record belongs to, if any."),
+        Column("time", TIMESTAMP, False, "Event time (observed time when the event time is unset)."),
+        Column("time_unix_nano", pa.int64(), False, "Exact event time as sent (0 when unset)."),
+        Column("observed_time_unix_nano", pa.int64(), False, "Exact observed time as sent."),
+        Column("severity_number", pa.int32(), True, "OTLP severity number."),
+        Column("severity_text", pa.string(), True, "Severity text."),
+        Column("event_name", pa.string(), True, "Event name (`event_name` field or `event.name` attribute)."),
+        Column("body", JSON, True, "Record body as JSON."),
+        Column("attributes", JSON, False, "Record attributes as a JSON object."),
+        Column("resource_attributes", JSON, False, "Resource attributes as a JSON object."),
+        Column("service_name", pa.string(), True, "Resource attribute `service.name`."),
+        Column("scope_name", pa.string(), True, "Instrumentation scope name."),
+        Column("scope_version", pa.string(), True, "Instrumentation scope version."),
+        Column("flags", pa.int64(), True, "OTLP log record flags."),
+        Column("dropped_attributes_count", pa.int64(), True, "Attributes the sender dropped."),
+        Column("ingested_at", TIMESTAMP, False, "When the collector made the record durable."),
+    ),
+)
+
+TABLES = {t.name: t for t in (SPANS, LOGS)}
+
+# Columns the `spans` view derives on read (not stored).
+SPANS_DERIVED = (
+    Column("duration_ms", pa.float64(), False, "duration_ns / 1e6."),
+    Column("is_root", pa.bool_(), False, "True when parent_span_id is NULL."),
+)
+
+TRACES_COLUMNS = (
+    Column("project", pa.string(), False, "Project."),
+    Column("trace_id", pa.string(), False, "Trace id."),
+    Column("root_span_id", pa.string(), True, "Root span's id; NULL while the root has not arrived."),
+    Column("root_name", pa.string(), True, "Root span's name."),
+    Column("service_name", pa.string(), True, "Root span's service (else any span's)."),
+    Column("start_time", TIMESTAMP, False, "Earliest span start."),
+    Column("end_time", TIMESTAMP, False, "Latest span end."),
+    Column("duration_ms", pa.float64(), False, "Root span's duration, else end_time - start_time."),
+    Column("span_count", pa.int64(), False, "Distinct spans received so far."),
+    Column("llm_calls", pa.int64(), False, "Spans of category llm."),
+    Column("input_tokens", pa.int64(), False, "Sum of input tokens of llm spans."),
+    Column("output_tokens", pa.int64(), False, "Sum of output tokens of llm spans."),
+    Column("total_tokens", pa.int64(), False, "Sum of total tokens of llm spans."),
+    Column("has_error", pa.bool_(), False, "True when any span has status ERROR."),
+    Column("is_complete", pa.bool_(), False, "True once the root span has arrived."),
+)
+
+CATEGORIES = ("llm", "embedding", "retrieval", "rerank", "tool", "agent", "chain", "guardrail", "task", "other")
+SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+STATUS_CODES = ("UNSET", "OK", "ERROR")
+
+
+class _Names:
+    """Attribute access to column names, so a typo is an AttributeError, not a silent miss."""
+
+    def __init__(self, table: Table) -> None:
+        for c in table.all_columns:
+            setattr(self, c.name, c.name)
+
+
+S = _Names(SPANS)  # e.g. S.input_tokens == "input_tokens"
+L = _Names(LOGS)

@@ -1,0 +1,89 @@
+"""Shared fixtures: a real collector on loopback, free ports, a lake to query."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanlake.collector.app import Collector, Endpoints
+from spanlake.collector.config import CollectorConfig
+from spanlake.storage.reader import Lake
+
+
+@dataclass
+class RunningCollector:
+    """A collector serving on 127.0.0.1 in a background thread of this test process."""
+
+    collector: Collector
+    endpoints: Endpoints
+    data_dir: Path
+    lake: Lake
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def http(self) -> str:
+        return self.endpoints.http
+
+    @property
+    def grpc(self) -> str:
+        return self.endpoints.grpc
+
+    def flush(self) -> None:
+        """Make everything acknowledged so far visible in the lake."""
+        assert self.collector.flush(), "collector did not flush in time"
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        return self.lake.query(sql, params).to_pylist()
+
+
+def start_collector(data_dir: Path, **overrides: Any) -> tuple[RunningCollector, Callable[[], None]]:
+    """Start a collector on free loopback ports; returns it and a stop function."""
+    config = CollectorConfig(
+        data_dir=data_dir, host="127.0.0.1", grpc_port=0, http_port=0, segment_max_age_s=0.2, **overrides
+    )
+    loop = asyncio.new_event_loop()
+    started: Future[Endpoints] = Future()
+    collector = Collector(config)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            started.set_result(loop.run_until_complete(collector.start()))
+        except BaseException as e:  # surface bind errors to the test
+            started.set_exception(e)
+            return
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="test-collector", daemon=True)
+    thread.start()
+    endpoints = started.result(timeout=30)
+
+    def stop() -> None:
+        asyncio.run_coroutine_threadsafe(collector.stop(), loop).result(timeout=60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+
+    running = RunningCollector(collector, endpoints, data_dir, Lake(data_dir), loop)
+    return running, stop
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[RunningCollector]:
+    running, stop = start_collector(tmp_path / "data")
+    try:
+        yield running
+    finally:
+        stop()
+
+
+@pytest.fixture(params=["grpc", "http"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return request.param
