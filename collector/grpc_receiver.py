@@ -24,13 +24,20 @@ LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def status_details(err: ExportError) -> bytes:
-    """`grpc-status-details-bin`: a google.rpc.Status, with RetryInfo when retry_after_s is set."""
+def trailing_metadata(err: ExportError) -> tuple[tuple[str, bytes], ...]:
+    """Error details for the client: a google.rpc.Status, plus RetryInfo when it may retry.
+
+    RetryInfo goes both inside `grpc-status-details-bin` (the gRPC rich-error convention)
+    and as `google.rpc.retryinfo-bin`, the key the OTel Python exporter reads.
+    """
     status = status_pb2.Status(code=err.grpc_code.value[0], message=err.message)
+    md: list[tuple[str, bytes]] = []
     if err.retry_after_s is not None:
-        info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(err.retry_after_s)))
+        info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=max(1, int(err.retry_after_s))))
         status.details.add().Pack(info)
-    return status.SerializeToString()
+        md.append(("google.rpc.retryinfo-bin", info.SerializeToString()))
+    md.append(("grpc-status-details-bin", status.SerializeToString()))
+    return tuple(md)
 
 
 def _handler(ingestor: Ingestor, spec: SignalSpec) -> Callable:
@@ -38,9 +45,7 @@ def _handler(ingestor: Ingestor, spec: SignalSpec) -> Callable:
         try:
             response = await ingestor.export(spec, raw, "protobuf")
         except ExportError as e:
-            await context.abort(
-                e.grpc_code, e.message, trailing_metadata=(("grpc-status-details-bin", status_details(e)),)
-            )
+            await context.abort(e.grpc_code, e.message, trailing_metadata=trailing_metadata(e))
         except Exception:
             log.exception("unexpected error in %s/Export", spec.name)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the collector log")
