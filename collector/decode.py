@@ -118,7 +118,7 @@ def _append_span(
     ]
     start = span.start_time_unix_nano
     end = max(span.end_time_unix_nano, start)
-    status_code = STATUS_CODES[span.status.code] if span.status.code < len(STATUS_CODES) else "UNSET"
+    status_code = STATUS_CODES[span.status.code] if 0 <= span.status.code < len(STATUS_CODES) else "UNSET"
     norm = normalize(attrs, events, start, status_code)
     facts, content = split_content(attrs)
 
@@ -127,7 +127,7 @@ def _append_span(
     cols["parent_span_id"].append(span.parent_span_id.hex() or None)
     cols["trace_state"].append(span.trace_state or None)
     cols["name"].append(span.name)
-    cols["kind"].append(SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "UNSPECIFIED")
+    cols["kind"].append(SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "UNSPECIFIED")
     cols["start_time"].append(start // 1000)
     cols["end_time"].append(end // 1000)
     cols["start_time_unix_nano"].append(start)
