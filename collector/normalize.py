@@ -9,10 +9,12 @@ always stored as well, so a rule here can only add information, never hide it.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from spanlake.sdk import attributes as A
+from spanlake.storage.schema import CATEGORIES
 
 # Content keys go to the `content` column (big text: prompts, completions, documents).
 CONTENT_KEYS = frozenset(
@@ -37,6 +39,10 @@ CONTENT_KEYS = frozenset(
         "traceloop.prompt.template_variables",
         "gen_ai.task.input",
         "gen_ai.task.output",
+        "gen_ai.memory.query.text",
+        "gen_ai.memory.records",
+        "llm.function_call",
+        "reranker.query",
     }
 )
 CONTENT_PREFIXES = (
@@ -52,17 +58,23 @@ CONTENT_PREFIXES = (
     "gen_ai.prompt.variable.",
     "llm.request.functions.",
 )
+# The same lists sent unflattened (one array or JSON-string attribute) are content too.
+_CONTENT_PREFIX_KEYS = frozenset(p.rstrip(".") for p in CONTENT_PREFIXES)
 # OpenLLMetry's indexed content: gen_ai.prompt.0.content, gen_ai.completion.1.role, ...
 _INDEXED_CONTENT = re.compile(r"^gen_ai\.(prompt|completion)\.\d+\.")
-# Any single string value larger than this is content, whatever its key.
+# Any single string value larger than this (UTF-8 bytes) is content, whatever its key.
 CONTENT_VALUE_BYTES = 8 * 1024
 
 
 def is_content(key: str, value: Any) -> bool:
     """True when an attribute holds message content rather than a small fact."""
-    if key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES) or _INDEXED_CONTENT.match(key):
+    if key in CONTENT_KEYS or key in _CONTENT_PREFIX_KEYS or key.startswith(CONTENT_PREFIXES):
         return True
-    return isinstance(value, str) and len(value) > CONTENT_VALUE_BYTES
+    if _INDEXED_CONTENT.match(key):
+        return True
+    if not isinstance(value, str) or len(value) * 4 <= CONTENT_VALUE_BYTES:
+        return False
+    return len(value) > CONTENT_VALUE_BYTES or len(value.encode("utf-8", "surrogatepass")) > CONTENT_VALUE_BYTES
 
 
 def split_content(attrs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -91,7 +103,7 @@ REASONING_TOKENS = (
     A.TL_REASONING_TOKENS,
     A.TL_REASONING_TOKENS_OLD,
 )
-TOTAL_TOKENS = (A.TL_TOTAL_TOKENS, A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS_OLD)
+TOTAL_TOKENS = (A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS, A.TL_TOTAL_TOKENS_OLD)
 REQUEST_MODEL = (
     A.GEN_AI_REQUEST_MODEL,
     A.OI_LLM_REQUEST_MODEL_NAME,
@@ -109,9 +121,10 @@ SESSION_ID = (
 USER_ID = (A.USER_ID, A.TL_ASSOCIATION_PREFIX + "user_id")
 PROMPT_NAME = (A.GEN_AI_PROMPT_NAME, A.TL_PROMPT_KEY)
 PROMPT_VERSION = (A.GEN_AI_PROMPT_VERSION, A.OI_PROMPT_TEMPLATE_VERSION, A.TL_PROMPT_VERSION)
+TASK_NAME = (A.TASK_NAME, A.TL_TASK_NAME)
 TASK_OUTCOME = (A.TASK_OUTCOME, A.TL_TASK_STATUS)
 TOOL_NAME = (A.GEN_AI_TOOL_NAME, A.OI_TOOL_NAME)
-FINISH_REASON_SINGLE = (A.TL_FINISH_REASON, A.TL_FINISH_REASON_OLD, A.OI_FINISH_REASON)
+FINISH_REASON_SINGLE = (A.OI_FINISH_REASON, A.TL_FINISH_REASON, A.TL_FINISH_REASON_OLD)
 
 # Deprecated or dialect spellings of a provider → the OTel well-known value.
 PROVIDER_ALIASES = {
@@ -159,7 +172,8 @@ OPENINFERENCE_CATEGORY = {
     "EVALUATOR": "guardrail",
     "PROMPT": "chain",
 }
-TRACELOOP_CATEGORY = {"workflow": "task", "task": "chain", "agent": "agent", "tool": "tool"}
+# A workflow with a name is a task (decided before this table); a nameless one is glue.
+TRACELOOP_CATEGORY = {"workflow": "chain", "task": "chain", "agent": "agent", "tool": "tool"}
 LLM_REQUEST_TYPE = {
     "chat": ("llm", "chat"),
     "completion": ("llm", "text_completion"),
@@ -167,7 +181,11 @@ LLM_REQUEST_TYPE = {
     "rerank": ("rerank", "rerank"),
 }
 VECTOR_DB_SYSTEMS = frozenset({"chroma", "pinecone", "qdrant", "milvus", "weaviate", "lancedb", "marqo"})
-VALID_CATEGORIES = frozenset(OPERATION_CATEGORY.values()) | {"task", "guardrail", "other"}
+VALID_CATEGORIES = frozenset(CATEGORIES)
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVALUATION_LABEL = "gen_ai.evaluation.score.label"
+INT64_MAX = 2**63 - 1
+_DECIMAL = re.compile(r"^\s*\+?([0-9]+)\s*$")
 
 
 def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -185,16 +203,14 @@ def _str(v: Any) -> str | None:
 
 
 def _int(v: Any) -> int | None:
-    """Token counts arrive as int, sometimes as float or numeric string; others are ignored."""
+    """A count: int, integral float or ASCII decimal string in [0, 2**63). Anything else is ignored."""
     if isinstance(v, bool):
         return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-        return int(v)
-    return None
+    if isinstance(v, float) and v.is_integer():  # False for inf and NaN
+        v = int(v)
+    elif isinstance(v, str) and (m := _DECIMAL.match(v)):
+        v = int(m.group(1))
+    return v if isinstance(v, int) and 0 <= v <= INT64_MAX else None
 
 
 def _first_int(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
@@ -206,14 +222,14 @@ def _first_int(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
 
 
 def _float(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
+    """A finite float from a number or numeric string; NaN, infinities and others are ignored."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
         return None
-    if isinstance(v, int | float):
-        return float(v)
     try:
-        return float(v)
-    except (TypeError, ValueError):
+        f = float(v)
+    except (ValueError, OverflowError):
         return None
+    return f if math.isfinite(f) else None
 
 
 def _bool(v: Any) -> bool | None:
@@ -229,12 +245,13 @@ def provider_name(attrs: dict[str, Any]) -> str | None:
     v = _str(_first(attrs, PROVIDER))
     if v is None:
         return None
-    return PROVIDER_ALIASES.get(v.lower(), v)
+    v = v.lower()
+    return PROVIDER_ALIASES.get(v, v)
 
 
 def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
     """Decide the span category and the GenAI operation. Precedence in docs/normalization.md."""
-    operation = _str(attrs.get(A.GEN_AI_OPERATION_NAME))
+    operation = _str(_first(attrs, (A.GEN_AI_OPERATION_NAME,)))
     explicit = _str(attrs.get(A.SPAN_CATEGORY))
     oi_kind = _str(attrs.get(A.OI_SPAN_KIND))
     oi_kind = oi_kind.upper() if oi_kind else None
@@ -246,9 +263,9 @@ def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
 
     if explicit in VALID_CATEGORIES:
         category = explicit
-    elif A.TASK_NAME in attrs:
+    elif task_name(attrs) is not None:
         category = "task"
-    elif A.VALIDATION_NAME in attrs:
+    elif _first(attrs, (A.VALIDATION_NAME,)) is not None:
         category = "guardrail"
     elif operation in OPERATION_CATEGORY:
         category = OPERATION_CATEGORY[operation]
@@ -258,8 +275,6 @@ def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
         category = TRACELOOP_CATEGORY[tl]
     elif request_type:
         category = request_type[0]
-    elif A.TL_TASK_NAME in attrs:
-        category = "task"
     elif _str(attrs.get("db.system")) in VECTOR_DB_SYSTEMS:
         category = "retrieval"
     else:
@@ -290,10 +305,21 @@ def finish_reasons(attrs: dict[str, Any]) -> list[str] | None:
 
 
 def task_name(attrs: dict[str, Any]) -> str | None:
-    v = _first(attrs, (A.TASK_NAME, A.TL_TASK_NAME))
+    """The task this span marks: spanlake's key, OpenLLMetry's, or a named Traceloop workflow."""
+    v = _first(attrs, TASK_NAME)
     if v is None and attrs.get(A.TL_SPAN_KIND) == "workflow":
-        v = attrs.get(A.TL_ENTITY_NAME)
+        v = _first(attrs, (A.TL_ENTITY_NAME,))
     return _str(v)
+
+
+def validation_passed(attrs: dict[str, Any], events: list[dict[str, Any]]) -> bool | None:
+    """`spanlake.validation.passed`, else the pass/fail labels of `gen_ai.evaluation.result` span events."""
+    v = _bool(attrs.get(A.VALIDATION_PASSED))
+    if v is not None:
+        return v
+    labels = [str(e["attributes"].get(EVALUATION_LABEL)).lower() for e in events if e["name"] == EVALUATION_EVENT]
+    verdicts = [label == "pass" for label in labels if label in ("pass", "fail")]
+    return all(verdicts) if verdicts else None
 
 
 def task_outcome(attrs: dict[str, Any]) -> str | None:
@@ -311,9 +337,9 @@ def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int
     output_tokens = _first_int(attrs, OUTPUT_TOKENS)
     total = _first_int(attrs, TOTAL_TOKENS)
     if total is None and (input_tokens is not None or output_tokens is not None):
-        total = (input_tokens or 0) + (output_tokens or 0)
+        total = _int((input_tokens or 0) + (output_tokens or 0))  # None if past int64
 
-    validation_name = _str(attrs.get(A.VALIDATION_NAME))
+    validation_name = _str(_first(attrs, (A.VALIDATION_NAME,)))
     tool = _str(_first(attrs, TOOL_NAME))
     if tool is None and attrs.get(A.TL_SPAN_KIND) == "tool":
         tool = _str(attrs.get(A.TL_ENTITY_NAME))
@@ -341,7 +367,7 @@ def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int
         "task_outcome": task_outcome(attrs),
         "task_outcome_reason": _str(attrs.get(A.TASK_OUTCOME_REASON)),
         "validation_name": validation_name,
-        "validation_passed": _bool(attrs.get(A.VALIDATION_PASSED)),
+        "validation_passed": validation_passed(attrs, events),
         "tool_name": tool,
         "reported_cost": _float(attrs.get(A.OI_COST_TOTAL)),
     }
@@ -363,7 +389,7 @@ def time_to_first_token_ms(attrs: dict[str, Any], events: list[dict[str, Any]], 
 
 def error_type(attrs: dict[str, Any], events: list[dict[str, Any]], status_code: str) -> str | None:
     """`error.type`, else the type of an `exception` event on a failed span."""
-    v = _str(attrs.get(A.ERROR_TYPE))
+    v = _str(_first(attrs, (A.ERROR_TYPE,)))
     if v is not None or status_code != "ERROR":
         return v
     for e in events:
