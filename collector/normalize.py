@@ -5,10 +5,17 @@ column is the order of the key tuples below, and it is the rule written down in
 docs/normalization.md: spanlake's own keys first, then the current OTel GenAI names, then
 the deprecated OTel names, then OpenInference, then OpenLLMetry. The raw attributes are
 always stored as well, so a rule here can only add information, never hide it.
+
+Where a real library sends a fact only inside another value, the rule reads it there, in
+the same dialect order: OpenInference's requested model is "model" in its JSON invocation
+parameters (its llm.model_name is the answering model); OpenLLMetry's time to first token
+is its first `gen_ai.content.completion.chunk` span event. docs/instrumentations.md lists
+what each library was observed to send.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -104,14 +111,18 @@ REASONING_TOKENS = (
     A.TL_REASONING_TOKENS_OLD,
 )
 TOTAL_TOKENS = (A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS, A.TL_TOTAL_TOKENS_OLD)
-REQUEST_MODEL = (
-    A.GEN_AI_REQUEST_MODEL,
-    A.OI_LLM_REQUEST_MODEL_NAME,
+# Request model: these keys, then "model" inside OpenInference's JSON invocation parameters
+# (openinference-instrumentation-openai sends the requested model only there; its
+# llm.model_name / embedding.model_name is the model that answered), then REQUEST_MODEL_FALLBACK.
+REQUEST_MODEL = (A.GEN_AI_REQUEST_MODEL, A.OI_LLM_REQUEST_MODEL_NAME)
+OI_INVOCATION_PARAMETERS = ("llm.invocation_parameters", "embedding.invocation_parameters")
+REQUEST_MODEL_FALLBACK = (A.OI_LLM_MODEL_NAME, A.OI_EMBEDDING_MODEL_NAME, A.OI_RERANKER_MODEL_NAME)
+RESPONSE_MODEL = (
+    A.GEN_AI_RESPONSE_MODEL,
+    A.OI_LLM_RESPONSE_MODEL_NAME,
     A.OI_LLM_MODEL_NAME,
     A.OI_EMBEDDING_MODEL_NAME,
-    A.OI_RERANKER_MODEL_NAME,
 )
-RESPONSE_MODEL = (A.GEN_AI_RESPONSE_MODEL, A.OI_LLM_RESPONSE_MODEL_NAME, A.OI_LLM_MODEL_NAME)
 PROVIDER = (A.GEN_AI_PROVIDER_NAME, A.GEN_AI_SYSTEM, A.OI_LLM_PROVIDER, A.OI_LLM_SYSTEM)
 SESSION_ID = (
     A.SESSION_ID,
@@ -348,7 +359,7 @@ def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int
         "category": category,
         "operation": operation,
         "provider": provider_name(attrs),
-        "request_model": _str(_first(attrs, REQUEST_MODEL)),
+        "request_model": request_model(attrs),
         "response_model": _str(_first(attrs, RESPONSE_MODEL)),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -373,17 +384,41 @@ def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int
     }
 
 
-FIRST_TOKEN_EVENTS = frozenset({"First Token Stream Event", "gen_ai.content.first_token"})
+# OpenInference's first-token event; OpenLLMetry's one event per streamed chunk (the earliest counts).
+FIRST_TOKEN_EVENTS = frozenset(
+    {"First Token Stream Event", "gen_ai.content.first_token", "gen_ai.content.completion.chunk"}
+)
 
 
 def time_to_first_token_ms(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int) -> float | None:
-    """`gen_ai.response.time_to_first_chunk` (seconds), else OpenInference's first-token event."""
+    """`gen_ai.response.time_to_first_chunk` (seconds), else the earliest first-token or chunk event."""
     v = _float(attrs.get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK))
     if v is not None:
         return v * 1000.0
-    for e in events:
-        if e["name"] in FIRST_TOKEN_EVENTS and e["time_unix_nano"] >= start_ns:
-            return (e["time_unix_nano"] - start_ns) / 1e6
+    times = [e["time_unix_nano"] for e in events if e["name"] in FIRST_TOKEN_EVENTS and e["time_unix_nano"] >= start_ns]
+    return (min(times) - start_ns) / 1e6 if times else None
+
+
+def request_model(attrs: dict[str, Any]) -> str | None:
+    """REQUEST_MODEL keys, then "model" in OpenInference's invocation parameters, then REQUEST_MODEL_FALLBACK."""
+    v = _str(_first(attrs, REQUEST_MODEL))
+    if v is None:
+        v = _invocation_model(attrs)
+    return v if v is not None else _str(_first(attrs, REQUEST_MODEL_FALLBACK))
+
+
+def _invocation_model(attrs: dict[str, Any]) -> str | None:
+    for key in OI_INVOCATION_PARAMETERS:
+        raw = attrs.get(key)
+        if not isinstance(raw, str) or '"model"' not in raw or len(raw) > CONTENT_VALUE_BYTES:
+            continue
+        try:
+            params = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: pathologically nested JSON
+            continue
+        model = params.get("model") if isinstance(params, dict) else None
+        if isinstance(model, str) and model:
+            return model
     return None
 
 
