@@ -3,6 +3,7 @@
 Output file names derive from the segment name and a part number, and a segment is
 always cut into parts at the same records, so replaying a segment after a crash replaces
 the same files instead of adding copies: each acknowledged span lands exactly once.
+A segment is deleted (and the deletion fsynced) only after all its files are published.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,24 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanlake.collector.decode import Batch, decode_logs, decode_spans
-from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, WriteAheadLog, read_segment
-from spanlake.storage.layout import DEFAULT_PROJECT
-from spanlake.storage.schema import LOGS, SPANS
+from spanlake.collector.wal import (
+    FAILED_SUFFIX,
+    KIND_LOGS,
+    KIND_TRACES,
+    WriteAheadLog,
+    read_segment,
+    segment_instance,
+)
+from spanlake.storage.compact import exclusive, recover_interrupted
+from spanlake.storage.layout import DEFAULT_PROJECT, PARQUET_SUFFIX
+from spanlake.storage.schema import LOGS, SPANS, TABLES
 from spanlake.storage.writer import LakeWriter, fsync_dir
 
 log = logging.getLogger(__name__)
 
 PART_ROWS = 50_000  # rows per output file part: bounds the flusher's memory
 RETRY_DELAY_S = 2.0
+MAX_RETRY_DELAY_S = 30.0
 
 
 def _merge(into: Batch, batch: Batch) -> int:
@@ -44,7 +53,12 @@ def _merge(into: Batch, batch: Batch) -> int:
 
 
 class Flusher:
-    """Background thread: WAL segments → lake files."""
+    """Background thread: WAL segments → lake files.
+
+    A disk error (OSError) is retried with backoff until it succeeds, the segment staying
+    in the WAL meanwhile. Any other error is a bug that a retry cannot fix: the segment is
+    renamed to `.failed` (kept, never deleted) so the rest of the log keeps flowing.
+    """
 
     def __init__(self, wal: WriteAheadLog, writer: LakeWriter, default_project: str = DEFAULT_PROJECT) -> None:
         self.wal = wal
@@ -52,7 +66,9 @@ class Flusher:
         self.default_project = default_project
         self._queue: queue.Queue[Path | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self.segments_flushed = 0
+        self.segments_failed = 0
         self.records_skipped = 0
         self._outstanding = 0
         self._idle = threading.Condition()
@@ -63,11 +79,24 @@ class Flusher:
         self._queue.put(segment)
 
     def start(self) -> None:
+        # A compaction killed between publishing its merged file and deleting the sources
+        # leaves rows stored twice; finish it before anything else touches the lake.
+        try:
+            with exclusive(self.writer.data_dir) as acquired:
+                if acquired:
+                    recover_interrupted(self.writer.data_dir)
+        except Exception:
+            log.exception("could not finish an interrupted compaction; the next compaction will")
         self._thread = threading.Thread(target=self._run, name="spanlake-flusher", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        """Flush everything submitted so far, then stop."""
+        """Flush everything submitted so far, then stop.
+
+        A segment that still cannot be written (disk full) is left in the WAL for the next
+        start instead of blocking shutdown.
+        """
+        self._closing.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join()
@@ -82,21 +111,55 @@ class Flusher:
             segment = self._queue.get()
             if segment is None:
                 return
-            while True:
-                try:
-                    self.flush_segment(segment)
-                    break
-                except OSError as e:
-                    log.error("flushing %s failed (%s); retrying in %.0fs", segment.name, e, RETRY_DELAY_S)
-                    time.sleep(RETRY_DELAY_S)
-            with self._idle:
-                self._outstanding -= 1
-                self._idle.notify_all()
+            try:
+                self._flush_with_retry(segment)
+            finally:
+                with self._idle:
+                    self._outstanding -= 1
+                    self._idle.notify_all()
+
+    def _flush_with_retry(self, segment: Path) -> None:
+        delay = RETRY_DELAY_S
+        while True:
+            try:
+                self.flush_segment(segment)
+                return
+            except OSError as e:
+                if self._closing.is_set():
+                    log.error("flushing %s failed (%s); it stays in the WAL for the next start", segment.name, e)
+                    return
+                log.error("flushing %s failed (%s); retrying in %.0fs", segment.name, e, delay)
+                self._closing.wait(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+            except Exception:
+                log.exception("cannot flush %s; keeping it as %s for inspection", segment.name, FAILED_SUFFIX)
+                self._quarantine(segment)
+                return
+
+    def _quarantine(self, segment: Path) -> None:
+        try:
+            size = segment.stat().st_size
+            os.replace(segment, segment.with_suffix(FAILED_SUFFIX))
+            fsync_dir(segment.parent)
+        except OSError:
+            log.exception("cannot rename %s", segment.name)
+            return
+        self.wal.segment_flushed(size)
+        self.segments_failed += 1
 
     def flush_segment(self, segment: Path) -> None:
-        """Publish one segment's records into the lake, then delete the segment."""
-        size = segment.stat().st_size
+        """Publish one segment's records into the lake, then delete the segment.
+
+        Idempotent: flushing the same segment again (after a crash) rewrites the same
+        files. A segment already gone was flushed before, and is skipped.
+        """
+        try:
+            size = segment.stat().st_size
+        except FileNotFoundError:
+            log.warning("WAL segment %s is gone: already flushed", segment.name)
+            return
         stem = segment.stem
+        written: set[Path] = set()
         spans: Batch = {}
         logs: Batch = {}
         span_rows = log_rows = 0
@@ -115,16 +178,35 @@ class Flusher:
                 log.exception("skipping an undecodable record in %s", segment.name)
                 continue
             if span_rows >= PART_ROWS:
-                self.writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}")
+                written.update(self.writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
                 spans, span_rows, span_part = {}, 0, span_part + 1
             if log_rows >= PART_ROWS:
-                self.writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}")
+                written.update(self.writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
                 logs, log_rows, log_part = {}, 0, log_part + 1
         if spans:
-            self.writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}")
+            written.update(self.writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
         if logs:
-            self.writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}")
+            written.update(self.writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
+        if segment_instance(segment) != self.wal.instance:
+            self._remove_strays(stem, written)
         os.unlink(segment)
         fsync_dir(segment.parent)
         self.wal.segment_flushed(size)
         self.segments_flushed += 1
+
+    def _remove_strays(self, stem: str, written: set[Path]) -> None:
+        """On replay, delete files an earlier attempt wrote for this segment that this one did not.
+
+        They exist only if decoding changed between the two runs (an upgrade moved rows to
+        another partition or part); without this they would duplicate rows.
+        """
+        touched: set[Path] = set()
+        for table in TABLES.values():
+            root = self.writer.data_dir.lake / table.name
+            for f in root.glob(f"project=*/date=*/hour=*/{stem}-*{PARQUET_SUFFIX}"):
+                if f not in written:
+                    log.warning("replay of %s: removing stale %s", stem, f)
+                    f.unlink(missing_ok=True)
+                    touched.add(f.parent)
+        for d in touched:
+            fsync_dir(d)

@@ -9,11 +9,16 @@ it into Parquet and deletes it.
 Frame: <u32 payload length><u32 crc32(payload)> payload
 Payload: <u8 kind><u64 ingested_at_ns><u16 project length> project body
 A torn or corrupt frame ends a segment on recovery; everything before it is kept.
+
+Durability: a new segment's directory entry is fsynced before its first batch is
+acknowledged, each batch is fsynced before its futures resolve, and a rename is followed
+by a directory fsync. A failed write or fsync (disk full, I/O error) fails that batch with
+`Unavailable` and cuts the segment back to the last good frame, so a segment is always a
+clean sequence of frames.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -39,6 +44,10 @@ _FRAME = struct.Struct("<II")
 _HEAD = struct.Struct("<BQH")
 OPEN_SUFFIX = ".open"
 CLOSED_SUFFIX = ".wal"
+FAILED_SUFFIX = ".failed"  # a closed segment the flusher could not decode; kept for an operator
+SEGMENT_SUFFIXES = (OPEN_SUFFIX, CLOSED_SUFFIX, FAILED_SUFFIX)
+_WRITE_CHUNK = 1024 * 1024
+_DISK_RETRY_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,36 +64,46 @@ def encode_record(rec: Record) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+def _scan(data: bytes, name: str) -> Iterator[tuple[int, bytes]]:
+    """Yield (end offset, payload) of each intact frame, stopping at the first torn or corrupt one."""
+    pos = 0
+    while pos < len(data):
+        if pos + _FRAME.size > len(data):
+            log.warning("WAL %s: torn frame header at byte %d; the rest is ignored", name, pos)
+            return
+        length, crc = _FRAME.unpack_from(data, pos)
+        start = pos + _FRAME.size
+        payload = data[start : start + length]
+        # length < header also catches a zero-filled tail (length 0, crc32(b"") == 0).
+        if len(payload) < length or length < _HEAD.size or zlib.crc32(payload) != crc:
+            log.warning("WAL %s: torn or corrupt frame at byte %d; the rest is ignored", name, pos)
+            return
+        _, _, plen = _HEAD.unpack_from(payload)
+        if _HEAD.size + plen > length:
+            log.warning("WAL %s: malformed frame at byte %d; the rest is ignored", name, pos)
+            return
+        pos = start + length
+        yield pos, payload
+
+
 def read_segment(path: Path) -> Iterator[Record]:
     """Yield the intact records of a segment, stopping at the first torn or corrupt frame."""
     with open(path, "rb") as f:
         data = f.read()
-    pos = 0
-    while pos + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, pos)
-        start = pos + _FRAME.size
-        payload = data[start : start + length]
-        if len(payload) < length or zlib.crc32(payload) != crc or length < _HEAD.size:
-            log.warning("WAL %s: torn or corrupt frame at byte %d; the rest is ignored", path.name, pos)
-            return
+    for _, payload in _scan(data, path.name):
         kind, ts, plen = _HEAD.unpack_from(payload)
-        project = payload[_HEAD.size : _HEAD.size + plen].decode("utf-8") or None
+        project = payload[_HEAD.size : _HEAD.size + plen].decode("utf-8", errors="replace") or None
         yield Record(kind, ts, project, payload[_HEAD.size + plen :])
-        pos = start + length
 
 
 def valid_length(path: Path) -> int:
-    """Byte length of the intact prefix of a segment."""
+    """Byte length of the intact prefix of a segment (exactly what `read_segment` yields)."""
     with open(path, "rb") as f:
         data = f.read()
-    pos = 0
-    while pos + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, pos)
-        end = pos + _FRAME.size + length
-        if end > len(data) or zlib.crc32(data[pos + _FRAME.size : end]) != crc:
-            break
-        pos = end
-    return pos
+    end = 0
+    for end, _ in _scan(data, path.name):  # noqa: B007 - the last end is the answer
+        pass
+    return end
 
 
 def _fsync_dir(path: Path) -> None:
@@ -95,12 +114,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def segment_instance(path: Path) -> str:
+    """The writer instance a segment name carries (`<time_ns>-<instance>.<suffix>`)."""
+    return path.name.split(".")[0].rsplit("-", 1)[-1]
+
+
 class WriteAheadLog:
     """Durable, group-committed append log split into segments.
 
     `append` returns a Future resolved once the record is fsynced, or failed with
     `Unavailable` (retryable) when the log is over its memory or disk budget or the disk
-    refuses the write.
+    refuses the write. Memory is bounded by `max_pending_bytes`: it counts frames queued
+    and frames being written.
     """
 
     def __init__(
@@ -121,23 +146,26 @@ class WriteAheadLog:
         self.on_segment_closed = on_segment_closed
         self.instance = uuid.uuid4().hex[:12]
         self._pending: deque[tuple[bytes, Future[None]]] = deque()
-        self._pending_bytes = 0
+        self._pending_bytes = 0  # queued + being written
         self._cond = threading.Condition()
         self._closing = False
-        self._file: object | None = None
+        self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0
         self._opened_at = 0.0
+        self._last_name_ns = 0
         self._thread: threading.Thread | None = None
         self._rotation_waiters: list[threading.Event] = []
         self.backlog_bytes = 0  # bytes in closed segments not yet flushed (maintained by the flusher)
         self.fsyncs = 0
+        self.write_failures = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def recover(self) -> list[Path]:
         """Close segments left open by a crash (cutting any torn tail); return every closed segment."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(self.directory.parent)  # the WAL directory's own entry
         for p in sorted(self.directory.glob(f"*{OPEN_SUFFIX}")):
             good = valid_length(p)
             with open(p, "r+b") as f:
@@ -170,6 +198,8 @@ class WriteAheadLog:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+            if self._thread is None:  # never started: nobody will write what is queued
+                self._fail_pending(Unavailable("collector is shutting down", retry_after_s=1))
         if self._thread is not None:
             self._thread.join()
 
@@ -178,7 +208,7 @@ class WriteAheadLog:
         done = threading.Event()
         with self._cond:
             self._rotation_waiters.append(done)
-            self._cond.notify()
+            self._cond.notify_all()
         return done.wait(timeout)
 
     # --- appending ---------------------------------------------------------------------
@@ -188,7 +218,7 @@ class WriteAheadLog:
         fut: Future[None] = Future()
         with self._cond:
             if self._closing:
-                fut.set_exception(Unavailable("collector is shutting down"))
+                fut.set_exception(Unavailable("collector is shutting down", retry_after_s=1))
                 return fut
             if self._pending_bytes + len(frame) > self.max_pending_bytes:
                 fut.set_exception(Unavailable("write-ahead log queue is full", retry_after_s=1))
@@ -200,7 +230,7 @@ class WriteAheadLog:
                 return fut
             self._pending.append((frame, fut))
             self._pending_bytes += len(frame)
-            self._cond.notify()
+            self._cond.notify_all()
         return fut
 
     # --- writer thread -----------------------------------------------------------------
@@ -208,78 +238,158 @@ class WriteAheadLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closing and not self._rotation_waiters:
-                    timeout = self._rotation_wait()
-                    if not self._cond.wait(timeout=timeout) and timeout is not None:
+                # Sleep until there is work: records, a rotation request, shutdown, or the
+                # open segment reaching its age limit.
+                while not (self._pending or self._closing or self._rotation_waiters):
+                    if self._path is not None and self._should_rotate():
                         break
-                batch = list(self._pending)
-                self._pending.clear()
-                self._pending_bytes = 0
+                    self._cond.wait(self._rotation_wait())
+                batch = self._take_batch()
                 closing = self._closing
                 waiters, self._rotation_waiters = self._rotation_waiters, []
-            if batch:
-                self._write(batch)
-            if self._path is not None and (closing or waiters or self._should_rotate()):
-                self._rotate()
+            try:
+                if batch:
+                    self._write(batch)
+                if self._path is not None and (closing or waiters or self._should_rotate()):
+                    self._rotate()
+            except Exception as e:  # never let the writer thread die: callers would wait forever
+                log.exception("write-ahead log writer error")
+                self._resolve(batch, Unavailable(f"write-ahead log error: {e}", retry_after_s=_DISK_RETRY_AFTER_S))
+            finally:
+                with self._cond:
+                    self._pending_bytes -= sum(len(frame) for frame, _ in batch)
             for w in waiters:
                 w.set()
-            if closing and not self._pending:
-                return
+            if closing:
+                with self._cond:
+                    if not self._pending:
+                        return
+
+    def _take_batch(self) -> list[tuple[bytes, Future[None]]]:
+        """Everything queued, minus requests whose caller gave up (cancelled futures); lock held."""
+        batch = []
+        while self._pending:
+            frame, fut = self._pending.popleft()
+            if fut.set_running_or_notify_cancel():
+                batch.append((frame, fut))
+            else:
+                self._pending_bytes -= len(frame)
+        return batch
+
+    def _fail_pending(self, err: Unavailable) -> None:
+        batch = self._take_batch()
+        self._pending_bytes -= sum(len(frame) for frame, _ in batch)
+        self._resolve(batch, err)
+
+    @staticmethod
+    def _resolve(batch: list[tuple[bytes, Future[None]]], err: Exception | None = None) -> None:
+        for _, fut in batch:
+            if fut.done():
+                continue
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
 
     def _rotation_wait(self) -> float | None:
         if self._path is None:
             return None
-        return max(0.0, self._opened_at + self.segment_max_age_s - time.monotonic())
+        return max(0.001, self._opened_at + self.segment_max_age_s - time.monotonic())
 
     def _should_rotate(self) -> bool:
         return self._size >= self.segment_max_bytes or (time.monotonic() - self._opened_at >= self.segment_max_age_s)
 
     def _open(self) -> None:
-        name = f"{time.time_ns():020d}-{self.instance}"
-        self._path = self.directory / f"{name}{OPEN_SUFFIX}"
-        self._file = open(self._path, "ab")  # noqa: SIM115 - owned by this thread until rotation
-        self._size = 0
+        # Names sort in creation order and never repeat, even if the wall clock steps back.
+        self._last_name_ns = max(time.time_ns(), self._last_name_ns + 1)
+        path = self.directory / f"{self._last_name_ns:020d}-{self.instance}{OPEN_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            _fsync_dir(self.directory)  # the new name must survive power loss before we ack into it
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        self._fd, self._path, self._size = fd, path, 0
         self._opened_at = time.monotonic()
 
     def _write(self, batch: list[tuple[bytes, Future[None]]]) -> None:
+        """Append the batch, fsync once, then resolve every future (or fail them all)."""
         try:
             if self._path is None:
                 self._open()
-            f = self._file
-            assert f is not None
+            fd = self._fd
+            assert fd is not None
             start = self._size
             try:
+                chunk: list[bytes] = []
+                chunk_bytes = 0
                 for frame, _ in batch:
-                    f.write(frame)  # type: ignore[attr-defined]
-                f.flush()  # type: ignore[attr-defined]
-                os.fsync(f.fileno())  # type: ignore[attr-defined]
+                    chunk.append(frame)
+                    chunk_bytes += len(frame)
+                    if chunk_bytes >= _WRITE_CHUNK:
+                        _write_all(fd, b"".join(chunk))
+                        chunk, chunk_bytes = [], 0
+                if chunk:
+                    _write_all(fd, b"".join(chunk))
+                os.fsync(fd)
             except OSError:
-                # Cut what was partly written so the segment stays a clean sequence of frames.
-                with contextlib.suppress(OSError):
-                    f.truncate(start)  # type: ignore[attr-defined]
+                self._cut(start)
                 raise
             self.fsyncs += 1
-            self._size += sum(len(frame) for frame, _ in batch)
+            self._size = start + sum(len(frame) for frame, _ in batch)
         except OSError as e:
-            reason = "disk full" if e.errno == errno.ENOSPC else f"write-ahead log write failed: {e.strerror}"
+            self.write_failures += 1
+            reason = "disk full" if e.errno == errno.ENOSPC else f"write-ahead log write failed: {e.strerror or e}"
             log.error("WAL write failed: %s", e)
-            for _, fut in batch:
-                fut.set_exception(Unavailable(reason, retry_after_s=5))
+            self._resolve(batch, Unavailable(reason, retry_after_s=_DISK_RETRY_AFTER_S))
             return
-        for _, fut in batch:
-            fut.set_result(None)
+        self._resolve(batch)
+
+    def _cut(self, good: int) -> None:
+        """After a failed write: drop the partial frames so the segment ends on a frame boundary.
+
+        If even that fails, stop using the segment: it is closed with its bad tail, which
+        `read_segment` ignores (every frame before it was fsynced and is kept).
+        """
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, good)
+            os.fsync(self._fd)
+        except OSError as e:
+            log.error("WAL: cannot cut %s back to %d bytes (%s); closing it", self._path, good, e)
+            self._size = max(self._size, good)
+            try:
+                self._rotate()
+            except OSError:
+                log.exception("WAL: cannot close %s; the next start recovers it", self._path)
+                self._fd, self._path = None, None
 
     def _rotate(self) -> None:
-        assert self._path is not None and self._file is not None
-        self._file.close()  # type: ignore[attr-defined]
-        path, self._path, self._file = self._path, None, None
-        if self._size == 0:
+        assert self._path is not None and self._fd is not None
+        fd, path, size = self._fd, self._path, self._size
+        self._fd, self._path, self._size = None, None, 0
+        os.close(fd)
+        if size == 0:
             path.unlink(missing_ok=True)
             return
         closed = path.with_suffix(CLOSED_SUFFIX)
         os.replace(path, closed)
         _fsync_dir(self.directory)
         with self._cond:
-            self.backlog_bytes += self._size
+            self.backlog_bytes += size
         if self.on_segment_closed is not None:
-            self.on_segment_closed(closed)
+            try:
+                self.on_segment_closed(closed)
+            except Exception:
+                log.exception("WAL: segment-closed callback failed for %s", closed.name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (regular files may take a short write near a full disk)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "short write")
+        view = view[n:]

@@ -39,9 +39,13 @@ HIVE_TYPES = "{'project': VARCHAR, 'date': DATE, 'hour': INTEGER}"
 ROOT_PREDICATE = "(parent_span_id IS NULL OR (coalesce(flags, 0) & 768) = 768)"  # 768: parent is remote
 GENAI_CATEGORIES = "('llm', 'embedding')"
 
-# Files can vanish between DuckDB listing and opening them when compaction replaces them.
-_RETRYABLE = ("No files found", "No such file", "Could not open file", "IO Error")
-_RETRIES = 3
+# Files can vanish between DuckDB listing and opening them when compaction replaces them
+# (DuckDB lists them while binding the views, opens them while executing). The query is
+# then run again on a fresh listing, which sees the compacted file instead.
+_RETRYABLE = ("No files found", "No such file", "Cannot open file", "Could not open file")
+RETRY_FOR_S = 10.0
+_FIRST_DELAY_S = 0.01
+_MAX_DELAY_S = 0.5
 
 
 def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> pa.Table:
@@ -51,6 +55,11 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) ->
         return pa.table({})
     fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table  # renamed in DuckDB 2
     return fetch()
+
+
+def is_vanished_file_error(e: Exception) -> bool:
+    """True for the errors DuckDB raises when a listed Parquet file was deleted before it was read."""
+    return isinstance(e, duckdb.IOException) and any(s in str(e) for s in _RETRYABLE)
 
 
 def duckdb_type(t: pa.DataType) -> str:
@@ -126,18 +135,26 @@ class Lake:
         return con
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
-        """Run SQL over the views and return an Arrow table."""
-        for attempt in range(_RETRIES):
-            con = self.connect()
+        """Run SQL over the views and return an Arrow table.
+
+        Retries (for up to RETRY_FOR_S) when a file it listed was removed by compaction
+        before it could be read; the views are re-created each attempt, since defining
+        them already reads every file's footer.
+        """
+        deadline = time.monotonic() + RETRY_FOR_S
+        delay = _FIRST_DELAY_S
+        while True:
             try:
-                return fetch_arrow(con, sql, params)
+                con = self.connect()
+                try:
+                    return fetch_arrow(con, sql, params)
+                finally:
+                    con.close()
             except duckdb.IOException as e:
-                if attempt == _RETRIES - 1 or not any(s in str(e) for s in _RETRYABLE):
+                if not is_vanished_file_error(e) or time.monotonic() + delay > deadline:
                     raise
-                time.sleep(0.05 * (attempt + 1))
-            finally:
-                con.close()
-        raise AssertionError("unreachable")
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_DELAY_S)
 
     def query_polars(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
         """Run SQL over the views and return a Polars DataFrame."""

@@ -3,12 +3,15 @@
 A file is written under `lake/_staging/`, fsynced, then renamed into its partition and the
 directory fsynced: a reader either sees the whole file or none of it. Writing the same
 name again (a replay of the same WAL segment) replaces the file atomically, which is what
-makes recovery exactly-once.
+makes recovery exactly-once. Partition directories created on the way are fsynced into
+their parents too, so a published file survives power loss along with its path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +25,7 @@ from spanlake.storage.schema import Table
 
 COMPRESSION = "zstd"
 ROW_GROUP_SIZE = 64 * 1024
+TMP_SUFFIX = ".tmp"
 
 
 def fsync_dir(path: Path) -> None:
@@ -30,6 +34,18 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def makedirs_durable(path: Path) -> None:
+    """`mkdir -p` that fsyncs the parent of every directory it creates."""
+    if path.is_dir():
+        return
+    makedirs_durable(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return  # created concurrently; whoever created it fsyncs its parent
+    fsync_dir(path.parent)
 
 
 def columns_to_table(table: Table, columns: Mapping[str, list[Any]]) -> pa.Table:
@@ -41,9 +57,9 @@ def columns_to_table(table: Table, columns: Mapping[str, list[Any]]) -> pa.Table
 
 def write_parquet(data: pa.Table, dest: Path, staging: Path) -> None:
     """Write `data` to `dest` atomically (staging file, fsync, rename, fsync dir)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{uuid.uuid4().hex}.tmp"
-    staging.mkdir(parents=True, exist_ok=True)
+    makedirs_durable(dest.parent)
+    makedirs_durable(staging)
+    tmp = staging / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
     try:
         with open(tmp, "wb") as f:
             pq.write_table(data, f, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
@@ -51,9 +67,23 @@ def write_parquet(data: pa.Table, dest: Path, staging: Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
     finally:
-        if tmp.exists():
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     fsync_dir(dest.parent)
+
+
+def clean_staging(staging: Path, min_age_s: float = 3600.0) -> int:
+    """Delete staging files older than `min_age_s` (left by a crash mid-write); returns how many."""
+    if not staging.is_dir():
+        return 0
+    removed = 0
+    cutoff = time.time() - min_age_s
+    for f in staging.glob(f"*{TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            if f.stat().st_mtime < cutoff:
+                f.unlink()
+                removed += 1
+    return removed
 
 
 class LakeWriter:
