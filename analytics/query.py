@@ -1,0 +1,292 @@
+"""Filters, group-by dimensions and the shared span relation every report starts from.
+
+All values a user supplies (times, project, model, attribute keys and values) reach DuckDB
+as bound parameters. Identifiers (group-by columns, time-bucket units) come only from the
+allow-lists below.
+
+The span relation reads `spans_raw` (so filters and partition pruning apply before the
+de-duplication, and big columns such as `content` are never read unless a report asks),
+keeps one row per (project, trace_id, span_id), and prices each LLM/embedding call by
+joining the price table registered as `prices` (see analytics.pricing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
+from spanlake.storage.reader import ROOT_PREDICATE
+
+BUCKETS = ("minute", "hour", "day", "week", "month")
+BILLABLE_CATEGORIES = ("llm", "embedding")  # token counts elsewhere (agent, chain) are aggregates
+STEP_CATEGORIES = ("llm", "embedding", "retrieval", "rerank", "tool", "guardrail", "agent", "chain")
+
+# Group-by name → column of the span relation (span-level reports).
+SPAN_DIMS = {
+    "project": "project",
+    "service": "service_name",
+    "model": "model",
+    "response_model": "response_model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+    "category": "category",
+    "name": "name",
+    "task_name": "task_name",
+    "validator": "validation_name",
+    "tool": "tool_name",
+    "status": "status_code",
+}
+# Columns read from spans_raw (never content, never the raw attributes unless asked).
+BASE_COLUMNS = (
+    "project",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "category",
+    "start_time",
+    "duration_ns",
+    "status_code",
+    "status_message",
+    "error_type",
+    "service_name",
+    "provider",
+    "request_model",
+    "response_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "time_to_first_token_ms",
+    "prompt_name",
+    "prompt_version",
+    "task_name",
+    "task_outcome",
+    "task_outcome_reason",
+    "validation_name",
+    "validation_passed",
+    "tool_name",
+    "reported_cost",
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '24h', '7d', '2w' → timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].replace(".", "", 1).isdigit():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
+    return timedelta(**{units[text[-1]]: float(text[:-1])})
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a report looks at. `since`/`until` bound the start time (until exclusive, UTC).
+
+    `model` matches the requested or the answering model; `attributes` are exact matches on
+    span attributes (`attr_str(attributes, key) = value`). For task-level reports the
+    dimension filters apply to the task (its span, primary model and prompt version).
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    project: str | None = None
+    service: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def last(cls, span: str | timedelta, now: datetime | None = None, **kw: Any) -> Filters:
+        """The window ending now and lasting `span` ('24h', '7d' or a timedelta)."""
+        now = now or datetime.now(UTC)
+        delta = parse_duration(span) if isinstance(span, str) else span
+        return cls(since=now - delta, until=now, **kw)
+
+
+class Params:
+    """Collects bound parameters; `add(v)` returns the `$name` to put in the SQL."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+@dataclass(frozen=True)
+class GroupBy:
+    """Validated group-by keys: dimension names, `attr:KEY`, and at most one time bucket."""
+
+    dims: tuple[str, ...] = ()
+    attrs: tuple[str, ...] = ()
+    bucket: str | None = None
+
+    @classmethod
+    def parse(cls, keys: Sequence[str], allowed: Mapping[str, str], bucket: str | None = None) -> GroupBy:
+        dims: list[str] = []
+        attrs: list[str] = []
+        for k in keys:
+            k = k.strip()
+            if not k:
+                continue
+            if k.startswith("attr:") and len(k) > 5:
+                attrs.append(k[5:])
+            elif k in BUCKETS:
+                bucket = k
+            elif k in allowed:
+                dims.append(k)
+            else:
+                names = ", ".join([*allowed, "attr:KEY", *BUCKETS])
+                raise ValueError(f"cannot group by {k!r}; choose from {names}")
+        if bucket is not None and bucket not in BUCKETS:
+            raise ValueError(f"time bucket must be one of {', '.join(BUCKETS)}")
+        return cls(tuple(dims), tuple(attrs), bucket)
+
+    def select(self, allowed: Mapping[str, str], time_col: str = "start_time") -> list[tuple[str, str]]:
+        """(expression, output name) pairs, in the order: bucket, dims, attributes."""
+        out = []
+        if self.bucket:
+            out.append((f"date_trunc('{self.bucket}', {time_col})", self.bucket))
+        out += [(allowed[d], d) for d in self.dims]
+        out += [(f"g_attr_{i}", f"attr:{k}") for i, k in enumerate(self.attrs)]
+        return out
+
+    @property
+    def names(self) -> list[str]:
+        return [*([self.bucket] if self.bucket else []), *self.dims, *(f"attr:{k}" for k in self.attrs)]
+
+
+def select_list(pairs: list[tuple[str, str]]) -> str:
+    return "".join(f'{expr} AS "{name}", ' for expr, name in pairs)
+
+
+def group_list(pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(str(i + 1) for i in range(len(pairs)))
+
+
+def dim_predicates(f: Filters, p: Params, cols: Mapping[str, str]) -> list[str]:
+    """Equality filters on service/model/provider/prompt, over the given column names."""
+    preds = []
+    if f.service is not None:
+        preds.append(f"{cols['service']} = {p.add(f.service)}")
+    if f.model is not None:
+        m = p.add(f.model)
+        preds.append(f"({cols['model']} = {m} OR {cols['response_model']} = {m})")
+    if f.provider is not None:
+        preds.append(f"{cols['provider']} = {p.add(f.provider)}")
+    if f.prompt_name is not None:
+        preds.append(f"{cols['prompt_name']} = {p.add(f.prompt_name)}")
+    if f.prompt_version is not None:
+        preds.append(f"{cols['prompt_version']} = {p.add(f.prompt_version)}")
+    return preds
+
+
+def attr_predicate(f: Filters, p: Params) -> str:
+    if not f.attributes:
+        return "TRUE"
+    return " AND ".join(f"attr_str(attributes, {p.add(k)}) = {p.add(str(v))}" for k, v in f.attributes.items())
+
+
+@dataclass(frozen=True)
+class SpanSource:
+    """How to build the de-duplicated, priced span relation `sp`."""
+
+    filters: Filters
+    group: GroupBy = GroupBy()
+    span_level_filters: bool = True  # False for task reports: keep whole traces, filter tasks later
+    widen_after: timedelta = timedelta(0)  # read spans starting this long after `until` (task bodies)
+    widen_before: timedelta = timedelta(0)  # ... and this long before `since` (clock skew)
+    categories: tuple[str, ...] | None = None  # read only these categories
+    extra_columns: tuple[str, ...] = ()  # e.g. ('attributes',) or ('content',)
+
+
+def window_predicates(src: SpanSource, p: Params) -> list[str]:
+    f = src.filters
+    preds = []
+    if f.since is not None:
+        since = f.since - src.widen_before
+        preds += [f"date >= {p.add(since.astimezone(UTC).date())}", f"start_time >= {p.add(since)}"]
+    if f.until is not None:
+        until = f.until + src.widen_after
+        preds += [f"date <= {p.add(until.astimezone(UTC).date())}", f"start_time < {p.add(until)}"]
+    if f.project is not None:
+        preds.append(f"project = {p.add(f.project)}")
+    return preds
+
+
+def pairs_sql(src: SpanSource, p: Params) -> str:
+    """Distinct (provider, price model) of billable calls in the window (to build the price table)."""
+    where = " AND ".join([*window_predicates(src, p), f"category IN {BILLABLE_CATEGORIES}"])
+    return (
+        "SELECT DISTINCT provider, coalesce(response_model, request_model) AS model "
+        f"FROM spans_raw WHERE {where} AND coalesce(response_model, request_model) IS NOT NULL"
+    )
+
+
+def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: list[str]) -> str:
+    """CTEs `raw_sp` → `sp`: filtered, de-duplicated spans with cost columns."""
+    f = src.filters
+    preds = window_predicates(src, p)
+    if src.categories is not None:
+        preds.append(f"category IN ({', '.join(p.add(c) for c in src.categories)})")
+    attr_match = attr_predicate(f, p)
+    if src.span_level_filters:
+        cols = {**{k: k for k in ("model", "response_model", "provider", "prompt_name", "prompt_version")}}
+        cols["service"] = "service_name"
+        cols["model"] = "request_model"
+        preds += dim_predicates(f, p, cols)
+        if f.attributes:
+            preds.append(attr_match)
+    g_attrs = "".join(f"attr_str(attributes, {p.add(k)}) AS g_attr_{i}, " for i, k in enumerate(src.group.attrs))
+    price_model = "coalesce(response_model, request_model)"
+    tier_expr = "''"
+    if tier_models:
+        sep = p.add(KEY_SEP)
+        raw = f"coalesce({', '.join(f'attr_str(attributes, {p.add(k)})' for k in SERVICE_TIER_KEYS)}, '')"
+        model_key = f"(coalesce(provider, '') || {sep} || {price_model})"
+        tier_expr = (
+            f"CASE WHEN list_contains({p.add(tier_models)}, {model_key}) THEN (CASE WHEN list_contains("
+            f"{p.add(tier_keys)}, {model_key} || {sep} || {raw}) THEN {raw} ELSE '' END) ELSE '' END"
+        )
+    extra = "".join(f"{c}, " for c in src.extra_columns)
+    where = " AND ".join(preds) or "TRUE"
+    return f"""raw_sp AS (
+      SELECT {", ".join(BASE_COLUMNS)}, {extra}{g_attrs}
+        coalesce(request_model, response_model) AS model, {price_model} AS price_model,
+        duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root,
+        ({attr_match}) AS attr_match, {tier_expr} AS service_tier
+      FROM spans_raw WHERE {where}
+    ),
+    dedup_sp AS (SELECT DISTINCT ON (project, trace_id, span_id) * FROM raw_sp),
+    sp AS (
+      SELECT s.*,
+        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
+          AS billable,
+        CASE WHEN pr.model IS NOT NULL THEN
+          (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
+                    - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
+           + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
+           + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
+           + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
+           + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
+        END AS cost_usd,
+        (billable AND pr.model IS NULL) AS unpriced
+      FROM dedup_sp s LEFT JOIN prices pr
+        ON s.category IN {BILLABLE_CATEGORIES}
+        AND pr.provider = coalesce(s.provider, '') AND pr.model = s.price_model
+        AND s.start_time >= pr.valid_from AND s.start_time < pr.valid_to
+        AND epoch_us(s.start_time) % 86400000000 >= pr.tod_lo_us
+        AND epoch_us(s.start_time) % 86400000000 < pr.tod_hi_us
+        AND coalesce(s.input_tokens, 0) > pr.tier_lo AND coalesce(s.input_tokens, 0) <= pr.tier_hi
+        AND pr.service_tier = s.service_tier
+    )"""

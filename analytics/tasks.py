@@ -1,0 +1,178 @@
+"""Tasks and their outcomes, as SQL over the span relation `sp` (see analytics.query).
+
+Task: a span the app marked as a task (category 'task' or a task name), otherwise — in a
+trace with no marked span — the trace's root span. A root is a span without a parent (or
+with a remote parent that is not in the lake): a trace whose root has not arrived has no
+task until it does.
+
+Outcome, first rule that applies:
+  1. label       the latest human label on the task span (relation `task_labels`)
+  2. app         the outcome the app recorded on the task span (`task_outcome`)
+  3. validation  'failure' when a validation inside the task failed (validation_passed = false
+                 on the task span or any span under it in the same trace)
+  4. error       'failure' when the task span's status is ERROR
+  5. default     TaskOptions.default_outcome ('unknown' unless configured)
+
+Cost and tokens of a task are those of its spans; a span inside nested tasks belongs to the
+innermost one, so task costs add up without double counting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from spanlake.analytics.query import (
+    BILLABLE_CATEGORIES,
+    Filters,
+    GroupBy,
+    Params,
+    SpanSource,
+    dim_predicates,
+)
+
+OUTCOMES = ("success", "failure", "unknown")
+OUTCOME_SOURCES = ("label", "app", "validation", "error", "default")
+MAX_DEPTH = 64  # guards the descendant walk against malformed (cyclic) parent links
+
+# Group-by name → column of the `tasks` relation.
+TASK_DIMS = {
+    "project": "project",
+    "service": "service_name",
+    "model": "model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+    "task_name": "task_name",
+    "name": "name",
+    "outcome": "outcome",
+    "outcome_source": "outcome_source",
+}
+_TASK_FILTER_COLS = {
+    "service": "service_name",
+    "model": "model",
+    "response_model": "model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+}
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How tasks are found and judged.
+
+    `horizon` is how long after the window's end spans of a task that started inside it
+    are still read (long-running tasks); `skew` tolerates child clocks running early.
+    """
+
+    default_outcome: str = "unknown"
+    horizon: timedelta = timedelta(hours=6)
+    skew: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        if self.default_outcome not in OUTCOMES:
+            raise ValueError(f"default outcome must be one of {OUTCOMES}")
+
+
+def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, extra: tuple[str, ...] = ()) -> SpanSource:
+    """Read whole traces around the window; task-level filters apply after tasks are found."""
+    return SpanSource(
+        filters,
+        group,
+        span_level_filters=False,
+        widen_after=opts.horizon,
+        widen_before=opts.skew,
+        extra_columns=extra,
+    )
+
+
+def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) -> str:
+    """CTEs after `sp`: marked, task_spans, walk, walk_m, task_agg, tasks."""
+    window = []
+    if filters.since is not None:
+        window.append(f"t.start_time >= {p.add(filters.since)}")
+    if filters.until is not None:
+        window.append(f"t.start_time < {p.add(filters.until)}")
+    where = " AND ".join(window) or "TRUE"
+    final = dim_predicates(filters, p, _TASK_FILTER_COLS)
+    if filters.attributes:
+        final.append("attr_match")
+    final_where = " AND ".join(final) or "TRUE"
+    default = p.add(opts.default_outcome)
+    g_attrs = "".join(f"t.g_attr_{i}, " for i in range(len(group.attrs)))
+    return f"""marked_traces AS (
+      SELECT DISTINCT project, trace_id FROM sp WHERE category = 'task' OR task_name IS NOT NULL
+    ),
+    task_spans AS (
+      SELECT t.* FROM sp t
+      WHERE ({where}) AND (
+        t.category = 'task' OR t.task_name IS NOT NULL
+        OR (t.is_root
+            AND NOT EXISTS (SELECT 1 FROM marked_traces m WHERE m.project = t.project AND m.trace_id = t.trace_id)
+            AND NOT EXISTS (SELECT 1 FROM sp q WHERE q.project = t.project AND q.trace_id = t.trace_id
+                            AND q.span_id = t.parent_span_id)))
+    ),
+    edges AS (SELECT project, trace_id, span_id, parent_span_id FROM sp WHERE parent_span_id IS NOT NULL),
+    walk(project, trace_id, task_id, span_id, depth) AS (
+      SELECT project, trace_id, span_id, span_id, 0 FROM task_spans
+      UNION ALL
+      SELECT w.project, w.trace_id, w.task_id, e.span_id, w.depth + 1
+      FROM walk w JOIN edges e
+        ON e.project = w.project AND e.trace_id = w.trace_id AND e.parent_span_id = w.span_id
+      WHERE w.depth < {MAX_DEPTH}
+    ),
+    walk_m AS (
+      SELECT *, depth = min(depth) OVER (PARTITION BY project, trace_id, span_id) AS own FROM walk
+    ),
+    task_agg AS (
+      SELECT w.project, w.trace_id, w.task_id,
+        count(*) AS spans,
+        coalesce(bool_or(s.validation_passed = false), false) AS validation_failed,
+        count(*) FILTER (WHERE s.validation_passed IS NOT NULL) AS validations,
+        count(*) FILTER (WHERE s.validation_passed = false) AS validation_failures,
+        sum(s.cost_usd) FILTER (WHERE w.own) AS cost_usd,
+        sum(s.reported_cost) FILTER (WHERE w.own) AS reported_cost_usd,
+        count(*) FILTER (WHERE w.own AND s.billable) AS llm_calls,
+        count(*) FILTER (WHERE w.own AND s.unpriced) AS unpriced_calls,
+        coalesce(sum(s.input_tokens) FILTER (WHERE w.own AND s.billable), 0) AS input_tokens,
+        coalesce(sum(s.output_tokens) FILTER (WHERE w.own AND s.billable), 0) AS output_tokens,
+        arg_min(s.model, s.start_time) FILTER (WHERE s.category IN {BILLABLE_CATEGORIES} AND s.model IS NOT NULL)
+          AS first_model,
+        arg_min(s.provider, s.start_time) FILTER (WHERE s.category IN {BILLABLE_CATEGORIES} AND s.model IS NOT NULL)
+          AS first_provider,
+        arg_min(s.prompt_name, s.start_time) FILTER (WHERE s.prompt_name IS NOT NULL) AS first_prompt_name,
+        arg_min(s.prompt_version, s.start_time) FILTER (WHERE s.prompt_version IS NOT NULL) AS first_prompt_version
+      FROM walk_m w JOIN sp s ON s.project = w.project AND s.trace_id = w.trace_id AND s.span_id = w.span_id
+      GROUP BY w.project, w.trace_id, w.task_id
+    ),
+    latest_label AS (
+      SELECT project, trace_id, span_id, arg_max(outcome, labeled_at) AS outcome
+      FROM task_labels GROUP BY project, trace_id, span_id
+    ),
+    tasks_all AS (
+      SELECT t.project, t.trace_id, t.span_id, coalesce(t.task_name, t.name) AS task_name, t.name,
+        t.start_time, t.duration_ms, t.service_name, t.status_code, t.error_type, t.status_message, t.attr_match,
+        {g_attrs}
+        coalesce(t.model, a.first_model) AS model,
+        coalesce(t.provider, a.first_provider) AS provider,
+        coalesce(t.prompt_name, a.first_prompt_name) AS prompt_name,
+        coalesce(t.prompt_version, a.first_prompt_version) AS prompt_version,
+        CASE WHEN l.outcome IS NOT NULL THEN l.outcome
+             WHEN t.task_outcome IS NOT NULL THEN t.task_outcome
+             WHEN a.validation_failed THEN 'failure'
+             WHEN t.status_code = 'ERROR' THEN 'failure'
+             ELSE {default} END AS outcome,
+        CASE WHEN l.outcome IS NOT NULL THEN 'label'
+             WHEN t.task_outcome IS NOT NULL THEN 'app'
+             WHEN a.validation_failed THEN 'validation'
+             WHEN t.status_code = 'ERROR' THEN 'error'
+             ELSE 'default' END AS outcome_source,
+        t.task_outcome_reason,
+        a.spans, a.validations, a.validation_failures, a.cost_usd, a.reported_cost_usd, a.llm_calls,
+        a.unpriced_calls, a.input_tokens, a.output_tokens
+      FROM task_spans t
+      JOIN task_agg a ON a.project = t.project AND a.trace_id = t.trace_id AND a.task_id = t.span_id
+      LEFT JOIN latest_label l ON l.project = t.project AND l.trace_id = t.trace_id AND l.span_id = t.span_id
+    ),
+    tasks AS (SELECT * FROM tasks_all WHERE {final_where})"""
