@@ -262,15 +262,15 @@ def provider_name(attrs: dict[str, Any]) -> str | None:
 
 def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
     """Decide the span category and the GenAI operation. Precedence in docs/normalization.md."""
-    operation = _str(_first(attrs, (A.GEN_AI_OPERATION_NAME,)))
+    sent = operation = _str(_first(attrs, (A.GEN_AI_OPERATION_NAME,)))
     explicit = _str(attrs.get(A.SPAN_CATEGORY))
     oi_kind = _str(attrs.get(A.OI_SPAN_KIND))
     oi_kind = oi_kind.upper() if oi_kind else None
     request_type = LLM_REQUEST_TYPE.get(_str(attrs.get(A.TL_LLM_REQUEST_TYPE)) or "")
-    if operation is None and request_type:
-        operation = request_type[1]
     if operation is None and oi_kind:
         operation = _openinference_operation(oi_kind, attrs)
+    if operation is None and request_type:
+        operation = request_type[1]
 
     if explicit in VALID_CATEGORIES:
         category = explicit
@@ -278,8 +278,8 @@ def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
         category = "task"
     elif _first(attrs, (A.VALIDATION_NAME,)) is not None:
         category = "guardrail"
-    elif operation in OPERATION_CATEGORY:
-        category = OPERATION_CATEGORY[operation]
+    elif sent in OPERATION_CATEGORY:
+        category = OPERATION_CATEGORY[sent]
     elif oi_kind in OPENINFERENCE_CATEGORY:
         category = OPENINFERENCE_CATEGORY[oi_kind]
     elif (tl := _str(attrs.get(A.TL_SPAN_KIND))) in TRACELOOP_CATEGORY:
