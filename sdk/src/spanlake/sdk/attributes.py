@@ -26,6 +26,14 @@ ESCALATION_TO = "spanlake.escalation.to"
 SPAN_CATEGORY = "spanlake.span.category"  # explicit category override written by the SDK
 RESOURCE_PROJECT = "spanlake.project"  # resource attribute
 
+# Values of SPAN_CATEGORY the SDK writes, per marker (a subset of storage.schema.CATEGORIES).
+CATEGORY_TASK = "task"
+CATEGORY_LLM = "llm"
+CATEGORY_RETRIEVAL = "retrieval"
+CATEGORY_TOOL = "tool"
+CATEGORY_GUARDRAIL = "guardrail"  # validation() and policy()
+CATEGORY_CHAIN = "chain"  # fallback() and escalation(): a step of the flow
+
 TASK_OUTCOMES = ("success", "failure")
 POLICY_DECISIONS = ("allow", "block", "redact", "review")
 
@@ -58,6 +66,7 @@ GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
 GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
 GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+GEN_AI_TOOL_TYPE = "gen_ai.tool.type"  # function | extension | datastore
 GEN_AI_DATA_SOURCE_ID = "gen_ai.data_source.id"
 GEN_AI_RETRIEVAL_QUERY_TEXT = "gen_ai.retrieval.query.text"
 GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
@@ -93,6 +102,12 @@ OI_TOOL_NAME = "tool.name"
 OI_EMBEDDING_MODEL_NAME = "embedding.model_name"
 OI_RERANKER_MODEL_NAME = "reranker.model_name"
 OI_AGENT_NAME = "agent.name"
+# Retrieved documents, flattened: f"{OI_RETRIEVAL_DOCUMENTS}.{i}.{OI_DOCUMENT_ID}" etc.
+OI_RETRIEVAL_DOCUMENTS = "retrieval.documents"
+OI_DOCUMENT_ID = "document.id"
+OI_DOCUMENT_SCORE = "document.score"
+OI_DOCUMENT_CONTENT = "document.content"
+OI_DOCUMENT_METADATA = "document.metadata"  # JSON string
 
 # --- OpenLLMetry (Traceloop) ---------------------------------------------------------
 TL_SPAN_KIND = "traceloop.span.kind"  # workflow | task | agent | tool | unknown
