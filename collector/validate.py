@@ -59,6 +59,8 @@ def _span_problem(span: Any, min_ns: int, max_ns: int) -> str | None:
         return "with start_time too far in the future"
     if end < start:
         return "with end_time before start_time"
+    if end > max_ns:
+        return "with end_time too far in the future"
     return None
 
 

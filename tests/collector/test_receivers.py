@@ -128,8 +128,13 @@ def test_raw_otlp_json_with_hex_ids_and_string_int64(collector: RunningCollector
 
 def test_gzip_protobuf_request(collector: RunningCollector) -> None:
     req = make_request([make_span("a"), make_span("b")])
-    r = post(collector, "/v1/traces", gzip.compress(req.SerializeToString()), "application/x-protobuf",
-             **{"Content-Encoding": "gzip"})
+    r = post(
+        collector,
+        "/v1/traces",
+        gzip.compress(req.SerializeToString()),
+        "application/x-protobuf",
+        **{"Content-Encoding": "gzip"},
+    )
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/x-protobuf"
     assert not ExportTraceServiceResponse.FromString(r.content).HasField("partial_success")
@@ -176,8 +181,10 @@ def test_bad_http_input_gets_a_precise_status(
     assert httpx.get(f"{collector.http}/health").status_code == 200
 
 
-def test_duplicate_delivery_counts_once(collector: RunningCollector, transport: str) -> None:
-    req = make_request([make_span("once", attributes={"gen_ai.usage.input_tokens": 5, "gen_ai.operation.name": "chat"})])
+def test_duplicate_delivery_counts_once(collector: RunningCollector) -> None:
+    req = make_request(
+        [make_span("once", attributes={"gen_ai.usage.input_tokens": 5, "gen_ai.operation.name": "chat"})]
+    )
     for _ in range(3):
         assert post(collector, "/v1/traces", req.SerializeToString(), "application/x-protobuf").status_code == 200
         collector.flush()  # each delivery in its own file, as a retry would be
