@@ -1,0 +1,164 @@
+"""Run one real OpenAI instrumentation against the fake server and export to a collector.
+
+Run in its own process (instrumentors patch the openai module globally):
+
+    python tests/collector/instrumented_client.py LIBRARY --openai-url URL --otlp ENDPOINT \
+        --protocol grpc|http --project NAME
+
+LIBRARY is `openai_v2` (opentelemetry-instrumentation-openai-v2), `openinference`
+(openinference-instrumentation-openai) or `traceloop` (opentelemetry-instrumentation-openai);
+the library's own settings come from the environment. Each scenario runs under a parent span
+named `scenario <name>`; stdout gets one JSON object: library versions and, per scenario, the
+trace id. The scenarios' inputs are the SCENARIOS constants, which the tests import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib.metadata import version
+from typing import Any
+
+SYSTEM = "You are terse."
+QUESTION = "What is OpenTelemetry in one line?"
+STREAM_MODEL = "slow-150"  # the fake server waits 150 ms before the first chunk
+WEATHER = "What is the weather in Paris today?"
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+    },
+}
+JSON_QUESTION = "Answer in JSON please with many words"
+JSON_MAX_TOKENS = 3
+EMBED_INPUT = ["hello spanlake world", "traces and logs"]
+SCENARIOS = ("chat", "stream", "tools", "json_length", "embeddings", "error")
+PACKAGES = {
+    "openai_v2": "opentelemetry-instrumentation-openai-v2",
+    "openinference": "openinference-instrumentation-openai",
+    "traceloop": "opentelemetry-instrumentation-openai",
+    "traceloop_events": "opentelemetry-instrumentation-openai",  # use_attributes=False: content as log events
+}
+
+
+def _providers(endpoint: str, protocol: str, resource: dict[str, str]) -> tuple[Any, Any]:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        spans, logs = (
+            OTLPSpanExporter(endpoint=endpoint, insecure=True),
+            OTLPLogExporter(endpoint=endpoint, insecure=True),
+        )
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        spans, logs = (
+            OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"),
+            OTLPLogExporter(endpoint=f"{endpoint}/v1/logs"),
+        )
+    res = Resource.create(resource)
+    tracer_provider = TracerProvider(resource=res)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    logger_provider = LoggerProvider(resource=res)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    return tracer_provider, logger_provider
+
+
+def _instrument(library: str, tracer_provider: Any, logger_provider: Any) -> None:
+    if library == "openai_v2":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    elif library == "openinference":
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+    elif library in ("traceloop", "traceloop_events"):
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as Traceloop
+
+        instrumentor = Traceloop(use_attributes=library == "traceloop")
+        instrumentor.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
+        return
+    else:
+        raise SystemExit(f"unknown library {library}")
+    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
+
+
+def _run(name: str, client: Any) -> None:
+    if name == "chat":
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+        )
+    elif name == "stream":
+        stream = client.chat.completions.create(
+            model=STREAM_MODEL,
+            messages=[{"role": "user", "content": QUESTION}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for _ in stream:
+            pass
+    elif name == "tools":
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": WEATHER}], tools=[WEATHER_TOOL]
+        )
+    elif name == "json_length":
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": JSON_QUESTION}],
+            response_format={"type": "json_object"},
+            max_tokens=JSON_MAX_TOKENS,
+        )
+    elif name == "embeddings":
+        client.embeddings.create(model="text-embedding-3-small", input=EMBED_INPUT)
+    elif name == "error":
+        import openai
+
+        try:
+            client.chat.completions.create(model="fail-500", messages=[{"role": "user", "content": QUESTION}])
+        except openai.InternalServerError:
+            pass
+        else:
+            raise AssertionError("fail-500 did not fail")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("library", choices=sorted(PACKAGES))
+    parser.add_argument("--openai-url", required=True, help="the fake server's base URL, ending in /v1")
+    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
+    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
+    parser.add_argument("--project", required=True)
+    args = parser.parse_args()
+
+    tracer_provider, logger_provider = _providers(
+        args.otlp, args.protocol, {"service.name": f"it-{args.library}", "spanlake.project": args.project}
+    )
+    _instrument(args.library, tracer_provider, logger_provider)
+    import openai
+
+    client = openai.OpenAI(base_url=args.openai_url, api_key="sk-fake", max_retries=0)
+    tracer = tracer_provider.get_tracer("spanlake.tests")
+    traces: dict[str, str] = {}
+    for name in SCENARIOS:
+        with tracer.start_as_current_span(f"scenario {name}") as span:
+            traces[name] = format(span.get_span_context().trace_id, "032x")
+            _run(name, client)
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+    packages = [PACKAGES[args.library], "openai", "opentelemetry-sdk"]
+    if args.library == "openai_v2":
+        packages.append("opentelemetry-util-genai")  # openai-v2's telemetry handler; its version decides the modes
+    versions = {p: version(p) for p in packages}
+    print(json.dumps({"versions": versions, "traces": traces}))
+
+
+if __name__ == "__main__":
+    main()
