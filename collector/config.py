@@ -56,6 +56,8 @@ class CollectorConfig:
         for name in ("max_body_bytes", "max_message_bytes", "segment_max_bytes", "max_pending_bytes"):
             if getattr(self, name) < 1024:
                 raise ValueError(f"{name} must be at least 1024 bytes")
+        if self.max_pending_bytes < max(self.max_body_bytes, self.max_message_bytes):
+            raise ValueError("max_pending_bytes must be at least max_body_bytes and max_message_bytes")
         if self.segment_max_age_s <= 0:
             raise ValueError("segment_max_age_s must be positive")
         if not valid_project(self.default_project):

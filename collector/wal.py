@@ -220,7 +220,8 @@ class WriteAheadLog:
             if self._closing:
                 fut.set_exception(Unavailable("collector is shutting down", retry_after_s=1))
                 return fut
-            if self._pending_bytes + len(frame) > self.max_pending_bytes:
+            # An empty queue always takes the frame, so a large request is never refused forever.
+            if self._pending and self._pending_bytes + len(frame) > self.max_pending_bytes:
                 fut.set_exception(Unavailable("write-ahead log queue is full", retry_after_s=1))
                 return fut
             if self.backlog_bytes > self.max_backlog_bytes:
