@@ -135,8 +135,8 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
         sum(s.reported_cost) FILTER (WHERE w.own) AS reported_cost_usd,
         count(*) FILTER (WHERE w.own AND s.billable) AS llm_calls,
         count(*) FILTER (WHERE w.own AND s.unpriced) AS unpriced_calls,
-        coalesce(sum(s.input_tokens) FILTER (WHERE w.own AND s.billable), 0) AS input_tokens,
-        coalesce(sum(s.output_tokens) FILTER (WHERE w.own AND s.billable), 0) AS output_tokens,
+        coalesce(sum(s.input_tokens) FILTER (WHERE w.own AND s.billable), 0)::BIGINT AS input_tokens,
+        coalesce(sum(s.output_tokens) FILTER (WHERE w.own AND s.billable), 0)::BIGINT AS output_tokens,
         arg_min(s.model, s.start_time) FILTER (WHERE s.category IN {BILLABLE_CATEGORIES} AND s.model IS NOT NULL)
           AS first_model,
         arg_min(s.provider, s.start_time) FILTER (WHERE s.category IN {BILLABLE_CATEGORIES} AND s.model IS NOT NULL)

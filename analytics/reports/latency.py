@@ -22,7 +22,7 @@ def latency(
     *,
     bucket: str | None = None,
     slow_ms: float = DEFAULT_SLOW_MS,
-    options: TaskOptions = TaskOptions(),
+    options: TaskOptions | None = None,
 ) -> pl.DataFrame:
     """One row per level ('task', then each step category) and group.
 
@@ -31,6 +31,7 @@ def latency(
     `retries` counts repeated attempts: a step whose name already ran under the same parent.
     `ttft_*` describe time to first token of streamed calls (spans that recorded it).
     """
+    options = options or TaskOptions()
     task_group = GroupBy.parse(group_by, {k: TASK_DIMS[k] for k in DIMS}, bucket)
     span_group = GroupBy.parse(group_by, {k: SPAN_DIMS[k] for k in DIMS}, bucket)
 

@@ -1,0 +1,87 @@
+"""Tokens and cost: calls and their price, and what tasks cost — per task and per successful task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.query import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.reports.common import join_on_keys, keys_select
+from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
+
+DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version")
+
+
+def cost(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    *,
+    bucket: str | None = None,
+    options: TaskOptions | None = None,
+) -> pl.DataFrame:
+    """Per group: LLM/embedding calls, tokens, cost, and the cost of tasks.
+
+    Call columns (`calls` … `unpriced_calls`) describe the calls of that group: e.g. grouped
+    by model, the calls made to that model. Task columns (`tasks` … `cost_per_successful_task`)
+    describe the tasks of that group, a task's model and prompt version being those of its
+    first LLM call unless the task span names them. `cost_usd` counts priced calls only;
+    `unpriced_calls` says how many calls had no price (their cost is unknown, not zero).
+    cost_per_successful_task = task_cost_usd / successful_tasks (all tasks' cost, failed included).
+    """
+    options = options or TaskOptions()
+    dims = {k: SPAN_DIMS[k] for k in DIMS}
+    span_group = GroupBy.parse(group_by, dims, bucket)
+    task_group = GroupBy.parse(group_by, {k: TASK_DIMS[k] for k in DIMS}, bucket)
+
+    def calls_body(p: Params) -> str:
+        return f"""_ AS (SELECT 1)
+        SELECT {keys_select(span_group, dims)}
+          count(*) AS calls,
+          coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+          coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
+          coalesce(sum(cache_write_tokens), 0)::BIGINT AS cache_write_tokens,
+          coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+          coalesce(sum(reasoning_tokens), 0)::BIGINT AS reasoning_tokens,
+          sum(cost_usd) AS cost_usd,
+          sum(reported_cost) AS reported_cost_usd,
+          count(*) FILTER (WHERE unpriced) AS unpriced_calls
+        FROM sp WHERE billable GROUP BY ALL"""
+
+    calls = an.run(SpanSource(filters, span_group, categories=BILLABLE_CATEGORIES), calls_body)
+    tasks = an.run(
+        task_source(filters, task_group, options), lambda p: _task_cost_body(p, filters, task_group, options)
+    )
+    return join_on_keys(calls, tasks, span_group.names).sort(span_group.names or ["calls"], nulls_last=True)
+
+
+def _task_cost_body(p: Params, filters: Filters, group: GroupBy, options: TaskOptions) -> str:
+    keys = keys_select(group, {k: TASK_DIMS[k] for k in DIMS})
+    return f"""{task_ctes(filters, group, options, p)}
+    SELECT {keys}{TASK_COST_METRICS} FROM tasks GROUP BY ALL"""
+
+
+TASK_COST_METRICS = """
+      count(*) AS tasks,
+      count(*) FILTER (WHERE outcome = 'success') AS successful_tasks,
+      count(*) FILTER (WHERE outcome = 'failure') AS failed_tasks,
+      count(*) FILTER (WHERE outcome = 'success') / count(*) AS success_rate,
+      sum(cost_usd) AS task_cost_usd,
+      sum(unpriced_calls)::BIGINT AS task_unpriced_calls,
+      sum(cost_usd) / count(*) AS cost_per_task,
+      sum(cost_usd) / nullif(count(*) FILTER (WHERE outcome = 'success'), 0) AS cost_per_successful_task"""
+
+
+def unpriced(an: Analytics, filters: Filters) -> pl.DataFrame:
+    """Models that were called but have no price (add an override to price them)."""
+
+    def body(p: Params) -> str:
+        return """_ AS (SELECT 1)
+        SELECT provider, price_model AS model, count(*) AS calls,
+          coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens, coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+          min(start_time) AS first_seen, max(start_time) AS last_seen
+        FROM sp WHERE unpriced GROUP BY ALL ORDER BY calls DESC, model"""
+
+    return an.run(SpanSource(filters, categories=BILLABLE_CATEGORIES), body)

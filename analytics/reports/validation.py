@@ -1,0 +1,123 @@
+"""Validation failures: failure rate per validator, model and prompt version; the most frequent messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.query import Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.reports.common import keys_select
+from spanlake.analytics.tasks import TaskOptions, task_ctes, task_source
+
+# Group-by name → column of the `checks` relation built below.
+DIMS = {
+    "validator": "validator",
+    "project": "project",
+    "service": "service_name",
+    "model": "model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+    "task_name": "task_name",
+}
+ERRORS_KEY = "spanlake.validation.errors"
+
+
+def _checks_cte(filters: Filters, p: Params) -> str:
+    """`checks`: each validation verdict, with the model and prompt of the check or else of its task."""
+    preds = []
+    for col, value in (
+        ("service_name", filters.service),
+        ("provider", filters.provider),
+        ("prompt_name", filters.prompt_name),
+        ("prompt_version", filters.prompt_version),
+    ):
+        if value is not None:
+            preds.append(f"{col} = {p.add(value)}")
+    if filters.model is not None:
+        preds.append(f"model = {p.add(filters.model)}")
+    if filters.attributes:
+        preds.append("attr_match")
+    since = f"v.start_time >= {p.add(filters.since)}" if filters.since else "TRUE"
+    until = f"v.start_time < {p.add(filters.until)}" if filters.until else "TRUE"
+    return f"""checks_all AS (
+      SELECT v.project, v.trace_id, v.span_id, v.start_time, v.attr_match, v.service_name,
+        coalesce(v.validation_name, v.name) AS validator, v.validation_passed AS passed,
+        coalesce(v.model, t.model) AS model, coalesce(v.provider, t.provider) AS provider,
+        coalesce(v.prompt_name, t.prompt_name) AS prompt_name,
+        coalesce(v.prompt_version, t.prompt_version) AS prompt_version, t.task_name
+      FROM sp v
+      LEFT JOIN walk_m w ON w.own AND w.project = v.project AND w.trace_id = v.trace_id AND w.span_id = v.span_id
+      LEFT JOIN tasks_all t ON t.project = w.project AND t.trace_id = w.trace_id AND t.span_id = w.task_id
+      WHERE v.validation_passed IS NOT NULL AND {since} AND {until}
+    ),
+    checks AS (SELECT * FROM checks_all WHERE {" AND ".join(preds) or "TRUE"})"""
+
+
+def validation(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = ("validator",),
+    *,
+    bucket: str | None = None,
+    options: TaskOptions | None = None,
+) -> pl.DataFrame:
+    """Per group (by default per validator): checks, failures and failure rate.
+
+    A check is a span with a verdict (`validation_passed`); its validator is
+    `validation_name` (else the span name). Model and prompt version are the check's own,
+    else those of the task it ran in.
+    """
+    options = options or TaskOptions()
+    group = GroupBy.parse(group_by, DIMS, bucket)
+
+    def body(p: Params) -> str:
+        return f"""{task_ctes(filters, GroupBy(), options, p)},
+        {_checks_cte(filters, p)}
+        SELECT {keys_select(group, DIMS)}count(*) AS checks,
+          count(*) FILTER (WHERE NOT passed) AS failures,
+          count(*) FILTER (WHERE NOT passed) / count(*) AS failure_rate
+        FROM checks GROUP BY ALL"""
+
+    df = an.run(task_source(filters, GroupBy(), options), body)
+    return df.sort(group.names, nulls_last=True) if group.names else df
+
+
+def validation_errors(an: Analytics, filters: Filters, *, limit: int = 20) -> pl.DataFrame:
+    """The most frequent failure messages per validator (`spanlake.validation.errors`).
+
+    Messages are grouped by a pattern with numbers and quoted values replaced by `#` and
+    `'…'`, so "field 'age' missing at line 3" and "field 'name' missing at line 9" count as
+    one; `example` shows one message as sent.
+    """
+
+    def body(p: Params) -> str:
+        return f"""msgs AS (
+          SELECT coalesce(validation_name, name) AS validator, trace_id,
+            unnest(coalesce(try_cast(json_extract(errors_json, '$') AS VARCHAR[]), [])) AS message
+          FROM sp WHERE validation_passed = false
+        ),
+        patterned AS (
+          SELECT *, regexp_replace(regexp_replace(message, '(''[^'']*''|"[^"]*")', '''…''', 'g'),
+                                   '[0-9]+', '#', 'g') AS pattern
+          FROM msgs
+        )
+        SELECT validator, pattern, count(*) AS occurrences, any_value(message) AS example,
+          any_value(trace_id) AS example_trace_id
+        FROM patterned GROUP BY ALL ORDER BY occurrences DESC, validator, pattern LIMIT {p.add(int(limit))}"""
+
+    src = SpanSource(
+        filters,
+        extra_columns=(
+            f"CASE WHEN validation_passed = false THEN attr(attributes, {_lit(ERRORS_KEY)}) END AS errors_json",
+        ),
+    )
+    return an.run(src, body)
+
+
+def _lit(key: str) -> str:
+    """A constant from this module as a SQL string literal (never user input)."""
+    assert "'" not in key
+    return f"'{key}'"
