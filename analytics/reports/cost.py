@@ -80,7 +80,8 @@ def unpriced(an: Analytics, filters: Filters) -> pl.DataFrame:
     def body(p: Params) -> str:
         return """_ AS (SELECT 1)
         SELECT provider, price_model AS model, count(*) AS calls,
-          coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens, coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+          coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+          coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
           min(start_time) AS first_seen, max(start_time) AS last_seen
         FROM sp WHERE unpriced GROUP BY ALL ORDER BY calls DESC, model"""
 
