@@ -307,6 +307,30 @@ def test_span_only_modes_send_no_logs(runs: Runs) -> None:
         assert runs.collector.query("SELECT count(*) AS n FROM logs WHERE project = ?", [config]) == [{"n": 0}]
 
 
+def test_fake_server_rule_over_raw_http() -> None:
+    """The documented rule, without any library: usage, the SSE stream, failures, embeddings."""
+    import httpx
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "a b c"}], "n": 2, "max_tokens": 2}
+    with FakeOpenAI() as fake, httpx.Client(base_url=fake.base_url) as http:
+        r = http.post("/chat/completions", json=body).json()
+        assert [c["message"]["content"] for c in r["choices"]] == ["Fake reply:"] * 2
+        assert r["choices"][0]["finish_reason"] == "length"
+        assert r["usage"]["prompt_tokens"] == 3 and r["usage"]["prompt_tokens_details"]["cached_tokens"] == 1
+        assert (r["usage"]["completion_tokens"], r["usage"]["total_tokens"]) == (2 * (2 + 1), 3 + 6)
+        stream = {**body, "n": 1, "max_tokens": None, "stream": True, "stream_options": {"include_usage": True}}
+        lines = [x for x in http.post("/chat/completions", json=stream).text.split("\n\n") if x]
+        chunks = [json.loads(x.removeprefix("data: ")) for x in lines[:-1]]
+        assert lines[-1] == "data: [DONE]"
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1]) == "Fake reply: a b c"
+        assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 3 + 5 + 1
+        assert http.post("/chat/completions", json={**body, "model": "fail-429"}).status_code == 429
+        e = http.post("/embeddings", json={"model": "e", "input": "x y", "dimensions": 4}).json()
+        assert len(e["data"][0]["embedding"]) == 4 and e["usage"] == {"prompt_tokens": 2, "total_tokens": 2}
+        assert "gpt-4o-mini" in [m["id"] for m in http.get("/models").json()["data"]]
+
+
 # --- docs/instrumentations.md: the observed keys, regenerated from this run -------------------------
 
 DOC = Path(__file__).parents[2] / "docs" / "instrumentations.md"
