@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 
 from spanlake.analytics.pricing import PriceBook
-from spanlake.analytics.query import Params, SpanSource, pairs_sql, span_ctes
+from spanlake.analytics.query import MACROS, Params, SpanSource, pairs_sql, span_ctes
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake, fetch_arrow
 
@@ -52,6 +52,8 @@ class Analytics:
         """Run `WITH <span CTEs>, <body>`; `body` adds its own CTEs and final SELECT."""
         con = self.lake.connect()
         try:
+            for stmt in MACROS:
+                con.execute(stmt)
             p0 = Params()
             pairs = fetch_arrow(con, pairs_sql(src, p0), p0.values).to_pylist()
             table = self.prices.table((r["provider"], r["model"]) for r in pairs)

@@ -290,3 +290,40 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
         AND coalesce(s.input_tokens, 0) > pr.tier_lo AND coalesce(s.input_tokens, 0) <= pr.tier_hi
         AND pr.service_tier = s.service_tier
     )"""
+
+
+# Macros reading retrieved documents from the `content` column: OTel GenAI
+# `gen_ai.retrieval.documents` (a JSON array, or a string holding one) or OpenInference's
+# flattened `retrieval.documents.N.document.{id,score}`. A span without content has an
+# unknown document count (NULL), not zero.
+_OI_DOC = r"^retrieval\.documents\.([0-9]+)\.document\."
+MACROS = (
+    """CREATE OR REPLACE MACRO sl_gen_docs(c) AS (
+      CASE WHEN json_type(json_extract(c, '$."gen_ai.retrieval.documents"')) = 'VARCHAR'
+           THEN try(json(json_extract_string(c, '$."gen_ai.retrieval.documents"')))
+           ELSE json_extract(c, '$."gen_ai.retrieval.documents"') END)""",
+    f"""CREATE OR REPLACE MACRO sl_oi_doc_keys(c) AS
+      list_filter(coalesce(json_keys(c), []), lambda k: regexp_matches(k, '{_OI_DOC}'))""",
+    f"""CREATE OR REPLACE MACRO sl_doc_count(c) AS (
+      CASE WHEN c IS NULL THEN NULL
+           WHEN json_type(sl_gen_docs(c)) = 'ARRAY' THEN json_array_length(sl_gen_docs(c))::BIGINT
+           ELSE len(list_distinct(list_transform(sl_oi_doc_keys(c), lambda k: regexp_extract(k, '{_OI_DOC}', 1))))
+      END)""",
+    """CREATE OR REPLACE MACRO sl_doc_scores(c) AS (
+      CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
+           THEN list_filter(CAST(json_extract_string(sl_gen_docs(c), '$[*].score') AS DOUBLE[]),
+                            lambda x: x IS NOT NULL)
+           ELSE list_transform(list_filter(sl_oi_doc_keys(c), lambda k: k LIKE '%.document.score'),
+                               lambda k: CAST(json_extract_string(c, '$."' || k || '"') AS DOUBLE))
+      END)""",
+    """CREATE OR REPLACE MACRO sl_top1_score(c) AS (
+      CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
+           THEN CAST(json_extract_string(sl_gen_docs(c), '$[0].score') AS DOUBLE)
+           ELSE CAST(json_extract_string(c, '$."retrieval.documents.0.document.score"') AS DOUBLE) END)""",
+    """CREATE OR REPLACE MACRO sl_doc_ids(c) AS (
+      CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
+           THEN list_filter(json_extract_string(sl_gen_docs(c), '$[*].id'), lambda x: x IS NOT NULL)
+           ELSE list_transform(list_filter(sl_oi_doc_keys(c), lambda k: k LIKE '%.document.id'),
+                               lambda k: json_extract_string(c, '$."' || k || '"'))
+      END)""",
+)
