@@ -173,5 +173,10 @@ def compact_cmd(data_dir: Path, min_age: float) -> None:
     )
 
 
+from spanlake.cli.report import report  # noqa: E402
+
+cli.add_command(report)
+
+
 if __name__ == "__main__":
     cli()

@@ -27,8 +27,9 @@ def latency(
     """One row per level ('task', then each step category) and group.
 
     Tasks are measured end to end (the task span's duration). Steps are spans of the
-    categories in STEP_CATEGORIES. `slow_share` is the share of rows over `slow_ms`;
-    `retries` counts repeated attempts: a step whose name already ran under the same parent.
+    categories in STEP_CATEGORIES. `slow_share` is the share of rows over `slow_ms`.
+    `repeats` counts steps whose name already ran under the same parent (agent loops repeat
+    legitimately); `retries` counts the repeats that follow a failed (ERROR) attempt.
     `ttft_*` describe time to first token of streamed calls (spans that recorded it).
     """
     options = options or TaskOptions()
@@ -45,14 +46,17 @@ def latency(
     def step_body(p: Params) -> str:
         keys = keys_select(span_group, {k: SPAN_DIMS[k] for k in DIMS})
         return f"""steps AS (
-          SELECT *, (parent_span_id IS NOT NULL AND row_number() OVER (
-              PARTITION BY project, trace_id, parent_span_id, name ORDER BY start_time, span_id) > 1) AS is_retry
+          SELECT *,
+            parent_span_id IS NOT NULL AND row_number() OVER attempts > 1 AS is_repeat,
+            parent_span_id IS NOT NULL AND lag(status_code) OVER attempts = 'ERROR' AS is_retry
           FROM sp
+          WINDOW attempts AS (PARTITION BY project, trace_id, parent_span_id, name ORDER BY start_time, span_id)
         )
         SELECT category AS level, {keys}{latency_metrics(p, slow_ms)},
           count(time_to_first_token_ms) AS ttft_count,
           quantile_cont(time_to_first_token_ms, 0.5) AS ttft_p50_ms,
           quantile_cont(time_to_first_token_ms, 0.95) AS ttft_p95_ms,
+          count(*) FILTER (WHERE is_repeat) AS repeats,
           count(*) FILTER (WHERE is_retry) AS retries
         FROM steps GROUP BY ALL"""
 
