@@ -353,7 +353,7 @@ def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int
     validation_name = _str(_first(attrs, (A.VALIDATION_NAME,)))
     tool = _str(_first(attrs, TOOL_NAME))
     if tool is None and attrs.get(A.TL_SPAN_KIND) == "tool":
-        tool = _str(attrs.get(A.TL_ENTITY_NAME))
+        tool = _str(_first(attrs, (A.TL_ENTITY_NAME,)))
 
     return {
         "category": category,
@@ -376,7 +376,7 @@ def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int
         "error_type": error_type(attrs, events, status_code),
         "task_name": task_name(attrs),
         "task_outcome": task_outcome(attrs),
-        "task_outcome_reason": _str(attrs.get(A.TASK_OUTCOME_REASON)),
+        "task_outcome_reason": _str(_first(attrs, (A.TASK_OUTCOME_REASON,))),
         "validation_name": validation_name,
         "validation_passed": validation_passed(attrs, events),
         "tool_name": tool,
@@ -393,7 +393,7 @@ FIRST_TOKEN_EVENTS = frozenset(
 def time_to_first_token_ms(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int) -> float | None:
     """`gen_ai.response.time_to_first_chunk` (seconds), else the earliest first-token or chunk event."""
     v = _float(attrs.get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK))
-    if v is not None:
+    if v is not None and math.isfinite(v * 1000.0):
         return v * 1000.0
     times = [e["time_unix_nano"] for e in events if e["name"] in FIRST_TOKEN_EVENTS and e["time_unix_nano"] >= start_ns]
     return (min(times) - start_ns) / 1e6 if times else None

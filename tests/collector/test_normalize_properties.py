@@ -69,6 +69,7 @@ NORMALIZED = set(SPANS.names) & set(normalize({}, [], 0, "UNSET"))
 @example({"gen_ai.usage.input_tokens": "²", "llm.cost.total": 10**400}, [], 0, "UNSET")
 @example({"gen_ai.usage.input_tokens": 1e30, "gen_ai.usage.output_tokens": "--5"}, [], 0, "UNSET")
 @example({"gen_ai.usage.input_tokens": 2**63 - 1, "gen_ai.usage.output_tokens": 2**63 - 1}, [], 0, "UNSET")
+@example({"gen_ai.response.time_to_first_chunk": 1e307, "llm.cost.total": "-Infinity"}, [], 0, "UNSET")
 def test_normalize_never_raises_and_returns_typed_columns(
     attrs: dict[str, Any], evs: list[dict[str, Any]], start: int, status: str
 ) -> None:
