@@ -190,7 +190,11 @@ def test_schema_doc_runs_as_a_module() -> None:
 # --- CLI ↔ README -----------------------------------------------------------------------------
 
 COMMANDS = sorted(cli.commands)
-UNDOCUMENTED = {"compact": "README.md does not mention `spanlake compact` yet"}
+# Known gaps, kept visible: strict, so documenting a command turns its entry into a failure to remove.
+UNDOCUMENTED = {
+    "compact": "README.md does not mention `spanlake compact` yet",
+    "report": "README.md does not mention `spanlake report` yet",
+}
 
 
 def test_top_level_help() -> None:
