@@ -62,8 +62,8 @@ class Table:
 
 PARTITIONS = (
     Column("project", pa.string(), False, "Project the row belongs to (path key `project=`)."),
-    Column("date", pa.date32(), False, "UTC date of the start time (path key `date=`)."),
-    Column("hour", pa.int32(), False, "UTC hour of the start time, 0-23 (path key `hour=`)."),
+    Column("date", pa.date32(), False, "UTC date of the row's time: span start, log event time (path key `date=`)."),
+    Column("hour", pa.int32(), False, "UTC hour of the row's time, 0-23 (path key `hour=`)."),
 )
 
 SPANS = Table(
@@ -167,7 +167,7 @@ TABLES = {t.name: t for t in (SPANS, LOGS)}
 # Columns the `spans` view derives on read (not stored).
 SPANS_DERIVED = (
     Column("duration_ms", pa.float64(), False, "duration_ns / 1e6."),
-    Column("is_root", pa.bool_(), False, "True when parent_span_id is NULL."),
+    Column("is_root", pa.bool_(), False, "True when parent_span_id is NULL or the parent is remote (flags bit 9)."),
 )
 
 TRACES_COLUMNS = (
@@ -181,9 +181,9 @@ TRACES_COLUMNS = (
     Column("duration_ms", pa.float64(), False, "Root span's duration, else end_time - start_time."),
     Column("span_count", pa.int64(), False, "Distinct spans received so far."),
     Column("llm_calls", pa.int64(), False, "Spans of category llm."),
-    Column("input_tokens", pa.int64(), False, "Sum of input tokens of llm spans."),
-    Column("output_tokens", pa.int64(), False, "Sum of output tokens of llm spans."),
-    Column("total_tokens", pa.int64(), False, "Sum of total tokens of llm spans."),
+    Column("input_tokens", pa.int64(), False, "Sum of input tokens of llm and embedding spans."),
+    Column("output_tokens", pa.int64(), False, "Sum of output tokens of llm and embedding spans."),
+    Column("total_tokens", pa.int64(), False, "Sum of total tokens of llm and embedding spans."),
     Column("has_error", pa.bool_(), False, "True when any span has status ERROR."),
     Column("is_complete", pa.bool_(), False, "True once the root span has arrived."),
 )
