@@ -179,7 +179,8 @@ def compact_partition(data_dir: DataDir, table: Table, files: list[Path]) -> tup
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        rows_in = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]  # type: ignore[index]
+        # fetchall, not fetchone: DuckDB 2 refuses the next statement while a result is unfinished.
+        ((rows_in,),) = con.execute(f"SELECT count(*) FROM {source}").fetchall()
         data: pa.Table = fetch_arrow(
             con,
             f"SELECT * FROM (SELECT DISTINCT ON ({keys}) {names} FROM {source} ORDER BY {keys}, ingested_at) "
