@@ -1,0 +1,87 @@
+"""Latency: percentiles by hand, errors and timeouts, slow share, TTFT of streamed calls, retries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.pricing import PriceBook
+from spanlake.analytics.query import Filters
+from spanlake.analytics.reports import latency
+from tests.analytics.helpers import MS, T0, span, write
+
+WINDOW = Filters(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
+
+
+def _llm(model: str, **extra: object) -> dict[str, object]:
+    return {"gen_ai.operation.name": "chat", "gen_ai.request.model": model, **extra}
+
+
+@pytest.fixture
+def an(tmp_path: Path) -> Analytics:
+    final = span(20, 5, 1, at_ms=70, ms=40, name="final", **_llm("m1"))
+    # OpenInference's streamed-call marker: the first-token event 8 ms after the start
+    draft = span(20, 3, 1, at_ms=20, ms=20, name="draft", **_llm("m1"))
+    draft.events.append(Span.Event(time_unix_nano=draft.start_time_unix_nano + 8 * MS, name="First Token Stream Event"))
+    spans = [
+        span(20, 1, name="T1", ms=400),
+        span(20, 2, 1, at_ms=1, ms=10, name="plan", **_llm("m1")),
+        draft,
+        span(20, 4, 1, at_ms=45, ms=30, name="review", **_llm("m1", **{"gen_ai.response.time_to_first_chunk": 0.012})),
+        final,
+        # a timed-out call, then the same step again under the same parent: a retry
+        span(
+            20, 6, 1, at_ms=120, ms=100, name="summarize", error=True, **_llm("m2", **{"error.type": "APITimeoutError"})
+        ),
+        span(20, 7, 1, at_ms=230, ms=50, name="summarize", **_llm("m2")),
+        # an agent loop: the same tool twice, both fine — a repeat, not a retry
+        span(21, 1, name="T2", ms=300),
+        span(21, 2, 1, at_ms=1, ms=250, name="agent", **{"gen_ai.operation.name": "invoke_agent"}),
+        span(21, 3, 2, at_ms=2, ms=5, name="search", **{"gen_ai.operation.name": "execute_tool"}),
+        span(21, 4, 2, at_ms=9, ms=7, name="search", **{"gen_ai.operation.name": "execute_tool"}),
+        span(22, 1, name="T3", ms=1000, error=True),
+    ]
+    write(tmp_path, spans)
+    return Analytics(tmp_path, prices=PriceBook(use_database=False))
+
+
+def test_task_and_step_percentiles(an: Analytics) -> None:
+    rows = {r["level"]: r for r in latency(an, WINDOW, slow_ms=35).to_dicts()}
+    # Tasks T2 300, T1 400, T3 1000 (linear interpolation at position (n-1)q):
+    # p50 = 400; p90 at 1.8 → 400 + 0.8*600 = 880; p99 at 1.98 → 400 + 0.98*600 = 988
+    t = rows["task"]
+    assert (t["count"], t["p50_ms"], t["p90_ms"], t["p99_ms"], t["max_ms"]) == (3, 400, 880, pytest.approx(988), 1000)
+    assert t["error_rate"] == pytest.approx(1 / 3) and t["slow_share"] == 1.0
+    # LLM calls 10, 20, 30, 40, 50, 100: p50 at 2.5 → 30 + 0.5*10 = 35; p90 at 4.5 → 50 + 0.5*50 = 75;
+    # p95 at 4.75 → 87.5; p99 at 4.95 → 97.5
+    llm = rows["llm"]
+    assert llm["count"] == 6
+    assert (llm["p50_ms"], llm["p90_ms"], llm["p95_ms"]) == (pytest.approx(35), pytest.approx(75), pytest.approx(87.5))
+    assert (llm["p99_ms"], llm["max_ms"]) == (pytest.approx(97.5), 100)
+    assert llm["error_rate"] == pytest.approx(1 / 6) and llm["timeout_rate"] == pytest.approx(1 / 6)
+    assert llm["slow_share"] == pytest.approx(3 / 6)  # 40, 50, 100 are over 35 ms
+    # TTFT: review 0.012 s → 12 ms (OTel attribute), draft 8 ms (OpenInference event): p50 = 10, p95 = 8 + 0.95*4
+    assert (llm["ttft_count"], llm["ttft_p50_ms"], llm["ttft_p95_ms"]) == (2, 10, pytest.approx(11.8))
+    assert (llm["repeats"], llm["retries"]) == (1, 1)
+    tool = rows["tool"]
+    assert (tool["count"], tool["repeats"], tool["retries"]) == (2, 1, 0)
+    assert rows["agent"]["count"] == 1
+
+
+def test_per_model(an: Analytics) -> None:
+    got = {(r["level"], r["model"]): r for r in latency(an, WINDOW, ["model"]).to_dicts()}
+    # m1: 10, 20, 30, 40 → p50 25; m2: 100 (timed out), 50 → p50 75
+    assert got[("llm", "m1")]["p50_ms"] == pytest.approx(25)
+    assert got[("llm", "m2")]["p50_ms"] == pytest.approx(75)
+    assert got[("llm", "m2")]["timeout_rate"] == pytest.approx(0.5)
+    # tasks by model: a task's model is its first LLM call's (T1 → m1); T2 and T3 made none
+    assert got[("task", "m1")]["count"] == 1 and got[("task", None)]["count"] == 2
+
+
+def test_group_by_allow_list(an: Analytics) -> None:
+    with pytest.raises(ValueError, match="cannot group by"):
+        latency(an, WINDOW, ["model; DROP TABLE spans"])
