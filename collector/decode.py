@@ -15,7 +15,8 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from spanlake.collector.normalize import normalize, split_content
+from spanlake.collector.content import split_content
+from spanlake.collector.normalize import normalize
 from spanlake.collector.values import any_value, key_values, to_json, to_json_or_none
 from spanlake.sdk import attributes as A
 from spanlake.storage.layout import DEFAULT_PROJECT, PartitionKey

@@ -20,78 +20,9 @@ import math
 import re
 from typing import Any
 
+from spanlake.collector.content import CONTENT_VALUE_BYTES, is_content  # noqa: F401 (is_content: used via this module by tests)
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import CATEGORIES
-
-# Content keys go to the `content` column (big text: prompts, completions, documents).
-CONTENT_KEYS = frozenset(
-    {
-        A.GEN_AI_INPUT_MESSAGES,
-        A.GEN_AI_OUTPUT_MESSAGES,
-        A.GEN_AI_SYSTEM_INSTRUCTIONS,
-        A.GEN_AI_TOOL_DEFINITIONS,
-        A.GEN_AI_TOOL_CALL_ARGUMENTS,
-        A.GEN_AI_TOOL_CALL_RESULT,
-        A.GEN_AI_RETRIEVAL_DOCUMENTS,
-        A.GEN_AI_RETRIEVAL_QUERY_TEXT,
-        A.GEN_AI_PROMPT,
-        A.GEN_AI_COMPLETION,
-        A.OI_INPUT_VALUE,
-        A.OI_OUTPUT_VALUE,
-        A.TL_ENTITY_INPUT,
-        A.TL_ENTITY_OUTPUT,
-        "llm.prompt_template.template",
-        "llm.prompt_template.variables",
-        "traceloop.prompt.template",
-        "traceloop.prompt.template_variables",
-        "gen_ai.task.input",
-        "gen_ai.task.output",
-        "gen_ai.memory.query.text",
-        "gen_ai.memory.records",
-        "llm.function_call",
-        "reranker.query",
-    }
-)
-CONTENT_PREFIXES = (
-    "llm.input_messages.",
-    "llm.output_messages.",
-    "llm.prompts.",
-    "llm.choices.",
-    "llm.tools.",
-    "retrieval.documents.",
-    "reranker.input_documents.",
-    "reranker.output_documents.",
-    "embedding.embeddings.",
-    "gen_ai.prompt.variable.",
-    "llm.request.functions.",
-)
-# The same lists sent unflattened (one array or JSON-string attribute) are content too.
-_CONTENT_PREFIX_KEYS = frozenset(p.rstrip(".") for p in CONTENT_PREFIXES)
-# OpenLLMetry's indexed content: gen_ai.prompt.0.content, gen_ai.completion.1.role, ...
-_INDEXED_CONTENT = re.compile(r"^gen_ai\.(prompt|completion)\.\d+\.")
-# Any single string value larger than this (UTF-8 bytes) is content, whatever its key.
-CONTENT_VALUE_BYTES = 8 * 1024
-
-
-def is_content(key: str, value: Any) -> bool:
-    """True when an attribute holds message content rather than a small fact."""
-    if key in CONTENT_KEYS or key in _CONTENT_PREFIX_KEYS or key.startswith(CONTENT_PREFIXES):
-        return True
-    if _INDEXED_CONTENT.match(key):
-        return True
-    if not isinstance(value, str) or len(value) * 4 <= CONTENT_VALUE_BYTES:
-        return False
-    return len(value) > CONTENT_VALUE_BYTES or len(value.encode("utf-8", "surrogatepass")) > CONTENT_VALUE_BYTES
-
-
-def split_content(attrs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split attributes into (small facts, message content)."""
-    facts: dict[str, Any] = {}
-    content: dict[str, Any] = {}
-    for k, v in attrs.items():
-        (content if is_content(k, v) else facts)[k] = v
-    return facts, content
-
 
 # --- precedence tables --------------------------------------------------------------
 
@@ -200,8 +131,9 @@ _DECIMAL = re.compile(r"^\s*\+?([0-9]+)\s*$")
 
 
 def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    get = attrs.get
     for k in keys:
-        v = attrs.get(k)
+        v = get(k)
         if v is not None and v != "":
             return v
     return None
@@ -215,7 +147,9 @@ def _str(v: Any) -> str | None:
 
 def _int(v: Any) -> int | None:
     """A count: int, integral float or ASCII decimal string in [0, 2**63). Anything else is ignored."""
-    if isinstance(v, bool):
+    if type(v) is int:  # the common case, first (bool is a subclass, so it can't take this path)
+        return v if 0 <= v <= INT64_MAX else None
+    if v is None or isinstance(v, bool):
         return None
     if isinstance(v, float) and v.is_integer():  # False for inf and NaN
         v = int(v)
@@ -225,9 +159,10 @@ def _int(v: Any) -> int | None:
 
 
 def _first_int(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    get = attrs.get
     for k in keys:
-        v = _int(attrs.get(k))
-        if v is not None:
+        v = get(k)
+        if v is not None and (v := _int(v)) is not None:
             return v
     return None
 

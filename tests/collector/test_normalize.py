@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from spanlake.collector.normalize import split_content
+from spanlake.collector.content import split_content
 from tests.collector.normalize_helpers import norm, set_columns
 
 # --- OTel GenAI, current (core v1.41.1 + dev repo) ---------------------------------------

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
+from spanlake.collector.content import split_content
 from spanlake.collector.decode import decode_spans
-from spanlake.collector.normalize import split_content
 from tests.collector.normalize_helpers import decoded_row, norm, set_columns
 from tests.factories import any_value, make_request, make_span
 

@@ -12,8 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from spanlake.collector.content import split_content
 from spanlake.collector.decode import decode_spans
-from spanlake.collector.normalize import normalize, split_content
+from spanlake.collector.normalize import normalize
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import CATEGORIES, SPANS
 from spanlake.storage.writer import columns_to_table
