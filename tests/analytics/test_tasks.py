@@ -131,13 +131,23 @@ def test_latest_human_label_overrides_the_app(tmp_path: Path) -> None:
     _build(tmp_path)
     labels = pa.Table.from_pylist(
         [
-            {"project": "default", "trace_id": tid(10).hex(), "span_id": "0000000000000001", "outcome": "success",
-             "labeled_at": datetime(2025, 6, 3, tzinfo=UTC)},
-            {"project": "default", "trace_id": tid(10).hex(), "span_id": "0000000000000001", "outcome": "failure",
-             "labeled_at": datetime(2025, 6, 4, tzinfo=UTC)},
+            {
+                "project": "default",
+                "trace_id": tid(10).hex(),
+                "span_id": "0000000000000001",
+                "outcome": "success",
+                "labeled_at": datetime(2025, 6, 3, tzinfo=UTC),
+            },
+            {
+                "project": "default",
+                "trace_id": tid(10).hex(),
+                "span_id": "0000000000000001",
+                "outcome": "failure",
+                "labeled_at": datetime(2025, 6, 4, tzinfo=UTC),
+            },
         ],
         schema=LABELS_SCHEMA,
-    )  # fmt: skip
+    )
     an = Analytics(tmp_path, prices=PRICES, labels=lambda: labels)
     got = _outcomes(task_list(an, WINDOW, limit=100).to_dicts())
     assert got["a"] == ("failure", "label")
