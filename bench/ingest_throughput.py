@@ -5,7 +5,11 @@ sends realistic GenAI spans over OTLP/HTTP protobuf from several concurrent clie
 waits until `spans` holds all of them. Prints throughput (acknowledged and visible),
 request latency p50/p99, the collector's peak RSS and bytes on disk per span.
 
-    python bench/ingest_throughput.py --spans 300000 --clients 4
+With --phoenix, the same requests (a share of them: Phoenix persists far more slowly) are
+then sent to Arize Phoenix's OTLP/HTTP endpoint, timed until its database holds them, and
+the ratio is printed. Phoenix runs from its own virtualenv (created on first use).
+
+    python bench/ingest_throughput.py --spans 300000 --clients 4 --phoenix
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import argparse
 import os
 import re
 import shutil
+import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,9 +31,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import SPANS_PER_TRACE, build_request, send_all  # noqa: E402
+from loadgen import SPANS_PER_TRACE, build_request, send_all
 
-from spanlake.storage.reader import Lake  # noqa: E402
+from spanlake.storage.reader import Lake
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -70,6 +83,69 @@ def start_collector(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("collector did not start")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def phoenix_python(venv: Path) -> Path:
+    """A Python with arize-phoenix installed, creating the virtualenv on first use."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"installing arize-phoenix into {venv} (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "arize-phoenix"], check=True)
+    return python
+
+
+def run_phoenix(python: Path, bodies: list[bytes], spans_per_body: int, clients: int) -> tuple[float, float]:
+    """Send `bodies` to a fresh Phoenix; return (acknowledged spans/s, visible spans/s)."""
+    work = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_WORKING_DIR": str(work),
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(free_port()),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+    }
+    proc = subprocess.Popen(
+        [str(python), "-m", "phoenix.server.main", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("Phoenix did not start") from None
+                time.sleep(0.5)
+        total = len(bodies) * spans_per_body
+        start = time.perf_counter()
+        send_all(f"http://127.0.0.1:{port}", bodies, spans_per_body, clients)
+        acked = time.perf_counter() - start
+        db = work / "phoenix.db"
+        visible = 0
+        while visible < total:
+            time.sleep(0.5)
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+                visible = con.execute("SELECT count(*) FROM spans").fetchone()[0]
+            if time.perf_counter() - start > 1800:
+                raise RuntimeError(f"Phoenix stored only {visible}/{total} spans in 30 min")
+        return total / acked, total / (time.perf_counter() - start)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def lake_bytes(data_dir: Path) -> tuple[int, int]:
     """(all Parquet bytes, bytes excluding the content column) of the spans table."""
     total = content = 0
@@ -88,6 +164,9 @@ def main() -> None:
     ap.add_argument("--spans-per-request", type=int, default=500)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--phoenix", action="store_true", help="also run the workload against Arize Phoenix")
+    ap.add_argument("--phoenix-share", type=float, default=0.05, help="share of the requests sent to Phoenix")
+    ap.add_argument("--phoenix-venv", type=Path, default=Path(".bench-venvs/phoenix"))
     args = ap.parse_args()
 
     traces_per_req = max(1, args.spans_per_request // SPANS_PER_TRACE)
@@ -97,7 +176,10 @@ def main() -> None:
     spans_per_body = traces_per_req * SPANS_PER_TRACE
     total = n_req * spans_per_body
     avg = sum(map(len, bodies)) / total
-    print(f"built {n_req} requests x {spans_per_body} spans ({avg:.0f} B/span protobuf) in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"built {n_req} requests x {spans_per_body} spans ({avg:.0f} B/span protobuf) "
+        f"in {time.perf_counter() - t0:.1f}s"
+    )
 
     data_dir = Path(tempfile.mkdtemp(prefix="spanlake-bench-"))
     proc, url = start_collector(data_dir)
@@ -135,11 +217,25 @@ def main() -> None:
     print(f"spans sent            {total}")
     print(f"acknowledged          {total / acked_at:,.0f} spans/s ({acked_at:.1f}s, {result.refused} refusals retried)")
     print(f"visible in `spans`    {total / visible_at:,.0f} spans/s end to end ({visible_at:.1f}s)")
-    print(f"request latency       p50 {statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms")
+    print(
+        f"request latency       p50 {statistics.median(lat) * 1000:.0f} ms, "
+        f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms"
+    )
     print(f"collector peak RSS    {peak / 1024:.0f} MiB")
     print(f"on disk per span      {total_b / total:.0f} B, {no_content_b / total:.0f} B excluding message content")
-    print(f"machine               {os.cpu_count()} cores")
-    print(f"reproduce             python bench/ingest_throughput.py --spans {args.spans} --clients {args.clients}")
+    print(f"machine               {os.cpu_count()} cores, {cpu_model()}")
+    if args.phoenix:
+        share = bodies[: max(1, int(len(bodies) * args.phoenix_share))]
+        p_acked, p_visible = run_phoenix(phoenix_python(args.phoenix_venv), share, spans_per_body, args.clients)
+        print(
+            f"phoenix               {len(share) * spans_per_body} spans: acknowledged {p_acked:,.0f} spans/s, "
+            f"visible {p_visible:,.0f} spans/s"
+        )
+        print(f"ratio                 spanlake / phoenix (visible, end to end): {total / visible_at / p_visible:.1f}x")
+    flags = " --phoenix" if args.phoenix else ""
+    print(
+        f"reproduce             python bench/ingest_throughput.py --spans {args.spans} --clients {args.clients}{flags}"
+    )
     if not args.keep:
         shutil.rmtree(data_dir, ignore_errors=True)
     else:

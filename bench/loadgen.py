@@ -78,8 +78,14 @@ def build_request(first_trace: int, traces: int, seed: int = 0) -> ExportTraceSe
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     rs.resource.attributes.extend(
-        [_kv("service.name", "support-bot"), _kv("service.version", "1.4.2"), _kv("spanlake.project", "bench"),
-         _kv("telemetry.sdk.language", "python"), _kv("telemetry.sdk.version", "1.27.0"), _kv("host.name", "pod-7")]
+        [
+            _kv("service.name", "support-bot"),
+            _kv("service.version", "1.4.2"),
+            _kv("spanlake.project", "bench"),
+            _kv("telemetry.sdk.language", "python"),
+            _kv("telemetry.sdk.version", "1.27.0"),
+            _kv("host.name", "pod-7"),
+        ]
     )
     ss = rs.scope_spans.add()
     ss.scope.name = "opentelemetry.instrumentation.openai_v2"
@@ -92,14 +98,30 @@ def build_request(first_trace: int, traces: int, seed: int = 0) -> ExportTraceSe
         common = _common(rng, t)
         steps: list[tuple[str, dict[str, object]]] = [
             ("answer_ticket", {"spanlake.task.name": "answer_ticket", "spanlake.task.outcome": "success"}),
-            ("retrieval kb", {"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": "kb",
-                              "gen_ai.request.top_k": 5, "db.system": "qdrant"}),
+            (
+                "retrieval kb",
+                {
+                    "gen_ai.operation.name": "retrieval",
+                    "gen_ai.data_source.id": "kb",
+                    "gen_ai.request.top_k": 5,
+                    "db.system": "qdrant",
+                },
+            ),
             ("chat gpt", _llm_attrs(rng, t)),
-            ("execute_tool lookup_order", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_order",
-                                           "gen_ai.tool.call.id": f"call_{t}", "gen_ai.tool.type": "function"}),
+            (
+                "execute_tool lookup_order",
+                {
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": "lookup_order",
+                    "gen_ai.tool.call.id": f"call_{t}",
+                    "gen_ai.tool.type": "function",
+                },
+            ),
             ("chat gpt", _llm_attrs(rng, t + 1)),
-            ("validate reply", {"spanlake.validation.name": "json_schema:Reply",
-                                "spanlake.validation.passed": rng.random() > 0.1}),
+            (
+                "validate reply",
+                {"spanlake.validation.name": "json_schema:Reply", "spanlake.validation.passed": rng.random() > 0.1},
+            ),
         ]
         for n, (name, attrs) in enumerate(steps):
             span = ss.spans.add()
