@@ -44,6 +44,18 @@ def _common(rng: random.Random, i: int) -> dict[str, object]:
         "http.route": "/api/answer",
         "app.request_id": f"req-{i:012d}",
         "app.region": rng.choice(["eu-west-1", "us-east-1"]),
+        "app.tenant_id": f"tenant-{i % 40:04d}-{rng.getrandbits(32):08x}",
+        "app.ticket_id": f"TCK-{rng.getrandbits(40):012d}",
+        "app.channel": rng.choice(["email", "chat", "web"]),
+        "app.feature_flags": "rag_v2,tool_lookup,strict_json",
+        "code.namespace": "support_bot.pipeline",
+        "code.function": "answer_ticket",
+        "code.filepath": "/srv/app/support_bot/pipeline.py",
+        "thread.name": "MainThread",
+        "net.peer.name": "support-bot.internal",
+        "gen_ai.agent.name": "support-assistant",
+        "gen_ai.conversation.id": f"conv-{rng.getrandbits(64):016x}",
+        "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0",
     }
 
 
