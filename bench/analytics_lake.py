@@ -1,0 +1,154 @@
+"""Generate a synthetic lake and time every analytics report on it.
+
+    python bench/analytics_lake.py --data-dir /tmp/bench-lake --spans 10000000 --days 7
+
+Each trace is 5 spans: a task root (`answer`, app outcome success / failure / none), an LLM
+call, a retrieval, a second LLM call and a validation; so 10M spans are 2M tasks. Rows are
+written straight to Parquet with DuckDB (hive partitions project/date/hour, sorted by start
+time like the collector's files), with the lake's full column list, then every report runs
+over a 1-day and the full window from raw spans. `--reuse` skips generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from spanlake.storage.layout import DataDir
+from spanlake.storage.reader import duckdb_type
+from spanlake.storage.schema import SPANS
+
+START = datetime(2025, 6, 1, tzinfo=UTC)
+MODELS = "['gpt-4o-mini-2024-07-18', 'gpt-4o-2024-08-06', 'claude-3-5-sonnet-20241022', 'acme-internal']"
+PROVIDERS = "['openai', 'openai', 'anthropic', 'acme']"
+
+# One expression per stored column (unlisted columns are NULL). `t` is the trace number,
+# `k` the span's position in the trace (0 root, 1 llm, 2 retrieval, 3 llm, 4 validation).
+EXPR = {
+    "project": "'bench'",
+    "trace_id": "printf('%032x', t)",
+    "span_id": "printf('%016x', t * 8 + k + 1)",
+    "parent_span_id": "CASE WHEN k = 0 THEN NULL ELSE printf('%016x', t * 8 + 1) END",
+    "name": "['answer', 'chat', 'retrieve', 'chat', 'schema_check'][k + 1]",
+    "kind": "'INTERNAL'",
+    "start_time": "ts + to_microseconds((k * 40)::BIGINT * 1000)",
+    "end_time": "ts + to_microseconds((k * 40)::BIGINT * 1000 + dur_us)",
+    "start_time_unix_nano": "epoch_us(ts) * 1000 + k * 40000000",
+    "duration_ns": "dur_us * 1000",
+    "status_code": "CASE WHEN bh([t, k]) % 50 = 0 THEN 'ERROR' ELSE 'UNSET' END",
+    "service_name": "['api', 'worker'][(t % 2) + 1]",
+    "category": "['task', 'llm', 'retrieval', 'llm', 'guardrail'][k + 1]",
+    "operation": "CASE WHEN k IN (1, 3) THEN 'chat' WHEN k = 2 THEN 'retrieval' END",
+    "provider": f"CASE WHEN k IN (1, 3) THEN {PROVIDERS}[(t % 4) + 1] END",
+    "request_model": f"CASE WHEN k IN (1, 3) THEN {MODELS}[(t % 4) + 1] END",
+    "response_model": f"CASE WHEN k IN (1, 3) THEN {MODELS}[(t % 4) + 1] END",
+    "input_tokens": "CASE WHEN k IN (1, 3) THEN 200 + bh([t, k]) % 4000 END",
+    "output_tokens": "CASE WHEN k IN (1, 3) THEN 50 + bh([t, k, 1]) % 800 END",
+    "cache_read_tokens": "CASE WHEN k = 3 THEN 100 END",
+    "reasoning_tokens": "CASE WHEN k = 3 AND t % 4 = 0 THEN 20 END",
+    "total_tokens": "CASE WHEN k IN (1, 3) THEN 250 + bh([t, k]) % 4000 + bh([t, k, 1]) % 800 END",
+    "time_to_first_token_ms": "CASE WHEN k = 1 THEN (bh([t]) % 300)::DOUBLE END",
+    "prompt_version": "CASE WHEN k IN (1, 3) THEN ['v1', 'v2'][(t // 3 % 2) + 1] END",
+    "task_name": "CASE WHEN k = 0 THEN 'answer' END",
+    "task_outcome": "CASE WHEN k = 0 THEN [NULL, 'success', 'success', 'failure'][(bh([t]) % 4) + 1] END",
+    "validation_name": "CASE WHEN k = 4 THEN 'schema' END",
+    "validation_passed": "CASE WHEN k = 4 THEN bh([t, 4]) % 10 <> 0 END",
+    "attributes": "CASE WHEN k = 4 AND bh([t, 4]) % 10 = 0 THEN "
+    "'{\"spanlake.validation.errors\": [\"missing field ''' || (t % 7) || '''\"]}' "
+    "WHEN k = 2 THEN '{\"gen_ai.data_source.id\": \"kb' || (t % 3) || '\"}' ELSE '{}' END",
+    "content": 'CASE WHEN k = 2 THEN \'{"gen_ai.retrieval.documents": [{"id": "d\' || (t % 97) || '
+    '\'", "score": 0.8}, {"id": "d\' || (t % 89) || \'", "score": 0.4}]}\' END',
+    "resource_attributes": '\'{"service.name": "api"}\'',
+    "ingested_at": "ts",
+}
+
+
+def generate(data_dir: Path, spans: int, days: int) -> None:
+    """Write `spans` spans (spans // 5 traces, spread over `days`) into data_dir's lake."""
+    dd = DataDir(data_dir).create()
+    out = dd.lake / "spans"
+    if out.exists():
+        shutil.rmtree(out)
+    traces = spans // 5
+    seconds = days * 86400
+    cols = []
+    for c in SPANS.all_columns:
+        if c.name in ("date", "hour"):
+            continue
+        cols.append(f"CAST({EXPR.get(c.name, 'NULL')} AS {duckdb_type(c.type)}) AS {c.name}")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("CREATE MACRO bh(x) AS (hash(x) % 1000000007)::BIGINT")  # a BIGINT hash: list indexes need one
+    sql = f"""
+    COPY (
+      WITH tr AS (
+        SELECT t, TIMESTAMPTZ '{START.isoformat()}' + to_microseconds((t * {seconds}::BIGINT * 1000000) // {traces})
+               AS ts FROM range({traces}) r(t)
+      ),
+      sp AS (SELECT t, k, ts, (CASE WHEN k = 0 THEN 200000 ELSE 5000 + bh([t, k]) % 60000 END)::BIGINT AS dur_us
+             FROM tr, range(5) s(k))
+      SELECT {", ".join(cols)}, CAST(ts AS DATE) AS date, hour(ts) AS hour FROM sp ORDER BY start_time
+    ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (project, date, hour), ROW_GROUP_SIZE 65536)
+    """
+    con.execute(sql)
+    con.close()
+
+
+def time_reports(data_dir: Path, days: int) -> list[tuple[str, str, float, int]]:
+    from spanlake.analytics import reports as R
+    from spanlake.analytics.engine import Analytics
+    from spanlake.analytics.pricing import PriceBook, PriceOverride
+    from spanlake.analytics.query import Filters
+
+    an = Analytics(data_dir, prices=PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1, output_mtok=2)]))
+    end = START + timedelta(days=days)
+    windows = {
+        "1 day": Filters(since=end - timedelta(days=1), until=end),
+        f"{days} days": Filters(since=START, until=end),
+    }
+    cases: dict[str, Callable[[Filters], Any]] = {
+        "latency": lambda f: R.latency(an, f, ["model"]),
+        "cost by model, day": lambda f: R.cost(an, f, ["model", "day"]),
+        "unpriced": lambda f: R.unpriced(an, f),
+        "tasks by outcome_source": lambda f: R.tasks(an, f, ["outcome_source"]),
+        "task-list by cost": lambda f: R.task_list(an, f, sort="cost"),
+        "validation by prompt_version": lambda f: R.validation(an, f, ["validator", "prompt_version"]),
+        "validation-errors": lambda f: R.validation_errors(an, f),
+        "retrieval": lambda f: R.retrieval(an, f),
+        "compare v1 v2": lambda f: R.compare(an, f, "prompt_version", "v1", "v2"),
+    }
+    results = []
+    for window, f in windows.items():
+        for name, run in cases.items():
+            t0 = time.perf_counter()
+            df = run(f)
+            elapsed = time.perf_counter() - t0
+            results.append((window, name, elapsed, df.height))
+            print(f"{window:>8}  {name:<30} {elapsed:8.2f} s  ({df.height} rows)", flush=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=Path("/tmp/spanlake-bench-analytics"))
+    ap.add_argument("--spans", type=int, default=10_000_000)
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--reuse", action="store_true", help="time reports on an existing generated lake")
+    args = ap.parse_args()
+    if not args.reuse:
+        t0 = time.perf_counter()
+        generate(args.data_dir, args.spans, args.days)
+        print(f"generated {args.spans} spans in {time.perf_counter() - t0:.1f} s", flush=True)
+    time_reports(args.data_dir, args.days)
+
+
+if __name__ == "__main__":
+    main()
