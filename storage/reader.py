@@ -84,8 +84,9 @@ def source_sql(data_dir: DataDir, table: Table) -> str:
     if not _has_files(glob):
         return _empty_select(table)
     names = ", ".join(c.name for c in table.all_columns)
+    quoted = glob.replace("'", "''")  # a data directory may have a quote in its path
     return (
-        f"SELECT {names} FROM read_parquet('{glob}', hive_partitioning = true, "
+        f"SELECT {names} FROM read_parquet('{quoted}', hive_partitioning = true, "
         f"hive_types = {HIVE_TYPES}, union_by_name = true)"
     )
 
