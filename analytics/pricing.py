@@ -27,35 +27,13 @@ import json
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-# OTel well-known provider names (our `provider` column) → genai-prices provider ids.
-PROVIDER_IDS = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "aws.bedrock": "aws",
-    "azure.ai.openai": "azure",
-    "azure.ai.inference": "azure",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "x_ai": "x-ai",
-    "mistral_ai": "mistral",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "cohere": "cohere",
-    "perplexity": "perplexity",
-    "together_ai": "together",
-    "moonshot_ai": "moonshotai",
-    "fireworks": "fireworks",
-    "cerebras": "cerebras",
-    "openrouter": "openrouter",
-}
 # Span attributes naming the service tier a call was billed at (OpenAI, OTel).
 SERVICE_TIER_KEYS = (
     "openai.response.service_tier",
@@ -204,7 +182,9 @@ class PriceBook:
         rows = self._override_rows(provider, model)
         if rows or not self.use_database:
             return rows
-        return _database_rows(provider, model)
+        from spanlake.analytics.price_database import database_rows
+
+        return database_rows(provider, model)
 
     def _override_rows(self, provider: str, model: str) -> list[dict[str, Any]]:
         matching = [o for o in self.overrides if o.matches(provider, model)]
@@ -218,10 +198,10 @@ class PriceBook:
         dated = sorted(by_date.items(), key=lambda kv: kv[0] or date.min)
         rows = []
         for i, (start, o) in enumerate(dated):
-            valid_from = FAR_PAST if i == 0 or start is None else _midnight(start)
+            valid_from = FAR_PAST if i == 0 or start is None else midnight(start)
             end = dated[i + 1][0] if i + 1 < len(dated) else None
-            valid_to = _midnight(end) if end is not None else FAR_FUTURE
-            rates = _rates(
+            valid_to = midnight(end) if end is not None else FAR_FUTURE
+            rates = flat_rates(
                 Decimal(str(o.input_mtok)),
                 Decimal(str(o.output_mtok)),
                 None if o.cache_read_mtok is None else Decimal(str(o.cache_read_mtok)),
@@ -230,16 +210,18 @@ class PriceBook:
                 Decimal(str(o.request_price)) * 1000,
             )
             rows.append(
-                _row(provider, model, "override", o.model, valid_from, valid_to, 0, DAY_US, -1, MAX_TOKENS, "", rates)
+                price_row(
+                    provider, model, "override", o.model, valid_from, valid_to, 0, DAY_US, -1, MAX_TOKENS, "", rates
+                )
             )
         return rows
 
 
-def _midnight(d: date) -> datetime:
+def midnight(d: date) -> datetime:
     return datetime.combine(d, time(), tzinfo=UTC)
 
 
-def _rates(
+def flat_rates(
     input_mtok: Decimal | None,
     output_mtok: Decimal | None,
     cache_read: Decimal | None,
@@ -260,7 +242,7 @@ def _rates(
     }
 
 
-def _row(
+def price_row(
     provider: str,
     model: str,
     source: str,
@@ -288,132 +270,6 @@ def _row(
         "service_tier": service_tier,
         **rates,
     }
-
-
-# --- genai-prices -------------------------------------------------------------------------
-
-PRICED_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok")
-
-
-def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
-    """(genai-prices Provider, ModelInfo) for a model as our columns name it, or None.
-
-    A known provider is searched alone (with genai-prices' own fallbacks, e.g. Azure → OpenAI);
-    an unknown provider (self-hosted, a gateway genai-prices does not list) is not guessed at;
-    no provider at all lets genai-prices infer it from the model name.
-    """
-    from genai_prices import data_snapshot
-
-    snap = data_snapshot.get_snapshot()
-    provider_id: str | None = None
-    if provider:
-        provider_id = PROVIDER_IDS.get(provider.lower(), provider.lower())
-        if data_snapshot.find_provider_by_id(snap.providers, provider_id) is None:
-            return None
-    try:
-        return snap.find_provider_model(model, None, provider_id, None)
-    except LookupError:
-        return None
-
-
-def _constraint_points(constraint: Any, dates: set[date], tods: set[int]) -> None:
-    from genai_prices import types as T
-
-    if isinstance(constraint, T.StartDateConstraint):
-        dates.add(constraint.start_date)
-    elif isinstance(constraint, T.TimeOfDateConstraint):
-        for t in (constraint.start_time, constraint.end_time):
-            u = datetime.combine(date(2000, 1, 1), t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
-            tods.add(((u.hour * 60 + u.minute) * 60 + u.second) * 10**6 + u.microsecond)
-
-
-def _database_rows(provider: str, model: str) -> list[dict[str, Any]]:
-    from genai_prices import types as T
-
-    found = find_model(provider, model)
-    if found is None:
-        return []
-    gp_provider, info = found
-    dates: set[date] = set()
-    tods: set[int] = {0}
-    if not isinstance(info.prices, T.ModelPrice):
-        for cp in info.prices:
-            _constraint_points(cp.constraint, dates, tods)
-    own_model = any(info is m for m in gp_provider.models)  # variants apply only to the provider's own models
-    service_tiers: set[str] = set()
-    for v in (info.price_variants or []) if own_model else []:
-        if set(v.when) == {"service_tier"}:
-            service_tiers.add(v.when["service_tier"])
-            _constraint_points(v.constraint, dates, tods)
-    date_edges = [None, *sorted(dates)]
-    tod_edges = sorted(t for t in tods if 0 <= t < DAY_US)
-    rows: list[dict[str, Any]] = []
-    for i, d in enumerate(date_edges):
-        valid_from = FAR_PAST if d is None else _midnight(d)
-        nxt = date_edges[i + 1] if i + 1 < len(date_edges) else None
-        valid_to = FAR_FUTURE if nxt is None else _midnight(nxt)
-        rep_day = date(1970, 1, 1) if d is None else d
-        for j, tod in enumerate(tod_edges):
-            tod_hi = tod_edges[j + 1] if j + 1 < len(tod_edges) else DAY_US
-            at = _midnight(rep_day) + timedelta(microseconds=tod)
-            for tier in ["", *sorted(service_tiers)]:  # an inactive variant yields the standard price
-                price = info.get_prices(at, {"service_tier": tier} if tier else None)
-                for lo, hi, rates in _tier_brackets(price):
-                    rows.append(
-                        _row(
-                            provider,
-                            model,
-                            "genai-prices",
-                            info.id,
-                            valid_from,
-                            valid_to,
-                            tod,
-                            tod_hi,
-                            lo,
-                            hi,
-                            tier,
-                            rates,
-                        )
-                    )
-    return rows
-
-
-def _tier_brackets(price: Any) -> list[tuple[int, int, dict[str, float]]]:
-    """Split a ModelPrice into input-token brackets (lo, hi] with flat rates.
-
-    genai-prices' tiers are cliffs on total input tokens: past a tier's start, every token
-    of that kind is billed at the tier's rate.
-    """
-    from genai_prices import types as T
-
-    values = {k: getattr(price, k, None) for k in PRICED_KEYS}
-    if values["input_mtok"] is None and values["output_mtok"] is None:
-        return []  # priced only in units the lake has no column for (audio hours, pages, ...)
-    starts = sorted({t.start for v in values.values() if isinstance(v, T.TieredPrices) for t in v.tiers})
-    edges = [-1, *starts]
-    out = []
-    for i, lo in enumerate(edges):
-        hi = edges[i + 1] if i + 1 < len(edges) else MAX_TOKENS
-        flat: dict[str, Decimal | None] = {}
-        for k, v in values.items():
-            if isinstance(v, T.TieredPrices):
-                rate = v.base
-                for t in v.tiers:
-                    if t.start <= lo:
-                        rate = t.price
-                flat[k] = rate
-            else:
-                flat[k] = v
-        rates = _rates(
-            flat["input_mtok"],
-            flat["output_mtok"],
-            flat["cache_read_mtok"],
-            flat["cache_write_mtok"],
-            flat["output_reasoning_mtok"],
-            getattr(price, "requests_kcount", None),
-        )
-        out.append((lo, hi, rates))
-    return out
 
 
 def database_version() -> str:

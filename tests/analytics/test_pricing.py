@@ -71,7 +71,7 @@ def test_versioned_names_resolve_and_match_calc_price(provider: str | None, mode
 
 
 def _gp_provider(provider: str | None) -> str | None:
-    from spanlake.analytics.pricing import PROVIDER_IDS
+    from spanlake.analytics.price_database import PROVIDER_IDS
 
     return None if provider is None else PROVIDER_IDS.get(provider, provider)
 
