@@ -268,7 +268,7 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
       FROM spans_raw WHERE {where}
     ),
     dedup_sp AS (SELECT DISTINCT ON (project, trace_id, span_id) * FROM raw_sp),
-    sp AS (
+    sp AS MATERIALIZED (
       SELECT s.*,
         (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
           AS billable,

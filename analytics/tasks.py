@@ -13,8 +13,10 @@ Outcome, first rule that applies:
   4. error       'failure' when the task span's status is ERROR
   5. default     TaskOptions.default_outcome ('unknown' unless configured)
 
-Cost and tokens of a task are those of its spans; a span inside nested tasks belongs to the
-innermost one, so task costs add up without double counting.
+A task at the root of its trace (and the only task there) owns every span of the trace, even
+spans whose parent has not arrived yet; other tasks own the spans under them. Cost and tokens
+of a task are those of its spans; a span inside nested tasks belongs to the innermost one, so
+task costs add up without double counting.
 """
 
 from __future__ import annotations
@@ -104,18 +106,35 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     return f"""marked_traces AS (
       SELECT DISTINCT project, trace_id FROM sp WHERE category = 'task' OR task_name IS NOT NULL
     ),
-    task_spans AS (
+    task_candidates AS (
       SELECT t.* FROM sp t
-      WHERE ({where}) AND (
-        t.category = 'task' OR t.task_name IS NOT NULL
+      WHERE t.category = 'task' OR t.task_name IS NOT NULL
         OR (t.is_root
             AND NOT EXISTS (SELECT 1 FROM marked_traces m WHERE m.project = t.project AND m.trace_id = t.trace_id)
             AND NOT EXISTS (SELECT 1 FROM sp q WHERE q.project = t.project AND q.trace_id = t.trace_id
-                            AND q.span_id = t.parent_span_id)))
+                            AND q.span_id = t.parent_span_id))
     ),
-    edges AS (SELECT project, trace_id, span_id, parent_span_id FROM sp WHERE parent_span_id IS NOT NULL),
+    task_spans AS (SELECT t.* FROM task_candidates t WHERE {where}),
+    -- Fast path: a trace whose only task is its root owns every span of the trace.
+    simple AS (
+      SELECT project, trace_id, any_value(span_id) AS task_id FROM task_candidates
+      GROUP BY project, trace_id HAVING count(*) = 1 AND bool_and(parent_span_id IS NULL)
+    ),
+    simple_tasks AS (
+      SELECT s.* FROM simple s SEMI JOIN task_spans t ON t.project = s.project AND t.trace_id = s.trace_id
+    ),
+    walk_traces AS (
+      SELECT DISTINCT project, trace_id FROM task_spans t
+      ANTI JOIN simple s ON s.project = t.project AND s.trace_id = t.trace_id
+    ),
+    edges AS (
+      SELECT e.project, e.trace_id, e.span_id, e.parent_span_id FROM sp e
+      SEMI JOIN walk_traces w ON w.project = e.project AND w.trace_id = e.trace_id
+      WHERE e.parent_span_id IS NOT NULL
+    ),
     walk(project, trace_id, task_id, span_id, depth) AS (
-      SELECT project, trace_id, span_id, span_id, 0 FROM task_spans
+      SELECT t.project, t.trace_id, t.span_id, t.span_id, 0 FROM task_spans t
+      SEMI JOIN walk_traces w ON w.project = t.project AND w.trace_id = t.trace_id
       UNION ALL
       SELECT w.project, w.trace_id, w.task_id, e.span_id, w.depth + 1
       FROM walk w JOIN edges e
@@ -125,24 +144,19 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     walk_m AS (
       SELECT *, depth = min(depth) OVER (PARTITION BY project, trace_id, span_id) AS own FROM walk
     ),
+    -- Each span's innermost task (the one its cost belongs to).
+    member AS (
+      SELECT s.project, s.trace_id, st.task_id, s.span_id FROM sp s
+      JOIN simple_tasks st ON st.project = s.project AND st.trace_id = s.trace_id
+      UNION ALL
+      SELECT project, trace_id, task_id, span_id FROM walk_m WHERE own
+    ),
     task_agg AS (
-      SELECT w.project, w.trace_id, w.task_id,
-        count(*) AS spans,
-        coalesce(bool_or(s.validation_passed = false), false) AS validation_failed,
-        count(*) FILTER (WHERE s.validation_passed IS NOT NULL) AS validations,
-        count(*) FILTER (WHERE s.validation_passed = false) AS validation_failures,
-        sum(s.cost_usd) FILTER (WHERE w.own) AS cost_usd,
-        sum(s.reported_cost) FILTER (WHERE w.own) AS reported_cost_usd,
-        count(*) FILTER (WHERE w.own AND s.billable) AS llm_calls,
-        count(*) FILTER (WHERE w.own AND s.unpriced) AS unpriced_calls,
-        coalesce(sum(s.input_tokens) FILTER (WHERE w.own AND s.billable), 0)::BIGINT AS input_tokens,
-        coalesce(sum(s.output_tokens) FILTER (WHERE w.own AND s.billable), 0)::BIGINT AS output_tokens,
-        arg_min(s.model, s.start_time) FILTER (WHERE s.category IN {BILLABLE_CATEGORIES} AND s.model IS NOT NULL)
-          AS first_model,
-        arg_min(s.provider, s.start_time) FILTER (WHERE s.category IN {BILLABLE_CATEGORIES} AND s.model IS NOT NULL)
-          AS first_provider,
-        arg_min(s.prompt_name, s.start_time) FILTER (WHERE s.prompt_name IS NOT NULL) AS first_prompt_name,
-        arg_min(s.prompt_version, s.start_time) FILTER (WHERE s.prompt_version IS NOT NULL) AS first_prompt_version
+      SELECT s.project, s.trace_id, st.task_id, {_aggregates("TRUE")}
+      FROM sp s JOIN simple_tasks st ON st.project = s.project AND st.trace_id = s.trace_id
+      GROUP BY s.project, s.trace_id, st.task_id
+      UNION ALL
+      SELECT w.project, w.trace_id, w.task_id, {_aggregates("w.own")}
       FROM walk_m w JOIN sp s ON s.project = w.project AND s.trace_id = w.trace_id AND s.span_id = w.span_id
       GROUP BY w.project, w.trace_id, w.task_id
     ),
@@ -176,3 +190,22 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
       LEFT JOIN latest_label l ON l.project = t.project AND l.trace_id = t.trace_id AND l.span_id = t.span_id
     ),
     tasks AS (SELECT * FROM tasks_all WHERE {final_where})"""
+
+
+def _aggregates(own: str) -> str:
+    """Per-task aggregates over its spans `s`; `own` marks spans whose innermost task this is."""
+    first_call = f"s.category IN {BILLABLE_CATEGORIES} AND s.model IS NOT NULL"
+    return f"""count(*) AS spans,
+        coalesce(bool_or(s.validation_passed = false), false) AS validation_failed,
+        count(*) FILTER (WHERE s.validation_passed IS NOT NULL) AS validations,
+        count(*) FILTER (WHERE s.validation_passed = false) AS validation_failures,
+        sum(s.cost_usd) FILTER (WHERE {own}) AS cost_usd,
+        sum(s.reported_cost) FILTER (WHERE {own}) AS reported_cost_usd,
+        count(*) FILTER (WHERE {own} AND s.billable) AS llm_calls,
+        count(*) FILTER (WHERE {own} AND s.unpriced) AS unpriced_calls,
+        coalesce(sum(s.input_tokens) FILTER (WHERE {own} AND s.billable), 0)::BIGINT AS input_tokens,
+        coalesce(sum(s.output_tokens) FILTER (WHERE {own} AND s.billable), 0)::BIGINT AS output_tokens,
+        arg_min(s.model, s.start_time) FILTER (WHERE {first_call}) AS first_model,
+        arg_min(s.provider, s.start_time) FILTER (WHERE {first_call}) AS first_provider,
+        arg_min(s.prompt_name, s.start_time) FILTER (WHERE s.prompt_name IS NOT NULL) AS first_prompt_name,
+        arg_min(s.prompt_version, s.start_time) FILTER (WHERE s.prompt_version IS NOT NULL) AS first_prompt_version"""

@@ -49,7 +49,7 @@ def _checks_cte(filters: Filters, p: Params) -> str:
         coalesce(v.prompt_name, t.prompt_name) AS prompt_name,
         coalesce(v.prompt_version, t.prompt_version) AS prompt_version, t.task_name
       FROM sp v
-      LEFT JOIN walk_m w ON w.own AND w.project = v.project AND w.trace_id = v.trace_id AND w.span_id = v.span_id
+      LEFT JOIN member w ON w.project = v.project AND w.trace_id = v.trace_id AND w.span_id = v.span_id
       LEFT JOIN tasks_all t ON t.project = w.project AND t.trace_id = w.trace_id AND t.span_id = w.task_id
       WHERE v.validation_passed IS NOT NULL AND {since} AND {until}
     ),
