@@ -168,3 +168,22 @@ def test_group_by_outcome_source_and_filters(tmp_path: Path) -> None:
     assert tasks(an, named)["tasks"][0] == 1
     evil = Filters(since=WINDOW.since, until=WINDOW.until, attributes={TASK: "b' OR '1'='1"})
     assert tasks(an, evil).height == 0 or tasks(an, evil)["tasks"][0] == 0
+
+
+def test_orphans_belong_to_a_root_task_but_not_to_a_nested_one(tmp_path: Path) -> None:
+    """A span whose parent has not arrived is still in its trace: a root task (the trace's only
+    task) owns it; a task deeper in the trace only owns what hangs under it."""
+    write(
+        tmp_path,
+        [
+            span(60, 1, name="R", **{TASK: "root"}),
+            span(60, 3, 2, name="chat", **_llm(700)),  # parent 2 has not arrived
+            span(61, 1, name="GET /"),
+            span(61, 2, 1, name="N", **{TASK: "nested"}),
+            span(61, 4, 3, name="chat", **_llm(300)),  # parent 3 has not arrived
+        ],
+    )
+    an = Analytics(tmp_path, prices=PRICES)
+    rows = {r["task_name"]: r for r in task_list(an, WINDOW, limit=10).to_dicts()}
+    assert rows["root"]["cost_usd"] == pytest.approx(700 / 1e6)
+    assert rows["nested"]["cost_usd"] is None and rows["nested"]["llm_calls"] == 0
