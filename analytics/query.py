@@ -40,6 +40,15 @@ SPAN_DIMS = {
     "tool": "tool_name",
     "status": "status_code",
 }
+# Filter name → column of spans_raw (a model filter matches the requested or the answering model).
+RAW_FILTER_COLUMNS = {
+    "service": "service_name",
+    "model": "request_model",
+    "response_model": "response_model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+}
 # Columns read from spans_raw (never content, never the raw attributes unless asked).
 BASE_COLUMNS = (
     "project",
@@ -241,10 +250,7 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
         preds.append(f"category IN ({', '.join(p.add(c) for c in src.categories)})")
     attr_match = attr_predicate(f, p)
     if src.span_level_filters:
-        cols = {**{k: k for k in ("model", "response_model", "provider", "prompt_name", "prompt_version")}}
-        cols["service"] = "service_name"
-        cols["model"] = "request_model"
-        preds += dim_predicates(f, p, cols)
+        preds += dim_predicates(f, p, RAW_FILTER_COLUMNS)
         if f.attributes:
             preds.append(attr_match)
     g_attrs = "".join(f"attr_str(attributes, {p.add(k)}) AS g_attr_{i}, " for i, k in enumerate(src.group.attrs))
