@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import context
 
-from spanlake.sdk._state import ACTIVE_KEY, internal_error
+from spanlake.sdk._state import internal_error
 
 MISSING: Any = object()  # "the function returned nothing we saw" (the `with` form, generators)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,18 +95,18 @@ class Scope:
         return self.__exit__(exc_type, exc, tb)
 
     def _pop(self) -> Active | None:
-        """The Active this thread/task entered last (one scope object may be shared)."""
+        """The Active this thread/task entered last: the one whose context is current (one
+        scope object may be entered by several threads or tasks at once)."""
         try:
             actives = self._actives
             if not actives:
                 return None
-            if len(actives) == 1:
-                return actives.pop()
-            current = context.get_value(ACTIVE_KEY)
-            for i in range(len(actives) - 1, -1, -1):
-                if actives[i] is current:
-                    return actives.pop(i)
-            return actives.pop()
+            current = context.get_current()
+            for active in reversed(actives):
+                if active._ctx is current:
+                    actives.remove(active)
+                    return active
+            return actives.pop()  # its open failed (nothing attached), or the app leaked a context
         except Exception:
             internal_error("exit")
             return None

@@ -26,11 +26,12 @@ def env_flag(name: str) -> bool:
 class State:
     """What setup() configured; markers read it on every span."""
 
-    __slots__ = ("capture_content", "tracer")
+    __slots__ = ("capture_content", "scopes_used", "tracer")
 
     def __init__(self) -> None:
         self.tracer: trace.Tracer | None = None
         self.capture_content = env_flag(CAPTURE_ENV)
+        self.scopes_used = False  # until a prompt()/session() opens, on_start has nothing to copy
 
 
 STATE = State()

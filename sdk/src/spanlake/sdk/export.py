@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from spanlake.sdk import attributes as A
-from spanlake.sdk._state import SCOPE_ATTRS_KEY, internal_error
+from spanlake.sdk._state import SCOPE_ATTRS_KEY, STATE, internal_error
 
 
 def bounded(fn: Callable[[], Any], timeout_s: float) -> bool:
@@ -129,6 +129,8 @@ class SpanlakeProcessor(SpanProcessor):
         self._closed = False
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        if not STATE.scopes_used:
+            return
         try:
             attrs: Mapping[str, Any] | None = context.get_value(SCOPE_ATTRS_KEY, parent_context)  # type: ignore[assignment]
             if attrs:

@@ -181,15 +181,19 @@ class LlmCall(Marked):
         reasoning_tokens: int | None = None,
     ) -> None:
         """Token usage, OTel meaning: input includes cached tokens, output includes reasoning."""
-        pairs = (
-            (A.GEN_AI_USAGE_INPUT_TOKENS, input_tokens),
-            (A.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens),
-            (A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cached_tokens),
-            (A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, cache_creation_tokens),
-            (A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning_tokens),
-        )
+        attrs: dict[str, int] = {}
         try:
-            self.span.set_attributes({k: int(v) for k, v in pairs if v is not None})
+            if input_tokens is not None:
+                attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = int(input_tokens)
+            if output_tokens is not None:
+                attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = int(output_tokens)
+            if cached_tokens is not None:
+                attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = int(cached_tokens)
+            if cache_creation_tokens is not None:
+                attrs[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = int(cache_creation_tokens)
+            if reasoning_tokens is not None:
+                attrs[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = int(reasoning_tokens)
+            self.span.set_attributes(attrs)
         except Exception:
             internal_error("set_usage")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind
@@ -48,11 +48,11 @@ class SpanMarker(Scope, Generic[H]):
         self._attrs = {**extra, **attributes} if extra else attributes
         self._content = content  # content attributes, computed only when capture is on
 
-    def __enter__(self) -> H:
-        return super().__enter__()  # type: ignore[no-any-return]
+    if TYPE_CHECKING:  # typed handles for `with task(...) as t`; the runtime code is Scope's
 
-    async def __aenter__(self) -> H:
-        return super().__enter__()  # type: ignore[no-any-return]
+        def __enter__(self) -> H: ...
+
+        async def __aenter__(self) -> H: ...
 
     def _open(self) -> H:
         try:

@@ -14,7 +14,7 @@ from opentelemetry import context
 
 from spanlake.sdk import attributes as A
 from spanlake.sdk._scope import Active, Scope
-from spanlake.sdk._state import ACTIVE_KEY, SCOPE_ATTRS_KEY, internal_error
+from spanlake.sdk._state import ACTIVE_KEY, SCOPE_ATTRS_KEY, STATE, internal_error
 
 
 class ContextScope(Scope):
@@ -25,6 +25,7 @@ class ContextScope(Scope):
 
     def _open(self) -> Active:
         active = Active()
+        STATE.scopes_used = True
         try:
             cur = context.get_current()
             parent = cur.get(ACTIVE_KEY)
