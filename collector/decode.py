@@ -8,13 +8,13 @@ keyed by storage.schema names, ready for `storage.writer`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from spanlake.collector import wire
 from spanlake.collector.content import split_content
 from spanlake.collector.normalize import normalize
 from spanlake.collector.values import any_value, key_values, to_json, to_json_or_none
@@ -46,110 +46,105 @@ def _columns(table_names: tuple[str, ...]) -> dict[str, list[Any]]:
     return {n: [] for n in table_names}
 
 
-def iter_resource_spans(
-    request: ExportTraceServiceRequest,
-) -> Iterator[tuple[dict[str, Any], Any, Any, Any]]:
-    """Yield (resource attributes, resource_spans, scope_spans, span) for every span."""
-    for rs in request.resource_spans:
-        resource_attrs = key_values(rs.resource.attributes)
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                yield resource_attrs, rs, ss, span
-
-
 def decode_spans(
-    request: ExportTraceServiceRequest,
+    request: ExportTraceServiceRequest | bytes,
     ingested_at_ns: int,
     project: str | None = None,
     default_project: str = DEFAULT_PROJECT,
 ) -> Batch:
-    """Turn an export request into span columns grouped by partition.
+    """Turn an export request (message or serialized bytes) into span columns grouped by partition.
 
-    `project` (set by an API key) overrides the resource's own project attribute.
+    `project` (set by an API key) overrides the resource's own project attribute. Bytes go
+    through the C accelerator when it is built (see collector/wire.py).
     """
+    traces = wire.traces_from_bytes(request) if isinstance(request, bytes) else wire.traces_from_message(request)
     out: Batch = {}
     ingested_us = ingested_at_ns // 1000
-    for rs in request.resource_spans:
-        resource_attrs = key_values(rs.resource.attributes)
+    for resource_attrs, scopes in traces:
         span_project = project or resource_project(resource_attrs, default_project)
         service = resource_attrs.get(A.SERVICE_NAME)
-        resource_json = to_json(resource_attrs)
-        for ss in rs.scope_spans:
-            scope_name = ss.scope.name or None
-            scope_version = ss.scope.version or None
-            scope_attrs = to_json_or_none(key_values(ss.scope.attributes))
-            for span in ss.spans:
-                key = partition_of(span_project, span.start_time_unix_nano)
+        context = (
+            to_json(resource_attrs),
+            service if isinstance(service, str) else None,
+        )
+        for scope_name, scope_version, scope_attrs, spans in scopes:
+            scope = (scope_name or None, scope_version or None, to_json_or_none(scope_attrs))
+            for span in spans:
+                key = partition_of(span_project, span[_START])
                 cols = out.get(key)
                 if cols is None:
                     cols = out[key] = _columns(SPANS.names)
-                _append_span(cols, span, resource_json, service, scope_name, scope_version, scope_attrs, ingested_us)
+                _append_span(cols, span, context, scope, ingested_us)
     return out
+
+
+# Positions in wire.SPAN_FIELDS.
+(_TRACE_ID, _SPAN_ID, _STATE, _PARENT, _FLAGS, _NAME, _KIND, _START, _END, _ATTRS, _DROPPED_ATTRS, _EVENTS,
+ _DROPPED_EVENTS, _LINKS, _DROPPED_LINKS, _STATUS_MESSAGE, _STATUS_CODE) = range(len(wire.SPAN_FIELDS))  # fmt: skip
 
 
 def _append_span(
     cols: dict[str, list[Any]],
-    span: Any,
-    resource_json: str,
-    service: Any,
-    scope_name: str | None,
-    scope_version: str | None,
-    scope_attrs: str | None,
+    span: tuple[Any, ...],
+    context: tuple[str, str | None],
+    scope: tuple[str | None, str | None, str | None],
     ingested_us: int,
 ) -> None:
-    attrs = key_values(span.attributes)
+    attrs = span[_ATTRS]
     events = [
         {
-            "time_unix_nano": e.time_unix_nano,
-            "name": e.name,
-            "attributes": key_values(e.attributes),
-            **({"dropped_attributes_count": e.dropped_attributes_count} if e.dropped_attributes_count else {}),
+            "time_unix_nano": t,
+            "name": name,
+            "attributes": ev_attrs,
+            **({"dropped_attributes_count": dropped} if dropped else {}),
         }
-        for e in span.events
+        for t, name, ev_attrs, dropped in span[_EVENTS]
     ]
     links = [
         {
-            "trace_id": link.trace_id.hex(),
-            "span_id": link.span_id.hex(),
-            **({"trace_state": link.trace_state} if link.trace_state else {}),
-            "attributes": key_values(link.attributes),
-            **({"flags": link.flags} if link.flags else {}),
+            "trace_id": trace_id.hex(),
+            "span_id": span_id.hex(),
+            **({"trace_state": state} if state else {}),
+            "attributes": link_attrs,
+            **({"flags": flags} if flags else {}),
         }
-        for link in span.links
+        for trace_id, span_id, state, link_attrs, _dropped, flags in span[_LINKS]
     ]
-    start = span.start_time_unix_nano
-    end = max(span.end_time_unix_nano, start)
-    status_code = STATUS_CODES[span.status.code] if 0 <= span.status.code < len(STATUS_CODES) else "UNSET"
+    start = span[_START]
+    end = max(span[_END], start)
+    code = span[_STATUS_CODE]
+    status_code = STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "UNSET"
     norm = normalize(attrs, events, start, status_code)
     facts, content = split_content(attrs)
+    kind = span[_KIND]
 
-    cols["trace_id"].append(span.trace_id.hex())
-    cols["span_id"].append(span.span_id.hex())
-    cols["parent_span_id"].append(span.parent_span_id.hex() or None)
-    cols["trace_state"].append(span.trace_state or None)
-    cols["name"].append(span.name)
-    cols["kind"].append(SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "UNSPECIFIED")
+    cols["trace_id"].append(span[_TRACE_ID].hex())
+    cols["span_id"].append(span[_SPAN_ID].hex())
+    cols["parent_span_id"].append(span[_PARENT].hex() or None)
+    cols["trace_state"].append(span[_STATE] or None)
+    cols["name"].append(span[_NAME])
+    cols["kind"].append(SPAN_KINDS[kind] if 0 <= kind < len(SPAN_KINDS) else "UNSPECIFIED")
     cols["start_time"].append(start // 1000)
     cols["end_time"].append(end // 1000)
     cols["start_time_unix_nano"].append(start)
     cols["duration_ns"].append(end - start)
     cols["status_code"].append(status_code)
-    cols["status_message"].append(span.status.message or None)
-    cols["service_name"].append(service if isinstance(service, str) else None)
-    cols["scope_name"].append(scope_name)
-    cols["scope_version"].append(scope_version)
+    cols["status_message"].append(span[_STATUS_MESSAGE] or None)
+    cols["service_name"].append(context[1])
+    cols["scope_name"].append(scope[0])
+    cols["scope_version"].append(scope[1])
     for k, v in norm.items():
         cols[k].append(v)
-    cols["flags"].append(span.flags or None)
+    cols["flags"].append(span[_FLAGS] or None)
     cols["attributes"].append(to_json(facts))
     cols["content"].append(to_json_or_none(content))
     cols["events"].append(to_json_or_none(events))
     cols["links"].append(to_json_or_none(links))
-    cols["resource_attributes"].append(resource_json)
-    cols["scope_attributes"].append(scope_attrs)
-    cols["dropped_attributes_count"].append(span.dropped_attributes_count or None)
-    cols["dropped_events_count"].append(span.dropped_events_count or None)
-    cols["dropped_links_count"].append(span.dropped_links_count or None)
+    cols["resource_attributes"].append(context[0])
+    cols["scope_attributes"].append(scope[2])
+    cols["dropped_attributes_count"].append(span[_DROPPED_ATTRS] or None)
+    cols["dropped_events_count"].append(span[_DROPPED_EVENTS] or None)
+    cols["dropped_links_count"].append(span[_DROPPED_LINKS] or None)
     cols["ingested_at"].append(ingested_us)
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanlake.collector.decode import Batch, decode_logs, decode_spans
 from spanlake.collector.wal import (
@@ -167,10 +166,10 @@ class Flusher:
         for rec in read_segment(segment):
             try:
                 if rec.kind == KIND_TRACES:
-                    req: Any = ExportTraceServiceRequest.FromString(rec.body)
-                    span_rows += _merge(spans, decode_spans(req, rec.ingested_at_ns, rec.project, self.default_project))
+                    batch = decode_spans(rec.body, rec.ingested_at_ns, rec.project, self.default_project)
+                    span_rows += _merge(spans, batch)
                 elif rec.kind == KIND_LOGS:
-                    req = ExportLogsServiceRequest.FromString(rec.body)
+                    req: Any = ExportLogsServiceRequest.FromString(rec.body)
                     log_rows += _merge(logs, decode_logs(req, rec.ingested_at_ns, rec.project, self.default_project))
             except Exception:
                 # Validated before it was acknowledged, so this is a bug: keep the rest of the segment.
