@@ -77,8 +77,27 @@ def cli() -> None:
     show_envvar=True,
     help="Project for spans whose resource names none (`spanlake.project`).",
 )
+@click.option(
+    "--dashboard-port",
+    type=int,
+    default=8501,
+    show_default=True,
+    envvar="SPANLAKE_DASHBOARD_PORT",
+    show_envvar=True,
+    help="Dashboard port (0 picks a free one).",
+)
+@click.option("--no-dashboard", is_flag=True, help="Do not serve the dashboard.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the collector does.")
-def up(data_dir: Path, host: str, grpc_port: int, http_port: int, default_project: str, verbose: bool) -> None:
+def up(
+    data_dir: Path,
+    host: str,
+    grpc_port: int,
+    http_port: int,
+    default_project: str,
+    dashboard_port: int,
+    no_dashboard: bool,
+    verbose: bool,
+) -> None:
     """Start spanlake: OTLP collector (gRPC and HTTP) writing to a local Parquet lake.
 
     Runs until Ctrl+C. Acknowledged spans are on disk (fsynced) before the exporter hears
@@ -96,12 +115,18 @@ def up(data_dir: Path, host: str, grpc_port: int, http_port: int, default_projec
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
 
+    from spanlake.cli import dashboard as dash
+
+    child: list[dash.Dashboard] = []
+
     def started(endpoints: object) -> None:
         ep = endpoints  # Endpoints
+        ui = dash.start_for_up(data_dir, host, dashboard_port, no_dashboard, child)
         click.echo(
             f"spanlake {version('spanlake')} is running\n"
             f"  OTLP/gRPC  {ep.grpc}\n"  # type: ignore[attr-defined]
             f"  OTLP/HTTP  {ep.http}  (POST /v1/traces, /v1/logs)\n"  # type: ignore[attr-defined]
+            f"  dashboard  {ui}\n"
             f"  data       {DataDir(data_dir).root}\n\n"
             f"Send traces:  export OTEL_EXPORTER_OTLP_ENDPOINT={ep.http}\n"  # type: ignore[attr-defined]
             f"Look at them: spanlake query --data-dir {data_dir} "
@@ -114,6 +139,9 @@ def up(data_dir: Path, host: str, grpc_port: int, http_port: int, default_projec
         asyncio.run(Collector(config).run(on_started=started))
     except OSError as e:
         raise click.ClickException(str(e)) from None
+    finally:
+        for d in child:
+            d.stop()
     click.echo("spanlake stopped; everything acknowledged is in the lake.")
 
 
@@ -173,9 +201,11 @@ def compact_cmd(data_dir: Path, min_age: float) -> None:
     )
 
 
+from spanlake.cli.dashboard import dashboard  # noqa: E402
 from spanlake.cli.report import report  # noqa: E402
 
 cli.add_command(report)
+cli.add_command(dashboard)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import polars as pl
 
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.explore.filters import HORIZON, SKEW, Page, TraceFilters
-from spanlake.analytics.query import BILLABLE_CATEGORIES, Params, SpanSource
+from spanlake.analytics.query import BILLABLE_CATEGORIES, Params, SpanSource, window_predicates
 
 EXTRA_COLUMNS = ("session_id", "user_id")
 IS_TASK = "(category = 'task' OR task_name IS NOT NULL)"
@@ -201,3 +201,17 @@ def session_traces(an: Analytics, f: TraceFilters, session_id: str, limit: int =
     """The traces of one session in the window, in the order they started."""
     page = Page(sort="start_time", descending=False, limit=min(limit, 500))
     return list_traces(an, f.with_(session_id=session_id), page).rows
+
+
+def facets(an: Analytics, f: TraceFilters) -> dict[str, list[str]]:
+    """Values seen in the window, for filter pickers: services, models, task names, prompt versions."""
+    p = Params()
+    where = " AND ".join(window_predicates(span_source(f), p)) or "TRUE"
+    sql = f"""SELECT
+      list_sort(list(DISTINCT service_name) FILTER (WHERE service_name IS NOT NULL)) AS services,
+      list_sort(list(DISTINCT request_model) FILTER (WHERE request_model IS NOT NULL)) AS models,
+      list_sort(list(DISTINCT task_name) FILTER (WHERE task_name IS NOT NULL)) AS task_names,
+      list_sort(list(DISTINCT prompt_version) FILTER (WHERE prompt_version IS NOT NULL)) AS prompt_versions
+    FROM spans_raw WHERE {where}"""
+    row = an.lake.query(sql, p.values).to_pylist()[0]
+    return {k: v or [] for k, v in row.items()}

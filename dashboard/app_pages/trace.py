@@ -1,0 +1,138 @@
+"""One trace: `?trace=<id>` (optional `project`, `t` time hint). Timeline, tree, conversation,
+documents, validations, markers and the raw spans."""
+
+from datetime import datetime
+
+import polars as pl
+import streamlit as st
+
+from spanlake.dashboard import data
+from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, waterfall
+from spanlake.dashboard.context import current
+
+OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
+SPAN_COLUMNS = ["span", "category", "model", "input_tokens", "output_tokens", "duration_ms", "status_code", "cost_usd"]
+
+
+def hint(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+ctx = current()
+params = st.query_params
+trace_id = st.text_input("Trace id", value=params.get("trace", ""), key="trace_input").strip().lower()
+if trace_id != params.get("trace", ""):
+    st.query_params.clear()
+    if trace_id:
+        st.query_params["trace"] = trace_id
+if not trace_id:
+    st.info("Open a trace from the Traces page, or paste a trace id.")
+    st.stop()
+
+d = data.trace(ctx.data_dir, trace_id, params.get("project") or None, hint(params.get("t")))
+if d is None:
+    st.warning(f"No trace {trace_id} in {ctx.data_dir}.")
+    st.stop()
+
+s = d.summary()
+st.title(esc(s["name"]))
+st.badge(s["outcome"], color=OUTCOME_COLORS.get(s["outcome"], "gray"))
+if s["outcome_reason"]:
+    st.text(f"Reason: {s['outcome_reason']}")
+st.caption(
+    esc(
+        f"trace {d.trace_id} · project {d.project} · service {s['service_name']} · "
+        f"started {s['start_time']:%Y-%m-%d %H:%M:%S} UTC · session {s['session_id'] or '-'}"
+        + ("" if s["complete"] else " · root span not received yet")
+    )
+)
+m = st.columns(6)
+m[0].metric("Latency", fmt_ms(s["duration_ms"]))
+m[1].metric("Spans", s["spans"])
+m[2].metric("LLM calls", s["llm_calls"])
+m[3].metric("Tokens in / out", f"{fmt_int(s['input_tokens'])} / {fmt_int(s['output_tokens'])}")
+m[4].metric("Cost", fmt_cost(s["cost_usd"], s["unpriced_calls"]))
+m[5].metric("Errors", s["errors"])
+
+st.subheader("Timeline")
+st.altair_chart(waterfall(d.spans), width="stretch")
+
+tabs = st.tabs(["Conversation", "Spans", "Retrieved documents", "Validations & markers", "Raw"])
+with tabs[0]:
+    if d.conversation:
+        chat(d.conversation)
+    else:
+        st.info("No messages recorded (content capture may be off).")
+
+with tabs[1]:
+    frame = pl.DataFrame(
+        [
+            {
+                "span": f"{chr(0xA0) * 3 * sp['depth']}{sp['name']}",
+                "category": sp["category"],
+                "model": sp["response_model"] or sp["request_model"],
+                "input_tokens": sp["input_tokens"],
+                "output_tokens": sp["output_tokens"],
+                "duration_ms": sp["duration_ms"],
+                "status_code": sp["status_code"],
+                "cost_usd": sp["cost_usd"],
+            }
+            for sp in d.spans
+        ]
+    )
+    event = st.dataframe(
+        frame.select(SPAN_COLUMNS), hide_index=True, on_select="rerun", selection_mode="single-row", key="trace_spans"
+    )
+    picked = event.selection.rows[0] if event is not None and event.selection.rows else 0
+    sp = d.spans[picked]
+    st.subheader(esc(sp["name"]))
+    st.caption(esc(f"span {sp['span_id']} · parent {sp['parent_span_id'] or '-'} · {sp['kind']} · {sp['scope_name']}"))
+    c = st.columns(5)
+    c[0].metric("Model", sp["response_model"] or sp["request_model"] or "-")
+    c[1].metric("Tokens in / out", f"{fmt_int(sp['input_tokens'])} / {fmt_int(sp['output_tokens'])}")
+    c[2].metric("Latency", fmt_ms(sp["duration_ms"]))
+    c[3].metric("Status", sp["status_code"])
+    c[4].metric("Cost", fmt_cost(sp["cost_usd"], int(sp["unpriced"])))
+    if sp["status_message"]:
+        st.text(f"Status message: {sp['status_message']}")
+    if sp["messages"]:
+        chat(sp["messages"])
+    st.markdown("**Attributes**")
+    st.json(sp["attributes"], expanded=1)
+    if sp["content"]:
+        st.markdown("**Content**")
+        st.json(sp["content"], expanded=1)
+    if sp["events"]:
+        st.markdown("**Events**")
+        st.json(sp["events"], expanded=1)
+    if sp["logs"]:
+        st.markdown("**Log records**")
+        st.json([{k: v for k, v in rec.items() if k != "time"} for rec in sp["logs"]], expanded=1)
+
+with tabs[2]:
+    if d.documents:
+        st.dataframe(pl.DataFrame(d.documents).select("span_name", "rank", "id", "score", "content"), hide_index=True)
+    else:
+        st.info("No retrieved documents in this trace.")
+
+with tabs[3]:
+    if d.validations:
+        st.markdown("**Validations**")
+        vals = [{**v, "errors": "; ".join(str(e) for e in v["errors"])} for v in d.validations]
+        st.dataframe(pl.DataFrame(vals).select("name", "passed", "errors"), hide_index=True)
+    if d.markers:
+        st.markdown("**Policy, fallback and escalation markers**")
+        keys = sorted({k for mk in d.markers for k in mk} - {"span_id"})
+        st.dataframe(pl.DataFrame([{k: str(mk.get(k, "")) for k in keys} for mk in d.markers]), hide_index=True)
+    if not d.validations and not d.markers:
+        st.info("No validations or markers in this trace.")
+
+with tabs[4]:
+    raw = [{k: v for k, v in sp.items() if k not in ("messages", "logs", "depth")} for sp in d.spans]
+    st.json(raw, expanded=1)
+    if d.orphan_logs:
+        st.markdown("**Log records of spans not stored**")
+        st.json(d.orphan_logs, expanded=1)

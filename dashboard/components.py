@@ -1,0 +1,158 @@
+"""Render helpers shared by the pages. Data from the lake is always shown as text:
+`st.text`/`st.code`/`st.json`/dataframes, or markdown with every markup character escaped
+(esc) — never as HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import altair as alt
+import polars as pl
+import streamlit as st
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&$:])")
+NONE = "-"
+ROLE_AVATARS = {"system": ":material/settings:", "tool": ":material/build:", "developer": ":material/code:"}
+CATEGORY_COLORS = {
+    "task": "#6c5ce7",
+    "llm": "#0984e3",
+    "embedding": "#74b9ff",
+    "retrieval": "#00b894",
+    "rerank": "#55efc4",
+    "tool": "#e17055",
+    "agent": "#fdcb6e",
+    "chain": "#b2bec3",
+    "guardrail": "#d63031",
+    "other": "#636e72",
+}
+
+
+def esc(text: Any) -> str:
+    """Text safe to put in markdown: every markup character backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", "" if text is None else str(text))
+
+
+def fmt_ms(v: float | None) -> str:
+    if v is None:
+        return NONE
+    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
+
+
+def fmt_cost(v: float | None, unpriced: int = 0) -> str:
+    if v is None:
+        return "unpriced" if unpriced else NONE
+    text = f"${v:.4f}" if v < 1 else f"${v:,.2f}"
+    return f"{text} (+{unpriced} unpriced)" if unpriced else text
+
+
+def fmt_pct(v: float | None) -> str:
+    return NONE if v is None else f"{v * 100:.1f}%"
+
+
+def fmt_int(v: Any) -> str:
+    return NONE if v is None else f"{int(v):,}"
+
+
+def pretty(value: Any) -> str:
+    """JSON text indented when `value` is (or holds) JSON, else the text itself."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def chat(messages: Iterable[Mapping[str, Any]]) -> None:
+    """Messages as chat bubbles; content, tool calls and tool results as plain text."""
+    for m in messages:
+        role = str(m.get("role") or "user")
+        with st.chat_message(role, avatar=ROLE_AVATARS.get(role)):
+            head = [role]
+            if m.get("direction") == "output":
+                head.append("output")
+            if m.get("finish_reason"):
+                head.append(f"finish: {m['finish_reason']}")
+            if m.get("tool_call_id"):
+                head.append(f"result of {m['tool_call_id']}")
+            st.caption(esc(" · ".join(head)))
+            if m.get("content"):
+                if role == "tool":
+                    st.code(pretty(m["content"]), language="json", wrap_lines=True)
+                else:
+                    st.text(m["content"])
+            for call in m.get("tool_calls") or []:
+                st.caption(esc(f"tool call: {call.get('name')} ({call.get('id')})"))
+                st.code(pretty(call.get("arguments") or ""), language="json", wrap_lines=True)
+
+
+def waterfall(spans: list[Mapping[str, Any]]) -> alt.Chart:
+    """A timeline of the spans (tree order top to bottom), coloured by category."""
+    rows = []
+    total = max((s["offset_ms"] + s["duration_ms"] for s in spans), default=1.0)
+    min_width = max(total * 0.004, 0.001)  # so instant spans stay visible
+    for i, s in enumerate(spans):
+        label = f"{i + 1:>2}. {chr(0xA0) * 2 * s['depth']}{s['name']}"
+        rows.append(
+            {
+                "span": label,
+                "start_ms": round(s["offset_ms"], 3),
+                "end_ms": round(s["offset_ms"] + max(s["duration_ms"], min_width), 3),
+                "duration_ms": round(s["duration_ms"], 3),
+                "category": s["category"],
+                "status": s["status_code"],
+                "model": s.get("response_model") or s.get("request_model") or "",
+                "tokens": s.get("total_tokens") or 0,
+            }
+        )
+    order = [r["span"] for r in rows]
+    cats = sorted({r["category"] for r in rows})
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar(cornerRadius=2)
+        .encode(
+            x=alt.X("start_ms:Q", title="ms since the trace started"),
+            x2="end_ms:Q",
+            y=alt.Y(
+                "span:N",
+                sort=order,
+                title=None,
+                scale=alt.Scale(paddingInner=0.25),
+                axis=alt.Axis(labelLimit=360, labelOverlap=False),
+            ),
+            color=alt.Color(
+                "category:N",
+                scale=alt.Scale(domain=cats, range=[CATEGORY_COLORS.get(c, "#636e72") for c in cats]),
+                legend=alt.Legend(orient="top", title=None),
+            ),
+            stroke=alt.condition(alt.datum.status == "ERROR", alt.value("#d63031"), alt.value(None)),
+            strokeWidth=alt.condition(alt.datum.status == "ERROR", alt.value(2), alt.value(0)),
+            tooltip=["span:N", "category:N", "model:N", "tokens:Q", "duration_ms:Q", "status:N"],
+        )
+        .properties(height=alt.Step(24))
+    )
+
+
+def trend_chart(df: pl.DataFrame, column: str, title: str, fmt: str = ",.0f") -> alt.Chart:
+    """A line over time buckets for one overview metric."""
+    values = [{"bucket": r["bucket"].isoformat(), column: r[column]} for r in df.select("bucket", column).to_dicts()]
+    return (
+        alt.Chart(alt.Data(values=values), title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("bucket:T", title=None),
+            y=alt.Y(f"{column}:Q", title=None, axis=alt.Axis(format=fmt)),
+            tooltip=[alt.Tooltip("bucket:T"), alt.Tooltip(f"{column}:Q", format=fmt)],
+        )
+        .properties(height=180)
+    )
+
+
+def table(df: pl.DataFrame) -> pl.DataFrame:
+    """A frame ready for st.dataframe: lists joined as text."""
+    return df.with_columns(
+        pl.col(c).list.join(", ") for c, t in df.schema.items() if isinstance(t, pl.List) and t.inner == pl.String
+    )

@@ -1,0 +1,109 @@
+"""The sidebar every page shares: data directory, project and time range.
+
+The entrypoint calls sidebar() before running the page; pages call current(). Times are
+rounded to the minute so cached query results are reused between reruns.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import streamlit as st
+
+from spanlake.analytics.explore.filters import TraceFilters
+from spanlake.analytics.query import Filters
+from spanlake.dashboard import data
+
+DATA_DIR_ENV = "SPANLAKE_DATA_DIR"
+DEFAULT_DATA_DIR = "./spanlake-data"
+ALL_PROJECTS = "All projects"
+RANGES = {
+    "Last 15 minutes": timedelta(minutes=15),
+    "Last hour": timedelta(hours=1),
+    "Last 6 hours": timedelta(hours=6),
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "All time": None,
+    "Custom": None,
+}
+DEFAULT_RANGE = "Last 24 hours"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the sidebar selected."""
+
+    data_dir: str
+    project: str | None
+    since: datetime | None
+    until: datetime | None
+    label: str
+
+    def trace_filters(self, **kw: object) -> TraceFilters:
+        return TraceFilters(since=self.since, until=self.until, project=self.project, **kw)  # type: ignore[arg-type]
+
+    def filters(self, **kw: object) -> Filters:
+        return Filters(since=self.since, until=self.until, project=self.project, **kw)  # type: ignore[arg-type]
+
+
+def default_data_dir() -> str:
+    """`--data-dir` after `streamlit run app.py --`, else SPANLAKE_DATA_DIR, else ./spanlake-data."""
+    args = sys.argv[1:]
+    for i, a in enumerate(args):
+        if a == "--data-dir" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--data-dir="):
+            return a.split("=", 1)[1]
+    return os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)
+
+
+def _minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+Window = tuple[datetime | None, datetime | None]
+
+
+def window(label: str, now: datetime, start: date | None = None, end: date | None = None) -> Window:
+    """(since, until) for a range label; `Custom` uses the two dates (end inclusive)."""
+    if label == "Custom" and start is not None and end is not None:
+        return datetime.combine(start, time(), UTC), datetime.combine(end, time(), UTC) + timedelta(days=1)
+    span = RANGES.get(label)
+    if span is None:
+        return None, None
+    until = _minute(now) + timedelta(minutes=1)
+    return until - span, until
+
+
+def sidebar() -> Context:
+    """Render the shared filters and return what they select."""
+    st.sidebar.markdown("### spanlake")
+    data_dir = st.sidebar.text_input("Data directory", value=default_data_dir(), key="global_data_dir").strip()
+    names = data.projects(data_dir)
+    choices = [ALL_PROJECTS, *names]
+    project = st.sidebar.selectbox("Project", choices, key="global_project")
+    ranges = list(RANGES)
+    label = st.sidebar.selectbox("Time range", ranges, index=ranges.index(DEFAULT_RANGE), key="global_range")
+    start = end = None
+    if label == "Custom":
+        today = datetime.now(UTC).date()
+        start = st.sidebar.date_input("From (UTC)", value=today - timedelta(days=7), key="global_from")
+        end = st.sidebar.date_input("To (UTC, inclusive)", value=today, key="global_to")
+    since, until = window(label, datetime.now(UTC), start, end)
+    if st.sidebar.button("Refresh", help="Forget cached results and query the lake again.", key="global_refresh"):
+        data.clear()
+    if not data.has_lake(data_dir):
+        st.sidebar.warning("No lake in this data directory yet.")
+    ctx = Context(data_dir, None if project == ALL_PROJECTS else project, since, until, label)
+    st.session_state["_ctx"] = ctx
+    return ctx
+
+
+def current() -> Context:
+    """The context the sidebar set for this run."""
+    ctx = st.session_state.get("_ctx")
+    return ctx if isinstance(ctx, Context) else sidebar()

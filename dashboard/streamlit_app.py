@@ -1,0 +1,27 @@
+"""spanlake dashboard entrypoint: `spanlake dashboard --data-dir DIR` (or
+`SPANLAKE_DATA_DIR=DIR streamlit run dashboard/streamlit_app.py`).
+
+Navigation and the shared sidebar (data directory, project, time range) live here; each
+page is a thin file in app_pages/ calling spanlake.dashboard.data.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from spanlake.dashboard.context import sidebar
+
+PAGES_DIR = Path(__file__).parent / "app_pages"
+
+st.set_page_config(page_title="spanlake", page_icon=":material/timeline:", layout="wide")
+page = st.navigation(
+    [
+        st.Page(PAGES_DIR / "traces.py", title="Traces", icon=":material/list:", url_path="traces", default=True),
+        st.Page(PAGES_DIR / "trace.py", title="Trace", icon=":material/account_tree:", url_path="trace"),
+        st.Page(PAGES_DIR / "sessions.py", title="Sessions", icon=":material/forum:", url_path="sessions"),
+        st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/monitoring:", url_path="overview"),
+        st.Page(PAGES_DIR / "reports.py", title="Reports", icon=":material/bar_chart:", url_path="reports"),
+    ]
+)
+sidebar()
+page.run()
