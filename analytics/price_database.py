@@ -8,6 +8,7 @@ flat rates, so a SQL range join reproduces `genai_prices.calc_price`.
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -72,7 +73,12 @@ def _constraint_points(constraint: Any, dates: set[date], tods: set[int]) -> Non
 
 
 def database_rows(provider: str, model: str) -> list[dict[str, Any]]:
-    from genai_prices import types as T
+    """Price rows for one (provider, model) from genai-prices; [] when it has no price."""
+    try:
+        from genai_prices import types as T
+    except ImportError:  # only overrides apply; every other model reports as unpriced
+        warnings.warn("genai-prices is not installed: only price overrides apply", stacklevel=2)
+        return []
 
     found = find_model(provider, model)
     if found is None:

@@ -58,3 +58,14 @@ def span(
         attributes=attrs,
         status_code=2 if error else 0,
     )
+
+
+def call_cost(row: dict[str, Any], inp: int, cr: int, cw: int, out: int, rs: int) -> float:
+    """The cost formula of analytics.query applied to one price row (rates per million tokens)."""
+    return (
+        (inp - cr - cw) * row["input_mtok"]
+        + cr * row["cache_read_mtok"]
+        + cw * row["cache_write_mtok"]
+        + (out - rs) * row["output_mtok"]
+        + rs * row["reasoning_mtok"]
+    ) / 1e6 + row["request_price"]

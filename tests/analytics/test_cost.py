@@ -16,7 +16,7 @@ from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import cost, unpriced
-from tests.analytics.helpers import T0, span, write
+from tests.analytics.helpers import T0, call_cost, span, write
 from tests.conftest import RunningCollector
 from tests.factories import make_request
 
@@ -94,12 +94,10 @@ def test_cached_and_reasoning_tokens_priced_once_per_dialect(collector: RunningC
 
 def test_reasoning_billed_at_its_own_rate() -> None:
     """When reasoning has its own price, only output minus reasoning is billed at the output rate."""
-    from tests.analytics.test_pricing import _cost
-
     book = PriceBook(overrides=[PriceOverride(model="r-1", input_mtok=1.0, output_mtok=4.0, reasoning_mtok=8.0)])
     (row,) = book.rows("", "r-1")
     # 600 + 400*1.00 (no cache rate: input rate) + 300*4 + 200*8 = 600 + 400 + 1200 + 1600 = 3800
-    assert _cost(row, 1000, 400, 0, 500, 200) == pytest.approx(3800 / 1e6)
+    assert call_cost(row, 1000, 400, 0, 500, 200) == pytest.approx(3800 / 1e6)
 
 
 def _llm(model: str, inp: int, out: int, **extra: object) -> dict[str, object]:

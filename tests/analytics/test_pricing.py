@@ -7,9 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("genai_prices")
+
 from genai_prices import Usage, calc_price
 
 from spanlake.analytics.pricing import MAX_TOKENS, PriceBook, PriceOverride, load_overrides
+from tests.analytics.helpers import call_cost
 
 
 def _rate_row(rows: list[dict], at: datetime, input_tokens: int, tier: str = "") -> dict:
@@ -25,17 +29,6 @@ def _rate_row(rows: list[dict], at: datetime, input_tokens: int, tier: str = "")
     ]
     assert len(hits) == 1, hits
     return hits[0]
-
-
-def _cost(row: dict, inp: int, cr: int, cw: int, out: int, rs: int) -> float:
-    """The cost formula of analytics.query, on one price row."""
-    return (
-        (inp - cr - cw) * row["input_mtok"]
-        + cr * row["cache_read_mtok"]
-        + cw * row["cache_write_mtok"]
-        + (out - rs) * row["output_mtok"]
-        + rs * row["reasoning_mtok"]
-    ) / 1e6 + row["request_price"]
 
 
 def test_bundled_prices_work_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +59,7 @@ def test_versioned_names_resolve_and_match_calc_price(provider: str | None, mode
     expected = calc_price(
         Usage(**usage), model, provider_id=_gp_provider(provider), genai_request_timestamp=at
     ).total_price
-    got = _cost(_rate_row(rows, at, 10_000), 10_000, 4_000, 0, 2_000, 0)
+    got = call_cost(_rate_row(rows, at, 10_000), 10_000, 4_000, 0, 2_000, 0)
     assert got == pytest.approx(float(expected), rel=1e-12)
 
 
@@ -88,7 +81,7 @@ def test_cache_write_and_read_priced_as_billed() -> None:
         provider_id="anthropic",
         genai_request_timestamp=at,
     ).total_price
-    assert _cost(row, 1000, 300, 200, 100, 0) == pytest.approx(float(expected), rel=1e-12)
+    assert call_cost(row, 1000, 300, 200, 100, 0) == pytest.approx(float(expected), rel=1e-12)
 
 
 def test_context_length_tiers_are_cliffs_on_input_tokens() -> None:
@@ -106,7 +99,9 @@ def test_context_length_tiers_are_cliffs_on_input_tokens() -> None:
             provider_id="google",
             genai_request_timestamp=at,
         )
-        assert _cost(_rate_row(rows, at, n), n, 0, 0, 1000, 0) == pytest.approx(float(expected.total_price), rel=1e-12)
+        assert call_cost(_rate_row(rows, at, n), n, 0, 0, 1000, 0) == pytest.approx(
+            float(expected.total_price), rel=1e-12
+        )
 
 
 def test_time_of_day_prices() -> None:
@@ -120,7 +115,7 @@ def test_time_of_day_prices() -> None:
             provider_id="deepseek",
             genai_request_timestamp=at,
         ).total_price
-        assert _cost(_rate_row(rows, at, 5000), 5000, 1000, 0, 700, 0) == pytest.approx(float(expected), rel=1e-12)
+        assert call_cost(_rate_row(rows, at, 5000), 5000, 1000, 0, 700, 0) == pytest.approx(float(expected), rel=1e-12)
 
 
 def test_service_tier_variants() -> None:
@@ -137,7 +132,9 @@ def test_service_tier_variants() -> None:
             genai_request_timestamp=at,
             price_context={"service_tier": tier},
         ).total_price
-        assert _cost(_rate_row(rows, at, 1000, tier), 1000, 0, 0, 500, 0) == pytest.approx(float(expected), rel=1e-12)
+        assert call_cost(_rate_row(rows, at, 1000, tier), 1000, 0, 0, 500, 0) == pytest.approx(
+            float(expected), rel=1e-12
+        )
 
 
 def test_unknown_provider_or_model_is_unpriced() -> None:
@@ -156,7 +153,7 @@ def test_override_rates_and_defaults() -> None:
     assert row["source"] == "override"
     # 1000 in (300 cached) + 400 out (100 reasoning):
     # 700*2 + 300*0.5 + 300*8 + 100*8 = 1400 + 150 + 2400 + 800 = 4750 per 1e6
-    assert _cost(row, 1000, 300, 0, 400, 100) == pytest.approx(4750 / 1e6)
+    assert call_cost(row, 1000, 300, 0, 400, 100) == pytest.approx(4750 / 1e6)
 
 
 def test_override_beats_database_and_exact_beats_pattern() -> None:
