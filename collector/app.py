@@ -64,7 +64,7 @@ class Collector:
             max_pending_bytes=config.max_pending_bytes,
             max_backlog_bytes=config.max_backlog_bytes,
         )
-        self.flusher = Flusher(self.wal, LakeWriter(self.data_dir), config.default_project)
+        self.flusher = Flusher(self.wal, LakeWriter(self.data_dir), config.default_project, config.flush_workers)
         self.wal.on_segment_closed = self.flusher.submit
         self.ingestor = Ingestor(self.wal, config.max_future_s)
         self._grpc: grpc.aio.Server | None = None

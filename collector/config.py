@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ DEFAULT_SEGMENT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_PENDING_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_BACKLOG_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_COMPACT_INTERVAL_S = 300.0
+# Decode and write in worker processes so ingest uses every core (bench/ingest_throughput.py).
+DEFAULT_FLUSH_WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class CollectorConfig:
     max_future_s: int = DEFAULT_MAX_FUTURE_S
     default_project: str = DEFAULT_PROJECT
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
+    flush_workers: int = DEFAULT_FLUSH_WORKERS
 
     def validate(self) -> CollectorConfig:
         """Raise ValueError naming the first bad setting."""
@@ -58,6 +62,8 @@ class CollectorConfig:
                 raise ValueError(f"{name} must be at least 1024 bytes")
         if self.max_pending_bytes < max(self.max_body_bytes, self.max_message_bytes):
             raise ValueError("max_pending_bytes must be at least max_body_bytes and max_message_bytes")
+        if not 0 <= self.flush_workers <= 64:
+            raise ValueError("flush_workers must be between 0 (flush in-process) and 64")
         if self.segment_max_age_s <= 0:
             raise ValueError("segment_max_age_s must be positive")
         if not valid_project(self.default_project):

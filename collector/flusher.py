@@ -9,9 +9,12 @@ A segment is deleted (and the deletion fsynced) only after all its files are pub
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import queue
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from spanlake.collector.wal import (
     segment_instance,
 )
 from spanlake.storage.compact import exclusive, recover_interrupted
-from spanlake.storage.layout import DEFAULT_PROJECT, PARQUET_SUFFIX
+from spanlake.storage.layout import DEFAULT_PROJECT, PARQUET_SUFFIX, DataDir
 from spanlake.storage.schema import LOGS, SPANS, TABLES
 from spanlake.storage.writer import LakeWriter, fsync_dir
 
@@ -59,12 +62,18 @@ class Flusher:
     renamed to `.failed` (kept, never deleted) so the rest of the log keeps flowing.
     """
 
-    def __init__(self, wal: WriteAheadLog, writer: LakeWriter, default_project: str = DEFAULT_PROJECT) -> None:
+    def __init__(
+        self, wal: WriteAheadLog, writer: LakeWriter, default_project: str = DEFAULT_PROJECT, workers: int = 0
+    ) -> None:
+        """`workers` > 0 decodes and writes segments in that many worker processes (one
+        segment each at a time); 0 does it in this process's flusher thread."""
         self.wal = wal
         self.writer = writer
         self.default_project = default_project
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
         self._queue: queue.Queue[Path | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closing = threading.Event()
         self.segments_flushed = 0
         self.segments_failed = 0
@@ -86,8 +95,12 @@ class Flusher:
                     recover_interrupted(self.writer.data_dir)
         except Exception:
             log.exception("could not finish an interrupted compaction; the next compaction will")
-        self._thread = threading.Thread(target=self._run, name="spanlake-flusher", daemon=True)
-        self._thread.start()
+        if self.workers > 0:
+            self._pool = self._new_pool()
+        for i in range(max(1, self.workers)):
+            t = threading.Thread(target=self._run, name=f"spanlake-flusher-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def close(self) -> None:
         """Flush everything submitted so far, then stop.
@@ -96,9 +109,22 @@ class Flusher:
         start instead of blocking shutdown.
         """
         self._closing.set()
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: forking a process that runs gRPC threads is unsafe.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def _restart_pool(self) -> None:
+        with self._idle:
+            old, self._pool = self._pool, self._new_pool()
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every submitted segment is in the lake."""
@@ -150,62 +176,85 @@ class Flusher:
         """Publish one segment's records into the lake, then delete the segment.
 
         Idempotent: flushing the same segment again (after a crash) rewrites the same
-        files. A segment already gone was flushed before, and is skipped.
+        files. A segment already gone was flushed before, and is skipped. The decoding
+        and writing run in a worker process when the flusher has a pool.
         """
         try:
             size = segment.stat().st_size
         except FileNotFoundError:
             log.warning("WAL segment %s is gone: already flushed", segment.name)
             return
-        stem = segment.stem
-        written: set[Path] = set()
-        spans: Batch = {}
-        logs: Batch = {}
-        span_rows = log_rows = 0
-        span_part = log_part = 0
-        for rec in read_segment(segment):
+        replay = segment_instance(segment) != self.wal.instance
+        args = (str(segment), str(self.writer.data_dir.root), self.default_project, replay)
+        if self._pool is None:
+            skipped = publish_segment(*args)
+        else:
             try:
-                if rec.kind == KIND_TRACES:
-                    batch = decode_spans(rec.body, rec.ingested_at_ns, rec.project, self.default_project)
-                    span_rows += _merge(spans, batch)
-                elif rec.kind == KIND_LOGS:
-                    req: Any = ExportLogsServiceRequest.FromString(rec.body)
-                    log_rows += _merge(logs, decode_logs(req, rec.ingested_at_ns, rec.project, self.default_project))
-            except Exception:
-                # Validated before it was acknowledged, so this is a bug: keep the rest of the segment.
-                self.records_skipped += 1
-                log.exception("skipping an undecodable record in %s", segment.name)
-                continue
-            if span_rows >= PART_ROWS:
-                written.update(self.writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
-                spans, span_rows, span_part = {}, 0, span_part + 1
-            if log_rows >= PART_ROWS:
-                written.update(self.writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
-                logs, log_rows, log_part = {}, 0, log_part + 1
-        if spans:
-            written.update(self.writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
-        if logs:
-            written.update(self.writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
-        if segment_instance(segment) != self.wal.instance:
-            self._remove_strays(stem, written)
+                skipped = self._pool.submit(publish_segment, *args).result()
+            except BrokenProcessPool:
+                self._restart_pool()
+                raise OSError(f"a flush worker died while writing {segment.name}") from None  # retried
+        self.records_skipped += skipped
         os.unlink(segment)
         fsync_dir(segment.parent)
         self.wal.segment_flushed(size)
         self.segments_flushed += 1
 
-    def _remove_strays(self, stem: str, written: set[Path]) -> None:
-        """On replay, delete files an earlier attempt wrote for this segment that this one did not.
 
-        They exist only if decoding changed between the two runs (an upgrade moved rows to
-        another partition or part); without this they would duplicate rows.
-        """
-        touched: set[Path] = set()
-        for table in TABLES.values():
-            root = self.writer.data_dir.lake / table.name
-            for f in root.glob(f"project=*/date=*/hour=*/{stem}-*{PARQUET_SUFFIX}"):
-                if f not in written:
-                    log.warning("replay of %s: removing stale %s", stem, f)
-                    f.unlink(missing_ok=True)
-                    touched.add(f.parent)
-        for d in touched:
-            fsync_dir(d)
+def publish_segment(segment_path: str, data_dir: str, default_project: str, remove_strays: bool) -> int:
+    """Decode one WAL segment and write its rows into the lake; returns the records skipped.
+
+    A plain function of paths, so it can run in a worker process.
+    """
+    segment = Path(segment_path)
+    writer = LakeWriter(DataDir(data_dir))
+    stem = segment.stem
+    written: set[Path] = set()
+    spans: Batch = {}
+    logs: Batch = {}
+    span_rows = log_rows = 0
+    span_part = log_part = 0
+    skipped = 0
+    for rec in read_segment(segment):
+        try:
+            if rec.kind == KIND_TRACES:
+                span_rows += _merge(spans, decode_spans(rec.body, rec.ingested_at_ns, rec.project, default_project))
+            elif rec.kind == KIND_LOGS:
+                req: Any = ExportLogsServiceRequest.FromString(rec.body)
+                log_rows += _merge(logs, decode_logs(req, rec.ingested_at_ns, rec.project, default_project))
+        except Exception:
+            # Validated before it was acknowledged, so this is a bug: keep the rest of the segment.
+            skipped += 1
+            log.exception("skipping an undecodable record in %s", segment.name)
+            continue
+        if span_rows >= PART_ROWS:
+            written.update(writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
+            spans, span_rows, span_part = {}, 0, span_part + 1
+        if log_rows >= PART_ROWS:
+            written.update(writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
+            logs, log_rows, log_part = {}, 0, log_part + 1
+    if spans:
+        written.update(writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
+    if logs:
+        written.update(writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
+    if remove_strays:
+        _remove_strays(writer, stem, written)
+    return skipped
+
+
+def _remove_strays(writer: LakeWriter, stem: str, written: set[Path]) -> None:
+    """On replay, delete files an earlier attempt wrote for this segment that this one did not.
+
+    They exist only if decoding changed between the two runs (an upgrade moved rows to
+    another partition or part); without this they would duplicate rows.
+    """
+    touched: set[Path] = set()
+    for table in TABLES.values():
+        root = writer.data_dir.lake / table.name
+        for f in root.glob(f"project=*/date=*/hour=*/{stem}-*{PARQUET_SUFFIX}"):
+            if f not in written:
+                log.warning("replay of %s: removing stale %s", stem, f)
+                f.unlink(missing_ok=True)
+                touched.add(f.parent)
+    for d in touched:
+        fsync_dir(d)

@@ -365,19 +365,19 @@ def test_flusher_retries_disk_errors_and_sets_aside_undecodable_segments(
     bad = write_segment(data_dir, n_requests=2, run=1)
     flaky = write_segment(data_dir, n_requests=3, run=2)
     good = write_segment(data_dir, n_requests=4, run=3)
-    flusher = new_flusher(data_dir)
-    real = flusher.writer.write_batch
+    flusher = new_flusher(data_dir)  # in-process (no worker pool), so patching the class reaches it
+    real = writermod.LakeWriter.write_batch
     failures = {"flaky": 2}
 
-    def write_batch(table: Any, batch: Any, stem: str) -> list[Path]:
+    def write_batch(self: Any, table: Any, batch: Any, stem: str) -> list[Path]:
         if stem.startswith(bad.stem):
             raise ValueError("a bug in decoding")
         if stem.startswith(flaky.stem) and failures["flaky"]:
             failures["flaky"] -= 1
             raise OSError(28, "No space left on device")
-        return real(table, batch, stem)
+        return real(self, table, batch, stem)
 
-    monkeypatch.setattr(flusher.writer, "write_batch", write_batch)
+    monkeypatch.setattr(writermod.LakeWriter, "write_batch", write_batch)
     flusher.start()
     try:
         for seg in (bad, flaky, good):
