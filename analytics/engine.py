@@ -54,8 +54,10 @@ class Analytics:
         try:
             for stmt in MACROS:
                 con.execute(stmt)
-            p0 = Params()
-            pairs = fetch_arrow(con, pairs_sql(src, p0), p0.values).to_pylist()
+            pairs: list[dict[str, Any]] = []
+            if src.priced:
+                p0 = Params()
+                pairs = fetch_arrow(con, pairs_sql(src, p0), p0.values).to_pylist()
             table = self.prices.table((r["provider"], r["model"]) for r in pairs)
             con.register("prices", table)
             labels = self.labels()

@@ -217,6 +217,7 @@ class SpanSource:
     widen_before: timedelta = timedelta(0)  # ... and this long before `since` (clock skew)
     categories: tuple[str, ...] | None = None  # read only these categories
     extra_columns: tuple[str, ...] = ()  # e.g. ('attributes',) or ('content',)
+    priced: bool = True  # False: skip the price join (cost_usd NULL, nothing unpriced)
 
 
 def window_predicates(src: SpanSource, p: Params) -> list[str]:
@@ -231,6 +232,39 @@ def window_predicates(src: SpanSource, p: Params) -> list[str]:
     if f.project is not None:
         preds.append(f"project = {p.add(f.project)}")
     return preds
+
+
+def _unpriced_sql() -> str:
+    return f"""
+      SELECT s.*,
+        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
+          AS billable,
+        CAST(NULL AS DOUBLE) AS cost_usd, false AS unpriced
+      FROM dedup_sp s"""
+
+
+def _priced_sql() -> str:
+    return f"""
+      SELECT s.*,
+        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
+          AS billable,
+        CASE WHEN pr.model IS NOT NULL THEN
+          (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
+                    - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
+           + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
+           + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
+           + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
+           + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
+        END AS cost_usd,
+        (billable AND pr.model IS NULL) AS unpriced
+      FROM dedup_sp s LEFT JOIN prices pr
+        ON s.category IN {BILLABLE_CATEGORIES}
+        AND pr.provider = coalesce(s.provider, '') AND pr.model = s.price_model
+        AND s.start_time >= pr.valid_from AND s.start_time < pr.valid_to
+        AND epoch_us(s.start_time) % 86400000000 >= pr.tod_lo_us
+        AND epoch_us(s.start_time) % 86400000000 < pr.tod_hi_us
+        AND coalesce(s.input_tokens, 0) > pr.tier_lo AND coalesce(s.input_tokens, 0) <= pr.tier_hi
+        AND pr.service_tier = s.service_tier"""
 
 
 def pairs_sql(src: SpanSource, p: Params) -> str:
@@ -256,7 +290,7 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
     g_attrs = "".join(f"attr_str(attributes, {p.add(k)}) AS g_attr_{i}, " for i, k in enumerate(src.group.attrs))
     price_model = "coalesce(response_model, request_model)"
     tier_expr = "''"
-    if tier_models:
+    if tier_models and src.priced:
         sep = p.add(KEY_SEP)
         raw = f"coalesce({', '.join(f'attr_str(attributes, {p.add(k)})' for k in SERVICE_TIER_KEYS)}, '')"
         model_key = f"(coalesce(provider, '') || {sep} || {price_model})"
@@ -274,27 +308,7 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
       FROM spans_raw WHERE {where}
     ),
     dedup_sp AS (SELECT DISTINCT ON (project, trace_id, span_id) * FROM raw_sp),
-    sp AS MATERIALIZED (
-      SELECT s.*,
-        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
-          AS billable,
-        CASE WHEN pr.model IS NOT NULL THEN
-          (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
-                    - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
-           + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
-           + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
-           + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
-           + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
-        END AS cost_usd,
-        (billable AND pr.model IS NULL) AS unpriced
-      FROM dedup_sp s LEFT JOIN prices pr
-        ON s.category IN {BILLABLE_CATEGORIES}
-        AND pr.provider = coalesce(s.provider, '') AND pr.model = s.price_model
-        AND s.start_time >= pr.valid_from AND s.start_time < pr.valid_to
-        AND epoch_us(s.start_time) % 86400000000 >= pr.tod_lo_us
-        AND epoch_us(s.start_time) % 86400000000 < pr.tod_hi_us
-        AND coalesce(s.input_tokens, 0) > pr.tier_lo AND coalesce(s.input_tokens, 0) <= pr.tier_hi
-        AND pr.service_tier = s.service_tier
+    sp AS MATERIALIZED ({_priced_sql() if src.priced else _unpriced_sql()}
     )"""
 
 

@@ -77,7 +77,7 @@ class TaskOptions:
             raise ValueError(f"default outcome must be one of {OUTCOMES}")
 
 
-def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, extra: tuple[str, ...] = ()) -> SpanSource:
+def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, *, priced: bool = True) -> SpanSource:
     """Read whole traces around the window; task-level filters apply after tasks are found."""
     return SpanSource(
         filters,
@@ -85,7 +85,7 @@ def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, extra: tupl
         span_level_filters=False,
         widen_after=opts.horizon,
         widen_before=opts.skew,
-        extra_columns=extra,
+        priced=priced,
     )
 
 

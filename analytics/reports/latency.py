@@ -60,8 +60,8 @@ def latency(
           count(*) FILTER (WHERE is_retry) AS retries
         FROM steps GROUP BY ALL"""
 
-    tasks = an.run(task_source(filters, task_group, options), task_body)
-    steps_src = SpanSource(filters, span_group, categories=STEP_CATEGORIES)
+    tasks = an.run(task_source(filters, task_group, options, priced=False), task_body)
+    steps_src = SpanSource(filters, span_group, categories=STEP_CATEGORIES, priced=False)
     steps = an.run(steps_src, step_body)
     return _order(pl.concat([tasks, steps], how="diagonal_relaxed"), span_group.names)
 

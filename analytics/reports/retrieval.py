@@ -54,7 +54,7 @@ def retrieval(
           avg(CASE WHEN status_code = 'ERROR' THEN 1.0 ELSE 0.0 END) AS error_rate
         FROM sp GROUP BY ALL"""
 
-    df = an.run(SpanSource(filters, group, categories=("retrieval",), extra_columns=_EXTRA), body)
+    df = an.run(SpanSource(filters, group, categories=("retrieval",), extra_columns=_EXTRA, priced=False), body)
     return df.sort(group.names, nulls_last=True) if group.names else df
 
 
@@ -67,4 +67,4 @@ def retrieved_documents(an: Analytics, filters: Filters, *, limit: int = 20) -> 
         SELECT data_source, document_id, count(*) AS retrievals FROM ids GROUP BY ALL
         ORDER BY retrievals DESC, data_source, document_id LIMIT {p.add(int(limit))}"""
 
-    return an.run(SpanSource(filters, categories=("retrieval",), extra_columns=extra), body)
+    return an.run(SpanSource(filters, categories=("retrieval",), extra_columns=extra, priced=False), body)

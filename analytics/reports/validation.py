@@ -81,7 +81,7 @@ def validation(
           count(*) FILTER (WHERE NOT passed) / count(*) AS failure_rate
         FROM checks GROUP BY ALL"""
 
-    df = an.run(task_source(filters, GroupBy(), options), body)
+    df = an.run(task_source(filters, GroupBy(), options, priced=False), body)
     return df.sort(group.names, nulls_last=True) if group.names else df
 
 
@@ -110,6 +110,7 @@ def validation_errors(an: Analytics, filters: Filters, *, limit: int = 20) -> pl
 
     src = SpanSource(
         filters,
+        priced=False,
         extra_columns=(
             f"CASE WHEN validation_passed = false THEN attr(attributes, {_lit(ERRORS_KEY)}) END AS errors_json",
         ),
