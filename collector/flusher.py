@@ -36,7 +36,7 @@ from spanlake.storage.writer import LakeWriter, fsync_dir
 
 log = logging.getLogger(__name__)
 
-PART_ROWS = 50_000  # rows per output file part: bounds the flusher's memory
+PART_ROWS = 10_000  # rows per output file part: bounds each flush worker's memory
 RETRY_DELAY_S = 2.0
 MAX_RETRY_DELAY_S = 30.0
 

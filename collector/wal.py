@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from spanlake.collector.errors import Unavailable
 
@@ -64,16 +65,18 @@ def encode_record(rec: Record) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _scan(data: bytes, name: str) -> Iterator[tuple[int, bytes]]:
-    """Yield (end offset, payload) of each intact frame, stopping at the first torn or corrupt one."""
+def _scan(f: BinaryIO, name: str) -> Iterator[tuple[int, bytes]]:
+    """Yield (end offset, payload) of each intact frame, stopping at the first torn or corrupt one.
+
+    Reads one frame at a time, so memory stays at one record whatever the segment's size.
+    """
     pos = 0
-    while pos < len(data):
-        if pos + _FRAME.size > len(data):
+    while header := f.read(_FRAME.size):
+        if len(header) < _FRAME.size:
             log.warning("WAL %s: torn frame header at byte %d; the rest is ignored", name, pos)
             return
-        length, crc = _FRAME.unpack_from(data, pos)
-        start = pos + _FRAME.size
-        payload = data[start : start + length]
+        length, crc = _FRAME.unpack(header)
+        payload = f.read(length)
         # length < header also catches a zero-filled tail (length 0, crc32(b"") == 0).
         if len(payload) < length or length < _HEAD.size or zlib.crc32(payload) != crc:
             log.warning("WAL %s: torn or corrupt frame at byte %d; the rest is ignored", name, pos)
@@ -82,27 +85,25 @@ def _scan(data: bytes, name: str) -> Iterator[tuple[int, bytes]]:
         if _HEAD.size + plen > length:
             log.warning("WAL %s: malformed frame at byte %d; the rest is ignored", name, pos)
             return
-        pos = start + length
+        pos += _FRAME.size + length
         yield pos, payload
 
 
 def read_segment(path: Path) -> Iterator[Record]:
     """Yield the intact records of a segment, stopping at the first torn or corrupt frame."""
     with open(path, "rb") as f:
-        data = f.read()
-    for _, payload in _scan(data, path.name):
-        kind, ts, plen = _HEAD.unpack_from(payload)
-        project = payload[_HEAD.size : _HEAD.size + plen].decode("utf-8", errors="replace") or None
-        yield Record(kind, ts, project, payload[_HEAD.size + plen :])
+        for _, payload in _scan(f, path.name):
+            kind, ts, plen = _HEAD.unpack_from(payload)
+            project = payload[_HEAD.size : _HEAD.size + plen].decode("utf-8", errors="replace") or None
+            yield Record(kind, ts, project, payload[_HEAD.size + plen :])
 
 
 def valid_length(path: Path) -> int:
     """Byte length of the intact prefix of a segment (exactly what `read_segment` yields)."""
-    with open(path, "rb") as f:
-        data = f.read()
     end = 0
-    for end, _ in _scan(data, path.name):  # noqa: B007 - the last end is the answer
-        pass
+    with open(path, "rb") as f:
+        for end, _ in _scan(f, path.name):  # noqa: B007 - the last end is the answer
+            pass
     return end
 
 
