@@ -102,6 +102,8 @@ class Scope:
             if not actives:
                 return None
             current = context.get_current()
+            if actives[-1]._ctx is current:
+                return actives.pop()
             for active in reversed(actives):
                 if active._ctx is current:
                     actives.remove(active)

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from spanlake.sdk import attributes as A
-from spanlake.sdk._state import SCOPE_ATTRS_KEY, STATE, internal_error
+from spanlake.sdk._state import SCOPE_ATTRS_KEY, STATE, TRACER_NAME, internal_error
 
 
 def bounded(fn: Callable[[], Any], timeout_s: float) -> bool:
@@ -132,6 +132,8 @@ class SpanlakeProcessor(SpanProcessor):
         if not STATE.scopes_used:
             return
         try:
+            if span.instrumentation_scope is not None and span.instrumentation_scope.name == TRACER_NAME:
+                return  # a marker's span: it took the scope attributes at start
             attrs: Mapping[str, Any] | None = context.get_value(SCOPE_ATTRS_KEY, parent_context)  # type: ignore[assignment]
             if attrs:
                 span.set_attributes(attrs)

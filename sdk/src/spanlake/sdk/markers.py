@@ -61,6 +61,10 @@ class SpanMarker(Scope, Generic[H]):
             attrs = self._attrs
             if capture and self._content is not None:
                 attrs = {**attrs, **_safe_content(self._content)}
+            # prompt()/session() attributes go in at start (the processor skips our spans)
+            scoped = cur.get(SCOPE_ATTRS_KEY) if STATE.scopes_used else None
+            if scoped:
+                attrs = {**scoped, **attrs}  # type: ignore[dict-item]
             span = tracer().start_span(self._name, cur, self._kind, attrs)
             handle = self._handle_cls(span, capture)
             if handle._task is None:
@@ -68,7 +72,7 @@ class SpanMarker(Scope, Generic[H]):
                 if parent is not None:
                     handle._task = parent._task  # type: ignore[attr-defined]
             else:
-                handle._inherited = cur.get(SCOPE_ATTRS_KEY)  # type: ignore[attr-defined]
+                handle._inherited = scoped  # type: ignore[attr-defined]
             handle._ctx = context.set_value(ACTIVE_KEY, handle, trace.set_span_in_context(span, cur))
             return handle
         except Exception:
