@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,47 @@ def _span_problem(span: Any, min_ns: int, max_ns: int) -> str | None:
     return None
 
 
+_BAD_PROJECT = "with an invalid project name (letters, digits, '_', '.', '-'; at most 64)"
+
+
+def _validate(
+    resources: Any,
+    scopes_of: Callable[[Any], Any],
+    items_of: Callable[[Any], Any],
+    problem: Callable[[Any, int], str | None],
+    project_override: str | None,
+    max_ns: int,
+) -> Verdict:
+    """Drop the items (spans or log records) that `problem` names, in place, and count them."""
+    verdict = Verdict()
+    for resource_entry in resources:
+        bad_project = None
+        if project_override is None:
+            project = resource_project(key_values(resource_entry.resource.attributes))
+            if not valid_project(project):
+                bad_project = _BAD_PROJECT
+        for scope_entry in scopes_of(resource_entry):
+            items = items_of(scope_entry)
+            if bad_project:
+                verdict.reject(bad_project, len(items))
+                del items[:]
+                continue
+            problems = [problem(item, max_ns) for item in items]
+            if any(problems):
+                keep = [item for item, p in zip(items, problems, strict=True) if p is None]
+                for p in problems:
+                    if p:
+                        verdict.reject(p)
+                del items[:]
+                items.extend(keep)
+            verdict.accepted += len(items)
+    return verdict
+
+
+def _max_ns(now_ns: int | None, max_future_s: int) -> int:
+    return (time.time_ns() if now_ns is None else now_ns) + max_future_s * 10**9
+
+
 def validate_traces(
     request: ExportTraceServiceRequest,
     project_override: str | None = None,
@@ -71,30 +113,14 @@ def validate_traces(
     max_future_s: int = DEFAULT_MAX_FUTURE_S,
 ) -> Verdict:
     """Remove invalid spans from `request` in place and report what was removed."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    max_ns = now_ns + max_future_s * 10**9
-    verdict = Verdict()
-    for rs in request.resource_spans:
-        bad_project = None
-        if project_override is None:
-            project = resource_project(key_values(rs.resource.attributes))
-            if not valid_project(project):
-                bad_project = "with an invalid project name (letters, digits, '_', '.', '-'; at most 64)"
-        for ss in rs.scope_spans:
-            if bad_project:
-                verdict.reject(bad_project, len(ss.spans))
-                del ss.spans[:]
-                continue
-            problems = [_span_problem(s, MIN_TIME_NS, max_ns) for s in ss.spans]
-            if any(problems):
-                keep = [s for s, p in zip(ss.spans, problems, strict=True) if p is None]
-                for p in problems:
-                    if p:
-                        verdict.reject(p)
-                del ss.spans[:]
-                ss.spans.extend(keep)
-            verdict.accepted += len(ss.spans)
-    return verdict
+    return _validate(
+        request.resource_spans,
+        lambda rs: rs.scope_spans,
+        lambda ss: ss.spans,
+        lambda span, max_ns: _span_problem(span, MIN_TIME_NS, max_ns),
+        project_override,
+        _max_ns(now_ns, max_future_s),
+    )
 
 
 def _log_problem(rec: Any, max_ns: int) -> str | None:
@@ -114,27 +140,11 @@ def validate_logs(
     max_future_s: int = DEFAULT_MAX_FUTURE_S,
 ) -> Verdict:
     """Remove invalid log records from `request` in place and report what was removed."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    max_ns = now_ns + max_future_s * 10**9
-    verdict = Verdict()
-    for rl in request.resource_logs:
-        bad_project = None
-        if project_override is None:
-            project = resource_project(key_values(rl.resource.attributes))
-            if not valid_project(project):
-                bad_project = "with an invalid project name (letters, digits, '_', '.', '-'; at most 64)"
-        for sl in rl.scope_logs:
-            if bad_project:
-                verdict.reject(bad_project, len(sl.log_records))
-                del sl.log_records[:]
-                continue
-            problems = [_log_problem(r, max_ns) for r in sl.log_records]
-            if any(problems):
-                keep = [r for r, p in zip(sl.log_records, problems, strict=True) if p is None]
-                for p in problems:
-                    if p:
-                        verdict.reject(p)
-                del sl.log_records[:]
-                sl.log_records.extend(keep)
-            verdict.accepted += len(sl.log_records)
-    return verdict
+    return _validate(
+        request.resource_logs,
+        lambda rl: rl.scope_logs,
+        lambda sl: sl.log_records,
+        _log_problem,
+        project_override,
+        _max_ns(now_ns, max_future_s),
+    )

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from spanlake.collector.errors import Unavailable
+from spanlake.storage.writer import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,6 @@ def valid_length(path: Path) -> int:
     return end
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def segment_instance(path: Path) -> str:
     """The writer instance a segment name carries (`<time_ns>-<instance>.<suffix>`)."""
     return path.name.split(".")[0].rsplit("-", 1)[-1]
@@ -166,7 +159,7 @@ class WriteAheadLog:
     def recover(self) -> list[Path]:
         """Close segments left open by a crash (cutting any torn tail); return every closed segment."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(self.directory.parent)  # the WAL directory's own entry
+        fsync_dir(self.directory.parent)  # the WAL directory's own entry
         for p in sorted(self.directory.glob(f"*{OPEN_SUFFIX}")):
             good = valid_length(p)
             with open(p, "r+b") as f:
@@ -177,7 +170,7 @@ class WriteAheadLog:
                 p.unlink()
             else:
                 os.replace(p, p.with_suffix(CLOSED_SUFFIX))
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         closed = self.closed_segments()
         self.backlog_bytes = sum(p.stat().st_size for p in closed)
         return closed
@@ -307,7 +300,7 @@ class WriteAheadLog:
         path = self.directory / f"{self._last_name_ns:020d}-{self.instance}{OPEN_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
-            _fsync_dir(self.directory)  # the new name must survive power loss before we ack into it
+            fsync_dir(self.directory)  # the new name must survive power loss before we ack into it
         except OSError:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -377,7 +370,7 @@ class WriteAheadLog:
             return
         closed = path.with_suffix(CLOSED_SUFFIX)
         os.replace(path, closed)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         with self._cond:
             self.backlog_bytes += size
         if self.on_segment_closed is not None:
