@@ -32,13 +32,22 @@ def cost(
     cost_per_successful_task = task_cost_usd / successful_tasks (all tasks' cost, failed included).
     """
     options = options or TaskOptions()
-    dims = {k: SPAN_DIMS[k] for k in DIMS}
-    span_group = GroupBy.parse(group_by, dims, bucket)
-    task_group = GroupBy.parse(group_by, {k: TASK_DIMS[k] for k in DIMS}, bucket)
+    names = GroupBy.parse(group_by, {k: SPAN_DIMS[k] for k in DIMS}, bucket).names
+    calls = call_totals(an, filters, group_by, bucket=bucket)
+    tasks = task_totals(an, filters, group_by, bucket=bucket, options=options)
+    return finish(calls, tasks, names)
 
-    def calls_body(p: Params) -> str:
+
+def call_totals(
+    an: Analytics, filters: Filters, group_by: Sequence[str] = (), *, bucket: str | None = None
+) -> pl.DataFrame:
+    """The call columns of `cost` (additive: rollups store them per hour)."""
+    dims = {k: SPAN_DIMS[k] for k in (*DIMS, "response_model")}
+    group = GroupBy.parse(group_by, dims, bucket)
+
+    def body(p: Params) -> str:
         return f"""_ AS (SELECT 1)
-        SELECT {keys_select(span_group, dims)}
+        SELECT {keys_select(group, dims)}
           count(*) AS calls,
           coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
           coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
@@ -50,17 +59,49 @@ def cost(
           count(*) FILTER (WHERE unpriced) AS unpriced_calls
         FROM sp WHERE billable GROUP BY ALL"""
 
-    calls = an.run(SpanSource(filters, span_group, categories=BILLABLE_CATEGORIES), calls_body)
-    tasks = an.run(
-        task_source(filters, task_group, options), lambda p: _task_cost_body(p, filters, task_group, options)
-    )
-    return join_on_keys(calls, tasks, span_group.names).sort(span_group.names or ["calls"], nulls_last=True)
+    return an.run(SpanSource(filters, group, categories=BILLABLE_CATEGORIES), body)
 
 
-def _task_cost_body(p: Params, filters: Filters, group: GroupBy, options: TaskOptions) -> str:
-    keys = keys_select(group, {k: TASK_DIMS[k] for k in DIMS})
-    return f"""{task_ctes(filters, group, options, p)}
-    SELECT {keys}{TASK_COST_METRICS} FROM tasks GROUP BY ALL"""
+def task_totals(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    *,
+    bucket: str | None = None,
+    options: TaskOptions | None = None,
+) -> pl.DataFrame:
+    """The additive task columns of `cost`: tasks, successes, failures, cost, unpriced calls."""
+    options = options or TaskOptions()
+    group = GroupBy.parse(group_by, {k: TASK_DIMS[k] for k in DIMS}, bucket)
+
+    def body(p: Params) -> str:
+        return f"""{task_ctes(filters, group, options, p)}
+        SELECT {keys_select(group, {k: TASK_DIMS[k] for k in DIMS})}
+          count(*) AS tasks,
+          count(*) FILTER (WHERE outcome = 'success') AS successful_tasks,
+          count(*) FILTER (WHERE outcome = 'failure') AS failed_tasks,
+          sum(cost_usd) AS task_cost_usd,
+          sum(unpriced_calls)::BIGINT AS task_unpriced_calls
+        FROM tasks GROUP BY ALL"""
+
+    return an.run(task_source(filters, group, options), body)
+
+
+def finish(calls: pl.DataFrame, tasks: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Join call and task totals on the group keys and add the task ratios."""
+    if tasks.height:
+        some = pl.col("tasks") > 0
+        tasks = tasks.with_columns(
+            success_rate=pl.when(some).then(pl.col("successful_tasks") / pl.col("tasks")).otherwise(None),
+            cost_per_task=pl.when(some).then(pl.col("task_cost_usd") / pl.col("tasks")).otherwise(None),
+            cost_per_successful_task=pl.when(pl.col("successful_tasks") > 0)
+            .then(pl.col("task_cost_usd") / pl.col("successful_tasks"))
+            .otherwise(None),
+        )
+        order = [*keys, "tasks", "successful_tasks", "failed_tasks", "success_rate", "task_cost_usd"]
+        tasks = tasks.select([*order, "task_unpriced_calls", "cost_per_task", "cost_per_successful_task"])
+    df = join_on_keys(calls, tasks, keys)
+    return df.sort(keys, nulls_last=True) if keys and df.height else df
 
 
 TASK_COST_METRICS = """

@@ -1,0 +1,130 @@
+"""Rollups agree with raw spans, and stay in agreement as late spans and new prices arrive."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from spanlake.analytics import rollups
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.pricing import PriceBook, PriceOverride
+from spanlake.analytics.query import Filters
+from spanlake.analytics.reports import cost
+from tests.analytics.helpers import T0, span, write
+
+H = 3_600_000  # one hour in ms
+TASK, OUTCOME = "spanlake.task.name", "spanlake.task.outcome"
+GROUPINGS = [[], ["model"], ["hour"], ["day"], ["project", "service"], ["prompt_version", "provider"]]
+
+
+def _llm(model: str, inp: int, version: str = "v1") -> dict[str, object]:
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "acme",
+        "gen_ai.request.model": model,
+        "gen_ai.prompt.version": version,
+        "gen_ai.usage.input_tokens": inp,
+    }
+
+
+def _build(d: Path) -> None:
+    write(
+        d,
+        [
+            span(1, 1, at_ms=0, name="A", **{TASK: "a", OUTCOME: "success"}),
+            span(1, 2, 1, at_ms=1, name="chat", **_llm("acme-1", 1000)),
+            span(2, 1, at_ms=10, name="B", **{TASK: "b", OUTCOME: "failure"}),
+            span(2, 2, 1, at_ms=11, name="chat", **_llm("acme-1", 2000, "v2")),
+            span(3, 1, at_ms=H + 5, name="C"),
+            span(3, 2, 1, at_ms=H + 6, name="chat", **_llm("acme-1", 500)),
+            span(3, 3, 1, at_ms=H + 7, name="chat", **_llm("mystery-9", 100)),
+            span(4, 1, at_ms=2 * H + 5, name="D", **{TASK: "d", OUTCOME: "success"}),
+            span(4, 2, 1, at_ms=2 * H + 6, name="chat", **_llm("acme-1", 250, "v2")),
+        ],
+    )
+
+
+def _agree(an: Analytics, f: Filters, group_by: list[str]) -> None:
+    raw = cost(an, f, group_by)
+    rolled = rollups.cost_from_rollups(an, f, group_by)
+    keys = [c for c in raw.columns if c in ("hour", "day", *rollups.CALL_KEYS)]
+    raw, rolled = (df.sort(keys, nulls_last=True) if keys else df for df in (raw, rolled))
+    assert_frame_equal(rolled, raw, check_dtypes=False, rel_tol=1e-9, abs_tol=1e-15)
+
+
+@pytest.fixture
+def an(tmp_path: Path) -> Analytics:
+    _build(tmp_path)
+    book = PriceBook(overrides=[PriceOverride(model="acme-1", input_mtok=1.0, output_mtok=1.0)], use_database=False)
+    return Analytics(tmp_path, prices=book)
+
+
+WINDOWS = [
+    Filters(since=T0, until=T0 + timedelta(hours=3)),
+    Filters(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2)),
+    Filters(since=T0, until=T0 + timedelta(hours=3), model="acme-1", prompt_version="v2"),
+]
+
+
+def test_rollups_agree_with_raw(an: Analytics) -> None:
+    result = rollups.run(an)
+    assert (result.hours_seen, result.call_hours_rebuilt, result.task_hours_rebuilt) == (3, 3, 3)
+    assert result.full_rebuild
+    for f in WINDOWS:
+        assert rollups.is_fresh(an, f.since, f.until)
+        for g in GROUPINGS:
+            _agree(an, f, g)
+    (row,) = rollups.cost_from_rollups(an, WINDOWS[0]).to_dicts()
+    # acme-1 at $1/Mtok: 1000 + 2000 + 500 + 250 = 3750 tokens; mystery-9 unpriced;
+    # tasks A (success), B (failure), C (unknown), D (success) → 0.00375 / 2 per success
+    assert row["cost_usd"] == pytest.approx(3750 / 1e6) and row["unpriced_calls"] == 1
+    assert (row["tasks"], row["successful_tasks"]) == (4, 2)
+    assert row["cost_per_successful_task"] == pytest.approx(3750 / 1e6 / 2)
+
+
+def test_late_spans_rebuild_the_hours_they_touch(an: Analytics) -> None:
+    rollups.run(an)
+    assert rollups.run(an).call_hours_rebuilt == 0  # nothing new
+    # A failed check arrives late for task A (hour 10) and a late call for task B starts at 12:30.
+    write(
+        an.lake.data_dir.root,
+        [
+            span(
+                1, 3, 1, at_ms=2, name="check", **{"spanlake.validation.name": "s", "spanlake.validation.passed": False}
+            ),
+            span(2, 3, 1, at_ms=2 * H + 1_800_000, name="chat", **_llm("acme-1", 4000, "v2")),
+        ],
+    )
+    f = WINDOWS[0]
+    assert not rollups.is_fresh(an, f.since, f.until)
+    result = rollups.run(an)
+    # calls: hours 10 and 12 changed; tasks: every lake hour up to 7 hours before them (10, 11, 12)
+    assert (result.call_hours_rebuilt, result.task_hours_rebuilt, result.full_rebuild) == (2, 3, False)
+    for g in GROUPINGS:
+        _agree(an, f, g)
+    (row,) = rollups.cost_from_rollups(an, f).to_dicts()
+    # A still succeeds (the app's outcome outranks a failed validation); B's late call adds 4000 tokens
+    assert (row["tasks"], row["successful_tasks"]) == (4, 2)
+    assert row["task_cost_usd"] == pytest.approx((3750 + 4000) / 1e6)
+
+
+def test_a_new_price_rebuilds_everything(an: Analytics) -> None:
+    rollups.run(an)
+    an.prices.add_override(PriceOverride(model="mystery-9", input_mtok=10.0, output_mtok=10.0))
+    assert not rollups.is_fresh(an, WINDOWS[0].since, WINDOWS[0].until)
+    assert rollups.run(an).full_rebuild
+    (row,) = rollups.cost_from_rollups(an, WINDOWS[0]).to_dicts()
+    assert row["cost_usd"] == pytest.approx((3750 + 100 * 10) / 1e6) and row["unpriced_calls"] == 0
+    _agree(an, WINDOWS[0], ["model"])
+
+
+def test_what_rollups_cannot_answer() -> None:
+    aligned = Filters(since=T0, until=T0 + timedelta(hours=1))
+    assert rollups.can_answer(aligned, ["model", "day"], None)
+    assert not rollups.can_answer(Filters(since=T0 + timedelta(minutes=5), until=T0 + timedelta(hours=1)), [], None)
+    assert not rollups.can_answer(aligned, ["attr:x"], None)
+    assert not rollups.can_answer(aligned, ["minute"], None)
+    assert not rollups.can_answer(Filters(since=T0, until=T0 + timedelta(hours=1), attributes={"k": "v"}), [], None)
