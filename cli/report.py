@@ -134,6 +134,19 @@ def _split(values: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="compare: prompt_version, model, prompt_name, provider, service or task_name.",
 )
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "raw", "rollups"]),
+    default="auto",
+    show_default=True,
+    help="cost: read hourly rollups (`spanlake analytics run`) when they are up to date and can answer "
+    "(whole-hour window, no attribute filter or grouping), else raw spans.",
+)
+@click.option(
+    "--update-rollups",
+    is_flag=True,
+    help="First bring the hourly rollups up to date with the lake (the `analytics run` job), with progress.",
+)
 @click.option("--a", "a", default=None, help="compare: the first value (e.g. v1).")
 @click.option("--b", "b", default=None, help="compare: the second value (e.g. v2).")
 def report(
@@ -157,6 +170,8 @@ def report(
     sort: str,
     limit: int,
     by: str,
+    source: str,
+    update_rollups: bool,
     a: str | None,
     b: str | None,
 ) -> None:
@@ -195,11 +210,13 @@ def report(
     except (ValueError, TypeError, OSError) as e:
         raise click.ClickException(f"cannot read prices: {e}") from None
     an = Analytics(dd, prices=book)
+    if update_rollups:
+        _update_rollups(an, full=False)
     opts = TaskOptions(default_outcome=default_outcome)
     keys = _split(group_by)
     grouped: dict[str, Callable[[], Any]] = {
         "latency": lambda: R.latency(an, filters, keys, slow_ms=slow_ms, options=opts),
-        "cost": lambda: R.cost(an, filters, keys, options=opts),
+        "cost": lambda: _cost(R, an, filters, keys, opts, source),
         "unpriced": lambda: R.unpriced(an, filters),
         "tasks": lambda: R.tasks(an, filters, keys, options=opts),
         "task-list": lambda: R.task_list(an, filters, sort=sort, limit=limit, options=opts),
@@ -250,7 +267,71 @@ def _print_vertical(df: Any, max_rows: int) -> None:
     )
 
 
+def _cost(R: Any, an: Any, filters: Any, keys: list[str], opts: Any, source: str) -> Any:
+    from spanlake.analytics import rollups
+
+    answerable = rollups.can_answer(filters, keys, None)
+    if source == "rollups" and not answerable:
+        raise click.UsageError("rollups hold whole hours without attributes: use --source raw")
+    if source == "rollups" or (source == "auto" and answerable and rollups.is_fresh(an, filters.since, filters.until)):
+        return rollups.cost_from_rollups(an, filters, keys)
+    return R.cost(an, filters, keys, options=opts)
+
+
 def _compare(R: Any, an: Any, filters: Any, by: str, a: str | None, b: str | None, opts: Any) -> Any:
     if a is None or b is None:
         raise click.UsageError("compare needs --a and --b (e.g. --by prompt_version --a v1 --b v2)")
     return R.compare(an, filters, by, a, b, options=opts)
+
+
+@click.group("analytics")
+def analytics() -> None:
+    """Analytics jobs (see also `spanlake report`)."""
+
+
+@analytics.command("run")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    envvar="SPANLAKE_DATA_DIR",
+    show_envvar=True,
+    help="Folder holding the Parquet lake.",
+)
+@click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Price overrides file.")
+@click.option("--full", is_flag=True, help="Rebuild every hour, not only the changed ones.")
+def analytics_run(data_dir: Path, prices: Path | None, full: bool) -> None:
+    """Bring the hourly cost rollups up to date with the lake.
+
+    Rebuilds the hours whose span files changed since the last run (and, for tasks, the
+    hours before them that a late span can change), or every hour when prices changed.
+    `spanlake report cost` reads the rollups when they are up to date.
+    """
+    from spanlake.analytics.engine import Analytics, default_prices_path
+    from spanlake.analytics.pricing import PriceBook
+    from spanlake.storage.layout import DataDir
+
+    dd = DataDir(data_dir)
+    if not dd.lake.is_dir():
+        raise click.ClickException(f"no lake at {dd.root}: start `spanlake up` or pass --data-dir")
+    _update_rollups(Analytics(dd, prices=PriceBook.from_file(prices or default_prices_path(dd))), full=full)
+
+
+def _update_rollups(an: Any, full: bool) -> None:
+    from rich.progress import Progress
+
+    from spanlake.analytics import rollups
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("rolling up hours", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = rollups.run(an, progress=progress, full=full)
+    click.echo(
+        f"rollups up to date: {result.hours_seen} lake hour(s); rebuilt {result.call_hours_rebuilt} hour(s) of calls "
+        f"and {result.task_hours_rebuilt} of tasks" + (" (full rebuild)" if result.full_rebuild else ""),
+        err=True,
+    )

@@ -65,3 +65,23 @@ def test_helpful_errors(tmp_path: Path) -> None:
     assert code != 0 and "KEY=VALUE" in out
     code, out = _run("--help")
     assert code == 0 and "per successful task" in out and "Examples" in out
+
+
+def test_cost_from_rollups_matches_raw(tmp_path: Path) -> None:
+    from spanlake.cli.report import analytics
+
+    d = _lake(tmp_path)
+    hours = ["--since", "2025-06-02T09:00", "--until", "2025-06-02T11:00", "--format", "json", "-g", "model"]
+    result = CliRunner().invoke(cli, ["report", "cost", "--data-dir", str(d), "--update-rollups", *hours])
+    assert result.exit_code == 0, result.output
+    assert "rebuilt 1 hour(s) of calls" in result.stderr
+    from_rollups = json.loads(result.stdout)
+    code, out = _run("cost", "--data-dir", str(d), "--source", "raw", *hours)
+    assert code == 0 and json.loads(out) == from_rollups
+    code, out = _run("cost", "--data-dir", str(d), "--source", "rollups", *hours)
+    assert code == 0 and json.loads(out) == from_rollups
+    # not whole hours: rollups cannot answer
+    code, out = _run("cost", "--data-dir", str(d), "--source", "rollups", "--since", "2025-06-02T09:30")
+    assert code != 0 and "--source raw" in out
+    result = CliRunner().invoke(analytics, ["run", "--data-dir", str(d)])
+    assert result.exit_code == 0 and "rebuilt 0 hour(s) of calls" in result.stderr
