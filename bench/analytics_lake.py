@@ -136,18 +136,49 @@ def time_reports(data_dir: Path, days: int) -> list[tuple[str, str, float, int]]
     return results
 
 
+def time_rollups(data_dir: Path, days: int) -> None:
+    """Build the hourly rollups from scratch, then time the cost report read from them."""
+    from spanlake.analytics import rollups
+    from spanlake.analytics.engine import Analytics
+    from spanlake.analytics.pricing import PriceBook, PriceOverride
+    from spanlake.analytics.query import Filters
+
+    an = Analytics(data_dir, prices=PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1, output_mtok=2)]))
+    t0 = time.perf_counter()
+    result = rollups.run(an, full=True)
+    print(f"rollups: full build of {result.hours_seen} hours in {time.perf_counter() - t0:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    result = rollups.run(an)
+    print(f"rollups: incremental run with nothing new in {time.perf_counter() - t0:.2f} s", flush=True)
+    end = START + timedelta(days=days)
+    for label, since in (("1 day", end - timedelta(days=1)), (f"{days} days", START)):
+        f = Filters(since=since, until=end)
+        for group in (["model", "day"], ["prompt_version"], []):
+            t0 = time.perf_counter()
+            fresh = rollups.is_fresh(an, f.since, f.until)
+            df = rollups.cost_from_rollups(an, f, group)
+            print(
+                f"{label:>8}  cost from rollups {','.join(group) or '(total)':<20} {time.perf_counter() - t0:6.3f} s "
+                f"({df.height} rows, fresh={fresh})",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=Path("/tmp/spanlake-bench-analytics"))
     ap.add_argument("--spans", type=int, default=10_000_000)
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--reuse", action="store_true", help="time reports on an existing generated lake")
+    ap.add_argument("--skip-raw", action="store_true", help="only build and time the rollups")
     args = ap.parse_args()
     if not args.reuse:
         t0 = time.perf_counter()
         generate(args.data_dir, args.spans, args.days)
         print(f"generated {args.spans} spans in {time.perf_counter() - t0:.1f} s", flush=True)
-    time_reports(args.data_dir, args.days)
+    if not args.skip_raw:
+        time_reports(args.data_dir, args.days)
+    time_rollups(args.data_dir, args.days)
 
 
 if __name__ == "__main__":
