@@ -14,17 +14,34 @@ TIMEOUT_PREDICATE = (
 )
 
 
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+
 def latency_metrics(p: Params, slow_ms: float, duration: str = "duration_ms") -> str:
-    """count, error/timeout rate, p50/p90/p95/p99/max and slow-path share (linear-interpolated percentiles)."""
+    """count, error/timeout rate, percentiles (as one list `_q`, see `unpack_quantiles`), max, slow share.
+
+    Percentiles are linear-interpolated (quantile_cont), computed in one pass per group.
+    """
     slow = p.add(float(slow_ms))
-    qs = "".join(f"quantile_cont({duration}, {q}) AS p{int(q * 100)}_ms, " for q in (0.5, 0.9, 0.95, 0.99))
     return (
         "count(*) AS count, "
         "avg(CASE WHEN status_code = 'ERROR' THEN 1.0 ELSE 0.0 END) AS error_rate, "
         f"avg(CASE WHEN {TIMEOUT_PREDICATE} THEN 1.0 ELSE 0.0 END) AS timeout_rate, "
-        f"{qs}max({duration}) AS max_ms, "
+        f"quantile_cont({duration}, {list(QUANTILES)}) AS _q, max({duration}) AS max_ms, "
         f"avg(CASE WHEN {duration} > {slow} THEN 1.0 ELSE 0.0 END) AS slow_share"
     )
+
+
+def unpack_quantiles(df: pl.DataFrame) -> pl.DataFrame:
+    """Replace the `_q` list column with p50_ms, p90_ms, p95_ms, p99_ms in its place."""
+    if "_q" not in df.columns:
+        return df
+    names = [f"p{int(q * 100)}_ms" for q in QUANTILES]
+    cols = [pl.col("_q").list.get(i, null_on_oob=True).cast(pl.Float64).alias(n) for i, n in enumerate(names)]
+    order: list[str] = []
+    for c in df.columns:
+        order += names if c == "_q" else [c]
+    return df.with_columns(cols).select(order)
 
 
 def keys_select(group: GroupBy, dims: Mapping[str, str], time_col: str = "start_time") -> str:

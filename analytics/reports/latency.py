@@ -8,7 +8,7 @@ import polars as pl
 
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.query import SPAN_DIMS, STEP_CATEGORIES, Filters, GroupBy, Params, SpanSource
-from spanlake.analytics.reports.common import keys_select, latency_metrics
+from spanlake.analytics.reports.common import keys_select, latency_metrics, unpack_quantiles
 from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
 
 DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version", "name")
@@ -63,7 +63,7 @@ def latency(
     tasks = an.run(task_source(filters, task_group, options, priced=False), task_body)
     steps_src = SpanSource(filters, span_group, categories=STEP_CATEGORIES, priced=False)
     steps = an.run(steps_src, step_body)
-    return _order(pl.concat([tasks, steps], how="diagonal_relaxed"), span_group.names)
+    return _order(unpack_quantiles(pl.concat([tasks, steps], how="diagonal_relaxed")), span_group.names)
 
 
 def _order(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
