@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_VERSION_KEY = b"spanlake.schema_version"
 TABLE_KEY = b"spanlake.table"
 
@@ -41,6 +41,8 @@ class Table:
     columns: tuple[Column, ...]
     partitions: tuple[Column, ...]
     doc: str
+    unique_key: tuple[str, ...]  # a row delivered twice has the same key: readers count it once
+    order_by: tuple[str, ...]  # sort order within a file (time first, for row-group pruning)
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -70,6 +72,8 @@ SPANS = Table(
     name="spans",
     doc="One row per span as received; the `spans` view counts each (project, trace_id, span_id) once.",
     partitions=PARTITIONS,
+    unique_key=("trace_id", "span_id"),
+    order_by=("start_time", "trace_id", "span_id"),
     columns=(
         Column("trace_id", pa.string(), False, "32 lowercase hex characters."),
         Column("span_id", pa.string(), False, "16 lowercase hex characters."),
@@ -140,6 +144,8 @@ LOGS = Table(
     name="logs",
     doc="OTLP log records (GenAI events carry prompts and completions here), joined to spans by ids.",
     partitions=PARTITIONS,
+    unique_key=("record_id",),
+    order_by=("time", "record_id"),
     columns=(
         Column("record_id", pa.string(), False, "Hash of the record as sent; a re-sent record counts once."),
         Column("trace_id", pa.string(), True, "Trace the record belongs to, if any."),
@@ -162,7 +168,35 @@ LOGS = Table(
     ),
 )
 
-TABLES = {t.name: t for t in (SPANS, LOGS)}
+LABELS = Table(
+    name="labels",
+    doc=(
+        "Label events on traces and spans: human reviews, end-user feedback, automated judges. "
+        "Append-only: a correction is a new event, so history is kept; the latest event per "
+        "(trace, span, source, author) is the current label."
+    ),
+    partitions=PARTITIONS,
+    unique_key=("label_id",),
+    order_by=("created_at", "label_id"),
+    columns=(
+        Column("label_id", pa.string(), False, "Unique id of this label event; a re-sent event counts once."),
+        Column("trace_id", pa.string(), False, "Labelled trace."),
+        Column("span_id", pa.string(), True, "Labelled span; NULL labels the whole trace."),
+        Column("source", pa.string(), False, "human, user_feedback, judge or api."),
+        Column("author", pa.string(), True, "Who set it: reviewer, end-user id, judge name."),
+        Column("created_at", TIMESTAMP, False, "When the label was set (partitions the table)."),
+        Column("verdict", pa.string(), True, "pass or fail."),
+        Column("failure_mode", pa.string(), True, "Failure mode from the project's list (e.g. hallucination)."),
+        Column("score", pa.float64(), True, "Numeric score."),
+        Column("value", pa.string(), True, "End-user feedback: up or down."),
+        Column("comment", pa.string(), True, "Free-text note or comment."),
+        Column("expected_output", pa.string(), True, "The expected (corrected) output."),
+        Column("metadata", JSON, True, "Anything else, as a JSON object."),
+        Column("ingested_at", TIMESTAMP, False, "When the collector made the label durable."),
+    ),
+)
+
+TABLES = {t.name: t for t in (SPANS, LOGS, LABELS)}
 
 # Columns the `spans` view derives on read (not stored).
 SPANS_DERIVED = (

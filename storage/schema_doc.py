@@ -22,6 +22,7 @@ from spanlake.storage.reader import duckdb_type
 # entry per SCHEMA_VERSION step.
 MIGRATIONS: dict[int, str] = {
     1: "Initial schema: the `spans` and `logs` tables as listed above. Nothing to migrate.",
+    2: "Added the `labels` table (new folder `lake/labels/`). Existing span and log files are unchanged.",
 }
 
 HEADER = """\
