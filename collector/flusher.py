@@ -3,7 +3,10 @@
 Output file names derive from the segment name and a part number, and a segment is
 always cut into parts at the same records, so replaying a segment after a crash replaces
 the same files instead of adding copies: each acknowledged span lands exactly once.
-A segment is deleted (and the deletion fsynced) only after all its files are published.
+When all its files are published, a marker `lake/_flushed/<segment>` says so (compaction
+merges a segment's files only after that, whichever collector wrote them), and only then
+is the segment deleted (and the deletion fsynced). A replayed segment whose marker exists
+was published whole before the crash: it is deleted without writing anything again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import queue
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -30,7 +33,7 @@ from spanlake.collector.wal import (
     segment_instance,
 )
 from spanlake.storage.compact import exclusive, recover_interrupted
-from spanlake.storage.layout import DEFAULT_PROJECT, PARQUET_SUFFIX, DataDir
+from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 from spanlake.storage.schema import LOGS, SPANS, TABLES
 from spanlake.storage.writer import LakeWriter, fsync_dir
 
@@ -89,10 +92,12 @@ class Flusher:
     def start(self) -> None:
         # A compaction killed between publishing its merged file and deleting the sources
         # leaves rows stored twice; finish it before anything else touches the lake.
+        # (On object storage only the designated compactor does this, on its next run.)
         try:
-            with exclusive(self.writer.data_dir) as acquired:
-                if acquired:
-                    recover_interrupted(self.writer.data_dir)
+            if not self.writer.data_dir.is_remote:
+                with exclusive(self.writer.data_dir) as acquired:
+                    if acquired:
+                        recover_interrupted(self.writer.data_dir)
         except Exception:
             log.exception("could not finish an interrupted compaction; the next compaction will")
         if self.workers > 0:
@@ -185,7 +190,8 @@ class Flusher:
             log.warning("WAL segment %s is gone: already flushed", segment.name)
             return
         replay = segment_instance(segment) != self.wal.instance
-        args = (str(segment), str(self.writer.data_dir.root), self.default_project, replay)
+        dd = self.writer.data_dir
+        args = (str(segment), str(dd.root), self.default_project, replay, dd.lake_location)
         if self._pool is None:
             skipped = publish_segment(*args)
         else:
@@ -201,15 +207,23 @@ class Flusher:
         self.segments_flushed += 1
 
 
-def publish_segment(segment_path: str, data_dir: str, default_project: str, remove_strays: bool) -> int:
-    """Decode one WAL segment and write its rows into the lake; returns the records skipped.
+def publish_segment(
+    segment_path: str, data_dir: str, default_project: str, replay: bool, lake: str | None = None
+) -> int:
+    """Decode one WAL segment, write its rows into the lake and mark it flushed there;
+    returns the records skipped.
 
-    A plain function of paths, so it can run in a worker process.
+    A plain function of paths, so it can run in a worker process. On `replay` (a segment
+    left by an earlier process) a segment already marked flushed is not written again, and
+    files an earlier attempt wrote that this one does not are removed.
     """
     segment = Path(segment_path)
-    writer = LakeWriter(DataDir(data_dir))
+    writer = LakeWriter(DataDir(data_dir, lake))
     stem = segment.stem
-    written: set[Path] = set()
+    if replay and writer.is_flushed(stem):
+        log.info("WAL segment %s was published before the restart; not writing it again", segment.name)
+        return 0
+    written: set[PurePath] = set()
     spans: Batch = {}
     logs: Batch = {}
     span_rows = log_rows = 0
@@ -237,24 +251,10 @@ def publish_segment(segment_path: str, data_dir: str, default_project: str, remo
         written.update(writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
     if logs:
         written.update(writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
-    if remove_strays:
-        _remove_strays(writer, stem, written)
+    if replay:
+        # Files an earlier attempt wrote that this one did not exist only if decoding changed
+        # between the two runs (an upgrade moved rows to another partition or part).
+        for rel in writer.remove_strays(stem, written, list(TABLES.values())):
+            log.warning("replay of %s: removed stale %s", stem, rel)
+    writer.mark_flushed(stem)
     return skipped
-
-
-def _remove_strays(writer: LakeWriter, stem: str, written: set[Path]) -> None:
-    """On replay, delete files an earlier attempt wrote for this segment that this one did not.
-
-    They exist only if decoding changed between the two runs (an upgrade moved rows to
-    another partition or part); without this they would duplicate rows.
-    """
-    touched: set[Path] = set()
-    for table in TABLES.values():
-        root = writer.data_dir.lake / table.name
-        for f in root.glob(f"project=*/date=*/hour=*/{stem}-*{PARQUET_SUFFIX}"):
-            if f not in written:
-                log.warning("replay of %s: removing stale %s", stem, f)
-                f.unlink(missing_ok=True)
-                touched.add(f.parent)
-    for d in touched:
-        fsync_dir(d)

@@ -5,16 +5,20 @@ are deleted, and the views count each (project, trace_id, span_id) once, so a re
 the same rows before, during and after. A reader that listed a file just before it was
 deleted retries (see storage.reader).
 
-Safe with the flusher: a file is merged only once the WAL segment it came from is gone,
-because until then a replay may rewrite it. The WAL is listed *after* the partition, so a
-segment rotated while compaction runs is seen too (a segment always exists before its
-files, and is deleted only after all of them are published).
+Safe with writers, however many collectors share the lake: a file is merged only once its
+WAL segment is marked flushed (`_flushed/<segment>`, written by the flusher after the
+segment's last file and before it deletes the segment), because until then a replay may
+rewrite it; a replay of a marked segment writes nothing. Files never marked (a collector
+whose WAL was lost, lakes from before markers) become eligible after `settle_age_s`. The
+compactor's own WAL is checked too, listed *after* the partitions.
 
-Safe with itself: one compaction at a time per data directory (a non-blocking file lock;
-a second caller returns at once), and crash-safe through a journal: before the merged
-file is published, `lake/_compaction/<id>.json` names it and its sources; after a crash,
-`recover_interrupted` finishes the job (deletes the sources if the merged file exists,
-else forgets it), so no row is ever stored twice for long.
+Safe with itself: one compaction (or retention run) at a time per lake. A local lake uses
+a non-blocking file lock (every process on the host); a lake on object storage has a lease
+object `_compaction/lease.json` with an expiry, and one designated compactor (S3 has no
+compare-and-swap that pyarrow exposes, so the lease catches a misconfiguration but is not
+a consensus protocol). Crash-safe through a journal: before the merged file is published,
+`_compaction/<id>.json` names it and its sources; `recover_interrupted` finishes the job
+(deletes the sources if the merged file exists, else forgets it).
 """
 
 from __future__ import annotations
@@ -24,34 +28,39 @@ import fcntl
 import json
 import logging
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 import duckdb
 import pyarrow as pa
 
 from spanlake.storage.layout import PARQUET_SUFFIX, DataDir
+from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.reader import fetch_arrow
-from spanlake.storage.schema import LOGS, SPANS, TABLES, Table
-from spanlake.storage.writer import clean_staging, fsync_dir, makedirs_durable, write_parquet
+from spanlake.storage.schema import TABLES, Table
+from spanlake.storage.writer import FLUSHED_DIR, clean_staging, makedirs_durable, write_parquet
 
 log = logging.getLogger(__name__)
 
 COMPACTED_PREFIX = "compacted-"
 MIN_FILES = 2
 MIN_AGE_S = 60.0  # leave young files alone: fewer rewrites of a partition that is still filling
+SETTLE_AGE_S = 24 * 3600.0  # files whose segment was never marked flushed are merged after this
 STAGING_MAX_AGE_S = 3600.0
+LEASE_S = 900.0  # an object-storage lease not renewed for this long is free
 JOURNAL_DIR = "_compaction"
+LEASE = f"{JOURNAL_DIR}/lease.json"
 # Suffixes of WAL segment files (collector.wal: .open, .wal, .failed); kept here so the
 # storage layer does not import the collector.
 WAL_SEGMENT_SUFFIXES = (".open", ".wal", ".failed")
-_KEYS = {SPANS.name: ("trace_id", "span_id"), LOGS.name: ("record_id",)}
-_ORDER = {SPANS.name: "start_time, trace_id, span_id", LOGS.name: "time, record_id"}
+_PROCESS_LOCK = threading.Lock()  # object-storage leases: one holder per process too
 
-Progress = Callable[[Table, list[Path]], None]
+Progress = Callable[[Table, list[str]], None]
 
 
 @dataclass
@@ -61,39 +70,55 @@ class CompactionResult:
     files_out: int = 0
     rows_in: int = 0
     rows_out: int = 0
+    markers_removed: int = 0
     skipped_busy: bool = False  # another compaction held the lock
 
 
-def partitions(data_dir: DataDir, table: Table) -> Iterator[Path]:
-    root = data_dir.lake / table.name
-    if root.is_dir():
-        yield from sorted(root.glob("project=*/date=*/hour=*"))
+def partitions(data_dir: DataDir, table: Table) -> dict[str, list[FileEntry]]:
+    """Published files of a table by partition (relative directory), from one listing."""
+    out: dict[str, list[FileEntry]] = {}
+    for e in data_dir.store.list_files(table.name, PARQUET_SUFFIX):
+        if e.rel.count("/") == 4:  # <table>/project=/date=/hour=/<file>
+            out.setdefault(e.parent, []).append(e)
+    return out
 
 
-def segment_of(file: Path) -> str | None:
+def segment_of(file: str | PurePath) -> str | None:
     """The WAL segment a flushed file came from (`<segment>-<part>.parquet`); None for merged files."""
-    if file.name.startswith(COMPACTED_PREFIX):
+    name = PurePath(file).name
+    if name.startswith(COMPACTED_PREFIX):
         return None
-    return file.stem.rsplit("-", 1)[0]
+    return name.removesuffix(PARQUET_SUFFIX).rsplit("-", 1)[0]
 
 
-def candidates(partition: Path, min_age_s: float, in_flight: set[str]) -> list[Path]:
-    """Files old enough to merge, skipping those whose WAL segment is still being flushed."""
+def candidates(
+    files: list[FileEntry],
+    min_age_s: float,
+    in_flight: set[str],
+    flushed: set[str] | None = None,
+    settle_age_s: float = SETTLE_AGE_S,
+) -> list[FileEntry]:
+    """Files old enough to merge whose WAL segment is done (marked flushed, or settled).
+
+    `flushed=None` treats every segment as marked (callers that know no other writer).
+    """
     now = time.time()
     out = []
-    for f in sorted(partition.glob(f"*{PARQUET_SUFFIX}")):
-        try:
-            mtime = f.stat().st_mtime
-        except FileNotFoundError:
+    for f in files:
+        age = now - f.mtime
+        seg = segment_of(f.name)
+        if age < min_age_s or seg in in_flight:
             continue
-        if now - mtime < min_age_s or segment_of(f) in in_flight:
+        if seg is not None and flushed is not None and seg not in flushed and age < settle_age_s:
             continue
         out.append(f)
     return out
 
 
 def wal_segments(data_dir: DataDir) -> set[str]:
-    """Names of WAL segments not yet flushed; their lake files may still be rewritten."""
+    """Names of this data directory's WAL segments not yet flushed; their files may be rewritten."""
+    from spanlake.storage.writer import fsync_dir
+
     wal = data_dir.wal
     if not wal.is_dir():
         return set()
@@ -104,9 +129,33 @@ def wal_segments(data_dir: DataDir) -> set[str]:
     return {p.name.split(".")[0] for p in wal.iterdir() if p.suffix in WAL_SEGMENT_SUFFIXES}
 
 
+def flushed_markers(data_dir: DataDir) -> dict[str, float]:
+    """Segments marked flushed in the lake, with the marker's time."""
+    return {e.name: e.mtime for e in data_dir.store.list_files(FLUSHED_DIR)}
+
+
+class Held:
+    """An acquired (truthy) or refused (falsy) compaction lock; `renew()` extends a lease."""
+
+    def __init__(self, acquired: bool, renew: Callable[[], None] | None = None) -> None:
+        self.acquired = acquired
+        self._renew = renew
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+    def renew(self) -> None:
+        if self._renew is not None:
+            self._renew()
+
+
 @contextlib.contextmanager
-def exclusive(data_dir: DataDir) -> Iterator[bool]:
-    """Hold the data directory's compaction lock if it is free; yields whether it was acquired."""
+def exclusive(data_dir: DataDir) -> Iterator[Held]:
+    """Hold the lake's compaction lock if it is free; yields whether it was acquired."""
+    if data_dir.is_remote:
+        with _lease(data_dir) as held:
+            yield held
+        return
     d = data_dir.lake / JOURNAL_DIR
     makedirs_durable(d)
     fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -114,86 +163,129 @@ def exclusive(data_dir: DataDir) -> Iterator[bool]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
+            yield Held(False)
             return
         try:
-            yield True
+            yield Held(True)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
 
-def _write_journal(data_dir: DataDir, dest: Path, sources: list[Path]) -> Path:
-    d = data_dir.lake / JOURNAL_DIR
-    lake = data_dir.lake
-    rel = {"dest": str(dest.relative_to(lake)), "sources": [str(s.relative_to(lake)) for s in sources]}
-    path = d / f"{dest.stem}.json"
-    tmp = d / f"{dest.stem}.json.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(rel, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(d)
-    return path
+@contextlib.contextmanager
+def _lease(data_dir: DataDir) -> Iterator[Held]:
+    store = data_dir.store
+    if not _PROCESS_LOCK.acquire(blocking=False):
+        yield Held(False)
+        return
+    holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+    def current() -> dict[str, object]:
+        raw = store.get_bytes(LEASE)
+        return json.loads(raw) if raw else {}
+
+    def write() -> None:
+        store.put_bytes(LEASE, json.dumps({"holder": holder, "expires": time.time() + LEASE_S}).encode())
+
+    try:
+        lease = current()
+        if lease and lease.get("holder") != holder and float(lease.get("expires", 0)) > time.time():  # type: ignore[arg-type]
+            log.warning("compaction lease held by %s; skipping (designate one compactor)", lease.get("holder"))
+            yield Held(False)
+            return
+        write()
+        time.sleep(0.2)  # a racing writer shows up here (strongly consistent reads)
+        if current().get("holder") != holder:
+            yield Held(False)
+            return
+        try:
+            yield Held(True, write)
+        finally:
+            if current().get("holder") == holder:
+                store.delete([LEASE])
+    finally:
+        _PROCESS_LOCK.release()
 
 
-def _remove(files: list[Path]) -> None:
-    for f in files:
-        f.unlink(missing_ok=True)
-    for d in {f.parent for f in files}:
-        fsync_dir(d)
+def _write_journal(data_dir: DataDir, dest: str, sources: list[str]) -> str:
+    rel = f"{JOURNAL_DIR}/{PurePath(dest).stem}.json"
+    data_dir.store.put_bytes(rel, json.dumps({"dest": dest, "sources": sources}).encode())
+    return rel
+
+
+def _remove(data_dir: DataDir, rels: list[str]) -> None:
+    data_dir.store.delete(rels)
 
 
 def recover_interrupted(data_dir: DataDir) -> int:
     """Finish compactions a crash interrupted; returns how many. Call with the lock held."""
-    d = data_dir.lake / JOURNAL_DIR
-    if not d.is_dir():
-        return 0
+    store = data_dir.store
     n = 0
-    for tmp in d.glob("*.json.tmp"):  # a journal never completed: nothing was published
-        tmp.unlink(missing_ok=True)
-    for j in sorted(d.glob("*.json")):
-        entry = json.loads(j.read_text(encoding="utf-8"))
-        dest = data_dir.lake / entry["dest"]
-        if dest.exists():
-            _remove([data_dir.lake / s for s in entry["sources"]])
-            log.info("finished an interrupted compaction into %s", dest.name)
-        j.unlink()
+    journals = store.list_files(JOURNAL_DIR)
+    store.delete([j.rel for j in journals if j.rel.endswith(".json.tmp")])  # never completed
+    for j in journals:
+        if not j.rel.endswith(".json") or j.rel == LEASE:
+            continue
+        raw = store.get_bytes(j.rel)
+        if raw is None:
+            continue
+        entry = json.loads(raw)
+        if store.exists(entry["dest"]):
+            _remove(data_dir, entry["sources"])
+            log.info("finished an interrupted compaction into %s", entry["dest"])
+        store.delete([j.rel])
         n += 1
-    if n:
-        fsync_dir(d)
     return n
 
 
-def compact_partition(data_dir: DataDir, table: Table, files: list[Path]) -> tuple[int, int]:
-    """Merge `files` (one partition) into one deduplicated file; returns (rows in, rows out).
+def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast a file's rows to the current schema; columns older files lack become NULL."""
+    cols = [
+        data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def compact_partition(data_dir: DataDir, table: Table, files: list[str]) -> tuple[int, int]:
+    """Merge `files` (one partition, relative paths) into one deduplicated file; returns (rows in, rows out).
 
     Of several deliveries of one span (or log record) the earliest ingested is kept.
     """
     names = ", ".join(table.names)
-    keys = ", ".join(_KEYS[table.name])
-    file_list = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    source = f"read_parquet([{file_list}], union_by_name = true, hive_partitioning = false)"
+    keys = ", ".join(table.unique_key)
+    store = data_dir.store
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        if store.local:
+            file_list = ", ".join("'" + str(data_dir.lake / f).replace("'", "''") + "'" for f in files)
+            source = f"read_parquet([{file_list}], union_by_name = true, hive_partitioning = false)"
+        else:
+            schema = table.arrow_schema
+            merged_in = pa.concat_tables([_conform(store.read_parquet(f), schema) for f in files])
+            con.register("merge_source", merged_in)
+            source = "merge_source"
         # fetchall, not fetchone: DuckDB 2 refuses the next statement while a result is unfinished.
         ((rows_in,),) = con.execute(f"SELECT count(*) FROM {source}").fetchall()
         data: pa.Table = fetch_arrow(
             con,
             f"SELECT * FROM (SELECT DISTINCT ON ({keys}) {names} FROM {source} ORDER BY {keys}, ingested_at) "
-            f"ORDER BY {_ORDER[table.name]}",
+            f"ORDER BY {', '.join(table.order_by)}",
         )
     finally:
         con.close()
     data = data.cast(table.arrow_schema)
-    dest = files[0].parent / f"{COMPACTED_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}{PARQUET_SUFFIX}"
+    parent = files[0].rsplit("/", 1)[0]
+    dest = f"{parent}/{COMPACTED_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}{PARQUET_SUFFIX}"
     journal = _write_journal(data_dir, dest, files)
-    write_parquet(data, dest, data_dir.staging)
-    _remove(files)
-    journal.unlink()
+    if store.local:
+        write_parquet(data, data_dir.lake / dest, data_dir.staging)
+    else:
+        store.publish(dest, data)
+    _remove(data_dir, files)
+    store.delete([journal])
     return rows_in, data.num_rows
 
 
@@ -203,6 +295,7 @@ def compact(
     min_files: int = MIN_FILES,
     in_flight: set[str] | None = None,
     progress: Progress | None = None,
+    settle_age_s: float = SETTLE_AGE_S,
 ) -> CompactionResult:
     """Compact every partition of every table that has at least `min_files` eligible files.
 
@@ -211,28 +304,32 @@ def compact(
     `progress(table, files)` is called after each partition.
     """
     result = CompactionResult()
-    with exclusive(data_dir) as acquired:
-        if not acquired:
+    with exclusive(data_dir) as held:
+        if not held:
             result.skipped_busy = True
             return result
         recover_interrupted(data_dir)
-        clean_staging(data_dir.staging, STAGING_MAX_AGE_S)
-        listed = [
-            (table, candidates(part, min_age_s, set()))
-            for table in TABLES.values()
-            for part in partitions(data_dir, table)
-        ]
+        if not data_dir.is_remote:
+            clean_staging(data_dir.staging, STAGING_MAX_AGE_S)
+        listed = [(table, files) for table in TABLES.values() for files in partitions(data_dir, table).values()]
+        markers = flushed_markers(data_dir)
         busy = in_flight if in_flight is not None else wal_segments(data_dir)  # after listing: see module doc
-        work = [(table, [f for f in files if segment_of(f) not in busy]) for table, files in listed]
-        for table, files in work:
-            if len(files) < min_files:
+        flushed = set(markers)
+        for table, files in listed:
+            eligible = [f.rel for f in candidates(files, min_age_s, busy, flushed, settle_age_s)]
+            if len(eligible) < min_files:
                 continue
-            rows_in, rows_out = compact_partition(data_dir, table, files)
+            rows_in, rows_out = compact_partition(data_dir, table, eligible)
+            held.renew()
             result.partitions += 1
-            result.files_in += len(files)
+            result.files_in += len(eligible)
             result.files_out += 1
             result.rows_in += rows_in
             result.rows_out += rows_out
             if progress is not None:
-                progress(table, files)
+                progress(table, eligible)
+        # Markers matter until their files may be merged anyway (settle age).
+        old = [f"{FLUSHED_DIR}/{m}" for m, t in markers.items() if time.time() - t > settle_age_s]
+        data_dir.store.delete(old)
+        result.markers_removed = len(old)
     return result

@@ -4,21 +4,33 @@
       wal/                              write-ahead log segments (collector-local)
       lake/<table>/project=<p>/date=<YYYY-MM-DD>/hour=<HH>/<file>.parquet
       lake/_staging/                    files being written; renamed into place whole
+      lake/_compaction/                 compaction lock/lease and journal
+      lake/_flushed/<segment>           markers: every file of that WAL segment is published
 
 The lake is hive-partitioned so DuckDB, Spark, Trino and friends prune by project and
 time from the path alone. Partition keys live in the path, not in the files.
+
+The lake may live elsewhere: another folder (shared by several collectors on one host) or
+S3-compatible object storage (`s3://bucket/prefix`, see storage.objectstore), given as
+`DataDir(root, lake=...)` or the SPANLAKE_LAKE environment variable. The WAL always stays
+in the data directory on local disk.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from spanlake.storage.objectstore import LakeStore
 
 DEFAULT_PROJECT = "default"
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PARQUET_SUFFIX = ".parquet"
+LAKE_ENV = "SPANLAKE_LAKE"
 
 
 class PartitionKey(NamedTuple):
@@ -37,10 +49,48 @@ def valid_project(name: str) -> bool:
 
 
 class DataDir:
-    """The folders of one spanlake data directory."""
+    """The folders of one spanlake data directory, and where its lake is.
 
-    def __init__(self, root: str | Path) -> None:
+    `lake`: None (the default: `<root>/lake`, or $SPANLAKE_LAKE when set), a folder, or an
+    `s3://bucket/prefix` URL.
+    """
+
+    def __init__(self, root: str | Path, lake: str | Path | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
+        if lake is None or str(lake) == "":
+            lake = os.environ.get(LAKE_ENV) or None
+        self.lake_url: str | None = None  # set for a lake on object storage
+        self._lake = self.root / "lake"
+        if lake is not None:
+            text = str(lake)
+            if text.startswith("s3://"):
+                self.lake_url = text
+            else:
+                self._lake = Path(text.removeprefix("file://")).expanduser().resolve()
+        self._store: LakeStore | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        """True when the lake is on object storage."""
+        return self.lake_url is not None
+
+    @property
+    def lake_location(self) -> str:
+        """The lake as users name it: its folder or its URL."""
+        return self.lake_url or str(self._lake)
+
+    @property
+    def store(self) -> LakeStore:
+        """The lake's files (local folder or object storage)."""
+        if self._store is None:
+            from spanlake.storage.objectstore import LocalStore, S3Store
+
+            self._store = S3Store(self.lake_url) if self.lake_url else LocalStore(self._lake)
+        return self._store
+
+    def has_lake(self) -> bool:
+        """Whether the lake exists (a local folder that exists; an object-storage lake always does)."""
+        return self.is_remote or self.lake.is_dir()
 
     @property
     def wal(self) -> Path:
@@ -48,7 +98,8 @@ class DataDir:
 
     @property
     def lake(self) -> Path:
-        return self.root / "lake"
+        """The local lake folder (for a lake on object storage: a local folder that stays unused)."""
+        return self._lake
 
     @property
     def staging(self) -> Path:
@@ -59,6 +110,7 @@ class DataDir:
         return str(self.lake / table / "project=*" / "date=*" / "hour=*" / f"*{PARQUET_SUFFIX}")
 
     def create(self) -> DataDir:
-        for p in (self.wal, self.lake, self.staging):
+        dirs = (self.wal,) if self.is_remote else (self.wal, self.lake, self.staging)
+        for p in dirs:
             p.mkdir(parents=True, exist_ok=True)
         return self

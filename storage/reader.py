@@ -3,6 +3,11 @@
 Each caller gets its own in-memory DuckDB connection with views over the Parquet files;
 no database file is opened, so readers never wait on the collector or on each other.
 
+A local lake is read with DuckDB's own `read_parquet` over a glob. A lake on object
+storage is read through `pyarrow.dataset` (hive partitioning, `pyarrow.fs.S3FileSystem`)
+registered in the connection; DuckDB pushes projections and filters (partition keys
+included) into the Arrow scan. The views are the same either way.
+
 Views:
   spans_raw, logs_raw  every stored row, including re-sent duplicates
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
@@ -21,8 +26,9 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 
-from spanlake.storage.layout import DataDir
+from spanlake.storage.layout import PARQUET_SUFFIX, DataDir
 from spanlake.storage.schema import LOGS, SPANS, Table
 
 _DUCKDB_TYPES = {
@@ -43,6 +49,8 @@ GENAI_CATEGORIES = "('llm', 'embedding')"
 # (DuckDB lists them while binding the views, opens them while executing). The query is
 # then run again on a fresh listing, which sees the compacted file instead.
 _RETRYABLE = ("No files found", "No such file", "Cannot open file", "Could not open file")
+# The same through an Arrow dataset on object storage (DuckDB wraps pyarrow's error).
+_RETRYABLE_REMOTE = ("NO_SUCH_KEY", "Path does not exist", "Could not open Parquet input source")
 RETRY_FOR_S = 10.0
 _FIRST_DELAY_S = 0.01
 _MAX_DELAY_S = 0.5
@@ -59,7 +67,9 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) ->
 
 def is_vanished_file_error(e: Exception) -> bool:
     """True for the errors DuckDB raises when a listed Parquet file was deleted before it was read."""
-    return isinstance(e, duckdb.IOException) and any(s in str(e) for s in _RETRYABLE)
+    if isinstance(e, duckdb.IOException) and any(s in str(e) for s in _RETRYABLE):
+        return True
+    return isinstance(e, duckdb.Error) and any(s in str(e) for s in _RETRYABLE_REMOTE)
 
 
 def duckdb_type(t: pa.DataType) -> str:
@@ -78,8 +88,38 @@ def _has_files(glob: str) -> bool:
     return root.is_dir() and any(root.glob("project=*/date=*/hour=*/*.parquet"))
 
 
+def arrow_dataset(data_dir: DataDir, table: Table) -> pads.Dataset | None:
+    """A table of a lake on object storage as a hive-partitioned Arrow dataset (None if it has no files).
+
+    The schema is the declared one, so files written before a column existed read it as NULL.
+    """
+    store = data_dir.store
+    root = store.full(table.name)
+    files = [f"{store.base}/{e.rel}" for e in store.list_files(table.name, PARQUET_SUFFIX) if e.rel.count("/") == 4]
+    if not files:
+        return None
+    part_schema = pa.schema([pa.field(c.name, c.type) for c in table.partitions])
+    schema = pa.schema([*part_schema, *table.arrow_schema])
+    partitioning = pads.partitioning(part_schema, flavor="hive")
+    return pads.dataset(
+        files,
+        schema=schema,
+        format="parquet",
+        filesystem=store.filesystem,
+        partitioning=partitioning,
+        partition_base_dir=root,
+    )
+
+
+def remote_source_sql(name: str, table: Table, has_files: bool) -> str:
+    """SQL over a registered Arrow dataset `name` (or an empty typed relation)."""
+    if not has_files:
+        return _empty_select(table)
+    return f"SELECT {', '.join(c.name for c in table.all_columns)} FROM {name}"
+
+
 def source_sql(data_dir: DataDir, table: Table) -> str:
-    """SQL for every stored row of a table (an empty typed relation when there are none)."""
+    """SQL for every stored row of a local lake's table (an empty typed relation when there are none)."""
     glob = data_dir.table_glob(table.name)
     if not _has_files(glob):
         return _empty_select(table)
@@ -91,11 +131,17 @@ def source_sql(data_dir: DataDir, table: Table) -> str:
     )
 
 
-def view_ddl(data_dir: DataDir) -> list[str]:
-    """The statements that define spanlake's views over a data directory."""
+def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[str]:
+    """The statements that define spanlake's views over a data directory.
+
+    `sources` maps a table name to the SQL of its rows (default: the local Parquet glob).
+    """
+    sources = sources or {}
+    spans_sql = sources.get(SPANS.name) or source_sql(data_dir, SPANS)
+    logs_sql = sources.get(LOGS.name) or source_sql(data_dir, LOGS)
     return [
-        f"CREATE OR REPLACE VIEW spans_raw AS {source_sql(data_dir, SPANS)}",
-        f"CREATE OR REPLACE VIEW logs_raw AS {source_sql(data_dir, LOGS)}",
+        f"CREATE OR REPLACE VIEW spans_raw AS {spans_sql}",
+        f"CREATE OR REPLACE VIEW logs_raw AS {logs_sql}",
         "CREATE OR REPLACE VIEW spans AS SELECT DISTINCT ON (project, trace_id, span_id) *, "
         f"duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root FROM spans_raw",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
@@ -124,14 +170,23 @@ def view_ddl(data_dir: DataDir) -> list[str]:
 class Lake:
     """Read access to one data directory's lake."""
 
-    def __init__(self, data_dir: str | Path | DataDir) -> None:
-        self.data_dir = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir)
+    def __init__(self, data_dir: str | Path | DataDir, lake: str | Path | None = None) -> None:
+        """`lake`: where the lake is, when not in the data directory (a folder or `s3://bucket/prefix`)."""
+        self.data_dir = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir, lake)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new in-memory DuckDB connection with the views defined (cheap; one per caller)."""
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
-        for stmt in view_ddl(self.data_dir):
+        sources: dict[str, str] = {}
+        if self.data_dir.is_remote:
+            for table in (SPANS, LOGS):
+                dataset = arrow_dataset(self.data_dir, table)
+                name = f"_{table.name}_dataset"
+                if dataset is not None:
+                    con.register(name, dataset)
+                sources[table.name] = remote_source_sql(name, table, dataset is not None)
+        for stmt in view_ddl(self.data_dir, sources):
             con.execute(stmt)
         return con
 
@@ -151,7 +206,7 @@ class Lake:
                     return fetch_arrow(con, sql, params)
                 finally:
                     con.close()
-            except duckdb.IOException as e:
+            except duckdb.Error as e:
                 if not is_vanished_file_error(e) or time.monotonic() + delay > deadline:
                     raise
             time.sleep(delay)

@@ -1,10 +1,12 @@
 """Write rows into the lake as whole Parquet files.
 
-A file is written under `lake/_staging/`, fsynced, then renamed into its partition and the
+On a local lake, a file is written under `lake/_staging/`, fsynced, then renamed into its partition and the
 directory fsynced: a reader either sees the whole file or none of it. Writing the same
 name again (a replay of the same WAL segment) replaces the file atomically, which is what
 makes recovery exactly-once. Partition directories created on the way are fsynced into
-their parents too, so a published file survives power loss along with its path.
+their parents too, so a published file survives power loss along with its path. On
+object storage, each file is one object PUT whole (storage.objectstore); the same name
+written again replaces it, so replays stay exactly-once there too.
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spanlake.storage.layout import PARQUET_SUFFIX, DataDir, PartitionKey
+from spanlake.storage.objectstore import COMPRESSION, ROW_GROUP_SIZE
 from spanlake.storage.schema import Table
 
-COMPRESSION = "zstd"
-ROW_GROUP_SIZE = 64 * 1024
 TMP_SUFFIX = ".tmp"
+FLUSHED_DIR = "_flushed"  # lake/_flushed/<segment>: every file of that WAL segment is published
 
 
 def fsync_dir(path: Path) -> None:
@@ -97,14 +99,49 @@ class LakeWriter:
 
     def write_batch(
         self, table: Table, batch: Mapping[PartitionKey, Mapping[str, list[Any]]], file_stem: str
-    ) -> list[Path]:
-        """Write one file per partition named `<file_stem>.parquet`; returns the paths."""
-        written = []
+    ) -> list[PurePath]:
+        """Write one file per partition named `<file_stem>.parquet`.
+
+        Returns the files: local paths, or for a lake on object storage the objects' paths
+        relative to the lake root.
+        """
+        store = self.data_dir.store
+        written: list[PurePath] = []
         for key, columns in batch.items():
             data = columns_to_table(table, columns)
             if "start_time" in data.column_names:
                 data = data.sort_by([("start_time", "ascending")])
-            dest = self.partition_dir(table, key) / f"{file_stem}{PARQUET_SUFFIX}"
-            write_parquet(data, dest, self.data_dir.staging)
-            written.append(dest)
+            rel = f"{key.path(table.name)}/{file_stem}{PARQUET_SUFFIX}"
+            if store.local:
+                dest = self.partition_dir(table, key) / f"{file_stem}{PARQUET_SUFFIX}"
+                write_parquet(data, dest, self.data_dir.staging)
+                written.append(dest)
+            else:
+                store.publish(rel, data)
+                written.append(PurePosixPath(rel))
         return written
+
+    def mark_flushed(self, segment: str) -> None:
+        """Record that every file of WAL segment `segment` is published (see storage.compact)."""
+        self.data_dir.store.put_bytes(f"{FLUSHED_DIR}/{segment}", b"")
+
+    def is_flushed(self, segment: str) -> bool:
+        return self.data_dir.store.exists(f"{FLUSHED_DIR}/{segment}")
+
+    def remove_strays(self, stem: str, written: set[PurePath], tables: list[Table]) -> list[str]:
+        """Delete files named `<stem>-*.parquet` that are not in `written`; returns them (relative)."""
+        store = self.data_dir.store
+        keep = {self._rel(p) for p in written}
+        stray = [
+            e.rel
+            for table in tables
+            for e in store.list_files(table.name, PARQUET_SUFFIX)
+            if e.name.startswith(f"{stem}-") and e.rel not in keep
+        ]
+        store.delete(stray)
+        return stray
+
+    def _rel(self, p: PurePath) -> str:
+        if isinstance(p, Path) and p.is_absolute():
+            return p.relative_to(self.data_dir.lake).as_posix()
+        return PurePosixPath(p).as_posix()

@@ -54,7 +54,9 @@ def write_spans(
     data_dir: DataDir, stem: str, items: list[Any], project: str = "alpha", ingested: int = 0
 ) -> list[Path]:
     batch = decode_spans(make_request(items, resource={"spanlake.project": project}), NOW_NS + ingested)
-    paths = LakeWriter(data_dir).write_batch(SPANS, batch, stem)
+    writer = LakeWriter(data_dir)
+    paths = writer.write_batch(SPANS, batch, stem)
+    writer.mark_flushed(stem.rsplit("-", 1)[0])  # as the flusher does once a segment is published
     for p in paths:
         os.utime(p, (OLD, OLD))
     return paths
@@ -63,7 +65,9 @@ def write_spans(
 def write_logs(data_dir: DataDir, stem: str, bodies: list[str]) -> list[Path]:
     records = [LogRecord(time_unix_nano=NOW_NS + sum(b.encode()), body=any_value(b)) for b in bodies]
     batch = decode_logs(make_logs_request(records), NOW_NS)
-    paths = LakeWriter(data_dir).write_batch(LOGS, batch, stem)
+    writer = LakeWriter(data_dir)
+    paths = writer.write_batch(LOGS, batch, stem)
+    writer.mark_flushed(stem.rsplit("-", 1)[0])
     for p in paths:
         os.utime(p, (OLD, OLD))
     return paths
@@ -199,13 +203,13 @@ def test_segment_that_appears_while_compaction_lists_files_is_not_merged(
     real_candidates = compactmod.candidates
     state: dict[str, Any] = {}
 
-    def candidates_racing_the_flusher(partition: Path, min_age_s: float, in_flight: set[str]) -> list[Path]:
+    def candidates_racing_the_flusher(*args: Any, **kw: Any) -> list[Any]:
         if "segment" not in state:
             segment = state["segment"] = segment_with(data_dir, spans("late"))
             saved = segment.read_bytes()
             replay(data_dir, segment)  # its file is published ...
             segment.write_bytes(saved)  # ... and the segment not yet deleted (the crash comes later)
-        return real_candidates(partition, min_age_s, in_flight)
+        return real_candidates(*args, **kw)
 
     monkeypatch.setattr(compactmod, "candidates", candidates_racing_the_flusher)
     assert compact(data_dir, min_age_s=0).files_in == 2
