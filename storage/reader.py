@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from spanlake.storage.layout import PARQUET_SUFFIX, DataDir
-from spanlake.storage.schema import LOGS, SPANS, Table
+from spanlake.storage.schema import LABELS, LOGS, SPANS, Table
 
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
@@ -139,9 +139,13 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
     sources = sources or {}
     spans_sql = sources.get(SPANS.name) or source_sql(data_dir, SPANS)
     logs_sql = sources.get(LOGS.name) or source_sql(data_dir, LOGS)
+    labels_sql = sources.get(LABELS.name) or source_sql(data_dir, LABELS)
     return [
         f"CREATE OR REPLACE VIEW spans_raw AS {spans_sql}",
         f"CREATE OR REPLACE VIEW logs_raw AS {logs_sql}",
+        f"CREATE OR REPLACE VIEW labels_raw AS {labels_sql}",
+        # Label events, each once (history kept: the latest per trace/span/source/author is current).
+        "CREATE OR REPLACE VIEW labels AS SELECT DISTINCT ON (project, label_id) * FROM labels_raw",
         "CREATE OR REPLACE VIEW spans AS SELECT DISTINCT ON (project, trace_id, span_id) *, "
         f"duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root FROM spans_raw",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
