@@ -11,6 +11,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -20,7 +21,7 @@ from spanlake.collector.normalize import normalize
 from spanlake.collector.values import any_value, key_values, to_json, to_json_or_none
 from spanlake.sdk import attributes as A
 from spanlake.storage.layout import DEFAULT_PROJECT, PartitionKey
-from spanlake.storage.schema import LOGS, SPAN_KINDS, SPANS, STATUS_CODES
+from spanlake.storage.schema import LABELS, LOGS, SPAN_KINDS, SPANS, STATUS_CODES
 
 Batch = dict[PartitionKey, dict[str, list[Any]]]
 
@@ -199,4 +200,28 @@ def decode_logs(
                 cols["flags"].append(rec.flags or None)
                 cols["dropped_attributes_count"].append(rec.dropped_attributes_count or None)
                 cols["ingested_at"].append(ingested_us)
+    return out
+
+
+def decode_labels(
+    body: bytes, ingested_at_ns: int, project: str | None, default_project: str = DEFAULT_PROJECT
+) -> Batch:
+    """Turn a WAL labels record (JSON array of label events, validated on receipt) into label columns."""
+    out: Batch = {}
+    ingested_us = ingested_at_ns // 1000
+    for event in orjson.loads(body):
+        created_ns = event["created_at_unix_nano"]
+        key = partition_of(event.get("project") or project or default_project, created_ns)
+        cols = out.get(key)
+        if cols is None:
+            cols = out[key] = _columns(LABELS.names)
+        for name in LABELS.names:
+            if name == "created_at":
+                cols[name].append(created_ns // 1000)
+            elif name == "ingested_at":
+                cols[name].append(ingested_us)
+            elif name == "metadata":
+                cols[name].append(to_json_or_none(event.get("metadata")))
+            else:
+                cols[name].append(event.get(name))
     return out

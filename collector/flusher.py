@@ -16,16 +16,17 @@ import multiprocessing
 import os
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path, PurePath
-from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from spanlake.collector.decode import Batch, decode_logs, decode_spans
+from spanlake.collector.decode import Batch, decode_labels, decode_logs, decode_spans
 from spanlake.collector.wal import (
     FAILED_SUFFIX,
+    KIND_LABELS,
     KIND_LOGS,
     KIND_TRACES,
     WriteAheadLog,
@@ -34,7 +35,7 @@ from spanlake.collector.wal import (
 )
 from spanlake.storage.compact import exclusive, recover_interrupted
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
-from spanlake.storage.schema import LOGS, SPANS, TABLES
+from spanlake.storage.schema import LABELS, LOGS, SPANS, TABLES, Table
 from spanlake.storage.writer import LakeWriter, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,19 @@ log = logging.getLogger(__name__)
 PART_ROWS = 10_000  # rows per output file part: bounds each flush worker's memory
 RETRY_DELAY_S = 2.0
 MAX_RETRY_DELAY_S = 30.0
+
+
+def _decode_logs(body: bytes, ingested_at_ns: int, project: str | None, default_project: str) -> Batch:
+    return decode_logs(ExportLogsServiceRequest.FromString(body), ingested_at_ns, project, default_project)
+
+
+# WAL record kind -> (lake table, decoder of the record body). A kind not listed here is an
+# undecodable record: logged and counted, never silently dropped.
+DECODERS: dict[int, tuple[Table, Callable[[bytes, int, str | None, str], Batch]]] = {
+    KIND_TRACES: (SPANS, decode_spans),
+    KIND_LOGS: (LOGS, _decode_logs),
+    KIND_LABELS: (LABELS, decode_labels),
+}
 
 
 def _merge(into: Batch, batch: Batch) -> int:
@@ -224,33 +238,30 @@ def publish_segment(
         log.info("WAL segment %s was published before the restart; not writing it again", segment.name)
         return 0
     written: set[PurePath] = set()
-    spans: Batch = {}
-    logs: Batch = {}
-    span_rows = log_rows = 0
-    span_part = log_part = 0
+    pending: dict[str, Batch] = {}  # table name -> rows not yet written
+    rows = dict.fromkeys(TABLES, 0)
+    parts = dict.fromkeys(TABLES, 0)
     skipped = 0
+
+    def write(table: Table) -> None:
+        written.update(writer.write_batch(table, pending.pop(table.name), f"{stem}-{parts[table.name]:04d}"))
+        rows[table.name] = 0
+        parts[table.name] += 1
+
     for rec in read_segment(segment):
         try:
-            if rec.kind == KIND_TRACES:
-                span_rows += _merge(spans, decode_spans(rec.body, rec.ingested_at_ns, rec.project, default_project))
-            elif rec.kind == KIND_LOGS:
-                req: Any = ExportLogsServiceRequest.FromString(rec.body)
-                log_rows += _merge(logs, decode_logs(req, rec.ingested_at_ns, rec.project, default_project))
+            table, decode = DECODERS[rec.kind]
+            batch = decode(rec.body, rec.ingested_at_ns, rec.project, default_project)
         except Exception:
             # Validated before it was acknowledged, so this is a bug: keep the rest of the segment.
             skipped += 1
-            log.exception("skipping an undecodable record in %s", segment.name)
+            log.exception("skipping an undecodable record (kind %s) in %s", rec.kind, segment.name)
             continue
-        if span_rows >= PART_ROWS:
-            written.update(writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
-            spans, span_rows, span_part = {}, 0, span_part + 1
-        if log_rows >= PART_ROWS:
-            written.update(writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
-            logs, log_rows, log_part = {}, 0, log_part + 1
-    if spans:
-        written.update(writer.write_batch(SPANS, spans, f"{stem}-{span_part:04d}"))
-    if logs:
-        written.update(writer.write_batch(LOGS, logs, f"{stem}-{log_part:04d}"))
+        rows[table.name] += _merge(pending.setdefault(table.name, {}), batch)
+        if rows[table.name] >= PART_ROWS:
+            write(table)
+    for name in list(pending):
+        write(TABLES[name])
     if replay:
         # Files an earlier attempt wrote that this one did not exist only if decoding changed
         # between the two runs (an upgrade moved rows to another partition or part).

@@ -83,7 +83,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def make_http_app(ingestor: Ingestor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """The OTLP/HTTP application (mounted by the collector's uvicorn server)."""
+    """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the labels API."""
+    from spanlake.collector.labels_api import make_labels_router
+
     app = FastAPI(title="spanlake OTLP/HTTP receiver", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def handle(spec: SignalSpec, request: Request) -> Response:
@@ -111,6 +113,8 @@ def make_http_app(ingestor: Ingestor, max_body_bytes: int = DEFAULT_MAX_BODY_BYT
     @app.post("/v1/logs")
     async def logs(request: Request) -> Response:
         return await handle(LOGS, request)
+
+    app.include_router(make_labels_router(ingestor))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -151,3 +151,7 @@ class Ingestor:
         self.accepted[spec.name] += verdict.accepted
         self.rejected[spec.name] += verdict.rejected
         return response_for(spec, verdict)
+
+    async def append(self, record: Record) -> None:
+        """Make an already validated record durable (labels and other non-OTLP events)."""
+        await asyncio.wrap_future(self.wal.append(record))

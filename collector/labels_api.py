@@ -1,0 +1,168 @@
+"""Labels and end-user feedback over HTTP, made durable through the write-ahead log.
+
+    POST /api/v1/feedback   {"trace_id", "span_id"?, "value"?: up|down, "score"?, "comment"?, "user_id"?, "project"?}
+    POST /api/v1/labels     one label event or a list: {"trace_id", "span_id"?, "source"?: human|judge|api,
+                            "author"?, "verdict"?: pass|fail, "failure_mode"?, "score"?, "comment"?,
+                            "expected_output"?, "metadata"?, "project"?}
+
+Both answer 200 once the events are fsynced (like an OTLP export), 400 with
+`{"code": 3, "message": ...}` naming the first problem, 413 when the body is too large
+and 503 + Retry-After when the collector cannot take more. Events are append-only: a
+correction is a new event, and the `labels` view keeps the whole history.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from spanlake.collector.errors import ExportError, InvalidRequest
+from spanlake.collector.ingest import Ingestor
+from spanlake.collector.wal import KIND_LABELS, Record
+from spanlake.storage.layout import valid_project
+
+MAX_LABELS_BODY_BYTES = 2 * 1024 * 1024
+MAX_EVENTS_PER_REQUEST = 1000
+
+TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{32}$")]
+SpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
+Text = Annotated[str, StringConstraints(max_length=64 * 1024)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    trace_id: TraceId
+    span_id: SpanId | None = None
+    score: float | None = None
+    comment: Text | None = None
+    project: str | None = None
+
+    @field_validator("score")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("score must be a finite number")
+        return v
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str | None) -> str | None:
+        if v is not None and not valid_project(v):
+            raise ValueError("invalid project name (letters, digits, '_', '.', '-'; at most 64)")
+        return v
+
+
+class FeedbackIn(_Event):
+    """An end user's reaction to a trace (or one span of it)."""
+
+    value: Literal["up", "down"] | None = None
+    user_id: Name | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> FeedbackIn:
+        if self.value is None and self.score is None and self.comment is None:
+            raise ValueError("feedback needs at least one of value, score or comment")
+        return self
+
+
+class LabelIn(_Event):
+    """A label set by a reviewer, an automated judge or another system."""
+
+    source: Literal["human", "judge", "api"] = "api"
+    author: Name | None = None
+    verdict: Literal["pass", "fail"] | None = None
+    failure_mode: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    expected_output: Annotated[str, StringConstraints(max_length=1024 * 1024)] | None = None
+    metadata: dict[str, Any] | None = Field(default=None)
+
+    @model_validator(mode="after")
+    def _something(self) -> LabelIn:
+        fields = (self.verdict, self.failure_mode, self.score, self.comment, self.expected_output)
+        if all(f is None for f in fields):
+            raise ValueError("a label needs at least one of verdict, failure_mode, score, comment, expected_output")
+        return self
+
+
+def _event(model: FeedbackIn | LabelIn, now_ns: int) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "label_id": uuid.uuid4().hex,
+        "trace_id": model.trace_id.lower(),
+        "span_id": model.span_id.lower() if model.span_id else None,
+        "created_at_unix_nano": now_ns,
+        "score": model.score,
+        "comment": model.comment,
+        "project": model.project,
+    }
+    if isinstance(model, FeedbackIn):
+        event |= {"source": "user_feedback", "author": model.user_id, "value": model.value}
+    else:
+        event |= {
+            "source": model.source,
+            "author": model.author,
+            "verdict": model.verdict,
+            "failure_mode": model.failure_mode,
+            "expected_output": model.expected_output,
+            "metadata": model.metadata,
+        }
+    return event
+
+
+def _parse(body: bytes, model: type[FeedbackIn] | type[LabelIn], many: bool) -> list[FeedbackIn | LabelIn]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"body is not valid JSON: {e}") from None
+    items = doc if (many and isinstance(doc, list)) else [doc]
+    if not items or len(items) > MAX_EVENTS_PER_REQUEST:
+        raise InvalidRequest(f"send between 1 and {MAX_EVENTS_PER_REQUEST} events per request")
+    parsed = []
+    for i, item in enumerate(items):
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            prefix = f"[{i}]." if len(items) > 1 else ""
+            raise InvalidRequest(f"{prefix}{where}: {err['msg']}") from None
+    return parsed
+
+
+def make_labels_router(ingestor: Ingestor) -> APIRouter:
+    """Routes for /api/v1/feedback and /api/v1/labels."""
+    from spanlake.collector.http_receiver import error_response, read_body
+
+    router = APIRouter(prefix="/api/v1")
+
+    async def store(request: Request, model: type[FeedbackIn] | type[LabelIn], many: bool) -> Response:
+        if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
+            return error_response(InvalidRequest("send Content-Type: application/json"), "json")
+        try:
+            items = _parse(await read_body(request, MAX_LABELS_BODY_BYTES), model, many)
+            now = time.time_ns()
+            events = [_event(m, now) for m in items]
+            await ingestor.append(Record(KIND_LABELS, now, None, orjson.dumps(events)))
+        except ExportError as e:
+            return error_response(e, "json")
+        ids = [e["label_id"] for e in events]
+        body = {"label_id": ids[0]} if len(ids) == 1 else {"label_ids": ids}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @router.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        """Record an end user's thumbs up/down, score or comment on a trace."""
+        return await store(request, FeedbackIn, many=False)
+
+    @router.post("/labels")
+    async def labels(request: Request) -> Response:
+        """Record one label event or a list of them."""
+        return await store(request, LabelIn, many=True)
+
+    return router
