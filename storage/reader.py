@@ -12,6 +12,7 @@ Views:
   spans_raw, logs_raw  every stored row, including re-sent duplicates
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
   logs                 one row per distinct log record
+  labels               one row per label event (feedback, reviews, judges); history kept
   traces               one row per trace (see storage.schema.TRACES_COLUMNS)
 Macros:
   attr(json, key)      value of an attribute in a JSON object column, as JSON
