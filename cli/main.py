@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 import duckdb
 
+from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
 from spanlake.collector.config import (
     DEFAULT_DATA_DIR,
     DEFAULT_GRPC_PORT,
@@ -18,7 +20,7 @@ from spanlake.collector.config import (
     DEFAULT_HTTP_PORT,
     CollectorConfig,
 )
-from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
+from spanlake.storage.layout import DEFAULT_PROJECT, LAKE_ENV, DataDir
 
 data_dir_option = click.option(
     "--data-dir",
@@ -87,6 +89,7 @@ def cli() -> None:
     help="Dashboard port (0 picks a free one).",
 )
 @click.option("--no-dashboard", is_flag=True, help="Do not serve the dashboard.")
+@up_options
 @click.option("-v", "--verbose", is_flag=True, help="Log what the collector does.")
 def up(
     data_dir: Path,
@@ -96,6 +99,9 @@ def up(
     default_project: str,
     dashboard_port: int,
     no_dashboard: bool,
+    lake: str | None,
+    compaction: bool,
+    retention: str,
     verbose: bool,
 ) -> None:
     """Start spanlake: OTLP collector (gRPC and HTTP) writing to a local Parquet lake.
@@ -110,10 +116,19 @@ def up(
     )
     try:
         config = CollectorConfig(
-            data_dir=data_dir, host=host, grpc_port=grpc_port, http_port=http_port, default_project=default_project
+            data_dir=data_dir,
+            host=host,
+            grpc_port=grpc_port,
+            http_port=http_port,
+            default_project=default_project,
+            lake=lake,
+            compaction=compaction,
+            retention=retention_rules(retention),
         ).validate()
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    if lake:
+        os.environ[LAKE_ENV] = lake  # the dashboard child reads the same lake
 
     from spanlake.cli import dashboard as dash
 
@@ -127,7 +142,8 @@ def up(
             f"  OTLP/gRPC  {ep.grpc}\n"  # type: ignore[attr-defined]
             f"  OTLP/HTTP  {ep.http}  (POST /v1/traces, /v1/logs)\n"  # type: ignore[attr-defined]
             f"  dashboard  {ui}\n"
-            f"  data       {DataDir(data_dir).root}\n\n"
+            f"  data       {DataDir(data_dir).root}\n"
+            f"  lake       {DataDir(data_dir, lake).lake_location}\n\n"
             f"Send traces:  export OTEL_EXPORTER_OTLP_ENDPOINT={ep.http}\n"  # type: ignore[attr-defined]
             f"Look at them: spanlake query --data-dir {data_dir} "
             '"SELECT * FROM traces ORDER BY start_time DESC LIMIT 10"\n'
@@ -157,7 +173,8 @@ def up(
     help="Output format. json prints one JSON array of row objects.",
 )
 @click.option("--max-rows", type=int, default=100, show_default=True, help="Rows shown by --format table.")
-def query(sql: str, data_dir: Path, fmt: str, max_rows: int) -> None:
+@lake_option
+def query(sql: str, data_dir: Path, fmt: str, max_rows: int, lake: str | None) -> None:
     """Run DuckDB SQL over the lake's views.
 
     \b
@@ -169,10 +186,9 @@ def query(sql: str, data_dir: Path, fmt: str, max_rows: int) -> None:
     from spanlake.cli.output import print_table
     from spanlake.storage.reader import Lake
 
-    if not DataDir(data_dir).lake.is_dir():
-        raise click.ClickException(f"no lake at {DataDir(data_dir).root}: start `spanlake up` or pass --data-dir")
+    dd = lake_dir(data_dir, lake)
     try:
-        result = Lake(data_dir).query(sql)
+        result = Lake(dd).query(sql)
     except duckdb.Error as e:
         raise click.ClickException(f"query failed: {e}") from None
     print_table(result, fmt, max_rows)
@@ -183,15 +199,14 @@ def query(sql: str, data_dir: Path, fmt: str, max_rows: int) -> None:
 @click.option(
     "--min-age", type=float, default=60.0, show_default=True, help="Only merge files at least this many seconds old."
 )
-def compact_cmd(data_dir: Path, min_age: float) -> None:
+@lake_option
+def compact_cmd(data_dir: Path, min_age: float, lake: str | None) -> None:
     """Merge small Parquet files per partition and drop re-sent duplicates."""
     from rich.progress import Progress
 
     from spanlake.storage.compact import compact
 
-    dd = DataDir(data_dir)
-    if not dd.lake.is_dir():
-        raise click.ClickException(f"no lake at {dd.root}")
+    dd = lake_dir(data_dir, lake)
     with Progress(transient=True) as progress:
         task = progress.add_task("compacting", total=None)
         result = compact(dd, min_age_s=min_age, progress=lambda table, files: progress.advance(task))
@@ -202,10 +217,12 @@ def compact_cmd(data_dir: Path, min_age: float) -> None:
 
 
 from spanlake.cli.dashboard import dashboard  # noqa: E402
+from spanlake.cli.lake import retention  # noqa: E402
 from spanlake.cli.report import report  # noqa: E402
 
 cli.add_command(report)
 cli.add_command(dashboard)
+cli.add_command(retention)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -26,6 +27,7 @@ from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import WriteAheadLog
 from spanlake.storage.compact import compact
 from spanlake.storage.layout import DataDir
+from spanlake.storage.retention import apply_retention
 from spanlake.storage.writer import LakeWriter
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class Collector:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config.validate()
-        self.data_dir = DataDir(config.data_dir).create()
+        self.data_dir = DataDir(config.data_dir, config.lake).create()
         self.wal = WriteAheadLog(
             self.data_dir.wal,
             segment_max_bytes=config.segment_max_bytes,
@@ -100,8 +102,9 @@ class Collector:
                 self._http_task.result()
             await asyncio.sleep(0.01)
 
-        self._compactor = threading.Thread(target=self._compact_loop, name="spanlake-compactor", daemon=True)
-        self._compactor.start()
+        if cfg.compaction:
+            self._compactor = threading.Thread(target=self._compact_loop, name="spanlake-compactor", daemon=True)
+            self._compactor.start()
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         self.endpoints = Endpoints(grpc=f"{host}:{grpc_port}", http=f"http://{host}:{http_port}")
         return self.endpoints
@@ -125,13 +128,27 @@ class Collector:
         return self.wal.rotate(timeout) and self.flusher.wait_idle(timeout)
 
     def _compact_loop(self) -> None:
-        while not self._stop_compactor.wait(self.config.compact_interval_s):
+        """Compaction every `compact_interval_s`, retention every `retention_interval_s`
+        (both under the lake's compaction lock, so they never overlap)."""
+        cfg = self.config
+        next_retention = time.monotonic()
+        while not self._stop_compactor.wait(cfg.compact_interval_s):
             try:
-                result = compact(self.data_dir)
+                result = compact(self.data_dir, min_age_s=cfg.compact_min_age_s)
                 if result.partitions:
                     log.info("compacted %d files into %d", result.files_in, result.files_out)
             except Exception:
                 log.exception("compaction failed; will try again")
+            if not cfg.retention or time.monotonic() < next_retention:
+                continue
+            try:
+                kept = apply_retention(self.data_dir, cfg.retention)
+                if not kept.skipped_busy:
+                    next_retention = time.monotonic() + cfg.retention_interval_s
+                if kept.partitions:
+                    log.info("retention deleted %d partition(s), %d files", kept.partitions, kept.files)
+            except Exception:
+                log.exception("retention failed; will try again")
 
     async def __aenter__(self) -> Collector:
         await self.start()

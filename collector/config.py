@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spanlake.collector.grpc_receiver import DEFAULT_MAX_MESSAGE_BYTES
 from spanlake.collector.http_receiver import DEFAULT_MAX_BODY_BYTES
 from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S
+from spanlake.storage.compact import MIN_AGE_S
 from spanlake.storage.layout import DEFAULT_PROJECT, valid_project
+from spanlake.storage.retention import ALL_PROJECTS
 
 DEFAULT_DATA_DIR = "./spanlake-data"
 DEFAULT_HOST = "127.0.0.1"
@@ -21,15 +24,23 @@ DEFAULT_SEGMENT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_PENDING_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_BACKLOG_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_COMPACT_INTERVAL_S = 300.0
+DEFAULT_RETENTION_INTERVAL_S = 3600.0
 # Decode and write in worker processes so ingest uses every core (bench/ingest_throughput.py).
 DEFAULT_FLUSH_WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    """Everything `spanlake up` can be told. Port 0 picks a free port."""
+    """Everything `spanlake up` can be told. Port 0 picks a free port.
+
+    `lake`: where the Parquet lake is when not `<data_dir>/lake` (a folder, or
+    `s3://bucket/prefix`); the WAL always stays in `data_dir`. `compaction`: whether this
+    process compacts and applies `retention` ({project or '*': days}); on a lake shared by
+    several collectors on object storage, enable it in exactly one process.
+    """
 
     data_dir: Path = Path(DEFAULT_DATA_DIR)
+    lake: str | None = None
     host: str = DEFAULT_HOST
     grpc_port: int = DEFAULT_GRPC_PORT
     http_port: int = DEFAULT_HTTP_PORT
@@ -42,7 +53,11 @@ class CollectorConfig:
     max_future_s: int = DEFAULT_MAX_FUTURE_S
     default_project: str = DEFAULT_PROJECT
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
+    compact_min_age_s: float = MIN_AGE_S
     flush_workers: int = DEFAULT_FLUSH_WORKERS
+    compaction: bool = True
+    retention: Mapping[str, int] = field(default_factory=dict)
+    retention_interval_s: float = DEFAULT_RETENTION_INTERVAL_S
 
     def validate(self) -> CollectorConfig:
         """Raise ValueError naming the first bad setting."""
@@ -68,6 +83,15 @@ class CollectorConfig:
             raise ValueError("segment_max_age_s must be positive")
         if not valid_project(self.default_project):
             raise ValueError(f"default_project {self.default_project!r} is not a valid project name")
+        for project, days in self.retention.items():
+            if project != ALL_PROJECTS and not valid_project(project):
+                raise ValueError(f"retention: {project!r} is not a valid project name")
+            if days < 1:
+                raise ValueError(f"retention for {project!r} must be at least 1 day")
+        if self.lake is not None and "://" in self.lake and not self.lake.startswith(("s3://", "file://")):
+            raise ValueError(f"lake must be a folder, file:// or s3:// URL, got {self.lake!r}")
+        if self.compact_interval_s <= 0 or self.retention_interval_s <= 0:
+            raise ValueError("compact_interval_s and retention_interval_s must be positive")
         return self
 
     @property

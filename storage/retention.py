@@ -1,0 +1,131 @@
+"""Retention: delete a project's partitions older than N days (default: keep forever).
+
+A partition `project=P/date=D/hour=H` expires when its whole hour is older than the
+project's limit: every row in it started before `now - days`. Retention deletes whole
+files only, never rewrites one, and runs under the compaction lock (storage.compact.exclusive),
+so it never races with a compaction. Writers are unaffected: a late span written into an
+expired partition after the run is deleted by the next one; a reader that listed a deleted
+file retries (storage.reader).
+
+Rules are `{project: days}`; the project `*` applies to every project without its own rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from spanlake.storage.compact import exclusive, partitions
+from spanlake.storage.layout import DataDir, valid_project
+from spanlake.storage.schema import TABLES
+
+ALL_PROJECTS = "*"
+
+Progress = Callable[[str, int], None]  # (partition, files deleted)
+
+
+@dataclass
+class RetentionResult:
+    partitions: int = 0
+    files: int = 0
+    bytes: int = 0
+    skipped_busy: bool = False
+
+
+def parse_rules(text: str) -> dict[str, int]:
+    """'alpha=7,*=30' → {'alpha': 7, '*': 30}; '' → {} (keep everything)."""
+    rules: dict[str, int] = {}
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        project, sep, days = item.partition("=")
+        project = project.strip()
+        if not sep or not days.strip().isdigit():
+            raise ValueError(f"retention rule {item!r}: use PROJECT=DAYS, e.g. alpha=7 or *=30")
+        if project != ALL_PROJECTS and not valid_project(project):
+            raise ValueError(f"retention rule {item!r}: {project!r} is not a project name")
+        rules[project] = int(days)
+    for project, days in rules.items():
+        if days < 1:
+            raise ValueError(f"retention for {project!r} must be at least 1 day")
+    return rules
+
+
+def format_rules(rules: Mapping[str, int]) -> str:
+    return ",".join(f"{p}={d}" for p, d in sorted(rules.items()))
+
+
+def _partition_key(rel_dir: str) -> tuple[str, datetime] | None:
+    """(project, start of the hour) of `<table>/project=P/date=D/hour=H`."""
+    parts = rel_dir.split("/")
+    if len(parts) != 4:
+        return None
+    try:
+        project = parts[1].removeprefix("project=")
+        day = date.fromisoformat(parts[2].removeprefix("date="))
+        hour = int(parts[3].removeprefix("hour="))
+    except ValueError:
+        return None
+    return project, datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def expired(rel_dir: str, rules: Mapping[str, int], now: datetime) -> bool:
+    key = _partition_key(rel_dir)
+    if key is None:
+        return False
+    project, hour_start = key
+    days = rules.get(project, rules.get(ALL_PROJECTS))
+    return days is not None and hour_start + timedelta(hours=1) <= now - timedelta(days=days)
+
+
+def apply_retention(
+    data_dir: DataDir,
+    rules: Mapping[str, int],
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    dry_run: bool = False,
+) -> RetentionResult:
+    """Delete every expired partition of every table; `progress(partition, files)` after each."""
+    result = RetentionResult()
+    if not rules:
+        return result
+    now = now or datetime.now(UTC)
+    store = data_dir.store
+    with exclusive(data_dir) as held:
+        if not held:
+            result.skipped_busy = True
+            return result
+        for table in TABLES.values():
+            for rel_dir, files in partitions(data_dir, table).items():
+                if not expired(rel_dir, rules, now):
+                    continue
+                if not dry_run:
+                    store.delete([f.rel for f in files])
+                    if store.local:
+                        _remove_empty_dirs(data_dir, rel_dir)
+                    held.renew()
+                result.partitions += 1
+                result.files += len(files)
+                result.bytes += sum(f.size for f in files)
+                if progress is not None:
+                    progress(rel_dir, len(files))
+    return result
+
+
+def expired_partitions(data_dir: DataDir, rules: Mapping[str, int], now: datetime | None = None) -> list[str]:
+    """Partitions (relative directories) that `apply_retention` would delete now."""
+    now = now or datetime.now(UTC)
+    return [p for t in TABLES.values() for p in partitions(data_dir, t) if expired(p, rules, now)]
+
+
+def _remove_empty_dirs(data_dir: DataDir, rel_dir: str) -> None:
+    """Remove the hour folder, then the date folder, if empty. A writer that loses the race
+    (its rename finds the folder gone) fails with an OSError, which the flusher retries."""
+    path = data_dir.lake / rel_dir
+    for d in (path, path.parent):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
