@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,12 @@ def can_answer(filters: Filters, group_by: Sequence[str], bucket: str | None) ->
     return aligned and not group.attrs and group.bucket != "minute" and not filters.attributes
 
 
+CALL_METRICS = ["calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+                "reasoning_tokens", "cost_usd", "reported_cost_usd", "unpriced_calls"]  # fmt: skip
+TASK_METRICS = ["tasks", "successful_tasks", "failed_tasks", "task_cost_usd", "task_unpriced_calls"]
+NULLABLE = ("cost_usd", "reported_cost_usd", "task_cost_usd")
+
+
 def cost_from_rollups(
     an: Analytics, filters: Filters, group_by: Sequence[str] = (), *, bucket: str | None = None
 ) -> pl.DataFrame:
@@ -191,11 +197,58 @@ def cost_from_rollups(
     keys = [k for k in group_by if k]
     group = GroupBy.parse(keys, {k: k for k in TASK_KEYS}, bucket)
     root = rollup_dir(an.lake.data_dir)
-    calls = _sum(root / "calls", filters, group, ["calls", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-                 "output_tokens", "reasoning_tokens", "cost_usd", "reported_cost_usd", "unpriced_calls"])  # fmt: skip
-    tasks = _sum(root / "tasks", filters, group, ["tasks", "successful_tasks", "failed_tasks", "task_cost_usd",
-                 "task_unpriced_calls"])  # fmt: skip
+    calls = _sum(root / "calls", filters, group, CALL_METRICS)
+    tasks = _sum(root / "tasks", filters, group, TASK_METRICS)
     return finish(calls, tasks, group.names)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    floor = t.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == t else floor + HOUR
+
+
+def cost_auto(
+    an: Analytics, filters: Filters, group_by: Sequence[str] = (), *, options: TaskOptions | None = None
+) -> tuple[pl.DataFrame, str]:
+    """The cost report from rollups for the window's whole hours plus raw spans for its ragged
+    edges when the rollups are fresh and can answer, else from raw spans; returns (frame, source)."""
+    from spanlake.analytics.reports.cost import cost
+
+    keys = [k for k in group_by if k]
+    since, until = filters.since, filters.until
+    if (
+        since is None
+        or until is None
+        or not can_answer(
+            replace(filters, since=_ceil_hour(since), until=until.replace(minute=0, second=0, microsecond=0)),
+            keys,
+            None,
+        )
+    ):
+        return cost(an, filters, keys, options=options), "raw"
+    inner = (_ceil_hour(since), until.replace(minute=0, second=0, microsecond=0))
+    if inner[0] >= inner[1] or not is_fresh(an, *inner):
+        return cost(an, filters, keys, options=options), "raw"
+    group = GroupBy.parse(keys, {k: k for k in TASK_KEYS}, None)
+    root = rollup_dir(an.lake.data_dir)
+    middle = replace(filters, since=inner[0], until=inner[1])
+    calls = [_sum(root / "calls", middle, group, CALL_METRICS)]
+    tasks = [_sum(root / "tasks", middle, group, TASK_METRICS)]
+    for lo, hi in ((since, inner[0]), (inner[1], until)):
+        if lo < hi:
+            edge = replace(filters, since=lo, until=hi)
+            calls.append(call_totals(an, edge, keys))
+            tasks.append(task_totals(an, edge, keys, options=options))
+    return finish(_resum(calls, group, CALL_METRICS), _resum(tasks, group, TASK_METRICS), group.names), "rollups+raw"
+
+
+def _resum(frames: list[pl.DataFrame], group: GroupBy, metrics: list[str]) -> pl.DataFrame:
+    frames = [f.select([*group.names, *metrics]) for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame()
+    df = pl.concat(frames, how="vertical_relaxed")
+    sums = [_nullable_sum(m) if m in NULLABLE else pl.col(m).sum().alias(m) for m in metrics]
+    return df.group_by(group.names, maintain_order=True).agg(sums) if group.names else df.select(sums)
 
 
 def _sum(folder: Path, f: Filters, group: GroupBy, metrics: list[str]) -> pl.DataFrame:
@@ -227,10 +280,7 @@ def _sum(folder: Path, f: Filters, group: GroupBy, metrics: list[str]) -> pl.Dat
         )
         keys.append(group.bucket)
     keys += list(group.dims)
-    sums = [
-        pl.col(m).sum().alias(m) if m not in ("cost_usd", "reported_cost_usd", "task_cost_usd") else _nullable_sum(m)
-        for m in metrics
-    ]
+    sums = [_nullable_sum(m) if m in NULLABLE else pl.col(m).sum().alias(m) for m in metrics]
     out = lf.group_by(keys).agg(sums) if keys else lf.select(sums)
     return out.collect()
 

@@ -139,8 +139,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
     type=click.Choice(["auto", "raw", "rollups"]),
     default="auto",
     show_default=True,
-    help="cost: read hourly rollups (`spanlake analytics run`) when they are up to date and can answer "
-    "(whole-hour window, no attribute filter or grouping), else raw spans.",
+    help="cost: auto reads the window's whole hours from the hourly rollups (see --update-rollups) when they "
+    "are up to date and can answer (no attribute filter or grouping), and its ragged edges from raw spans.",
 )
 @click.option(
     "--update-rollups",
@@ -270,11 +270,13 @@ def _print_vertical(df: Any, max_rows: int) -> None:
 def _cost(R: Any, an: Any, filters: Any, keys: list[str], opts: Any, source: str) -> Any:
     from spanlake.analytics import rollups
 
-    answerable = rollups.can_answer(filters, keys, None)
-    if source == "rollups" and not answerable:
-        raise click.UsageError("rollups hold whole hours without attributes: use --source raw")
-    if source == "rollups" or (source == "auto" and answerable and rollups.is_fresh(an, filters.since, filters.until)):
+    if source == "rollups":
+        if not rollups.can_answer(filters, keys, None):
+            raise click.UsageError("rollups hold whole hours without attributes: use --source raw")
         return rollups.cost_from_rollups(an, filters, keys)
+    if source == "auto":
+        df, _ = rollups.cost_auto(an, filters, keys, options=opts)
+        return df
     return R.cost(an, filters, keys, options=opts)
 
 

@@ -128,3 +128,21 @@ def test_what_rollups_cannot_answer() -> None:
     assert not rollups.can_answer(aligned, ["attr:x"], None)
     assert not rollups.can_answer(aligned, ["minute"], None)
     assert not rollups.can_answer(Filters(since=T0, until=T0 + timedelta(hours=1), attributes={"k": "v"}), [], None)
+
+
+def test_auto_reads_whole_hours_from_rollups_and_edges_raw(an: Analytics) -> None:
+    ragged = Filters(since=T0 + timedelta(milliseconds=5), until=T0 + timedelta(hours=2, minutes=30))
+    _, source = rollups.cost_auto(an, ragged)
+    assert source == "raw"  # no rollups yet
+    rollups.run(an)
+    for g in GROUPINGS:
+        auto, source = rollups.cost_auto(an, ragged, g)
+        assert source == "rollups+raw"
+        raw = cost(an, ragged, g)
+        keys = [c for c in raw.columns if c in ("hour", "day", *rollups.CALL_KEYS)]
+        auto, raw = (df.sort(keys, nulls_last=True) if keys else df for df in (auto, raw))
+        assert_frame_equal(auto, raw, check_dtypes=False, rel_tol=1e-9, abs_tol=1e-15)
+    # The window starts 5 ms after T0: task A (T0) and its call (T0 + 1 ms) fall outside it;
+    # B (T0 + 10 ms), C and D are in: 3 tasks, and 4 calls (B's, C's two, D's).
+    (row,) = rollups.cost_auto(an, ragged)[0].to_dicts()
+    assert (row["tasks"], row["calls"]) == (3, 4)  # B, C, D; calls of B, C (two), D
