@@ -14,7 +14,7 @@ from spanlake.analytics.query import MACROS, Params, SpanSource, pairs_sql, span
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake, fetch_arrow
 
-# Human labels on tasks (the label store does not exist yet): the latest label wins.
+# Human labels on tasks: the latest label wins.
 LABELS_SCHEMA = pa.schema(
     [
         ("project", pa.string()),
@@ -28,8 +28,31 @@ LabelSource = Callable[[], pa.Table]
 
 
 def no_labels() -> pa.Table:
-    """The default label source: none yet. Replace with the label store's reader when it exists."""
+    """A label source with no labels (reports then decide outcomes from spans alone)."""
     return LABELS_SCHEMA.empty_table()
+
+
+# Reviewer verdicts (source 'human') as task outcomes. A label on a whole trace (no span)
+# applies to the trace's root span. End-user feedback (thumbs) is not a verdict.
+HUMAN_TASK_LABELS_SQL = """
+WITH human AS (
+  SELECT project, trace_id, span_id, created_at AS labeled_at,
+         CASE verdict WHEN 'pass' THEN 'success' ELSE 'failure' END AS outcome
+  FROM labels WHERE source = 'human' AND verdict IN ('pass', 'fail')
+), roots AS (
+  SELECT project, trace_id, any_value(span_id) AS root_id FROM spans
+  WHERE is_root AND trace_id IN (SELECT trace_id FROM human WHERE span_id IS NULL)
+  GROUP BY project, trace_id
+)
+SELECT h.project, h.trace_id, coalesce(h.span_id, r.root_id) AS span_id, h.outcome, h.labeled_at
+FROM human h LEFT JOIN roots r ON r.project = h.project AND r.trace_id = h.trace_id
+WHERE coalesce(h.span_id, r.root_id) IS NOT NULL
+"""
+
+
+def lake_labels(lake: Lake) -> LabelSource:
+    """The label source reading reviewer verdicts from the lake's `labels` view."""
+    return lambda: lake.query(HUMAN_TASK_LABELS_SQL)
 
 
 class Analytics:
@@ -46,7 +69,7 @@ class Analytics:
         if prices is None:
             prices = PriceBook.from_file(default_prices_path(self.lake.data_dir))
         self.prices = prices
-        self.labels = labels or no_labels
+        self.labels = labels or lake_labels(self.lake)
 
     def run(self, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:
         """Run `WITH <span CTEs>, <body>`; `body` adds its own CTEs and final SELECT."""
