@@ -25,6 +25,17 @@ DEFAULT_MAX_PENDING_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_BACKLOG_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_COMPACT_INTERVAL_S = 300.0
 DEFAULT_RETENTION_INTERVAL_S = 3600.0
+
+
+def env_float(name: str, default: float) -> float:
+    """A tuning knob from the environment (deployments set these; `spanlake up` has no flag for them)."""
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 # Decode and write in worker processes so ingest uses every core (bench/ingest_throughput.py).
 DEFAULT_FLUSH_WORKERS = min(4, os.cpu_count() or 1)
 
@@ -52,12 +63,16 @@ class CollectorConfig:
     max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES
     max_future_s: int = DEFAULT_MAX_FUTURE_S
     default_project: str = DEFAULT_PROJECT
-    compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
-    compact_min_age_s: float = MIN_AGE_S
-    flush_workers: int = DEFAULT_FLUSH_WORKERS
+    compact_interval_s: float = field(
+        default_factory=lambda: env_float("SPANLAKE_COMPACT_INTERVAL_S", DEFAULT_COMPACT_INTERVAL_S)
+    )
+    compact_min_age_s: float = field(default_factory=lambda: env_float("SPANLAKE_COMPACT_MIN_AGE_S", MIN_AGE_S))
+    flush_workers: int = field(default_factory=lambda: int(env_float("SPANLAKE_FLUSH_WORKERS", DEFAULT_FLUSH_WORKERS)))
     compaction: bool = True
     retention: Mapping[str, int] = field(default_factory=dict)
-    retention_interval_s: float = DEFAULT_RETENTION_INTERVAL_S
+    retention_interval_s: float = field(
+        default_factory=lambda: env_float("SPANLAKE_RETENTION_INTERVAL_S", DEFAULT_RETENTION_INTERVAL_S)
+    )
 
     def validate(self) -> CollectorConfig:
         """Raise ValueError naming the first bad setting."""
