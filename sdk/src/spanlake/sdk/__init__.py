@@ -16,6 +16,7 @@ Depends only on opentelemetry-api, -sdk and the OTLP/HTTP exporter. See docs/sdk
 """
 
 from spanlake.sdk import attributes
+from spanlake.sdk.feedback import afeedback, current_trace_id, feedback
 from spanlake.sdk.handles import LlmCall, Marked, Policy, Retrieval, Task, ToolCall, Validation
 from spanlake.sdk.markers import (
     SpanMarker,
@@ -47,12 +48,15 @@ __all__ = [
     "Task",
     "ToolCall",
     "Validation",
+    "afeedback",
     "attributes",
     "current",
     "current_llm_call",
     "current_task",
+    "current_trace_id",
     "escalation",
     "fallback",
+    "feedback",
     "flush",
     "llm_call",
     "policy",

@@ -41,6 +41,11 @@ TRACES_PATH = "/v1/traces"
 class Spanlake:
     """What setup() returns: the provider spans go through, and flush()/shutdown()."""
 
+    # What feedback() reuses: the collector's base URL, the export headers, the project.
+    base_endpoint: str | None = None
+    headers: dict[str, str] | None = None
+    project: str | None = None
+
     def __init__(
         self, provider: Any, processor: SpanlakeProcessor | None, owns_provider: bool, endpoint: str | None
     ) -> None:
@@ -194,8 +199,9 @@ def _setup(
             trace.set_tracer_provider(provider)
 
     traces_endpoint = _traces_endpoint(endpoint)
+    merged_headers = _headers(headers, api_key)
     if exporter is None:
-        exporter = _otlp_exporter(traces_endpoint, _headers(headers, api_key), export_timeout)
+        exporter = _otlp_exporter(traces_endpoint, merged_headers, export_timeout)
     safe = SafeExporter(exporter) if owns else SafeExporter(exporter, project, service_name)
     processor = SpanlakeProcessor(
         safe,
@@ -207,6 +213,10 @@ def _setup(
     provider.add_span_processor(processor)
     STATE.tracer = provider.get_tracer(TRACER_NAME, VERSION)
     handle = Spanlake(provider, processor, owns, traces_endpoint)
+    handle.base_endpoint = endpoint.rstrip("/").removesuffix(TRACES_PATH) if endpoint else None
+    handle.headers = merged_headers
+    resource = getattr(provider, "resource", None)
+    handle.project = project or (resource.attributes.get(A.RESOURCE_PROJECT) if resource is not None else None)
     atexit.register(handle.shutdown)  # bounded; harmless if the provider shuts it down first
     return handle
 
