@@ -21,7 +21,7 @@ from spanlake.collector.normalize import normalize
 from spanlake.collector.values import any_value, key_values, to_json, to_json_or_none
 from spanlake.sdk import attributes as A
 from spanlake.storage.layout import DEFAULT_PROJECT, PartitionKey
-from spanlake.storage.schema import LABELS, LOGS, SPAN_KINDS, SPANS, STATUS_CODES
+from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPAN_KINDS, SPANS, STATUS_CODES, Table
 
 Batch = dict[PartitionKey, dict[str, list[Any]]]
 
@@ -207,6 +207,18 @@ def decode_labels(
     body: bytes, ingested_at_ns: int, project: str | None, default_project: str = DEFAULT_PROJECT
 ) -> Batch:
     """Turn a WAL labels record (JSON array of label events, validated on receipt) into label columns."""
+    return _decode_events(LABELS, body, ingested_at_ns, project, default_project)
+
+
+def decode_dataset_events(
+    body: bytes, ingested_at_ns: int, project: str | None, default_project: str = DEFAULT_PROJECT
+) -> Batch:
+    """Turn a WAL dataset record (JSON array of membership events, validated on receipt) into columns."""
+    return _decode_events(DATASET_EVENTS, body, ingested_at_ns, project, default_project)
+
+
+def _decode_events(table: Table, body: bytes, ingested_at_ns: int, project: str | None, default_project: str) -> Batch:
+    """JSON events with `created_at_unix_nano` (and optional `*_unix_nano` times) into `table`'s columns."""
     out: Batch = {}
     ingested_us = ingested_at_ns // 1000
     for event in orjson.loads(body):
@@ -214,14 +226,17 @@ def decode_labels(
         key = partition_of(event.get("project") or project or default_project, created_ns)
         cols = out.get(key)
         if cols is None:
-            cols = out[key] = _columns(LABELS.names)
-        for name in LABELS.names:
+            cols = out[key] = _columns(table.names)
+        for name in table.names:
             if name == "created_at":
                 cols[name].append(created_ns // 1000)
             elif name == "ingested_at":
                 cols[name].append(ingested_us)
             elif name == "metadata":
                 cols[name].append(to_json_or_none(event.get("metadata")))
+            elif name == "trace_start":
+                ns = event.get("trace_start_unix_nano")
+                cols[name].append(None if ns is None else ns // 1000)
             else:
                 cols[name].append(event.get(name))
     return out

@@ -13,6 +13,7 @@ Views:
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
   logs                 one row per distinct log record
   labels               one row per label event (feedback, reviews, judges); history kept
+  dataset_events       one row per dataset membership event (dataset_events_raw: as stored)
   traces               one row per trace (see storage.schema.TRACES_COLUMNS)
 Macros:
   attr(json, key)      value of an attribute in a JSON object column, as JSON
@@ -30,7 +31,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from spanlake.storage.layout import PARQUET_SUFFIX, DataDir
-from spanlake.storage.schema import LABELS, LOGS, SPANS, Table
+from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPANS, Table
 
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
@@ -141,12 +142,16 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
     spans_sql = sources.get(SPANS.name) or source_sql(data_dir, SPANS)
     logs_sql = sources.get(LOGS.name) or source_sql(data_dir, LOGS)
     labels_sql = sources.get(LABELS.name) or source_sql(data_dir, LABELS)
+    datasets_sql = sources.get(DATASET_EVENTS.name) or source_sql(data_dir, DATASET_EVENTS)
     return [
         f"CREATE OR REPLACE VIEW spans_raw AS {spans_sql}",
         f"CREATE OR REPLACE VIEW logs_raw AS {logs_sql}",
         f"CREATE OR REPLACE VIEW labels_raw AS {labels_sql}",
         # Label events, each once (history kept: the latest per trace/span/source/author is current).
         "CREATE OR REPLACE VIEW labels AS SELECT DISTINCT ON (project, label_id) * FROM labels_raw",
+        f"CREATE OR REPLACE VIEW dataset_events_raw AS {datasets_sql}",
+        # Dataset membership events, each once (docs/datasets.md: the latest per item decides).
+        "CREATE OR REPLACE VIEW dataset_events AS SELECT DISTINCT ON (project, event_id) * FROM dataset_events_raw",
         "CREATE OR REPLACE VIEW spans AS SELECT DISTINCT ON (project, trace_id, span_id) *, "
         f"duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root FROM spans_raw",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
@@ -185,7 +190,7 @@ class Lake:
         con.execute("SET TimeZone = 'UTC'")
         sources: dict[str, str] = {}
         if self.data_dir.is_remote:
-            for table in (SPANS, LOGS):
+            for table in (SPANS, LOGS, LABELS, DATASET_EVENTS):
                 dataset = arrow_dataset(self.data_dir, table)
                 name = f"_{table.name}_dataset"
                 if dataset is not None:

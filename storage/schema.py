@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_VERSION_KEY = b"spanlake.schema_version"
 TABLE_KEY = b"spanlake.table"
 
@@ -196,7 +196,32 @@ LABELS = Table(
     ),
 )
 
-TABLES = {t.name: t for t in (SPANS, LOGS, LABELS)}
+DATASET_EVENTS = Table(
+    name="dataset_events",
+    doc=(
+        "Dataset membership events: a dataset is created, a trace or span is added to it or removed. "
+        "Append-only like labels; a dataset's members are the items whose latest event is an add. "
+        "Frozen versions of a dataset live apart, under `lake/datasets/` (see docs/datasets.md)."
+    ),
+    partitions=PARTITIONS,
+    unique_key=("event_id",),
+    order_by=("created_at", "event_id"),
+    columns=(
+        Column("event_id", pa.string(), False, "Unique id of this event; a re-sent event counts once."),
+        Column("dataset", pa.string(), False, "Dataset name (unique within the project)."),
+        Column("op", pa.string(), False, "create, add or remove."),
+        Column("trace_id", pa.string(), True, "Trace added or removed; NULL for create."),
+        Column("span_id", pa.string(), True, "Span added or removed; NULL for the whole trace."),
+        Column("author", pa.string(), True, "Who did it."),
+        Column("created_at", TIMESTAMP, False, "When it was done (partitions the table)."),
+        Column("trace_start", TIMESTAMP, True, "Start of the trace, when the sender knew it (a read hint)."),
+        Column("description", pa.string(), True, "create: what the dataset is for."),
+        Column("metadata", JSON, True, "Anything else as a JSON object (e.g. the filter that selected the item)."),
+        Column("ingested_at", TIMESTAMP, False, "When the collector made the event durable."),
+    ),
+)
+
+TABLES = {t.name: t for t in (SPANS, LOGS, LABELS, DATASET_EVENTS)}
 
 # Columns the `spans` view derives on read (not stored).
 SPANS_DERIVED = (

@@ -23,6 +23,7 @@ from spanlake.storage.reader import duckdb_type
 MIGRATIONS: dict[int, str] = {
     1: "Initial schema: the `spans` and `logs` tables as listed above. Nothing to migrate.",
     2: "Added the `labels` table (new folder `lake/labels/`). Existing span and log files are unchanged.",
+    3: "Added the `dataset_events` table (new folder `lake/dataset_events/`). Existing files are unchanged.",
 }
 
 HEADER = """\
