@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import inspect
 import json
 import socket
 import struct
@@ -202,7 +203,10 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
 
 def create_app(slow_delay_s: float = 1.0) -> FastAPI:
     """The FastAPI app; `slow_delay_s` is the delay of a `slow-*` model without a number."""
-    app = FastAPI(title="spanlake fake OpenAI")
+    # Newer FastAPI traces itself into any configured global provider; a fake must stay invisible.
+    off = {"tracing": False, "metrics": False, "logs": False}
+    quiet = {"telemetry": off} if "telemetry" in inspect.signature(FastAPI).parameters else {}
+    app = FastAPI(title="spanlake fake OpenAI", **quiet)  # type: ignore[arg-type]
 
     async def inject(model: str) -> JSONResponse | None:
         if model.startswith("fail-"):
