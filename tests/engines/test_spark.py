@@ -1,0 +1,213 @@
+"""Spark (pyspark, local mode) reads a lake spanlake wrote and gets the latency and cost
+reports' numbers that DuckDB gets (analytics.portable vs analytics.reports)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.portable import SparkReports, register_lake
+from spanlake.analytics.pricing import PriceBook, PriceOverride
+from spanlake.analytics.query import Filters
+from spanlake.analytics.reports.cost import cost
+from spanlake.analytics.reports.latency import latency
+from spanlake.analytics.tasks import TaskOptions
+from spanlake.storage.reader import Lake
+from tests.conftest import start_collector
+from tests.factories import make_request, make_span
+
+pytestmark = pytest.mark.slow
+HOUR_NS = 3600 * 10**9
+MODELS = ("gpt-a", "gpt-b", "mystery")  # the last has no price
+PRICES = PriceBook(
+    overrides=[
+        PriceOverride(model="gpt-a", input_mtok=2.5, output_mtok=10.0, cache_read_mtok=1.25),
+        PriceOverride(model="gpt-b", input_mtok=0.15, output_mtok=0.6, provider="openai"),
+    ],
+    use_database=False,
+)
+
+
+def sid(*parts: object) -> bytes:
+    return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+
+
+def trace_requests(n_traces: int) -> list[bytes]:
+    """Agent traces: a root task, LLM calls (some streamed, failed, timed out, retried), tools, retrieval."""
+    now = time.time_ns()
+    bodies = []
+    for t in range(n_traces):
+        tid = hashlib.blake2b(f"t{t}".encode(), digest_size=16).digest()
+        start = now - (t % 5) * HOUR_NS - t * 10**6
+        root = sid(t, "root")
+        failed = t % 7 == 0
+        spans = [
+            make_span(
+                "agent",
+                trace_id=tid,
+                span_id=root,
+                start_ns=start,
+                duration_ns=(200 + 37 * t) * 10**6,
+                attributes={"gen_ai.operation.name": "invoke_agent"},
+                status_code=2 if failed else 0,
+            )
+        ]
+        for i in range(1 + t % 3):
+            model = MODELS[(t + i) % 3]
+            error = (t + i) % 5 == 0
+            attrs: dict[str, Any] = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": 100 + 13 * t + i,
+                "gen_ai.usage.output_tokens": 20 + 7 * i,
+            }
+            if (t + i) % 4 == 0:
+                attrs["gen_ai.usage.cache_read_input_tokens"] = 40
+            if (t + i) % 3 == 1:
+                attrs["gen_ai.response.time_to_first_chunk"] = 0.05 + 0.01 * t
+            if error:
+                attrs["error.type"] = "timeout" if t % 2 else "RateLimitError"
+            spans.append(
+                make_span(
+                    "chat",
+                    trace_id=tid,
+                    span_id=sid(t, "llm", i),
+                    parent_span_id=root,
+                    start_ns=start + (i + 1) * 10**7,
+                    duration_ns=(50 + 11 * t + 3 * i) * 10**6,
+                    attributes=attrs,
+                    status_code=2 if error else 0,
+                )
+            )
+        spans.append(
+            make_span(
+                "search",
+                trace_id=tid,
+                span_id=sid(t, "tool"),
+                parent_span_id=root,
+                start_ns=start + 5 * 10**7,
+                duration_ns=(5 + t) * 10**6,
+                attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"},
+            )
+        )
+        project = "alpha" if t % 3 else "beta"
+        req = make_request(spans, resource={"service.name": f"svc-{t % 2}", "spanlake.project": project})
+        bodies.append(req.SerializeToString())
+    return bodies
+
+
+@pytest.fixture(scope="module")
+def lake_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake written by a real collector over OTLP/HTTP, some requests delivered twice."""
+    data = tmp_path_factory.mktemp("spark") / "data"
+    running, stop = start_collector(data)
+    try:
+        with httpx.Client(timeout=10) as client:
+            bodies = trace_requests(60)
+            for body in [*bodies, *bodies[::4]]:  # re-sent: both engines must count them once
+                r = client.post(
+                    f"{running.http}/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+                )
+                assert r.status_code == 200
+        running.flush()
+    finally:
+        stop()
+    raw, dedup = (
+        Lake(data).query(f"SELECT count(*) AS n FROM {v}").to_pylist()[0]["n"] for v in ("spans_raw", "spans")
+    )
+    assert raw > dedup > 0
+    return data
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    pytest.importorskip("pyspark", reason="pip install pyspark (a dev dependency of the Spark test)")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs a Java runtime")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("spanlake-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is None and b is None
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def assert_rows_match(duck: pl.DataFrame, spark_rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """Every Spark row equals DuckDB's row with the same keys, column by column."""
+    assert spark_rows, "Spark returned nothing"
+    assert len(spark_rows) == duck.height, (spark_rows, duck)
+    by_key = {tuple(r[k] for k in keys): r for r in duck.to_dicts()}
+    for row in spark_rows:
+        d = by_key[tuple(row[k] for k in keys)]
+        diff = {c: (v, d[c]) for c, v in row.items() if not same(v, d[c])}
+        assert not diff, f"{dict((k, row[k]) for k in keys)}: spark vs duckdb {diff}"
+
+
+@pytest.mark.parametrize("project", [None, "alpha"])
+def test_spark_latency_and_cost_match_duckdb(lake_dir: Path, spark: Any, project: str | None) -> None:
+    an = Analytics(lake_dir, prices=PRICES)
+    options = TaskOptions(default_outcome="success")
+    filters = Filters(project=project)
+    register_lake(spark, str(Lake(lake_dir).data_dir.lake))
+    reports = SparkReports(spark, PRICES, default_outcome="success")
+
+    for group in ((), ("project",), ("model",)):
+        duck = latency(an, filters, list(group), options=options)
+        ours = reports.latency(filters, list(group))
+        assert ours["unsupported_traces"] == [0]
+        steps = duck.filter(pl.col("level") != "task")
+        assert_rows_match(steps, ours["steps"], ["level", *group])
+        if "model" not in group:
+            assert_rows_match(
+                duck.filter(pl.col("level") == "task").drop(steps_only(duck)),
+                ours["tasks"],
+                [
+                    "level",
+                    *group,
+                ],
+            )
+
+    for group in ((), ("model",)):
+        duck = cost(an, filters, list(group), options=options)
+        ours = reports.cost(filters, list(group))
+        call_cols = [c for c in ours["calls"][0]]
+        assert_rows_match(duck.select(call_cols), ours["calls"], list(group))
+        if not group:
+            task_cols = list(ours["tasks"][0])
+            assert_rows_match(duck.select(task_cols), ours["tasks"], [])
+    totals = cost(an, filters, [], options=options).to_dicts()[0]
+    assert totals["unpriced_calls"] > 0 and totals["cost_usd"] > 0 and totals["failed_tasks"] > 0
+
+
+def steps_only(df: pl.DataFrame) -> list[str]:
+    """Columns DuckDB's latency report fills for steps only."""
+    return [c for c in ("ttft_count", "ttft_p50_ms", "ttft_p95_ms", "repeats", "retries") if c in df.columns]
