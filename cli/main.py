@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import duckdb
 
+from spanlake.cli.demo import FirstStartDemo, no_demo_option
 from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
 from spanlake.collector.config import (
     DEFAULT_DATA_DIR,
@@ -89,6 +90,7 @@ def cli() -> None:
     help="Dashboard port (0 picks a free one).",
 )
 @click.option("--no-dashboard", is_flag=True, help="Do not serve the dashboard.")
+@no_demo_option
 @up_options
 @click.option("-v", "--verbose", is_flag=True, help="Log what the collector does.")
 def up(
@@ -99,6 +101,7 @@ def up(
     default_project: str,
     dashboard_port: int,
     no_dashboard: bool,
+    no_demo: bool,
     lake: str | None,
     compaction: bool,
     retention: str,
@@ -133,6 +136,7 @@ def up(
     from spanlake.cli import dashboard as dash
 
     child: list[dash.Dashboard] = []
+    first_demo = FirstStartDemo(data_dir, lake, no_demo)  # decided before the log is replayed
 
     def started(endpoints: object) -> None:
         ep = endpoints  # Endpoints
@@ -149,6 +153,7 @@ def up(
             '"SELECT * FROM traces ORDER BY start_time DESC LIMIT 10"\n'
             "Press Ctrl+C to stop.",
         )
+        first_demo.start(ep.http, ui)  # type: ignore[attr-defined]
         sys.stdout.flush()
 
     try:
@@ -156,6 +161,7 @@ def up(
     except OSError as e:
         raise click.ClickException(str(e)) from None
     finally:
+        first_demo.stop()
         for d in child:
             d.stop()
     click.echo("spanlake stopped; everything acknowledged is in the lake.")
@@ -217,12 +223,14 @@ def compact_cmd(data_dir: Path, min_age: float, lake: str | None) -> None:
 
 
 from spanlake.cli.dashboard import dashboard  # noqa: E402
+from spanlake.cli.demo import demo  # noqa: E402
 from spanlake.cli.lake import retention  # noqa: E402
 from spanlake.cli.report import report  # noqa: E402
 
 cli.add_command(report)
 cli.add_command(dashboard)
 cli.add_command(retention)
+cli.add_command(demo)
 
 
 if __name__ == "__main__":
