@@ -91,7 +91,7 @@ class Collector:
 
         sock = _bind_socket(cfg.host, cfg.http_port)
         http_port = sock.getsockname()[1]
-        app = make_http_app(self.ingestor, cfg.max_body_bytes)
+        app = make_http_app(self.ingestor, cfg.max_body_bytes, self.data_dir, cfg.default_project)
         self._http = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
         )

@@ -18,6 +18,7 @@ from google.rpc import status_pb2
 
 from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spanlake.collector.ingest import LOGS, TRACES, Encoding, Ingestor, SignalSpec
+from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def make_http_app(ingestor: Ingestor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def make_http_app(
+    ingestor: Ingestor,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    data_dir: DataDir | None = None,
+    default_project: str = DEFAULT_PROJECT,
+) -> FastAPI:
     """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the labels API."""
     from spanlake.collector.labels_api import make_labels_router
 
@@ -114,7 +120,7 @@ def make_http_app(ingestor: Ingestor, max_body_bytes: int = DEFAULT_MAX_BODY_BYT
     async def logs(request: Request) -> Response:
         return await handle(LOGS, request)
 
-    app.include_router(make_labels_router(ingestor))
+    app.include_router(make_labels_router(ingestor, data_dir, default_project))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -8,7 +8,9 @@
 Both answer 200 once the events are fsynced (like an OTLP export), 400 with
 `{"code": 3, "message": ...}` naming the first problem, 413 when the body is too large
 and 503 + Retry-After when the collector cannot take more. Events are append-only: a
-correction is a new event, and the `labels` view keeps the whole history.
+correction is a new event, and the `labels` view keeps the whole history. A label must
+fit its project's label schema (storage.label_schema: failure modes, score range, fields a
+reviewer must set), else 400 names the rule it breaks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from spanlake.collector.errors import ExportError, InvalidRequest
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_LABELS, Record
-from spanlake.storage.layout import valid_project
+from spanlake.storage.label_schema import LabelSchemas
+from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
 
 MAX_LABELS_BODY_BYTES = 2 * 1024 * 1024
 MAX_EVENTS_PER_REQUEST = 1000
@@ -135,17 +138,32 @@ def _parse(body: bytes, model: type[FeedbackIn] | type[LabelIn], many: bool) -> 
     return parsed
 
 
-def make_labels_router(ingestor: Ingestor) -> APIRouter:
-    """Routes for /api/v1/feedback and /api/v1/labels."""
+def check_schema(items: list[FeedbackIn | LabelIn], schemas: LabelSchemas, default_project: str) -> None:
+    """Refuse labels that break their project's label schema (storage.label_schema); feedback is not checked."""
+    for i, m in enumerate(items):
+        if isinstance(m, LabelIn):
+            problem = schemas.get(m.project or default_project).problem(m.model_dump())
+            if problem:
+                raise InvalidRequest(f"[{i}]: {problem}" if len(items) > 1 else problem)
+
+
+def make_labels_router(
+    ingestor: Ingestor, data_dir: DataDir | None = None, default_project: str = DEFAULT_PROJECT
+) -> APIRouter:
+    """Routes for /api/v1/feedback and /api/v1/labels; with a data directory, labels are checked
+    against the project's label schema and the datasets API (collector.datasets_api) is included."""
     from spanlake.collector.http_receiver import error_response, read_body
 
     router = APIRouter(prefix="/api/v1")
+    schemas = LabelSchemas(data_dir) if data_dir is not None else None
 
     async def store(request: Request, model: type[FeedbackIn] | type[LabelIn], many: bool) -> Response:
         if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
             return error_response(InvalidRequest("send Content-Type: application/json"), "json")
         try:
             items = _parse(await read_body(request, MAX_LABELS_BODY_BYTES), model, many)
+            if schemas is not None:
+                check_schema(items, schemas, default_project)
             now = time.time_ns()
             events = [_event(m, now) for m in items]
             await ingestor.append(Record(KIND_LABELS, now, None, orjson.dumps(events)))
@@ -165,4 +183,8 @@ def make_labels_router(ingestor: Ingestor) -> APIRouter:
         """Record one label event or a list of them."""
         return await store(request, LabelIn, many=True)
 
+    if data_dir is not None and schemas is not None:
+        from spanlake.collector.datasets_api import make_datasets_router
+
+        router.include_router(make_datasets_router(ingestor, data_dir, default_project, schemas))
     return router

@@ -1,0 +1,343 @@
+"""Dataset examples from labelled traces and spans, and the items a filter selects.
+
+An example is built from the trace as stored (analytics.explore.detail.trace_detail):
+
+- a trace: input = the task's (or root's) input, else the last user message of the first
+  model call; input messages = that call's input; output = the task's output, else the last
+  assistant message of the conversation; context = every retrieved document of the trace;
+- a span: its own input and output messages (or input/output attributes); context = the
+  documents retrieved by spans that ended before it started (or by the span itself).
+
+Prompt variables and template come from OpenInference's `llm.prompt_template.*` or
+OpenLLMetry's `traceloop.prompt.template*`. Labels are the item's current labels (for a trace:
+those on the trace or any of its spans); `expected_output` is the newest one a reviewer
+(source `human`) set; verdict, failure mode, score and comment are the latest reviewer label's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.explore.detail import TraceDetail, trace_detail
+from spanlake.analytics.explore.filters import TraceFilters
+from spanlake.analytics.explore.messages import as_text, loads
+from spanlake.analytics.explore.traces import span_source, trace_ctes
+from spanlake.analytics.labels import current_labels, current_labels_sql
+from spanlake.analytics.query import Params
+from spanlake.storage.datasets import (
+    EXAMPLE_SCHEMA,
+    Version,
+    freeze,
+    list_datasets,
+    members,
+    read_examples,
+    read_version,
+)
+
+DASHBOARD_URL_ENV = "SPANLAKE_DASHBOARD_URL"
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8501"
+MAX_MATCHES = 10_000
+INPUT_KEYS = ("gen_ai.task.input", "input.value", "traceloop.entity.input", "gen_ai.tool.call.arguments")
+INPUT_KEYS += ("gen_ai.retrieval.query.text", "gen_ai.prompt")
+OUTPUT_KEYS = ("gen_ai.task.output", "output.value", "traceloop.entity.output", "gen_ai.tool.call.result")
+OUTPUT_KEYS += ("gen_ai.completion",)
+VARIABLE_KEYS = ("llm.prompt_template.variables", "traceloop.prompt.template_variables")
+TEMPLATE_KEYS = ("llm.prompt_template.template", "traceloop.prompt.template")
+LABEL_FIELDS = ("source", "author", "created_at", "span_id", "verdict", "failure_mode", "score", "value", "comment")
+LABEL_FIELDS += ("expected_output",)
+
+
+def trace_url(project: str, trace_id: str, start: datetime | None, base: str | None = None) -> str:
+    """Link to the trace in the dashboard ($SPANLAKE_DASHBOARD_URL, default http://127.0.0.1:8501)."""
+    base = (base or os.environ.get(DASHBOARD_URL_ENV) or DEFAULT_DASHBOARD_URL).rstrip("/")
+    query = {"trace": trace_id, "project": project} | ({"t": start.isoformat()} if start else {})
+    return f"{base}/trace?{urlencode(query)}"
+
+
+def _first(content: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    for k in keys:
+        if content.get(k) is not None:
+            return as_text(content[k])
+    return None
+
+
+def _chat(msgs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    keep = ("role", "content", "tool_calls", "tool_call_id")
+    return [{k: m[k] for k in keep if m.get(k) not in (None, [])} | {"role": m["role"]} for m in msgs]
+
+
+def _last(msgs: Sequence[Mapping[str, Any]], role: str) -> str | None:
+    return next((m["content"] for m in reversed(msgs) if m["role"] == role and m["content"]), None)
+
+
+def _variables(spans: Sequence[Mapping[str, Any]]) -> tuple[str | None, Any]:
+    template, variables = None, None
+    for s in spans:
+        c = s["content"]
+        template = template or _first(c, TEMPLATE_KEYS)
+        if variables is None:
+            v = next((loads(c[k]) for k in VARIABLE_KEYS if c.get(k) is not None), None)
+            variables = v if isinstance(v, Mapping) else None
+    return template, variables
+
+
+def _parts(d: TraceDetail, span_id: str | None) -> dict[str, Any] | None:
+    """Input, output, context and metadata of the trace (span_id None) or one span of it."""
+    spans = sorted(d.spans, key=lambda s: s["start_time_unix_nano"])
+    llm = [s for s in spans if s["category"] == "llm" and s["messages"]]
+    summary = d.summary()
+    if span_id is None:
+        head = next((s for s in spans if s["category"] == "task" or s["task_name"]), None)
+        head = head or next((s for s in spans if s["is_root"]), spans[0])
+        first_in = [m for m in (llm[0]["messages"] if llm else []) if m["direction"] == "input"]
+        inputs = first_in
+        text_in = _first(head["content"], INPUT_KEYS) or _last(first_in, "user")
+        outputs = [m for m in d.conversation if m["direction"] == "output"]
+        text_out = _first(head["content"], OUTPUT_KEYS) or _last(outputs, "assistant")
+        docs = d.documents
+        scope = spans
+        model_span = llm[-1] if llm else head
+        meta = {k: v for k, v in summary.items() if k not in ("start_time",)}
+    else:
+        head = next((s for s in spans if s["span_id"] == span_id), None)
+        if head is None:
+            return None
+        inputs = [m for m in head["messages"] if m["direction"] == "input"]
+        outs = [m for m in head["messages"] if m["direction"] == "output"]
+        text_in = _last(inputs, "user") or _first(head["content"], INPUT_KEYS)
+        text_out = _last(outs, "assistant") or _first(head["content"], OUTPUT_KEYS)
+        start = head["start_time_unix_nano"]
+        before = {s["span_id"] for s in spans if s["start_time_unix_nano"] + s["duration_ns"] <= start}
+        docs = [x for x in d.documents if x["span_id"] in before or x["span_id"] == span_id]
+        scope = [head] + [s for s in spans if s["span_id"] != span_id]
+        model_span = head
+        meta = {
+            "span_name": head["name"],
+            "category": head["category"],
+            "status_code": head["status_code"],
+            "duration_ms": head["duration_ms"],
+            "cost_usd": head["cost_usd"],
+            "input_tokens": head["input_tokens"],
+            "output_tokens": head["output_tokens"],
+            "trace_name": summary["name"],
+            "trace_outcome": summary["outcome"],
+        }
+    if not inputs and text_in is not None:
+        inputs = [{"role": "user", "content": text_in}]
+    template, variables = _variables(scope)
+    return {
+        "input": text_in,
+        "input_messages": _chat(inputs),
+        "prompt_template": template,
+        "prompt_variables": variables,
+        "context": [x["content"] for x in docs if x["content"] is not None],
+        "context_documents": [{k: x.get(k) for k in ("id", "score", "content", "metadata", "span_name")} for x in docs],
+        "actual_output": text_out,
+        "model": model_span["response_model"] or model_span["request_model"],
+        "prompt_name": head["prompt_name"] or next((s["prompt_name"] for s in spans if s["prompt_name"]), None),
+        "prompt_version": head["prompt_version"]
+        or next((s["prompt_version"] for s in spans if s["prompt_version"]), None),
+        "service_name": head["service_name"],
+        "trace_start": d.start_time,
+        "metadata": meta,
+    }
+
+
+def _label_fields(labels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    human = sorted((r for r in labels if r["source"] == "human"), key=lambda r: r["created_at"], reverse=True)
+    latest = human[0] if human else {}
+    expected = next((r for r in human if r["expected_output"] is not None), None)
+    return {
+        "expected_output": expected["expected_output"] if expected else None,
+        "verdict": latest.get("verdict"),
+        "failure_mode": latest.get("failure_mode"),
+        "score": latest.get("score"),
+        "comment": latest.get("comment"),
+        "labels": [{k: r.get(k) for k in LABEL_FIELDS} for r in sorted(labels, key=lambda r: r["created_at"])],
+    }
+
+
+def _json(v: Any) -> str | None:
+    return None if v is None else orjson.dumps(v, option=orjson.OPT_NAIVE_UTC, default=str).decode()
+
+
+@dataclass
+class BuildResult:
+    """Examples built (EXAMPLE_SCHEMA), members whose trace was found, and those that were not."""
+
+    examples: pa.Table
+    missing: list[tuple[str, str | None]]
+    carried: int = 0  # taken unchanged from the previous version (trace no longer in the lake)
+
+
+def build_examples(
+    an: Analytics,
+    project: str,
+    dataset: str,
+    previous: pa.Table | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    base_url: str | None = None,
+) -> BuildResult:
+    """The dataset's examples as of now. A member whose trace is gone from the lake (retention)
+    keeps its row from `previous` (the last frozen version) if it has one."""
+    items = members(an.lake, project, dataset).to_dicts()
+    trace_ids = sorted({m["trace_id"] for m in items})
+    labels = current_labels(an.lake, project=project, trace_ids=trace_ids).to_dicts() if trace_ids else []
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for r in labels:
+        by_trace.setdefault(r["trace_id"], []).append(r)
+    old = {r["example_id"]: r for r in previous.to_pylist()} if previous is not None else {}
+    rows: list[dict[str, Any]] = []
+    missing: list[tuple[str, str | None]] = []
+    carried = 0
+    details: dict[str, TraceDetail | None] = {}
+    for i, m in enumerate(items):
+        tid, sid = m["trace_id"], m["span_id"]
+        example_id = tid if sid is None else f"{tid}:{sid}"
+        if tid not in details:
+            details[tid] = trace_detail(an, tid, project, m["trace_start"])
+        d = details[tid]
+        parts = _parts(d, sid) if d is not None else None
+        if parts is None:
+            if example_id in old:
+                rows.append(old[example_id])
+                carried += 1
+            else:
+                missing.append((tid, sid))
+            continue
+        item_labels = [r for r in by_trace.get(tid, []) if sid is None or r["span_id"] == sid]
+        lab = _label_fields(item_labels)
+        rows.append(
+            parts
+            | lab
+            | {
+                "example_id": example_id,
+                "project": project,
+                "dataset": dataset,
+                "trace_id": tid,
+                "span_id": sid,
+                "input_messages": _json(parts["input_messages"]),
+                "prompt_variables": _json(parts["prompt_variables"]),
+                "context_documents": _json(parts["context_documents"]),
+                "labels": _json(lab["labels"]),
+                "metadata": _json(parts["metadata"] | {"added_metadata": loads(m["metadata"])}),
+                "trace_url": trace_url(project, tid, parts["trace_start"], base_url),
+                "added_at": m["added_at"],
+                "added_by": m["added_by"],
+            }
+        )
+        if progress is not None:
+            progress(i + 1, len(items))
+    table = pa.Table.from_pylist([{k: r.get(k) for k in EXAMPLE_SCHEMA.names} for r in rows], schema=EXAMPLE_SCHEMA)
+    return BuildResult(table, missing, carried)
+
+
+# --- selecting items by filter ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelFilter:
+    """Which labels an item must have (current labels). `level` 'trace' adds whole traces
+    (a label anywhere in the trace matches); 'span' adds each labelled span that matches."""
+
+    labelled: bool = False
+    source: str | None = None
+    author: str | None = None
+    verdict: str | None = None
+    failure_mode: str | None = None
+    has_expected_output: bool = False
+    level: str = "trace"
+
+    def __post_init__(self) -> None:
+        if self.level not in ("trace", "span"):
+            raise ValueError("level must be trace or span")
+
+    @property
+    def active(self) -> bool:
+        return (
+            self.labelled
+            or self.level == "span"
+            or any(v is not None for v in (self.source, self.author, self.verdict, self.failure_mode))
+            or self.has_expected_output
+        )
+
+
+def match_items(
+    an: Analytics, tf: TraceFilters, lf: LabelFilter | None = None, limit: int = MAX_MATCHES
+) -> pl.DataFrame:
+    """Items (project, trace_id, span_id, trace_start) whose trace matches `tf` and whose labels
+    match `lf`, oldest trace first, at most `limit`. Every value is a bound parameter."""
+    lf = lf or LabelFilter()
+
+    def body(p: Params) -> str:
+        preds = []
+        for col, value in (
+            ("source", lf.source),
+            ("author", lf.author),
+            ("verdict", lf.verdict),
+            ("failure_mode", lf.failure_mode),
+        ):
+            if value is not None:
+                preds.append(f"{col} = {p.add(value)}")
+        if lf.has_expected_output:
+            preds.append("expected_output IS NOT NULL")
+        if lf.level == "span":
+            preds.append("span_id IS NOT NULL")
+        where = " AND ".join(preds) or "TRUE"
+        scope = "TRUE" if tf.project is None else f"project = {p.add(tf.project)}"
+        # Current labels first, then the conditions (a later "pass" replaces an earlier "fail").
+        cur = f"cur AS (SELECT * FROM ({current_labels_sql(scope)}) WHERE {where})"
+        if not lf.active:
+            select = "SELECT project, trace_id, CAST(NULL AS VARCHAR) AS span_id, start_time AS trace_start FROM tr"
+        elif lf.level == "trace":
+            select = """SELECT project, trace_id, CAST(NULL AS VARCHAR) AS span_id, start_time AS trace_start FROM tr
+              WHERE EXISTS (SELECT 1 FROM cur WHERE cur.project = tr.project AND cur.trace_id = tr.trace_id)"""
+        else:
+            select = """SELECT DISTINCT tr.project, tr.trace_id, cur.span_id, tr.start_time AS trace_start
+              FROM tr JOIN cur ON cur.project = tr.project AND cur.trace_id = tr.trace_id"""
+        return f"""{trace_ctes(tf, p)}, {cur}
+          {select} ORDER BY trace_start, trace_id, span_id NULLS FIRST LIMIT {p.add(int(limit))}"""
+
+    return an.run(span_source(tf), body)
+
+
+@dataclass
+class Frozen:
+    """A frozen version, whether this call created it, and what the build could not include."""
+
+    version: Version
+    created: bool
+    missing: list[tuple[str, str | None]]
+    carried: int
+
+
+def freeze_dataset(
+    an: Analytics,
+    project: str,
+    dataset: str,
+    author: str | None = None,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Frozen:
+    """Build the dataset's examples now and freeze them as the next version (or return the
+    latest version when nothing changed since). Raises LookupError for an unknown dataset."""
+    dd = an.lake.data_dir
+    previous = read_version(dd, project, dataset)
+    info = list_datasets(an.lake, project).filter(pl.col("dataset") == dataset)
+    if previous is None and info.is_empty():
+        raise LookupError(f"no dataset {dataset!r} in project {project!r}")
+    old = read_examples(dd, previous) if previous is not None else None
+    built = build_examples(an, project, dataset, old, progress)
+    description = info["description"][0] if info.height else None
+    version, created = freeze(dd, project, dataset, built.examples, author, description, force)
+    return Frozen(version, created, built.missing, built.carried)
