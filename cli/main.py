@@ -223,7 +223,9 @@ def compact_cmd(data_dir: Path, min_age: float, lake: str | None) -> None:
 
 
 from spanlake.cli.dashboard import dashboard  # noqa: E402
+from spanlake.cli.dataset import dataset  # noqa: E402
 from spanlake.cli.demo import demo  # noqa: E402
+from spanlake.cli.labels import labels  # noqa: E402
 from spanlake.cli.lake import retention  # noqa: E402
 from spanlake.cli.report import report  # noqa: E402
 
@@ -231,6 +233,8 @@ cli.add_command(report)
 cli.add_command(dashboard)
 cli.add_command(retention)
 cli.add_command(demo)
+cli.add_command(dataset)
+cli.add_command(labels)
 
 
 if __name__ == "__main__":
