@@ -104,14 +104,21 @@ def print_summary(summary: Any, dashboard_url: str) -> None:
 
 @click.command("demo")
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="spanlake's OTLP/HTTP address.")
-@click.option("--tickets", type=click.IntRange(1, 5000), default=60, show_default=True, help="Tickets to answer.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same tickets and outcomes.")
+@click.option(
+    "--tickets", type=click.IntRange(1, 5000), default=60, show_default=True, envvar="SPANLAKE_DEMO_TICKETS",
+    help="Tickets to answer.",
+)  # fmt: skip
+@click.option(
+    "--seed", type=int, default=42, show_default=True, envvar="SPANLAKE_DEMO_SEED",
+    help="Same seed, same tickets and outcomes.",
+)  # fmt: skip
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True, help="Users at once.")
 @click.option(
     "--time-scale",
     type=click.FloatRange(0.01, 10.0),
     default=1.0,
     show_default=True,
+    envvar="SPANLAKE_DEMO_TIME_SCALE",
     help="Multiply the simulated model and tool latencies (0.2: five times faster).",
 )
 @click.option("--dashboard-url", default=DEFAULT_DASHBOARD, show_default=True, help="Where to point for the UI.")
