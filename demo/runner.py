@@ -37,6 +37,7 @@ INSTRUMENTATION_ENV = {
 class Feedback:
     """What a user said about one answer (sent with sl.feedback)."""
 
+    ticket: int  # the ticket's index
     trace_id: str
     user_id: str
     value: str | None = None
@@ -80,10 +81,12 @@ def user_feedback(ticket: Ticket, result: Result) -> list[Feedback]:
     if ticket.gives_feedback:
         up = rng.random() < (0.85 if ok else 0.1)
         comment = None if up else rng.choice(THUMBS_DOWN_COMMENTS)
-        out.append(Feedback(result.trace_id, ticket.user_id, value="up" if up else "down", comment=comment))
+        value = "up" if up else "down"
+        out.append(Feedback(ticket.index, result.trace_id, ticket.user_id, value=value, comment=comment))
     if ticket.gives_rating:
         score = float(rng.choice((4, 5, 5) if ok else (1, 2, 3)))
-        out.append(Feedback(result.trace_id, ticket.user_id, score=score, comment=f"session rating {score:.0f}/5"))
+        comment = f"session rating {score:.0f}/5"
+        out.append(Feedback(ticket.index, result.trace_id, ticket.user_id, score=score, comment=comment))
     return out
 
 
@@ -157,5 +160,6 @@ def run_demo(
         instrumentor.uninstrument()
         handle.shutdown()
     summary.results.sort(key=lambda r: r.ticket.index)
+    summary.feedback.sort(key=lambda f: f.ticket)
     summary.seconds = time.monotonic() - started
     return summary
