@@ -1,0 +1,81 @@
+"""`spanlake up` on a first start with an empty lake runs the demo once, in the background,
+into project `demo`; not again on the next start, and not with SPANLAKE_NO_DEMO."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from spanlake.storage.reader import Lake
+from tests.examples.helpers import ROOT, clean_env
+
+BANNER_END = "Press Ctrl+C to stop."
+DEMO_LINE = "demo: the lake was empty"
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+class Up:
+    """`spanlake up` on free ports, without the dashboard, its output in a file."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.log = data_dir.parent / f"{data_dir.name}-up-{time.monotonic_ns()}.out"
+        self._out = open(self.log, "w")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "spanlake.cli.main", "up", "--data-dir", str(data_dir), "--grpc-port", "0",
+               "--http-port", "0", "--no-dashboard"]  # fmt: skip
+        env = clean_env(SPANLAKE_DEMO_TICKETS="8", SPANLAKE_DEMO_TIME_SCALE="0.2", **env)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_started(self) -> str:
+        wait_for(lambda: BANNER_END in self.output() or self.proc.poll() is not None, 60, "spanlake up")
+        assert self.proc.poll() is None, self.output()
+        return self.output()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+def test_first_start_runs_the_demo_once(tmp_path: Path) -> None:
+    fresh, opted_out = tmp_path / "fresh", tmp_path / "opted-out"
+    first, off = Up(fresh), Up(opted_out, SPANLAKE_NO_DEMO="1")
+    try:
+        assert DEMO_LINE not in off.wait_started()
+        off.stop()
+        assert DEMO_LINE in first.wait_started()
+        demo_log = fresh / "demo.log"
+        wait_for(lambda: demo_log.exists() and "What to look at next" in demo_log.read_text(), 120, "the demo")
+    finally:
+        first.stop()
+        off.stop()
+    assert not (opted_out / "demo.log").exists()
+    assert "spanlake demo: 8 support tickets answered" in demo_log.read_text()
+    lake = Lake(fresh)
+    assert lake.query("SELECT DISTINCT project FROM spans").to_pylist() == [{"project": "demo"}]
+    assert lake.query("SELECT count(*) AS n FROM spans WHERE category = 'task'").to_pylist() == [{"n": 8}]
+    assert lake.query("SELECT count(*) AS n FROM labels WHERE project = 'demo'").to_pylist()[0]["n"] > 0
+
+    again = Up(fresh)  # the lake is not empty any more, and the demo ran once: nothing new
+    try:
+        assert DEMO_LINE not in again.wait_started()
+    finally:
+        again.stop()
+    assert lake.query("SELECT count(*) AS n FROM spans WHERE category = 'task'").to_pylist() == [{"n": 8}]
