@@ -8,6 +8,7 @@ demo once in a background process (`python -m spanlake.cli.demo --quiet`), into 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -34,6 +35,23 @@ no_demo_option = click.option(
     show_envvar=True,
     help="On a first start with an empty lake, do not run the demo app into project `demo`.",
 )
+
+
+# What the demo app needs beyond spanlake itself: the model client and its real auto-instrumentation.
+REQUIRED = {"openai": "openai", "opentelemetry.instrumentation.openai_v2": "opentelemetry-instrumentation-openai-v2"}
+
+
+def missing_packages() -> list[str]:
+    """The distributions the demo needs that are not installed."""
+    out = []
+    for module, dist in REQUIRED.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append(dist)
+    return out
 
 
 def probe(endpoint: str, timeout_s: float = 3.0) -> str | None:
@@ -148,6 +166,8 @@ def demo(
     from spanlake.demo.runner import run_demo
 
     endpoint = endpoint.rstrip("/")
+    if missing := missing_packages():
+        raise click.ClickException(f"the demo needs {' and '.join(missing)}: pip install {' '.join(missing)}")
     if (why := probe(endpoint)) is not None:
         raise click.ClickException(f"no spanlake at {endpoint} ({why}); start it with `spanlake up` or pass --endpoint")
     columns = (TextColumn("answering tickets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -199,6 +219,9 @@ class FirstStartDemo:
     def start(self, http_endpoint: str, dashboard_url: str | None = None) -> None:
         """Run the demo in the background against `http_endpoint`, and say so."""
         if not self.wanted:
+            return
+        if missing := missing_packages():
+            click.echo(f"demo: not run on this first start (it needs: pip install {' '.join(missing)})")
             return
         endpoint = http_endpoint.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//127.0.0.1:")
         cmd = [sys.executable, "-m", "spanlake.cli.demo", "--endpoint", endpoint, "--quiet"]

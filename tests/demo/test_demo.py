@@ -178,3 +178,16 @@ def test_dashboard_views_have_content(run: dict[str, Any]) -> None:
 def test_demo_needs_a_running_spanlake() -> None:
     result = CliRunner().invoke(cli, ["demo", "--endpoint", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 1 and "start it with `spanlake up`" in result.output
+
+
+def test_missing_packages_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Without openai or the instrumentation, `spanlake demo` and `up`'s first start say what to install."""
+    from spanlake.cli import demo
+
+    monkeypatch.setattr(demo, "missing_packages", lambda: ["opentelemetry-instrumentation-openai-v2"])
+    result = CliRunner().invoke(cli, ["demo"])
+    assert result.exit_code == 1 and "pip install opentelemetry-instrumentation-openai-v2" in result.output
+    first = demo.FirstStartDemo(tmp_path / "data", None, disabled=False)
+    assert first.wanted
+    first.start("http://127.0.0.1:4318")
+    assert first.process is None and not (tmp_path / "data" / "demo.log").exists()
