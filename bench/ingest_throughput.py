@@ -66,7 +66,8 @@ def tree_rss_kib(pid: int) -> int:
 def start_collector(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     exe = shutil.which("spanlake") or str(Path(sys.executable).with_name("spanlake"))
     proc = subprocess.Popen(
-        [exe, "up", "--data-dir", str(data_dir), "--grpc-port", "0", "--http-port", "0"],
+        # The collector alone: its RSS is what the target is about, not the dashboard's.
+        [exe, "up", "--data-dir", str(data_dir), "--grpc-port", "0", "--http-port", "0", "--no-dashboard", "--no-demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
