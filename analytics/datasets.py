@@ -29,11 +29,10 @@ import pyarrow as pa
 
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.explore.detail import TraceDetail, trace_detail
-from spanlake.analytics.explore.filters import TraceFilters
+from spanlake.analytics.explore.filters import MAX_PAGE, Page, TraceFilters
 from spanlake.analytics.explore.messages import as_text, loads
-from spanlake.analytics.explore.traces import span_source, trace_ctes
+from spanlake.analytics.explore.traces import list_traces
 from spanlake.analytics.labels import current_labels, current_labels_sql
-from spanlake.analytics.query import Params
 from spanlake.storage.datasets import (
     EXAMPLE_SCHEMA,
     Version,
@@ -272,43 +271,66 @@ class LabelFilter:
         )
 
 
+def _label_matches(an: Analytics, project: str | None, lf: LabelFilter) -> pl.DataFrame:
+    """(project, trace_id, span_id) of current labels matching `lf` (span_id None at trace level)."""
+    params: dict[str, Any] = {}
+    preds = []
+    for col, value in (
+        ("source", lf.source),
+        ("author", lf.author),
+        ("verdict", lf.verdict),
+        ("failure_mode", lf.failure_mode),
+    ):
+        if value is not None:
+            params[col] = value
+            preds.append(f"{col} = ${col}")
+    if lf.has_expected_output:
+        preds.append("expected_output IS NOT NULL")
+    if lf.level == "span":
+        preds.append("span_id IS NOT NULL")
+    scope = "TRUE"
+    if project is not None:
+        params["project"] = project
+        scope = "project = $project"
+    span = "span_id" if lf.level == "span" else "CAST(NULL AS VARCHAR) AS span_id"
+    # Current labels first, then the conditions (a later "pass" replaces an earlier "fail").
+    sql = f"""SELECT DISTINCT project, trace_id, {span} FROM ({current_labels_sql(scope)})
+      WHERE {" AND ".join(preds) or "TRUE"}"""
+    return pl.from_arrow(an.lake.query(sql, params or None))  # type: ignore[return-value]
+
+
 def match_items(
     an: Analytics, tf: TraceFilters, lf: LabelFilter | None = None, limit: int = MAX_MATCHES
 ) -> pl.DataFrame:
-    """Items (project, trace_id, span_id, trace_start) whose trace matches `tf` and whose labels
-    match `lf`, oldest trace first, at most `limit`. Every value is a bound parameter."""
+    """Items (project, trace_id, span_id, trace_start) whose trace matches `tf` (the trace list's
+    filters: analytics.explore.traces.list_traces) and whose current labels match `lf`, oldest
+    trace first, at most `limit`."""
     lf = lf or LabelFilter()
-
-    def body(p: Params) -> str:
-        preds = []
-        for col, value in (
-            ("source", lf.source),
-            ("author", lf.author),
-            ("verdict", lf.verdict),
-            ("failure_mode", lf.failure_mode),
-        ):
-            if value is not None:
-                preds.append(f"{col} = {p.add(value)}")
-        if lf.has_expected_output:
-            preds.append("expected_output IS NOT NULL")
-        if lf.level == "span":
-            preds.append("span_id IS NOT NULL")
-        where = " AND ".join(preds) or "TRUE"
-        scope = "TRUE" if tf.project is None else f"project = {p.add(tf.project)}"
-        # Current labels first, then the conditions (a later "pass" replaces an earlier "fail").
-        cur = f"cur AS (SELECT * FROM ({current_labels_sql(scope)}) WHERE {where})"
-        if not lf.active:
-            select = "SELECT project, trace_id, CAST(NULL AS VARCHAR) AS span_id, start_time AS trace_start FROM tr"
-        elif lf.level == "trace":
-            select = """SELECT project, trace_id, CAST(NULL AS VARCHAR) AS span_id, start_time AS trace_start FROM tr
-              WHERE EXISTS (SELECT 1 FROM cur WHERE cur.project = tr.project AND cur.trace_id = tr.trace_id)"""
-        else:
-            select = """SELECT DISTINCT tr.project, tr.trace_id, cur.span_id, tr.start_time AS trace_start
-              FROM tr JOIN cur ON cur.project = tr.project AND cur.trace_id = tr.trace_id"""
-        return f"""{trace_ctes(tf, p)}, {cur}
-          {select} ORDER BY trace_start, trace_id, span_id NULLS FIRST LIMIT {p.add(int(limit))}"""
-
-    return an.run(span_source(tf), body)
+    wanted: dict[tuple[str, str], list[str | None]] | None = None
+    if lf.active:
+        wanted = {}
+        for r in _label_matches(an, tf.project, lf).iter_rows(named=True):
+            wanted.setdefault((r["project"], r["trace_id"]), []).append(r["span_id"])
+    out: list[dict[str, Any]] = []
+    offset = 0
+    while len(out) < limit and (wanted is None or wanted):
+        page = list_traces(an, tf, Page(sort="start_time", descending=False, limit=MAX_PAGE, offset=offset))
+        for r in page.rows.select("project", "trace_id", "start_time").iter_rows(named=True):
+            key = (r["project"], r["trace_id"])
+            spans = [None] if wanted is None else wanted.pop(key, [])
+            out += [
+                {"project": key[0], "trace_id": key[1], "span_id": s, "trace_start": r["start_time"]} for s in spans
+            ]
+        if not page.has_next or not page.rows.height:
+            break
+        offset += page.rows.height
+    schema = {
+        "project": pl.String,
+        "trace_id": pl.String,
+        "span_id": pl.String,
+        "trace_start": pl.Datetime("us", "UTC"),
+    }
+    return pl.DataFrame(out[:limit], schema=schema)
 
 
 @dataclass
