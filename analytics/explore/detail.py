@@ -10,20 +10,25 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from spanlake.analytics.engine import Analytics
+from spanlake.analytics.explore.filters import HORIZON, SKEW
 from spanlake.analytics.explore.messages import Message, as_text, loads, merge_conversation, span_messages
-from spanlake.analytics.query import BILLABLE_CATEGORIES, Filters, Params, SpanSource
+from spanlake.analytics.explore.relation import connect_window, price_rows
+from spanlake.analytics.query import BILLABLE_CATEGORIES, Filters, SpanSource
 from spanlake.storage.reader import ROOT_PREDICATE, fetch_arrow
 
 MARKER_PREFIXES = {"spanlake.policy.": "policy", "spanlake.fallback.": "fallback", "spanlake.escalation.": "escalation"}
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 VALIDATION_ERRORS = "spanlake.validation.errors"
-HINT_DAYS = 1  # with a time hint, read the partitions of this many days either side
+RECENT = timedelta(days=2)  # without a hint, look here before reading the whole lake
+LOG_DAYS = 1  # log records are read from the days around the spans
 JSON_COLUMNS = ("attributes", "content", "events", "links", "resource_attributes", "scope_attributes")
 
 SPANS_SQL = f"""SELECT DISTINCT ON (project, span_id) * EXCLUDE (date, hour),
@@ -93,28 +98,28 @@ class TraceDetail:
         }
 
 
-def _where(project: str | None, around: datetime | None, params: dict[str, Any]) -> str:
-    preds = ["TRUE"]
-    if project is not None:
-        params["project"] = project
-        preds.append("project = $project")
-    if around is not None:
-        params["d0"] = (around - timedelta(days=HINT_DAYS)).date()
-        params["d1"] = (around + timedelta(days=HINT_DAYS)).date()
-        preds.append("date BETWEEN $d0 AND $d1")
-    return " AND ".join(preds)
+def _where(project: str | None, params: dict[str, Any]) -> str:
+    if project is None:
+        return "TRUE"
+    params["project"] = project
+    return "project = $project"
 
 
-def _fetch_spans(
-    con: duckdb.DuckDBPyConnection, trace_id: str, project: str | None, around: datetime | None
-) -> list[dict[str, Any]]:
+def _read(con: duckdb.DuckDBPyConnection, trace_id: str, project: str | None) -> tuple[pa.Table, list[dict]]:
+    """(the trace's spans, its log records) on `con`, which this closes."""
+    try:
+        raw = _fetch_spans(con, trace_id, project)
+        return raw, (_fetch_logs(con, trace_id, raw.to_pylist()) if raw.num_rows else [])
+    finally:
+        con.close()
+
+
+def _fetch_spans(con: duckdb.DuckDBPyConnection, trace_id: str, project: str | None) -> pa.Table:
     params: dict[str, Any] = {"trace_id": trace_id}
-    rows = fetch_arrow(con, SPANS_SQL.format(where=_where(project, around, params)), params).to_pylist()
-    if not rows and around is not None:  # the hint was wrong: look everywhere
-        return _fetch_spans(con, trace_id, project, None)
-    if rows and project is None:  # the same id in two projects: keep the first project's
-        first = min(rows, key=lambda r: r["start_time"])["project"]
-        rows = [r for r in rows if r["project"] == first]
+    rows = fetch_arrow(con, SPANS_SQL.format(where=_where(project, params)), params)
+    if rows.num_rows and project is None:  # the same id in two projects: keep the first project's
+        first = rows.sort_by([("start_time", "ascending")])["project"][0].as_py()
+        rows = rows.filter(pc.equal(rows["project"], first))
     return rows
 
 
@@ -122,8 +127,8 @@ def _fetch_logs(con: duckdb.DuckDBPyConnection, trace_id: str, spans: list[dict[
     params: dict[str, Any] = {"trace_id": trace_id, "project": spans[0]["project"]}
     start = min(s["start_time"] for s in spans)
     end = max(s["end_time"] for s in spans)
-    params["d0"] = (start - timedelta(days=HINT_DAYS)).date()
-    params["d1"] = (end + timedelta(days=HINT_DAYS)).date()
+    params["d0"] = (start - timedelta(days=LOG_DAYS)).date()
+    params["d1"] = (end + timedelta(days=LOG_DAYS)).date()
     rows = fetch_arrow(con, LOGS_SQL.format(where="date BETWEEN $d0 AND $d1"), params).to_pylist()
     rows.sort(key=lambda r: (r["time_unix_nano"], r["observed_time_unix_nano"], r["record_id"]))
     for r in rows:
@@ -132,19 +137,15 @@ def _fetch_logs(con: duckdb.DuckDBPyConnection, trace_id: str, spans: list[dict[
     return rows
 
 
-def _costs(an: Analytics, trace_id: str, spans: list[dict[str, Any]]) -> dict[str, tuple[float | None, bool]]:
-    """span_id → (cost_usd, unpriced) for the trace's LLM and embedding calls (analytics pricing)."""
-    billable = [s for s in spans if s["category"] in BILLABLE_CATEGORIES]
-    if not billable:
+def _costs(an: Analytics, raw: pa.Table, trace_id: str) -> dict[str, tuple[float | None, bool]]:
+    """span_id → (cost_usd, unpriced) of the trace's calls, priced by the analytics span
+    relation over exactly these rows (relation.price_rows: no second read of the lake)."""
+    categories = set(raw["category"].to_pylist())
+    if not categories & set(BILLABLE_CATEGORIES):
         return {}
-    since = min(s["start_time"] for s in billable)
-    until = max(s["start_time"] for s in billable) + timedelta(microseconds=1)
-    src = SpanSource(Filters(since=since, until=until, project=spans[0]["project"]), categories=BILLABLE_CATEGORIES)
-
-    def body(p: Params) -> str:
-        return f"_ AS (SELECT 1) SELECT span_id, cost_usd, unpriced FROM sp WHERE trace_id = {p.add(trace_id)}"
-
-    return {r["span_id"]: (r["cost_usd"], bool(r["unpriced"])) for r in an.run(src, body).to_dicts()}
+    src = SpanSource(Filters(), categories=BILLABLE_CATEGORIES)
+    df = price_rows(an, raw, src, lambda p: "_ AS (SELECT 1) SELECT span_id, cost_usd, unpriced FROM sp")
+    return {r["span_id"]: (r["cost_usd"], bool(r["unpriced"])) for r in df.to_dicts()}
 
 
 def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -245,15 +246,21 @@ def trace_detail(
 ) -> TraceDetail | None:
     """The trace with this id (None if no span of it is stored). `around` is a time hint."""
     trace_id = trace_id.strip().lower()
-    con = an.lake.connect()
-    try:
-        rows = _fetch_spans(con, trace_id, project, around)
-        if not rows:
-            return None
-        logs = _fetch_logs(con, trace_id, rows)
-    finally:
-        con.close()
-    costs = _costs(an, trace_id, rows)
+    raw = pa.table({})
+    # Where to look: around the hint (the trace list passes its start), else the recent
+    # days (most shared links are fresh), else everywhere.
+    tries = [(around - SKEW, around + HORIZON)] if around is not None else []
+    tries.append((datetime.now(UTC) - RECENT, None))
+    for since, until in tries:
+        raw, logs = _read(connect_window(an, since, until, project), trace_id, project)
+        if raw.num_rows:
+            break
+    if not raw.num_rows:
+        raw, logs = _read(an.lake.connect(), trace_id, project)
+    if not raw.num_rows:
+        return None
+    rows = raw.to_pylist()
+    costs = _costs(an, raw, trace_id)
     t0 = min(r["start_time_unix_nano"] for r in rows)
     by_span: dict[str | None, list[dict[str, Any]]] = {}
     for rec in logs:
