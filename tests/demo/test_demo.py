@@ -191,3 +191,31 @@ def test_missing_packages_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: A
     assert first.wanted
     first.start("http://127.0.0.1:4318")
     assert first.process is None and not (tmp_path / "data" / "demo.log").exists()
+
+
+def test_dashboard_pages_render(run: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each dashboard page, run with Streamlit's AppTest on the demo's lake, shows demo data."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.examples.helpers import ROOT
+
+    monkeypatch.setenv("SPANLAKE_DATA_DIR", str(run["collector"].data_dir))
+    escalated = next(t for t in run["tickets"] if "no_pii" in t["failed_validations"])
+
+    def page(name: str | None = None, **query: str) -> AppTest:
+        at = AppTest.from_file(ROOT / "dashboard" / "streamlit_app.py", default_timeout=60).run()
+        at.sidebar.selectbox(key="global_project").set_value("demo").run()
+        if name is not None:
+            at.query_params.update(query)
+            at.switch_page(f"app_pages/{name}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    assert page().caption[0].value.startswith(f"{TICKETS} traces")
+    trace: dict[str, str] = {}
+    for m in page("trace", trace=escalated["trace_id"], project="demo").metric:
+        trace.setdefault(m.label, m.value)  # the trace's figures come first, then the selected span's
+    assert int(trace["LLM calls"]) >= 2 and trace["Cost"].startswith("$")
+    assert len(page("sessions").dataframe[0].value) > 5
+    assert {m.label: m.value for m in page("overview").metric}["Tasks"] == str(TICKETS)
+    assert len(page("reports").dataframe[0].value) > 0
