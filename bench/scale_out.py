@@ -42,7 +42,7 @@ S3_ENV = {
 
 def start(data_dir: Path, lake: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     exe = shutil.which("spanlake") or str(Path(sys.executable).with_name("spanlake"))
-    cmd = [exe, "up", "--no-dashboard", "--no-compaction", "--data-dir", str(data_dir), "--lake", lake]
+    cmd = [exe, "up", "--no-dashboard", "--no-demo", "--no-compaction", "--data-dir", str(data_dir), "--lake", lake]
     cmd += ["--grpc-port", "0", "--http-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None

@@ -39,7 +39,16 @@ class Collector:
         self.http = ""
 
     def start(self, timeout: float = 60.0) -> str:
-        cmd = [spanlake_command(), "up", "--no-dashboard", "--data-dir", str(self.data_dir), "--lake", self.lake]
+        cmd = [
+            spanlake_command(),
+            "up",
+            "--no-dashboard",
+            "--no-demo",
+            "--data-dir",
+            str(self.data_dir),
+            "--lake",
+            self.lake,
+        ]
         cmd += ["--grpc-port", "0", "--http-port", "0"]
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
