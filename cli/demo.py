@@ -194,9 +194,10 @@ def demo(
 
 
 def lake_is_empty(data_dir: Path, lake: str | None) -> bool:
-    """True when the lake has no span files and the write-ahead log holds nothing to replay."""
+    """True when a local lake has no span files and the write-ahead log holds nothing to replay.
+    A lake on object storage is shared (a deployment, not a first try): never "empty" here."""
     dd = DataDir(data_dir, lake)
-    if dd.wal.is_dir() and any(dd.wal.iterdir()):
+    if dd.is_remote or (dd.wal.is_dir() and any(dd.wal.iterdir())):
         return False
     try:
         return not dd.store.list_files("spans", ".parquet")

@@ -219,3 +219,14 @@ def test_dashboard_pages_render(run: dict[str, Any], monkeypatch: pytest.MonkeyP
     assert len(page("sessions").dataframe[0].value) > 5
     assert {m.label: m.value for m in page("overview").metric}["Tasks"] == str(TICKETS)
     assert len(page("reports").dataframe[0].value) > 0
+
+
+def test_first_start_is_local_and_empty_only(tmp_path: Any) -> None:
+    from spanlake.cli.demo import FirstStartDemo, lake_is_empty
+
+    assert lake_is_empty(tmp_path / "new", None)
+    assert not lake_is_empty(tmp_path / "new", "s3://bucket/lake")  # shared: a deployment, not a first try
+    (tmp_path / "replay" / "wal").mkdir(parents=True)
+    (tmp_path / "replay" / "wal" / "1-a.wal").write_bytes(b"x")
+    assert not lake_is_empty(tmp_path / "replay", None)  # the log will be replayed into the lake
+    assert not FirstStartDemo(tmp_path / "new", None, disabled=True).wanted
