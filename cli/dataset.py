@@ -1,13 +1,14 @@
 """`spanlake dataset`: build eval datasets from labelled traces and export them.
 
-Changes (create, add, remove) go through the running spanlake's API (`--url`), which makes
-them durable in its write-ahead log; reads and exports read the lake directly, so they work
-whether spanlake runs or not.
+Changes (create, add, remove) go through the running spanlake's API (`--url`; a key in
+$SPANLAKE_API_KEY when it requires one), which makes them durable in its write-ahead log;
+reads and exports read the lake directly, so they work whether spanlake runs or not.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -23,6 +24,7 @@ from spanlake.collector.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_HT
 from spanlake.storage.layout import DEFAULT_PROJECT
 
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_HTTP_PORT}"
+API_KEY_ENV = "SPANLAKE_API_KEY"
 BATCH = 1000
 
 data_dir_option = click.option(
@@ -54,7 +56,10 @@ def api(url: str, method: str, path: str, body: Any = None, query: dict[str, Any
     q = urllib.parse.urlencode({k: v for k, v in (query or {}).items() if v is not None})
     full = f"{url.rstrip('/')}/api/v1{path}" + (f"?{q}" if q else "")
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(full, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get(API_KEY_ENV):  # when spanlake requires keys (`spanlake keys`)
+        headers["Authorization"] = f"Bearer {os.environ[API_KEY_ENV]}"
+    req = urllib.request.Request(full, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read() or b"null")
