@@ -130,3 +130,29 @@ def test_schema_survives_a_restart_and_cli(tmp_path: Path) -> None:
         assert json.loads(out.output)["version"] == 2  # read from the files, no server needed
     finally:
         stop()
+
+
+def test_labelling_queue(collector: RunningCollector) -> None:
+    from datetime import timedelta
+
+    from spanlake.analytics.engine import Analytics
+    from spanlake.analytics.explore.filters import TraceFilters
+    from spanlake.analytics.label_queue import labelling_queue
+    from tests.datasets.helpers import label, qa_trace, send
+
+    sent = []
+    for i in range(3):
+        spans, s = qa_trace(f"question {i}", "answer", start_ns=None)
+        send(collector, spans)
+        sent.append(s)
+    label(collector, sent[1].trace_id, "ana", verdict="pass")
+    label(collector, sent[2].trace_id, "bo", span_id=sent[2].llm_span_id, verdict="fail", failure_mode="wrong_tool")
+    collector.flush()
+    an = Analytics(collector.lake)
+    f = TraceFilters.last(timedelta(hours=2), project=PROJECT)
+    ana = labelling_queue(an, f, author="ana", limit=5)
+    assert (ana.total, ana.done, ana.remaining) == (3, 1, 2)
+    assert set(ana.next["trace_id"]) == {sent[0].trace_id, sent[2].trace_id}
+    anyone = labelling_queue(an, f, limit=1)
+    assert (anyone.done, anyone.next["trace_id"].to_list()) == (2, [sent[0].trace_id])
+    assert labelling_queue(an, f.with_(project="other")).total == 0
