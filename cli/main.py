@@ -13,6 +13,7 @@ import click
 import duckdb
 
 from spanlake.cli.demo import FirstStartDemo, no_demo_option
+from spanlake.cli.keys import auth_banner, auth_option
 from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
 from spanlake.collector.config import (
     DEFAULT_DATA_DIR,
@@ -92,6 +93,7 @@ def cli() -> None:
 @click.option("--no-dashboard", is_flag=True, help="Do not serve the dashboard.")
 @no_demo_option
 @up_options
+@auth_option
 @click.option("-v", "--verbose", is_flag=True, help="Log what the collector does.")
 def up(
     data_dir: Path,
@@ -105,6 +107,7 @@ def up(
     lake: str | None,
     compaction: bool,
     retention: str,
+    auth: str,
     verbose: bool,
 ) -> None:
     """Start spanlake: OTLP collector (gRPC and HTTP) writing to a local Parquet lake.
@@ -127,6 +130,7 @@ def up(
             lake=lake,
             compaction=compaction,
             retention=retention_rules(retention),
+            auth=auth,  # type: ignore[arg-type]
         ).validate()
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
@@ -136,7 +140,7 @@ def up(
     from spanlake.cli import dashboard as dash
 
     child: list[dash.Dashboard] = []
-    first_demo = FirstStartDemo(data_dir, lake, no_demo)  # decided before the log is replayed
+    first_demo = FirstStartDemo(data_dir, lake, no_demo or config.auth_enabled)  # before the log is replayed
 
     def started(endpoints: object) -> None:
         ep = endpoints  # Endpoints
@@ -147,7 +151,8 @@ def up(
             f"  OTLP/HTTP  {ep.http}  (POST /v1/traces, /v1/logs)\n"  # type: ignore[attr-defined]
             f"  dashboard  {ui}\n"
             f"  data       {DataDir(data_dir).root}\n"
-            f"  lake       {DataDir(data_dir, lake).lake_location}\n\n"
+            f"  lake       {DataDir(data_dir, lake).lake_location}\n"
+            f"  {auth_banner(config)}\n\n"
             f"Send traces:  export OTEL_EXPORTER_OTLP_ENDPOINT={ep.http}\n"  # type: ignore[attr-defined]
             f"Look at them: spanlake query --data-dir {data_dir} "
             '"SELECT * FROM traces ORDER BY start_time DESC LIMIT 10"\n'
@@ -225,6 +230,7 @@ def compact_cmd(data_dir: Path, min_age: float, lake: str | None) -> None:
 from spanlake.cli.dashboard import dashboard  # noqa: E402
 from spanlake.cli.dataset import dataset  # noqa: E402
 from spanlake.cli.demo import demo  # noqa: E402
+from spanlake.cli.keys import keys  # noqa: E402
 from spanlake.cli.labels import labels  # noqa: E402
 from spanlake.cli.lake import retention  # noqa: E402
 from spanlake.cli.report import report  # noqa: E402
@@ -235,6 +241,7 @@ cli.add_command(retention)
 cli.add_command(demo)
 cli.add_command(dataset)
 cli.add_command(labels)
+cli.add_command(keys)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import grpc
 import uvicorn
 
+from spanlake.collector.auth import Authenticator
 from spanlake.collector.config import CollectorConfig
 from spanlake.collector.flusher import Flusher
 from spanlake.collector.grpc_receiver import make_grpc_server
@@ -26,6 +27,7 @@ from spanlake.collector.http_receiver import make_http_app
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import WriteAheadLog
 from spanlake.storage.compact import compact
+from spanlake.storage.keys import keys_path
 from spanlake.storage.layout import DataDir
 from spanlake.storage.retention import apply_retention
 from spanlake.storage.writer import LakeWriter
@@ -69,6 +71,8 @@ class Collector:
         self.flusher = Flusher(self.wal, LakeWriter(self.data_dir), config.default_project, config.flush_workers)
         self.wal.on_segment_closed = self.flusher.submit
         self.ingestor = Ingestor(self.wal, config.max_future_s)
+        keys = (config.keys_file or keys_path(config.data_dir)) if config.auth_enabled else None
+        self.auth = Authenticator(keys)
         self._grpc: grpc.aio.Server | None = None
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -86,12 +90,14 @@ class Collector:
         self.wal.start()
 
         cfg = self.config
-        self._grpc, grpc_port = make_grpc_server(self.ingestor, f"{cfg.host}:{cfg.grpc_port}", cfg.max_message_bytes)
+        self._grpc, grpc_port = make_grpc_server(
+            self.ingestor, f"{cfg.host}:{cfg.grpc_port}", cfg.max_message_bytes, self.auth
+        )
         await self._grpc.start()
 
         sock = _bind_socket(cfg.host, cfg.http_port)
         http_port = sock.getsockname()[1]
-        app = make_http_app(self.ingestor, cfg.max_body_bytes, self.data_dir, cfg.default_project)
+        app = make_http_app(self.ingestor, cfg.max_body_bytes, self.data_dir, cfg.default_project, self.auth)
         self._http = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
         )

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from spanlake.collector.grpc_receiver import DEFAULT_MAX_MESSAGE_BYTES
 from spanlake.collector.http_receiver import DEFAULT_MAX_BODY_BYTES
@@ -14,6 +15,8 @@ from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S
 from spanlake.storage.compact import MIN_AGE_S
 from spanlake.storage.layout import DEFAULT_PROJECT, valid_project
 from spanlake.storage.retention import ALL_PROJECTS
+
+AuthMode = Literal["auto", "on", "off"]
 
 DEFAULT_DATA_DIR = "./spanlake-data"
 DEFAULT_HOST = "127.0.0.1"
@@ -47,7 +50,9 @@ class CollectorConfig:
     `lake`: where the Parquet lake is when not `<data_dir>/lake` (a folder, or
     `s3://bucket/prefix`); the WAL always stays in `data_dir`. `compaction`: whether this
     process compacts and applies `retention` ({project or '*': days}); on a lake shared by
-    several collectors on object storage, enable it in exactly one process.
+    several collectors on object storage, enable it in exactly one process. `auth`: bearer
+    keys required ("on"), not ("off", loopback only) or "auto" (off on loopback, else on);
+    `keys_file` defaults to storage.keys.keys_path(data_dir).
     """
 
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -73,6 +78,8 @@ class CollectorConfig:
     retention_interval_s: float = field(
         default_factory=lambda: env_float("SPANLAKE_RETENTION_INTERVAL_S", DEFAULT_RETENTION_INTERVAL_S)
     )
+    auth: AuthMode = "auto"
+    keys_file: Path | None = None
 
     def validate(self) -> CollectorConfig:
         """Raise ValueError naming the first bad setting."""
@@ -107,7 +114,20 @@ class CollectorConfig:
             raise ValueError(f"lake must be a folder, file:// or s3:// URL, got {self.lake!r}")
         if self.compact_interval_s <= 0 or self.retention_interval_s <= 0:
             raise ValueError("compact_interval_s and retention_interval_s must be positive")
+        if self.auth not in ("auto", "on", "off"):
+            raise ValueError(f"auth must be on, off or auto, got {self.auth!r}")
+        if self.auth == "off" and not self.is_loopback:
+            raise ValueError(
+                f"authentication is off but {self.host} is not a loopback address: anyone who can reach it could "
+                "read and write every project. Use --auth on and create keys with `spanlake keys create`, "
+                "or listen on 127.0.0.1"
+            )
         return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need a key: always unless off or auto on a loopback address."""
+        return self.auth == "on" or (self.auth == "auto" and not self.is_loopback)
 
     @property
     def is_loopback(self) -> bool:

@@ -14,6 +14,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.errors import ExportError
 from spanlake.collector.ingest import LOGS, TRACES, Ingestor, SignalSpec
 
@@ -40,10 +41,14 @@ def trailing_metadata(err: ExportError) -> tuple[tuple[str, bytes], ...]:
     return tuple(md)
 
 
-def _handler(ingestor: Ingestor, spec: SignalSpec) -> Callable:
+def _handler(ingestor: Ingestor, spec: SignalSpec, auth: Authenticator) -> Callable:
     async def export(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            response = await ingestor.export(spec, raw, "protobuf")
+            principal = None
+            if auth.enabled:
+                md = dict(context.invocation_metadata() or ())
+                principal = auth.authenticate(md.get("authorization"), "write", peer_host(context.peer()))
+            response = await ingestor.export(spec, raw, "protobuf", principal.project if principal else None)
         except ExportError as e:
             await context.abort(e.grpc_code, e.message, trailing_metadata=trailing_metadata(e))
         except Exception:
@@ -54,10 +59,21 @@ def _handler(ingestor: Ingestor, spec: SignalSpec) -> Callable:
     return export
 
 
+def peer_host(peer: str) -> str:
+    """The address part of a gRPC peer string ('ipv4:127.0.0.1:5000', 'ipv6:[::1]:5000')."""
+    kind, _, rest = peer.partition(":")
+    return rest.rpartition(":")[0] if kind in ("ipv4", "ipv6") else peer
+
+
 def make_grpc_server(
-    ingestor: Ingestor, address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ingestor: Ingestor,
+    address: str,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    auth: Authenticator = DISABLED,
 ) -> tuple[grpc.aio.Server, int]:
-    """Create (not start) the gRPC server bound to `address`; returns it and the bound port."""
+    """Create (not start) the gRPC server bound to `address`; returns it and the bound port.
+
+    With `auth` enabled, exports need a write key in the `authorization` metadata."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -66,7 +82,7 @@ def make_grpc_server(
         ]
     )
     for service, spec in ((TRACE_SERVICE, TRACES), (LOGS_SERVICE, LOGS)):
-        method = grpc.unary_unary_rpc_method_handler(_handler(ingestor, spec))  # raw bytes in and out
+        method = grpc.unary_unary_rpc_method_handler(_handler(ingestor, spec, auth))  # raw bytes in and out
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": method}),))
     port = server.add_insecure_port(address)
     if port == 0:

@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spanlake.collector.ingest import LOGS, TRACES, Encoding, Ingestor, SignalSpec
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
@@ -62,7 +63,7 @@ def render(message: Message, encoding: Encoding, status: int = 200, headers: dic
 
 def error_response(err: ExportError, encoding: Encoding) -> Response:
     status = status_pb2.Status(code=err.grpc_code.value[0], message=err.message)
-    headers = {}
+    headers = {"WWW-Authenticate": 'Bearer realm="spanlake"'} if err.http_status == 401 else {}
     if err.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
     return render(status, encoding, err.http_status, headers)
@@ -88,8 +89,12 @@ def make_http_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     data_dir: DataDir | None = None,
     default_project: str = DEFAULT_PROJECT,
+    auth: Authenticator = DISABLED,
 ) -> FastAPI:
-    """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the labels API."""
+    """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the labels API.
+
+    With `auth` enabled, exports need a write key and are stored under its project (401/403 otherwise)."""
+    from spanlake.collector.api_scope import ApiScopeMiddleware
     from spanlake.collector.labels_api import make_labels_router
 
     app = FastAPI(title="spanlake OTLP/HTTP receiver", docs_url=None, redoc_url=None, openapi_url=None)
@@ -98,13 +103,15 @@ def make_http_app(
         encoding: Encoding = "json"
         try:
             encoding = encoding_of(request.headers.get("content-type"))
+            peer = request.client.host if request.client else ""
+            principal = auth.authenticate(request.headers.get("authorization"), "write", peer)
             body = await read_body(request, max_body_bytes)
             content_encoding = request.headers.get("content-encoding", "identity").strip().lower()
             if content_encoding == "gzip":
                 body = gunzip(body, max_body_bytes)
             elif content_encoding not in ("", "identity"):
                 raise UnsupportedMediaType(f"unsupported Content-Encoding {content_encoding!r}: send gzip or none")
-            response = await ingestor.export(spec, body, encoding)
+            response = await ingestor.export(spec, body, encoding, principal.project if principal else None)
             return render(response, encoding)
         except ExportError as e:
             return error_response(e, encoding)
@@ -120,7 +127,9 @@ def make_http_app(
     async def logs(request: Request) -> Response:
         return await handle(LOGS, request)
 
-    app.include_router(make_labels_router(ingestor, data_dir, default_project))
+    app.include_router(make_labels_router(ingestor, data_dir, default_project, auth))
+    if auth.enabled:
+        app.add_middleware(ApiScopeMiddleware, auth=auth)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

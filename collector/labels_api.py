@@ -24,6 +24,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from spanlake.collector.auth import DISABLED, Authenticator, check_project
 from spanlake.collector.errors import ExportError, InvalidRequest
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_LABELS, Record
@@ -148,10 +149,14 @@ def check_schema(items: list[FeedbackIn | LabelIn], schemas: LabelSchemas, defau
 
 
 def make_labels_router(
-    ingestor: Ingestor, data_dir: DataDir | None = None, default_project: str = DEFAULT_PROJECT
+    ingestor: Ingestor,
+    data_dir: DataDir | None = None,
+    default_project: str = DEFAULT_PROJECT,
+    auth: Authenticator = DISABLED,
 ) -> APIRouter:
     """Routes for /api/v1/feedback and /api/v1/labels; with a data directory, labels are checked
-    against the project's label schema and the datasets API (collector.datasets_api) is included."""
+    against the project's label schema and the datasets API (collector.datasets_api) is included.
+    With `auth` enabled, writing needs a write key, and events go to its project (403 for another)."""
     from spanlake.collector.http_receiver import error_response, read_body
 
     router = APIRouter(prefix="/api/v1")
@@ -161,7 +166,11 @@ def make_labels_router(
         if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
             return error_response(InvalidRequest("send Content-Type: application/json"), "json")
         try:
+            peer = request.client.host if request.client else ""
+            principal = auth.authenticate(request.headers.get("authorization"), "write", peer)
             items = _parse(await read_body(request, MAX_LABELS_BODY_BYTES), model, many)
+            for m in items:
+                m.project = check_project(principal, m.project)
             if schemas is not None:
                 check_schema(items, schemas, default_project)
             now = time.time_ns()
