@@ -17,6 +17,7 @@ from spanlake.cli.keys import auth_banner, auth_option
 from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
 from spanlake.collector.config import (
     DEFAULT_DATA_DIR,
+    DEFAULT_FLUSH_WORKERS,
     DEFAULT_GRPC_PORT,
     DEFAULT_HOST,
     DEFAULT_HTTP_PORT,
@@ -91,6 +92,15 @@ def cli() -> None:
     help="Dashboard port (0 picks a free one).",
 )
 @click.option("--no-dashboard", is_flag=True, help="Do not serve the dashboard.")
+@click.option(
+    "--flush-workers",
+    type=click.IntRange(0, 64),
+    default=DEFAULT_FLUSH_WORKERS,
+    show_default=True,
+    envvar="SPANLAKE_FLUSH_WORKERS",
+    show_envvar=True,
+    help="Processes that turn the write-ahead log into Parquet (0: in the collector process).",
+)
 @no_demo_option
 @up_options
 @auth_option
@@ -103,6 +113,7 @@ def up(
     default_project: str,
     dashboard_port: int,
     no_dashboard: bool,
+    flush_workers: int,
     no_demo: bool,
     lake: str | None,
     compaction: bool,
@@ -127,6 +138,7 @@ def up(
             grpc_port=grpc_port,
             http_port=http_port,
             default_project=default_project,
+            flush_workers=flush_workers,
             lake=lake,
             compaction=compaction,
             retention=retention_rules(retention),
@@ -233,9 +245,10 @@ from spanlake.cli.demo import demo  # noqa: E402
 from spanlake.cli.keys import keys  # noqa: E402
 from spanlake.cli.labels import labels  # noqa: E402
 from spanlake.cli.lake import retention  # noqa: E402
-from spanlake.cli.report import report  # noqa: E402
+from spanlake.cli.report import analytics, report  # noqa: E402
 
 cli.add_command(report)
+cli.add_command(analytics)
 cli.add_command(dashboard)
 cli.add_command(retention)
 cli.add_command(demo)
