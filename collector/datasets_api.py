@@ -269,11 +269,11 @@ def make_datasets_router(
                     "trace_id": it.trace_id.lower(),
                     "span_id": it.span_id.lower() if it.span_id else None,
                     "author": m.author,
-                    "created_at_unix_nano": now,
+                    "created_at_unix_nano": now + i * 1000,  # +i µs: the dataset keeps the order items were sent in
                     "trace_start_unix_nano": int(it.trace_start.timestamp() * 1e6) * 1000 if it.trace_start else None,
                     "metadata": m.metadata,
                 }
-                for it in m.items
+                for i, it in enumerate(m.items)
             ]
             await append(events)
             return {"project": p, "dataset": n, "op": m.op, "items": len(events)}
