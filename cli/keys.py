@@ -107,4 +107,7 @@ def auth_banner(config: CollectorConfig) -> str:
     except ValueError as e:
         return f"authentication is on, but the keys file is unreadable: {e}"
     hint = "" if n else " (none yet: every request is refused; run `spanlake keys create`)"
-    return f"authentication is on: {n} active key(s) in {path}{hint}"
+    text = f"authentication is on: {n} active key(s) in {path}{hint}"
+    if not config.is_loopback:
+        text += "\n  the dashboard listens on 127.0.0.1 only: it has no sign-in yet (see docs/security.md)"
+    return text

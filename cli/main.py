@@ -156,7 +156,8 @@ def up(
 
     def started(endpoints: object) -> None:
         ep = endpoints  # Endpoints
-        ui = dash.start_for_up(data_dir, host, dashboard_port, no_dashboard, child)
+        ui_host = host if config.is_loopback else "127.0.0.1"  # the dashboard has no sign-in yet
+        ui = dash.start_for_up(data_dir, ui_host, dashboard_port, no_dashboard, child)
         click.echo(
             f"spanlake {version('spanlake')} is running\n"
             f"  OTLP/gRPC  {ep.grpc}\n"  # type: ignore[attr-defined]
