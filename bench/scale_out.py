@@ -47,14 +47,17 @@ def start(data_dir: Path, lake: str, env: dict[str, str]) -> tuple[subprocess.Po
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
     deadline = time.time() + 60
+    seen = []
     while time.time() < deadline:
         line = proc.stdout.readline()
+        seen.append(line)
         if "OTLP/HTTP" in line:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
             return proc, line.split()[1]
         if not line and proc.poll() is not None:
             break
     proc.kill()
-    raise RuntimeError("collector did not start")
+    raise RuntimeError("collector did not start: " + "".join(seen)[-2000:])
 
 
 def moto(env: dict[str, str]) -> subprocess.Popen[bytes]:
