@@ -4,7 +4,8 @@
   into ~/.cache/spanlake-tests with `npm install --offline` (from npm's cache only, never the
   network at test time). Neither works → the promptfoo test is skipped, saying why.
 - deepeval and ragas (PyPI) are heavy and pull in conflicting pins, so they live in their own
-  virtualenv: `SPANLAKE_EVAL_PYTHON` names its python (else this interpreter, if it has them).
+  virtualenv: `SPANLAKE_EVAL_PYTHON` names its python, else `.venv-evaltools` (scripts/eval-tools
+  makes it), else this interpreter if it has them.
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ def _has(python: str, modules: str) -> bool:
 @pytest.fixture(scope="session")
 def eval_python() -> str:
     """A python with deepeval and ragas importable (skips when there is none)."""
-    for python in (os.environ.get("SPANLAKE_EVAL_PYTHON"), sys.executable):
+    local = Path(__file__).resolve().parents[2] / ".venv-evaltools" / "bin" / "python"  # scripts/eval-tools
+    for python in (os.environ.get("SPANLAKE_EVAL_PYTHON"), str(local) if local.exists() else None, sys.executable):
         if python and _has(python, "deepeval, ragas"):
             return python
-    pytest.skip("deepeval/ragas not installed: set SPANLAKE_EVAL_PYTHON to a python that has them")
+    pytest.skip("deepeval/ragas not installed: run scripts/eval-tools, or set SPANLAKE_EVAL_PYTHON")
 
 
 @pytest.fixture(scope="module")
