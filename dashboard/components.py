@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,9 +43,14 @@ def fmt_ms(v: float | None) -> str:
 
 
 def fmt_cost(v: float | None, unpriced: int = 0) -> str:
+    """Dollars with three significant digits for small amounts ($0.000261), cents otherwise."""
     if v is None:
         return "unpriced" if unpriced else NONE
-    text = f"${v:.4f}" if v < 1 else f"${v:,.2f}"
+    decimals = 2 if v == 0 else max(2, 2 - math.floor(math.log10(abs(v))))
+    text = f"{v:,.{decimals}f}"
+    if decimals > 2:
+        text = text.rstrip("0")
+    text = f"${text}"
     return f"{text} (+{unpriced} unpriced)" if unpriced else text
 
 

@@ -155,8 +155,8 @@ def test_overview(open_app: Open) -> None:
     shown = metrics(at)
     assert shown["Tasks"] == ("3", "+2")
     assert shown["Success rate"] == ("33.3%", "-66.7 pp")
-    assert shown["Cost"] == ("$0.0026", "+0.0024")
-    assert shown["Cost per successful task"][0] == "$0.0026"
+    assert shown["Cost"] == ("$0.00261", "+0.0024")
+    assert shown["Cost per successful task"][0] == "$0.00261"
     assert shown["p50 latency"] == ("1.00 s", "-1,000 ms")
     assert shown["p95 latency"] == ("2.80 s", "+800 ms")
     assert shown["Error rate"] == ("33.3%", "+33.3 pp")
