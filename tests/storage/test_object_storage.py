@@ -233,3 +233,23 @@ def test_collector_writes_its_lake_to_s3(tmp_path: Path, s3_lake: str) -> None:
         stop()
     assert not any((tmp_path / "data" / "wal").iterdir())
     assert objectstoremod.is_remote_url(s3_lake)
+
+
+def test_cli_query_compact_and_retention_on_an_s3_lake(tmp_path: Path, s3_lake: str) -> None:
+    from click.testing import CliRunner
+
+    from spanlake.cli.main import cli
+
+    dd = DataDir(tmp_path / "d", s3_lake)
+    fill(dd)
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path / "cli"), "--lake", s3_lake]
+    q = runner.invoke(cli, ["query", *base, "--format", "json", "SELECT count(*) AS n FROM spans"])
+    assert q.exit_code == 0, q.output
+    assert json.loads(q.output) == [{"n": 7}]
+    c = runner.invoke(cli, ["compact", *base, "--min-age", "0"])
+    assert c.exit_code == 0, c.output
+    assert "duplicates dropped: 1" in c.output
+    r = runner.invoke(cli, ["retention", *base, "--project", "beta", "--days", "1", "--dry-run"])
+    assert r.exit_code == 0 and "0 partition(s)" in r.output, r.output
+    assert Lake(dd).query("SELECT count(*) AS n FROM spans_raw").to_pylist() == [{"n": 7}]
