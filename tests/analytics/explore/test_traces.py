@@ -150,3 +150,26 @@ def test_overview_figures_and_change(seeded: Analytics) -> None:
     assert o.change("tasks") == 2 and o.change("success_rate") == pytest.approx(-2 / 3)
     assert o.bucket == "hour" and o.trend["tasks"].to_list() == [3]
     assert overview(seeded, Filters(project="other")).current["tasks"] == 1
+
+
+def test_overview_agrees_with_the_analytics_reports(seeded: Analytics) -> None:
+    """One task per trace here, so the overview's figures are the tasks/validation reports'."""
+    from spanlake.analytics.reports import tasks, validation
+
+    day = Filters(since=T0.replace(hour=0), until=T0.replace(hour=0) + timedelta(days=1), project="shop")
+    o = overview(seeded, day).current
+    report = tasks(seeded, day).to_dicts()[0]
+    for k in ("tasks", "successful_tasks", "failed_tasks", "success_rate", "task_cost_usd", "cost_per_successful_task",
+              "p50_ms", "p95_ms"):  # fmt: skip
+        assert o[k] == pytest.approx(report[k]), k
+    checks = validation(seeded, day, ()).to_dicts()[0]
+    assert o["validation_failure_rate"] == pytest.approx(checks["failure_rate"])
+
+
+def test_long_windows_read_whole_days(seeded: Analytics) -> None:
+    """Windows over 72 h list day partitions instead of hours; same traces either way."""
+    ten_days = TraceFilters(since=T0 - timedelta(days=5), until=T0 + timedelta(days=5), project="shop")
+    assert ids(seeded, ten_days) == ["3", "2", "1", "4"]
+    assert ids(seeded, ten_days.with_(since=T0 - timedelta(hours=30), until=T0 + timedelta(hours=30))) == [
+        "3", "2", "1", "4"
+    ]  # fmt: skip
