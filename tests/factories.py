@@ -70,7 +70,9 @@ def make_span(
     return span
 
 
-def make_request(spans: list[Span], resource: dict[str, Any] | None = None, scope: str = "tests") -> ExportTraceServiceRequest:
+def make_request(
+    spans: list[Span], resource: dict[str, Any] | None = None, scope: str = "tests"
+) -> ExportTraceServiceRequest:
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     rs.resource.attributes.extend(kvs(resource if resource is not None else {"service.name": "test-service"}))

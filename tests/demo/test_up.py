@@ -40,7 +40,7 @@ class Up:
 
     def wait_started(self) -> str:
         wait_for(lambda: BANNER_END in self.output() or self.proc.poll() is not None, 60, "spanlake up")
-        assert self.proc.poll() is None, self.output()
+        assert self.proc.poll() is None, f"spanlake up exited {self.proc.returncode}:\n{self.output()}"
         return self.output()
 
     def stop(self) -> None:
@@ -58,24 +58,25 @@ def test_first_start_runs_the_demo_once(tmp_path: Path) -> None:
     fresh, opted_out = tmp_path / "fresh", tmp_path / "opted-out"
     first, off = Up(fresh), Up(opted_out, SPANLAKE_NO_DEMO="1")
     try:
-        assert DEMO_LINE not in off.wait_started()
+        assert DEMO_LINE not in off.wait_started(), off.output()
         off.stop()
-        assert DEMO_LINE in first.wait_started()
+        assert DEMO_LINE in first.wait_started(), first.output()
         demo_log = fresh / "demo.log"
         wait_for(lambda: demo_log.exists() and "What to look at next" in demo_log.read_text(), 120, "the demo")
     finally:
         first.stop()
         off.stop()
     assert not (opted_out / "demo.log").exists()
-    assert "spanlake demo: 8 support tickets answered" in demo_log.read_text()
+    why = f"up:\n{first.output()}\ndemo.log:\n{demo_log.read_text()}"
+    assert "spanlake demo: 8 support tickets answered" in demo_log.read_text(), why
     lake = Lake(fresh)
-    assert lake.query("SELECT DISTINCT project FROM spans").to_pylist() == [{"project": "demo"}]
-    assert lake.query("SELECT count(*) AS n FROM spans WHERE category = 'task'").to_pylist() == [{"n": 8}]
+    assert lake.query("SELECT DISTINCT project FROM spans").to_pylist() == [{"project": "demo"}], why
+    assert lake.query("SELECT count(*) AS n FROM spans WHERE category = 'task'").to_pylist() == [{"n": 8}], why
     assert lake.query("SELECT count(*) AS n FROM labels WHERE project = 'demo'").to_pylist()[0]["n"] > 0
 
     again = Up(fresh)  # the lake is not empty any more, and the demo ran once: nothing new
     try:
-        assert DEMO_LINE not in again.wait_started()
+        assert DEMO_LINE not in again.wait_started(), again.output()
     finally:
         again.stop()
     assert lake.query("SELECT count(*) AS n FROM spans WHERE category = 'task'").to_pylist() == [{"n": 8}]
