@@ -137,7 +137,12 @@ def read_keys(path: Path) -> list[ApiKey]:
 
 def _write_atomically(path: Path, keys: list[ApiKey]) -> None:
     body = orjson.dumps({"version": FORMAT_VERSION, "keys": [asdict(k) for k in keys]}, option=orjson.OPT_INDENT_2)
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)
+    write_atomically(path, body)
+
+
+def write_atomically(path: Path, body: bytes) -> None:
+    """Replace `path` with `body` (mode 0600): temporary file, fsync, rename, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)

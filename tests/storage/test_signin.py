@@ -1,0 +1,114 @@
+"""Sign-in back-off, per user name and per client address, on an injected clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spanlake.storage.signin import Backoff, BackoffPolicy, SignIn, SignInRefused
+from spanlake.storage.users import UserStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def signin(tmp_path: Path, clock: Clock) -> SignIn:
+    store = UserStore(tmp_path / "users.json")
+    store.add("vera", "viewer", "s3cret-vera", ("shop",))
+    store.add("ana", "labeller", "s3cret-ana", ("shop",))
+    return SignIn(store.path, clock=clock)
+
+
+def refused(s: SignIn, name: str, password: str, client: str = "10.0.0.1") -> SignInRefused:
+    with pytest.raises(SignInRefused) as e:
+        s.attempt(name, password, client)
+    return e.value
+
+
+def test_backoff_doubles_and_caps(clock: Clock) -> None:
+    b = Backoff(BackoffPolicy(lock_after=4, base_s=10, max_s=60, forget_s=600), clock)
+    assert [b.failed("k") for _ in range(3)] == [0, 0, 0]
+    assert b.retry_after("k") == 0
+    assert b.failed("k") == 10 and b.retry_after("k") == 10
+    clock.now += 4
+    assert b.retry_after("k") == 6
+    assert [b.failed("k") for _ in range(4)] == [20, 40, 60, 60]
+    b.succeeded("k")
+    assert b.retry_after("k") == 0 and b.failures("k") == 0
+
+
+def test_backoff_forgets_after_a_quiet_while(clock: Clock) -> None:
+    b = Backoff(BackoffPolicy(lock_after=3, base_s=10, max_s=60, forget_s=600), clock)
+    b.failed("k")
+    b.failed("k")
+    clock.now += 599
+    assert b.failures("k") == 2
+    clock.now += 1
+    assert b.failures("k") == 0
+    assert b.failed("k") == 0  # counting starts again
+
+
+def test_right_and_wrong_passwords(signin: SignIn) -> None:
+    assert signin.attempt("vera", "s3cret-vera").name == "vera"
+    assert str(refused(signin, "vera", "nope-nope")) == "Wrong user name or password."
+    assert str(refused(signin, "nobody", "s3cret-vera")) == "Wrong user name or password."  # same message
+    assert str(refused(signin, "", "")) == "Wrong user name or password."
+
+
+def test_user_lock_out_timings(signin: SignIn, clock: Clock) -> None:
+    for i in range(4):
+        assert refused(signin, "vera", f"guess-{i}", client=f"10.0.0.{i}").retry_after == 0
+    fifth = refused(signin, "vera", "guess-5", client="10.0.0.9")
+    assert fifth.retry_after == 30 and str(fifth).endswith("Too many failures: try again in 30 s.")
+    # Locked: even the right password is refused, from any address, without being checked.
+    locked = refused(signin, "vera", "s3cret-vera", client="10.9.9.9")
+    assert str(locked) == "Too many failed sign-ins for this user. Try again in 30 s."
+    clock.now += 29.5
+    assert refused(signin, "vera", "s3cret-vera").retry_after == pytest.approx(0.5)
+    assert signin.attempt("ana", "s3cret-ana", "10.0.0.1").name == "ana"  # other users are not affected
+    clock.now += 0.5
+    assert refused(signin, "vera", "guess-6").retry_after == 60  # doubles
+    clock.now += 60
+    assert refused(signin, "vera", "guess-7").retry_after == 120
+    clock.now += 120
+    assert signin.attempt("vera", "s3cret-vera").name == "vera"
+    assert refused(signin, "vera", "guess-8").retry_after == 0  # a success starts the count again
+
+
+def test_user_lock_out_caps_at_15_minutes(signin: SignIn, clock: Clock) -> None:
+    waits = []
+    for i in range(12):
+        waits.append(refused(signin, "VERA", f"guess-{i}", client=f"c{i}").retry_after)  # names case-folded
+        clock.now += waits[-1]
+    assert waits == [0, 0, 0, 0, 30, 60, 120, 240, 480, 900, 900, 900]
+
+
+def test_client_lock_out(signin: SignIn, clock: Clock) -> None:
+    for i in range(19):
+        assert refused(signin, f"user{i}", "guess", client="10.6.6.6").retry_after == 0
+    last = refused(signin, "user19", "guess", client="10.6.6.6")
+    assert last.retry_after == 60
+    locked = refused(signin, "vera", "s3cret-vera", client="10.6.6.6")
+    assert str(locked) == "Too many failed sign-ins from this address. Try again in 60 s."
+    assert signin.attempt("vera", "s3cret-vera", client="10.7.7.7").name == "vera"  # other addresses are not
+    clock.now += 60
+    assert signin.attempt("vera", "s3cret-vera", client="10.6.6.6").name == "vera"
+    # A success does not reset the address's count: the next failure locks it again, for longer.
+    assert refused(signin, "x", "guess", client="10.6.6.6").retry_after == 120
+
+
+def test_no_users_says_how_to_create_one(tmp_path: Path) -> None:
+    e = refused(SignIn(tmp_path / "users.json"), "admin", "whatever1")
+    assert "spanlake users add admin --role admin" in str(e)
