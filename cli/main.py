@@ -247,6 +247,7 @@ from spanlake.cli.keys import keys  # noqa: E402
 from spanlake.cli.labels import labels  # noqa: E402
 from spanlake.cli.lake import retention  # noqa: E402
 from spanlake.cli.report import analytics, report  # noqa: E402
+from spanlake.cli.users import users  # noqa: E402
 
 cli.add_command(report)
 cli.add_command(analytics)
@@ -256,6 +257,7 @@ cli.add_command(demo)
 cli.add_command(dataset)
 cli.add_command(labels)
 cli.add_command(keys)
+cli.add_command(users)
 
 
 if __name__ == "__main__":
