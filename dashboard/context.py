@@ -100,6 +100,7 @@ def sidebar() -> Context:
         st.sidebar.warning("No lake in this data directory yet.")
     ctx = Context(data_dir, None if project == ALL_PROJECTS else project, since, until, label)
     st.session_state["_ctx"] = ctx
+    reviewer_input()
     return ctx
 
 
@@ -107,3 +108,60 @@ def current() -> Context:
     """The context the sidebar set for this run."""
     ctx = st.session_state.get("_ctx")
     return ctx if isinstance(ctx, Context) else sidebar()
+
+
+# --- who is labelling ---------------------------------------------------------------------------
+
+LABEL_ROLES = ("labeller", "admin")
+REVIEWER_KEY = "global_reviewer"
+
+
+@dataclass(frozen=True)
+class User:
+    """Who uses the dashboard: a name and a role (viewer, labeller or admin)."""
+
+    name: str
+    role: str
+
+    @property
+    def can_label(self) -> bool:
+        return self.role in LABEL_ROLES
+
+
+def current_user() -> User | None:
+    """The signed-in user (dashboard.auth, when that module provides `current_user()`), or
+    None when the dashboard has no sign-in."""
+    try:
+        from spanlake.dashboard import auth  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    fn = getattr(auth, "current_user", None)
+    user = fn() if callable(fn) else None
+    if user is None:
+        return None
+    if isinstance(user, User):
+        return user
+    get = user.get if isinstance(user, dict) else lambda k: getattr(user, k, None)
+    name = get("name") or get("username") or ""
+    return User(str(name), str(get("role") or "viewer"))
+
+
+def reviewer_input() -> None:
+    """Without sign-in, reviewers type their name once in the sidebar (it becomes each label's author)."""
+    if current_user() is None:
+        st.sidebar.text_input(
+            "Reviewer", key=REVIEWER_KEY, placeholder="your name, for labels", help="Recorded as the author of labels."
+        )
+
+
+def reviewer() -> tuple[str | None, str | None]:
+    """(name to label as, None) or (None, why this user cannot label)."""
+    user = current_user()
+    if user is not None:
+        if not user.can_label:
+            return None, f"{user.name} is a {user.role}: labelling needs the labeller or admin role."
+        return user.name, None
+    name = str(st.session_state.get(REVIEWER_KEY) or "").strip()
+    if not name:
+        return None, "Type your name under Reviewer in the sidebar to label."
+    return name[:256], None

@@ -14,12 +14,16 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from spanlake.analytics import reports
+from spanlake.analytics import dataset_export, label_queue, labels, reports
+from spanlake.analytics import datasets as ds
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.explore import detail, overview, traces
 from spanlake.analytics.explore.filters import Page, TraceFilters
 from spanlake.analytics.query import Filters
+from spanlake.storage import datasets as stored
+from spanlake.storage.label_schema import LabelSchema, LabelSchemas
 from spanlake.storage.layout import DataDir
+from spanlake.storage.saved_filters import SavedFilters
 
 TTL_S = 30
 MAX_ENTRIES = 64
@@ -82,7 +86,117 @@ def report(data_dir: str, name: str, f: Filters, group_by: tuple[str, ...], buck
     return fn(analytics(data_dir), f, group_by, bucket=bucket)
 
 
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def compare(data_dir: str, f: Filters, by: str, a: str, b: str) -> pl.DataFrame:
+    """The compare report: tasks whose `by` is `a` versus `b`, and a `b - a` row."""
+    return reports.compare(analytics(data_dir), f, by, a, b)
+
+
+# --- labels and datasets (written through spanlake.dashboard.writes; read here) -------------------
+
+
+def label_schema(data_dir: str, project: str) -> LabelSchema:
+    """The project's label schema (files under config/; LabelSchemas caches per folder change)."""
+    return _schemas(data_dir).get(project)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _schemas(data_dir: str) -> LabelSchemas:
+    return LabelSchemas(data_dir)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def label_history(data_dir: str, trace_id: str, project: str | None) -> pl.DataFrame:
+    """Every label event of a trace and its spans, oldest first."""
+    return labels.label_history(analytics(data_dir).lake, trace_id, project)
+
+
+def label_seen(data_dir: str, trace_id: str, project: str | None, label_id: str) -> bool:
+    """Whether the lake shows this label event yet (not cached: polled right after a write)."""
+    return label_id in set(labels.label_history(analytics(data_dir).lake, trace_id, project)["label_id"].to_list())
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def agreement(data_dir: str, project: str, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+    """Reviewer agreement per label field (labels set in [since, until))."""
+    result = labels.project_agreement(analytics(data_dir).lake, project, label_schema(data_dir, project), since, until)
+    rows = [{k: v for k, v in r.as_dict().items() if k != "pairs"} for r in result.values()]
+    return pl.DataFrame(rows, schema_overrides={"percent_agreement": pl.Float64, "cohen_kappa": pl.Float64,
+                                                "fleiss_kappa": pl.Float64})  # fmt: skip
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def queue(data_dir: str, f: TraceFilters, author: str | None, limit: int) -> label_queue.Queue:
+    """The labelling queue for `f`: progress and the next traces `author` has not labelled."""
+    return label_queue.labelling_queue(analytics(data_dir), f, author=author, limit=limit)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def datasets(data_dir: str, project: str | None) -> pl.DataFrame:
+    """Datasets: project, dataset, description, created, updated, examples, latest_version."""
+    return stored.list_datasets(analytics(data_dir).lake, project)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def dataset_items(data_dir: str, project: str, name: str) -> pl.DataFrame:
+    return stored.members(analytics(data_dir).lake, project, name)
+
+
+def dataset_exists(data_dir: str, project: str, name: str) -> bool:
+    """Uncached: polled right after a create."""
+    return name in stored.list_datasets(analytics(data_dir).lake, project)["dataset"].to_list()
+
+
+def dataset_size(data_dir: str, project: str, name: str) -> int:
+    """Uncached: polled right after an add."""
+    return stored.members(analytics(data_dir).lake, project, name).height
+
+
+def dataset_has(data_dir: str, project: str, name: str, trace_id: str, span_id: str | None) -> bool:
+    """Uncached: whether the item is a member yet."""
+    items = stored.members(analytics(data_dir).lake, project, name)
+    same_span = pl.col("span_id").is_null() if span_id is None else pl.col("span_id") == span_id
+    return bool(items.filter((pl.col("trace_id") == trace_id) & same_span).height)
+
+
+def dataset_versions(data_dir: str, project: str, name: str) -> list[int]:
+    return stored.versions(analytics(data_dir).lake.data_dir, project, name)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def matching(data_dir: str, f: TraceFilters, lf: ds.LabelFilter, limit: int) -> pl.DataFrame:
+    """Items (project, trace_id, span_id, trace_start) matching the trace list's filter and a label filter."""
+    return ds.match_items(analytics(data_dir), f, lf, limit)
+
+
+def freeze(data_dir: str, project: str, name: str, author: str | None) -> ds.Frozen:
+    """Freeze the dataset now (like `spanlake dataset export`): a new version unless nothing changed."""
+    return ds.freeze_dataset(analytics(data_dir), project, name, author)
+
+
+@st.cache_data(max_entries=MAX_ENTRIES, show_spinner=False)
+def export(data_dir: str, project: str, name: str, version: int, fmt: str, target: str | None) -> bytes:
+    """A frozen version in one format (frozen versions never change, so this is cached without a TTL)."""
+    dd = analytics(data_dir).lake.data_dir
+    v = stored.read_version(dd, project, name, version)
+    if v is None:
+        raise LookupError(f"dataset {name!r} has no version {version}")
+    opts = dataset_export.ExportOptions(target=target)
+    return dataset_export.export_bytes(stored.read_examples(dd, v), v.manifest, fmt, opts)
+
+
+def saved_filters(data_dir: str) -> SavedFilters:
+    return SavedFilters(data_dir)
+
+
+def clear_labels() -> None:
+    """After a label or dataset change: forget what depends on labels and datasets."""
+    for fn in (label_history, agreement, queue, datasets, dataset_items, matching, trace_page, trace):
+        fn.clear()
+
+
 def clear() -> None:
     """Forget cached results (the Refresh button)."""
-    for fn in (trace_page, facets, trace, sessions, session_traces, overview_of, report):
+    for fn in (trace_page, facets, trace, sessions, session_traces, overview_of, report, compare):
         fn.clear()
+    clear_labels()

@@ -1,5 +1,6 @@
 """One trace: `?trace=<id>` (optional `project`, `t` time hint). Timeline, tree, conversation,
-documents, validations, markers and the raw spans."""
+documents, validations, markers and the raw spans; labels (on the trace or a span) with their
+history, and "add to dataset"."""
 
 from datetime import datetime
 
@@ -8,7 +9,8 @@ import streamlit as st
 
 from spanlake.dashboard import data
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, waterfall
-from spanlake.dashboard.context import current
+from spanlake.dashboard.context import current, reviewer
+from spanlake.dashboard.labelling import add_to_dataset, label_form, save_label, show_history
 
 OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
 SPAN_COLUMNS = ["span", "category", "model", "input_tokens", "output_tokens", "duration_ms", "status_code", "cost_usd"]
@@ -136,3 +138,30 @@ with tabs[4]:
     if d.orphan_logs:
         st.markdown("**Log records of spans not stored**")
         st.json(d.orphan_logs, expanded=1)
+
+st.subheader("Labels")
+targets = {"The whole trace": None} | {
+    f"span {i + 1}. {sp['name']} ({sp['span_id']})": sp["span_id"] for i, sp in enumerate(d.spans)
+}
+target = st.selectbox("Label", list(targets), key="trace_label_target", help="The trace, or one span of it.")
+span_id = targets[target]
+author, why_not = reviewer()
+if author is None:
+    st.info(why_not)
+else:
+    schema = data.label_schema(ctx.data_dir, d.project)
+    submitted = label_form(f"trace_label_{span_id or 'trace'}", schema)
+    if submitted is not None:
+        _, fields = submitted
+        label_id = save_label(d.project, d.trace_id, span_id, author, fields, schema, {"via": "dashboard"})
+        if label_id:
+            st.success(f"Label saved by {esc(author)} ({label_id}).")
+names = {sp["span_id"]: sp["name"] for sp in d.spans}
+st.markdown("**History** (every label event on this trace and its spans, newest first)")
+show_history(data.label_history(ctx.data_dir, d.trace_id, d.project), names, "trace_label_history")
+
+st.subheader("Add to dataset")
+if author is None:
+    st.info(why_not)
+else:
+    add_to_dataset(d.project, d.trace_id, span_id, s["start_time"], author)

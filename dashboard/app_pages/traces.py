@@ -58,6 +58,7 @@ f = ctx.trace_filters(
     max_cost=max_cost,
     attributes=parse_attributes(attrs),
 )
+st.session_state["traces_filter"] = f  # "the current traces filter" for the Datasets and Labelling pages
 key = (f, sort, descending, limit)
 if st.session_state.get("traces_key") != key:  # new filters: back to the first page
     st.session_state["traces_key"] = key
