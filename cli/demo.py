@@ -38,7 +38,12 @@ no_demo_option = click.option(
 
 
 # What the demo app needs beyond spanlake itself: the model client and its real auto-instrumentation.
-REQUIRED = {"openai": "openai", "opentelemetry.instrumentation.openai_v2": "opentelemetry-instrumentation-openai-v2"}
+REQUIRED = {
+    "openai": "openai",
+    "opentelemetry.instrumentation.openai_v2": "opentelemetry-instrumentation-openai-v2",
+    # openai-v2 2.4b0 fails at instrument time with opentelemetry-util-genai 1.2b0 and later
+    "opentelemetry.util.genai.instruments": "opentelemetry-util-genai<1.0",
+}
 
 
 def missing_packages() -> list[str]:
@@ -52,6 +57,11 @@ def missing_packages() -> list[str]:
         if not found:
             out.append(dist)
     return out
+
+
+def install_hint(missing: list[str]) -> str:
+    """The pip command that installs what the demo lacks (the `demo` extra holds the same)."""
+    return "pip install " + " ".join(f"'{d}'" if "<" in d else d for d in missing) + "  (or: pip install '.[demo]')"
 
 
 def probe(endpoint: str, timeout_s: float = 3.0) -> str | None:
@@ -167,7 +177,7 @@ def demo(
 
     endpoint = endpoint.rstrip("/")
     if missing := missing_packages():
-        raise click.ClickException(f"the demo needs {' and '.join(missing)}: pip install {' '.join(missing)}")
+        raise click.ClickException(f"the demo needs {' and '.join(missing)}: {install_hint(missing)}")
     if (why := probe(endpoint)) is not None:
         raise click.ClickException(f"no spanlake at {endpoint} ({why}); start it with `spanlake up` or pass --endpoint")
     columns = (TextColumn("answering tickets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -222,7 +232,7 @@ class FirstStartDemo:
         if not self.wanted:
             return
         if missing := missing_packages():
-            click.echo(f"demo: not run on this first start (it needs: pip install {' '.join(missing)})")
+            click.echo(f"demo: not run on this first start (it needs: {install_hint(missing)})")
             return
         endpoint = http_endpoint.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//127.0.0.1:")
         cmd = [sys.executable, "-m", "spanlake.cli.demo", "--endpoint", endpoint, "--quiet"]
