@@ -126,7 +126,9 @@ def up(
     Runs until Ctrl+C. Acknowledged spans are on disk (fsynced) before the exporter hears
     "ok"; after a crash, the next start replays them into the lake.
     """
+    from spanlake.cli.redaction import redaction_banner
     from spanlake.collector.app import Collector
+    from spanlake.collector.redact import RedactionError
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -165,7 +167,8 @@ def up(
             f"  dashboard  {ui}\n"
             f"  data       {DataDir(data_dir).root}\n"
             f"  lake       {DataDir(data_dir, lake).lake_location}\n"
-            f"  {auth_banner(config)}\n\n"
+            f"  {auth_banner(config)}\n"
+            f"  {redaction_banner(collector.redactor)}\n\n"
             f"Send traces:  export OTEL_EXPORTER_OTLP_ENDPOINT={ep.http}\n"  # type: ignore[attr-defined]
             f"Look at them: spanlake query --data-dir {data_dir} "
             '"SELECT * FROM traces ORDER BY start_time DESC LIMIT 10"\n'
@@ -175,8 +178,9 @@ def up(
         sys.stdout.flush()
 
     try:
-        asyncio.run(Collector(config).run(on_started=started))
-    except OSError as e:
+        collector = Collector(config)  # RedactionError: a broken rule file, before anything starts
+        asyncio.run(collector.run(on_started=started))
+    except (OSError, RedactionError) as e:
         raise click.ClickException(str(e)) from None
     finally:
         first_demo.stop()
@@ -246,6 +250,7 @@ from spanlake.cli.demo import demo  # noqa: E402
 from spanlake.cli.keys import keys  # noqa: E402
 from spanlake.cli.labels import labels  # noqa: E402
 from spanlake.cli.lake import retention  # noqa: E402
+from spanlake.cli.redaction import redaction  # noqa: E402
 from spanlake.cli.report import analytics, report  # noqa: E402
 from spanlake.cli.users import users  # noqa: E402
 
@@ -257,6 +262,7 @@ cli.add_command(demo)
 cli.add_command(dataset)
 cli.add_command(labels)
 cli.add_command(keys)
+cli.add_command(redaction)
 cli.add_command(users)
 
 

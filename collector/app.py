@@ -25,6 +25,7 @@ from spanlake.collector.flusher import Flusher
 from spanlake.collector.grpc_receiver import make_grpc_server
 from spanlake.collector.http_receiver import make_http_app
 from spanlake.collector.ingest import Ingestor
+from spanlake.collector.redact import Redactor, redaction_path
 from spanlake.collector.wal import WriteAheadLog
 from spanlake.storage.compact import compact
 from spanlake.storage.keys import keys_path
@@ -60,6 +61,7 @@ class Collector:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config.validate()
+        self.redactor = Redactor(redaction_path(config.data_dir))  # RedactionError: a broken rule file
         self.data_dir = DataDir(config.data_dir, config.lake).create()
         self.wal = WriteAheadLog(
             self.data_dir.wal,
@@ -70,7 +72,7 @@ class Collector:
         )
         self.flusher = Flusher(self.wal, LakeWriter(self.data_dir), config.default_project, config.flush_workers)
         self.wal.on_segment_closed = self.flusher.submit
-        self.ingestor = Ingestor(self.wal, config.max_future_s)
+        self.ingestor = Ingestor(self.wal, config.max_future_s, self.redactor, config.default_project)
         keys = (config.keys_file or keys_path(config.data_dir)) if config.auth_enabled else None
         self.auth = Authenticator(keys)
         self._grpc: grpc.aio.Server | None = None

@@ -1,8 +1,8 @@
 """The one code path both receivers share: parse, validate, make durable, answer.
 
-HTTP (protobuf or JSON) and gRPC hand over raw bytes; this module parses them, drops
-invalid items (reported as partial success), appends the rest to the write-ahead log and
-returns only once they are fsynced.
+HTTP (protobuf or JSON) and gRPC hand over raw bytes; this module parses them, applies the
+redaction rules (collector/redact.py), drops invalid items (reported as partial success),
+appends the rest to the write-ahead log and returns only once they are fsynced.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanlake.collector.errors import InvalidRequest
+from spanlake.collector.redact import Redactor, redact_request
+from spanlake.collector.redact_rules import RuleSet
 from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, Verdict, validate_logs, validate_traces
 from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, Record, WriteAheadLog
+from spanlake.storage.layout import DEFAULT_PROJECT
 
 Encoding = Literal["protobuf", "json"]
 Signal = Literal["traces", "logs"]
@@ -130,22 +133,41 @@ def response_for(spec: SignalSpec, verdict: Verdict) -> Message:
 
 
 class Ingestor:
-    """Validates requests and makes them durable in the write-ahead log."""
+    """Validates requests, applies the redaction rules, and makes them durable in the write-ahead log."""
 
-    def __init__(self, wal: WriteAheadLog, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> None:
+    def __init__(
+        self,
+        wal: WriteAheadLog,
+        max_future_s: int = DEFAULT_MAX_FUTURE_S,
+        redactor: Redactor | None = None,
+        default_project: str = DEFAULT_PROJECT,
+    ) -> None:
         self.wal = wal
         self.max_future_s = max_future_s
+        self.redactor = redactor
+        self.default_project = default_project  # decides which redaction rules apply, as in the lake
         self.accepted = {"traces": 0, "logs": 0}
         self.rejected = {"traces": 0, "logs": 0}
 
-    async def export(self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None = None) -> Message:
-        """Parse, validate and durably store one request; return the OTLP response message."""
+    def _parse_redacted(
+        self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None, rules: RuleSet
+    ) -> tuple[Message, int]:
         request = parse_request(body, encoding, spec)
+        return request, redact_request(request, spec.name, rules, project, self.default_project)
+
+    async def export(self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None = None) -> Message:
+        """Parse, redact, validate and durably store one request; return the OTLP response message."""
+        rules = self.redactor.current() if self.redactor is not None else None
+        if rules is None:
+            request, redacted = parse_request(body, encoding, spec), 0
+        else:  # regexes over every string: off the event loop
+            request, redacted = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
         validate = validate_traces if spec.name == "traces" else validate_logs
         verdict = validate(request, project, max_future_s=self.max_future_s)  # type: ignore[arg-type]
         if verdict.accepted:
-            # Store the original bytes when nothing was dropped: no re-serialization cost.
-            raw = body if (encoding == "protobuf" and not verdict.rejected) else request.SerializeToString()
+            # Store the original bytes when nothing was dropped or redacted: no re-serialization cost.
+            as_sent = encoding == "protobuf" and not verdict.rejected and not redacted
+            raw = body if as_sent else request.SerializeToString()
             fut = self.wal.append(Record(spec.wal_kind, time.time_ns(), project, raw))
             await asyncio.wrap_future(fut)
         self.accepted[spec.name] += verdict.accepted
