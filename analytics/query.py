@@ -175,8 +175,13 @@ class GroupBy:
         return [*([self.bucket] if self.bucket else []), *self.dims, *(f"attr:{k}" for k in self.attrs)]
 
 
+def quote_ident(name: str) -> str:
+    """A SQL identifier for any text (output names such as `attr:KEY` carry a user's key)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def select_list(pairs: list[tuple[str, str]]) -> str:
-    return "".join(f'{expr} AS "{name}", ' for expr, name in pairs)
+    return "".join(f"{expr} AS {quote_ident(name)}, " for expr, name in pairs)
 
 
 def group_list(pairs: list[tuple[str, str]]) -> str:

@@ -38,7 +38,12 @@ def keys() -> None:
 @keys.command("create")
 @_data_dir
 @click.option("--project", required=True, help="The project this key writes to or reads from.")
-@click.option("--scope", type=click.Choice(SCOPES), required=True, help="write: send spans and labels; read: read.")
+@click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    required=True,
+    help="read: read; write: also send spans and labels; admin: also manage the project's keys over the API.",
+)
 @click.option("--name", default="", help="A note to recognise the key by (who or what uses it).")
 def create(data_dir: Path, project: str, scope: str, name: str) -> None:
     """Create a key and print its token (shown only this once)."""
@@ -107,7 +112,4 @@ def auth_banner(config: CollectorConfig) -> str:
     except ValueError as e:
         return f"authentication is on, but the keys file is unreadable: {e}"
     hint = "" if n else " (none yet: every request is refused; run `spanlake keys create`)"
-    text = f"authentication is on: {n} active key(s) in {path}{hint}"
-    if not config.is_loopback:
-        text += "\n  the dashboard listens on 127.0.0.1 only: it has no sign-in yet (see docs/security.md)"
-    return text
+    return f"authentication is on: {n} active key(s) in {path}{hint}"

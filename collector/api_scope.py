@@ -1,10 +1,12 @@
 """Keys and project scope for the rest of /api/v1 (label reads, label schemas, datasets).
 
 An ASGI middleware in front of those routes, installed only when authentication is on:
-it requires a key (a read key for GET, a write key for anything else), refuses a request
+it requires a key (a read key for GET, a write key for anything else; the key routes then
+ask for an admin key), refuses a request
 naming another project than the key's (in the `project` query parameter, or the `project`
 field of a JSON body) with 403, and fills in the key's project where the request names none,
-so a route never falls back to the default project for a key of another one.
+so a route never falls back to the default project for a key of another one. Errors are
+problems (collector.problems). The OpenAPI document and its page are public.
 
 POST /api/v1/labels and /api/v1/feedback check keys themselves (collector.labels_api).
 """
@@ -20,8 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spanlake.collector.auth import Authenticator, Principal, check_project
 from spanlake.collector.errors import ExportError, PayloadTooLarge
+from spanlake.collector.problems import from_error
 
 SELF_CHECKED = frozenset({"/api/v1/labels", "/api/v1/feedback"})  # for POST
+PUBLIC = frozenset({"/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"})  # the spec and its page
 BODY_PROJECT = re.compile(r"^/api/v1/datasets(/[^/]+/items)?/?$")  # POST bodies with a `project` field
 MAX_BODY_BYTES = 4 * 1024 * 1024 + 1024
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -67,15 +71,18 @@ class ApiScopeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope.get("path", ""), scope.get("method", "")
-        if scope["type"] != "http" or not path.startswith("/api/v1/") or (method == "POST" and path in SELF_CHECKED):
+        if (
+            scope["type"] != "http"
+            or not path.startswith("/api/v1/")
+            or path in PUBLIC
+            or (method == "POST" and path in SELF_CHECKED)
+        ):
             await self.app(scope, receive, send)
             return
         try:
             scope, receive = await self._scoped(scope, receive)
         except ExportError as e:
-            from spanlake.collector.http_receiver import error_response
-
-            await error_response(e, "json")(scope, receive, send)
+            await from_error(e, path)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

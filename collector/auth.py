@@ -138,7 +138,7 @@ class Authenticator:
             raise Unauthenticated("invalid or revoked API key")
         if not key.allows(need):
             raise PermissionDenied(
-                f"this key is {key.scope}-only for project {key.project!r}; {need} needs a write key"
+                f"this key is {key.scope}-only for project {key.project!r}; {need} needs a {need} key"
             )
         return Principal(key.id, key.project, key.scope)
 

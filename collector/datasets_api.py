@@ -87,10 +87,6 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(body, option=opt, default=str), status, headers, "application/json")
 
 
-def _error(status: int, code: int, message: str) -> Response:
-    return _json({"code": code, "message": message}, status)
-
-
 def _model(body: bytes, model: type[T]) -> T:
     try:
         return model.model_validate(orjson.loads(body))
@@ -106,7 +102,9 @@ def make_datasets_router(
     ingestor: Ingestor, data_dir: DataDir, default_project: str, schemas: LabelSchemas
 ) -> APIRouter:
     """Routes /label-schema, /labels (reads) and /datasets, included under /api/v1 by the labels router."""
-    from spanlake.collector.http_receiver import error_response, read_body
+    from spanlake.collector.api_common import request_body
+    from spanlake.collector.http_receiver import read_body
+    from spanlake.collector.problems import from_error, problem, responses
 
     router = APIRouter()
 
@@ -126,17 +124,19 @@ def make_datasets_router(
             raise InvalidRequest("send Content-Type: application/json")
         return await read_body(request, MAX_BODY_BYTES)
 
-    async def guarded(fn: Callable[[], Any]) -> Response:
+    async def guarded(fn: Callable[[], Any], request: Request) -> Response:
+        """Run a route; its errors become problems (400, 404, 409, or the collector error's status)."""
+        where = request.url.path
         try:
             result = await fn()
         except ExportError as e:
-            return error_response(e, "json")
+            return from_error(e, where)
         except SchemaConflict as e:
-            return _error(409, 10, str(e))
+            return problem(409, str(e), where)
         except LookupError as e:
-            return _error(404, 5, str(e.args[0] if e.args else e))
+            return problem(404, str(e.args[0] if e.args else e), where)
         except ValueError as e:
-            return error_response(InvalidRequest(str(e)), "json")
+            return from_error(InvalidRequest(str(e)), where)
         return result if isinstance(result, Response) else _json(result)
 
     cache: dict[str, Any] = {}
@@ -155,15 +155,20 @@ def make_datasets_router(
 
     # --- label schema -----------------------------------------------------------------------
 
-    @router.get("/label-schema")
-    async def get_schema(project: str | None = None) -> Response:
+    @router.get("/label-schema", tags=["labels"], responses=responses(400, 401, 403, 422, 429))
+    async def get_schema(request: Request, project: str | None = None) -> Response:
         async def run() -> Any:
             p = project_of(project)
             return {"project": p, **schemas.get(p).model_dump(mode="json")}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.put("/label-schema")
+    @router.put(
+        "/label-schema",
+        tags=["labels"],
+        responses=responses(400, 401, 403, 409, 413, 422, 429),
+        openapi_extra=request_body(LabelSchema),
+    )
     async def put_schema(request: Request, project: str | None = None) -> Response:
         async def run() -> Any:
             p = project_of(project)
@@ -171,9 +176,14 @@ def make_datasets_router(
             saved = await run_in_threadpool(schemas.save, p, schema, schema.updated_by)
             return {"project": p, **saved.model_dump(mode="json")}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.post("/label-schema/failure-modes")
+    @router.post(
+        "/label-schema/failure-modes",
+        tags=["labels"],
+        responses=responses(400, 401, 403, 409, 413, 422, 429),
+        openapi_extra=request_body(ModesIn),
+    )
     async def edit_modes(request: Request, project: str | None = None) -> Response:
         async def run() -> Any:
             p = project_of(project)
@@ -182,12 +192,12 @@ def make_datasets_router(
             saved = await run_in_threadpool(lambda: schemas.update(p, m.author, **kw))
             return {"project": p, **saved.model_dump(mode="json")}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
     # --- label reads ------------------------------------------------------------------------
 
-    @router.get("/labels")
-    async def labels(trace_id: str, project: str | None = None) -> Response:
+    @router.get("/labels", tags=["labels"], responses=responses(400, 401, 403, 422, 429))
+    async def labels(request: Request, trace_id: str, project: str | None = None) -> Response:
         from spanlake.analytics.labels import current_labels, label_history
 
         async def run() -> Any:
@@ -199,10 +209,12 @@ def make_datasets_router(
             history = await run_in_threadpool(lambda: label_history(lake, trace_id, p).to_dicts())
             return {"project": p, "trace_id": trace_id.lower(), "current": current, "history": history}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.get("/labels/agreement")
-    async def agreement(project: str | None = None, since: datetime | None = None, until: datetime | None = None):
+    @router.get("/labels/agreement", tags=["labels"], responses=responses(400, 401, 403, 422, 429))
+    async def agreement(
+        request: Request, project: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> Response:
         from spanlake.analytics.labels import project_agreement
 
         async def run() -> Any:
@@ -211,21 +223,26 @@ def make_datasets_router(
             result = await run_in_threadpool(project_agreement, lake, p, schemas.get(p), since, until)
             return {"project": p, "fields": {k: v.as_dict() for k, v in result.items()}}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
     # --- datasets ---------------------------------------------------------------------------
 
-    @router.get("/datasets")
-    async def list_all(project: str | None = None) -> Response:
+    @router.get("/datasets", tags=["datasets"], responses=responses(400, 401, 403, 422, 429))
+    async def list_all(request: Request, project: str | None = None) -> Response:
         from spanlake.storage.datasets import list_datasets
 
         async def run() -> Any:
             p = project_of(project)
             return {"datasets": (await run_in_threadpool(list_datasets, analytics().lake, p)).to_dicts()}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.post("/datasets")
+    @router.post(
+        "/datasets",
+        tags=["datasets"],
+        responses=responses(400, 401, 403, 413, 422, 429, 503),
+        openapi_extra=request_body(CreateIn),
+    )
     async def create(request: Request) -> Response:
         async def run() -> Any:
             m = _model(await body_of(request), CreateIn)
@@ -235,10 +252,10 @@ def make_datasets_router(
             await append([event])
             return {"project": p, "dataset": name, "event_id": event["event_id"]}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.get("/datasets/{name}")
-    async def show(name: str, project: str | None = None) -> Response:
+    @router.get("/datasets/{name}", tags=["datasets"], responses=responses(400, 401, 403, 404, 422, 429))
+    async def show(request: Request, name: str, project: str | None = None) -> Response:
         from spanlake.storage.datasets import list_datasets, members, versions
 
         async def run() -> Any:
@@ -251,9 +268,14 @@ def make_datasets_router(
             items = (await run_in_threadpool(members, lake, p, n)).to_dicts()
             return {"project": p, "dataset": n, "info": info[0] if info else None, "versions": nums, "items": items}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.post("/datasets/{name}/items")
+    @router.post(
+        "/datasets/{name}/items",
+        tags=["datasets"],
+        responses=responses(400, 401, 403, 413, 422, 429, 503),
+        openapi_extra=request_body(ItemsIn),
+    )
     async def items(name: str, request: Request) -> Response:
         async def run() -> Any:
             n = dataset_name(name)
@@ -278,10 +300,12 @@ def make_datasets_router(
             await append(events)
             return {"project": p, "dataset": n, "op": m.op, "items": len(events)}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.post("/datasets/{name}/versions")
-    async def freeze_now(name: str, project: str | None = None, author: str | None = None) -> Response:
+    @router.post("/datasets/{name}/versions", tags=["datasets"], responses=responses(400, 401, 403, 404, 422, 429))
+    async def freeze_now(
+        request: Request, name: str, project: str | None = None, author: str | None = None
+    ) -> Response:
         from spanlake.analytics.datasets import freeze_dataset
 
         async def run() -> Any:
@@ -289,10 +313,19 @@ def make_datasets_router(
             frozen = await run_in_threadpool(freeze_dataset, analytics(), p, n, author)
             return {"created": frozen.created, "missing": len(frozen.missing), **frozen.version.manifest}
 
-        return await guarded(run)
+        return await guarded(run, request)
 
-    @router.get("/datasets/{name}/export")
+    from spanlake.analytics.dataset_export import FORMATS
+
+    exported = {"description": "The exported file", "content": {media: {} for _, media in FORMATS.values()}}
+
+    @router.get(
+        "/datasets/{name}/export",
+        tags=["datasets"],
+        responses={200: exported, **responses(400, 401, 403, 404, 422, 429)},
+    )
     async def export(
+        request: Request,
         name: str,
         format: str = "jsonl",
         project: str | None = None,
@@ -325,6 +358,6 @@ def make_datasets_router(
             }
             return Response(data, 200, headers, FORMATS[format][1])
 
-        return await guarded(run)
+        return await guarded(run, request)
 
     return router

@@ -100,6 +100,11 @@ class Flusher:
         self._outstanding = 0
         self._idle = threading.Condition()
 
+    @property
+    def alive(self) -> bool:
+        """Whether every flusher thread is running and not shutting down."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads) and not self._closing.is_set()
+
     def submit(self, segment: Path) -> None:
         with self._idle:
             self._outstanding += 1

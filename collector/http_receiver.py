@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import math
 import zlib
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from spanlake.collector import problems
+from spanlake.collector.api_limits import API_PREFIX, ApiLimits, ApiLimitsMiddleware
 from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spanlake.collector.ingest import LOGS, TRACES, Encoding, Ingestor, SignalSpec
@@ -90,14 +93,30 @@ def make_http_app(
     data_dir: DataDir | None = None,
     default_project: str = DEFAULT_PROJECT,
     auth: Authenticator = DISABLED,
+    *,
+    limits: ApiLimits | None = None,
+    flusher: Any = None,
 ) -> FastAPI:
-    """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the labels API.
+    """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the HTTP API
+    under /api/v1 (collector.*_api; docs/api.md) and /health, /ready.
 
-    With `auth` enabled, exports need a write key and are stored under its project (401/403 otherwise)."""
+    With `auth` enabled, exports need a write key and are stored under its project (401/403
+    otherwise), and every API request needs a key of the project it reads or writes. `limits`
+    default to ApiLimits.from_env(); `flusher` (for /ready) defaults to the one the WAL hands
+    closed segments to."""
     from spanlake.collector.api_scope import ApiScopeMiddleware
     from spanlake.collector.labels_api import make_labels_router
 
-    app = FastAPI(title="spanlake OTLP/HTTP receiver", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="spanlake API",
+        version="1",
+        description="Traces, spans, reports, labels, datasets, projects and keys. Errors are "
+        "application/problem+json (RFC 9457). See docs/api.md.",
+        docs_url=f"{API_PREFIX}docs",
+        redoc_url=None,
+        openapi_url=f"{API_PREFIX}openapi.json",
+    )
+    problems.install(app)
 
     async def handle(spec: SignalSpec, request: Request) -> Response:
         encoding: Encoding = "json"
@@ -119,20 +138,29 @@ def make_http_app(
             log.exception("unexpected error handling %s", request.url.path)
             return error_response(ExportError("internal error; see the collector log"), encoding)
 
-    @app.post("/v1/traces")
+    @app.post("/v1/traces", include_in_schema=False)
     async def traces(request: Request) -> Response:
         return await handle(TRACES, request)
 
-    @app.post("/v1/logs")
+    @app.post("/v1/logs", include_in_schema=False)
     async def logs(request: Request) -> Response:
         return await handle(LOGS, request)
 
     app.include_router(make_labels_router(ingestor, data_dir, default_project, auth))
+    if data_dir is not None:
+        from spanlake.collector.admin_api import make_admin_router
+        from spanlake.collector.api_common import ApiContext
+        from spanlake.collector.reports_api import make_reports_router
+        from spanlake.collector.traces_api import make_traces_router
+
+        ctx = ApiContext(data_dir, default_project, auth)
+        wal = getattr(ingestor, "wal", None)
+        flusher = flusher if flusher is not None else getattr(getattr(wal, "on_segment_closed", None), "__self__", None)
+        app.include_router(make_traces_router(ctx))
+        app.include_router(make_reports_router(ctx))
+        app.include_router(make_admin_router(ctx, wal, flusher))
     if auth.enabled:
         app.add_middleware(ApiScopeMiddleware, auth=auth)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.add_middleware(ApiLimitsMiddleware, limits=limits or ApiLimits.from_env(), auth=auth)
+    app.openapi = lambda: problems.openapi_of(app)  # type: ignore[method-assign]
     return app

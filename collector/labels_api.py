@@ -5,9 +5,9 @@
                             "author"?, "verdict"?: pass|fail, "failure_mode"?, "score"?, "comment"?,
                             "expected_output"?, "metadata"?, "project"?}
 
-Both answer 200 once the events are fsynced (like an OTLP export), 400 with
-`{"code": 3, "message": ...}` naming the first problem, 413 when the body is too large
-and 503 + Retry-After when the collector cannot take more. Events are append-only: a
+Both answer 200 once the events are fsynced (like an OTLP export), 400 with a problem
+(application/problem+json, collector.problems) naming the first problem, 413 when the body
+is too large and 503 + Retry-After when the collector cannot take more. Events are append-only: a
 correction is a new event, and the `labels` view keeps the whole history. A label must
 fit its project's label schema (storage.label_schema: failure modes, score range, fields a
 reviewer must set), else 400 names the rule it breaks.
@@ -157,14 +157,16 @@ def make_labels_router(
     """Routes for /api/v1/feedback and /api/v1/labels; with a data directory, labels are checked
     against the project's label schema and the datasets API (collector.datasets_api) is included.
     With `auth` enabled, writing needs a write key, and events go to its project (403 for another)."""
-    from spanlake.collector.http_receiver import error_response, read_body
+    from spanlake.collector.api_common import request_body
+    from spanlake.collector.http_receiver import read_body
+    from spanlake.collector.problems import from_error, responses
 
     router = APIRouter(prefix="/api/v1")
     schemas = LabelSchemas(data_dir) if data_dir is not None else None
 
     async def store(request: Request, model: type[FeedbackIn] | type[LabelIn], many: bool) -> Response:
         if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
-            return error_response(InvalidRequest("send Content-Type: application/json"), "json")
+            return from_error(InvalidRequest("send Content-Type: application/json"), request.url.path)
         try:
             peer = request.client.host if request.client else ""
             principal = auth.authenticate(request.headers.get("authorization"), "write", peer)
@@ -177,17 +179,21 @@ def make_labels_router(
             events = [_event(m, now) for m in items]
             await ingestor.append(Record(KIND_LABELS, now, None, orjson.dumps(events)))
         except ExportError as e:
-            return error_response(e, "json")
+            return from_error(e, request.url.path)
         ids = [e["label_id"] for e in events]
         body = {"label_id": ids[0]} if len(ids) == 1 else {"label_ids": ids}
         return Response(orjson.dumps(body), media_type="application/json")
 
-    @router.post("/feedback")
+    errors = responses(400, 401, 403, 413, 429, 503)
+    label = LabelIn.model_json_schema()
+    many = {"anyOf": [label, {"type": "array", "items": label, "minItems": 1, "maxItems": MAX_EVENTS_PER_REQUEST}]}
+
+    @router.post("/feedback", tags=["labels"], responses=errors, openapi_extra=request_body(FeedbackIn))
     async def feedback(request: Request) -> Response:
         """Record an end user's thumbs up/down, score or comment on a trace."""
         return await store(request, FeedbackIn, many=False)
 
-    @router.post("/labels")
+    @router.post("/labels", tags=["labels"], responses=errors, openapi_extra=request_body(many))
     async def labels(request: Request) -> Response:
         """Record one label event or a list of them."""
         return await store(request, LabelIn, many=True)

@@ -182,6 +182,11 @@ class WriteAheadLog:
         with self._cond:
             self.backlog_bytes = max(0, self.backlog_bytes - size)
 
+    @property
+    def running(self) -> bool:
+        """Whether the writer thread is taking appends (started, alive, not shutting down)."""
+        return self._thread is not None and self._thread.is_alive() and not self._closing
+
     def closed_segments(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{CLOSED_SUFFIX}"))
 

@@ -3,7 +3,9 @@
 A key is a random token (`slk_` + 32 random bytes, URL-safe base64) shown once at creation;
 the file keeps only its SHA-256, which is enough for a high-entropy token (no KDF needed:
 nobody can guess 256 random bits, so there is no dictionary to slow down). Each key has a
-project and a scope: `write` (send spans, logs, labels and feedback) or `read`.
+project and a scope: `read` (read the project), `write` (also send spans, logs, labels and
+feedback, edit datasets) or `admin` (also create, list and revoke the project's keys over the
+HTTP API). Each scope includes the ones before it.
 
 One writer, many readers: `spanlake keys` changes the file under an exclusive lock and
 replaces it atomically (write a temporary file, fsync, rename), so a reader sees the old or
@@ -34,8 +36,8 @@ from spanlake.storage.layout import valid_project
 
 log = logging.getLogger(__name__)
 
-Scope = Literal["read", "write"]
-SCOPES: tuple[Scope, ...] = ("read", "write")
+Scope = Literal["read", "write", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
 KEYS_FILE = "keys.json"
 KEYS_ENV = "SPANLAKE_KEYS_FILE"
 TOKEN_PREFIX = "slk_"
@@ -70,8 +72,8 @@ class ApiKey:
         return self.revoked_at is None
 
     def allows(self, scope: Scope) -> bool:
-        """A write key may also read its project; a read key may only read."""
-        return scope == "read" or self.scope == "write"
+        """Scopes are ordered read < write < admin; a key may do what its scope or a lower one allows."""
+        return SCOPES.index(scope) <= SCOPES.index(self.scope)
 
 
 class KeyStore:

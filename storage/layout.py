@@ -109,6 +109,18 @@ class DataDir:
         """Glob matching every published file of a table (never staging files)."""
         return str(self.lake / table / "project=*" / "date=*" / "hour=*" / f"*{PARQUET_SUFFIX}")
 
+    def projects(self) -> list[str]:
+        """Projects with files in the lake (any table), sorted. Lists directories locally; on
+        object storage it lists the span files, so keep it off hot paths there."""
+        found: set[str] = set()
+        if self.is_remote:
+            for entry in self.store.list_files("spans/", PARQUET_SUFFIX):
+                part = entry.rel.split("/")[1] if entry.rel.count("/") > 1 else ""
+                found.add(part.removeprefix("project="))
+        elif self.lake.is_dir():
+            found = {d.name.removeprefix("project=") for d in self.lake.glob("*/project=*") if d.is_dir()}
+        return sorted(p for p in found if valid_project(p))
+
     def create(self) -> DataDir:
         dirs = (self.wal,) if self.is_remote else (self.wal, self.lake, self.staging)
         for p in dirs:
