@@ -71,9 +71,8 @@ def start_collector(data_dir: Path, **overrides: Any) -> tuple[RunningCollector,
     """Start a collector on free loopback ports; returns it and a stop function."""
     # Flush in-process by default (fast start); tests of the worker pool pass flush_workers.
     overrides.setdefault("flush_workers", 0)
-    config = CollectorConfig(
-        data_dir=data_dir, host="127.0.0.1", grpc_port=0, http_port=0, segment_max_age_s=0.2, **overrides
-    )
+    overrides.setdefault("segment_max_age_s", 0.2)  # spans reach the lake quickly
+    config = CollectorConfig(data_dir=data_dir, host="127.0.0.1", grpc_port=0, http_port=0, **overrides)
     loop = asyncio.new_event_loop()
     started: Future[Endpoints] = Future()
     collector = Collector(config)
