@@ -88,6 +88,8 @@ def attributes(pairs: Sequence[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidRequest(f"attr {item!r}: use key=value")
+        if key in out:
+            raise InvalidRequest(f"attr {key!r} given twice")
         out[key] = value
     return out
 
