@@ -3,6 +3,9 @@
 The dashboard runs as a child process (`python -m streamlit run`), headless and without
 usage statistics, at low CPU priority, so it can never block or slow a collector running
 next to it; it only reads the Parquet lake. `spanlake up` starts it the same way.
+
+Sign-in (`--dashboard-auth`, see dashboard/auth.py) is resolved here against the address and
+passed to the child as an explicit mode: password, proxy (with its header) or off.
 """
 
 from __future__ import annotations
@@ -15,17 +18,22 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from spanlake.collector.config import DEFAULT_DATA_DIR, DEFAULT_HOST
+from spanlake.storage.signin import AUTH_MODES, DEFAULT_PROXY_HEADER, NO_USERS_HINT, resolve_mode
+from spanlake.storage.users import UserStore, users_path
 
 DEFAULT_PORT = 8501
 PORT_ENV = "SPANLAKE_DASHBOARD_PORT"
 DATA_DIR_ENV = "SPANLAKE_DATA_DIR"
 PARENT_ENV = "SPANLAKE_DASHBOARD_PARENT"
+AUTH_ENV = "SPANLAKE_DASHBOARD_AUTH"
+HEADER_ENV = "SPANLAKE_DASHBOARD_AUTH_HEADER"
 NICENESS = 10  # the collector gets the CPU first
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -54,9 +62,9 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def command(data_dir: Path, host: str, port: int) -> list[str]:
+def command(data_dir: Path, host: str, port: int, auth: str = "off", header: str = DEFAULT_PROXY_HEADER) -> list[str]:
     """The `streamlit run` command line (headless, no telemetry, no file watching), run
-    through this module's child entry point (see child_main)."""
+    through this module's child entry point (see child_main); `auth` is a resolved mode."""
     return [
         sys.executable, "-m", "spanlake.cli.dashboard", "run", str(app_path()),
         "--server.address", host,
@@ -69,6 +77,7 @@ def command(data_dir: Path, host: str, port: int) -> list[str]:
         "--client.toolbarMode", "viewer",
         "--theme.base", "light",
         "--", "--data-dir", str(data_dir),
+        "--dashboard-auth", auth, "--dashboard-auth-header", header,
     ]  # fmt: skip
 
 
@@ -121,8 +130,17 @@ class Dashboard:
                 self.process.wait()
 
 
-def start(data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log: Path | None = None) -> Dashboard:
-    """Start the dashboard in a child process (port 0 picks a free one); returns at once."""
+def start(
+    data_dir: Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    log: Path | None = None,
+    auth: str = "auto",
+    header: str = DEFAULT_PROXY_HEADER,
+) -> Dashboard:
+    """Start the dashboard in a child process (port 0 picks a free one); returns at once.
+    ValueError when `auth` is not allowed on `host` (see storage.signin.resolve_mode)."""
+    auth = resolve_mode(auth, host, header)
     if port == 0:
         port = free_port(host)
     data_dir = Path(data_dir).expanduser().resolve()
@@ -130,7 +148,7 @@ def start(data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, lo
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(
-            command(data_dir, host, port),
+            command(data_dir, host, port, auth, header),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -144,7 +162,15 @@ def start(data_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, lo
     return Dashboard(proc, f"http://{shown}:{port}")
 
 
-def start_for_up(data_dir: Path, host: str, port: int, disabled: bool, running: list[Dashboard]) -> str:
+def start_for_up(
+    data_dir: Path,
+    host: str,
+    port: int,
+    disabled: bool,
+    running: list[Dashboard],
+    auth: str = "auto",
+    header: str = DEFAULT_PROXY_HEADER,
+) -> str:
     """Start the dashboard next to `spanlake up`'s collector without waiting for it; append
     it to `running` and return its URL, or why it is off. Never raises: the collector
     runs whatever happens here. Its output goes to <data_dir>/dashboard.log."""
@@ -153,11 +179,59 @@ def start_for_up(data_dir: Path, host: str, port: int, disabled: bool, running: 
     try:
         if port and not port_free(host, port):
             return f"off: {host}:{port} is in use (pick another with --dashboard-port)"
-        d = start(data_dir, host, port, log=Path(data_dir).expanduser().resolve() / "dashboard.log")
+        log = Path(data_dir).expanduser().resolve() / "dashboard.log"
+        d = start(data_dir, host, port, log=log, auth=auth, header=header)
     except Exception as e:
         return f"off: could not start it ({e})"
     running.append(d)
     return d.url
+
+
+def signin_banner(data_dir: Path, host: str, auth: str, header: str = DEFAULT_PROXY_HEADER) -> str:
+    """What `spanlake up` and `spanlake dashboard` say about dashboard sign-in at start."""
+    try:
+        mode = resolve_mode(auth, host, header)
+    except ValueError as e:
+        return f"dashboard sign-in: {e}"
+    if mode == "off":
+        return "dashboard sign-in is off: listening on loopback only"
+    path = users_path(data_dir)
+    try:
+        users = UserStore(path).load()
+    except ValueError as e:
+        return f"dashboard sign-in is on, but the users file is unreadable: {e}"
+    if mode == "proxy":
+        text = (
+            f"dashboard sign-in: trusting the {header} header of a reverse proxy ({len(users)} user(s) in {path});\n"
+            "  the dashboard port must be reachable through that proxy only"
+        )
+    else:
+        text = f"dashboard sign-in: password ({len(users)} user(s) in {path})"
+    if not users:
+        text += f"\n  no users yet: create the first admin with `{NO_USERS_HINT}`"
+    return text
+
+
+def dashboard_auth_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--dashboard-auth and --dashboard-auth-header, shared by `spanlake up` and `spanlake dashboard`."""
+    fn = click.option(
+        "--dashboard-auth",
+        type=click.Choice(AUTH_MODES),
+        default="auto",
+        show_default=True,
+        envvar=AUTH_ENV,
+        show_envvar=True,
+        help="Dashboard sign-in. auto: off on a loopback address, password anywhere else; password: users "
+        "of `spanlake users`; proxy: trust a reverse proxy's user header; off is refused off loopback.",
+    )(fn)
+    return click.option(
+        "--dashboard-auth-header",
+        default=DEFAULT_PROXY_HEADER,
+        show_default=True,
+        envvar=HEADER_ENV,
+        show_envvar=True,
+        help="With --dashboard-auth proxy: the request header naming the signed-in user.",
+    )(fn)
 
 
 @click.command("dashboard")
@@ -180,15 +254,21 @@ def start_for_up(data_dir: Path, host: str, port: int, disabled: bool, running: 
     show_envvar=True,
     help="Port (0 picks a free one).",
 )
-def dashboard(data_dir: Path, host: str, port: int) -> None:
+@dashboard_auth_options
+def dashboard(data_dir: Path, host: str, port: int, dashboard_auth: str, dashboard_auth_header: str) -> None:
     """Serve the dashboard (traces, trace view, sessions, overview, reports) until Ctrl+C.
 
     It reads the lake only, so it can run next to `spanlake up` or on another machine
-    sharing the data directory.
+    sharing the data directory. Off loopback it asks for a user name and password
+    (`spanlake users add`), or trusts an authenticating reverse proxy (--dashboard-auth proxy).
     """
+    try:
+        resolve_mode(dashboard_auth, host, dashboard_auth_header)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--dashboard-auth") from None
     if port and not port_free(host, port):
         raise click.ClickException(f"cannot listen on {host}:{port} (in use); pick another --port")
-    dash = start(data_dir, host, port)
+    dash = start(data_dir, host, port, auth=dashboard_auth, header=dashboard_auth_header)
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -200,7 +280,10 @@ def dashboard(data_dir: Path, host: str, port: int) -> None:
     try:
         if not dash.wait_ready():
             raise click.ClickException("the dashboard did not start (see the messages above)")
-        click.echo(f"spanlake dashboard: {dash.url}  (data {Path(data_dir).resolve()})\nPress Ctrl+C to stop.")
+        click.echo(
+            f"spanlake dashboard: {dash.url}  (data {Path(data_dir).resolve()})\n"
+            f"  {signin_banner(data_dir, host, dashboard_auth, dashboard_auth_header)}\nPress Ctrl+C to stop."
+        )
         sys.stdout.flush()
         while not stop and dash.process.poll() is None:
             time.sleep(0.2)

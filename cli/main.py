@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import duckdb
 
+from spanlake.cli.dashboard import dashboard_auth_options
 from spanlake.cli.demo import FirstStartDemo, no_demo_option
 from spanlake.cli.keys import auth_banner, auth_option
 from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
@@ -104,6 +105,7 @@ def cli() -> None:
 @no_demo_option
 @up_options
 @auth_option
+@dashboard_auth_options
 @click.option("-v", "--verbose", is_flag=True, help="Log what the collector does.")
 def up(
     data_dir: Path,
@@ -119,6 +121,8 @@ def up(
     compaction: bool,
     retention: str,
     auth: str,
+    dashboard_auth: str,
+    dashboard_auth_header: str,
     verbose: bool,
 ) -> None:
     """Start spanlake: OTLP collector (gRPC and HTTP) writing to a local Parquet lake.
@@ -153,13 +157,20 @@ def up(
 
     from spanlake.cli import dashboard as dash
 
+    if not no_dashboard:
+        try:
+            dash.resolve_mode(dashboard_auth, host, dashboard_auth_header)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--dashboard-auth") from None
+
     child: list[dash.Dashboard] = []
     first_demo = FirstStartDemo(data_dir, lake, no_demo or config.auth_enabled)  # before the log is replayed
 
     def started(endpoints: object) -> None:
         ep = endpoints  # Endpoints
-        ui_host = host if config.is_loopback else "127.0.0.1"  # the dashboard has no sign-in yet
-        ui = dash.start_for_up(data_dir, ui_host, dashboard_port, no_dashboard, child)
+        signin = (dashboard_auth, dashboard_auth_header)
+        ui = dash.start_for_up(data_dir, host, dashboard_port, no_dashboard, child, *signin)
+        signin_line = "" if no_dashboard else f"  {dash.signin_banner(data_dir, host, *signin)}\n"
         click.echo(
             f"spanlake {version('spanlake')} is running\n"
             f"  OTLP/gRPC  {ep.grpc}\n"  # type: ignore[attr-defined]
@@ -167,7 +178,7 @@ def up(
             f"  dashboard  {ui}\n"
             f"  data       {DataDir(data_dir).root}\n"
             f"  lake       {DataDir(data_dir, lake).lake_location}\n"
-            f"  {auth_banner(config)}\n"
+            f"  {auth_banner(config)}\n{signin_line}"
             f"  {redaction_banner(collector.redactor)}\n\n"
             f"Send traces:  export OTEL_EXPORTER_OTLP_ENDPOINT={ep.http}\n"  # type: ignore[attr-defined]
             f"Look at them: spanlake query --data-dir {data_dir} "

@@ -1,19 +1,21 @@
 """spanlake dashboard entrypoint: `spanlake dashboard --data-dir DIR` (or
 `SPANLAKE_DATA_DIR=DIR streamlit run dashboard/streamlit_app.py`).
 
-Navigation and the shared sidebar (data directory, project, time range) live here; each
-page is a thin file in app_pages/ calling spanlake.dashboard.data.
+Sign-in (dashboard/auth.py), navigation and the shared sidebar (data directory, project, time
+range) live here; each page is a thin file in app_pages/ calling spanlake.dashboard.data.
 """
 
 from pathlib import Path
 
 import streamlit as st
 
+from spanlake.dashboard.auth import gate, user_sidebar
 from spanlake.dashboard.context import sidebar
 
 PAGES_DIR = Path(__file__).parent / "app_pages"
 
 st.set_page_config(page_title="spanlake", page_icon=":material/timeline:", layout="wide")
+user = gate()  # the sign-in form, and nothing else, until signed in (when sign-in is on)
 page = st.navigation(
     [
         st.Page(PAGES_DIR / "traces.py", title="Traces", icon=":material/list:", url_path="traces", default=True),
@@ -26,4 +28,5 @@ page = st.navigation(
     ]
 )
 sidebar()
+user_sidebar(user)
 page.run()

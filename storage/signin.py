@@ -14,7 +14,9 @@ lives in the dashboard process (lost on restart), bounded to MAX_TRACKED keys.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +27,38 @@ from spanlake.storage.users import User, UserDirectory
 
 MAX_TRACKED = 10_000
 NO_USERS_HINT = "spanlake users add admin --role admin"
+AUTH_MODES = ("auto", "password", "proxy", "off")
+DEFAULT_PROXY_HEADER = "X-Forwarded-User"
+HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` is a loopback address (None, Streamlit's every-interface default, is not)."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_mode(mode: str, host: str | None, header: str = DEFAULT_PROXY_HEADER) -> str:
+    """The dashboard's sign-in mode on `host`: auto is off on loopback and password elsewhere;
+    off is refused off loopback. ValueError names the problem."""
+    if mode not in AUTH_MODES:
+        raise ValueError(f"dashboard auth must be one of {', '.join(AUTH_MODES)}, got {mode!r}")
+    if mode == "proxy" and not HEADER_RE.match(header):
+        raise ValueError(f"invalid header name {header!r}")
+    if mode == "auto":
+        return "off" if is_loopback(host) else "password"
+    if mode == "off" and not is_loopback(host):
+        raise ValueError(
+            f"dashboard sign-in is off but {host or 'every interface'} is not a loopback address: anyone who can "
+            "reach it could read every project. Use --dashboard-auth password (or proxy), or listen on 127.0.0.1"
+        )
+    return mode
 
 
 @dataclass(frozen=True)

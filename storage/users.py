@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import hmac
 import logging
@@ -125,8 +126,10 @@ def needs_rehash(stored: str) -> bool:
     )
 
 
-# Verifying against this when the user does not exist takes as long as a real check.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this when the user does not exist takes as long as a real check."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def check_password(password: str) -> None:
@@ -290,7 +293,7 @@ class UserDirectory:
         """The user when `password` is theirs, else None (as slow for unknown names as for known ones)."""
         user = self.get(name)
         if user is None or not user.has_password:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             return None
         return user if verify_password(password, user.password_hash) else None
 

@@ -200,6 +200,7 @@ def test_dashboard_pages_render(run: dict[str, Any], monkeypatch: pytest.MonkeyP
     from tests.examples.helpers import ROOT
 
     monkeypatch.setenv("SPANLAKE_DATA_DIR", str(run["collector"].data_dir))
+    monkeypatch.setenv("SPANLAKE_DASHBOARD_AUTH", "off")  # AppTest binds no address: auto would ask to sign in
     escalated = next(t for t in run["tickets"] if "no_pii" in t["failed_validations"])
 
     def page(name: str | None = None, **query: str) -> AppTest:
