@@ -15,7 +15,7 @@ import streamlit as st
 
 from spanlake.analytics.explore.filters import TraceFilters
 from spanlake.analytics.query import Filters
-from spanlake.dashboard import data
+from spanlake.dashboard import auth, data
 
 DATA_DIR_ENV = "SPANLAKE_DATA_DIR"
 DEFAULT_DATA_DIR = "./spanlake-data"
@@ -82,9 +82,14 @@ def window(label: str, now: datetime, start: date | None = None, end: date | Non
 def sidebar() -> Context:
     """Render the shared filters and return what they select."""
     st.sidebar.markdown("### spanlake")
-    data_dir = st.sidebar.text_input("Data directory", value=default_data_dir(), key="global_data_dir").strip()
-    names = data.projects(data_dir)
-    choices = [ALL_PROJECTS, *names]
+    signed_in = auth.current_user()
+    if auth.mode() == "off":
+        data_dir = st.sidebar.text_input("Data directory", value=default_data_dir(), key="global_data_dir").strip()
+    else:  # with sign-in, the served data directory only (no browsing the server's folders)
+        data_dir = default_data_dir()
+    choices = [ALL_PROJECTS, *data.projects(data_dir)]
+    if signed_in is not None and not signed_in.all_projects:
+        choices = sorted(signed_in.projects)  # never "All projects", which would read every project
     project = st.sidebar.selectbox("Project", choices, key="global_project")
     ranges = list(RANGES)
     label = st.sidebar.selectbox("Time range", ranges, index=ranges.index(DEFAULT_RANGE), key="global_range")

@@ -8,6 +8,7 @@ import polars as pl
 import streamlit as st
 
 from spanlake.dashboard import data
+from spanlake.dashboard.auth import may_see
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, waterfall
 from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import add_to_dataset, label_form, save_label, show_history
@@ -35,7 +36,7 @@ if not trace_id:
     st.stop()
 
 d = data.trace(ctx.data_dir, trace_id, params.get("project") or None, hint(params.get("t")))
-if d is None:
+if d is None or not may_see(d.project):  # another project's trace looks like none at all
     st.warning(f"No trace {trace_id} in {ctx.data_dir}.")
     st.stop()
 
