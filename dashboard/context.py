@@ -123,32 +123,31 @@ REVIEWER_KEY = "global_reviewer"
 
 @dataclass(frozen=True)
 class User:
-    """Who uses the dashboard: a name and a role (viewer, labeller or admin)."""
+    """Who uses the dashboard: a name, a role (viewer, labeller or admin) and whether it may label."""
 
     name: str
     role: str
+    can_label: bool
+    projects: tuple[str, ...] = ("*",)  # `*`: every project
 
-    @property
-    def can_label(self) -> bool:
-        return self.role in LABEL_ROLES
+    def may_see(self, project: str | None) -> bool:
+        return "*" in self.projects or (project is not None and project in self.projects)
 
 
 def current_user() -> User | None:
-    """The signed-in user (dashboard.auth, when that module provides `current_user()`), or
-    None when the dashboard has no sign-in."""
+    """The signed-in user (dashboard.auth's `current_user()`), or None when the dashboard has
+    no sign-in (sign-in off: loopback only)."""
     try:
-        from spanlake.dashboard import auth  # type: ignore[attr-defined]
+        from spanlake.dashboard import auth
     except ImportError:
         return None
     fn = getattr(auth, "current_user", None)
     user = fn() if callable(fn) else None
     if user is None:
         return None
-    if isinstance(user, User):
-        return user
-    get = user.get if isinstance(user, dict) else lambda k: getattr(user, k, None)
-    name = get("name") or get("username") or ""
-    return User(str(name), str(get("role") or "viewer"))
+    name, role = str(getattr(user, "name", "") or ""), str(getattr(user, "role", "") or "viewer")
+    projects = tuple(getattr(user, "projects", None) or ("*",))
+    return User(name, role, bool(getattr(user, "can_label", role in LABEL_ROLES)), projects)
 
 
 def reviewer_input() -> None:
@@ -159,12 +158,14 @@ def reviewer_input() -> None:
         )
 
 
-def reviewer() -> tuple[str | None, str | None]:
-    """(name to label as, None) or (None, why this user cannot label)."""
+def reviewer(project: str | None = None) -> tuple[str | None, str | None]:
+    """(name to label `project` as, None) or (None, why this user cannot label it)."""
     user = current_user()
     if user is not None:
         if not user.can_label:
             return None, f"{user.name} is a {user.role}: labelling needs the labeller or admin role."
+        if project is not None and not user.may_see(project):
+            return None, f"{user.name} may not label project {project}."
         return user.name, None
     name = str(st.session_state.get(REVIEWER_KEY) or "").strip()
     if not name:

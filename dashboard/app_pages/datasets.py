@@ -17,13 +17,28 @@ LIST_COLUMNS = ["dataset", "description", "examples", "latest_version", "created
 ITEM_COLUMNS = ["trace_id", "span_id", "added_at", "added_by", "trace_start", "open"]
 MAX_ADD = 10_000
 
+
+def agreement_section(data_dir: str, project: str) -> None:
+    """Reviewer agreement per label field, over the project's current human labels."""
+    st.subheader("Reviewer agreement")
+    st.caption("Current labels of human reviewers in this project (all time), per label field; see docs/datasets.md.")
+    agree = data.agreement(data_dir, project, None, None)
+    if agree.is_empty() or not agree["items"].sum():
+        st.info("No item has labels from two or more reviewers yet.")
+    shown = agree.with_columns(
+        pl.col("percent_agreement").map_elements(fmt_pct, return_dtype=pl.String).alias("percent agreement"),
+        *(pl.col(k).round(3).alias(k.replace("_", " ")) for k in ("cohen_kappa", "fleiss_kappa")),
+    ).select("field", "items", "reviewers", "ratings", "percent agreement", "cohen kappa", "fleiss kappa")
+    st.dataframe(shown, hide_index=True, key="datasets_agreement")
+
+
 ctx = current()
 st.title("Datasets")
 if ctx.project is None:
     st.info("Pick a project in the sidebar: datasets, labels and agreement belong to one project.")
     st.stop()
 project = ctx.project
-author, why_not = reviewer()
+author, why_not = reviewer(project)
 listing = data.datasets(ctx.data_dir, project)
 st.caption(f"{listing.height} dataset(s) in project {esc(project)}")
 if listing.height:
@@ -58,6 +73,7 @@ with st.expander("Create a dataset", expanded=not listing.height):
 
 names = data.datasets(ctx.data_dir, project)["dataset"].to_list()
 if not names:
+    agreement_section(ctx.data_dir, project)
     st.stop()
 if st.session_state.get("datasets_pick") not in names:
     st.session_state["datasets_pick"] = names[0]
@@ -154,15 +170,4 @@ else:
             on_click="ignore",
             width="stretch",
         )
-
-# --- agreement ----------------------------------------------------------------------------------
-st.subheader("Reviewer agreement")
-st.caption("Current labels of human reviewers in this project (all time), per label field; see docs/datasets.md.")
-agree = data.agreement(ctx.data_dir, project, None, None)
-if agree.is_empty() or not agree["items"].sum():
-    st.info("No item has labels from two or more reviewers yet.")
-shown = agree.with_columns(
-    pl.col("percent_agreement").map_elements(fmt_pct, return_dtype=pl.String).alias("percent agreement"),
-    *(pl.col(k).round(3).alias(k.replace("_", " ")) for k in ("cohen_kappa", "fleiss_kappa")),
-).select("field", "items", "reviewers", "ratings", "percent agreement", "cohen kappa", "fleiss kappa")
-st.dataframe(shown, hide_index=True, key="datasets_agreement")
+agreement_section(ctx.data_dir, project)

@@ -21,7 +21,7 @@ if ctx.project is None:
     st.info("Pick a project in the sidebar: a queue, its labels and its label schema belong to one project.")
     st.stop()
 project = ctx.project
-author, why_not = reviewer()
+author, why_not = reviewer(project)
 if author is None:
     st.info(why_not)
     st.stop()

@@ -146,7 +146,7 @@ targets = {"The whole trace": None} | {
 }
 target = st.selectbox("Label", list(targets), key="trace_label_target", help="The trace, or one span of it.")
 span_id = targets[target]
-author, why_not = reviewer()
+author, why_not = reviewer(d.project)
 if author is None:
     st.info(why_not)
 else:
