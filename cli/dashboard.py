@@ -34,6 +34,7 @@ DATA_DIR_ENV = "SPANLAKE_DATA_DIR"
 PARENT_ENV = "SPANLAKE_DASHBOARD_PARENT"
 AUTH_ENV = "SPANLAKE_DASHBOARD_AUTH"
 HEADER_ENV = "SPANLAKE_DASHBOARD_AUTH_HEADER"
+URL_ENV = "SPANLAKE_URL"  # where the dashboard sends labels and dataset changes (dashboard/writes.py)
 NICENESS = 10  # the collector gets the CPU first
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -137,14 +138,18 @@ def start(
     log: Path | None = None,
     auth: str = "auto",
     header: str = DEFAULT_PROXY_HEADER,
+    api_url: str | None = None,
 ) -> Dashboard:
     """Start the dashboard in a child process (port 0 picks a free one); returns at once.
-    ValueError when `auth` is not allowed on `host` (see storage.signin.resolve_mode)."""
+    ValueError when `auth` is not allowed on `host` (see storage.signin.resolve_mode).
+    `api_url`: the spanlake HTTP API the dashboard sends labels and dataset changes to."""
     auth = resolve_mode(auth, host, header)
     if port == 0:
         port = free_port(host)
     data_dir = Path(data_dir).expanduser().resolve()
     env = {**os.environ, DATA_DIR_ENV: str(data_dir), PARENT_ENV: str(os.getpid())}
+    if api_url:
+        env[URL_ENV] = api_url
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(
@@ -170,17 +175,19 @@ def start_for_up(
     running: list[Dashboard],
     auth: str = "auto",
     header: str = DEFAULT_PROXY_HEADER,
+    api_url: str | None = None,
 ) -> str:
     """Start the dashboard next to `spanlake up`'s collector without waiting for it; append
     it to `running` and return its URL, or why it is off. Never raises: the collector
-    runs whatever happens here. Its output goes to <data_dir>/dashboard.log."""
+    runs whatever happens here. Its output goes to <data_dir>/dashboard.log; it sends
+    labels and dataset changes to `api_url` (the collector's HTTP address)."""
     if disabled:
         return "off (--no-dashboard)"
     try:
         if port and not port_free(host, port):
             return f"off: {host}:{port} is in use (pick another with --dashboard-port)"
         log = Path(data_dir).expanduser().resolve() / "dashboard.log"
-        d = start(data_dir, host, port, log=log, auth=auth, header=header)
+        d = start(data_dir, host, port, log=log, auth=auth, header=header, api_url=api_url)
     except Exception as e:
         return f"off: could not start it ({e})"
     running.append(d)
@@ -255,12 +262,24 @@ def dashboard_auth_options(fn: Callable[..., None]) -> Callable[..., None]:
     help="Port (0 picks a free one).",
 )
 @dashboard_auth_options
-def dashboard(data_dir: Path, host: str, port: int, dashboard_auth: str, dashboard_auth_header: str) -> None:
-    """Serve the dashboard (traces, trace view, sessions, overview, reports) until Ctrl+C.
+@click.option(
+    "--url",
+    default=None,
+    envvar=URL_ENV,
+    show_envvar=True,
+    help="The running spanlake's HTTP address: labels and dataset changes go through its API "
+    "[default: http://127.0.0.1:4318].",
+)
+def dashboard(
+    data_dir: Path, host: str, port: int, dashboard_auth: str, dashboard_auth_header: str, url: str | None
+) -> None:
+    """Serve the dashboard (traces, trace view, sessions, overview, reports, labelling queue,
+    datasets) until Ctrl+C.
 
-    It reads the lake only, so it can run next to `spanlake up` or on another machine
-    sharing the data directory. Off loopback it asks for a user name and password
-    (`spanlake users add`), or trusts an authenticating reverse proxy (--dashboard-auth proxy).
+    It reads the lake, so it can run next to `spanlake up` or on another machine sharing the
+    data directory; labels and dataset changes go through the running spanlake's API (--url).
+    Off loopback it asks for a user name and password (`spanlake users add`), or trusts an
+    authenticating reverse proxy (--dashboard-auth proxy).
     """
     try:
         resolve_mode(dashboard_auth, host, dashboard_auth_header)
@@ -268,7 +287,7 @@ def dashboard(data_dir: Path, host: str, port: int, dashboard_auth: str, dashboa
         raise click.BadParameter(str(e), param_hint="--dashboard-auth") from None
     if port and not port_free(host, port):
         raise click.ClickException(f"cannot listen on {host}:{port} (in use); pick another --port")
-    dash = start(data_dir, host, port, auth=dashboard_auth, header=dashboard_auth_header)
+    dash = start(data_dir, host, port, auth=dashboard_auth, header=dashboard_auth_header, api_url=url)
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:

@@ -169,7 +169,8 @@ def up(
     def started(endpoints: object) -> None:
         ep = endpoints  # Endpoints
         signin = (dashboard_auth, dashboard_auth_header)
-        ui = dash.start_for_up(data_dir, host, dashboard_port, no_dashboard, child, *signin)
+        api = ep.http  # type: ignore[attr-defined]  # the dashboard sends labels and dataset changes here
+        ui = dash.start_for_up(data_dir, host, dashboard_port, no_dashboard, child, *signin, api_url=api)
         signin_line = "" if no_dashboard else f"  {dash.signin_banner(data_dir, host, *signin)}\n"
         click.echo(
             f"spanlake {version('spanlake')} is running\n"
