@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spanlake.storage.users import UserStore
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.dashboard.test_cli import SPANLAKE, _line
 from tests.examples.helpers import clean_env
 
@@ -143,3 +143,25 @@ def test_sign_in_off_is_refused_off_loopback(tmp_path: Path) -> None:
             env=clean_env(),
         )
         assert out.returncode == 2 and "not a loopback address" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("mode", ["password", "auto"])
+def test_up_says_how_its_dashboard_signs_in(tmp_path: Path, mode: str) -> None:
+    port = str(free_port())
+    cmd = [SPANLAKE, "up", "--data-dir", str(tmp_path), "--grpc-port", "0", "--http-port", "0", "--no-demo",
+           "--dashboard-port", port, "--dashboard-auth", mode]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env())
+    try:
+        said = []
+        while not said or "Press Ctrl+C" not in said[-1]:
+            said.append(_line(proc, ""))
+        text = "".join(said)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert f"dashboard  http://127.0.0.1:{port}" in text
+    if mode == "password":
+        assert "dashboard sign-in: password (0 user(s)" in text
+        assert "no users yet: create the first admin with `spanlake users add admin --role admin`" in text
+    else:
+        assert "dashboard sign-in is off: listening on loopback only" in text

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spanlake.storage.signin import Backoff, BackoffPolicy, SignIn, SignInRefused
+from spanlake.storage.signin import Backoff, BackoffPolicy, SignIn, SignInRefused, is_loopback, resolve_mode
 from spanlake.storage.users import UserStore
 
 
@@ -112,3 +112,28 @@ def test_client_lock_out(signin: SignIn, clock: Clock) -> None:
 def test_no_users_says_how_to_create_one(tmp_path: Path) -> None:
     e = refused(SignIn(tmp_path / "users.json"), "admin", "whatever1")
     assert "spanlake users add admin --role admin" in str(e)
+
+
+@pytest.mark.parametrize(
+    ("mode", "host", "resolved"),
+    [("auto", "127.0.0.1", "off"), ("auto", "::1", "off"), ("auto", "localhost", "off"),
+     ("auto", "0.0.0.0", "password"), ("auto", "10.1.2.3", "password"), ("auto", None, "password"),
+     ("password", "127.0.0.1", "password"),
+     ("proxy", "10.1.2.3", "proxy"), ("off", "127.0.0.2", "off")],
+)  # fmt: skip
+def test_modes(mode: str, host: str | None, resolved: str) -> None:
+    assert resolve_mode(mode, host) == resolved
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.com", None])
+def test_off_is_refused_off_loopback(host: str | None) -> None:
+    with pytest.raises(ValueError, match="not a loopback address"):
+        resolve_mode("off", host)
+
+
+def test_bad_mode_and_header() -> None:
+    with pytest.raises(ValueError, match="must be one of"):
+        resolve_mode("on", "127.0.0.1")
+    with pytest.raises(ValueError, match="invalid header name"):
+        resolve_mode("proxy", "127.0.0.1", "X-User: admin\r\n")
+    assert not is_loopback("127.0.0.1.example.com") and is_loopback("[::1]")
