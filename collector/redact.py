@@ -30,14 +30,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from google.protobuf.message import Message
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from spanlake.collector.decode import resource_project
-from spanlake.collector.redact_rules import EMPTY, Rule, RuleSet, apply_rules, parse_rules
+from spanlake.collector.redact_rules import EMPTY, RuleSet, compile_rules, parse_rules
 from spanlake.collector.values import key_values
 from spanlake.sdk import attributes as A
 
@@ -143,53 +143,79 @@ def redact_request(request: Message, signal: str, rules: RuleSet, project: str |
     for rs in request.resource_logs if logs else request.resource_spans:  # type: ignore[attr-defined]
         resource_attrs = rs.resource.attributes
         proj = project or resource_project(key_values(resource_attrs), default_project)
-        found = rules.for_project(proj)
-        if not found:
+        redact = rules.text_redactor(proj)
+        if redact is None:
             continue
-        changed += _attrs(resource_attrs, found, keep=KEEP_RESOURCE_KEYS)
+        cards = rules.for_project(proj)
+        cards = tuple(r for r in cards if r.builtin and r.name == "card_number")
+        walk = _Walk(redact, compile_rules(cards))
+        changed += walk.attrs(resource_attrs, KEEP_RESOURCE_KEYS)
         for ss in rs.scope_logs if logs else rs.scope_spans:
-            changed += _attrs(ss.scope.attributes, found)
+            changed += walk.attrs(ss.scope.attributes)
             if logs:
                 for record in ss.log_records:
-                    changed += _attrs(record.attributes, found) + _value(record.body, found)
+                    changed += walk.attrs(record.attributes) + walk.value(record.body)
                 continue
             for span in ss.spans:
-                changed += _attrs(span.attributes, found)
-                new = apply_rules(span.name, found)
+                changed += walk.attrs(span.attributes)
+                new = redact(span.name)
                 if new != span.name:
                     span.name, changed = new, changed + 1
-                new = apply_rules(span.status.message, found)
-                if new != span.status.message:
-                    span.status.message, changed = new, changed + 1
+                if span.status.message:
+                    new = redact(span.status.message)
+                    if new != span.status.message:
+                        span.status.message, changed = new, changed + 1
                 for event in span.events:
-                    changed += _attrs(event.attributes, found)
-                    new = apply_rules(event.name, found)
+                    changed += walk.attrs(event.attributes)
+                    new = redact(event.name)
                     if new != event.name:
                         event.name, changed = new, changed + 1
                 for link in span.links:
-                    changed += _attrs(link.attributes, found)
+                    changed += walk.attrs(link.attributes)
     return changed
 
 
-def _value(v: AnyValue, rules: tuple[Rule, ...]) -> int:
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        new = apply_rules(v.string_value, rules)
-        if new != v.string_value:
-            v.string_value = new
-            return 1
-    elif kind == "int_value" and abs(v.int_value) >= CARD_MIN_INT:  # a card number sent as an integer
-        text = str(v.int_value)
-        new = apply_rules(text, tuple(r for r in rules if r.builtin and r.name == "card_number"))
-        if new != text:
-            v.string_value = new
-            return 1
-    elif kind == "array_value":
-        return sum(_value(x, rules) for x in v.array_value.values)
-    elif kind == "kvlist_value":
-        return _attrs(v.kvlist_value.values, rules)
-    return 0
+_NESTED_OR_INT = frozenset({"array_value", "kvlist_value", "int_value"})
 
 
-def _attrs(kvs: Iterable[KeyValue], rules: tuple[Rule, ...], keep: frozenset[str] = frozenset()) -> int:
-    return sum(_value(kv.value, rules) for kv in kvs if kv.key not in keep)
+class _Walk:
+    """Applies one project's rules to attribute values (recursing into arrays and maps)."""
+
+    def __init__(self, redact: Callable[[str], str], cards: Callable[[str], str] | None) -> None:
+        self.redact = redact
+        self.cards = cards  # for integers: only the card rule can match digits alone
+
+    def attrs(self, kvs: Iterable[KeyValue], keep: frozenset[str] = frozenset()) -> int:
+        changed = 0
+        redact = self.redact
+        for kv in kvs:
+            v = kv.value
+            kind = v.WhichOneof("value")
+            if kind == "string_value":
+                s = v.string_value
+                new = redact(s)
+                if new != s and not (keep and kv.key in keep):
+                    v.string_value = new
+                    changed += 1
+            elif kind in _NESTED_OR_INT and not (keep and kv.key in keep):
+                changed += self.value(v)
+        return changed
+
+    def value(self, v: AnyValue) -> int:
+        kind = v.WhichOneof("value")
+        if kind == "string_value":
+            new = self.redact(v.string_value)
+            if new != v.string_value:
+                v.string_value = new
+                return 1
+        elif kind == "int_value" and self.cards is not None and abs(v.int_value) >= CARD_MIN_INT:
+            text = str(v.int_value)
+            new = self.cards(text)
+            if new != text:
+                v.string_value = new
+                return 1
+        elif kind == "array_value":
+            return sum(self.value(x) for x in v.array_value.values)
+        elif kind == "kvlist_value":
+            return self.attrs(v.kvlist_value.values)
+        return 0

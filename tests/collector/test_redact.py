@@ -129,6 +129,7 @@ def test_project_sections_and_fallback() -> None:
 
 REDACTED = [
     ("write to Jane.Doe@Example.COM today", "write to [REDACTED:email] today"),
+    ("a@b.com.x@c.com", "[REDACTED:email][REDACTED:email]"),  # the second starts inside the first's tail
     ("<a!#$%&'*+/=?^_`{|}~-b@mail-1.example.xn--p1ai>", "<[REDACTED:email]>"),
     ("key=sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv", "key=[REDACTED:api_key]"),
     ("AKIAIOSFODNN7EXAMPLE and ghp_" + "a" * 36, "[REDACTED:api_key] and [REDACTED:api_key]"),
@@ -143,6 +144,7 @@ KEPT = [
     "no at sign here",
     "user@localhost",  # no dot in the host
     "task-abcdefghijklmnopqrstuvwxyz",  # `sk-` inside a word
+    "the bearer of this letter",  # Bearer needs a token of 16+ characters
     "order 4111 1111 1111 1112",  # Luhn fails
     "2024-01-15 12:30:00, ids 1234567 7654321",
     "٤١١١١١١١١١١١١١١١",  # not ASCII digits
