@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from spanlake.collector.api_limits import ENV_RATE
 from spanlake.storage.keys import KeyStore, keys_path
 from tests.conftest import RunningCollector, start_collector
 from tests.factories import make_request, make_span
@@ -95,13 +97,17 @@ def send(http: str, request: Any, token: str | None) -> None:
     assert r.status_code == 200, r.text
 
 
-def seeded_api(data_dir: Path, **overrides: Any) -> tuple[Api, Any]:
-    """Start a collector with auth on and keys for alpha and beta, seed both; (api, stop)."""
+def seeded_api(data_dir: Path, env: dict[str, str] | None = None, **overrides: Any) -> tuple[Api, Any]:
+    """Start a collector with auth on and keys for alpha and beta, seed both; (api, stop).
+    `env` is set while the collector starts (SPANLAKE_API_*; rate limiting is off by default here)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "prices.toml").write_text(PRICES)
     store = KeyStore(keys_path(data_dir))
     keys = {f"{p}:{s}": store.create(p, s)[1] for p in ("alpha", "beta") for s in ("read", "write", "admin")}
-    running, stop = start_collector(data_dir, auth="on", **overrides)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in ({ENV_RATE: "0"} | (env or {})).items():
+            mp.setenv(k, v)
+        running, stop = start_collector(data_dir, auth="on", **overrides)
     try:
         for req in alpha_requests():
             send(running.http, req, keys["alpha:write"])
