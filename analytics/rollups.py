@@ -1,45 +1,46 @@
-"""Hourly rollups of the cost report, materialized incrementally (`spanlake analytics run`).
+"""Hourly rollups, materialized incrementally (`spanlake analytics run`, or the server's schedule).
 
-Two tables under `<data_dir>/rollups/`, one Parquet file per UTC hour (written whole, then
-renamed into place):
+One Parquet file per table and UTC hour under `<data_dir>/rollups/<table>/<hour>.parquet`
+(written whole, then renamed into place); the tables are in analytics.rollup_tables. Each
+row is what the raw report computes for that hour, so the rows of a window's hours add up
+to the raw answer (percentiles within analytics.sketch.ALPHA).
 
-  calls/<hour>.parquet  call totals per (project, service, model, response_model, provider,
-                        prompt_name, prompt_version): calls, tokens, cost, unpriced calls
-  tasks/<hour>.parquet  task totals per (project, service, model, provider, prompt_name,
-                        prompt_version): tasks, successes, failures, cost, unpriced calls
-
-Each row is the raw report's answer for that hour, so summing rollup rows gives exactly the
-raw answer for any window of whole hours and any grouping by those keys (floating-point
-sums aside). `state.json` records, per lake hour, a signature of its files (name, size,
-mtime) and a fingerprint of the prices. A run rebuilds the hours whose files changed — and,
-for tasks, the `horizon` hours before them, since a late span can change an earlier task —
-and everything when prices change, so a corrected price fixes the rollups too. Labels
-(not yet stored) will need the same trigger.
+`state.json` records, per lake hour, a signature of its span files (name, size, mtime), the
+label files seen, and a fingerprint of prices and task options. A run rebuilds, per table,
+the hours whose rows a changed lake hour can affect (a late span changes the tasks that
+started up to `horizon` before it), and — for the tables that hold outcomes — the hours of
+traces that got new human labels (found with the trace-id index, the `traces` table);
+everything when prices or options change or a label file disappears. Reads check the same
+things per hour: an hour that is not up to date is computed from raw spans on the fly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.query import Filters, GroupBy
-from spanlake.analytics.reports.cost import DIMS, call_totals, finish, task_totals
+from spanlake.analytics.rollup_tables import CALL_KEYS, COST_DIMS, TABLES, Table
 from spanlake.analytics.tasks import TaskOptions
 from spanlake.storage.layout import DataDir
 
-STATE_VERSION = 1
-CALL_KEYS = (*DIMS, "response_model")
-TASK_KEYS = DIMS
+STATE_VERSION = 2
 HOUR = timedelta(hours=1)
+CHUNK = 24  # hours per builder query during a run
+TASK_KEYS = COST_DIMS  # group keys of the cost report's task columns
+__all__ = ["CALL_KEYS", "TABLES", "RunResult", "run"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class RunResult:
     call_hours_rebuilt: int
     task_hours_rebuilt: int
     full_rebuild: bool
+    rebuilt: dict[str, int] = field(default_factory=dict)  # table → hours rebuilt
+    labelled_hours: int = 0  # hours rebuilt because their traces got new labels
 
 
 def rollup_dir(dd: DataDir) -> Path:
@@ -56,6 +59,15 @@ def rollup_dir(dd: DataDir) -> Path:
 
 def _hour_name(h: datetime) -> str:
     return h.strftime("%Y%m%dT%H")
+
+
+def _floor(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil(t: datetime) -> datetime:
+    f = _floor(t)
+    return f if f == t else f + HOUR
 
 
 def source_signatures(dd: DataDir) -> dict[datetime, str]:
@@ -69,8 +81,18 @@ def source_signatures(dd: DataDir) -> dict[datetime, str]:
     return {h: hashlib.sha1("\n".join(sorted(v)).encode()).hexdigest() for h, v in files.items()}
 
 
-def price_fingerprint(an: Analytics) -> str:
-    """Changes when overrides or the price database change."""
+def label_signatures(dd: DataDir) -> dict[str, str]:
+    """Label file (relative path) → size:mtime."""
+    root = dd.lake / "labels"
+    out = {}
+    for f in root.glob("project=*/date=*/hour=*/*.parquet"):
+        st = f.stat()
+        out[str(f.relative_to(root))] = f"{st.st_size}:{st.st_mtime_ns}"
+    return out
+
+
+def price_fingerprint(an: Analytics, options: TaskOptions | None = None) -> str:
+    """Changes when overrides, the price database or the task options change."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -78,7 +100,9 @@ def price_fingerprint(an: Analytics) -> str:
     except PackageNotFoundError:
         db = "missing"
     overrides = [repr(o) for o in an.prices.overrides]
-    return hashlib.sha1(json.dumps([db, overrides]).encode()).hexdigest()
+    o = options or TaskOptions()
+    opts = [o.default_outcome, o.horizon.total_seconds(), o.skew.total_seconds()]
+    return hashlib.sha1(json.dumps([db, overrides, opts]).encode()).hexdigest()
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -91,20 +115,71 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
     os.replace(tmp, path)
 
 
-def _ranges(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
-    """Contiguous [start, end) ranges covering sorted hours."""
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One run at a time per data directory (the server's schedule and the CLI may overlap)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _ranges(hours: Sequence[datetime], limit: int = 10**9) -> list[tuple[datetime, datetime]]:
+    """Contiguous [start, end) ranges covering sorted hours, at most `limit` hours each."""
     out: list[tuple[datetime, datetime]] = []
     for h in sorted(hours):
-        if out and out[-1][1] == h:
+        if out and out[-1][1] == h and (h - out[-1][0]) < limit * HOUR:
             out[-1] = (out[-1][0], h + HOUR)
         else:
             out.append((h, h + HOUR))
     return out
+
+
+def _expand(changed: set[datetime], reach: tuple[int, int]) -> set[datetime]:
+    """Hours whose rows a change in `changed` can affect: h - after … h + before."""
+    before, after = reach
+    return {c + k * HOUR for c in changed for k in range(-after, before + 1)}
+
+
+def _changed_hours(state: dict[str, Any], signatures: dict[datetime, str]) -> set[datetime]:
+    old = state.get("hours", {})
+    names = {_hour_name(h) for h in signatures}
+    changed = {h for h, sig in signatures.items() if old.get(_hour_name(h)) != sig}
+    gone = {datetime.strptime(n, "%Y%m%dT%H").replace(tzinfo=UTC) for n in old if n not in names}
+    return changed | gone
+
+
+def labelled_hours(an: Analytics, state: dict[str, Any], labels: dict[str, str]) -> set[datetime] | None:
+    """Hours holding traces that got labels since `state` (via the trace-id index); None when a
+    label file disappeared (every hour is then affected)."""
+    old: dict[str, str] = state.get("labels", {})
+    if any(name not in labels for name in old):
+        return None
+    new = [name for name, sig in labels.items() if old.get(name) != sig]
+    index = sorted((rollup_dir(an.lake.data_dir) / "traces").glob("*.parquet"))
+    if not new or not index:
+        return set()
+    root = an.lake.data_dir.lake / "labels"
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        files = [str(root / n) for n in new]
+        sql = """
+          WITH l AS (SELECT DISTINCT project, lower(trace_id) AS trace_id
+                     FROM read_parquet($files, hive_partitioning = true, union_by_name = true))
+          SELECT DISTINCT epoch_us(i.hour) FROM read_parquet($index) i SEMI JOIN l USING (project, trace_id)"""
+        rows = con.execute(sql, {"files": files, "index": [str(f) for f in index]}).fetchall()
+    finally:
+        con.close()
+    return {datetime.fromtimestamp(r[0] / 1e6, UTC) for r in rows}
 
 
 def run(
@@ -117,141 +192,204 @@ def run(
     options = options or TaskOptions()
     dd = an.lake.data_dir
     root = rollup_dir(dd)
-    state_path = root / "state.json"
-    state = _load_state(state_path)
-    fingerprint = price_fingerprint(an)
-    signatures = source_signatures(dd)
-    old = {} if full or state.get("prices") != fingerprint else state.get("hours", {})
-    full_rebuild = not old
-    changed = [h for h, sig in signatures.items() if old.get(_hour_name(h)) != sig]
-    back = int(options.horizon / HOUR) + 1
-    task_hours = {h - k * HOUR for h in changed for k in range(back + 1)} & set(signatures)
-    removed = [name for name in old if name not in {_hour_name(h) for h in signatures}]
-    total = len(changed) + len(task_hours)
-    done = 0
-    for table, hours, compute in (
-        ("calls", changed, lambda f: call_totals(an, f, CALL_KEYS, bucket="hour")),
-        ("tasks", sorted(task_hours), lambda f: task_totals(an, f, TASK_KEYS, bucket="hour", options=options)),
-    ):
-        for start, end in _ranges(hours):
-            df = compute(Filters(since=start, until=end))
-            for i in range(int((end - start) / HOUR)):
-                h = start + i * HOUR
-                part = df.filter(pl.col("hour") == h) if df.height else df
-                path = root / table / f"{_hour_name(h)}.parquet"
-                if part.height:
-                    _write_atomic(path, part.write_parquet)
-                else:
-                    path.unlink(missing_ok=True)
-                done += 1
-                if progress:
-                    progress(done, total)
-    for name in removed:
-        for table in ("calls", "tasks"):
-            (root / table / f"{name}.parquet").unlink(missing_ok=True)
-    new_state = {
-        "version": STATE_VERSION,
-        "prices": fingerprint,
-        "hours": {_hour_name(h): s for h, s in signatures.items()},
-    }
-    _write_atomic(state_path, lambda p: p.write_text(json.dumps(new_state, indent=1, sort_keys=True)))
-    return RunResult(len(signatures), len(changed), len(task_hours), full_rebuild)
-
-
-def is_fresh(an: Analytics, since: datetime, until: datetime) -> bool:
-    """True when the rollups cover every lake hour in [since, until) as the lake is now."""
-    state = _load_state(rollup_dir(an.lake.data_dir) / "state.json")
-    if not state or state.get("prices") != price_fingerprint(an):
-        return False
-    recorded = state.get("hours", {})
-    return all(
-        recorded.get(_hour_name(h)) == sig
-        for h, sig in source_signatures(an.lake.data_dir).items()
-        if since <= h < until
+    with _locked(root):
+        state = _load_state(root / "state.json")
+        fingerprint = price_fingerprint(an, options)
+        if full or state.get("prices") != fingerprint:
+            state = {}
+        signatures = source_signatures(dd)
+        labels = label_signatures(dd)
+        lake_hours = set(signatures)
+        changed = _changed_hours(state, signatures)
+        full_rebuild = not state.get("hours")
+        relabelled = labelled_hours(an, state, labels) if not full_rebuild else set()
+        plan: dict[str, list[datetime]] = {}
+        for name, table in TABLES.items():
+            hours = _expand(changed, table.reach(options))
+            if table.labels:
+                hours |= lake_hours if relabelled is None else relabelled
+            plan[name] = sorted(hours & lake_hours)
+        total = sum(len(h) for h in plan.values())
+        done = 0
+        for name, hours in plan.items():
+            table = TABLES[name]
+            for start, end in _ranges(hours, CHUNK):
+                df = table.build(an, Filters(since=start, until=end), options)
+                for i in range(int((end - start) / HOUR)):
+                    h = start + i * HOUR
+                    part = df.filter(pl.col("hour") == h) if df.height else df
+                    path = root / name / f"{_hour_name(h)}.parquet"
+                    if part.height:
+                        _write_atomic(path, part.write_parquet)
+                    else:
+                        path.unlink(missing_ok=True)
+                    done += 1
+                    if progress:
+                        progress(done, total)
+        for h in changed - lake_hours:
+            for name in TABLES:
+                (root / name / f"{_hour_name(h)}.parquet").unlink(missing_ok=True)
+        new_state = {
+            "version": STATE_VERSION,
+            "prices": fingerprint,
+            "hours": {_hour_name(h): s for h, s in signatures.items()},
+            "labels": labels,
+        }
+        _write_atomic(root / "state.json", lambda p: p.write_text(json.dumps(new_state, indent=1, sort_keys=True)))
+    n_labelled = len(lake_hours) if relabelled is None else len(relabelled & lake_hours)
+    return RunResult(
+        len(signatures),
+        len(plan["calls"]),
+        len(plan["tasks"]),
+        full_rebuild,
+        {k: len(v) for k, v in plan.items()},
+        n_labelled,
     )
 
 
-def can_answer(filters: Filters, group_by: Sequence[str], bucket: str | None) -> bool:
-    """Whether the cost report with these arguments can be read from rollups."""
-    keys = [k for k in group_by if k]
-    try:
-        group = GroupBy.parse(keys, {k: k for k in TASK_KEYS}, bucket)
-    except ValueError:
-        return False
-    aligned = all(
-        t is not None and t == t.replace(minute=0, second=0, microsecond=0) for t in (filters.since, filters.until)
-    )
-    return aligned and not group.attrs and group.bucket != "minute" and not filters.attributes
+def fresh_hours(
+    an: Analytics, table: str, since: datetime, until: datetime, options: TaskOptions | None = None
+) -> set[datetime]:
+    """The whole hours in [since, until) whose rows of `table` are up to date with the lake."""
+    options = options or TaskOptions()
+    dd = an.lake.data_dir
+    state = _load_state(rollup_dir(dd) / "state.json")
+    if not state.get("hours") or state.get("prices") != price_fingerprint(an, options):
+        return set()
+    t = TABLES[table]
+    stale = _expand(_changed_hours(state, source_signatures(dd)), t.reach(options))
+    if t.labels:
+        relabelled = labelled_hours(an, state, label_signatures(dd))
+        if relabelled is None:
+            return set()
+        stale |= relabelled
+    first, last = _ceil(since), _floor(until)
+    hours = {first + i * HOUR for i in range(max(0, int((last - first) / HOUR)))}
+    return hours - stale
 
 
+def is_fresh(an: Analytics, since: datetime, until: datetime, options: TaskOptions | None = None) -> bool:
+    """True when the cost rollups (calls, tasks) cover every whole hour in [since, until) as the lake is now."""
+    first, last = _ceil(since), _floor(until)
+    n = max(0, int((last - first) / HOUR))
+    return all(len(fresh_hours(an, t, since, until, options)) == n for t in ("calls", "tasks"))
+
+
+def rows(
+    an: Analytics, table: str, filters: Filters, options: TaskOptions | None = None
+) -> tuple[pl.DataFrame, str] | None:
+    """The rows of `table` for the window of `filters` (its project only; the caller applies
+    the other filters): up-to-date hours from the rollup files, the rest (ragged edges,
+    stale hours) computed from raw spans. None when no hour can come from rollups."""
+    options = options or TaskOptions()
+    since, until = filters.since, filters.until
+    if since is None or until is None or since >= until:
+        return None
+    fresh = fresh_hours(an, table, since, until, options)
+    if not fresh:
+        return None
+    root = rollup_dir(an.lake.data_dir) / table
+    files = [p for p in (root / f"{_hour_name(h)}.parquet" for h in sorted(fresh)) if p.exists()]
+    frames = []
+    if files:
+        lf = pl.scan_parquet(files)
+        if filters.project is not None:
+            lf = lf.filter(pl.col("project") == filters.project)
+        frames.append(lf.collect())
+    pieces = _gaps(since, until, fresh)
+    window = Filters(project=filters.project)
+    for lo, hi in pieces:
+        frames.append(TABLES[table].build(an, replace(window, since=lo, until=hi), options))
+    frames = [f for f in frames if f.height] or frames[:1]
+    df = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+    return df, "rollups+raw" if pieces else "rollups"
+
+
+def _gaps(since: datetime, until: datetime, fresh: set[datetime]) -> list[tuple[datetime, datetime]]:
+    """The parts of [since, until) not covered by the `fresh` hours, as ranges."""
+    out: list[tuple[datetime, datetime]] = []
+    t = since
+    while t < until:
+        h = _floor(t)
+        end = min(h + HOUR, until)
+        if not (h in fresh and t == h and end == h + HOUR):
+            if out and out[-1][1] == t:
+                out[-1] = (out[-1][0], end)
+            else:
+                out.append((t, end))
+        t = end
+    return out
+
+
+def apply_filters(df: pl.DataFrame, f: Filters, table: Table) -> pl.DataFrame:
+    """The dimension filters of `f` on rollup rows (a model matches `model` or `response_model`)."""
+    if df.height == 0:
+        return df
+    cols = set(df.columns)
+    for name in ("project", "service", "provider", "prompt_name", "prompt_version"):
+        value = getattr(f, name)
+        if value is not None and (name in cols or table.name != "overview"):
+            df = df.filter(pl.col(name) == value)
+    if f.model is not None:
+        cond = pl.col("model") == f.model
+        if "response_model" in cols:
+            cond = cond | (pl.col("response_model") == f.model)
+        df = df.filter(cond)
+    return df
+
+
+# The cost report from rollups (kept as it was: calls and tasks tables).
 CALL_METRICS = ["calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
                 "reasoning_tokens", "cost_usd", "reported_cost_usd", "unpriced_calls"]  # fmt: skip
 TASK_METRICS = ["tasks", "successful_tasks", "failed_tasks", "task_cost_usd", "task_unpriced_calls"]
-NULLABLE = ("cost_usd", "reported_cost_usd", "task_cost_usd")
+NULLABLE = ("cost_usd", "reported_cost_usd", "task_cost_usd", "top1_sum", "score_sum")
+
+
+def can_answer(filters: Filters, group_by: Sequence[str], bucket: str | None) -> bool:
+    """Whether a report with these arguments can be read from rollups (no attributes, no minute buckets)."""
+    keys = [k for k in group_by if k]
+    if any(k.strip().startswith("attr:") for k in keys) or filters.attributes:
+        return False
+    return bucket != "minute" and "minute" not in keys
 
 
 def cost_from_rollups(
     an: Analytics, filters: Filters, group_by: Sequence[str] = (), *, bucket: str | None = None
 ) -> pl.DataFrame:
-    """The cost report summed from rollups (the caller checks `can_answer` and `is_fresh`)."""
-    keys = [k for k in group_by if k]
-    group = GroupBy.parse(keys, {k: k for k in TASK_KEYS}, bucket)
+    """The cost report summed from rollups alone (whole hours; the caller checks freshness)."""
+    from spanlake.analytics.reports.cost import finish
+
+    group = GroupBy.parse([k for k in group_by if k], {k: k for k in TASK_KEYS}, bucket)
     root = rollup_dir(an.lake.data_dir)
-    calls = _sum(root / "calls", filters, group, CALL_METRICS)
-    tasks = _sum(root / "tasks", filters, group, TASK_METRICS)
-    return finish(calls, tasks, group.names)
-
-
-def _ceil_hour(t: datetime) -> datetime:
-    floor = t.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == t else floor + HOUR
+    calls = _read_all(root / "calls", filters)
+    tasks = _read_all(root / "tasks", filters)
+    return finish(
+        sum_rows(apply_filters(calls, filters, TABLES["calls"]), group, CALL_METRICS),
+        sum_rows(apply_filters(tasks, filters, TABLES["tasks"]), group, TASK_METRICS),
+        group.names,
+    )
 
 
 def cost_auto(
     an: Analytics, filters: Filters, group_by: Sequence[str] = (), *, options: TaskOptions | None = None
 ) -> tuple[pl.DataFrame, str]:
-    """The cost report from rollups for the window's whole hours plus raw spans for its ragged
-    edges when the rollups are fresh and can answer, else from raw spans; returns (frame, source)."""
-    from spanlake.analytics.reports.cost import cost
+    """The cost report from rollups where up to date and raw spans elsewhere; returns (frame, source)."""
+    from spanlake.analytics.reports.cost import cost, finish
 
     keys = [k for k in group_by if k]
-    since, until = filters.since, filters.until
-    if (
-        since is None
-        or until is None
-        or not can_answer(
-            replace(filters, since=_ceil_hour(since), until=until.replace(minute=0, second=0, microsecond=0)),
-            keys,
-            None,
-        )
-    ):
-        return cost(an, filters, keys, options=options), "raw"
-    inner = (_ceil_hour(since), until.replace(minute=0, second=0, microsecond=0))
-    if inner[0] >= inner[1] or not is_fresh(an, *inner):
-        return cost(an, filters, keys, options=options), "raw"
-    group = GroupBy.parse(keys, {k: k for k in TASK_KEYS}, None)
-    root = rollup_dir(an.lake.data_dir)
-    middle = replace(filters, since=inner[0], until=inner[1])
-    calls = [_sum(root / "calls", middle, group, CALL_METRICS)]
-    tasks = [_sum(root / "tasks", middle, group, TASK_METRICS)]
-    for lo, hi in ((since, inner[0]), (inner[1], until)):
-        if lo < hi:
-            edge = replace(filters, since=lo, until=hi)
-            calls.append(call_totals(an, edge, keys))
-            tasks.append(task_totals(an, edge, keys, options=options))
-    return finish(_resum(calls, group, CALL_METRICS), _resum(tasks, group, TASK_METRICS), group.names), "rollups+raw"
+    if can_answer(filters, keys, None):
+        group = GroupBy.parse(keys, {k: k for k in TASK_KEYS}, None)
+        calls = rows(an, "calls", filters, options)
+        tasks = rows(an, "tasks", filters, options)
+        if calls is not None and tasks is not None:
+            c = sum_rows(apply_filters(calls[0], filters, TABLES["calls"]), group, CALL_METRICS)
+            t = sum_rows(apply_filters(tasks[0], filters, TABLES["tasks"]), group, TASK_METRICS)
+            source = "rollups" if calls[1] == tasks[1] == "rollups" else "rollups+raw"
+            return finish(c, t, group.names), source
+    return cost(an, filters, keys, options=options), "raw"
 
 
-def _resum(frames: list[pl.DataFrame], group: GroupBy, metrics: list[str]) -> pl.DataFrame:
-    frames = [f.select([*group.names, *metrics]) for f in frames if f.height]
-    if not frames:
-        return pl.DataFrame()
-    df = pl.concat(frames, how="vertical_relaxed")
-    sums = [_nullable_sum(m) if m in NULLABLE else pl.col(m).sum().alias(m) for m in metrics]
-    return df.group_by(group.names, maintain_order=True).agg(sums) if group.names else df.select(sums)
-
-
-def _sum(folder: Path, f: Filters, group: GroupBy, metrics: list[str]) -> pl.DataFrame:
+def _read_all(folder: Path, f: Filters) -> pl.DataFrame:
     files = sorted(folder.glob("*.parquet"))
     if not files:
         return pl.DataFrame()
@@ -260,29 +398,24 @@ def _sum(folder: Path, f: Filters, group: GroupBy, metrics: list[str]) -> pl.Dat
         lf = lf.filter(pl.col("hour") >= f.since)
     if f.until is not None:
         lf = lf.filter(pl.col("hour") < f.until)
-    for name, value in (("project", f.project), ("service", f.service), ("provider", f.provider)):
-        if value is not None:
-            lf = lf.filter(pl.col(name) == value)
-    for name, value in (("prompt_name", f.prompt_name), ("prompt_version", f.prompt_version)):
-        if value is not None:
-            lf = lf.filter(pl.col(name) == value)
-    if f.model is not None:
-        cond = pl.col("model") == f.model
-        if "response_model" in lf.collect_schema().names():
-            cond = cond | (pl.col("response_model") == f.model)
-        lf = lf.filter(cond)
-    keys = []
-    if group.bucket:
-        lf = lf.with_columns(
-            pl.col("hour")
-            .dt.truncate({"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}[group.bucket])
-            .alias(group.bucket)
-        )
-        keys.append(group.bucket)
-    keys += list(group.dims)
+    return lf.collect()
+
+
+def with_bucket(df: pl.DataFrame, bucket: str | None) -> pl.DataFrame:
+    """Add the time bucket column (`hour`, `day`, `week`, `month`) from the rows' hour."""
+    if not bucket or bucket == "hour" or df.height == 0:
+        return df
+    every = {"day": "1d", "week": "1w", "month": "1mo"}[bucket]
+    return df.with_columns(pl.col("hour").dt.truncate(every).alias(bucket))
+
+
+def sum_rows(df: pl.DataFrame, group: GroupBy, metrics: Sequence[str]) -> pl.DataFrame:
+    """Sum `metrics` of rollup rows per group (a NULL-only sum stays NULL, as in SQL)."""
+    if df.height == 0:
+        return pl.DataFrame()
+    df = with_bucket(df, group.bucket)
     sums = [_nullable_sum(m) if m in NULLABLE else pl.col(m).sum().alias(m) for m in metrics]
-    out = lf.group_by(keys).agg(sums) if keys else lf.select(sums)
-    return out.collect()
+    return df.group_by(group.names, maintain_order=True).agg(sums) if group.names else df.select(sums)
 
 
 def _nullable_sum(m: str) -> pl.Expr:

@@ -12,7 +12,7 @@ import polars as pl
 
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.explore.filters import HORIZON, SKEW
-from spanlake.analytics.explore.relation import SP_SRC, priced_ctes, run_on_lake, trace_cte
+from spanlake.analytics.explore.relation import SP_SRC, Window, priced_ctes, run_on_lake, trace_cte
 from spanlake.analytics.query import BUCKETS, Filters, Params, SpanSource
 from spanlake.analytics.reports.cost import TASK_COST_METRICS
 
@@ -49,6 +49,7 @@ class Overview:
     previous: dict[str, Any]
     trend: pl.DataFrame
     bucket: str
+    source: str = "raw"  # raw | rollups | rollups+raw
 
     def change(self, metric: str) -> float | None:
         """current - previous for a metric (None when either is unknown)."""
@@ -58,35 +59,74 @@ class Overview:
         return None
 
 
-OVERVIEW_NAMES = ("start_time", "task_span_id", "task_ms", "duration_ms", "service_name", "first_model",
-                  "prompt_version", "outcome", "task_status", "root_status", "cost_usd", "unpriced_calls",
-                  "validations", "validation_failures", "llm_calls", "input_tokens", "output_tokens")  # fmt: skip
+OVERVIEW_NAMES = ("start_time", "task_start", "task_span_id", "task_ms", "duration_ms", "service_name",
+                  "first_model", "prompt_version", "outcome", "task_status", "root_status", "cost_usd",
+                  "unpriced_calls", "validations", "validation_failures", "llm_calls", "input_tokens",
+                  "output_tokens")  # fmt: skip
 
 
-def overview(an: Analytics, filters: Filters, *, bucket: str | None = None) -> Overview:
+def tasks_sql(
+    con: duckdb.DuckDBPyConnection,
+    an: Analytics,
+    since: datetime | None,
+    until: datetime | None,
+    project: str | None,
+    p: Params,
+    more: str = "",
+) -> str:
+    """`WITH …, tasks AS (…)`: one task per trace whose task span started in [since, until),
+    with `task_duration_ms`, and the select items `more` (e.g. a period)."""
+    window = Filters(since=since, until=until, project=project)
+    src = SpanSource(window, span_level_filters=False, widen_after=HORIZON, widen_before=SKEW)
+    preds = ["task_span_id IS NOT NULL"]
+    if since is not None:
+        preds.append(f"task_start >= {p.add(since)}")
+    if until is not None:
+        preds.append(f"task_start < {p.add(until)}")
+    return f"""WITH {priced_ctes(con, an, src, p)},
+        {SP_SRC},
+        {trace_cte(OVERVIEW_NAMES)},
+        tasks AS (
+          SELECT *, coalesce(task_ms, duration_ms) AS task_duration_ms{more}
+          FROM tr_all WHERE {" AND ".join(preds)}
+        )"""
+
+
+def lake_window(since: datetime | None, until: datetime | None, project: str | None) -> Window:
+    """The partitions the tasks of [since, until) are read from."""
+    return (since - SKEW if since else None, until + HORIZON if until else None, project)
+
+
+def overview(an: Analytics, filters: Filters, *, bucket: str | None = None, source: str = "auto") -> Overview:
     """Tasks, success rate, cost, cost per successful task, p50/p95 task latency, error rate
     (task span ERROR) and validation failure rate (failed checks / checks in the tasks).
 
     One task per trace: its first task span, else its root (relation.py) — the same outcome
     rules, costs and metric definitions as analytics.tasks and the cost report, which agree
     whenever a trace holds one task (the SDK's usual shape); a trace with nested tasks counts
-    once here. Traces whose root and task spans have not arrived are not counted yet.
+    once here. A trace counts in the window its task span starts in; traces whose root and
+    task spans have not arrived are not counted yet.
+
+    `source`: 'auto' reads hourly rollups where they are up to date (analytics.rollups;
+    percentiles then within sketch.ALPHA), 'raw' reads spans only. `Overview.source` says which.
     """
     bucket = bucket or pick_bucket(filters.since, filters.until)
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
+    if source == "auto":
+        from spanlake.analytics.rollup_reports import overview_from_rollups
+
+        rolled = overview_from_rollups(an, filters, bucket)
+        if rolled is not None:
+            return rolled
+    elif source != "raw":
+        raise ValueError("source must be auto or raw")
     since = filters.since
     if filters.since is not None and filters.until is not None:
         since = filters.since - (filters.until - filters.since)
-    window = Filters(since=since, until=filters.until, project=filters.project)
-    src = SpanSource(window, span_level_filters=False, widen_after=HORIZON, widen_before=SKEW)
 
     def sql(con: duckdb.DuckDBPyConnection, p: Params) -> str:
-        preds = ["task_span_id IS NOT NULL"]
-        if since is not None:
-            preds.append(f"start_time >= {p.add(since)}")
-        if filters.until is not None:
-            preds.append(f"start_time < {p.add(filters.until)}")
+        preds = ["TRUE"]
         for col, value in (
             ("service_name", filters.service),
             ("first_model", filters.model),
@@ -96,15 +136,9 @@ def overview(an: Analytics, filters: Filters, *, bucket: str | None = None) -> O
                 preds.append(f"{col} = {p.add(value)}")
         period = "'current'"
         if filters.since is not None:
-            period = f"CASE WHEN start_time >= {p.add(filters.since)} THEN 'current' ELSE 'previous' END"
-        return f"""WITH {priced_ctes(con, an, src, p)},
-        {SP_SRC},
-        {trace_cte(OVERVIEW_NAMES)},
-        tasks AS (
-          SELECT *, coalesce(task_ms, duration_ms) AS task_duration_ms, {period} AS period,
-            date_trunc('{bucket}', start_time) AS bucket
-          FROM tr_all WHERE {" AND ".join(preds)}
-        )
+            period = f"CASE WHEN task_start >= {p.add(filters.since)} THEN 'current' ELSE 'previous' END"
+        more = f", {period} AS period, date_trunc('{bucket}', task_start) AS bucket"
+        return f"""{tasks_sql(con, an, since, filters.until, filters.project, p, more)}
         SELECT period, bucket, GROUPING(bucket) = 1 AS is_total, {TASK_COST_METRICS},
           quantile_cont(task_duration_ms, 0.5) AS p50_ms,
           quantile_cont(task_duration_ms, 0.95) AS p95_ms,
@@ -114,11 +148,10 @@ def overview(an: Analytics, filters: Filters, *, bucket: str | None = None) -> O
           sum(validation_failures)::BIGINT AS validation_failures,
           sum(llm_calls)::BIGINT AS llm_calls,
           sum(input_tokens + output_tokens)::BIGINT AS tokens
-        FROM tasks GROUP BY GROUPING SETS ((period), (period, bucket))"""
+        FROM tasks WHERE {" AND ".join(preds)} GROUP BY GROUPING SETS ((period), (period, bucket))"""
 
-    lake_window = (since - SKEW if since else None, filters.until + HORIZON if filters.until else None, filters.project)
-    df = run_on_lake(an, sql, lake_window)
+    df = run_on_lake(an, sql, lake_window(since, filters.until, filters.project))
     totals = {r["period"]: r for r in df.filter(pl.col("is_total")).to_dicts()}
     trend = df.filter(~pl.col("is_total") & (pl.col("period") == "current")).drop("period", "is_total").sort("bucket")
     empty = {"tasks": 0}
-    return Overview(totals.get("current", empty), totals.get("previous", empty), trend, bucket)
+    return Overview(totals.get("current", empty), totals.get("previous", empty), trend, bucket, "raw")

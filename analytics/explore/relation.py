@@ -58,6 +58,10 @@ AGGREGATES: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     "task_ms": ("arg_min(duration_ns, start_time) FILTER (WHERE is_task) / 1e6", ("duration_ns",)),
+    "task_start": (
+        "coalesce(min(start_time) FILTER (WHERE is_task), min(start_time) FILTER (WHERE is_root))",
+        (),
+    ),
     "service_name": (
         "coalesce(arg_min(service_name, start_time) FILTER (WHERE is_root), any_value(service_name))",
         ("service_name",),

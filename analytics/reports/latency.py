@@ -3,16 +3,64 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import polars as pl
 
 from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import SPAN_DIMS, STEP_CATEGORIES, Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.query import (
+    RAW_FILTER_COLUMNS,
+    SPAN_DIMS,
+    STEP_CATEGORIES,
+    Filters,
+    GroupBy,
+    Params,
+    SpanSource,
+    dim_predicates,
+)
 from spanlake.analytics.reports.common import keys_select, latency_metrics, unpack_quantiles
 from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
 
 DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version", "name")
 DEFAULT_SLOW_MS = 5000.0
+# A step repeats (or retries) the attempt of the same name under the same parent just before
+# it, when that attempt started at most this long before it.
+RETRY_LOOKBACK = timedelta(hours=1)
+
+
+def steps_source(filters: Filters, group: GroupBy | None = None) -> SpanSource:
+    """Step spans of the window and RETRY_LOOKBACK before it (for the attempt before each);
+    dimension and attribute filters apply after attempts are matched (`steps_ctes`)."""
+    return SpanSource(
+        filters,
+        group or GroupBy(),
+        span_level_filters=False,
+        widen_before=RETRY_LOOKBACK,
+        categories=STEP_CATEGORIES,
+        priced=False,
+    )
+
+
+def steps_ctes(filters: Filters, p: Params) -> str:
+    """CTE `steps`: the window's step spans matching the filters, with `is_repeat`/`is_retry`."""
+    preds = dim_predicates(filters, p, RAW_FILTER_COLUMNS)
+    if filters.since is not None:
+        preds.append(f"start_time >= {p.add(filters.since)}")
+    if filters.attributes:
+        preds.append("attr_match")
+    lookback = p.add(int(RETRY_LOOKBACK / timedelta(microseconds=1)))
+    return f"""attempts AS (
+      SELECT *, lag(start_time) OVER w AS prev_start, lag(status_code) OVER w AS prev_status FROM sp
+      WINDOW w AS (PARTITION BY project, trace_id, parent_span_id, name ORDER BY start_time, span_id)
+    ),
+    steps AS (
+      SELECT * EXCLUDE (prev_start, prev_status),
+        parent_span_id IS NOT NULL AND prev_start IS NOT NULL
+          AND epoch_us(start_time) - epoch_us(prev_start) <= {lookback} AS is_repeat,
+        parent_span_id IS NOT NULL AND prev_start IS NOT NULL
+          AND epoch_us(start_time) - epoch_us(prev_start) <= {lookback} AND prev_status = 'ERROR' AS is_retry
+      FROM attempts WHERE {" AND ".join(preds) or "TRUE"}
+    )"""
 
 
 def latency(
@@ -28,8 +76,9 @@ def latency(
 
     Tasks are measured end to end (the task span's duration). Steps are spans of the
     categories in STEP_CATEGORIES. `slow_share` is the share of rows over `slow_ms`.
-    `repeats` counts steps whose name already ran under the same parent (agent loops repeat
-    legitimately); `retries` counts the repeats that follow a failed (ERROR) attempt.
+    `repeats` counts steps whose name ran under the same parent at most RETRY_LOOKBACK before
+    (agent loops repeat legitimately); `retries` counts the repeats whose attempt just before
+    failed (ERROR), whatever that attempt's model or prompt.
     `ttft_*` describe time to first token of streamed calls (spans that recorded it).
     """
     options = options or TaskOptions()
@@ -45,13 +94,7 @@ def latency(
 
     def step_body(p: Params) -> str:
         keys = keys_select(span_group, {k: SPAN_DIMS[k] for k in DIMS})
-        return f"""steps AS (
-          SELECT *,
-            parent_span_id IS NOT NULL AND row_number() OVER attempts > 1 AS is_repeat,
-            parent_span_id IS NOT NULL AND lag(status_code) OVER attempts = 'ERROR' AS is_retry
-          FROM sp
-          WINDOW attempts AS (PARTITION BY project, trace_id, parent_span_id, name ORDER BY start_time, span_id)
-        )
+        return f"""{steps_ctes(filters, p)}
         SELECT category AS level, {keys}{latency_metrics(p, slow_ms)},
           count(time_to_first_token_ms) AS ttft_count,
           quantile_cont(time_to_first_token_ms, 0.5) AS ttft_p50_ms,
@@ -61,8 +104,7 @@ def latency(
         FROM steps GROUP BY ALL"""
 
     tasks = an.run(task_source(filters, task_group, options, priced=False), task_body)
-    steps_src = SpanSource(filters, span_group, categories=STEP_CATEGORIES, priced=False)
-    steps = an.run(steps_src, step_body)
+    steps = an.run(steps_source(filters, span_group), step_body)
     return _order(unpack_quantiles(pl.concat([tasks, steps], how="diagonal_relaxed")), span_group.names)
 
 

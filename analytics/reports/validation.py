@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import polars as pl
 
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.query import Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import keys_select
-from spanlake.analytics.tasks import TaskOptions, task_ctes, task_source
+from spanlake.analytics.tasks import TaskOptions, task_ctes
 
 # Group-by name → column of the `checks` relation built below.
 DIMS = {
@@ -23,6 +24,23 @@ DIMS = {
     "task_name": "task_name",
 }
 ERRORS_KEY = "spanlake.validation.errors"
+
+
+def checks_source(filters: Filters, options: TaskOptions) -> SpanSource:
+    """Whole traces from `horizon` (plus skew) before the window: the tasks checks ran in."""
+    return SpanSource(
+        filters,
+        span_level_filters=False,
+        widen_after=options.horizon,
+        widen_before=options.horizon + options.skew,
+        priced=False,
+    )
+
+
+def checks_ctes(filters: Filters, options: TaskOptions, p: Params) -> str:
+    """Task CTEs over tasks started up to `horizon` before the window, then `checks`."""
+    wide = replace(filters, since=filters.since - options.horizon) if filters.since is not None else filters
+    return f"{task_ctes(wide, GroupBy(), options, p)},\n{_checks_cte(filters, p)}"
 
 
 def _checks_cte(filters: Filters, p: Params) -> str:
@@ -74,14 +92,13 @@ def validation(
     group = GroupBy.parse(group_by, DIMS, bucket)
 
     def body(p: Params) -> str:
-        return f"""{task_ctes(filters, GroupBy(), options, p)},
-        {_checks_cte(filters, p)}
+        return f"""{checks_ctes(filters, options, p)}
         SELECT {keys_select(group, DIMS)}count(*) AS checks,
           count(*) FILTER (WHERE NOT passed) AS failures,
           count(*) FILTER (WHERE NOT passed) / count(*) AS failure_rate
         FROM checks GROUP BY ALL"""
 
-    df = an.run(task_source(filters, GroupBy(), options, priced=False), body)
+    df = an.run(checks_source(filters, options), body)
     return df.sort(group.names, nulls_last=True) if group.names else df
 
 

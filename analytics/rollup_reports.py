@@ -1,0 +1,387 @@
+"""Reports answered from hourly rollups, with the raw reports' columns.
+
+Each function returns `(frame, source)`: `source` is `rollups` (every hour from rollup
+files), `rollups+raw` (ragged edges or stale hours computed from raw spans on the fly) or
+`raw` (the raw report: no hour of the window is rolled up, or the arguments need spans —
+attribute filters or groupings, minute buckets, a non-default slow threshold). Counts,
+sums and rates equal the raw report's; percentiles are within analytics.sketch.ALPHA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import polars as pl
+
+from spanlake.analytics import sketch
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.query import Filters, GroupBy
+from spanlake.analytics.reports.common import QUANTILES
+from spanlake.analytics.reports.compare import BY as COMPARE_BY
+from spanlake.analytics.reports.compare import compare as raw_compare
+from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS
+from spanlake.analytics.reports.latency import DIMS as LATENCY_DIMS
+from spanlake.analytics.reports.latency import _order as latency_order
+from spanlake.analytics.reports.latency import latency as raw_latency
+from spanlake.analytics.reports.retrieval import DIMS as RETRIEVAL_DIMS
+from spanlake.analytics.reports.retrieval import retrieval as raw_retrieval
+from spanlake.analytics.reports.tasks import tasks as raw_tasks
+from spanlake.analytics.reports.validation import DIMS as VALIDATION_DIMS
+from spanlake.analytics.reports.validation import validation as raw_validation
+from spanlake.analytics.rollup_tables import TABLES
+from spanlake.analytics.rollups import apply_filters as _filter
+from spanlake.analytics.rollups import can_answer, cost_auto, rows, with_bucket
+from spanlake.analytics.tasks import OUTCOME_SOURCES, TASK_DIMS, TaskOptions
+
+SOURCES = ("auto", "raw", "rollups")
+Q_NAMES = [f"p{int(q * 100)}_ms" for q in QUANTILES]
+Result = tuple[pl.DataFrame, str]
+
+
+def _rows(
+    an: Analytics, table: str, f: Filters, options: TaskOptions | None, bucket: str | None
+) -> tuple[pl.DataFrame, str] | None:
+    got = rows(an, table, f, options)
+    if got is None:
+        return None
+    return with_bucket(_filter(got[0], f, TABLES[table]), bucket), got[1]
+
+
+def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    return pl.when(den > 0).then(num / den).otherwise(None)
+
+
+def _agg(
+    df: pl.DataFrame,
+    names: list[str],
+    exprs: list[pl.Expr],
+    hists: Sequence[tuple[str, Sequence[float], Sequence[str]]],
+) -> pl.DataFrame:
+    """Aggregate rollup rows per group, with percentiles from the merged histograms."""
+    if df.height == 0:
+        return pl.DataFrame()
+    base = df.group_by(names, maintain_order=True).agg(exprs) if names else df.select(exprs)
+    for name, qs, outs in hists:
+        q = sketch.quantiles(df, names, name, qs, outs)
+        if names:
+            base = base.join(q, on=names, how="left", nulls_equal=True)
+        elif q.height:
+            base = pl.concat([base, q], how="horizontal")
+        else:
+            base = base.with_columns([pl.lit(None, pl.Float64).alias(o) for o in outs])
+    return base
+
+
+def _sorted(df: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    return df.sort(names, nulls_last=True) if names and df.height else df
+
+
+def _source(*parts: str) -> str:
+    return "rollups" if all(p == "rollups" for p in parts) else "rollups+raw"
+
+
+def _group(keys: Sequence[str], allowed: Sequence[str], bucket: str | None) -> GroupBy | None:
+    try:
+        return GroupBy.parse([k for k in keys if k], {k: k for k in allowed}, bucket)
+    except ValueError:
+        return None  # the raw report says why
+
+
+def _nullable_sum(c: str) -> pl.Expr:
+    return pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).otherwise(None)
+
+
+def _task_columns() -> list[pl.Expr]:
+    tasks, succ, cost = pl.col("tasks").sum(), pl.col("successful_tasks").sum(), _nullable_sum("task_cost_usd")
+    return [
+        tasks.alias("tasks"),
+        succ.alias("successful_tasks"),
+        pl.col("failed_tasks").sum().alias("failed_tasks"),
+        (succ / tasks).alias("success_rate"),
+        cost.alias("task_cost_usd"),
+        pl.col("task_unpriced_calls").sum().alias("task_unpriced_calls"),
+        (cost / tasks).alias("cost_per_task"),
+        _ratio(cost, succ).alias("cost_per_successful_task"),
+    ]
+
+
+def latency_rolled(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    *,
+    bucket: str | None = None,
+    slow_ms: float = DEFAULT_SLOW_MS,
+    options: TaskOptions | None = None,
+) -> Result | None:
+    """The latency report from the `tasks` and `steps` rollups (None when they cannot answer)."""
+    group = _group(group_by, LATENCY_DIMS, bucket)
+    if group is None or slow_ms != DEFAULT_SLOW_MS or not can_answer(filters, group_by, bucket):
+        return None
+    t, s = _rows(an, "tasks", filters, options, group.bucket), _rows(an, "steps", filters, options, group.bucket)
+    if t is None or s is None:
+        return None
+    names = group.names
+
+    def common(n: str) -> list[pl.Expr]:
+        count = pl.col(n).sum()
+        return [
+            count.alias("count"),
+            (pl.col("errors").sum() / count).alias("error_rate"),
+            (pl.col("timeouts").sum() / count).alias("timeout_rate"),
+            pl.col("dur_max").max().alias("max_ms"),
+            (pl.col("slow").sum() / count).alias("slow_share"),
+        ]
+
+    order = ["level", *names, "count", "error_rate", "timeout_rate", *Q_NAMES, "max_ms", "slow_share"]
+    frames = []
+    if t[0].height:
+        task = _agg(t[0], names, common("tasks"), [("dur", QUANTILES, Q_NAMES)])
+        frames.append(task.with_columns(pl.lit("task").alias("level")).select(order))
+    if s[0].height:
+        extra = [pl.col(c).sum().alias(c) for c in ("ttft_count", "repeats", "retries")]
+        hists = [("dur", QUANTILES, Q_NAMES), ("ttft", (0.5, 0.95), ("ttft_p50_ms", "ttft_p95_ms"))]
+        step = _agg(s[0], ["level", *names], common("count") + extra, hists)
+        frames.append(step.select([*order, "ttft_count", "ttft_p50_ms", "ttft_p95_ms", "repeats", "retries"]))
+    df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    return latency_order(df, names), _source(t[1], s[1])
+
+
+def tasks_rolled(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    *,
+    bucket: str | None = None,
+    options: TaskOptions | None = None,
+) -> Result | None:
+    """The tasks report from the `tasks` rollup."""
+    group = _group(group_by, TASK_DIMS, bucket)
+    if group is None or not can_answer(filters, group_by, bucket):
+        return None
+    t = _rows(an, "tasks", filters, options, group.bucket)
+    if t is None:
+        return None
+    if t[0].height == 0:
+        return pl.DataFrame(), t[1]
+    sources = [pl.col("tasks").filter(pl.col("outcome_source") == s).sum().alias(f"from_{s}") for s in OUTCOME_SOURCES]
+    exprs = [*_task_columns(), pl.col("unknown_tasks").sum().alias("unknown_tasks"), *sources]
+    df = _agg(t[0], group.names, [*exprs, pl.col("llm_calls").sum()], [("dur", (0.5, 0.95), ("p50_ms", "p95_ms"))])
+    cols = [*group.names, *(e.meta.output_name() for e in exprs), "p50_ms", "p95_ms", "llm_calls"]
+    return _sorted(df.select(cols), group.names), t[1]
+
+
+def validation_rolled(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = ("validator",),
+    *,
+    bucket: str | None = None,
+    options: TaskOptions | None = None,
+) -> Result | None:
+    """The validation report from the `checks` rollup."""
+    group = _group(group_by, VALIDATION_DIMS, bucket)
+    if group is None or not can_answer(filters, group_by, bucket):
+        return None
+    c = _rows(an, "checks", filters, options, group.bucket)
+    if c is None:
+        return None
+    checks, failures = pl.col("checks").sum(), pl.col("failures").sum()
+    exprs = [checks.alias("checks"), failures.alias("failures"), (failures / checks).alias("failure_rate")]
+    df = _agg(c[0], group.names, exprs, []) if c[0].height else pl.DataFrame()
+    return _sorted(df, group.names), c[1]
+
+
+def retrieval_rolled(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = ("data_source",),
+    *,
+    bucket: str | None = None,
+    options: TaskOptions | None = None,
+) -> Result | None:
+    """The retrieval report from the `retrieval` rollup."""
+    group = _group(group_by, RETRIEVAL_DIMS, bucket)
+    if group is None or not can_answer(filters, group_by, bucket):
+        return None
+    r = _rows(an, "retrieval", filters, options, group.bucket)
+    if r is None:
+        return None
+    if r[0].height == 0:
+        return pl.DataFrame(), r[1]
+    queries, docs_n = pl.col("queries").sum(), pl.col("doc_count_n").sum()
+    exprs = [
+        queries.alias("queries"),
+        pl.col("queries_without_content").sum().alias("queries_without_content"),
+        _ratio(pl.col("doc_count_sum").sum().cast(pl.Float64), docs_n).alias("docs_per_query"),
+        _ratio(pl.col("empty_queries").sum(), docs_n).alias("empty_rate"),
+        _ratio(_nullable_sum("top1_sum"), pl.col("top1_n").sum()).alias("avg_top1_score"),
+        _ratio(_nullable_sum("score_sum"), pl.col("score_n").sum()).alias("mean_score"),
+    ]
+    qs = (0.5, 0.95, 0.99)
+    df = _agg(r[0], group.names, [*exprs, (pl.col("errors").sum() / queries).alias("error_rate")],
+              [("dur", qs, ("p50_ms", "p95_ms", "p99_ms"))])  # fmt: skip
+    cols = [*group.names, *(e.meta.output_name() for e in exprs), "p50_ms", "p95_ms", "p99_ms", "error_rate"]
+    return _sorted(df.select(cols), group.names), r[1]
+
+
+def compare_rolled(
+    an: Analytics, filters: Filters, by: str, a: str, b: str, *, options: TaskOptions | None = None
+) -> Result | None:
+    """The compare report from the `tasks` rollup."""
+    if by not in COMPARE_BY or not can_answer(filters, (), None):
+        return None
+    t = _rows(an, "tasks", filters, options, None)
+    if t is None:
+        return None
+    df = t[0].filter(pl.col(by).is_in([a, b])) if t[0].height else t[0]
+    tasks, succ, cost = pl.col("tasks").sum(), pl.col("successful_tasks").sum(), _nullable_sum("task_cost_usd")
+    exprs = [
+        tasks.alias("tasks"),
+        (succ / tasks).alias("success_rate"),
+        (cost / tasks).alias("cost_per_task"),
+        _ratio(cost, succ).alias("cost_per_successful_task"),
+        pl.col("task_unpriced_calls").sum().alias("unpriced_calls"),
+    ]
+    tail = [
+        (pl.col("errors").sum() / tasks).alias("error_rate"),
+        _ratio(pl.col("validation_failures").sum(), pl.col("validations").sum()).alias("validation_failure_rate"),
+    ]
+    out = _agg(df, [by], [*exprs, *tail], [("dur", (0.5, 0.95), ("p50_ms", "p95_ms"))]) if df.height else None
+    names = [by, *(e.meta.output_name() for e in exprs), "p50_ms", "p95_ms", "error_rate", "validation_failure_rate"]
+    found = {r[by]: r for r in out.select(names).to_dicts()} if out is not None else {}
+    rows_ = [found.get(v) or {by: v, "tasks": 0} for v in (a, b)]
+    delta: dict[str, Any] = {by: "b - a"}
+    for k in names[1:]:
+        va, vb = rows_[0].get(k), rows_[1].get(k)
+        delta[k] = vb - va if isinstance(va, int | float) and isinstance(vb, int | float) else None
+    schema = {by: pl.String, "tasks": pl.Int64, **{k: pl.Float64 for k in names[2:]}, "unpriced_calls": pl.Int64}
+    return pl.DataFrame([*rows_, delta], schema=schema, strict=False).select(names), t[1]
+
+
+def _auto(rolled: Callable[[], Result | None], raw: Callable[[], pl.DataFrame], source: str, what: str) -> Result:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+    if source != "raw":
+        got = rolled()
+        if got is not None:
+            return got
+        if source == "rollups":
+            raise ValueError(
+                f"{what}: rollups cannot answer (no rolled-up hour in the window, or attribute filters or "
+                "groupings, minute buckets or a non-default slow threshold): use source raw or auto"
+            )
+    return raw(), "raw"
+
+
+def report(
+    an: Analytics,
+    name: str,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    *,
+    bucket: str | None = None,
+    source: str = "auto",
+    options: TaskOptions | None = None,
+    slow_ms: float = DEFAULT_SLOW_MS,
+) -> Result:
+    """Run a grouped report (latency, cost, tasks, validation, retrieval) from rollups where they
+    can answer (source 'auto'), always from them ('rollups') or from raw spans ('raw')."""
+    g = list(group_by)
+    if name == "latency":
+        return _auto(
+            lambda: latency_rolled(an, filters, g, bucket=bucket, slow_ms=slow_ms, options=options),
+            lambda: raw_latency(an, filters, g, bucket=bucket, slow_ms=slow_ms, options=options),
+            source,
+            name,
+        )
+    if name == "cost":
+        if source == "raw" or bucket:
+            from spanlake.analytics.reports.cost import cost
+
+            return cost(an, filters, g, bucket=bucket, options=options), "raw"
+        df, used = cost_auto(an, filters, g, options=options)
+        if source == "rollups" and used == "raw":
+            raise ValueError("cost: rollups cannot answer: use source raw or auto")
+        return df, used
+    rolled: dict[str, tuple[Callable[[], Result | None], Callable[[], pl.DataFrame]]] = {
+        "tasks": (
+            lambda: tasks_rolled(an, filters, g, bucket=bucket, options=options),
+            lambda: raw_tasks(an, filters, g, bucket=bucket, options=options),
+        ),
+        "validation": (
+            lambda: validation_rolled(an, filters, g or ["validator"], bucket=bucket, options=options),
+            lambda: raw_validation(an, filters, g or ["validator"], bucket=bucket, options=options),
+        ),
+        "retrieval": (
+            lambda: retrieval_rolled(an, filters, g or ["data_source"], bucket=bucket, options=options),
+            lambda: raw_retrieval(an, filters, g or ["data_source"], bucket=bucket),
+        ),
+    }
+    if name not in rolled:
+        raise ValueError(f"no rollups for report {name!r}")
+    return _auto(*rolled[name], source, name)
+
+
+def compare(
+    an: Analytics,
+    filters: Filters,
+    by: str,
+    a: str,
+    b: str,
+    *,
+    source: str = "auto",
+    options: TaskOptions | None = None,
+) -> Result:
+    """The compare report from rollups where they can answer."""
+    return _auto(
+        lambda: compare_rolled(an, filters, by, a, b, options=options),
+        lambda: raw_compare(an, filters, by, a, b, options=options),
+        source,
+        "compare",
+    )
+
+
+OVERVIEW_SUMS = ("tasks", "successful_tasks", "failed_tasks", "task_unpriced_calls", "validations",
+                 "validation_failures", "llm_calls", "tokens")  # fmt: skip
+
+
+def overview_from_rollups(an: Analytics, filters: Filters, bucket: str) -> Any:
+    """The dashboard overview from the `overview` rollup (None when it cannot answer)."""
+    from spanlake.analytics.explore.overview import Overview
+
+    if filters.since is None or filters.until is None or bucket == "minute" or not can_answer(filters, (), bucket):
+        return None
+    span = filters.until - filters.since
+    previous = replace(filters, since=filters.since - span, until=filters.since)
+    windows = {"current": filters, "previous": previous}
+    got = {k: _rows(an, "overview", f, None, None if bucket == "hour" else bucket) for k, f in windows.items()}
+    if any(v is None for v in got.values()):
+        return None
+    tasks = pl.col("tasks").sum()
+    exprs = [
+        *_task_columns(),
+        _ratio(pl.col("validation_failures").sum(), pl.col("validations").sum()).alias("validation_failure_rate"),
+        (pl.col("errors").sum() / tasks).alias("error_rate"),
+        *(pl.col(c).sum().alias(c) for c in ("validations", "validation_failures", "llm_calls", "tokens")),
+    ]
+    order = ["tasks", "successful_tasks", "failed_tasks", "success_rate", "task_cost_usd", "task_unpriced_calls",
+             "cost_per_task", "cost_per_successful_task", "p50_ms", "p95_ms", "error_rate", "validation_failure_rate",
+             "validations", "validation_failures", "llm_calls", "tokens"]  # fmt: skip
+    hist = [("dur", (0.5, 0.95), ("p50_ms", "p95_ms"))]
+    totals: dict[str, dict[str, Any]] = {}
+    for period, (df, _) in got.items():  # type: ignore[misc]
+        if df.height and df["tasks"].sum() > 0:
+            row = _agg(df, [], exprs, hist).select(order).to_dicts()[0]
+            totals[period] = {"period": period, "bucket": None, "is_total": True, **row}
+    cur = got["current"][0]  # type: ignore[index]
+    if cur.height:
+        by_bucket = cur.rename({"hour": "bucket"}) if bucket == "hour" else cur.drop("hour").rename({bucket: "bucket"})
+        trend = _agg(by_bucket, ["bucket"], exprs, hist).select(["bucket", *order]).sort("bucket")
+    else:
+        trend = pl.DataFrame(schema={"bucket": pl.Datetime("us", "UTC")})
+    empty = {"tasks": 0}
+    src = _source(*(v[1] for v in got.values()))  # type: ignore[index]
+    return Overview(totals.get("current", empty), totals.get("previous", empty), trend, bucket, src)
