@@ -117,9 +117,8 @@ def parse_time(value: str | None, now: datetime, name: str) -> datetime | None:
 def window(since: str | None, until: str | None, default_since: str = "24h") -> tuple[datetime, datetime]:
     """The [since, until) window of a request; `until` defaults to now."""
     now = datetime.now(UTC)
-    start = parse_time(since if since is not None else default_since, now, "since")
+    start = parse_time(since or default_since, now, "since") or now
     end = parse_time(until, now, "until") or now
-    assert start is not None
     if start >= end:
         raise InvalidRequest("since must be before until")
     return start, end
