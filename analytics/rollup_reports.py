@@ -271,7 +271,7 @@ def _auto(rolled: Callable[[], Result | None], raw: Callable[[], pl.DataFrame], 
         if source == "rollups":
             raise ValueError(
                 f"{what}: rollups cannot answer (no rolled-up hour in the window, or attribute filters or "
-                "groupings, minute buckets or a non-default slow threshold): use source raw or auto"
+                "groupings, minute buckets or a non-default slow threshold): use --source raw or auto"
             )
     return raw(), "raw"
 
@@ -304,7 +304,7 @@ def report(
             return cost(an, filters, g, bucket=bucket, options=options), "raw"
         df, used = cost_auto(an, filters, g, options=options)
         if source == "rollups" and used == "raw":
-            raise ValueError("cost: rollups cannot answer: use source raw or auto")
+            raise ValueError("cost: rollups cannot answer (attribute filters or groupings): use --source raw or auto")
         return df, used
     rolled: dict[str, tuple[Callable[[], Result | None], Callable[[], pl.DataFrame]]] = {
         "tasks": (

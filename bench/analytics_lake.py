@@ -6,7 +6,8 @@ Each trace is 5 spans: a task root (`answer`, app outcome success / failure / no
 call, a retrieval, a second LLM call and a validation; so 10M spans are 2M tasks. Rows are
 written straight to Parquet with DuckDB (hive partitions project/date/hour, sorted by start
 time like the collector's files), with the lake's full column list, then every report runs
-over a 1-day and the full window from raw spans. `--reuse` skips generation.
+over a 1-day and the full window from raw spans; then the hourly rollups are built and every
+report is timed from them. `--reuse` skips generation.
 """
 
 from __future__ import annotations
@@ -136,10 +137,13 @@ def time_reports(data_dir: Path, days: int) -> list[tuple[str, str, float, int]]
     return results
 
 
-def time_rollups(data_dir: Path, days: int) -> None:
-    """Build the hourly rollups from scratch, then time the cost report read from them."""
-    from spanlake.analytics import rollups
+def time_rollups(data_dir: Path, days: int, check: bool) -> None:
+    """Build the hourly rollups from scratch, then time every report read from them (and, with
+    `check`, compare each with the raw report: counts and sums equal, percentiles within ALPHA)."""
+    from spanlake.analytics import rollup_reports as RR
+    from spanlake.analytics import rollups, sketch
     from spanlake.analytics.engine import Analytics
+    from spanlake.analytics.explore.overview import overview
     from spanlake.analytics.pricing import PriceBook, PriceOverride
     from spanlake.analytics.query import Filters
 
@@ -150,18 +154,41 @@ def time_rollups(data_dir: Path, days: int) -> None:
     t0 = time.perf_counter()
     result = rollups.run(an)
     print(f"rollups: incremental run with nothing new in {time.perf_counter() - t0:.2f} s", flush=True)
+    size = sum(f.stat().st_size for f in rollups.rollup_dir(an.lake.data_dir).rglob("*.parquet"))
+    print(f"rollups: {size / 1e6:.1f} MB on disk", flush=True)
     end = START + timedelta(days=days)
+    cases: dict[str, Callable[[Filters], tuple[Any, str]]] = {
+        "latency by model": lambda f: RR.report(an, "latency", f, ["model"], source="rollups"),
+        "cost by model, day": lambda f: RR.report(an, "cost", f, ["model", "day"], source="rollups"),
+        "tasks by outcome_source": lambda f: RR.report(an, "tasks", f, ["outcome_source"], source="rollups"),
+        "validation by prompt_version": lambda f: RR.report(
+            an, "validation", f, ["validator", "prompt_version"], source="rollups"
+        ),
+        "retrieval": lambda f: RR.report(an, "retrieval", f, ["data_source"], source="rollups"),
+        "compare v1 v2": lambda f: RR.compare(an, f, "prompt_version", "v1", "v2", source="rollups"),
+        "overview (dashboard)": lambda f: (lambda o: (o.trend, o.source))(overview(an, f)),
+    }
+    raw_of: dict[str, Callable[[Filters], Any]] = {
+        "latency by model": lambda f: RR.report(an, "latency", f, ["model"], source="raw")[0],
+        "tasks by outcome_source": lambda f: RR.report(an, "tasks", f, ["outcome_source"], source="raw")[0],
+    }
     for label, since in (("1 day", end - timedelta(days=1)), (f"{days} days", START)):
         f = Filters(since=since, until=end)
-        for group in (["model", "day"], ["prompt_version"], []):
+        for name, run in cases.items():
             t0 = time.perf_counter()
-            fresh = rollups.is_fresh(an, f.since, f.until)
-            df = rollups.cost_from_rollups(an, f, group)
-            print(
-                f"{label:>8}  cost from rollups {','.join(group) or '(total)':<20} {time.perf_counter() - t0:6.3f} s "
-                f"({df.height} rows, fresh={fresh})",
-                flush=True,
-            )
+            df, source = run(f)
+            elapsed = time.perf_counter() - t0
+            print(f"{label:>8}  {name:<30} {elapsed:6.3f} s from {source} ({df.height} rows)", flush=True)
+            if check and name in raw_of:
+                raw = raw_of[name](f)
+                worst = 0.0
+                for col in ("p50_ms", "p95_ms"):
+                    for a, b in zip(df[col].to_list(), raw[col].to_list(), strict=True):
+                        worst = max(worst, abs(a - b) / b if b else 0.0)
+                counts = "count" if "count" in df.columns else "tasks"
+                same = df[counts].to_list() == raw[counts].to_list()
+                print(f"          {'':<30} vs raw: {counts} equal={same}, worst percentile error {worst:.4%} "
+                      f"(bound {sketch.ALPHA:.0%})", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -171,6 +198,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--reuse", action="store_true", help="time reports on an existing generated lake")
     ap.add_argument("--skip-raw", action="store_true", help="only build and time the rollups")
+    ap.add_argument("--check", action="store_true", help="compare latency and tasks from rollups with raw spans")
     args = ap.parse_args()
     if not args.reuse:
         t0 = time.perf_counter()
@@ -178,7 +206,7 @@ def main() -> None:
         print(f"generated {args.spans} spans in {time.perf_counter() - t0:.1f} s", flush=True)
     if not args.skip_raw:
         time_reports(args.data_dir, args.days)
-    time_rollups(args.data_dir, args.days)
+    time_rollups(args.data_dir, args.days, args.check)
 
 
 if __name__ == "__main__":

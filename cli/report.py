@@ -139,8 +139,10 @@ def _split(values: tuple[str, ...]) -> list[str]:
     type=click.Choice(["auto", "raw", "rollups"]),
     default="auto",
     show_default=True,
-    help="cost: auto reads the window's whole hours from the hourly rollups (see --update-rollups) when they "
-    "are up to date and can answer (no attribute filter or grouping), and its ragged edges from raw spans.",
+    help="latency, cost, tasks, validation, retrieval, compare: auto reads the hours whose rollups are up to date "
+    "(`spanlake analytics run`) from them and the rest (ragged edges, stale hours) from raw spans, or everything "
+    "raw when rollups cannot answer (attribute filters or groupings, minute buckets, another --slow-ms); "
+    "percentiles from rollups are within 1 %. The source used is printed on stderr.",
 )
 @click.option(
     "--update-rollups",
@@ -214,22 +216,30 @@ def report(
         _update_rollups(an, full=False)
     opts = TaskOptions(default_outcome=default_outcome)
     keys = _split(group_by)
+    from spanlake.analytics import rollup_reports as RR
+
+    def rolled(report_name: str) -> Callable[[], Any]:
+        return lambda: RR.report(an, report_name, filters, keys, source=source, options=opts, slow_ms=slow_ms)
+
     grouped: dict[str, Callable[[], Any]] = {
-        "latency": lambda: R.latency(an, filters, keys, slow_ms=slow_ms, options=opts),
-        "cost": lambda: _cost(R, an, filters, keys, opts, source),
+        "latency": rolled("latency"),
+        "cost": lambda: _cost(an, filters, keys, opts, source),
         "unpriced": lambda: R.unpriced(an, filters),
-        "tasks": lambda: R.tasks(an, filters, keys, options=opts),
+        "tasks": rolled("tasks"),
         "task-list": lambda: R.task_list(an, filters, sort=sort, limit=limit, options=opts),
-        "validation": lambda: R.validation(an, filters, keys or ["validator"], options=opts),
+        "validation": rolled("validation"),
         "validation-errors": lambda: R.validation_errors(an, filters, limit=limit),
-        "retrieval": lambda: R.retrieval(an, filters, keys or ["data_source"]),
+        "retrieval": rolled("retrieval"),
         "retrieved-documents": lambda: R.retrieved_documents(an, filters, limit=limit),
-        "compare": lambda: _compare(R, an, filters, by, a, b, opts),
+        "compare": lambda: _compare(RR, an, filters, by, a, b, opts, source),
     }
     try:
         df = grouped[name]()
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    if isinstance(df, tuple):
+        df, used = df
+        click.echo(f"source: {used}", err=True)
     if fmt == "table" and df.width > WIDE:
         _print_vertical(df, max_rows)
     else:
@@ -267,23 +277,16 @@ def _print_vertical(df: Any, max_rows: int) -> None:
     )
 
 
-def _cost(R: Any, an: Any, filters: Any, keys: list[str], opts: Any, source: str) -> Any:
-    from spanlake.analytics import rollups
+def _cost(an: Any, filters: Any, keys: list[str], opts: Any, source: str) -> Any:
+    from spanlake.analytics import rollup_reports as RR
 
-    if source == "rollups":
-        if not rollups.can_answer(filters, keys, None):
-            raise click.UsageError("rollups hold whole hours without attributes: use --source raw")
-        return rollups.cost_from_rollups(an, filters, keys)
-    if source == "auto":
-        df, _ = rollups.cost_auto(an, filters, keys, options=opts)
-        return df
-    return R.cost(an, filters, keys, options=opts)
+    return RR.report(an, "cost", filters, keys, source=source, options=opts)
 
 
-def _compare(R: Any, an: Any, filters: Any, by: str, a: str | None, b: str | None, opts: Any) -> Any:
+def _compare(RR: Any, an: Any, filters: Any, by: str, a: str | None, b: str | None, opts: Any, source: str) -> Any:
     if a is None or b is None:
         raise click.UsageError("compare needs --a and --b (e.g. --by prompt_version --a v1 --b v2)")
-    return R.compare(an, filters, by, a, b, options=opts)
+    return RR.compare(an, filters, by, a, b, options=opts, source=source)
 
 
 @click.group("analytics")
@@ -304,11 +307,13 @@ def analytics() -> None:
 @click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Price overrides file.")
 @click.option("--full", is_flag=True, help="Rebuild every hour, not only the changed ones.")
 def analytics_run(data_dir: Path, prices: Path | None, full: bool) -> None:
-    """Bring the hourly cost rollups up to date with the lake.
+    """Bring the hourly rollups up to date with the lake (with progress).
 
-    Rebuilds the hours whose span files changed since the last run (and, for tasks, the
-    hours before them that a late span can change), or every hour when prices changed.
-    `spanlake report cost` reads the rollups when they are up to date.
+    Rebuilds, per rollup table (calls, tasks, steps, checks, retrieval, overview, traces), the
+    hours a changed span file can affect (a late span changes the tasks that started up to 6 h
+    before it), the hours of traces that got new human labels, or everything when prices
+    changed. `spanlake report` and the dashboard overview read the rollups where they are up
+    to date. `spanlake up` runs this every --rollup-interval seconds.
     """
     from spanlake.analytics.engine import Analytics, default_prices_path
     from spanlake.analytics.pricing import PriceBook
@@ -332,8 +337,10 @@ def _update_rollups(an: Any, full: bool) -> None:
             bar.update(task, completed=done, total=total)
 
         result = rollups.run(an, progress=progress, full=full)
+    rebuilt = ", ".join(f"{k} {n}" for k, n in result.rebuilt.items())
     click.echo(
-        f"rollups up to date: {result.hours_seen} lake hour(s); rebuilt {result.call_hours_rebuilt} hour(s) of calls "
-        f"and {result.task_hours_rebuilt} of tasks" + (" (full rebuild)" if result.full_rebuild else ""),
+        f"rollups up to date: {result.hours_seen} lake hour(s); hours rebuilt: {rebuilt}"
+        + (f"; {result.labelled_hours} hour(s) for new labels" if result.labelled_hours else "")
+        + (" (full rebuild)" if result.full_rebuild else ""),
         err=True,
     )

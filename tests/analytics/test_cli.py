@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -24,7 +25,7 @@ def _lake(tmp_path: Path) -> Path:
 
 def _run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["report", *args], catch_exceptions=False)
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output  # stderr names the source
 
 
 def test_cost_json_uses_prices_file_from_data_dir(tmp_path: Path) -> None:
@@ -74,14 +75,27 @@ def test_cost_from_rollups_matches_raw(tmp_path: Path) -> None:
     hours = ["--since", "2025-06-02T09:00", "--until", "2025-06-02T11:00", "--format", "json", "-g", "model"]
     result = CliRunner().invoke(cli, ["report", "cost", "--data-dir", str(d), "--update-rollups", *hours])
     assert result.exit_code == 0, result.output
-    assert "rebuilt 1 hour(s) of calls" in result.stderr
+    assert "hours rebuilt: calls 1, tasks 1, steps 1" in result.stderr and "source: rollups" in result.stderr
     from_rollups = json.loads(result.stdout)
     code, out = _run("cost", "--data-dir", str(d), "--source", "raw", *hours)
     assert code == 0 and json.loads(out) == from_rollups
     code, out = _run("cost", "--data-dir", str(d), "--source", "rollups", *hours)
     assert code == 0 and json.loads(out) == from_rollups
-    # not whole hours: rollups cannot answer
-    code, out = _run("cost", "--data-dir", str(d), "--source", "rollups", "--since", "2025-06-02T09:30")
+    # not whole hours: the partial hour comes from raw spans
+    ragged = ["--since", "2025-06-02T09:30", "--until", "2025-06-02T11:00", "--format", "json"]
+    code, out = _run("cost", "--data-dir", str(d), "--source", "rollups", *ragged)
+    raw = _run("cost", "--data-dir", str(d), "--source", "raw", *ragged)[1]
+    assert code == 0 and json.loads(out) == json.loads(raw)
+    # attribute filters: rollups cannot answer
+    code, out = _run("tasks", "--data-dir", str(d), "--source", "rollups", "--attr", "a=b", *hours)
     assert code != 0 and "--source raw" in out
+    for report in ("latency", "tasks", "validation", "retrieval"):
+        code, out = _run(report, "--data-dir", str(d), *hours)
+        raw = json.loads(_run(report, "--data-dir", str(d), "--source", "raw", *hours)[1])
+        assert code == 0 and len(json.loads(out)) == len(raw), report
+        for got, want in zip(json.loads(out), raw, strict=True):  # percentiles within 1 %, the rest equal
+            pct = {k for k in want if re.fullmatch(r"(ttft_)?p\d+_ms", k)}
+            assert {k: v for k, v in got.items() if k not in pct} == {k: v for k, v in want.items() if k not in pct}
+            assert all(abs(got[k] - want[k]) <= 0.01 * want[k] for k in pct if want[k] is not None)
     result = CliRunner().invoke(analytics, ["run", "--data-dir", str(d)])
-    assert result.exit_code == 0 and "rebuilt 0 hour(s) of calls" in result.stderr
+    assert result.exit_code == 0 and "hours rebuilt: calls 0, tasks 0" in result.stderr
