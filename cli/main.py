@@ -165,6 +165,9 @@ def up(
 
     child: list[dash.Dashboard] = []
     first_demo = FirstStartDemo(data_dir, lake, no_demo or config.auth_enabled)  # before the log is replayed
+    from spanlake.analytics.rollup_job import RollupSchedule
+
+    rollup_job = RollupSchedule.from_env(data_dir, lake)  # SPANLAKE_ROLLUP_INTERVAL (s), 0: off
 
     def started(endpoints: object) -> None:
         ep = endpoints  # Endpoints
@@ -187,6 +190,7 @@ def up(
             "Press Ctrl+C to stop.",
         )
         first_demo.start(ep.http, ui)  # type: ignore[attr-defined]
+        rollup_job.start()
         sys.stdout.flush()
 
     try:
@@ -196,6 +200,7 @@ def up(
         raise click.ClickException(str(e)) from None
     finally:
         first_demo.stop()
+        rollup_job.stop()
         for d in child:
             d.stop()
     click.echo("spanlake stopped; everything acknowledged is in the lake.")

@@ -1,0 +1,48 @@
+"""The rollup job on a schedule keeps the rollups up to date as spans arrive."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from spanlake.analytics import rollups
+from spanlake.analytics.engine import Analytics
+from spanlake.analytics.rollup_job import RollupSchedule
+from tests.analytics.helpers import T0, span, write
+
+
+def _wait(cond: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_schedule_rolls_up_new_hours(tmp_path: Path) -> None:
+    write(tmp_path, [span(1, 1, at_ms=0, name="A")])
+    an = Analytics(tmp_path)
+    window = (T0, T0 + timedelta(hours=2))
+    job = RollupSchedule(tmp_path, interval_s=0.2)
+    job.start(first_delay_s=0)
+    try:
+        _wait(lambda: rollups.fresh_hours(an, "tasks", *window) == {T0, T0 + timedelta(hours=1)})
+        write(tmp_path, [span(2, 1, at_ms=3_600_000, name="B")])  # a new hour: stale until the next tick
+        _wait(lambda: (rollups.rollup_dir(an.lake.data_dir) / "tasks" / "20250602T11.parquet").exists())
+        _wait(lambda: len(rollups.fresh_hours(an, "tasks", *window)) == 2)
+    finally:
+        job.stop()
+    assert job.runs >= 2 and job.last_error is None
+
+
+@pytest.mark.parametrize(("value", "interval"), [("", 300.0), ("0", 0.0), ("12.5", 12.5), ("soon", 300.0)])
+def test_interval_from_env(monkeypatch: pytest.MonkeyPatch, value: str, interval: float) -> None:
+    monkeypatch.setenv("SPANLAKE_ROLLUP_INTERVAL", value)
+    job = RollupSchedule.from_env("/nonexistent")
+    assert job.interval_s == interval
+    job.start()  # an interval of 0 starts nothing; a missing lake is skipped quietly
+    job.run_once()
+    job.stop()
+    assert job.last_error is None
