@@ -182,6 +182,23 @@ def labelled_hours(an: Analytics, state: dict[str, Any], labels: dict[str, str])
     return {datetime.fromtimestamp(r[0] / 1e6, UTC) for r in rows}
 
 
+def trace_hours(an: Analytics, trace_id: str, project: str | None = None) -> list[datetime]:
+    """The hours a trace has spans in, from the trace-id index (empty when not indexed yet)."""
+    files = sorted((rollup_dir(an.lake.data_dir) / "traces").glob("*.parquet"))
+    if not files:
+        return []
+    con = duckdb.connect(":memory:")
+    try:
+        where = "trace_id = $t" + (" AND project = $p" if project is not None else "")
+        params: dict[str, Any] = {"files": [str(f) for f in files], "t": trace_id.strip().lower()}
+        if project is not None:
+            params["p"] = project
+        sql = f"SELECT DISTINCT epoch_us(hour) FROM read_parquet($files) WHERE {where} ORDER BY 1"
+        return [datetime.fromtimestamp(r[0] / 1e6, UTC) for r in con.execute(sql, params).fetchall()]
+    finally:
+        con.close()
+
+
 def run(
     an: Analytics,
     options: TaskOptions | None = None,

@@ -250,6 +250,12 @@ def trace_detail(
     # Where to look: around the hint (the trace list passes its start), else the recent
     # days (most shared links are fresh), else everywhere.
     tries = [(around - SKEW, around + HORIZON)] if around is not None else []
+    if around is None:  # a bare link: the trace-id index (analytics.rollups) knows its hours
+        from spanlake.analytics.rollups import trace_hours
+
+        hours = trace_hours(an, trace_id, project)
+        if hours:
+            tries.append((hours[0] - SKEW, hours[-1] + timedelta(hours=1) + HORIZON))
     tries.append((datetime.now(UTC) - RECENT, None))
     for since, until in tries:
         raw, logs = _read(connect_window(an, since, until, project), trace_id, project)

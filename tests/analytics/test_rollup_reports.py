@@ -267,3 +267,15 @@ def test_sketch_percentiles_are_within_alpha_of_exact() -> None:
             assert abs(row[n] - e) <= sketch.ALPHA * e + 1e-3, (n, row[n], e)
     for x in (0.0005, 0.0011, 1.0, 17.3, 5e6):  # every value is within ALPHA of its bucket's representative
         assert abs(sketch.representative(sketch.bucket_of(x)) - x) <= sketch.ALPHA * x + 1e-3
+
+
+def test_trace_id_index_finds_a_trace_for_a_bare_link(an: Analytics) -> None:
+    from spanlake.analytics.explore.detail import trace_detail
+
+    assert rollups.trace_hours(an, tid(5).hex()) == []  # not indexed yet
+    rollups.run(an)
+    hours = rollups.trace_hours(an, tid(5).hex().upper())
+    assert hours == [T0, T0 + timedelta(hours=1)]  # root at 10:59:59.9, call at 11:00:00.1
+    assert rollups.trace_hours(an, tid(5).hex(), project="elsewhere") == []
+    d = trace_detail(an, tid(5).hex())
+    assert d is not None and {s["name"] for s in d.spans} == {"E", "chat"}
