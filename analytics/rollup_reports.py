@@ -36,6 +36,7 @@ from spanlake.analytics.rollups import can_answer, cost_auto, rows, with_bucket
 from spanlake.analytics.tasks import OUTCOME_SOURCES, TASK_DIMS, TaskOptions
 
 SOURCES = ("auto", "raw", "rollups")
+ROLLED = ("latency", "cost", "tasks", "validation", "retrieval")  # reports `report` can read from rollups
 Q_NAMES = [f"p{int(q * 100)}_ms" for q in QUANTILES]
 Result = tuple[pl.DataFrame, str]
 
@@ -298,10 +299,11 @@ def report(
             name,
         )
     if name == "cost":
-        if source == "raw" or bucket:
+        g += [bucket] if bucket else []
+        if source == "raw":
             from spanlake.analytics.reports.cost import cost
 
-            return cost(an, filters, g, bucket=bucket, options=options), "raw"
+            return cost(an, filters, g, options=options), "raw"
         df, used = cost_auto(an, filters, g, options=options)
         if source == "rollups" and used == "raw":
             raise ValueError("cost: rollups cannot answer (attribute filters or groupings): use --source raw or auto")

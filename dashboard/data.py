@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from spanlake.analytics import dataset_export, label_queue, labels, reports
+from spanlake.analytics import dataset_export, label_queue, labels, reports, rollup_reports
 from spanlake.analytics import datasets as ds
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.explore import detail, overview, traces
@@ -83,13 +83,15 @@ def report(data_dir: str, name: str, f: Filters, group_by: tuple[str, ...], buck
     fn = getattr(reports, name)
     if name in ("validation_errors", "retrieved_documents", "unpriced"):
         return fn(analytics(data_dir), f)
+    if name in rollup_reports.ROLLED:  # hourly rollups where up to date, raw spans elsewhere
+        return rollup_reports.report(analytics(data_dir), name, f, group_by, bucket=bucket)[0]
     return fn(analytics(data_dir), f, group_by, bucket=bucket)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def compare(data_dir: str, f: Filters, by: str, a: str, b: str) -> pl.DataFrame:
     """The compare report: tasks whose `by` is `a` versus `b`, and a `b - a` row."""
-    return reports.compare(analytics(data_dir), f, by, a, b)
+    return rollup_reports.compare(analytics(data_dir), f, by, a, b)[0]
 
 
 # --- labels and datasets (written through spanlake.dashboard.writes; read here) -------------------
