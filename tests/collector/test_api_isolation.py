@@ -92,7 +92,7 @@ def _calls(alpha_key_id: str) -> dict[tuple[str, str], Call]:
 @pytest.fixture(scope="module")
 def isolated(api_v1: Api) -> tuple[Api, dict[tuple[str, str], Call]]:
     """The seeded collector plus alpha's dataset (T2, frozen as version 1) and a label by ana-alpha."""
-    label = {"trace_id": HEX["T1"], "source": "human", "author": "ana-alpha", "verdict": "fail"}
+    label = {"trace_id": HEX["T1"], "source": "judge", "author": "ana-alpha", "verdict": "fail"}
     assert api_v1.call("POST", "/api/v1/labels", "alpha:write", label).status_code == 200
     assert api_v1.call("POST", "/api/v1/datasets", "alpha:write", {"name": "golden"}).status_code == 200
     items = {"items": [{"trace_id": HEX["T2"]}]}

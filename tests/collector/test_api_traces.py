@@ -109,8 +109,8 @@ def test_one_trace(api_v1: Api) -> None:
     assert s["cost_usd"] == pytest.approx(0.003)
     assert d["spans"][0]["attributes"]["customer.tier"] == "gold"
     assert d["labels"] == {"current": [], "history": []}
-    # The project's own labels come with it (written through the labels API).
-    label = {"trace_id": T1, "source": "human", "author": "ana", "verdict": "pass"}
+    # The project's own labels come with it (a judge's: a human verdict would change outcomes of the seed).
+    label = {"trace_id": T1, "source": "judge", "author": "ana", "verdict": "pass"}
     assert api_v1.call("POST", "/api/v1/labels", "alpha:write", label).status_code == 200
     api_v1.c.flush()
     labels = api_v1.get(f"/api/v1/traces/{T1}", "alpha:read").json()["labels"]
