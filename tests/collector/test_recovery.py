@@ -96,7 +96,9 @@ class SpanlakeProcess:
         self.http = ""
 
     def start(self, timeout: float = 60.0) -> str:
-        cmd = [spanlake_command(), "up", "--data-dir", str(self.data_dir), "--grpc-port", "0", "--http-port", "0"]
+        # No first-start demo: its traces, cut short by the kill, are rightly partial and not the test's.
+        cmd = [spanlake_command(), "up", "--data-dir", str(self.data_dir), "--grpc-port", "0", "--http-port", "0",
+               "--no-demo", "--no-dashboard"]  # fmt: skip
         with open(self.log_path, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         threading.Thread(target=self._drain, daemon=True).start()
