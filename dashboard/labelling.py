@@ -45,8 +45,9 @@ def fields_of(
 def label_form(
     key: str, schema: LabelSchema, shortcuts: bool = False, defaults: Mapping[str, Any] | None = None
 ) -> tuple[str, dict[str, Any]] | None:
-    """A label form; (action, fields) when submitted: action is `save`, or `pass`/`fail` from
-    the quick buttons (`shortcuts`: Alt+P, Alt+F; Ctrl+Enter saves)."""
+    """A label form; (action, fields) when submitted: action is `save` (Alt+Enter, or Ctrl+Enter
+    in a text box: Streamlit submits a form with it, so it is not also a shortcut, which would
+    save twice), or `pass`/`fail` from the quick buttons (`shortcuts`: Alt+P, Alt+F)."""
     d = defaults or {}
     with st.form(key, clear_on_submit=False, border=True):
         c = st.columns([2, 3, 2])
@@ -65,14 +66,14 @@ def label_form(
         )
         note = st.text_area("Note", key=f"{key}_note", height=80, max_chars=64 * 1024)
         expected = st.text_area("Expected output (the corrected answer)", key=f"{key}_expected", height=80)
-        b = st.columns([2, 2, 2, 6]) if shortcuts else st.columns([2, 10])
+        row = st.container(horizontal=True)
         action = None
-        if b[0].form_submit_button("Save label", type="primary", shortcut="Ctrl+Enter", key=f"{key}_save"):
+        if row.form_submit_button("Save label", type="primary", shortcut="Alt+Enter", key=f"{key}_save"):
             action = "save"
         if shortcuts:
-            if b[1].form_submit_button("Pass & next", shortcut="Alt+P", key=f"{key}_pass"):
+            if row.form_submit_button("Pass & next", shortcut="Alt+P", key=f"{key}_pass"):
                 action = "pass"
-            if b[2].form_submit_button("Fail & next", shortcut="Alt+F", key=f"{key}_fail"):
+            if row.form_submit_button("Fail & next", shortcut="Alt+F", key=f"{key}_fail"):
                 action = "fail"
     if action is None:
         return None

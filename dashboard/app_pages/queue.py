@@ -1,6 +1,7 @@
 """Labelling queue: the next trace matching a saved filter (or the Traces page's filter) that
 this reviewer has not labelled, with its conversation and the label form; saving moves on to
-the next one. Keyboard: Alt+P pass & next, Alt+F fail & next, Ctrl+Enter save, Alt+S skip."""
+the next one. Keyboard: Alt+P pass & next, Alt+F fail & next, Alt+Enter (or Ctrl+Enter in a
+text box) save & next, Alt+S skip."""
 
 import polars as pl
 import streamlit as st
@@ -93,7 +94,9 @@ st.page_link(
     icon=":material/open_in_new:",
     query_params={"trace": trace_id, "project": project, "t": row["start_time"].isoformat()},
 )
-with st.container(height=420, border=True):
+CONVERSATION_HEIGHT = 460  # long conversations scroll inside, so the form stays in reach
+long = d is not None and len(d.conversation) > 3
+with st.container(height=CONVERSATION_HEIGHT if long else "content", border=True, autoscroll=False):
     if d is not None and d.conversation:
         chat(d.conversation)
     else:

@@ -1,7 +1,9 @@
 """A real browser on the real thing: `spanlake up` (collector + dashboard child) on free loopback
 ports, the agent app traced by two real instrumentations sending to it, and Debian's Chromium
 driven by Playwright: open the traces page, filter, open a trace, check its conversation and
-timeline, check markup in a prompt stays text, then stop `up` and check the dashboard went too.
+timeline, check markup in a prompt stays text; label a trace (keyboard submit) and find the label
+in the lake, add it to a dataset, freeze it and download exports; then stop `up` and check the
+dashboard went too.
 
 Screenshots go to the test's tmp dir; with SPANLAKE_UPDATE_SCREENSHOTS=1 to docs/img/ too.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -220,6 +223,108 @@ def test_overview_and_sessions_pages(up: Up, browser: object, tmp_path: Path) ->
     shot(page, "overview.png", tmp_path)
     page.goto(f"{up.dashboard}/sessions?session=openai_v2-A")
     page.get_by_text("Session openai_v2-A").wait_for(timeout=WAIT_S * 1000)
+
+
+HOSTILE_NOTE = "<img src=x onerror=alert(1)><script>window.__xss = 1</script> **not bold**"
+
+
+def _pick(page: object, label: str, option: str) -> None:
+    """Choose `option` in the Streamlit selectbox labelled `label`."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first  # type: ignore[attr-defined]
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()  # type: ignore[attr-defined]
+
+
+def _main_text(page: object) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()[:3000]  # type: ignore[attr-defined,no-any-return]
+
+
+def test_label_add_to_dataset_and_export(up: Up, browser: object, tmp_path: Path) -> None:
+    """Runs after the overview test: it labels a trace that already failed, so figures stay."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)  # type: ignore[attr-defined]
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    trace_id = up.traces["openai_v2"]["fallback"]
+    page.goto(f"{up.dashboard}/trace?trace={trace_id}&project={PROJECT}")
+    page.get_by_text("Type your name under Reviewer").first.wait_for(timeout=WAIT_S * 1000)
+    reviewer = page.get_by_role("textbox", name="Reviewer")
+    reviewer.fill("ana")
+    reviewer.press("Enter")
+    form = page.locator('[data-testid="stForm"]').filter(has_text="Verdict").first
+    form.wait_for(timeout=WAIT_S * 1000)
+    form.scroll_into_view_if_needed()
+    form.locator('[data-testid="stRadio"]').get_by_text("fail", exact=True).click()
+    _pick(page, "Failure mode", "format_error")
+    note = form.get_by_role("textbox", name="Note")
+    note.fill(HOSTILE_NOTE)
+    note.press("Control+Enter")  # the keyboard submits the form (once)
+    try:
+        page.get_by_text("Label saved by ana").wait_for(timeout=WAIT_S * 1000)
+    except Exception as e:
+        raise AssertionError(_main_text(page)) from e
+    lake = Lake(up.data_dir)
+    rows = lake.query("SELECT * FROM labels WHERE trace_id = $t", {"t": trace_id}).to_pylist()
+    assert [(r["author"], r["source"], r["verdict"], r["failure_mode"], r["comment"]) for r in rows] == [
+        ("ana", "human", "fail", "format_error", HOSTILE_NOTE)
+    ]
+    page.wait_for_timeout(1500)  # a second submission would have landed by now
+    assert lake.query("SELECT count(*) AS n FROM labels WHERE trace_id = $t", {"t": trace_id}).to_pylist()[0]["n"] == 1
+    page.get_by_text(HOSTILE_NOTE, exact=True).first.wait_for(timeout=WAIT_S * 1000)  # the history, as text
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img[src=x]").count() == 0
+
+    box = page.get_by_role("textbox", name="New dataset name")
+    box.fill("browser-picks")
+    page.get_by_role("button", name="Add to dataset").click()
+    page.get_by_text("Added the trace to dataset").wait_for(timeout=WAIT_S * 1000)
+    members = "SELECT trace_id FROM dataset_events WHERE dataset = 'browser-picks' AND op = 'add'"
+    assert [r["trace_id"] for r in lake.query(members).to_pylist()] == [trace_id]
+
+    page.goto(f"{up.dashboard}/datasets")
+    page.get_by_text("Pick a project in the sidebar").first.wait_for(timeout=WAIT_S * 1000)
+    _pick(page, "Project", PROJECT)
+    page.get_by_text("Items (1)").wait_for(timeout=WAIT_S * 1000)
+    page.get_by_role("textbox", name="Reviewer").fill("ana")
+    page.get_by_role("textbox", name="Reviewer").press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Freeze a version").click()
+    page.get_by_text("Froze new version v1 (1 examples).").wait_for(timeout=WAIT_S * 1000)
+    for fmt, name in (("jsonl", "browser-picks-v1.jsonl"), ("csv", "browser-picks-v1.csv")):
+        with page.expect_download(timeout=WAIT_S * 1000) as info:
+            page.get_by_role("button", name=fmt, exact=True).click()
+        assert info.value.suggested_filename == name
+        path = tmp_path / name
+        info.value.save_as(path)
+        text = path.read_text()
+        assert trace_id in text and "format_error" in text, (fmt, text[:500])
+    shot(page, "datasets.png", tmp_path, height=1400)
+
+    page.goto(f"{up.dashboard}/queue")
+    page.get_by_text("Pick a project in the sidebar").first.wait_for(timeout=WAIT_S * 1000)
+    _pick(page, "Project", PROJECT)
+    page.get_by_role("textbox", name="Reviewer").fill("bob")
+    page.get_by_role("textbox", name="Reviewer").press("Enter")
+    page.get_by_text("0 of 6 labelled by bob").wait_for(timeout=WAIT_S * 1000)
+    caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text=re.compile(r"^trace [0-9a-f]{32}"))
+    first = caption.first.inner_text()
+    page.locator("h3").first.click()  # out of the Reviewer box: shortcuts skip inputs
+    page.keyboard.press("Alt")  # Streamlit's key handler drops the first chord after a page load; prime it
+    page.keyboard.press("Alt+P")  # pass & next, from the keyboard
+    try:
+        page.get_by_text("1 of 6 labelled by bob").wait_for(timeout=WAIT_S * 1000)
+    except Exception as e:
+        page.screenshot(path=str(tmp_path / "queue-failed.png"))
+        raise AssertionError(f"{tmp_path}: {_main_text(page)}") from e
+    page.get_by_role("button", name="Pass & next").wait_for(timeout=WAIT_S * 1000)
+    page.wait_for_timeout(1500)  # the next trace's form (and its shortcuts) is in place
+    page.keyboard.press("Alt")
+    page.keyboard.press("Alt+P")
+    page.get_by_text("2 of 6 labelled by bob").wait_for(timeout=WAIT_S * 1000)
+    bobs = lake.query("SELECT trace_id, verdict FROM labels WHERE author = 'bob'").to_pylist()
+    assert len(bobs) == 2 and {r["verdict"] for r in bobs} == {"pass"}
+    assert any(r["trace_id"] in first for r in bobs)  # the first in the queue was labelled, then the next
+    shot(page, "labelling.png", tmp_path, height=1500)
+    assert not dialogs
 
 
 def test_stopping_up_stops_the_dashboard(up: Up) -> None:
