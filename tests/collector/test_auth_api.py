@@ -52,7 +52,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 def labels_by_project(api: Api) -> list[dict[str, Any]]:
     api.c.flush()
-    return api.c.query("SELECT project, source, author FROM labels ORDER BY project, source")
+    return api.c.query("SELECT project, source, author FROM labels ORDER BY project, source, author")
 
 
 @pytest.mark.parametrize("path", ["labels", "feedback"])
