@@ -557,10 +557,175 @@ static PyObject *py_decode_traces(PyObject *Py_UNUSED(self), PyObject *arg) {
     return decode_top(arg, decode_resource_spans);
 }
 
+
+/* --- attribute helpers for the flusher ---------------------------------------------
+ * Each has a pure-Python reference that tests compare it with:
+ * split_attrs ~ content.split_content, lookup ~ normalize.lookup_reference.
+ */
+
+/* UTF-8 length of a str, lone surrogates as 3 bytes (Python's "surrogatepass"). */
+static Py_ssize_t utf8_len(PyObject *s) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s), total = 0;
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        total += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    }
+    return total;
+}
+
+/* split_attrs(attrs, key_cache, is_content_key, limit) -> (facts, content)
+ * key_cache: {key: bool} memo of is_content_key (consulted first; the function is called on
+ * a miss and keeps the memo). A value is content when its key is, or when it is a str
+ * (exactly) of more than `limit` UTF-8 bytes. */
+static PyObject *py_split_attrs(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "split_attrs(attrs: dict, key_cache: dict, is_content_key, limit: int)");
+        return NULL;
+    }
+    PyObject *attrs = args[0], *cache = args[1], *classify = args[2];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    PyObject *facts = PyDict_New(), *content = PyDict_New();
+    if (!facts || !content) goto error;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(attrs, &pos, &k, &v)) {
+        int is;
+        PyObject *hit = PyDict_GetItemWithError(cache, k); /* borrowed */
+        if (hit == Py_True) {
+            is = 1;
+        } else if (hit == Py_False) {
+            is = 0;
+        } else {
+            PyObject *r;
+            if (!hit && PyErr_Occurred()) goto error;
+            Py_INCREF(k);
+            Py_INCREF(v);
+            r = hit ? (Py_INCREF(hit), hit) : PyObject_CallOneArg(classify, k);
+            is = r ? PyObject_IsTrue(r) : -1;
+            Py_XDECREF(r);
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (is < 0) goto error;
+        }
+        if (!is && PyUnicode_CheckExact(v)) {
+            Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+            if (n > limit / 4 && n * 4 > limit) is = n > limit || utf8_len(v) > limit;
+        }
+        if (PyDict_SetItem(is ? content : facts, k, v) < 0) goto error;
+    }
+    return Py_BuildValue("(NN)", facts, content);
+error:
+    Py_XDECREF(facts);
+    Py_XDECREF(content);
+    return NULL;
+}
+
+/* lookup(attrs, rules, to_int) -> tuple, one value per rule (mode, keys):
+ *   0 GET        attrs.get(keys[0])
+ *   1 GET_STR    _str(attrs.get(keys[0]))
+ *   2 FIRST      the first attrs[k] (k in keys) that is not None and != ""
+ *   3 FIRST_STR  _str(FIRST)
+ *   4 FIRST_INT  the first to_int(attrs[k]) that is not None (exact ints in [0, 2**63) directly)
+ * with _str(v) = None if v is None else v if isinstance(v, str) else str(v). */
+static PyObject *as_str(PyObject *v) {
+    if (v == NULL || v == Py_None) Py_RETURN_NONE;
+    if (PyUnicode_Check(v)) return Py_NewRef(v);
+    return PyObject_Str(v);
+}
+
+/* 1 when v != "" (the test _first applies), 0 when not, -1 on error. */
+static int non_empty(PyObject *v) {
+    if (PyUnicode_CheckExact(v)) return PyUnicode_GET_LENGTH(v) != 0;
+    if (PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v) || PyList_CheckExact(v) ||
+        PyDict_CheckExact(v))
+        return 1;
+    PyObject *empty = PyUnicode_FromStringAndSize("", 0);
+    if (!empty) return -1;
+    int r = PyObject_RichCompareBool(v, empty, Py_NE);
+    Py_DECREF(empty);
+    return r;
+}
+
+static PyObject *lookup_one(PyObject *attrs, long mode, PyObject *keys, PyObject *to_int) {
+    Py_ssize_t nkeys = PyTuple_GET_SIZE(keys);
+    if (mode == 0 || mode == 1) {
+        PyObject *v = nkeys ? PyDict_GetItemWithError(attrs, PyTuple_GET_ITEM(keys, 0)) : NULL;
+        if (!v && PyErr_Occurred()) return NULL;
+        if (mode == 1) return as_str(v);
+        return Py_NewRef(v ? v : Py_None);
+    }
+    for (Py_ssize_t i = 0; i < nkeys; i++) {
+        PyObject *v = PyDict_GetItemWithError(attrs, PyTuple_GET_ITEM(keys, i));
+        if (!v) {
+            if (PyErr_Occurred()) return NULL;
+            continue;
+        }
+        if (v == Py_None) continue;
+        if (mode == 4) {
+            if (PyLong_CheckExact(v)) {
+                int overflow;
+                long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+                if (x == -1 && PyErr_Occurred()) return NULL;
+                if (!overflow && x >= 0) return Py_NewRef(v);
+                continue;
+            }
+            Py_INCREF(v);
+            PyObject *r = PyObject_CallOneArg(to_int, v);
+            Py_DECREF(v);
+            if (!r || r != Py_None) return r;
+            Py_DECREF(r);
+            continue;
+        }
+        int ne = non_empty(v);
+        if (ne < 0) return NULL;
+        if (!ne) continue;
+        return mode == 3 ? as_str(v) : Py_NewRef(v);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_lookup(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "lookup(attrs: dict, rules: tuple, to_int)");
+        return NULL;
+    }
+    PyObject *attrs = args[0], *rules = args[1];
+    Py_ssize_t n = PyTuple_GET_SIZE(rules);
+    PyObject *out = PyTuple_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *rule = PyTuple_GET_ITEM(rules, i);
+        if (!PyTuple_Check(rule) || PyTuple_GET_SIZE(rule) != 2 || !PyTuple_Check(PyTuple_GET_ITEM(rule, 1))) {
+            PyErr_SetString(PyExc_TypeError, "a lookup rule is (mode: int, keys: tuple[str, ...])");
+            goto error;
+        }
+        long mode = PyLong_AsLong(PyTuple_GET_ITEM(rule, 0));
+        if (mode == -1 && PyErr_Occurred()) goto error;
+        if (mode < 0 || mode > 4) {
+            PyErr_SetString(PyExc_ValueError, "unknown lookup mode");
+            goto error;
+        }
+        PyObject *v = lookup_one(attrs, mode, PyTuple_GET_ITEM(rule, 1), args[2]);
+        if (!v) goto error;
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"decode_traces", py_decode_traces, METH_O,
      "ExportTraceServiceRequest bytes -> [(resource_attrs, [(scope_name, scope_version, scope_attrs, "
      "[span tuple])])] (see collector/wire.py)."},
+    {"split_attrs", (PyCFunction)(void (*)(void))py_split_attrs, METH_FASTCALL,
+     "split_attrs(attrs, key_cache, is_content_key, limit) -> (facts, content) (see collector/content.py)."},
+    {"lookup", (PyCFunction)(void (*)(void))py_lookup, METH_FASTCALL,
+     "lookup(attrs, rules, to_int) -> tuple of values (see collector/normalize.py)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from spanlake.collector import wire
 from spanlake.collector.content import split_content
-from spanlake.collector.normalize import normalize
+from spanlake.collector.normalize import NORMALIZED_COLUMNS, normalize_row
 from spanlake.collector.values import any_value, key_values, to_json, to_json_or_none
 from spanlake.sdk import attributes as A
 from spanlake.storage.layout import DEFAULT_PROJECT, PartitionKey
@@ -56,10 +56,11 @@ def decode_spans(
     """Turn an export request (message or serialized bytes) into span columns grouped by partition.
 
     `project` (set by an API key) overrides the resource's own project attribute. Bytes go
-    through the C accelerator when it is built (see collector/wire.py).
+    through the C accelerator when it is built (see collector/wire.py). Each span becomes one
+    row tuple in SPANS column order; each partition's rows are transposed into columns at the end.
     """
     traces = wire.traces_from_bytes(request) if isinstance(request, bytes) else wire.traces_from_message(request)
-    out: Batch = {}
+    rows_by_key: dict[PartitionKey, list[tuple[Any, ...]]] = {}
     ingested_us = ingested_at_ns // 1000
     for resource_attrs, scopes in traces:
         span_project = project or resource_project(resource_attrs, default_project)
@@ -68,85 +69,114 @@ def decode_spans(
             to_json(resource_attrs),
             service if isinstance(service, str) else None,
         )
+        hours: dict[int, list[tuple[Any, ...]]] = {}  # UTC hour since the epoch -> its partition's rows
         for scope_name, scope_version, scope_attrs, spans in scopes:
             scope = (scope_name or None, scope_version or None, to_json_or_none(scope_attrs))
             for span in spans:
-                key = partition_of(span_project, span[_START])
-                cols = out.get(key)
-                if cols is None:
-                    cols = out[key] = _columns(SPANS.names)
-                _append_span(cols, span, context, scope, ingested_us)
-    return out
+                start = span[_START]
+                rows = hours.get(start // _HOUR_NS)
+                if rows is None:
+                    key = partition_of(span_project, start)
+                    rows = hours[start // _HOUR_NS] = rows_by_key.setdefault(key, [])
+                rows.append(_span_row(span, context, scope, ingested_us))
+    return {
+        key: dict(zip(SPANS.names, map(list, zip(*rows, strict=True)), strict=True))
+        for key, rows in rows_by_key.items()
+    }
 
+
+_HOUR_NS = 3600 * 10**9
 
 # Positions in wire.SPAN_FIELDS.
 (_TRACE_ID, _SPAN_ID, _STATE, _PARENT, _FLAGS, _NAME, _KIND, _START, _END, _ATTRS, _DROPPED_ATTRS, _EVENTS,
  _DROPPED_EVENTS, _LINKS, _DROPPED_LINKS, _STATUS_MESSAGE, _STATUS_CODE) = range(len(wire.SPAN_FIELDS))  # fmt: skip
+_NO_EVENTS: list[dict[str, Any]] = []
 
 
-def _append_span(
-    cols: dict[str, list[Any]],
+def _span_row(
     span: tuple[Any, ...],
     context: tuple[str, str | None],
     scope: tuple[str | None, str | None, str | None],
     ingested_us: int,
-) -> None:
+) -> tuple[Any, ...]:
+    """One span as a row: a tuple of values in SPANS.names order."""
     attrs = span[_ATTRS]
-    events = [
-        {
-            "time_unix_nano": t,
-            "name": name,
-            "attributes": ev_attrs,
-            **({"dropped_attributes_count": dropped} if dropped else {}),
-        }
-        for t, name, ev_attrs, dropped in span[_EVENTS]
-    ]
-    links = [
-        {
-            "trace_id": trace_id.hex(),
-            "span_id": span_id.hex(),
-            **({"trace_state": state} if state else {}),
-            "attributes": link_attrs,
-            **({"flags": flags} if flags else {}),
-        }
-        for trace_id, span_id, state, link_attrs, _dropped, flags in span[_LINKS]
-    ]
+    raw_events = span[_EVENTS]
+    events = (
+        [
+            {
+                "time_unix_nano": t,
+                "name": name,
+                "attributes": ev_attrs,
+                **({"dropped_attributes_count": dropped} if dropped else {}),
+            }
+            for t, name, ev_attrs, dropped in raw_events
+        ]
+        if raw_events
+        else _NO_EVENTS
+    )
+    raw_links = span[_LINKS]
+    links = (
+        [
+            {
+                "trace_id": trace_id.hex(),
+                "span_id": span_id.hex(),
+                **({"trace_state": state} if state else {}),
+                "attributes": link_attrs,
+                **({"flags": flags} if flags else {}),
+            }
+            for trace_id, span_id, state, link_attrs, _dropped, flags in raw_links
+        ]
+        if raw_links
+        else None
+    )
     start = span[_START]
-    end = max(span[_END], start)
+    end = span[_END]
+    if end < start:
+        end = start
     code = span[_STATUS_CODE]
     status_code = STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "UNSET"
-    norm = normalize(attrs, events, start, status_code)
     facts, content = split_content(attrs)
     kind = span[_KIND]
+    return (
+        span[_TRACE_ID].hex(),
+        span[_SPAN_ID].hex(),
+        span[_PARENT].hex() or None,
+        span[_STATE] or None,
+        span[_NAME],
+        SPAN_KINDS[kind] if 0 <= kind < len(SPAN_KINDS) else "UNSPECIFIED",
+        start // 1000,
+        end // 1000,
+        start,
+        end - start,
+        status_code,
+        span[_STATUS_MESSAGE] or None,
+        context[1],
+        scope[0],
+        scope[1],
+        *normalize_row(attrs, events, start, status_code),
+        span[_FLAGS] or None,
+        to_json(facts),
+        to_json(content) if content else None,
+        to_json(events) if events else None,
+        to_json(links) if links else None,
+        context[0],
+        scope[2],
+        span[_DROPPED_ATTRS] or None,
+        span[_DROPPED_EVENTS] or None,
+        span[_DROPPED_LINKS] or None,
+        ingested_us,
+    )
 
-    cols["trace_id"].append(span[_TRACE_ID].hex())
-    cols["span_id"].append(span[_SPAN_ID].hex())
-    cols["parent_span_id"].append(span[_PARENT].hex() or None)
-    cols["trace_state"].append(span[_STATE] or None)
-    cols["name"].append(span[_NAME])
-    cols["kind"].append(SPAN_KINDS[kind] if 0 <= kind < len(SPAN_KINDS) else "UNSPECIFIED")
-    cols["start_time"].append(start // 1000)
-    cols["end_time"].append(end // 1000)
-    cols["start_time_unix_nano"].append(start)
-    cols["duration_ns"].append(end - start)
-    cols["status_code"].append(status_code)
-    cols["status_message"].append(span[_STATUS_MESSAGE] or None)
-    cols["service_name"].append(context[1])
-    cols["scope_name"].append(scope[0])
-    cols["scope_version"].append(scope[1])
-    for k, v in norm.items():
-        cols[k].append(v)
-    cols["flags"].append(span[_FLAGS] or None)
-    cols["attributes"].append(to_json(facts))
-    cols["content"].append(to_json_or_none(content))
-    cols["events"].append(to_json_or_none(events))
-    cols["links"].append(to_json_or_none(links))
-    cols["resource_attributes"].append(context[0])
-    cols["scope_attributes"].append(scope[2])
-    cols["dropped_attributes_count"].append(span[_DROPPED_ATTRS] or None)
-    cols["dropped_events_count"].append(span[_DROPPED_EVENTS] or None)
-    cols["dropped_links_count"].append(span[_DROPPED_LINKS] or None)
-    cols["ingested_at"].append(ingested_us)
+
+# _span_row's tuple layout must be SPANS' column order.
+_ROW_LAYOUT = (
+    *SPANS.names[: SPANS.names.index("category")],
+    *NORMALIZED_COLUMNS,
+    *SPANS.names[SPANS.names.index("flags") :],
+)
+if SPANS.names != _ROW_LAYOUT:
+    raise RuntimeError("SPANS columns and decode._span_row are out of step")
 
 
 def log_time_ns(record: Any, ingested_at_ns: int) -> int:

@@ -20,6 +20,11 @@ import math
 import re
 from typing import Any
 
+try:
+    from spanlake.collector import _otlp  # type: ignore[attr-defined]
+except ImportError:  # not built: lookup_reference does the work
+    _otlp = None
+
 from spanlake.collector.content import CONTENT_VALUE_BYTES, is_content  # noqa: F401 (is_content: used via this module by tests)
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import CATEGORIES
@@ -276,8 +281,10 @@ def task_outcome(attrs: dict[str, Any]) -> str | None:
     return v if v in A.TASK_OUTCOMES else None
 
 
-def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str) -> dict[str, Any]:
-    """Return the normalized column values for one span (keys are storage.schema.SPANS names)."""
+def normalize_reference(
+    attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str
+) -> dict[str, Any]:
+    """The normalized column values for one span, rule by rule: the reference `normalize` must equal."""
     category, operation = category_and_operation(attrs)
     input_tokens = _first_int(attrs, INPUT_TOKENS)
     output_tokens = _first_int(attrs, OUTPUT_TOKENS)
@@ -368,3 +375,272 @@ def error_type(attrs: dict[str, Any], events: list[dict[str, Any]], status_code:
             if t:
                 return str(t)
     return None
+
+
+# --- the fast path ------------------------------------------------------------------
+# normalize() reads every attribute it needs in one `lookup` call (C accelerator, else
+# lookup_reference), then applies the same rules as normalize_reference to those values.
+# Tests assert that the two agree on any attribute dict.
+
+GET, GET_STR, FIRST, FIRST_STR, FIRST_INT = range(5)
+LOOKUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (FIRST_STR, (A.GEN_AI_OPERATION_NAME,)),
+    (GET_STR, (A.SPAN_CATEGORY,)),
+    (GET_STR, (A.OI_SPAN_KIND,)),
+    (GET_STR, (A.TL_LLM_REQUEST_TYPE,)),
+    (FIRST_STR, TASK_NAME),
+    (GET, (A.TL_SPAN_KIND,)),
+    (FIRST_STR, (A.TL_ENTITY_NAME,)),
+    (FIRST_STR, (A.VALIDATION_NAME,)),
+    (GET_STR, ("db.system",)),
+    (FIRST_INT, INPUT_TOKENS),
+    (FIRST_INT, OUTPUT_TOKENS),
+    (FIRST_INT, TOTAL_TOKENS),
+    (FIRST_INT, CACHE_READ_TOKENS),
+    (FIRST_INT, CACHE_WRITE_TOKENS),
+    (FIRST_INT, REASONING_TOKENS),
+    (FIRST_STR, TOOL_NAME),
+    (FIRST_STR, PROVIDER),
+    (FIRST_STR, REQUEST_MODEL),
+    (FIRST_STR, REQUEST_MODEL_FALLBACK),
+    (FIRST_STR, RESPONSE_MODEL),
+    (GET, (A.GEN_AI_RESPONSE_FINISH_REASONS,)),
+    (FIRST, FINISH_REASON_SINGLE),
+    (GET, (A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,)),
+    (FIRST_STR, SESSION_ID),
+    (FIRST_STR, USER_ID),
+    (FIRST_STR, PROMPT_NAME),
+    (FIRST_STR, PROMPT_VERSION),
+    (FIRST_STR, (A.ERROR_TYPE,)),
+    (FIRST_STR, TASK_OUTCOME),
+    (FIRST_STR, (A.TASK_OUTCOME_REASON,)),
+    (GET, (A.VALIDATION_PASSED,)),
+    (GET, (A.OI_COST_TOTAL,)),
+    (GET, (OI_INVOCATION_PARAMETERS[0],)),
+    (GET, (OI_INVOCATION_PARAMETERS[1],)),
+)
+
+
+def lookup_reference(
+    attrs: dict[str, Any], rules: tuple[tuple[int, tuple[str, ...]], ...], to_int: Any = _int
+) -> tuple[Any, ...]:
+    """One value per (mode, keys) rule: GET attrs.get(keys[0]), GET_STR its _str, FIRST _first,
+    FIRST_STR its _str, FIRST_INT _first_int (with `to_int` for values other than plain ints)."""
+    out: list[Any] = []
+    for mode, keys in rules:
+        if mode == GET:
+            v = attrs.get(keys[0]) if keys else None
+        elif mode == GET_STR:
+            v = _str(attrs.get(keys[0]) if keys else None)
+        elif mode == FIRST:
+            v = _first(attrs, keys)
+        elif mode == FIRST_STR:
+            v = _str(_first(attrs, keys))
+        elif mode == FIRST_INT:
+            v = None
+            for k in keys:
+                x = attrs.get(k)
+                if x is not None and (x := to_int(x)) is not None:
+                    v = x
+                    break
+        else:
+            raise ValueError("unknown lookup mode")
+        out.append(v)
+    return tuple(out)
+
+
+_lookup = lookup_reference if _otlp is None else _otlp.lookup
+
+
+def _events_verdict(events: list[dict[str, Any]]) -> bool | None:
+    labels = [str(e["attributes"].get(EVALUATION_LABEL)).lower() for e in events if e["name"] == EVALUATION_EVENT]
+    verdicts = [label == "pass" for label in labels if label in ("pass", "fail")]
+    return all(verdicts) if verdicts else None
+
+
+def _events_first_token_ms(events: list[dict[str, Any]], start_ns: int) -> float | None:
+    times = [e["time_unix_nano"] for e in events if e["name"] in FIRST_TOKEN_EVENTS and e["time_unix_nano"] >= start_ns]
+    return (min(times) - start_ns) / 1e6 if times else None
+
+
+def _events_error_type(events: list[dict[str, Any]]) -> str | None:
+    for e in events:
+        if e["name"] == "exception":
+            t = e["attributes"].get("exception.type")
+            if t:
+                return str(t)
+    return None
+
+
+def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str) -> dict[str, Any]:
+    """Return the normalized column values for one span (keys are storage.schema.SPANS names).
+
+    Same result as normalize_reference; the attribute reads are batched into one lookup.
+    """
+    return dict(zip(NORMALIZED_COLUMNS, normalize_row(attrs, events, start_ns, status_code), strict=True))
+
+
+# The columns normalize() fills, in storage.schema.SPANS order (normalize_row's order).
+NORMALIZED_COLUMNS = (
+    "category",
+    "operation",
+    "provider",
+    "request_model",
+    "response_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "finish_reasons",
+    "time_to_first_token_ms",
+    "session_id",
+    "user_id",
+    "prompt_name",
+    "prompt_version",
+    "error_type",
+    "task_name",
+    "task_outcome",
+    "task_outcome_reason",
+    "validation_name",
+    "validation_passed",
+    "tool_name",
+    "reported_cost",
+)
+
+
+def normalize_row(
+    attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str
+) -> tuple[Any, ...]:
+    """normalize() as a tuple of values in NORMALIZED_COLUMNS order (for the decoder's rows)."""
+    (
+        operation,
+        explicit,
+        oi_kind,
+        tl_request_type,
+        task,
+        tl_kind,
+        entity,
+        validation_name,
+        db_system,
+        input_tokens,
+        output_tokens,
+        total,
+        cache_read,
+        cache_write,
+        reasoning,
+        tool,
+        provider,
+        req_model,
+        req_model_fallback,
+        resp_model,
+        fr,
+        fr_single,
+        ttft,
+        session,
+        user,
+        prompt_name,
+        prompt_version,
+        err,
+        outcome,
+        outcome_reason,
+        passed,
+        cost,
+        llm_params,
+        embedding_params,
+    ) = _lookup(attrs, LOOKUPS, _int)
+
+    # category and operation (category_and_operation)
+    sent = operation
+    oi_kind = oi_kind.upper() if oi_kind else None
+    request_type = LLM_REQUEST_TYPE.get(tl_request_type or "")
+    if operation is None and oi_kind:
+        operation = _openinference_operation(oi_kind, attrs)
+    if operation is None and request_type:
+        operation = request_type[1]
+    if task is None and tl_kind == "workflow":
+        task = entity
+    if explicit in VALID_CATEGORIES:
+        category = explicit
+    elif task is not None:
+        category = "task"
+    elif validation_name is not None:
+        category = "guardrail"
+    elif sent in OPERATION_CATEGORY:
+        category = OPERATION_CATEGORY[sent]
+    elif oi_kind in OPENINFERENCE_CATEGORY:
+        category = OPENINFERENCE_CATEGORY[oi_kind]
+    elif (tl := _str(tl_kind)) in TRACELOOP_CATEGORY:
+        category = TRACELOOP_CATEGORY[tl]
+    elif request_type:
+        category = request_type[0]
+    elif db_system in VECTOR_DB_SYSTEMS:
+        category = "retrieval"
+    else:
+        category = "other"
+
+    if total is None and (input_tokens is not None or output_tokens is not None):
+        total = _int((input_tokens or 0) + (output_tokens or 0))
+    if tool is None and tl_kind == "tool":
+        tool = entity
+    if provider is not None:
+        provider = provider.lower()
+        provider = PROVIDER_ALIASES.get(provider, provider)
+    if req_model is None:
+        if llm_params is not None or embedding_params is not None:
+            req_model = _invocation_model(attrs)
+        if req_model is None:
+            req_model = req_model_fallback
+
+    if isinstance(fr, list):
+        reasons: list[str] | None = [str(x) for x in fr]
+    elif isinstance(fr, str) and fr:
+        reasons = [fr]
+    elif fr_single is not None:
+        reasons = [str(x) for x in fr_single] if isinstance(fr_single, list) else [str(fr_single)]
+    else:
+        reasons = None
+
+    first_token = None if ttft is None else _float(ttft)
+    if first_token is not None and math.isfinite(first_token * 1000.0):
+        first_token = first_token * 1000.0
+    else:
+        first_token = _events_first_token_ms(events, start_ns) if events else None
+    if err is None and status_code == "ERROR" and events:
+        err = _events_error_type(events)
+    if outcome is not None:
+        outcome = outcome.lower()
+        if outcome not in A.TASK_OUTCOMES:
+            outcome = None
+    verdict = None if passed is None else _bool(passed)
+    if verdict is None and events:
+        verdict = _events_verdict(events)
+
+    return (
+        category,
+        operation,
+        provider,
+        req_model,
+        resp_model,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        reasoning,
+        total,
+        reasons,
+        first_token,
+        session,
+        user,
+        prompt_name,
+        prompt_version,
+        err,
+        task,
+        outcome,
+        outcome_reason,
+        validation_name,
+        verdict,
+        tool,
+        None if cost is None else _float(cost),
+    )

@@ -9,12 +9,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from spanlake.collector.content import split_content
+from spanlake.collector.content import split_content, split_content_reference
 from spanlake.collector.decode import decode_spans
-from spanlake.collector.normalize import normalize
+from spanlake.collector.normalize import (
+    FIRST,
+    FIRST_STR,
+    GET,
+    GET_STR,
+    LOOKUPS,
+    _first,
+    _first_int,
+    _int,
+    _otlp,
+    _str,
+    lookup_reference,
+    normalize,
+    normalize_reference,
+)
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import CATEGORIES, SPANS
 from spanlake.storage.writer import columns_to_table
@@ -116,3 +131,65 @@ def test_any_decoded_span_fits_the_arrow_schema(attrs: dict[str, Any]) -> None:
     """The writer must never refuse a normalized row: that would lose the whole batch."""
     (cols,) = decode_spans(make_request([make_span(attributes=attrs)]), ingested_at_ns=0).values()
     assert columns_to_table(SPANS, cols).num_rows == 1
+
+
+# --- the fast paths agree with the references -----------------------------------------
+# normalize() batches its attribute reads through `lookup` (the C accelerator when built) and
+# split_content() runs in C when built; both must give exactly what the references give.
+
+long_texts = st.one_of(
+    st.text(min_size=2040, max_size=2060),  # around CONTENT_VALUE_BYTES / 4 characters
+    st.sampled_from(["é" * 4096, "é" * 4097, "\U0001f600" * 2048, "\U0001f600" * 2049, "\ud800" * 2731, "x" * 8193]),
+)
+split_values = st.one_of(json_like, long_texts)
+
+
+@SETTINGS
+@given(attr_dicts, events, st.integers(min_value=0, max_value=2**64 - 1), st.sampled_from(["UNSET", "OK", "ERROR"]))
+@example({"openinference.span.kind": "llm", "llm.prompts.0.x": 1}, [], 0, "UNSET")
+@example({"traceloop.span.kind": "workflow", "traceloop.entity.name": 5}, [], 0, "UNSET")
+@example({"traceloop.span.kind": "tool", "traceloop.entity.name": ""}, [], 0, "ERROR")
+@example({"gen_ai.usage.input_tokens": 2**63, "llm.token_count.prompt": "7"}, [], 0, "UNSET")
+@example({"gen_ai.usage.input_tokens": -1, "gen_ai.usage.prompt_tokens": True, "llm.token_count.prompt": 3}, [], 0, "")
+def test_normalize_equals_the_reference(
+    attrs: dict[str, Any], evs: list[dict[str, Any]], start: int, status: str
+) -> None:
+    assert repr(normalize(attrs, evs, start, status)) == repr(normalize_reference(attrs, evs, start, status))
+    assert repr(lookup_reference(attrs, LOOKUPS)) == repr(tuple(_lookup_via(attrs)))
+
+
+def _lookup_via(attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """The lookups the way the reference rules read them, one helper call each."""
+    out = []
+    for mode, keys in LOOKUPS:
+        if mode == GET:
+            out.append(attrs.get(keys[0]))
+        elif mode == GET_STR:
+            out.append(_str(attrs.get(keys[0])))
+        elif mode == FIRST:
+            out.append(_first(attrs, keys))
+        elif mode == FIRST_STR:
+            out.append(_str(_first(attrs, keys)))
+        else:
+            out.append(_first_int(attrs, keys))
+    return tuple(out)
+
+
+@pytest.mark.skipif(_otlp is None, reason="C accelerator not built (no compiler)")
+@SETTINGS
+@given(st.dictionaries(keys, json_like, max_size=12), st.lists(st.sampled_from(KNOWN_KEYS), max_size=4))
+def test_accelerated_lookup_equals_the_reference(attrs: dict[str, Any], extra_keys: list[str]) -> None:
+    rules = (*LOOKUPS, *((mode, tuple(extra_keys)) for mode in range(5)))
+    assert repr(_otlp.lookup(attrs, rules, _int)) == repr(lookup_reference(attrs, rules))
+
+
+@pytest.mark.skipif(_otlp is None, reason="C accelerator not built (no compiler)")
+@SETTINGS
+@given(st.dictionaries(keys, split_values, max_size=12))
+@example({"a": "é" * 4097, "b": "é" * 4096, "c": "\ud800" * 2731, "gen_ai.prompt.3.content": 1})
+def test_accelerated_split_equals_the_reference(attrs: dict[str, Any]) -> None:
+    fast = split_content(attrs)
+    ref = split_content_reference(attrs)
+    assert repr(fast) == repr(ref)
+    assert [list(d) for d in fast] == [list(d) for d in ref]  # same key order too
+    assert all(fast[i][k] is ref[i][k] for i in (0, 1) for k in ref[i])
