@@ -194,6 +194,21 @@ def test_signed_in_viewer_cannot_label(live: Live, monkeypatch: pytest.MonkeyPat
     assert not [b for b in at.button if (b.key or "").startswith("trace_label")]
 
 
+def test_signed_in_labeller_labels_as_themselves_in_their_projects(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spanlake.dashboard import context
+
+    monkeypatch.setattr(context, "current_user", lambda: context.User("lea", "labeller", True, ("shop",)))
+    at = live.open("trace", reviewer=None, trace=trace_hex(1))
+    assert not [t for t in at.sidebar.text_input if t.key == context.REVIEWER_KEY]  # the name comes from sign-in
+    fill_label(at, "trace_label_trace", verdict="pass")
+    assert at.success[0].value.startswith("Label saved by lea (")
+    assert live.lake.query("SELECT author FROM labels").to_pylist() == [{"author": "lea"}]
+
+    monkeypatch.setattr(context, "current_user", lambda: context.User("lea", "labeller", True, ("other",)))
+    at = live.open("trace", reviewer=None, trace=trace_hex(1))
+    assert "lea may not label project shop." in [i.value for i in at.info]
+
+
 def test_hostile_labels_are_stored_and_shown_as_text(live: Live) -> None:
     huge = ("x" * 1000 + "\n") * 60  # 60 KB note (the API takes up to 64 KB)
     expected = HOSTILE + CONTROL + "y" * 500_000
@@ -313,6 +328,8 @@ def test_queue_labels_fifty_style(live: Live) -> None:
     assert at.title[0].value == "Labelling queue"
     assert at.get("progress")[0].proto.text == "0 of 3 labelled by ana"
     assert at.subheader[0].value == "handle"  # newest first, like the Traces page
+    shortcuts = {b.proto.label: b.proto.shortcut for b in at.button if b.proto.shortcut}
+    assert shortcuts == {"Save label": "alt+enter", "Pass & next": "alt+p", "Fail & next": "alt+f", "Skip": "alt+s"}
     up_next = frame(at, "models")
     assert up_next["trace_id"].to_list() == [trace_hex(2), trace_hex(1)]
 
