@@ -100,6 +100,39 @@ static PyObject *str_from(Buf s) {
     return PyUnicode_DecodeUTF8((const char *)s.p, s.end - s.p, "strict");
 }
 
+/* Attribute keys, and many short values, repeat from span to span: a small direct-mapped
+ * cache of ASCII strings returns the same str object (hash already computed) instead of
+ * decoding a new one. Bounded (STR_CACHE_SIZE entries of at most STR_CACHE_MAX_LEN bytes),
+ * so keys a sender invents only churn it. Protected by the GIL like everything here. */
+#define STR_CACHE_SIZE 4096
+#define STR_CACHE_MAX_LEN 48
+static PyObject *str_cache[STR_CACHE_SIZE];
+
+static PyObject *cached_str_from(Buf s) {
+    Py_ssize_t n = s.end - s.p;
+    if (n == 0 || n > STR_CACHE_MAX_LEN) return str_from(s);
+    uint32_t h = 2166136261u;
+    for (const uint8_t *q = s.p; q < s.end; q++) {
+        if (*q & 0x80) return str_from(s); /* ASCII only: then the bytes are the str's data */
+        h = (h ^ *q) * 16777619u;
+    }
+    PyObject **slot = &str_cache[(h ^ (h >> 16)) & (STR_CACHE_SIZE - 1)];
+    PyObject *hit = *slot;
+    if (hit && PyUnicode_GET_LENGTH(hit) == n && memcmp(PyUnicode_1BYTE_DATA(hit), s.p, n) == 0) {
+        Py_INCREF(hit);
+        return hit;
+    }
+    PyObject *str = str_from(s);
+    if (!str) return NULL;
+    if (PyObject_Hash(str) == -1) {
+        Py_DECREF(str);
+        return NULL;
+    }
+    Py_INCREF(str);
+    Py_XSETREF(*slot, str);
+    return str;
+}
+
 static PyObject *bytes_from(Buf s) { return PyBytes_FromStringAndSize((const char *)s.p, s.end - s.p); }
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -146,7 +179,7 @@ static PyObject *decode_any(Buf b, int depth) {
         uint64_t x;
         if (field == 1 && wire == 2) { /* string_value */
             if (read_bytes(&b, &s) < 0) goto error;
-            v = str_from(s);
+            v = cached_str_from(s);
         } else if (field == 2 && wire == 0) { /* bool_value */
             if (read_varint(&b, &x) < 0) goto error;
             v = PyBool_FromLong(x != 0);
@@ -219,7 +252,7 @@ static int decode_kv_into(Buf b, PyObject *d, int depth) {
         Buf s;
         if (field == 1 && wire == 2) {
             if (read_bytes(&b, &s) < 0) goto error;
-            Py_XSETREF(key, str_from(s));
+            Py_XSETREF(key, cached_str_from(s));
             if (!key) goto error;
         } else if (field == 2 && wire == 2) {
             if (value) { fail("non-canonical: repeated KeyValue.value (merge)"); goto error; }

@@ -87,3 +87,19 @@ def _varint(n: int) -> bytes:
         n >>= 7
         if not n:
             return bytes(out)
+
+
+def test_string_cache_churn_and_collisions_decode_identically() -> None:
+    """Keys and short values go through a bounded cache of strings: thousands of distinct ones
+    (colliding slots), repeats, non-ASCII and over-long ones all still decode exactly."""
+    spans = []
+    for i in range(300):
+        attrs = {f"k{i * 37 + j}": f"v{(i * 37 + j) % 500}" for j in range(37)}
+        attrs |= {"same.key": "same value", "é.key": "é", "long." + "x" * 60: "y" * 49, "": "", "n": i}
+        spans.append(make_span(f"s{i}", attributes=attrs))
+    body = make_request(spans).SerializeToString()
+    for _ in range(2):  # the second pass hits the cache filled by the first
+        assert_same(body)
+        assert repr(wire._otlp.decode_traces(body)) == repr(
+            wire.traces_from_message(wire.ExportTraceServiceRequest.FromString(body))
+        )
