@@ -67,8 +67,17 @@ AGGREGATES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("service_name",),
     ),
     "task_name": ("arg_min(coalesce(task_name, name), start_time) FILTER (WHERE is_task)", ("task_name", "name")),
-    "app_outcome": ("arg_min(task_outcome, start_time) FILTER (WHERE is_task)", ("task_outcome",)),
-    "outcome_reason": ("arg_min(task_outcome_reason, start_time) FILTER (WHERE is_task)", ("task_outcome_reason",)),
+    # the trace's task is its first marked task span, else its root (as analytics.tasks)
+    "app_outcome": (
+        "CASE WHEN bool_or(is_task) THEN arg_min(task_outcome, start_time) FILTER (WHERE is_task) "
+        "ELSE arg_min(task_outcome, start_time) FILTER (WHERE is_root) END",
+        ("task_outcome",),
+    ),
+    "outcome_reason": (
+        "CASE WHEN bool_or(is_task) THEN arg_min(task_outcome_reason, start_time) FILTER (WHERE is_task) "
+        "ELSE arg_min(task_outcome_reason, start_time) FILTER (WHERE is_root) END",
+        ("task_outcome_reason",),
+    ),
     "task_status": ("arg_min(status_code, start_time) FILTER (WHERE is_task)", ("status_code",)),
     "root_status": ("arg_min(status_code, start_time) FILTER (WHERE is_root)", ("status_code",)),
     "validation_failed": ("coalesce(bool_or(validation_passed = false), false)", ("validation_passed",)),
