@@ -43,8 +43,8 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and its children, KiB."""
+def tree_rss_kib(pid: int, per_process: dict[int, int] | None = None) -> int:
+    """Resident memory of a process and its children, KiB (each one's peak kept in `per_process`)."""
     total = 0
     pids = [pid]
     try:
@@ -60,7 +60,40 @@ def tree_rss_kib(pid: int) -> int:
         m = re.search(r"VmRSS:\s+(\d+)", status)
         if m:
             total += int(m.group(1))
+            if per_process is not None:
+                per_process[p] = max(per_process.get(p, 0), int(m.group(1)))
     return total
+
+
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by a process and each of its children."""
+    hz = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pids += [int(k) for k in kids]
+    except OSError:
+        pass
+    out = {}
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[p] = (int(fields[11]) + int(fields[12])) / hz
+    return out
+
+
+def wait_quiet(pid: int, timeout_s: float = 20.0) -> None:
+    """Wait until the collector's processes have finished starting (imports, flush workers)."""
+    deadline = time.time() + timeout_s
+    last = sum(tree_cpu_s(pid).values())
+    while time.time() < deadline:
+        time.sleep(0.5)
+        now = sum(tree_cpu_s(pid).values())
+        if now - last < 0.02:
+            return
+        last = now
 
 
 def start_collector(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
@@ -187,10 +220,17 @@ def main() -> None:
     peak = 0
     stop = threading.Event()
 
+    wait_quiet(proc.pid)
+    cpu_at_start = tree_cpu_s(proc.pid)
+    cpu_seen: dict[int, float] = dict(cpu_at_start)
+    peaks: dict[int, int] = {}  # pid -> its own peak RSS, KiB
+
     def watch() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, tree_rss_kib(proc.pid))
+            peak = max(peak, tree_rss_kib(proc.pid, peaks))
+            for p, sec in tree_cpu_s(proc.pid).items():
+                cpu_seen[p] = max(cpu_seen.get(p, 0.0), sec)
             time.sleep(0.1)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -211,6 +251,8 @@ def main() -> None:
     finally:
         stop.set()
         watcher.join()
+        for p, sec in tree_cpu_s(proc.pid).items():
+            cpu_seen[p] = max(cpu_seen.get(p, 0.0), sec)
         proc.terminate()
         proc.wait(timeout=60)
     total_b, no_content_b = lake_bytes(data_dir)
@@ -222,7 +264,20 @@ def main() -> None:
         f"request latency       p50 {statistics.median(lat) * 1000:.0f} ms, "
         f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms"
     )
-    print(f"collector peak RSS    {peak / 1024:.0f} MiB")
+    others = ", ".join(f"{kib / 1024:.0f}" for p, kib in sorted(peaks.items()) if p != proc.pid)
+    print(
+        f"collector peak RSS    {peak / 1024:.0f} MiB (each process's own peak: receiver "
+        f"{peaks.get(proc.pid, 0) / 1024:.0f} MiB; children {others} MiB)"
+    )
+    main_cpu = cpu_seen.get(proc.pid, 0.0) - cpu_at_start.get(proc.pid, 0.0)
+    kids_cpu = sum(sec - cpu_at_start.get(p, 0.0) for p, sec in cpu_seen.items() if p != proc.pid)
+    per_span = (main_cpu + kids_cpu) * 1e6 / total
+    print(
+        f"collector CPU         {per_span:.1f} µs/span (receiver {main_cpu * 1e6 / total:.1f}, "
+        f"flush workers {kids_cpu * 1e6 / total:.1f}): {os.cpu_count()} cores of its own would sustain "
+        f"about {(os.cpu_count() or 1) * 1e6 / per_span:,.0f} spans/s"
+    )
+    print(f"load average          {os.getloadavg()[0]:.1f} (1 min, at the end)")
     print(f"on disk per span      {total_b / total:.0f} B, {no_content_b / total:.0f} B excluding message content")
     print(f"machine               {os.cpu_count()} cores, {cpu_model()}")
     if args.phoenix:
