@@ -96,7 +96,7 @@ def generate(data_dir: Path, spans: int, days: int) -> None:
       ),
       sp AS (SELECT t, k, ts, (CASE WHEN k = 0 THEN 200000 ELSE 5000 + bh([t, k]) % 60000 END)::BIGINT AS dur_us
              FROM tr, range(5) s(k))
-      SELECT {", ".join(cols)}, CAST(ts AS DATE) AS date, hour(ts) AS hour FROM sp ORDER BY start_time
+      SELECT {", ".join(cols)}, CAST(ts AS DATE) AS date, strftime(ts, '%H') AS hour FROM sp ORDER BY start_time
     ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (project, date, hour), ROW_GROUP_SIZE 65536)
     """
     con.execute(sql)
