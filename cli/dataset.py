@@ -20,22 +20,16 @@ from typing import Any
 import click
 
 from spanlake.cli.lake import lake_dir, lake_option
-from spanlake.collector.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_HTTP_PORT
+from spanlake.cli.options import LAKE_HELP
+from spanlake.cli.options import data_dir_option as shared_data_dir_option
+from spanlake.collector.config import DEFAULT_HOST, DEFAULT_HTTP_PORT
 from spanlake.storage.layout import DEFAULT_PROJECT
 
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_HTTP_PORT}"
 API_KEY_ENV = "SPANLAKE_API_KEY"
 BATCH = 1000
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help="Folder holding the Parquet lake.",
-)
+data_dir_option = shared_data_dir_option(LAKE_HELP)
 project_option = click.option(
     "--project", default=DEFAULT_PROJECT, show_default=True, envvar="SPANLAKE_PROJECT", help="Project."
 )

@@ -7,18 +7,11 @@ from pathlib import Path
 
 import click
 
-from spanlake.collector.config import DEFAULT_DATA_DIR, CollectorConfig
+from spanlake.cli.options import data_dir_option
+from spanlake.collector.config import CollectorConfig
 from spanlake.storage.keys import KEYS_ENV, SCOPES, KeyStore, keys_path
 
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help=f"Data directory whose keys.json holds the keys (${KEYS_ENV} names another file).",
-)
+_data_dir = data_dir_option(f"Data directory whose keys.json holds the keys (${KEYS_ENV} names another file).")
 
 
 def _when(ts: float | None) -> str:

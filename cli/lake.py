@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from spanlake.collector.config import DEFAULT_DATA_DIR
+from spanlake.cli.options import data_dir_option
 from spanlake.storage.layout import LAKE_ENV, DataDir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,15 +67,7 @@ def lake_dir(data_dir: Path, lake: str | None) -> DataDir:
 
 
 @click.command("retention")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help="Folder holding the write-ahead log and the Parquet lake.",
-)
+@data_dir_option()
 @lake_option
 @click.option("--project", "projects", multiple=True, required=True, help="Project to trim ('*': every project).")
 @click.option("--days", type=click.IntRange(min=1), required=True, help="Keep this many days; delete older data.")

@@ -16,8 +16,8 @@ from spanlake.cli.dashboard import dashboard_auth_options
 from spanlake.cli.demo import FirstStartDemo, no_demo_option
 from spanlake.cli.keys import auth_banner, auth_option
 from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
+from spanlake.cli.options import data_dir_option as shared_data_dir_option
 from spanlake.collector.config import (
-    DEFAULT_DATA_DIR,
     DEFAULT_FLUSH_WORKERS,
     DEFAULT_GRPC_PORT,
     DEFAULT_HOST,
@@ -26,15 +26,7 @@ from spanlake.collector.config import (
 )
 from spanlake.storage.layout import DEFAULT_PROJECT, LAKE_ENV, DataDir
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help="Folder holding the write-ahead log and the Parquet lake.",
-)
+data_dir_option = shared_data_dir_option()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,19 +7,13 @@ from pathlib import Path
 
 import click
 
-from spanlake.collector.config import DEFAULT_DATA_DIR
+from spanlake.cli.options import data_dir_option
 from spanlake.collector.redact import REDACTION_ENV, RedactionError, Redactor, describe, load_rules, redaction_path
 from spanlake.collector.redact_rules import ALL, RuleSet
 from spanlake.storage.layout import DEFAULT_PROJECT
 
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help=f"Data directory whose redaction.toml holds the rules (${REDACTION_ENV} names another file).",
+_data_dir = data_dir_option(
+    f"Data directory whose redaction.toml holds the rules (${REDACTION_ENV} names another file)."
 )
 _file = click.option(
     "--file",

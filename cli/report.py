@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from spanlake.collector.config import DEFAULT_DATA_DIR
+from spanlake.cli.options import LAKE_HELP, data_dir_option
 
 REPORT_HELP = {
     "latency": "p50/p90/p95/p99/max of tasks end to end and of each step category; errors, timeouts, retries, TTFT",
@@ -64,15 +64,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 @click.command("report", help=HELP, context_settings={"max_content_width": 110})
 @click.argument("name", type=click.Choice(list(REPORT_HELP)), metavar="NAME")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help="Folder holding the Parquet lake.",
-)
+@data_dir_option(LAKE_HELP)
 @click.option(
     "--since",
     default="24h",
@@ -295,15 +287,7 @@ def analytics() -> None:
 
 
 @analytics.command("run")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help="Folder holding the Parquet lake.",
-)
+@data_dir_option(LAKE_HELP)
 @click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Price overrides file.")
 @click.option("--full", is_flag=True, help="Rebuild every hour, not only the changed ones.")
 def analytics_run(data_dir: Path, prices: Path | None, full: bool) -> None:

@@ -8,18 +8,10 @@ from pathlib import Path
 
 import click
 
-from spanlake.collector.config import DEFAULT_DATA_DIR
+from spanlake.cli.options import data_dir_option
 from spanlake.storage.users import ALL_PROJECTS, ROLES, USERS_ENV, UserStore, needs_rehash, users_path
 
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="SPANLAKE_DATA_DIR",
-    show_envvar=True,
-    help=f"Data directory whose users.json holds the users (${USERS_ENV} names another file).",
-)
+_data_dir = data_dir_option(f"Data directory whose users.json holds the users (${USERS_ENV} names another file).")
 _password_stdin = click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of standard input."
 )
