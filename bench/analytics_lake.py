@@ -171,6 +171,7 @@ def time_rollups(data_dir: Path, days: int, check: bool) -> None:
     raw_of: dict[str, Callable[[Filters], Any]] = {
         "latency by model": lambda f: RR.report(an, "latency", f, ["model"], source="raw")[0],
         "tasks by outcome_source": lambda f: RR.report(an, "tasks", f, ["outcome_source"], source="raw")[0],
+        "overview (dashboard)": lambda f: overview(an, f, source="raw").trend,
     }
     for label, since in (("1 day", end - timedelta(days=1)), (f"{days} days", START)):
         f = Filters(since=since, until=end)
@@ -180,15 +181,17 @@ def time_rollups(data_dir: Path, days: int, check: bool) -> None:
             elapsed = time.perf_counter() - t0
             print(f"{label:>8}  {name:<30} {elapsed:6.3f} s from {source} ({df.height} rows)", flush=True)
             if check and name in raw_of:
+                t0 = time.perf_counter()
                 raw = raw_of[name](f)
+                raw_s = time.perf_counter() - t0
                 worst = 0.0
                 for col in ("p50_ms", "p95_ms"):
                     for a, b in zip(df[col].to_list(), raw[col].to_list(), strict=True):
                         worst = max(worst, abs(a - b) / b if b else 0.0)
                 counts = "count" if "count" in df.columns else "tasks"
                 same = df[counts].to_list() == raw[counts].to_list()
-                print(f"          {'':<30} vs raw: {counts} equal={same}, worst percentile error {worst:.4%} "
-                      f"(bound {sketch.ALPHA:.0%})", flush=True)  # fmt: skip
+                print(f"          {'':<30} vs raw ({raw_s:.1f} s): {counts} equal={same}, "
+                      f"worst percentile error {worst:.4%} (bound {sketch.ALPHA:.0%})", flush=True)  # fmt: skip
 
 
 def main() -> None:
