@@ -23,7 +23,6 @@ import logging
 import os
 import secrets
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from typing import Literal
 import orjson
 
 from spanlake.storage.layout import valid_project
+from spanlake.storage.watched import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -168,33 +168,11 @@ class KeyRing:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._by_hash: dict[str, ApiKey] = {}
-
-    def _reload_if_changed(self) -> None:
-        try:
-            st = self.path.stat()
-            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        if stamp == self._stamp:
-            return
-        with self._lock:
-            try:
-                keys = read_keys(self.path) if stamp is not None else []
-            except (ValueError, OSError) as e:  # a hand-edited file: keep the last good keys
-                log.warning("keeping the previous API keys: %s", e)
-                self._stamp = stamp
-                return
-            self._by_hash = {k.token_sha256: k for k in keys}
-            self._stamp = stamp
+        self._file = WatchedFile(self.path, lambda p: {k.token_sha256: k for k in read_keys(p)}, {}, "API keys")
 
     def lookup(self, token: str) -> ApiKey | None:
         """The key this token belongs to, revoked or not; None when no key matches."""
-        self._reload_if_changed()
-        return self._by_hash.get(hash_token(token))
+        return self._file.current().get(hash_token(token))
 
     def __len__(self) -> int:
-        self._reload_if_changed()
-        return sum(1 for k in self._by_hash.values() if k.active)
+        return sum(1 for k in self._file.current().values() if k.active)

@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -39,6 +38,7 @@ import orjson
 
 from spanlake.storage.keys import write_atomically
 from spanlake.storage.layout import valid_project
+from spanlake.storage.watched import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -263,31 +263,10 @@ class UserDirectory:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._users: dict[str, User] = {}
-
-    def _reload_if_changed(self) -> None:
-        try:
-            st = self.path.stat()
-            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        if stamp == self._stamp:
-            return
-        with self._lock:
-            try:
-                users = read_users(self.path) if stamp is not None else []
-            except (ValueError, OSError) as e:  # a hand-edited file: keep the last good users
-                log.warning("keeping the previous users: %s", e)
-                self._stamp = stamp
-                return
-            self._users = {u.name: u for u in users}
-            self._stamp = stamp
+        self._file = WatchedFile(self.path, lambda p: {u.name: u for u in read_users(p)}, {}, "users")
 
     def get(self, name: str) -> User | None:
-        self._reload_if_changed()
-        return self._users.get(name)
+        return self._file.current().get(name)
 
     def verify(self, name: str, password: str) -> User | None:
         """The user when `password` is theirs, else None (as slow for unknown names as for known ones)."""
@@ -298,5 +277,4 @@ class UserDirectory:
         return user if verify_password(password, user.password_hash) else None
 
     def __len__(self) -> int:
-        self._reload_if_changed()
-        return len(self._users)
+        return len(self._file.current())
