@@ -96,14 +96,21 @@ def wait_quiet(pid: int, timeout_s: float = 20.0) -> None:
         last = now
 
 
-def start_collector(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_collector(data_dir: Path, rollups: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """`spanlake up` without dashboard and demo; without the analytics rollup job unless `rollups`
+    (its first run starts 5 s after start-up, in the middle of the load, and bills its DuckDB
+    queries to the collector process)."""
     exe = shutil.which("spanlake") or str(Path(sys.executable).with_name("spanlake"))
+    env = dict(os.environ)
+    if not rollups:
+        env["SPANLAKE_ROLLUP_INTERVAL"] = "0"
     proc = subprocess.Popen(
         # The collector alone: its RSS is what the target is about, not the dashboard's.
         [exe, "up", "--data-dir", str(data_dir), "--grpc-port", "0", "--http-port", "0", "--no-dashboard", "--no-demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     assert proc.stdout is not None
     deadline = time.time() + 60
@@ -198,6 +205,7 @@ def main() -> None:
     ap.add_argument("--spans-per-request", type=int, default=500)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--rollups", action="store_true", help="keep the analytics rollup job on in the collector")
     ap.add_argument("--phoenix", action="store_true", help="also run the workload against Arize Phoenix")
     ap.add_argument("--phoenix-share", type=float, default=0.05, help="share of the requests sent to Phoenix")
     ap.add_argument("--phoenix-venv", type=Path, default=Path(".bench-venvs/phoenix"))
@@ -216,7 +224,7 @@ def main() -> None:
     )
 
     data_dir = Path(tempfile.mkdtemp(prefix="spanlake-bench-"))
-    proc, url = start_collector(data_dir)
+    proc, url = start_collector(data_dir, args.rollups)
     peak = 0
     stop = threading.Event()
 
@@ -288,7 +296,8 @@ def main() -> None:
             f"visible {p_visible:,.0f} spans/s"
         )
         print(f"ratio                 spanlake / phoenix (visible, end to end): {total / visible_at / p_visible:.1f}x")
-    flags = " --phoenix" if args.phoenix else ""
+    print(f"rollup job            {'on' if args.rollups else 'off (SPANLAKE_ROLLUP_INTERVAL=0; --rollups keeps it)'}")
+    flags = (" --phoenix" if args.phoenix else "") + (" --rollups" if args.rollups else "")
     print(
         f"reproduce             python bench/ingest_throughput.py --spans {args.spans} --clients {args.clients}{flags}"
     )
