@@ -1,16 +1,22 @@
-"""The rollup job on a schedule, inside the server process (`spanlake up`).
+"""The rollup job on a schedule, driven by the server (`spanlake up`).
 
 Every `interval_s` seconds (env SPANLAKE_ROLLUP_INTERVAL, default 300; 0 turns it off) a
-background thread brings the hourly rollups up to date (analytics.rollups.run: only the
-hours that changed). A failed run is logged and retried at the next tick; a run never
-blocks ingestion (it reads Parquet files with its own DuckDB connection and writes only
-under `<data_dir>/rollups/`). Runs never overlap with `spanlake analytics run` (file lock).
+background thread starts a child process, at a lower CPU priority (nice +10), that brings
+the hourly rollups up to date (analytics.rollups.run: only the hours that changed). In a
+child, its DuckDB work never takes the receiver's interpreter or competes with it at equal
+priority (in-process, a first run under ingest load tripled the receiver's CPU per span).
+A failed run is logged and retried at the next tick; runs read Parquet files with their own
+DuckDB connection, write only under `<data_dir>/rollups/`, and never overlap with
+`spanlake analytics run` (file lock). `python -m spanlake.analytics.rollup_job DATA_DIR
+[LAKE]` is the child's entry point.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +26,7 @@ log = logging.getLogger(__name__)
 INTERVAL_ENV = "SPANLAKE_ROLLUP_INTERVAL"
 DEFAULT_INTERVAL_S = 300.0
 FIRST_DELAY_S = 5.0  # let the server start before the first run
+NICE = 10
 
 
 class RollupSchedule:
@@ -31,6 +38,7 @@ class RollupSchedule:
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._child: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def from_env(cls, data_dir: str | Path, lake: str | None = None) -> RollupSchedule:
@@ -49,30 +57,36 @@ class RollupSchedule:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the current run (waits at most `timeout` seconds for it)."""
+        """Stop: end a running child (its partial work is redone next time) and the thread."""
         self._stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def run_once(self) -> None:
-        """One run of the job (errors are logged, never raised)."""
-        from spanlake.analytics import rollups
-        from spanlake.analytics.engine import Analytics
-        from spanlake.storage.layout import DataDir
-
+        """One run of the job in a child process (errors are logged, never raised)."""
+        cmd = [sys.executable, "-m", "spanlake.analytics.rollup_job", str(self.data_dir)]
+        cmd += [self.lake] if self.lake else []
         try:
-            dd = DataDir(self.data_dir, self.lake)
-            if dd.is_remote or not dd.lake.is_dir():
-                return  # rollups are kept for a local lake only
-            t0 = time.monotonic()
-            result = rollups.run(Analytics(dd))
+            self._child = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+            _, err = self._child.communicate()
+            code = self._child.returncode
+        except OSError as e:
+            self.last_error = str(e)
+            log.exception("rollup job could not start; will try again")
+            return
+        finally:
+            self._child = None
+        if code == 0:
             self.runs += 1
             self.last_error = None
-            if any(result.rebuilt.values()):
-                log.info("rollups: rebuilt %s in %.1f s", result.rebuilt, time.monotonic() - t0)
-        except Exception as e:
-            self.last_error = str(e)
-            log.exception("rollup job failed; will try again")
+            if err.strip():
+                log.info("%s", err.decode(errors="replace").strip())
+        elif not self._stop.is_set():
+            self.last_error = err.decode(errors="replace").strip()[-2000:] or f"exit code {code}"
+            log.error("rollup job failed (will try again): %s", self.last_error)
 
     def _loop(self, first_delay_s: float) -> None:
         if self._stop.wait(first_delay_s):
@@ -81,3 +95,26 @@ class RollupSchedule:
             self.run_once()
             if self._stop.wait(self.interval_s):
                 return
+
+
+def run_job(data_dir: str | Path, lake: str | None = None) -> str:
+    """Bring the rollups of one data directory up to date; returns a one-line summary."""
+    from spanlake.analytics import rollups
+    from spanlake.analytics.engine import Analytics
+    from spanlake.storage.layout import DataDir
+
+    dd = DataDir(data_dir, lake)
+    if dd.is_remote or not dd.lake.is_dir():
+        return ""  # rollups are kept for a local lake only
+    t0 = time.monotonic()
+    result = rollups.run(Analytics(dd))
+    if not any(result.rebuilt.values()):
+        return ""
+    return f"rollups: rebuilt {result.rebuilt} in {time.monotonic() - t0:.1f} s"
+
+
+if __name__ == "__main__":
+    os.nice(NICE)
+    summary = run_job(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    if summary:
+        print(summary, file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The rollup job on a schedule keeps the rollups up to date as spans arrive."""
+"""The rollup job on a schedule (child processes) keeps the rollups up to date as spans arrive."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def test_schedule_rolls_up_new_hours(tmp_path: Path) -> None:
         write(tmp_path, [span(2, 1, at_ms=3_600_000, name="B")])  # a new hour: stale until the next tick
         _wait(lambda: (rollups.rollup_dir(an.lake.data_dir) / "tasks" / "20250602T11.parquet").exists())
         _wait(lambda: len(rollups.fresh_hours(an, "tasks", *window)) == 2)
+        _wait(lambda: job.runs >= 2)  # each run is a child process, counted when it exits
     finally:
         job.stop()
     assert job.runs >= 2 and job.last_error is None
