@@ -282,8 +282,8 @@ def main() -> None:
     per_span = (main_cpu + kids_cpu) * 1e6 / total
     print(
         f"collector CPU         {per_span:.1f} µs/span (receiver {main_cpu * 1e6 / total:.1f}, "
-        f"flush workers {kids_cpu * 1e6 / total:.1f}): {os.cpu_count()} cores of its own would sustain "
-        f"about {(os.cpu_count() or 1) * 1e6 / per_span:,.0f} spans/s"
+        f"children, i.e. flush workers {kids_cpu * 1e6 / total:.1f}): "
+        f"{os.cpu_count()} cores of its own would sustain about {(os.cpu_count() or 1) * 1e6 / per_span:,.0f} spans/s"
     )
     print(f"load average          {os.getloadavg()[0]:.1f} (1 min, at the end)")
     print(f"on disk per span      {total_b / total:.0f} B, {no_content_b / total:.0f} B excluding message content")
