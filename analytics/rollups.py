@@ -6,12 +6,14 @@ row is what the raw report computes for that hour, so the rows of a window's hou
 to the raw answer (percentiles within analytics.sketch.ALPHA).
 
 `state.json` records, per lake hour, a signature of its span files (name, size, mtime), the
-label files seen, and a fingerprint of prices and task options. A run rebuilds, per table,
-the hours whose rows a changed lake hour can affect (a late span changes the tasks that
-started up to `horizon` before it), and — for the tables that hold outcomes — the hours of
-traces that got new human labels (found with the trace-id index, the `traces` table);
-everything when prices or options change or a label file disappears. Reads check the same
-things per hour: an hour that is not up to date is computed from raw spans on the fly.
+label files seen, and a fingerprint of prices and task options. Every report relates spans
+of one trace only (a task and its spans, a step and the attempt before it, a check and its
+task), so a change in lake hour c can change the rows of hour c and of the hours where the
+traces of c's spans also have spans — found with the trace-id index (the `traces` table). A
+run rebuilds those hours, the hours of traces that got new human labels (tables holding
+outcomes), and everything when prices or options change; around an hour retention removed,
+each table's reach. Reads check the same per hour: an hour that is not up to date is
+computed from raw spans on the fly.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def _changed_hours(state: dict[str, Any], signatures: dict[datetime, str]) -> se
     old = state.get("hours", {})
     names = {_hour_name(h) for h in signatures}
     changed = {h for h, sig in signatures.items() if old.get(_hour_name(h)) != sig}
-    gone = {datetime.strptime(n, "%Y%m%dT%H").replace(tzinfo=UTC) for n in old if n not in names}
+    gone = {_parse_hour(n) for n in old if n not in names}
     return changed | gone
 
 
@@ -180,6 +182,58 @@ def labelled_hours(an: Analytics, state: dict[str, Any], labels: dict[str, str])
     finally:
         con.close()
     return {datetime.fromtimestamp(r[0] / 1e6, UTC) for r in rows}
+
+
+def linked_hours(an: Analytics, changed: set[datetime], among: set[datetime] | None = None) -> set[datetime]:
+    """Indexed hours (of `among`, default all) holding traces that have spans in the `changed`
+    lake hours: the only other hours whose rows those spans can change, since every report
+    relates spans of one trace only (a task and its spans, a step and the attempt before it,
+    a check and its task)."""
+    dd = an.lake.data_dir
+    spans = [str(f) for c in changed for f in _hour_files(dd, c)]
+    index_dir = rollup_dir(dd) / "traces"
+    if among is None:
+        index = [str(f) for f in sorted(index_dir.glob("*.parquet")) if _parse_hour(f.stem) not in changed]
+    else:
+        index = [
+            str(f) for f in (index_dir / f"{_hour_name(h)}.parquet" for h in sorted(among - changed)) if f.exists()
+        ]
+    if not spans or not index:
+        return set()
+    con = duckdb.connect(":memory:")
+    try:
+        sql = """
+          WITH n AS (SELECT DISTINCT project, trace_id
+                     FROM read_parquet($spans, hive_partitioning = true, union_by_name = true))
+          SELECT DISTINCT epoch_us(i.hour) FROM read_parquet($index) i SEMI JOIN n USING (project, trace_id)"""
+        rows = con.execute(sql, {"spans": spans, "index": index}).fetchall()
+    finally:
+        con.close()
+    return {datetime.fromtimestamp(r[0] / 1e6, UTC) for r in rows}
+
+
+def _hour_files(dd: DataDir, h: datetime) -> list[Path]:
+    root = dd.lake / "spans"
+    out: list[Path] = []
+    for hour in {f"{h.hour:02d}", str(h.hour)}:
+        out += root.glob(f"project=*/date={h.date().isoformat()}/hour={hour}/*.parquet")
+    return out
+
+
+def _parse_hour(name: str) -> datetime:
+    return datetime.strptime(name, "%Y%m%dT%H").replace(tzinfo=UTC)
+
+
+def _affected(
+    an: Analytics, table: Table, options: TaskOptions, changed: set[datetime], lake: set[datetime],
+    linked: Callable[[], set[datetime]],
+) -> set[datetime]:  # fmt: skip
+    """Hours whose rows of `table` a change in the `changed` lake hours can affect: those hours,
+    the indexed hours sharing a trace with them, and around hours that disappeared (retention)
+    the hours within the table's reach."""
+    if table.reach(options) == (0, 0):
+        return set(changed)
+    return changed | linked() | _expand(changed - lake, table.reach(options))
 
 
 def trace_hours(an: Analytics, trace_id: str, project: str | None = None) -> list[datetime]:
@@ -221,8 +275,15 @@ def run(
         full_rebuild = not state.get("hours")
         relabelled = labelled_hours(an, state, labels) if not full_rebuild else set()
         plan: dict[str, list[datetime]] = {}
+        cache: list[set[datetime]] = []
+
+        def linked() -> set[datetime]:
+            if not cache:
+                cache.append(linked_hours(an, changed & lake_hours) if not full_rebuild else set())
+            return cache[0]
+
         for name, table in TABLES.items():
-            hours = _expand(changed, table.reach(options))
+            hours = _affected(an, table, options, changed, lake_hours, linked)
             if table.labels:
                 hours |= lake_hours if relabelled is None else relabelled
             plan[name] = sorted(hours & lake_hours)
@@ -264,6 +325,24 @@ def run(
     )
 
 
+_LINKED: dict[tuple[Any, ...], set[datetime]] = {}
+
+
+def _linked_cached(an: Analytics, changed: set[datetime], among: set[datetime]) -> set[datetime]:
+    """linked_hours, remembered while the changed hours' files and the rollup state stay the same."""
+    if not changed:
+        return set()
+    dd = an.lake.data_dir
+    files = sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size) for c in changed for f in _hour_files(dd, c))
+    state = rollup_dir(dd) / "state.json"
+    key = (str(dd.root), tuple(files), state.stat().st_mtime_ns if state.exists() else 0, tuple(sorted(among)))
+    if key not in _LINKED:
+        if len(_LINKED) > 64:
+            _LINKED.clear()
+        _LINKED[key] = linked_hours(an, changed, among)
+    return _LINKED[key]
+
+
 def fresh_hours(
     an: Analytics, table: str, since: datetime, until: datetime, options: TaskOptions | None = None
 ) -> set[datetime]:
@@ -274,14 +353,18 @@ def fresh_hours(
     if not state.get("hours") or state.get("prices") != price_fingerprint(an, options):
         return set()
     t = TABLES[table]
-    stale = _expand(_changed_hours(state, source_signatures(dd)), t.reach(options))
+    first, last = _ceil(since), _floor(until)
+    hours = {first + i * HOUR for i in range(max(0, int((last - first) / HOUR)))}
+    signatures = source_signatures(dd)
+    changed = _changed_hours(state, signatures)
+    stale = _affected(
+        an, t, options, changed, set(signatures), lambda: _linked_cached(an, changed & set(signatures), hours)
+    )
     if t.labels:
         relabelled = labelled_hours(an, state, label_signatures(dd))
         if relabelled is None:
             return set()
         stale |= relabelled
-    first, last = _ceil(since), _floor(until)
-    hours = {first + i * HOUR for i in range(max(0, int((last - first) / HOUR)))}
     return hours - stale
 
 

@@ -279,3 +279,21 @@ def test_trace_id_index_finds_a_trace_for_a_bare_link(an: Analytics) -> None:
     assert rollups.trace_hours(an, tid(5).hex(), project="elsewhere") == []
     d = trace_detail(an, tid(5).hex())
     assert d is not None and {s["name"] for s in d.spans} == {"E", "chat"}
+
+
+def test_a_late_span_makes_only_its_traces_hours_stale(an: Analytics) -> None:
+    rollups.run(an)
+    # a late check of trace 6 at 12:30: hour 12 changed; trace 6 also has spans in hour 11, none in 10
+    write(an.lake.data_dir.root, [span(6, 9, 1, at_ms=2 * H + 30 * 60_000, ms=4, name="schema",
+                                       **{CHECK: "schema", PASSED: False})])  # fmt: skip
+    hour = {h: T0 + timedelta(hours=h - 10) for h in (10, 11, 12)}
+    assert rollups.fresh_hours(an, "calls", ALL.since, ALL.until) == {hour[10], hour[11]}
+    for table in ("tasks", "checks", "overview", "steps"):
+        assert rollups.fresh_hours(an, table, ALL.since, ALL.until) == {hour[10]}, table
+    check_all(an, [ALL], None)  # hours 11 and 12 from raw spans meanwhile
+    result = rollups.run(an)
+    assert result.rebuilt["calls"] == 1 and result.rebuilt["tasks"] == 2 and not result.full_rebuild
+    (t,) = RR.report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    assert (t["failed_tasks"], t["from_app"]) == (3, 3)  # f's app outcome outranks its failed check
+    (v,) = RR.report(an, "validation", ALL, source="rollups")[0].to_dicts()
+    assert (v["checks"], v["failures"]) == (3, 2)
