@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 
@@ -70,10 +71,11 @@ class Analytics:
             prices = PriceBook.from_file(default_prices_path(self.lake.data_dir))
         self.prices = prices
         self.labels = labels or lake_labels(self.lake)
+        self._lake_labels = labels is None
 
     def run(self, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:
         """Run `WITH <span CTEs>, <body>`; `body` adds its own CTEs and final SELECT."""
-        con = self.lake.connect()
+        con = self._connect(src)
         try:
             for stmt in MACROS:
                 con.execute(stmt)
@@ -83,14 +85,31 @@ class Analytics:
                 pairs = fetch_arrow(con, pairs_sql(src, p0), p0.values).to_pylist()
             table = self.prices.table((r["provider"], r["model"]) for r in pairs)
             con.register("prices", table)
-            labels = self.labels()
-            con.register("task_labels", labels.cast(LABELS_SCHEMA) if labels.num_rows else LABELS_SCHEMA.empty_table())
+            con.register("task_labels", self._labels())
             p = Params()
             ctes = span_ctes(src, p, PriceBook.tier_models(table), PriceBook.service_tier_keys(table))
             sql = f"WITH RECURSIVE {ctes},\n{body(p)}"
             return pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[return-value]
         finally:
             con.close()
+
+    def _labels(self) -> pa.Table:
+        """The label source's table (skipped when the lake's label source has no files yet)."""
+        dd = self.lake.data_dir
+        if self._lake_labels and not dd.is_remote and not any((dd.lake / "labels").glob("project=*/*/*/*.parquet")):
+            return LABELS_SCHEMA.empty_table()
+        labels = self.labels()
+        return labels.cast(LABELS_SCHEMA) if labels.num_rows else LABELS_SCHEMA.empty_table()
+
+    def _connect(self, src: SpanSource) -> duckdb.DuckDBPyConnection:
+        """A connection whose views read only the partitions of the source's window (widened as
+        it asks), or the whole lake when the window is open-ended."""
+        f = src.filters
+        if f.since is None or f.until is None:
+            return self.lake.connect()
+        from spanlake.analytics.explore.relation import connect_window
+
+        return connect_window(self, f.since - src.widen_before, f.until + src.widen_after, f.project)
 
     def sql(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         """Plain SQL over the lake's views (for tests and ad-hoc checks)."""
