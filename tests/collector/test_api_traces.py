@@ -108,13 +108,14 @@ def test_one_trace(api_v1: Api) -> None:
     )  # fmt: skip
     assert s["cost_usd"] == pytest.approx(0.003)
     assert d["spans"][0]["attributes"]["customer.tier"] == "gold"
-    assert d["labels"] == {"current": [], "history": []}
+    # Other tests of this package may have labelled T1 already (the collector is shared): only ana's count here.
+    assert not [x for x in d["labels"]["history"] if x["author"] == "ana"]
     # The project's own labels come with it (a judge's: a human verdict would change outcomes of the seed).
     label = {"trace_id": T1, "source": "judge", "author": "ana", "verdict": "pass"}
     assert api_v1.call("POST", "/api/v1/labels", "alpha:write", label).status_code == 200
     api_v1.c.flush()
     labels = api_v1.get(f"/api/v1/traces/{T1}", "alpha:read").json()["labels"]
-    assert [(x["author"], x["verdict"]) for x in labels["current"]] == [("ana", "pass")]
+    assert [(x["author"], x["verdict"]) for x in labels["current"] if x["author"] == "ana"] == [("ana", "pass")]
 
 
 def test_one_span(api_v1: Api) -> None:
