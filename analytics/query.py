@@ -13,7 +13,7 @@ joining the price table registered as `prices` (see analytics.pricing).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -223,6 +223,9 @@ class SpanSource:
     categories: tuple[str, ...] | None = None  # read only these categories
     extra_columns: tuple[str, ...] = ()  # e.g. ('attributes',) or ('content',)
     priced: bool = True  # False: skip the price join (cost_usd NULL, nothing unpriced)
+    # Before `since` and past `until`, read only spans of traces that have a span in the window
+    # (task and check reports relate spans of one trace only, so other traces are never needed).
+    outside_window_traces_only: bool = False
 
 
 def window_predicates(src: SpanSource, p: Params) -> list[str]:
@@ -287,6 +290,13 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
     preds = window_predicates(src, p)
     if src.categories is not None:
         preds.append(f"category IN ({', '.join(p.add(c) for c in src.categories)})")
+    if src.outside_window_traces_only and (src.widen_after or src.widen_before):
+        inner = window_predicates(replace(src, widen_after=timedelta(0), widen_before=timedelta(0)), p)
+        bounds = [x for x in inner if x.startswith("start_time")]
+        preds.append(
+            f"(({' AND '.join(bounds) or 'TRUE'}) OR trace_id IN (SELECT trace_id FROM spans_raw WHERE "
+            f"{' AND '.join(inner) or 'TRUE'}))"
+        )
     attr_match = attr_predicate(f, p)
     if src.span_level_filters:
         preds += dim_predicates(f, p, RAW_FILTER_COLUMNS)

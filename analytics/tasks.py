@@ -86,6 +86,7 @@ def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, *, priced: 
         widen_after=opts.horizon,
         widen_before=opts.skew,
         priced=priced,
+        outside_window_traces_only=True,
     )
 
 

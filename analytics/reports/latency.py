@@ -38,6 +38,7 @@ def steps_source(filters: Filters, group: GroupBy | None = None) -> SpanSource:
         widen_before=RETRY_LOOKBACK,
         categories=STEP_CATEGORIES,
         priced=False,
+        outside_window_traces_only=True,
     )
 
 

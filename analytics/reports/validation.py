@@ -34,6 +34,7 @@ def checks_source(filters: Filters, options: TaskOptions) -> SpanSource:
         widen_after=options.horizon,
         widen_before=options.horizon + options.skew,
         priced=False,
+        outside_window_traces_only=True,
     )
 
 
