@@ -160,11 +160,13 @@ def _changed_hours(state: dict[str, Any], signatures: dict[datetime, str]) -> se
 
 
 def labelled_hours(an: Analytics, state: dict[str, Any], labels: dict[str, str]) -> set[datetime] | None:
-    """Hours holding traces that got labels since `state` (via the trace-id index); None when a
-    label file disappeared (every hour is then affected)."""
+    """Hours holding traces that got labels since `state` (via the trace-id index).
+
+    Label files that disappeared are not looked at: compaction merges them into a new file
+    (looked up as new), and retention deletes a label partition only after the older span
+    partitions of the traces it labelled (the same rules apply to every table by date), so
+    their hours are gone already. The result is never None today; None would mean "all"."""
     old: dict[str, str] = state.get("labels", {})
-    if any(name not in labels for name in old):
-        return None
     new = [name for name, sig in labels.items() if old.get(name) != sig]
     index = sorted((rollup_dir(an.lake.data_dir) / "traces").glob("*.parquet"))
     if not new or not index:

@@ -297,3 +297,19 @@ def test_a_late_span_makes_only_its_traces_hours_stale(an: Analytics) -> None:
     assert (t["failed_tasks"], t["from_app"]) == (3, 3)  # f's app outcome outranks its failed check
     (v,) = RR.report(an, "validation", ALL, source="rollups")[0].to_dicts()
     assert (v["checks"], v["failures"]) == (3, 2)
+
+
+def test_compacted_label_files_rebuild_only_their_traces_hours(an: Analytics) -> None:
+    from spanlake.storage.compact import compact
+
+    rollups.run(an)
+    d = an.lake.data_dir.root
+    add_label(d, 4, "pass", datetime(2025, 6, 3, 9, 1, tzinfo=UTC))
+    add_label(d, 4, "fail", datetime(2025, 6, 3, 9, 2, tzinfo=UTC))
+    assert rollups.run(an).labelled_hours == 1  # trace 4 is in hour 11
+    assert compact(an.lake.data_dir, min_age_s=0, settle_age_s=0).partitions >= 1  # label files merged
+    result = rollups.run(an)
+    # hour 10's span files were merged too (rebuilt with hour 11, which shares trace 5); not all hours
+    assert not result.full_rebuild and result.labelled_hours == 1 and result.rebuilt["tasks"] == 2
+    (t,) = RR.report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    assert (t["from_label"], t["failed_tasks"]) == (1, 3)  # d: the latest verdict, fail
