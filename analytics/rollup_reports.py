@@ -25,6 +25,7 @@ from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS
 from spanlake.analytics.reports.latency import DIMS as LATENCY_DIMS
 from spanlake.analytics.reports.latency import _order as latency_order
 from spanlake.analytics.reports.latency import latency as raw_latency
+from spanlake.analytics.reports.retrieval import DEFAULT_K, with_relevance
 from spanlake.analytics.reports.retrieval import DIMS as RETRIEVAL_DIMS
 from spanlake.analytics.reports.retrieval import retrieval as raw_retrieval
 from spanlake.analytics.reports.tasks import tasks as raw_tasks
@@ -202,8 +203,9 @@ def retrieval_rolled(
     *,
     bucket: str | None = None,
     options: TaskOptions | None = None,
+    k: int = DEFAULT_K,
 ) -> Result | None:
-    """The retrieval report from the `retrieval` rollup."""
+    """The retrieval report from the `retrieval` rollup; relevance at k from raw judged spans (`with_relevance`)."""
     group = _group(group_by, RETRIEVAL_DIMS, bucket)
     if group is None or not can_answer(filters, group_by, bucket):
         return None
@@ -225,7 +227,7 @@ def retrieval_rolled(
     df = _agg(r[0], group.names, [*exprs, (pl.col("errors").sum() / queries).alias("error_rate")],
               [("dur", qs, ("p50_ms", "p95_ms", "p99_ms"))])  # fmt: skip
     cols = [*group.names, *(e.meta.output_name() for e in exprs), "p50_ms", "p95_ms", "p99_ms", "error_rate"]
-    return _sorted(df.select(cols), group.names), r[1]
+    return with_relevance(an, filters, group_by, _sorted(df.select(cols), group.names), bucket=bucket, k=k), r[1]
 
 
 def compare_rolled(
@@ -287,6 +289,7 @@ def report(
     source: str = "auto",
     options: TaskOptions | None = None,
     slow_ms: float = DEFAULT_SLOW_MS,
+    k: int = DEFAULT_K,
 ) -> Result:
     """Run a grouped report (latency, cost, tasks, validation, retrieval) from rollups where they
     can answer (source 'auto'), always from them ('rollups') or from raw spans ('raw')."""
@@ -318,8 +321,8 @@ def report(
             lambda: raw_validation(an, filters, g or ["validator"], bucket=bucket, options=options),
         ),
         "retrieval": (
-            lambda: retrieval_rolled(an, filters, g or ["data_source"], bucket=bucket, options=options),
-            lambda: raw_retrieval(an, filters, g or ["data_source"], bucket=bucket),
+            lambda: retrieval_rolled(an, filters, g or ["data_source"], bucket=bucket, options=options, k=k),
+            lambda: raw_retrieval(an, filters, g or ["data_source"], bucket=bucket, k=k),
         ),
     }
     if name not in rolled:

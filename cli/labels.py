@@ -20,7 +20,43 @@ def labels() -> None:
     Examples:
       spanlake labels schema --add-failure-mode unsafe_advice --score-range 1,5 --require verdict
       spanlake labels agreement --since 30d
+      spanlake labels judge TRACE_ID SPAN_ID --relevant doc-1 --not-relevant doc-7
     """
+
+
+@labels.command("judge")
+@click.argument("trace_id")
+@click.argument("span_id")
+@click.option("--relevant", "relevant", multiple=True, help="A relevant document id (repeatable).")
+@click.option("--not-relevant", "not_relevant", multiple=True, help="A document id judged not relevant (repeatable).")
+@click.option("--source", type=click.Choice(["human", "judge", "api"]), default="human", show_default=True)
+@click.option("--author", default=None, envvar="USER", help="Who judges (default: $USER).")
+@project_option
+@url_option
+def judge_cmd(
+    trace_id: str,
+    span_id: str,
+    relevant: tuple[str, ...],
+    not_relevant: tuple[str, ...],
+    source: str,
+    author: str | None,
+    project: str,
+    url: str,
+) -> None:
+    """Judge which documents a retrieval span returned are relevant (a label with metadata.relevant).
+
+    The latest judgment of a span wins; `spanlake report retrieval --k 5` shows hit rate and
+    precision at k over judged spans (documents not judged count as not relevant).
+    """
+    if not relevant and not not_relevant:
+        raise click.UsageError("judge at least one document: --relevant ID or --not-relevant ID")
+    both = set(relevant) & set(not_relevant)
+    if both:
+        raise click.UsageError(f"judged both relevant and not: {', '.join(sorted(both))}")
+    judged = {d: True for d in relevant} | {d: False for d in not_relevant}
+    body = {"trace_id": trace_id, "span_id": span_id, "source": source, "author": author, "project": project,
+            "metadata": {"relevant": judged}}  # fmt: skip
+    click.echo(json.dumps(api(url, "POST", "/labels", body)))
 
 
 @labels.command("schema")

@@ -141,6 +141,14 @@ def _split(values: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="First bring the hourly rollups up to date with the lake (the `analytics run` job), with progress.",
 )
+@click.option(
+    "--k",
+    "k",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="retrieval: hit rate and precision at k over queries with a relevance judgment.",
+)
 @click.option("--a", "a", default=None, help="compare: the first value (e.g. v1).")
 @click.option("--b", "b", default=None, help="compare: the second value (e.g. v2).")
 def report(
@@ -166,6 +174,7 @@ def report(
     by: str,
     source: str,
     update_rollups: bool,
+    k: int,
     a: str | None,
     b: str | None,
 ) -> None:
@@ -211,7 +220,7 @@ def report(
     from spanlake.analytics import rollup_reports as RR
 
     def rolled(report_name: str) -> Callable[[], Any]:
-        return lambda: RR.report(an, report_name, filters, keys, source=source, options=opts, slow_ms=slow_ms)
+        return lambda: RR.report(an, report_name, filters, keys, source=source, options=opts, slow_ms=slow_ms, k=k)
 
     grouped: dict[str, Callable[[], Any]] = {
         "latency": rolled("latency"),

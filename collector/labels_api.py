@@ -5,6 +5,10 @@
                             "author"?, "verdict"?: pass|fail, "failure_mode"?, "score"?, "comment"?,
                             "expected_output"?, "metadata"?, "project"?}
 
+A relevance judgment is a label on a retrieval span with `metadata = {"relevant": {"<document id>":
+true|false, ...}}` (it needs no other field); a malformed `relevant` map is refused with 422,
+naming the entry (analytics.reports.retrieval reads judgments for hit rate and precision at k).
+
 Both answer 200 once the events are fsynced (like an OTLP export), 400 with a problem
 (application/problem+json, collector.problems) naming the first problem, 413 when the body
 is too large and 503 + Retry-After when the collector cannot take more. Events are append-only: a
@@ -38,6 +42,37 @@ TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{32}$")]
 SpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
 Text = Annotated[str, StringConstraints(max_length=64 * 1024)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+MAX_RELEVANT_DOCS = 10_000
+MAX_DOCUMENT_ID = 1024
+
+
+class InvalidRelevance(InvalidRequest):
+    """A malformed relevance judgment (`metadata.relevant`): HTTP 422."""
+
+    http_status = 422
+
+
+def relevance_problem(label: LabelIn) -> str | None:
+    """What is wrong with the label's `metadata.relevant` map, if it has one (None: fine or absent)."""
+    if not label.metadata or "relevant" not in label.metadata:
+        return None
+    rel = label.metadata["relevant"]
+    if label.span_id is None:
+        return "metadata.relevant: a relevance judgment labels a retrieval span: set span_id"
+    if not isinstance(rel, dict):
+        return "metadata.relevant: must be an object of document id → true or false"
+    if not rel:
+        return "metadata.relevant: judge at least one document"
+    if len(rel) > MAX_RELEVANT_DOCS:
+        return f"metadata.relevant: at most {MAX_RELEVANT_DOCS} documents"
+    for doc, value in rel.items():
+        if not doc or len(doc) > MAX_DOCUMENT_ID:
+            return f"metadata.relevant: document ids are 1 to {MAX_DOCUMENT_ID} characters"
+        if not isinstance(value, bool):
+            return f"metadata.relevant.{doc}: must be true or false, not {orjson.dumps(value).decode()[:40]}"
+    return None
 
 
 class _Event(BaseModel):
@@ -90,8 +125,11 @@ class LabelIn(_Event):
     @model_validator(mode="after")
     def _something(self) -> LabelIn:
         fields = (self.verdict, self.failure_mode, self.score, self.comment, self.expected_output)
-        if all(f is None for f in fields):
-            raise ValueError("a label needs at least one of verdict, failure_mode, score, comment, expected_output")
+        if all(f is None for f in fields) and "relevant" not in (self.metadata or {}):
+            raise ValueError(
+                "a label needs at least one of verdict, failure_mode, score, comment, expected_output, "
+                "metadata.relevant"
+            )
         return self
 
 
@@ -136,6 +174,9 @@ def _parse(body: bytes, model: type[FeedbackIn] | type[LabelIn], many: bool) -> 
             where = ".".join(str(p) for p in err["loc"]) or "body"
             prefix = f"[{i}]." if len(items) > 1 else ""
             raise InvalidRequest(f"{prefix}{where}: {err['msg']}") from None
+        problem = relevance_problem(parsed[-1]) if isinstance(parsed[-1], LabelIn) else None
+        if problem:
+            raise InvalidRelevance(f"[{i}].{problem}" if len(items) > 1 else problem)
     return parsed
 
 
@@ -184,7 +225,7 @@ def make_labels_router(
         body = {"label_id": ids[0]} if len(ids) == 1 else {"label_ids": ids}
         return Response(orjson.dumps(body), media_type="application/json")
 
-    errors = responses(400, 401, 403, 413, 429, 503)
+    errors = responses(400, 401, 403, 413, 422, 429, 503)
     label = LabelIn.model_json_schema()
     many = {"anyOf": [label, {"type": "array", "items": label, "minItems": 1, "maxItems": MAX_EVENTS_PER_REQUEST}]}
 

@@ -7,7 +7,7 @@ Every report takes since/until (default: the last 24 hours), project, service, m
 provider, prompt_name, prompt_version, attr=key=value (repeatable), group_by (repeatable or
 comma-separated: dimensions, attr:KEY, a time bucket) and default_outcome. Report-specific
 parameters: slow_ms (latency), sort and limit (task-list), limit (validation-errors,
-retrieved-documents), by/a/b (compare), source (cost). Values are bound parameters.
+retrieved-documents), by/a/b (compare), source (cost), k (retrieval). Values are bound parameters.
 """
 
 from collections.abc import Callable
@@ -30,7 +30,8 @@ REPORTS = {
     "task-list": "single tasks, slowest first (sort=cost: most expensive first)",
     "validation": "validation checks and failure rate per validator (group by model, prompt_version, day, ...)",
     "validation-errors": "the most frequent validation failure messages, grouped by pattern",
-    "retrieval": "per data source: queries, documents per query, empty-result rate, scores, latency",
+    "retrieval": "per data source: queries, documents per query, empty-result rate, scores, latency, "
+    "hit rate and precision at k where documents were judged",
     "retrieved-documents": "the documents retrieved most often",
     "compare": "two prompt versions or models side by side (by=prompt_version&a=v1&b=v2)",
 }
@@ -182,9 +183,14 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
                             lambda an, f, k, o: R.validation_errors(an, f, limit=limit))  # fmt: skip
 
     @router.get("/retrieval", response_model=ReportOut, responses=errors, summary=REPORTS["retrieval"])
-    async def retrieval(principal: Reader, common: Common_):
+    async def retrieval(
+        principal: Reader,
+        common: Common_,
+        k: Annotated[int, Query(ge=1, le=1000, description="Hit rate and precision at k (judged queries)")] = 5,
+    ):
+        """`judged_queries`, `hit_rate_at_k`, `precision_at_k`: over retrieval spans with a relevance judgment."""
         return await answer("retrieval", principal, common,
-                            lambda an, f, k, o: R.retrieval(an, f, k or ["data_source"]))  # fmt: skip
+                            lambda an, f, g, o: R.retrieval(an, f, g or ["data_source"], k=k))  # fmt: skip
 
     @router.get(
         "/retrieved-documents", response_model=ReportOut, responses=errors, summary=REPORTS["retrieved-documents"]

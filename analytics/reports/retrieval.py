@@ -1,9 +1,13 @@
-"""Retrieval: per data source — queries, documents per query, empty results, scores, latency, top documents."""
+"""Retrieval: per data source — queries, documents per query, empty results, scores, latency, top documents,
+and, where reviewers judged which documents were relevant, hit rate and precision at k."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
+import orjson
 import polars as pl
 
 from spanlake.analytics.engine import Analytics
@@ -27,8 +31,18 @@ _EXTRA = (
 )
 
 
+DEFAULT_K = 5
+MAX_K = 1000
+RELEVANCE_COLUMNS = ("judged_queries", "hit_rate_at_k", "precision_at_k")
+
+
 def retrieval(
-    an: Analytics, filters: Filters, group_by: Sequence[str] = ("data_source",), *, bucket: str | None = None
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = ("data_source",),
+    *,
+    bucket: str | None = None,
+    k: int = DEFAULT_K,
 ) -> pl.DataFrame:
     """Per group (by default per data source) of retrieval spans.
 
@@ -36,7 +50,8 @@ def retrieval(
     span name. Documents are read from `content`; a span whose content was not recorded
     counts as a query with an unknown number of documents (left out of `docs_per_query` and
     `empty_rate`, counted in `queries_without_content`). top-1 is the first-ranked
-    document's score; `mean_score` averages every scored document.
+    document's score; `mean_score` averages every scored document. `judged_queries`,
+    `hit_rate_at_k` and `precision_at_k` come from relevance judgments (see `relevance`).
     """
     group = GroupBy.parse(group_by, DIMS, bucket)
 
@@ -55,7 +70,8 @@ def retrieval(
         FROM sp GROUP BY ALL"""
 
     df = an.run(SpanSource(filters, group, categories=("retrieval",), extra_columns=_EXTRA, priced=False), body)
-    return df.sort(group.names, nulls_last=True) if group.names else df
+    df = df.sort(group.names, nulls_last=True) if group.names else df
+    return with_relevance(an, filters, group_by, df, bucket=bucket, k=k)
 
 
 def retrieved_documents(an: Analytics, filters: Filters, *, limit: int = 20) -> pl.DataFrame:
@@ -68,3 +84,128 @@ def retrieved_documents(an: Analytics, filters: Filters, *, limit: int = 20) -> 
         ORDER BY retrievals DESC, data_source, document_id LIMIT {p.add(int(limit))}"""
 
     return an.run(SpanSource(filters, categories=("retrieval",), extra_columns=extra, priced=False), body)
+
+
+# --- relevance: hit rate and precision at k --------------------------------------------------
+
+_HEX_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+_OI_DOC = r"^retrieval\.documents\.([0-9]+)\.document\."
+# Document ids by rank (position), a missing id kept as NULL so later documents keep their rank:
+# the OTel GenAI array in order, or OpenInference's retrieval.documents.N by N.
+_RANKED_IDS = (
+    "CASE WHEN json_type(sl_gen_docs(content)) = 'ARRAY' THEN list_transform("
+    "range(json_array_length(sl_gen_docs(content))::BIGINT),"
+    " lambda i: json_extract_string(sl_gen_docs(content), '$[' || i || '].id'))"
+    " ELSE list_transform(list_sort(list_distinct(list_transform(sl_oi_doc_keys(content),"
+    f" lambda k: CAST(regexp_extract(k, '{_OI_DOC}', 1) AS BIGINT)))),"
+    " lambda n: json_extract_string(content, '$.\"retrieval.documents.' || n || '.document.id\"')) END"
+)
+JUDGMENTS_SQL = """SELECT project, trace_id, span_id, json_extract(metadata, '$.relevant')::VARCHAR AS relevant
+  FROM labels
+  WHERE span_id IS NOT NULL AND json_type(json_extract(metadata, '$.relevant')) = 'OBJECT' {project}
+  QUALIFY row_number() OVER (PARTITION BY project, trace_id, span_id
+                             ORDER BY created_at DESC, ingested_at DESC, label_id DESC) = 1"""
+
+
+def judgments(an: Analytics, project: str | None = None) -> dict[tuple[str, str, str], dict[str, bool]]:
+    """The current relevance judgment of each judged span: {(project, trace, span): {document id: relevant}}.
+
+    A judgment is a label on a retrieval span whose `metadata.relevant` is an object of
+    document id → true/false; the latest such label on a span wins, whoever set it.
+    """
+    dd = an.lake.data_dir
+    if not dd.is_remote and not any((dd.lake / "labels").glob("project=*/*/*/*.parquet")):
+        return {}
+    params = {"project": project} if project is not None else None
+    sql = JUDGMENTS_SQL.format(project="AND project = $project" if project is not None else "")
+    out: dict[tuple[str, str, str], dict[str, bool]] = {}
+    for r in an.lake.query(sql, params).to_pylist():
+        rel = orjson.loads(r["relevant"])
+        out[(r["project"], r["trace_id"], r["span_id"])] = {str(d): v is True for d, v in rel.items()}
+    return out
+
+
+def relevance(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = ("data_source",),
+    *,
+    bucket: str | None = None,
+    k: int = DEFAULT_K,
+) -> pl.DataFrame:
+    """Per group, over the retrieval spans that have a relevance judgment and recorded content:
+
+    - `judged_queries`: how many;
+    - `hit_rate_at_k`: the share of them with at least one relevant document among the first
+      k by position (rank);
+    - `precision_at_k`: the mean of (relevant documents among the first k) / k. A document the
+      judgment does not mention counts as not relevant, and a query that returned fewer than k
+      documents (or none) still divides by k.
+
+    Judged spans are read from raw spans (there are few), so the figures are the same whether
+    the rest of the report came from rollups or raw spans.
+    """
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}")
+    group = GroupBy.parse(group_by, DIMS, bucket)
+    found = judgments(an, filters.project)
+    ids = sorted({s for (_, _, s) in found if _HEX_SPAN_ID.match(s)})
+    empty = pl.DataFrame(schema={"judged_queries": pl.Int64, "hit_rate_at_k": pl.Float64, "precision_at_k": pl.Float64})
+    if not ids:
+        return empty
+    in_list = ", ".join(f"'{s}'" for s in ids)  # hex only: safe to inline
+    extra = (_EXTRA[0], f"CASE WHEN span_id IN ({in_list}) AND content IS NOT NULL THEN {_RANKED_IDS} END AS ranked")
+
+    def body(p: Params) -> str:
+        return f"""_ AS (SELECT 1)
+        SELECT {keys_select(group, DIMS)}project AS _project, trace_id AS _trace_id, span_id AS _span_id,
+          ranked AS _ranked
+        FROM sp WHERE ranked IS NOT NULL"""
+
+    src = SpanSource(filters, group, categories=("retrieval",), extra_columns=extra, priced=False)
+    spans = an.run(src, body)
+    rows: list[dict[str, Any]] = []
+    for r in spans.to_dicts():
+        judged = found.get((r["_project"], r["_trace_id"], r["_span_id"]))
+        if judged is None:
+            continue
+        hits = sum(1 for d in r["_ranked"][:k] if d is not None and judged.get(d) is True)
+        rows.append({**{n: r[n] for n in group.names}, "_hit": 1.0 if hits else 0.0, "_precision": hits / k})
+    if not rows:
+        return empty
+    df = pl.DataFrame(rows, schema_overrides={n: spans.schema[n] for n in group.names})
+    aggs = [
+        pl.len().cast(pl.Int64).alias("judged_queries"),
+        pl.col("_hit").mean().alias("hit_rate_at_k"),
+        pl.col("_precision").mean().alias("precision_at_k"),
+    ]
+    return df.group_by(group.names).agg(aggs) if group.names else df.select(aggs)
+
+
+def with_relevance(
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str],
+    df: pl.DataFrame,
+    *,
+    bucket: str | None = None,
+    k: int = DEFAULT_K,
+) -> pl.DataFrame:
+    """The retrieval report `df` with `relevance` joined on its group keys (0 / None where nothing was judged)."""
+    rel = relevance(an, filters, group_by, bucket=bucket, k=k)
+    if df.width == 0:
+        return df
+    names = GroupBy.parse(group_by, DIMS, bucket).names
+    if rel.height == 0:
+        out = df.with_columns(
+            pl.lit(0, pl.Int64).alias("judged_queries"),
+            pl.lit(None, pl.Float64).alias("hit_rate_at_k"),
+            pl.lit(None, pl.Float64).alias("precision_at_k"),
+        )
+    elif names:
+        rel = rel.with_columns(pl.col(n).cast(df.schema[n]) for n in names)
+        out = df.join(rel, on=names, how="left", nulls_equal=True)
+        out = out.with_columns(pl.col("judged_queries").fill_null(0))
+    else:
+        out = pl.concat([df, rel], how="horizontal")
+    return out
