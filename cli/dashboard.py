@@ -34,6 +34,7 @@ DATA_DIR_ENV = "SPANLAKE_DATA_DIR"
 PARENT_ENV = "SPANLAKE_DASHBOARD_PARENT"
 AUTH_ENV = "SPANLAKE_DASHBOARD_AUTH"
 HEADER_ENV = "SPANLAKE_DASHBOARD_AUTH_HEADER"
+API_KEY_ENV = "SPANLAKE_API_KEY"  # the key it sends with them (dashboard/writes.py)
 URL_ENV = "SPANLAKE_URL"  # where the dashboard sends labels and dataset changes (dashboard/writes.py)
 NICENESS = 10  # the collector gets the CPU first
 READY_TIMEOUT_S = 60.0
@@ -139,10 +140,12 @@ def start(
     auth: str = "auto",
     header: str = DEFAULT_PROXY_HEADER,
     api_url: str | None = None,
+    api_key: str | None = None,
 ) -> Dashboard:
     """Start the dashboard in a child process (port 0 picks a free one); returns at once.
     ValueError when `auth` is not allowed on `host` (see storage.signin.resolve_mode).
-    `api_url`: the spanlake HTTP API the dashboard sends labels and dataset changes to."""
+    `api_url`: the spanlake HTTP API the dashboard sends labels and dataset changes to, with
+    `api_key` (else $SPANLAKE_API_KEY) when that API needs one."""
     auth = resolve_mode(auth, host, header)
     if port == 0:
         port = free_port(host)
@@ -150,6 +153,8 @@ def start(
     env = {**os.environ, DATA_DIR_ENV: str(data_dir), PARENT_ENV: str(os.getpid())}
     if api_url:
         env[URL_ENV] = api_url
+    if api_key:
+        env[API_KEY_ENV] = api_key
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(
@@ -176,6 +181,7 @@ def start_for_up(
     auth: str = "auto",
     header: str = DEFAULT_PROXY_HEADER,
     api_url: str | None = None,
+    api_key: str | None = None,
 ) -> str:
     """Start the dashboard next to `spanlake up`'s collector without waiting for it; append
     it to `running` and return its URL, or why it is off. Never raises: the collector
@@ -187,7 +193,7 @@ def start_for_up(
         if port and not port_free(host, port):
             return f"off: {host}:{port} is in use (pick another with --dashboard-port)"
         log = Path(data_dir).expanduser().resolve() / "dashboard.log"
-        d = start(data_dir, host, port, log=log, auth=auth, header=header, api_url=api_url)
+        d = start(data_dir, host, port, log=log, auth=auth, header=header, api_url=api_url, api_key=api_key)
     except Exception as e:
         return f"off: could not start it ({e})"
     running.append(d)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import secrets
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -144,6 +146,9 @@ def up(
         ).validate()
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    if config.auth_enabled and not no_dashboard:
+        # The dashboard we start writes labels through our API: give it a secret of this run.
+        config = dataclasses.replace(config, internal_token=secrets.token_urlsafe(32))
     if lake:
         os.environ[LAKE_ENV] = lake  # the dashboard child reads the same lake
 
@@ -165,7 +170,9 @@ def up(
         ep = endpoints  # Endpoints
         signin = (dashboard_auth, dashboard_auth_header)
         api = ep.http  # type: ignore[attr-defined]  # the dashboard sends labels and dataset changes here
-        ui = dash.start_for_up(data_dir, host, dashboard_port, no_dashboard, child, *signin, api_url=api)
+        ui = dash.start_for_up(
+            data_dir, host, dashboard_port, no_dashboard, child, *signin, api_url=api, api_key=config.internal_token
+        )
         signin_line = "" if no_dashboard else f"  {dash.signin_banner(data_dir, host, *signin)}\n"
         click.echo(
             f"spanlake {version('spanlake')} is running\n"

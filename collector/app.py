@@ -74,7 +74,7 @@ class Collector:
         self.wal.on_segment_closed = self.flusher.submit
         self.ingestor = Ingestor(self.wal, config.max_future_s, self.redactor, config.default_project)
         keys = (config.keys_file or keys_path(config.data_dir)) if config.auth_enabled else None
-        self.auth = Authenticator(keys)
+        self.auth = Authenticator(keys, internal_token=config.internal_token)
         self._grpc: grpc.aio.Server | None = None
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None

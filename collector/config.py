@@ -80,6 +80,9 @@ class CollectorConfig:
     )
     auth: AuthMode = "auto"
     keys_file: Path | None = None
+    # A secret `spanlake up` hands to the dashboard it starts: that trusted process writes labels
+    # and dataset changes for any project (it enforces its signed-in users' roles itself).
+    internal_token: str | None = field(default=None, repr=False)
 
     def validate(self) -> CollectorConfig:
         """Raise ValueError naming the first bad setting."""

@@ -126,3 +126,58 @@ def test_datasets_are_isolated(api: Api) -> None:
     assert api.call("GET", "datasets/beta-only", api.a_read).status_code == 404
     assert api.call("GET", "datasets/golden", api.b_write).status_code == 404
     assert api.call("GET", "datasets/golden", api.a_read).status_code == 200
+
+
+def test_the_internal_token_of_up_s_dashboard_writes_any_project(tmp_path: Path) -> None:
+    """`spanlake up` hands its dashboard a secret of the run: labels for any project go through;
+    a near miss of that secret is refused like any unknown key."""
+    secret = "internal-secret-of-this-run-0123456789"
+    running, stop = start_collector(tmp_path / "data", auth="on", internal_token=secret)
+    try:
+        api = Api(running, "", "", "", "")
+        for project in ("alpha", "beta"):
+            body = {**LABEL, "project": project, "author": f"reviewer-{project}"}
+            assert api.call("POST", "labels", secret, body).status_code == 200
+        assert api.call("POST", "labels", secret + "x", {**LABEL, "project": "alpha"}).status_code == 401
+        assert api.call("POST", "labels", None, {**LABEL, "project": "alpha"}).status_code == 401
+        running.flush()
+        rows = running.query("SELECT project, author FROM labels ORDER BY project")
+        assert rows == [
+            {"project": "alpha", "author": "reviewer-alpha"},
+            {"project": "beta", "author": "reviewer-beta"},
+        ]
+    finally:
+        stop()
+
+
+def test_up_gives_its_dashboard_the_internal_token(tmp_path: Path) -> None:
+    """With auth on, `spanlake up` starts its dashboard with $SPANLAKE_API_KEY set to the secret
+    the collector trusts (read back from the dashboard process's environment)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.storage.conftest import free_port
+
+    data_dir = tmp_path / "data"
+    out = tmp_path / "up.out"
+    cmd = [sys.executable, "-m", "spanlake.cli.main", "up", "--data-dir", str(data_dir), "--grpc-port", "0",
+           "--http-port", "0", "--auth", "on", "--no-demo", "--dashboard-port", str(free_port())]  # fmt: skip
+    with open(out, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "Press Ctrl+C" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        envs = [Path(f"/proc/{c}/environ").read_bytes().split(b"\0") for c in children]
+        keys = [e.split(b"=", 1)[1].decode() for env in envs for e in env if e.startswith(b"SPANLAKE_API_KEY=")]
+        assert len(keys) == 1 and len(keys[0]) >= 32, out.read_text()
+        http = next(line.split()[1] for line in out.read_text().splitlines() if "OTLP/HTTP" in line)
+        body = {**LABEL, "project": "beta"}
+        headers = {"Authorization": f"Bearer {keys[0]}"}
+        assert httpx.post(f"{http}/api/v1/labels", json=body, headers=headers, timeout=30).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
