@@ -110,6 +110,25 @@ def save_label(
     return label_id
 
 
+def relevance_form(project: str, trace_id: str, span_id: str, doc_ids: list[str], author: str, key: str) -> str | None:
+    """Judge which of a retrieval span's documents are relevant (a label with `metadata.relevant`;
+    the ones not ticked are judged not relevant). Its label id once saved, else None."""
+    with st.form(key):
+        hint = "The others are judged not relevant. The latest judgment of a span counts."
+        chosen = st.multiselect("Relevant documents", doc_ids, key=f"{key}_relevant", help=hint)
+        if not st.form_submit_button("Save relevance", key=f"{key}_save"):
+            return None
+    relevant = {d: d in chosen for d in doc_ids}
+    try:
+        label_id = writes.post_label(project, trace_id, span_id, author, {}, {"relevant": relevant, "via": "dashboard"})
+    except writes.WriteError as e:
+        st.error(f"Not saved: {e}")
+        return None
+    wait_until(lambda: data.label_seen(_data_dir(), trace_id, project, label_id))
+    data.clear_labels()
+    return label_id
+
+
 def _data_dir() -> str:
     from spanlake.dashboard.context import current
 

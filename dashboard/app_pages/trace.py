@@ -11,7 +11,7 @@ from spanlake.dashboard import data
 from spanlake.dashboard.auth import may_see
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, waterfall
 from spanlake.dashboard.context import current, reviewer
-from spanlake.dashboard.labelling import add_to_dataset, label_form, save_label, show_history
+from spanlake.dashboard.labelling import add_to_dataset, label_form, relevance_form, save_label, show_history
 
 OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
 SPAN_COLUMNS = ["span", "category", "model", "input_tokens", "output_tokens", "duration_ms", "status_code", "cost_usd"]
@@ -118,6 +118,18 @@ with tabs[1]:
 with tabs[2]:
     if d.documents:
         st.dataframe(pl.DataFrame(d.documents).select("span_name", "rank", "id", "score", "content"), hide_index=True)
+        judge_as, _ = reviewer(d.project)
+        by_span: dict[str, list[str]] = {}
+        for doc in d.documents:
+            if doc.get("id") and doc.get("span_id"):
+                by_span.setdefault(doc["span_id"], []).append(doc["id"])
+        if judge_as is not None:
+            for rel_span, doc_ids in by_span.items():
+                st.markdown(f"**Relevance** of span {esc(rel_span)}'s documents (hit rate and precision at k)")
+                saved = relevance_form(d.project, d.trace_id, rel_span, list(dict.fromkeys(doc_ids)), judge_as,
+                                       f"relevance_{rel_span}")  # fmt: skip
+                if saved:
+                    st.success(f"Relevance saved by {esc(judge_as)} ({saved}).")
     else:
         st.info("No retrieved documents in this trace.")
 

@@ -469,3 +469,26 @@ def test_datasets_and_queue_need_a_project(open_app: Callable[..., AppTest]) -> 
     for page in ("datasets", "queue"):
         at = open_app(page, project="All projects")
         assert at.info[0].value.startswith("Pick a project in the sidebar"), page
+
+
+def test_judge_document_relevance_from_the_trace_view(live: Live) -> None:
+    from datetime import UTC, datetime
+
+    from spanlake.analytics.engine import Analytics
+    from spanlake.analytics.pricing import PriceBook
+    from spanlake.analytics.query import Filters
+    from spanlake.analytics.reports import retrieval
+
+    at = live.open("trace", trace=trace_hex(1), project="shop")
+    span = "000000000000000b"  # the retrieval span: doc-a, doc-b
+    at.multiselect(key=f"relevance_{span}_relevant").set_value(["doc-b"])
+    at.button(key=f"relevance_{span}_save").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Relevance saved by ana (")
+    (row,) = live.lake.query("SELECT span_id, author, verdict, metadata FROM labels").to_pylist()
+    assert (row["span_id"], row["author"], row["verdict"]) == (span, "ana", None)
+    assert json.loads(row["metadata"]) == {"relevant": {"doc-a": False, "doc-b": True}, "via": "dashboard"}
+    an = Analytics(live.data_dir, prices=PriceBook(use_database=False))
+    window = Filters(since=datetime(2025, 5, 30, tzinfo=UTC), until=datetime(2025, 6, 5, tzinfo=UTC), project="shop")
+    kb = retrieval(an, window, k=1).filter(data_source="kb").to_dicts()[0]
+    assert (kb["judged_queries"], kb["hit_rate_at_k"], kb["precision_at_k"]) == (1, 0.0, 0.0)  # doc-b ranks 2nd
