@@ -5,7 +5,9 @@ background thread starts a child process, at a lower CPU priority (nice +10), th
 the hourly rollups up to date (analytics.rollups.run: only the hours that changed). In a
 child, its DuckDB work never takes the receiver's interpreter or competes with it at equal
 priority (in-process, a first run under ingest load tripled the receiver's CPU per span).
-A failed run is logged and retried at the next tick; runs read Parquet files with their own
+While the server has a backlog (`busy()`: WAL segments waiting for the flushers) a run waits,
+up to `MAX_DEFER_S`, so ingest keeps both cores when it needs them. A failed run is logged and
+retried at the next tick; runs read Parquet files with their own
 DuckDB connection, write only under `<data_dir>/rollups/`, and never overlap with
 `spanlake analytics run` (file lock). `python -m spanlake.analytics.rollup_job DATA_DIR
 [LAKE]` is the child's entry point.
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,8 @@ INTERVAL_ENV = "SPANLAKE_ROLLUP_INTERVAL"
 DEFAULT_INTERVAL_S = 300.0
 FIRST_DELAY_S = 5.0  # let the server start before the first run
 NICE = 10
+BUSY_POLL_S = 2.0
+MAX_DEFER_S = 600.0  # under sustained load the rollups still run this often
 
 
 class RollupSchedule:
@@ -39,6 +44,8 @@ class RollupSchedule:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
+        self.busy: Callable[[], bool] = lambda: False  # the server sets it: a flush backlog
+        self.deferrals = 0
 
     @classmethod
     def from_env(cls, data_dir: str | Path, lake: str | None = None) -> RollupSchedule:
@@ -92,9 +99,27 @@ class RollupSchedule:
         if self._stop.wait(first_delay_s):
             return
         while True:
+            if not self._wait_until_idle():
+                return
             self.run_once()
             if self._stop.wait(self.interval_s):
                 return
+
+    def _wait_until_idle(self) -> bool:
+        """Wait while the server is busy (at most MAX_DEFER_S); False when stopped meanwhile."""
+        deadline = time.monotonic() + MAX_DEFER_S
+        while time.monotonic() < deadline and self._is_busy():
+            self.deferrals += 1
+            if self._stop.wait(BUSY_POLL_S):
+                return False
+        return not self._stop.is_set()
+
+    def _is_busy(self) -> bool:
+        try:
+            return bool(self.busy())
+        except Exception:
+            log.exception("rollup job: cannot tell whether the server is busy")
+            return False
 
 
 def run_job(data_dir: str | Path, lake: str | None = None) -> str:

@@ -189,6 +189,7 @@ def up(
             "Press Ctrl+C to stop.",
         )
         first_demo.start(ep.http, ui)  # type: ignore[attr-defined]
+        rollup_job.busy = lambda: len(collector.wal.closed_segments()) > 1  # a flush backlog: ingest first
         rollup_job.start()
         sys.stdout.flush()
 

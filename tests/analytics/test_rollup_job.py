@@ -47,3 +47,23 @@ def test_interval_from_env(monkeypatch: pytest.MonkeyPatch, value: str, interval
     job.run_once()
     job.stop()
     assert job.last_error is None
+
+
+def test_a_run_waits_while_the_server_is_busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a flush backlog (busy) the job waits; it runs as soon as the backlog is gone."""
+    import spanlake.analytics.rollup_job as job_module
+
+    monkeypatch.setattr(job_module, "BUSY_POLL_S", 0.05)
+    write(tmp_path, [span(1, 1, at_ms=0, name="A")])
+    busy = [True]
+    job = RollupSchedule(tmp_path, interval_s=60)
+    job.busy = lambda: busy[0]
+    job.start(first_delay_s=0)
+    try:
+        _wait(lambda: job.deferrals >= 10)
+        assert job.runs == 0 and not (rollups.rollup_dir(Analytics(tmp_path).lake.data_dir) / "tasks").exists()
+        busy[0] = False
+        _wait(lambda: job.runs == 1)
+    finally:
+        job.stop()
+    assert job.last_error is None
