@@ -122,6 +122,8 @@ DERIVED: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 ALL = tuple(AGGREGATES) + tuple(DERIVED)
+# aggregates a repeated span row cannot change (extrema of a column of the span)
+DEDUP_FREE = frozenset({"start_time"})
 
 
 def closure(names: Iterable[str]) -> list[str]:
@@ -149,12 +151,17 @@ def needs_price(names: Iterable[str]) -> bool:
 
 def lean_cte(window: list[str], names: Iterable[str], extra: Iterable[str] = ()) -> str:
     """`src`: de-duplicated spans of the window with the columns these aggregates read.
-    `extra` are more select items (e.g. an `attr_match` expression)."""
+    `extra` are more select items (e.g. an `attr_match` expression).
+
+    When the aggregates are only DEDUP_FREE ones (a duplicate span row cannot change them,
+    e.g. the trace's start is a min), the spans are not de-duplicated: the same traces and
+    values, without hashing every span of the window (the 7-day trace list's first cost)."""
     cols = "".join(f"{c}, " for c in raw_columns(names))
     more = "".join(f"{e}, " for e in extra)
     where = " AND ".join(window) or "TRUE"
+    distinct = "" if set(closure(names)) <= DEDUP_FREE else "DISTINCT ON (project, trace_id, span_id) "
     return f"""src AS (
-      SELECT DISTINCT ON (project, trace_id, span_id) project, trace_id, span_id, start_time, category,
+      SELECT {distinct}project, trace_id, span_id, start_time, category,
         request_model, response_model, {cols}{more}{ROOT_PREDICATE} AS is_root, {IS_TASK} AS is_task
       FROM spans_raw WHERE {where}
     )"""
