@@ -139,7 +139,7 @@ def test_every_report_has_something_true(run: dict[str, Any]) -> None:
             cli, ["report", *args, "--project", "demo", "--data-dir", str(collector.data_dir), "--format", "json"]
         )
         assert result.exit_code == 0, result.output
-        out[args[0]] = json.loads(result.output)
+        out[args[0]] = json.loads(result.stdout)  # stderr says which source (rollups or raw) answered
         assert out[args[0]], f"report {args[0]} is empty"
     cost = {r["model"]: r for r in out["cost"]}
     assert cost["gpt-4o-mini"]["cost_usd"] > 0 and cost["gpt-4o"]["cost_usd"] > 0  # priced
