@@ -84,7 +84,10 @@ def _source(*parts: str) -> str:
     return "rollups" if all(p == "rollups" for p in parts) else "rollups+raw"
 
 
-def _group(keys: Sequence[str], allowed: Sequence[str], bucket: str | None) -> GroupBy | None:
+def _group(filters: Filters, keys: Sequence[str], allowed: Sequence[str], bucket: str | None) -> GroupBy | None:
+    """The grouping when rollups can answer these filters and keys, else None (read raw)."""
+    if not can_answer(filters, keys, bucket):
+        return None
     try:
         return GroupBy.parse([k for k in keys if k], {k: k for k in allowed}, bucket)
     except ValueError:
@@ -119,8 +122,8 @@ def latency_rolled(
     options: TaskOptions | None = None,
 ) -> Result | None:
     """The latency report from the `tasks` and `steps` rollups (None when they cannot answer)."""
-    group = _group(group_by, LATENCY_DIMS, bucket)
-    if group is None or slow_ms != DEFAULT_SLOW_MS or not can_answer(filters, group_by, bucket):
+    group = _group(filters, group_by, LATENCY_DIMS, bucket)
+    if group is None or slow_ms != DEFAULT_SLOW_MS:
         return None
     t, s = _rows(an, "tasks", filters, options, group.bucket), _rows(an, "steps", filters, options, group.bucket)
     if t is None or s is None:
@@ -160,8 +163,8 @@ def tasks_rolled(
     options: TaskOptions | None = None,
 ) -> Result | None:
     """The tasks report from the `tasks` rollup."""
-    group = _group(group_by, TASK_DIMS, bucket)
-    if group is None or not can_answer(filters, group_by, bucket):
+    group = _group(filters, group_by, TASK_DIMS, bucket)
+    if group is None:
         return None
     t = _rows(an, "tasks", filters, options, group.bucket)
     if t is None:
@@ -184,8 +187,8 @@ def validation_rolled(
     options: TaskOptions | None = None,
 ) -> Result | None:
     """The validation report from the `checks` rollup."""
-    group = _group(group_by, VALIDATION_DIMS, bucket)
-    if group is None or not can_answer(filters, group_by, bucket):
+    group = _group(filters, group_by, VALIDATION_DIMS, bucket)
+    if group is None:
         return None
     c = _rows(an, "checks", filters, options, group.bucket)
     if c is None:
@@ -206,8 +209,8 @@ def retrieval_rolled(
     k: int = DEFAULT_K,
 ) -> Result | None:
     """The retrieval report from the `retrieval` rollup; relevance at k from raw judged spans (`with_relevance`)."""
-    group = _group(group_by, RETRIEVAL_DIMS, bucket)
-    if group is None or not can_answer(filters, group_by, bucket):
+    group = _group(filters, group_by, RETRIEVAL_DIMS, bucket)
+    if group is None:
         return None
     r = _rows(an, "retrieval", filters, options, group.bucket)
     if r is None:
