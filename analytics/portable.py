@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS, PriceBook
-from spanlake.analytics.query import BASE_COLUMNS, BILLABLE_CATEGORIES, STEP_CATEGORIES, Filters
+from spanlake.analytics.query import BASE_COLUMNS, BILLABLE_CATEGORIES, SPAN_COST_SQL, STEP_CATEGORIES, Filters
 from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS
 from spanlake.storage.schema import LOGS, SPANS, Table
 
@@ -140,14 +140,7 @@ def span_ctes(where: str, tier_models: Sequence[str] = (), tier_keys: Sequence[s
     sp AS (
       SELECT s.*,
         (s.category IN {billable} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL)) AS billable,
-        CASE WHEN pr.model IS NOT NULL THEN
-          (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
-                    - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
-           + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
-           + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
-           + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
-           + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
-        END AS cost_usd,
+        {SPAN_COST_SQL} AS cost_usd,
         pr.model IS NULL AS no_price
       FROM tiered s LEFT JOIN prices pr
         ON s.category IN {billable}

@@ -242,6 +242,19 @@ def window_predicates(src: SpanSource, p: Params) -> list[str]:
     return preds
 
 
+# A span's cost from its tokens (`s`) and its price row (`pr`, per million tokens): cached and
+# reasoning tokens are subsets of the input and output totals, so they are taken out of them
+# before the base prices apply. Plain SQL that DuckDB and Spark both run (analytics.portable).
+SPAN_COST_SQL = """CASE WHEN pr.model IS NOT NULL THEN
+          (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
+                    - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
+           + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
+           + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
+           + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
+           + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
+        END"""
+
+
 def _unpriced_sql() -> str:
     return f"""
       SELECT s.*,
@@ -256,14 +269,7 @@ def _priced_sql() -> str:
       SELECT s.*,
         (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
           AS billable,
-        CASE WHEN pr.model IS NOT NULL THEN
-          (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
-                    - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
-           + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
-           + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
-           + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
-           + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
-        END AS cost_usd,
+        {SPAN_COST_SQL} AS cost_usd,
         (billable AND pr.model IS NULL) AS unpriced
       FROM dedup_sp s LEFT JOIN prices pr
         ON s.category IN {BILLABLE_CATEGORIES}
