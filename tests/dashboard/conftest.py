@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,24 @@ from tests.analytics.explore.seed import write_lake
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
 DAY = date(2025, 6, 2)  # the seeded window; the day before is the comparison period
 TIMEOUT_S = 60
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by scripts/test; playwright never downloads one
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Debian chromium driven by playwright, for the real-browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 @pytest.fixture(scope="package")

@@ -31,12 +31,10 @@ from spanlake.demo.fake_openai import FakeOpenAI
 from spanlake.storage.reader import Lake
 from tests.analytics.explore import agent_app as app
 from tests.analytics.explore.runner import run_agents
+from tests.dashboard.conftest import CHROMIUM
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 CONFIGS = ["openai_v2", "openinference"]  # content as log events, and on the spans
 PROJECT = "support"
@@ -132,16 +130,6 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def shot(page: object, name: str, tmp: Path, height: int = 1000) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from spanlake.storage.users import UserStore
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.dashboard.conftest import CHROMIUM
+from tests.dashboard.test_browser import free_port
 from tests.dashboard.test_cli import SPANLAKE, _line
 from tests.examples.helpers import clean_env
 
@@ -53,16 +53,6 @@ def stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @needs_chromium
