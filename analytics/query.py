@@ -242,6 +242,23 @@ def window_predicates(src: SpanSource, p: Params) -> list[str]:
     return preds
 
 
+def _outside_ranges(src: SpanSource, p: Params) -> list[str]:
+    """Predicates for the widened parts of the source's window: before `since`, after `until`."""
+    f = src.filters
+    ranges = []
+    if f.since is not None and src.widen_before:
+        ranges.append((f.since - src.widen_before, f.since))
+    if f.until is not None and src.widen_after:
+        ranges.append((f.until, f.until + src.widen_after))
+    out = []
+    for lo, hi in ranges:
+        lo_day, hi_day = p.add(lo.astimezone(UTC).date()), p.add(hi.astimezone(UTC).date())
+        out.append(
+            f"(date >= {lo_day} AND date <= {hi_day} AND start_time >= {p.add(lo)} AND start_time < {p.add(hi)})"
+        )
+    return out
+
+
 # A span's cost from its tokens (`s`) and its price row (`pr`, per million tokens): cached and
 # reasoning tokens are subsets of the input and output totals, so they are taken out of them
 # before the base prices apply. Plain SQL that DuckDB and Spark both run (analytics.portable).
@@ -291,17 +308,22 @@ def pairs_sql(src: SpanSource, p: Params) -> str:
 
 
 def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: list[str]) -> str:
-    """CTEs `raw_sp` → `sp`: filtered, de-duplicated spans with cost columns."""
+    """CTEs `dedup_sp` → `sp`: filtered, de-duplicated spans with cost columns."""
     f = src.filters
     preds = window_predicates(src, p)
     if src.categories is not None:
         preds.append(f"category IN ({', '.join(p.add(c) for c in src.categories)})")
-    if src.outside_window_traces_only and (src.widen_after or src.widen_before):
+    outside = _outside_ranges(src, p) if src.outside_window_traces_only else []
+    if outside:
+        # Outside the window, only spans of traces with a span inside it. The traces are found
+        # from the (short) outside ranges first, so no hash table of every trace is built.
         inner = window_predicates(replace(src, widen_after=timedelta(0), widen_before=timedelta(0)), p)
         bounds = [x for x in inner if x.startswith("start_time")]
+        project = [f"project = {p.add(f.project)}"] if f.project is not None else []
+        near = " AND ".join([f"({' OR '.join(outside)})", *project])
         preds.append(
             f"(({' AND '.join(bounds) or 'TRUE'}) OR trace_id IN (SELECT trace_id FROM spans_raw WHERE "
-            f"{' AND '.join(inner) or 'TRUE'}))"
+            f"{' AND '.join(inner) or 'TRUE'} AND trace_id IN (SELECT trace_id FROM spans_raw WHERE {near})))"
         )
     attr_match = attr_predicate(f, p)
     if src.span_level_filters:
@@ -316,20 +338,25 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
         raw = f"coalesce({', '.join(f'attr_str(attributes, {p.add(k)})' for k in SERVICE_TIER_KEYS)}, '')"
         model_key = f"(coalesce(provider, '') || {sep} || {price_model})"
         tier_expr = (
-            f"CASE WHEN list_contains({p.add(tier_models)}, {model_key}) THEN (CASE WHEN list_contains("
-            f"{p.add(tier_keys)}, {model_key} || {sep} || {raw}) THEN {raw} ELSE '' END) ELSE '' END"
+            # list_position, not list_contains: DuckDB turns the latter into a join that computes
+            # the key (and reads the attributes JSON) for every span, billable or not.
+            f"CASE WHEN category IN {BILLABLE_CATEGORIES} AND list_position({p.add(tier_models)}, {model_key}) "
+            f"IS NOT NULL THEN (CASE WHEN list_position({p.add(tier_keys)}, {model_key} || {sep} || {raw}) "
+            f"IS NOT NULL THEN {raw} ELSE '' END) ELSE '' END"
         )
     extra = "".join(f"{c}, " for c in src.extra_columns)
     where = " AND ".join(preds) or "TRUE"
-    return f"""raw_sp AS (
-      SELECT {", ".join(BASE_COLUMNS)}, {extra}{g_attrs}
+    select = f"""SELECT {", ".join(BASE_COLUMNS)}, {extra}{g_attrs}
         coalesce(request_model, response_model) AS model, {price_model} AS price_model,
         duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root,
-        ({attr_match}) AS attr_match, {tier_expr} AS service_tier
-      FROM spans_raw WHERE {where}
+        ({attr_match}) AS attr_match, {tier_expr} AS service_tier"""
+    # Rows of spans_raw_once are distinct already (storage.reader.split_unique_files).
+    return f"""dedup_sp AS (
+      {select} FROM spans_raw_once WHERE {where}
+      UNION ALL
+      SELECT DISTINCT ON (project, trace_id, span_id) * FROM ({select} FROM spans_raw_rest WHERE {where})
     ),
-    dedup_sp AS (SELECT DISTINCT ON (project, trace_id, span_id) * FROM raw_sp),
-    sp AS MATERIALIZED ({_priced_sql() if src.priced else _unpriced_sql()}
+    sp AS ({_priced_sql() if src.priced else _unpriced_sql()}
     )"""
 
 

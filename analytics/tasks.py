@@ -104,38 +104,55 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     final_where = " AND ".join(final) or "TRUE"
     default = p.add(opts.default_outcome)
     g_attrs = "".join(f"t.g_attr_{i}, " for i in range(len(group.attrs)))
-    return f"""marked_traces AS (
-      SELECT DISTINCT project, trace_id FROM sp WHERE category = 'task' OR task_name IS NOT NULL
+    marked = "(category = 'task' OR task_name IS NOT NULL)"
+    simple_when = (
+        "(n_marked = 1 AND coalesce(marked_parentless, false)) "
+        "OR (n_marked = 0 AND n_roots = 1 AND coalesce(roots_parentless, false))"
+    )
+    return f"""-- One pass over the spans, per trace. Most traces have one task that is their root (or
+    -- one marked span at the root): that task owns every span of the trace, even spans whose
+    -- parent has not arrived, and its aggregates are the trace's. Other traces walk the tree.
+    trace_agg AS (
+      SELECT project, trace_id,
+        count(*) FILTER (WHERE {marked}) AS n_marked,
+        count(*) FILTER (WHERE is_root) AS n_roots,
+        bool_and(parent_span_id IS NULL) FILTER (WHERE {marked}) AS marked_parentless,
+        bool_and(parent_span_id IS NULL) FILTER (WHERE is_root) AS roots_parentless,
+        coalesce(any_value(span_id) FILTER (WHERE {marked}), any_value(span_id) FILTER (WHERE is_root)) AS task_id,
+        {_aggregates("TRUE")}
+      FROM sp s GROUP BY project, trace_id
     ),
+    simple AS (SELECT * FROM trace_agg WHERE {simple_when}),
+    simple_spans AS (
+      SELECT t.* FROM sp t SEMI JOIN simple s
+        ON s.project = t.project AND s.trace_id = t.trace_id AND s.task_id = t.span_id
+      WHERE (t.is_root OR t.category = 'task' OR t.task_name IS NOT NULL) AND {where}
+    ),
+    simple_tasks AS (
+      SELECT s.* FROM simple s SEMI JOIN simple_spans t ON t.project = s.project AND t.trace_id = s.trace_id
+    ),
+    -- Every other trace with a task candidate: a marked span, or a root whose parent is not here.
+    walk_sp AS (
+      SELECT s.* FROM sp s SEMI JOIN (SELECT project, trace_id FROM trace_agg
+        WHERE (n_marked > 0 OR n_roots > 0) AND NOT ({simple_when})) c
+        ON c.project = s.project AND c.trace_id = s.trace_id
+    ),
+    marked_traces AS (SELECT DISTINCT project, trace_id FROM walk_sp WHERE {marked}),
     task_candidates AS (
-      SELECT t.* FROM sp t
+      SELECT t.* FROM walk_sp t
       WHERE t.category = 'task' OR t.task_name IS NOT NULL
         OR (t.is_root
             AND NOT EXISTS (SELECT 1 FROM marked_traces m WHERE m.project = t.project AND m.trace_id = t.trace_id)
-            AND NOT EXISTS (SELECT 1 FROM sp q WHERE q.project = t.project AND q.trace_id = t.trace_id
+            AND NOT EXISTS (SELECT 1 FROM walk_sp q WHERE q.project = t.project AND q.trace_id = t.trace_id
                             AND q.span_id = t.parent_span_id))
     ),
-    task_spans AS (SELECT t.* FROM task_candidates t WHERE {where}),
-    -- Fast path: a trace whose only task is its root owns every span of the trace.
-    simple AS (
-      SELECT project, trace_id, any_value(span_id) AS task_id FROM task_candidates
-      GROUP BY project, trace_id HAVING count(*) = 1 AND bool_and(parent_span_id IS NULL)
-    ),
-    simple_tasks AS (
-      SELECT s.* FROM simple s SEMI JOIN task_spans t ON t.project = s.project AND t.trace_id = s.trace_id
-    ),
-    walk_traces AS (
-      SELECT DISTINCT project, trace_id FROM task_spans t
-      ANTI JOIN simple s ON s.project = t.project AND s.trace_id = t.trace_id
-    ),
+    walk_spans AS (SELECT t.* FROM task_candidates t WHERE {where}),
+    task_spans AS (SELECT * FROM simple_spans UNION ALL SELECT * FROM walk_spans),
     edges AS (
-      SELECT e.project, e.trace_id, e.span_id, e.parent_span_id FROM sp e
-      SEMI JOIN walk_traces w ON w.project = e.project AND w.trace_id = e.trace_id
-      WHERE e.parent_span_id IS NOT NULL
+      SELECT e.project, e.trace_id, e.span_id, e.parent_span_id FROM walk_sp e WHERE e.parent_span_id IS NOT NULL
     ),
     walk(project, trace_id, task_id, span_id, depth) AS (
-      SELECT t.project, t.trace_id, t.span_id, t.span_id, 0 FROM task_spans t
-      SEMI JOIN walk_traces w ON w.project = t.project AND w.trace_id = t.trace_id
+      SELECT t.project, t.trace_id, t.span_id, t.span_id, 0 FROM walk_spans t
       UNION ALL
       SELECT w.project, w.trace_id, w.task_id, e.span_id, w.depth + 1
       FROM walk w JOIN edges e
@@ -153,12 +170,10 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
       SELECT project, trace_id, task_id, span_id FROM walk_m WHERE own
     ),
     task_agg AS (
-      SELECT s.project, s.trace_id, st.task_id, {_aggregates("TRUE")}
-      FROM sp s JOIN simple_tasks st ON st.project = s.project AND st.trace_id = s.trace_id
-      GROUP BY s.project, s.trace_id, st.task_id
+      SELECT project, trace_id, task_id, {", ".join(AGGREGATE_NAMES)} FROM simple_tasks
       UNION ALL
       SELECT w.project, w.trace_id, w.task_id, {_aggregates("w.own")}
-      FROM walk_m w JOIN sp s ON s.project = w.project AND s.trace_id = w.trace_id AND s.span_id = w.span_id
+      FROM walk_m w JOIN walk_sp s ON s.project = w.project AND s.trace_id = w.trace_id AND s.span_id = w.span_id
       GROUP BY w.project, w.trace_id, w.task_id
     ),
     latest_label AS (
@@ -191,6 +206,24 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
       LEFT JOIN latest_label l ON l.project = t.project AND l.trace_id = t.trace_id AND l.span_id = t.span_id
     ),
     tasks AS (SELECT * FROM tasks_all WHERE {final_where})"""
+
+
+AGGREGATE_NAMES = (
+    "spans",
+    "validation_failed",
+    "validations",
+    "validation_failures",
+    "cost_usd",
+    "reported_cost_usd",
+    "llm_calls",
+    "unpriced_calls",
+    "input_tokens",
+    "output_tokens",
+    "first_model",
+    "first_provider",
+    "first_prompt_name",
+    "first_prompt_version",
+)
 
 
 def _aggregates(own: str) -> str:

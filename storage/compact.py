@@ -39,7 +39,7 @@ from pathlib import PurePath
 import duckdb
 import pyarrow as pa
 
-from spanlake.storage.layout import PARQUET_SUFFIX, DataDir
+from spanlake.storage.layout import COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir
 from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.reader import fetch_arrow
 from spanlake.storage.schema import TABLES, Table
@@ -47,7 +47,6 @@ from spanlake.storage.writer import FLUSHED_DIR, clean_staging, makedirs_durable
 
 log = logging.getLogger(__name__)
 
-COMPACTED_PREFIX = "compacted-"
 MIN_FILES = 2
 MIN_AGE_S = 60.0  # leave young files alone: fewer rewrites of a partition that is still filling
 SETTLE_AGE_S = 24 * 3600.0  # files whose segment was never marked flushed are merged after this

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 DEFAULT_PROJECT = "default"
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PARQUET_SUFFIX = ".parquet"
+# Files the compactor writes: it merges a partition's files with DISTINCT ON, so each holds a span once.
+COMPACTED_PREFIX = "compacted-"
 LAKE_ENV = "SPANLAKE_LAKE"
 
 

@@ -10,6 +10,8 @@ included) into the Arrow scan. The views are the same either way.
 
 Views:
   spans_raw, logs_raw  every stored row, including re-sent duplicates
+  spans_raw_once       the rows of spans_raw known to be distinct (see split_unique_files)
+  spans_raw_rest       the other rows of spans_raw (de-duplicate these)
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
   logs                 one row per distinct log record
   labels               one row per label event (feedback, reviews, judges); history kept
@@ -23,6 +25,7 @@ Macros:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from spanlake.storage.layout import PARQUET_SUFFIX, DataDir
+from spanlake.storage.layout import COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir
 from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPANS, Table
 
 _DUCKDB_TYPES = {
@@ -85,19 +88,74 @@ def _empty_select(table: Table) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+MACRO_DDL = (
+    """CREATE OR REPLACE MACRO attr(j, k) AS json_extract(j, '$."' || k || '"')""",
+    """CREATE OR REPLACE MACRO attr_str(j, k) AS json_extract_string(j, '$."' || k || '"')""",
+)
+
+
 def _has_files(glob: str) -> bool:
     root = Path(glob.split("/project=*")[0])
     return root.is_dir() and any(root.glob("project=*/date=*/hour=*/*.parquet"))
 
 
-def arrow_dataset(data_dir: DataDir, table: Table) -> pads.Dataset | None:
+def split_unique_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split a table's files into (files whose rows are known distinct, the rest), in order.
+
+    A re-sent span lands in the partition of its start time, so duplicates only ever share a
+    partition. A partition whose only file the compactor wrote holds each span once (it
+    merges with DISTINCT ON), so its rows need no de-duplication; any other partition may
+    repeat a span (re-sent into two flushed files, or arriving after the merge). Readers
+    de-duplicate only the rest, which is what keeps whole-lake reports cheap.
+    """
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        by_dir.setdefault(path.rsplit("/", 1)[0], []).append(path)
+    once: list[str] = []
+    rest: list[str] = []
+    for files in by_dir.values():
+        if len(files) == 1 and files[0].rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX):
+            once += files
+        else:
+            rest += files
+    return once, rest
+
+
+def local_files(data_dir: DataDir, table: Table, dirs: Iterable[Path] | None = None) -> list[str]:
+    """Published files of a local lake's table (in the given partition directories, or all)."""
+    if dirs is None:
+        dirs = (data_dir.lake / table.name).glob("project=*/date=*/hour=*")
+    return sorted(str(f) for d in dirs for f in d.glob(f"*{PARQUET_SUFFIX}"))
+
+
+def files_sql(table: Table, files: list[str]) -> str:
+    """SQL for every row of these local Parquet files of a table (an empty typed relation for none)."""
+    if not files:
+        return _empty_select(table)
+    names = ", ".join(c.name for c in table.all_columns)
+    quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # a path may hold a quote
+    return (
+        f"SELECT {names} FROM read_parquet([{quoted}], hive_partitioning = true, "
+        f"hive_types = {HIVE_TYPES}, union_by_name = true)"
+    )
+
+
+def local_span_sources(data_dir: DataDir, dirs: Iterable[Path] | None = None) -> dict[str, str]:
+    """The `spans_raw_once` and `spans_raw_rest` sources over a local lake's span files."""
+    once, rest = split_unique_files(local_files(data_dir, SPANS, dirs))
+    return {"spans_raw_once": files_sql(SPANS, once), "spans_raw_rest": files_sql(SPANS, rest)}
+
+
+def arrow_dataset(data_dir: DataDir, table: Table, files: list[str] | None = None) -> pads.Dataset | None:
     """A table of a lake on object storage as a hive-partitioned Arrow dataset (None if it has no files).
 
-    The schema is the declared one, so files written before a column existed read it as NULL.
+    `files` are full paths in the store (default: every published file of the table). The
+    schema is the declared one, so files written before a column existed read it as NULL.
     """
     store = data_dir.store
     root = store.full(table.name)
-    files = [f"{store.base}/{e.rel}" for e in store.list_files(table.name, PARQUET_SUFFIX) if e.rel.count("/") == 4]
+    if files is None:
+        files = remote_files(data_dir, table)
     if not files:
         return None
     part_schema = pa.schema([pa.field(c.name, c.type) for c in table.partitions])
@@ -111,6 +169,12 @@ def arrow_dataset(data_dir: DataDir, table: Table) -> pads.Dataset | None:
         partitioning=partitioning,
         partition_base_dir=root,
     )
+
+
+def remote_files(data_dir: DataDir, table: Table) -> list[str]:
+    """Full store paths of a table's published files on object storage."""
+    store = data_dir.store
+    return [f"{store.base}/{e.rel}" for e in store.list_files(table.name, PARQUET_SUFFIX) if e.rel.count("/") == 4]
 
 
 def remote_source_sql(name: str, table: Table, has_files: bool) -> str:
@@ -136,15 +200,19 @@ def source_sql(data_dir: DataDir, table: Table) -> str:
 def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[str]:
     """The statements that define spanlake's views over a data directory.
 
-    `sources` maps a table name to the SQL of its rows (default: the local Parquet glob).
+    `sources` maps a raw view (`spans_raw_once`, `spans_raw_rest`) or a table name to the
+    SQL of its rows (default: the local lake's files).
     """
-    sources = sources or {}
-    spans_sql = sources.get(SPANS.name) or source_sql(data_dir, SPANS)
+    sources = dict(sources or {})
+    if "spans_raw_once" not in sources:
+        sources.update(local_span_sources(data_dir))
     logs_sql = sources.get(LOGS.name) or source_sql(data_dir, LOGS)
     labels_sql = sources.get(LABELS.name) or source_sql(data_dir, LABELS)
     datasets_sql = sources.get(DATASET_EVENTS.name) or source_sql(data_dir, DATASET_EVENTS)
     return [
-        f"CREATE OR REPLACE VIEW spans_raw AS {spans_sql}",
+        f"CREATE OR REPLACE VIEW spans_raw_once AS {sources['spans_raw_once']}",
+        f"CREATE OR REPLACE VIEW spans_raw_rest AS {sources['spans_raw_rest']}",
+        "CREATE OR REPLACE VIEW spans_raw AS SELECT * FROM spans_raw_once UNION ALL SELECT * FROM spans_raw_rest",
         f"CREATE OR REPLACE VIEW logs_raw AS {logs_sql}",
         f"CREATE OR REPLACE VIEW labels_raw AS {labels_sql}",
         # Label events, each once (history kept: the latest per trace/span/source/author is current).
@@ -152,8 +220,9 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         f"CREATE OR REPLACE VIEW dataset_events_raw AS {datasets_sql}",
         # Dataset membership events, each once (docs/datasets.md: the latest per item decides).
         "CREATE OR REPLACE VIEW dataset_events AS SELECT DISTINCT ON (project, event_id) * FROM dataset_events_raw",
-        "CREATE OR REPLACE VIEW spans AS SELECT DISTINCT ON (project, trace_id, span_id) *, "
-        f"duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root FROM spans_raw",
+        f"CREATE OR REPLACE VIEW spans AS SELECT *, duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root "
+        "FROM spans_raw_once UNION ALL SELECT DISTINCT ON (project, trace_id, span_id) *, "
+        f"duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root FROM spans_raw_rest",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
         f"""CREATE OR REPLACE VIEW traces AS
         SELECT project, trace_id,
@@ -172,8 +241,7 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
           bool_or(status_code = 'ERROR') AS has_error,
           bool_or(is_root) AS is_complete
         FROM spans GROUP BY project, trace_id""",
-        """CREATE OR REPLACE MACRO attr(j, k) AS json_extract(j, '$."' || k || '"')""",
-        """CREATE OR REPLACE MACRO attr_str(j, k) AS json_extract_string(j, '$."' || k || '"')""",
+        *MACRO_DDL,
     ]
 
 
@@ -190,7 +258,14 @@ class Lake:
         con.execute("SET TimeZone = 'UTC'")
         sources: dict[str, str] = {}
         if self.data_dir.is_remote:
-            for table in (SPANS, LOGS, LABELS, DATASET_EVENTS):
+            once, rest = split_unique_files(remote_files(self.data_dir, SPANS))
+            parts = {"spans_raw_once": once, "spans_raw_rest": rest}
+            for view, files in parts.items():
+                dataset = arrow_dataset(self.data_dir, SPANS, files) if files else None
+                if dataset is not None:
+                    con.register(f"_{view}_dataset", dataset)
+                sources[view] = remote_source_sql(f"_{view}_dataset", SPANS, dataset is not None)
+            for table in (LOGS, LABELS, DATASET_EVENTS):
                 dataset = arrow_dataset(self.data_dir, table)
                 name = f"_{table.name}_dataset"
                 if dataset is not None:

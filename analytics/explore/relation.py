@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -29,17 +30,19 @@ import pyarrow as pa
 from spanlake.analytics.engine import LABELS_SCHEMA, Analytics
 from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.query import BILLABLE_CATEGORIES, Params, SpanSource, attr_predicate, pairs_sql, span_ctes
-from spanlake.storage.layout import PARQUET_SUFFIX, DataDir
+from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import (
-    HIVE_TYPES,
+    MACRO_DDL,
     RETRY_FOR_S,
     ROOT_PREDICATE,
     fetch_arrow,
+    files_sql,
     is_vanished_file_error,
-    remote_source_sql,
+    local_files,
+    local_span_sources,
     view_ddl,
 )
-from spanlake.storage.schema import LOGS, SPANS
+from spanlake.storage.schema import LOGS, SPANS, Table
 
 IS_TASK = "(category = 'task' OR task_name IS NOT NULL)"
 PRICED = ("cost_usd", "unpriced")
@@ -233,9 +236,10 @@ def price_rows(an: Analytics, raw: pa.Table, src: SpanSource, body: Callable[[Pa
         con.execute("SET TimeZone = 'UTC'")
         con.register("raw_rows", raw)
         con.execute("CREATE VIEW spans_raw AS SELECT * FROM raw_rows")
-        for stmt in view_ddl(an.lake.data_dir):
-            if " MACRO " in stmt:
-                con.execute(stmt)
+        con.execute("CREATE VIEW spans_raw_rest AS SELECT * FROM raw_rows")
+        con.execute("CREATE VIEW spans_raw_once AS SELECT * FROM raw_rows WHERE false")
+        for stmt in MACRO_DDL:
+            con.execute(stmt)
         register_common(con, an)
         p = Params()
         ctes = priced_ctes(con, an, src, p)
@@ -257,21 +261,15 @@ def connect_window(
     dd = an.lake.data_dir
     if since is None or dd.is_remote:
         return an.lake.connect()
-    sources = {}
-    for table in (SPANS, LOGS):
+    proj = f"project={project}" if project is not None else "project=*"
+    patterns = _partition_patterns(since, until)
+
+    def dirs(table: Table) -> list[Path]:
         root = dd.lake / table.name
-        proj = f"project={project}" if project is not None else "project=*"
-        dirs = [d for pattern in _partition_patterns(since, until) for d in root.glob(f"{proj}/{pattern}")]
-        files = [str(d / f"*{PARQUET_SUFFIX}") for d in dirs if any(d.glob(f"*{PARQUET_SUFFIX}"))]
-        if not files:
-            sources[table.name] = remote_source_sql("_none", table, has_files=False)
-            continue
-        names = ", ".join(c.name for c in table.all_columns)
-        quoted = ", ".join("'" + g.replace("'", "''") + "'" for g in files)
-        sources[table.name] = (
-            f"SELECT {names} FROM read_parquet([{quoted}], hive_partitioning = true, "
-            f"hive_types = {HIVE_TYPES}, union_by_name = true)"
-        )
+        return [d for pattern in patterns for d in root.glob(f"{proj}/{pattern}")]
+
+    sources = local_span_sources(dd, dirs(SPANS))
+    sources[LOGS.name] = files_sql(LOGS, local_files(dd, LOGS, dirs(LOGS)))
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     for stmt in view_ddl(dd, sources):
