@@ -10,6 +10,7 @@ sums and rates equal the raw report's; percentiles are within analytics.sketch.A
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -125,7 +126,10 @@ def latency_rolled(
     group = _group(filters, group_by, LATENCY_DIMS, bucket)
     if group is None or slow_ms != DEFAULT_SLOW_MS:
         return None
-    t, s = _rows(an, "tasks", filters, options, group.bucket), _rows(an, "steps", filters, options, group.bucket)
+    with ThreadPoolExecutor(2) as pool:
+        tasks = pool.submit(_rows, an, "tasks", filters, options, group.bucket)
+        s = _rows(an, "steps", filters, options, group.bucket)
+        t = tasks.result()
     if t is None or s is None:
         return None
     names = group.names

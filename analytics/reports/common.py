@@ -8,9 +8,11 @@ import polars as pl
 
 from spanlake.analytics.query import GroupBy, Params, select_list
 
+# The NULL check first spares the regex on the (many) spans without an error type or message.
 TIMEOUT_PREDICATE = (
-    "(lower(coalesce(error_type, '')) SIMILAR TO '.*(timeout|timed.?out|deadline).*'"
-    " OR lower(coalesce(status_message, '')) SIMILAR TO '.*(timeout|timed.?out|deadline).*')"
+    "((error_type IS NOT NULL OR status_message IS NOT NULL)"
+    " AND (lower(coalesce(error_type, '')) SIMILAR TO '.*(timeout|timed.?out|deadline).*'"
+    " OR lower(coalesce(status_message, '')) SIMILAR TO '.*(timeout|timed.?out|deadline).*'))"
 )
 
 
