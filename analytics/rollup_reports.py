@@ -397,3 +397,133 @@ def overview_from_rollups(an: Analytics, filters: Filters, bucket: str) -> Any:
     empty = {"tasks": 0}
     src = _source(*(v[1] for v in got.values()))  # type: ignore[index]
     return Overview(totals.get("current", empty), totals.get("previous", empty), trend, bucket, src)
+
+
+# --- list reports: the top rows of sums over hours (exact, like the sums above) ---------------
+
+LISTED = ("unpriced", "task-list", "validation-errors", "retrieved-documents")
+_DIM_FILTERS = ("service", "model", "provider", "prompt_name", "prompt_version")
+
+
+def _list_rows(an: Analytics, table: str, filters: Filters, options: TaskOptions | None) -> Result | None:
+    if not can_answer(filters, (), None):
+        return None
+    return _rows(an, table, filters, options, None)
+
+
+def unpriced_rolled(an: Analytics, filters: Filters) -> Result | None:
+    """reports.cost.unpriced from the `unpriced` rollup."""
+    got = _list_rows(an, "unpriced", filters, None)
+    if got is None:
+        return None
+    df, used = got
+    seen = pl.Datetime("us", "UTC")
+    schema = {"provider": pl.String, "model": pl.String, "calls": pl.Int64, "input_tokens": pl.Int64,
+              "output_tokens": pl.Int64, "first_seen": seen, "last_seen": seen}  # fmt: skip
+    if df.height == 0:
+        return pl.DataFrame(schema=schema), used
+    out = (
+        df.group_by(["provider", "price_model"])
+        .agg(
+            pl.col("calls").sum(),
+            pl.col("input_tokens").sum(),
+            pl.col("output_tokens").sum(),
+            pl.col("first_seen").min(),
+            pl.col("last_seen").max(),
+        )
+        .rename({"price_model": "model"})
+        .sort(["calls", "model", "provider"], descending=[True, False, False], nulls_last=True)
+    )
+    return out.select(list(schema)).cast(schema), used  # type: ignore[arg-type]
+
+
+def validation_errors_rolled(an: Analytics, filters: Filters, limit: int) -> Result | None:
+    """reports.validation.validation_errors from the `messages` rollup."""
+    got = _list_rows(an, "messages", filters, None)
+    if got is None:
+        return None
+    df, used = got
+    names = ["validator", "pattern", "occurrences", "example", "example_trace_id"]
+    if df.height == 0:
+        return pl.DataFrame(schema={n: pl.Int64 if n == "occurrences" else pl.String for n in names}), used
+    first = pl.col("example_trace_id").arg_min()
+    out = df.group_by(["validator", "pattern"]).agg(
+        pl.col("occurrences").sum(), pl.col("example").get(first), pl.col("example_trace_id").min()
+    )
+    out = out.sort(["occurrences", "validator", "pattern"], descending=[True, False, False], nulls_last=True)
+    return out.head(limit).select(names), used
+
+
+def retrieved_documents_rolled(an: Analytics, filters: Filters, limit: int) -> Result | None:
+    """reports.retrieval.retrieved_documents from the `documents` rollup."""
+    got = _list_rows(an, "documents", filters, None)
+    if got is None:
+        return None
+    df, used = got
+    names = ["data_source", "document_id", "retrievals"]
+    if df.height == 0:
+        return pl.DataFrame(schema={"data_source": pl.String, "document_id": pl.String, "retrievals": pl.Int64}), used
+    out = df.group_by(["data_source", "document_id"]).agg(pl.col("retrievals").sum())
+    out = out.sort(["retrievals", "data_source", "document_id"], descending=[True, False, False], nulls_last=True)
+    return out.head(limit).select(names), used
+
+
+def task_list_rolled(
+    an: Analytics, filters: Filters, sort: str, limit: int, outcome: str | None, options: TaskOptions | None
+) -> Result | None:
+    """reports.tasks.task_list from the `task_top` rollup: windows without dimension filters and
+    limits up to rollup_tables.TOP_N (each hour keeps that many per sort and outcome)."""
+    from spanlake.analytics.reports.tasks import SORTS
+    from spanlake.analytics.rollup_tables import TOP_N
+
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+    if limit > TOP_N or any(getattr(filters, d) is not None for d in _DIM_FILTERS):
+        return None
+    got = _list_rows(an, "task_top", filters, options)
+    if got is None:
+        return None
+    df, used = got
+    if outcome is not None and df.height:
+        df = df.filter(pl.col("outcome") == outcome)
+    if df.height:
+        df = df.sort([SORTS[sort], "trace_id", "span_id"], descending=[True, False, False], nulls_last=True)
+    return df.head(limit).drop("hour", strict=False), used
+
+
+def list_report(
+    an: Analytics,
+    name: str,
+    filters: Filters,
+    *,
+    source: str = "auto",
+    limit: int = 20,
+    sort: str = "duration",
+    outcome: str | None = None,
+    options: TaskOptions | None = None,
+) -> Result:
+    """Run a list report (unpriced, task-list, validation-errors, retrieved-documents) from rollups
+    where they can answer (source 'auto'), always from them ('rollups') or from raw spans ('raw')."""
+    from spanlake.analytics.reports.cost import unpriced
+    from spanlake.analytics.reports.retrieval import retrieved_documents
+    from spanlake.analytics.reports.tasks import task_list
+    from spanlake.analytics.reports.validation import validation_errors
+
+    listed: dict[str, tuple[Callable[[], Result | None], Callable[[], pl.DataFrame]]] = {
+        "unpriced": (lambda: unpriced_rolled(an, filters), lambda: unpriced(an, filters)),
+        "task-list": (
+            lambda: task_list_rolled(an, filters, sort, limit, outcome, options),
+            lambda: task_list(an, filters, sort=sort, limit=limit, outcome=outcome, options=options),
+        ),
+        "validation-errors": (
+            lambda: validation_errors_rolled(an, filters, limit),
+            lambda: validation_errors(an, filters, limit=limit),
+        ),
+        "retrieved-documents": (
+            lambda: retrieved_documents_rolled(an, filters, limit),
+            lambda: retrieved_documents(an, filters, limit=limit),
+        ),
+    }
+    if name not in listed:
+        raise ValueError(f"no rollups for report {name!r}")
+    return _auto(*listed[name], source, name)

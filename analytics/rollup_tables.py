@@ -27,13 +27,20 @@ from spanlake.analytics.engine import Analytics
 from spanlake.analytics.explore.filters import HORIZON, SKEW
 from spanlake.analytics.explore.overview import lake_window, tasks_sql
 from spanlake.analytics.explore.relation import run_on_lake
-from spanlake.analytics.query import SPAN_DIMS, Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.query import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import TIMEOUT_PREDICATE, keys_select
 from spanlake.analytics.reports.cost import call_totals
 from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS, RETRY_LOOKBACK, steps_ctes, steps_source
 from spanlake.analytics.reports.retrieval import _EXTRA as RETRIEVAL_COLUMNS
+from spanlake.analytics.reports.retrieval import DOCUMENT_IDS_CTE, documents_source
+from spanlake.analytics.reports.tasks import SORTS, TASK_LIST_COLUMNS
 from spanlake.analytics.reports.validation import DIMS as CHECK_DIMS
-from spanlake.analytics.reports.validation import checks_ctes, checks_source
+from spanlake.analytics.reports.validation import (
+    checks_ctes,
+    checks_source,
+    failure_messages_cte,
+    failure_messages_source,
+)
 from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
 
 HOUR = timedelta(hours=1)
@@ -45,6 +52,11 @@ CHECK_KEYS = ("validator", *COST_DIMS, "task_name")
 RETRIEVAL_KEYS = ("data_source", *CALL_KEYS, "name")
 OVERVIEW_KEYS = ("project", "service", "model", "prompt_version")
 TRACE_KEYS = ("project", "trace_id")
+UNPRICED_KEYS = (*CALL_KEYS, "price_model")
+MESSAGE_KEYS = ("validator", "pattern", *CALL_KEYS)
+DOCUMENT_KEYS = ("data_source", "document_id", *CALL_KEYS)
+TOP_KEYS = ("project", "trace_id", "span_id")
+TOP_N = 100  # task-list from rollups: each hour keeps its N longest, costliest and latest tasks per outcome
 
 Builder = Callable[[Analytics, Filters, TaskOptions], pl.DataFrame]
 
@@ -196,6 +208,72 @@ def build_traces(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFram
     return run_on_lake(an, sql, (f.since, f.until, f.project))
 
 
+def _span_keys(*first: str) -> dict[str, str]:
+    """Group-by name -> column of the span relation, for rollup keys `first` + CALL_KEYS."""
+    return {**{k: k for k in first}, **{k: SPAN_DIMS[k] for k in CALL_KEYS}}
+
+
+def build_unpriced(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Calls of models without a price: calls, tokens, first and last seen (reports.cost.unpriced)."""
+    group = GroupBy(UNPRICED_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        return f"""_ AS (SELECT 1)
+        SELECT {keys_select(group, _span_keys("price_model"))}count(*) AS calls,
+          coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+          coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+          min(start_time) AS first_seen, max(start_time) AS last_seen
+        FROM sp WHERE unpriced GROUP BY ALL"""
+
+    return an.run(SpanSource(f, group, categories=BILLABLE_CATEGORIES), body)
+
+
+def build_messages(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Failure messages per validator and pattern (reports.validation.validation_errors)."""
+    group = GroupBy(MESSAGE_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        return f"""{failure_messages_cte()}
+        SELECT {keys_select(group, _span_keys("validator", "pattern"))}count(*) AS occurrences,
+          arg_min(message, trace_id) AS example, min(trace_id) AS example_trace_id
+        FROM patterned GROUP BY ALL"""
+
+    return an.run(failure_messages_source(f, group), body)
+
+
+def build_documents(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Retrievals per data source and document (reports.retrieval.retrieved_documents)."""
+    group = GroupBy(DOCUMENT_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        return f"""{DOCUMENT_IDS_CTE}
+        SELECT {keys_select(group, _span_keys("data_source", "document_id"))}count(*) AS retrievals
+        FROM ids GROUP BY ALL"""
+
+    return an.run(documents_source(f, group), body)
+
+
+def build_task_top(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Per hour and outcome, the TOP_N tasks of each task-list sort (reports.tasks.task_list).
+
+    The window's top N by any sort is among the union of its hours' top N (a task belongs to
+    one hour and one outcome), so the task-list of an unfiltered window is exact from these."""
+
+    def body(p: Params) -> str:
+        ranks = ", ".join(
+            f"row_number() OVER (PARTITION BY hour, outcome ORDER BY {col} DESC NULLS LAST, trace_id, span_id) "
+            f"AS rank_{name}"
+            for name, col in SORTS.items()
+        )
+        top = " OR ".join(f"rank_{name} <= {TOP_N}" for name in SORTS)
+        return f"""{task_ctes(f, GroupBy(), options, p)},
+        listed AS (SELECT date_trunc('hour', start_time) AS hour, {TASK_LIST_COLUMNS} FROM tasks),
+        ranked AS (SELECT *, {ranks} FROM listed)
+        SELECT * EXCLUDE ({", ".join(f"rank_{name}" for name in SORTS)}) FROM ranked WHERE {top}"""
+
+    return an.run(task_source(f, GroupBy(), options), body)
+
+
 def _skew_and_horizon(o: TaskOptions) -> tuple[int, int]:
     return _hours(o.skew), _hours(o.horizon)
 
@@ -210,5 +288,9 @@ TABLES = {
         Table("retrieval", RETRIEVAL_KEYS, build_retrieval, lambda o: (0, 0)),
         Table("overview", OVERVIEW_KEYS, build_overview, lambda o: (_hours(SKEW), _hours(HORIZON)), labels=True),
         Table("traces", TRACE_KEYS, build_traces, lambda o: (0, 0)),
+        Table("unpriced", UNPRICED_KEYS, build_unpriced, lambda o: (0, 0)),
+        Table("messages", MESSAGE_KEYS, build_messages, lambda o: (0, 0)),
+        Table("documents", DOCUMENT_KEYS, build_documents, lambda o: (0, 0)),
+        Table("task_top", TOP_KEYS, build_task_top, _skew_and_horizon, labels=True),
     )
 }

@@ -485,8 +485,10 @@ def cost_auto(
     keys = [k for k in group_by if k]
     if can_answer(filters, keys, None):
         group = GroupBy.parse(keys, {k: k for k in TASK_KEYS}, None)
-        calls = rows(an, "calls", filters, options)
-        tasks = rows(an, "tasks", filters, options)
+        with ThreadPoolExecutor(2) as pool:
+            pending = pool.submit(rows, an, "calls", filters, options)
+            tasks = rows(an, "tasks", filters, options)
+            calls = pending.result()
         if calls is not None and tasks is not None:
             c = sum_rows(apply_filters(calls[0], filters, TABLES["calls"]), group, CALL_METRICS)
             t = sum_rows(apply_filters(tasks[0], filters, TABLES["tasks"]), group, TASK_METRICS)

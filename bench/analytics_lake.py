@@ -5,9 +5,12 @@
 Each trace is 5 spans: a task root (`answer`, app outcome success / failure / none), an LLM
 call, a retrieval, a second LLM call and a validation; so 10M spans are 2M tasks. Rows are
 written straight to Parquet with DuckDB (hive partitions project/date/hour, sorted by start
-time like the collector's files), with the lake's full column list, then every report runs
-over a 1-day and the full window from raw spans; then the hourly rollups are built and every
-report is timed from them. `--reuse` skips generation.
+time like the collector's files), with the lake's full column list, and 1% of the traces are
+written a second time into their partitions (an exporter's retries); then spanlake's own
+compactor merges each partition, as it does in a running server (`--no-compact` leaves the lake
+as flushed, every partition needing de-duplication at query time: the worst case). Every
+report runs over a 1-day and the full window from raw spans; then the hourly rollups are built
+and every report is timed from them. `--reuse` skips generation.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from spanlake.storage.reader import duckdb_type
 from spanlake.storage.schema import SPANS
 
 START = datetime(2025, 6, 1, tzinfo=UTC)
+RESENT_EVERY = 100  # one trace in this many is delivered twice
 MODELS = "['gpt-4o-mini-2024-07-18', 'gpt-4o-2024-08-06', 'claude-3-5-sonnet-20241022', 'acme-internal']"
 PROVIDERS = "['openai', 'openai', 'anthropic', 'acme']"
 
@@ -72,7 +76,8 @@ EXPR = {
 
 
 def generate(data_dir: Path, spans: int, days: int) -> None:
-    """Write `spans` spans (spans // 5 traces, spread over `days`) into data_dir's lake."""
+    """Write `spans` spans (spans // 5 traces, spread over `days`) into data_dir's lake, and
+    every RESENT_EVERY-th trace once more."""
     dd = DataDir(data_dir).create()
     out = dd.lake / "spans"
     if out.exists():
@@ -95,12 +100,24 @@ def generate(data_dir: Path, spans: int, days: int) -> None:
                AS ts FROM range({traces}) r(t)
       ),
       sp AS (SELECT t, k, ts, (CASE WHEN k = 0 THEN 200000 ELSE 5000 + bh([t, k]) % 60000 END)::BIGINT AS dur_us
-             FROM tr, range(5) s(k))
+             FROM tr, range(5) s(k) WHERE {{resent}})
       SELECT {", ".join(cols)}, CAST(ts AS DATE) AS date, strftime(ts, '%H') AS hour FROM sp ORDER BY start_time
-    ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (project, date, hour), ROW_GROUP_SIZE 65536)
+    ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (project, date, hour), ROW_GROUP_SIZE 65536,
+                  FILENAME_PATTERN '{{name}}-{{i}}', OVERWRITE_OR_IGNORE)
     """
-    con.execute(sql)
+    con.execute(sql.replace("{name}", "flushed").replace("{resent}", "TRUE"))
+    con.execute(sql.replace("{name}", "resent").replace("{resent}", f"t % {RESENT_EVERY} = 7"))
     con.close()
+
+
+def compact_lake(data_dir: Path) -> None:
+    """Merge every partition with spanlake's compactor (as the server does once files settle)."""
+    from spanlake.storage.compact import compact
+
+    t0 = time.perf_counter()
+    r = compact(DataDir(data_dir), min_age_s=0, settle_age_s=0)
+    print(f"compacted {r.partitions} partitions: {r.rows_in} rows -> {r.rows_out} "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
 
 
 def time_reports(data_dir: Path, days: int) -> list[tuple[str, str, float, int]]:
@@ -124,6 +141,7 @@ def time_reports(data_dir: Path, days: int) -> list[tuple[str, str, float, int]]
         "validation by prompt_version": lambda f: R.validation(an, f, ["validator", "prompt_version"]),
         "validation-errors": lambda f: R.validation_errors(an, f),
         "retrieval": lambda f: R.retrieval(an, f),
+        "retrieved-documents": lambda f: R.retrieved_documents(an, f),
         "compare v1 v2": lambda f: R.compare(an, f, "prompt_version", "v1", "v2"),
     }
     results = []
@@ -167,19 +185,30 @@ def time_rollups(data_dir: Path, days: int, check: bool) -> None:
         "retrieval": lambda f: RR.report(an, "retrieval", f, ["data_source"], source="rollups"),
         "compare v1 v2": lambda f: RR.compare(an, f, "prompt_version", "v1", "v2", source="rollups"),
         "overview (dashboard)": lambda f: (lambda o: (o.trend, o.source))(overview(an, f)),
+        "unpriced": lambda f: RR.list_report(an, "unpriced", f),
+        "task-list by cost": lambda f: RR.list_report(an, "task-list", f, sort="cost"),
+        "validation-errors": lambda f: RR.list_report(an, "validation-errors", f),
+        "retrieved-documents": lambda f: RR.list_report(an, "retrieved-documents", f),
     }
     raw_of: dict[str, Callable[[Filters], Any]] = {
         "latency by model": lambda f: RR.report(an, "latency", f, ["model"], source="raw")[0],
         "tasks by outcome_source": lambda f: RR.report(an, "tasks", f, ["outcome_source"], source="raw")[0],
         "overview (dashboard)": lambda f: overview(an, f, source="raw").trend,
     }
-    for label, since in (("1 day", end - timedelta(days=1)), (f"{days} days", START)):
-        f = Filters(since=since, until=end)
+    ragged = timedelta(minutes=17), timedelta(minutes=43)  # edges off the hour: read raw, the rest rolled up
+    windows = {
+        "1 day": (end - timedelta(days=1), end),
+        f"{days} days": (START, end),
+        "ragged 1 day": (end - timedelta(days=1) + ragged[0], end - ragged[1]),
+        f"ragged {days} days": (START + ragged[0], end - ragged[1]),
+    }
+    for label, (since, until) in windows.items():
+        f = Filters(since=since, until=until)
         for name, run in cases.items():
             t0 = time.perf_counter()
             df, source = run(f)
             elapsed = time.perf_counter() - t0
-            print(f"{label:>8}  {name:<30} {elapsed:6.3f} s from {source} ({df.height} rows)", flush=True)
+            print(f"{label:>14}  {name:<30} {elapsed:6.3f} s from {source} ({df.height} rows)", flush=True)
             if check and name in raw_of:
                 t0 = time.perf_counter()
                 raw = raw_of[name](f)
@@ -202,11 +231,14 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="time reports on an existing generated lake")
     ap.add_argument("--skip-raw", action="store_true", help="only build and time the rollups")
     ap.add_argument("--check", action="store_true", help="compare latency and tasks from rollups with raw spans")
+    ap.add_argument("--no-compact", action="store_true", help="leave the generated lake uncompacted (worst case)")
     args = ap.parse_args()
     if not args.reuse:
         t0 = time.perf_counter()
         generate(args.data_dir, args.spans, args.days)
         print(f"generated {args.spans} spans in {time.perf_counter() - t0:.1f} s", flush=True)
+        if not args.no_compact:
+            compact_lake(args.data_dir)
     if not args.skip_raw:
         time_reports(args.data_dir, args.days)
     time_rollups(args.data_dir, args.days, args.check)

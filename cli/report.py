@@ -131,10 +131,10 @@ def _split(values: tuple[str, ...]) -> list[str]:
     type=click.Choice(["auto", "raw", "rollups"]),
     default="auto",
     show_default=True,
-    help="latency, cost, tasks, validation, retrieval, compare: auto reads the hours whose rollups are up to date "
-    "(`spanlake analytics run`) from them and the rest (ragged edges, stale hours) from raw spans, or everything "
-    "raw when rollups cannot answer (attribute filters or groupings, minute buckets, another --slow-ms); "
-    "percentiles from rollups are within 1 %. The source used is printed on stderr.",
+    help="auto reads the hours whose rollups are up to date (`spanlake analytics run`) from them and the rest "
+    "(ragged edges, stale hours) from raw spans, or everything raw when rollups cannot answer (attribute filters "
+    "or groupings, minute buckets, another --slow-ms; for task-list also model/service/provider/prompt filters "
+    "and --limit over 100); percentiles from rollups are within 1 %. The source used is printed on stderr.",
 )
 @click.option(
     "--update-rollups",
@@ -179,7 +179,6 @@ def report(
     b: str | None,
 ) -> None:
     """Run an analytics report over the lake (see HELP)."""
-    from spanlake.analytics import reports as R
     from spanlake.analytics.engine import Analytics, default_prices_path
     from spanlake.analytics.pricing import PriceBook
     from spanlake.analytics.query import Filters
@@ -222,16 +221,19 @@ def report(
     def rolled(report_name: str) -> Callable[[], Any]:
         return lambda: RR.report(an, report_name, filters, keys, source=source, options=opts, slow_ms=slow_ms, k=k)
 
+    def listed(report_name: str, **kw: Any) -> Callable[[], Any]:
+        return lambda: RR.list_report(an, report_name, filters, source=source, limit=limit, options=opts, **kw)
+
     grouped: dict[str, Callable[[], Any]] = {
         "latency": rolled("latency"),
         "cost": lambda: _cost(an, filters, keys, opts, source),
-        "unpriced": lambda: R.unpriced(an, filters),
+        "unpriced": listed("unpriced"),
         "tasks": rolled("tasks"),
-        "task-list": lambda: R.task_list(an, filters, sort=sort, limit=limit, options=opts),
+        "task-list": listed("task-list", sort=sort),
         "validation": rolled("validation"),
-        "validation-errors": lambda: R.validation_errors(an, filters, limit=limit),
+        "validation-errors": listed("validation-errors"),
         "retrieval": rolled("retrieval"),
-        "retrieved-documents": lambda: R.retrieved_documents(an, filters, limit=limit),
+        "retrieved-documents": listed("retrieved-documents"),
         "compare": lambda: _compare(RR, an, filters, by, a, b, opts, source),
     }
     try:

@@ -77,6 +77,14 @@ class Common:
             ),
         ] = [],  # noqa: B006
         default_outcome: Literal["unknown", "success", "failure"] = "unknown",
+        source: Annotated[
+            Literal["auto", "raw", "rollups"],
+            Query(
+                description="auto: whole hours whose hourly rollups are up to date from them, the rest (ragged "
+                "edges, stale hours) from raw spans, everything raw when rollups cannot answer (attribute "
+                "filters or groupings, minute buckets); rollups: insist (400 when they cannot); raw: spans only"
+            ),
+        ] = "auto",
     ) -> None:
         self.since, self.until = since, until
         self.project = project
@@ -85,6 +93,7 @@ class Common:
         self.attr = attr
         self.group_by = group_by
         self.default_outcome = default_outcome
+        self.source = source
 
     def resolve(self, principal: Principal | None) -> tuple[Any, list[str], Any]:
         """(analytics Filters, group-by keys, TaskOptions)."""
@@ -101,7 +110,7 @@ class Common:
 
 def make_reports_router(ctx: ApiContext) -> APIRouter:
     """The /reports routes."""
-    from spanlake.analytics import reports as R
+    from spanlake.analytics import rollup_reports as RR
     from spanlake.analytics.reports.compare import BY
 
     router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
@@ -124,6 +133,14 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
         return {"report": name, "since": filters.since, "until": filters.until, "source": source,
                 "columns": df.columns, "rows": rows}  # fmt: skip
 
+    def rolled(common: Common, name: str, **kw: Any) -> Callable[..., Any]:
+        """A grouped report, from rollups where they can answer (`common.source`)."""
+        return lambda an, f, k, o: RR.report(an, name, f, k, options=o, source=common.source, **kw)
+
+    def listed(common: Common, name: str, **kw: Any) -> Callable[..., Any]:
+        """A list report, from rollups where they can answer (`common.source`)."""
+        return lambda an, f, k, o: RR.list_report(an, name, f, options=o, source=common.source, **kw)
+
     @router.get("", response_model=list[ReportInfo], responses=responses(401, 429))
     async def list_reports(principal: Annotated[Principal | None, reader]) -> Any:
         """The reports this API serves."""
@@ -134,33 +151,19 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/latency", response_model=ReportOut, responses=errors, summary=REPORTS["latency"])
     async def latency(principal: Reader, common: Common_, slow_ms: Annotated[float, Query(ge=0, le=1e9)] = 5000.0):
-        return await answer("latency", principal, common, lambda an, f, k, o: R.latency(an, f, k, slow_ms=slow_ms,
-                                                                                         options=o))  # fmt: skip
+        return await answer("latency", principal, common, rolled(common, "latency", slow_ms=slow_ms))
 
     @router.get("/cost", response_model=ReportOut, responses=errors, summary=REPORTS["cost"])
-    async def cost(principal: Reader, common: Common_, source: Literal["auto", "raw", "rollups"] = "auto"):
-        """`source=auto` reads the window's whole hours from the hourly rollups when they are fresh and can
-        answer (no attribute filter or grouping); `rollups` insists (400 when they cannot answer)."""
-        from spanlake.analytics import rollups
-
-        def run(an: Any, f: Any, k: list[str], o: Any) -> Any:
-            if source == "rollups":
-                if not rollups.can_answer(f, k, None):
-                    raise ValueError("rollups hold whole hours without attributes: use source=raw")
-                return rollups.cost_from_rollups(an, f, k), "rollups"
-            if source == "auto":
-                return rollups.cost_auto(an, f, k, options=o)
-            return R.cost(an, f, k, options=o)
-
-        return await answer("cost", principal, common, run)
+    async def cost(principal: Reader, common: Common_):
+        return await answer("cost", principal, common, rolled(common, "cost"))
 
     @router.get("/unpriced", response_model=ReportOut, responses=errors, summary=REPORTS["unpriced"])
     async def unpriced(principal: Reader, common: Common_):
-        return await answer("unpriced", principal, common, lambda an, f, k, o: R.unpriced(an, f))
+        return await answer("unpriced", principal, common, listed(common, "unpriced"))
 
     @router.get("/tasks", response_model=ReportOut, responses=errors, summary=REPORTS["tasks"])
     async def tasks(principal: Reader, common: Common_):
-        return await answer("tasks", principal, common, lambda an, f, k, o: R.tasks(an, f, k, options=o))
+        return await answer("tasks", principal, common, rolled(common, "tasks"))
 
     @router.get("/task-list", response_model=ReportOut, responses=errors, summary=REPORTS["task-list"])
     async def task_list(
@@ -169,18 +172,15 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
         sort: Literal["duration", "cost", "start"] = "duration",
         limit: Limit = 20,
     ):
-        return await answer("task-list", principal, common,
-                            lambda an, f, k, o: R.task_list(an, f, sort=sort, limit=limit, options=o))  # fmt: skip
+        return await answer("task-list", principal, common, listed(common, "task-list", sort=sort, limit=limit))
 
     @router.get("/validation", response_model=ReportOut, responses=errors, summary=REPORTS["validation"])
     async def validation(principal: Reader, common: Common_):
-        return await answer("validation", principal, common,
-                            lambda an, f, k, o: R.validation(an, f, k or ["validator"], options=o))  # fmt: skip
+        return await answer("validation", principal, common, rolled(common, "validation"))
 
     @router.get("/validation-errors", response_model=ReportOut, responses=errors, summary=REPORTS["validation-errors"])
     async def validation_errors(principal: Reader, common: Common_, limit: Limit = 20):
-        return await answer("validation-errors", principal, common,
-                            lambda an, f, k, o: R.validation_errors(an, f, limit=limit))  # fmt: skip
+        return await answer("validation-errors", principal, common, listed(common, "validation-errors", limit=limit))
 
     @router.get("/retrieval", response_model=ReportOut, responses=errors, summary=REPORTS["retrieval"])
     async def retrieval(
@@ -189,15 +189,14 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
         k: Annotated[int, Query(ge=1, le=1000, description="Hit rate and precision at k (judged queries)")] = 5,
     ):
         """`judged_queries`, `hit_rate_at_k`, `precision_at_k`: over retrieval spans with a relevance judgment."""
-        return await answer("retrieval", principal, common,
-                            lambda an, f, g, o: R.retrieval(an, f, g or ["data_source"], k=k))  # fmt: skip
+        return await answer("retrieval", principal, common, rolled(common, "retrieval", k=k))
 
     @router.get(
         "/retrieved-documents", response_model=ReportOut, responses=errors, summary=REPORTS["retrieved-documents"]
     )
     async def retrieved_documents(principal: Reader, common: Common_, limit: Limit = 20):
         return await answer("retrieved-documents", principal, common,
-                            lambda an, f, k, o: R.retrieved_documents(an, f, limit=limit))  # fmt: skip
+                            listed(common, "retrieved-documents", limit=limit))  # fmt: skip
 
     By = Literal[tuple(BY)]  # type: ignore[valid-type]
 
@@ -211,6 +210,7 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
     ):
         a_, b_ = text(a, "a") or "", text(b, "b") or ""
         return await answer("compare", principal, common,
-                            lambda an, f, k, o: R.compare(an, f, by, a_, b_, options=o))  # fmt: skip
+                            lambda an, f, k, o: RR.compare(an, f, by, a_, b_, options=o,
+                                                           source=common.source))  # fmt: skip
 
     return router

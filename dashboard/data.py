@@ -81,8 +81,8 @@ def overview_of(data_dir: str, f: Filters) -> overview.Overview:
 def report(data_dir: str, name: str, f: Filters, group_by: tuple[str, ...], bucket: str | None) -> pl.DataFrame:
     """One analytics report by name (see spanlake.analytics.reports)."""
     fn = getattr(reports, name)
-    if name in ("validation_errors", "retrieved_documents", "unpriced"):
-        return fn(analytics(data_dir), f)
+    if name in ("validation_errors", "retrieved_documents", "unpriced"):  # top lists, from rollups where up to date
+        return rollup_reports.list_report(analytics(data_dir), name.replace("_", "-"), f)[0]
     if name in rollup_reports.ROLLED:  # hourly rollups where up to date, raw spans elsewhere
         return rollup_reports.report(analytics(data_dir), name, f, group_by, bucket=bucket)[0]
     return fn(analytics(data_dir), f, group_by, bucket=bucket)

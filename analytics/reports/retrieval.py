@@ -76,14 +76,23 @@ def retrieval(
 
 def retrieved_documents(an: Analytics, filters: Filters, *, limit: int = 20) -> pl.DataFrame:
     """The documents retrieved most often, per data source."""
-    extra = (_EXTRA[0], "sl_doc_ids(content) AS doc_ids")
 
     def body(p: Params) -> str:
-        return f"""ids AS (SELECT data_source, unnest(doc_ids) AS document_id FROM sp)
+        return f"""{DOCUMENT_IDS_CTE}
         SELECT data_source, document_id, count(*) AS retrievals FROM ids GROUP BY ALL
         ORDER BY retrievals DESC, data_source, document_id LIMIT {p.add(int(limit))}"""
 
-    return an.run(SpanSource(filters, categories=("retrieval",), extra_columns=extra, priced=False), body)
+    return an.run(documents_source(filters), body)
+
+
+# `ids`: one row per document a retrieval span in `sp` returned (with the span's columns).
+DOCUMENT_IDS_CTE = "ids AS (SELECT *, unnest(doc_ids) AS document_id FROM sp)"
+
+
+def documents_source(filters: Filters, group: GroupBy | None = None) -> SpanSource:
+    """Retrieval spans of the window with their `data_source` and returned `doc_ids`."""
+    extra = (_EXTRA[0], "sl_doc_ids(content) AS doc_ids")
+    return SpanSource(filters, group or GroupBy(), categories=("retrieval",), extra_columns=extra, priced=False)
 
 
 # --- relevance: hit rate and precision at k --------------------------------------------------

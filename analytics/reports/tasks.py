@@ -13,6 +13,10 @@ from spanlake.analytics.reports.cost import TASK_COST_METRICS
 from spanlake.analytics.tasks import OUTCOME_SOURCES, TASK_DIMS, TaskOptions, task_ctes, task_source
 
 SORTS = {"duration": "duration_ms", "cost": "cost_usd", "start": "start_time"}
+# The task-list's columns, from the `tasks` relation (analytics.tasks).
+TASK_LIST_COLUMNS = """project, trace_id, span_id, task_name, start_time, duration_ms, outcome, outcome_source,
+          task_outcome_reason AS outcome_reason, cost_usd, unpriced_calls, llm_calls, input_tokens, output_tokens,
+          validation_failures, model, prompt_version, service_name AS service"""
 
 
 def tasks(
@@ -63,10 +67,7 @@ def task_list(
     def body(p: Params) -> str:
         where = f"WHERE outcome = {p.add(outcome)}" if outcome else ""
         return f"""{task_ctes(filters, GroupBy(), options, p)}
-        SELECT project, trace_id, span_id, task_name, start_time, duration_ms, outcome, outcome_source,
-          task_outcome_reason AS outcome_reason, cost_usd, unpriced_calls, llm_calls, input_tokens, output_tokens,
-          validation_failures, model, prompt_version, service_name AS service
-        FROM tasks {where}
+        SELECT {TASK_LIST_COLUMNS} FROM tasks {where}
         ORDER BY {SORTS[sort]} DESC NULLS LAST, trace_id, span_id LIMIT {p.add(int(limit))}"""
 
     return an.run(task_source(filters, GroupBy(), options), body)

@@ -108,32 +108,36 @@ def validation_errors(an: Analytics, filters: Filters, *, limit: int = 20) -> pl
 
     Messages are grouped by a pattern with numbers and quoted values replaced by `#` and
     `'…'`, so "field 'age' missing at line 3" and "field 'name' missing at line 9" count as
-    one; `example` shows one message as sent.
+    one; `example` shows one message as sent, from `example_trace_id` (the group's first by id).
     """
 
     def body(p: Params) -> str:
-        return f"""msgs AS (
-          SELECT coalesce(validation_name, name) AS validator, trace_id,
-            unnest(coalesce(try_cast(json_extract(errors_json, '$') AS VARCHAR[]), [])) AS message
-          FROM sp WHERE validation_passed = false
-        ),
-        patterned AS (
-          SELECT *, regexp_replace(regexp_replace(message, '(''[^'']*''|"[^"]*")', '''…''', 'g'),
-                                   '[0-9]+', '#', 'g') AS pattern
-          FROM msgs
-        )
-        SELECT validator, pattern, count(*) AS occurrences, any_value(message) AS example,
-          any_value(trace_id) AS example_trace_id
+        return f"""{failure_messages_cte()}
+        SELECT validator, pattern, count(*) AS occurrences, arg_min(message, trace_id) AS example,
+          min(trace_id) AS example_trace_id
         FROM patterned GROUP BY ALL ORDER BY occurrences DESC, validator, pattern LIMIT {p.add(int(limit))}"""
 
-    src = SpanSource(
-        filters,
-        priced=False,
-        extra_columns=(
-            f"CASE WHEN validation_passed = false THEN attr(attributes, {_lit(ERRORS_KEY)}) END AS errors_json",
-        ),
-    )
-    return an.run(src, body)
+    return an.run(failure_messages_source(filters), body)
+
+
+def failure_messages_source(filters: Filters, group: GroupBy | None = None) -> SpanSource:
+    """Spans of the window, with the failure messages of failed checks as `errors_json`."""
+    errors = f"CASE WHEN validation_passed = false THEN attr(attributes, {_lit(ERRORS_KEY)}) END AS errors_json"
+    return SpanSource(filters, group or GroupBy(), priced=False, extra_columns=(errors,))
+
+
+def failure_messages_cte() -> str:
+    """CTEs to `patterned`: each failure message of a failed check in `sp`, with its pattern."""
+    return r"""msgs AS (
+      SELECT *, coalesce(validation_name, name) AS validator,
+        unnest(coalesce(try_cast(json_extract(errors_json, '$') AS VARCHAR[]), [])) AS message
+      FROM sp WHERE validation_passed = false
+    ),
+    patterned AS (
+      SELECT *, regexp_replace(regexp_replace(message, '(''[^'']*''|"[^"]*")', '''…''', 'g'),
+                               '[0-9]+', '#', 'g') AS pattern
+      FROM msgs
+    )"""
 
 
 def _lit(key: str) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 
 import polars as pl
 import pytest
-from polars.testing import assert_series_equal
+from polars.testing import assert_frame_equal, assert_series_equal
 
 from spanlake.analytics import rollup_reports as RR
-from spanlake.analytics import rollups, sketch
+from spanlake.analytics import rollup_tables, rollups, sketch
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.explore.overview import overview
 from spanlake.analytics.pricing import PriceBook, PriceOverride
@@ -32,6 +32,8 @@ H = 3_600_000  # ms
 TASK, OUTCOME = "spanlake.task.name", "spanlake.task.outcome"
 CHECK = "spanlake.validation.name"
 PASSED = "spanlake.validation.passed"
+ERRORS = "spanlake.validation.errors"
+MSGS = ["field 'age' missing at line 3", "too long: 812 > 500"]
 TOOL = {"gen_ai.operation.name": "execute_tool"}
 KB = {"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": "kb"}
 STREAMED = {"gen_ai.response.time_to_first_chunk": 0.12}
@@ -72,7 +74,9 @@ def build(d: Path) -> None:
             # 2: an unpriced model and a failed check → failure (validation), until a reviewer passes it
             span(2, 1, at_ms=20 * 60_000, ms=300, name="B", **{TASK: "b"}),
             span(2, 2, 1, at_ms=20 * 60_000 + 5, ms=80, name="chat", **llm("mystery-9", 100, "v2")),
-            span(2, 3, 1, at_ms=20 * 60_000 + 90, ms=3, name="schema", **{CHECK: "schema", PASSED: False}),
+            span(
+                2, 3, 1, at_ms=20 * 60_000 + 90, ms=3, name="schema", **{CHECK: "schema", PASSED: False, ERRORS: MSGS}
+            ),
             # 3: only the child so far (its root arrives late)
             span(3, 2, 1, at_ms=30 * 60_000 + 5, ms=40, name="chat", **llm("acme-1", 2000)),
             # 4: task span ERROR; a streamed call; a retrieval with two documents and an empty one
@@ -214,6 +218,44 @@ def test_a_label_after_the_rollup_overrides_the_outcome(an: Analytics) -> None:
     assert (t["successful_tasks"], t["from_label"], t["from_validation"]) == (3, 1, 0)
     o = overview(an, ALL, bucket="hour")
     assert o.source == "rollups" and (o.current["tasks"], o.current["successful_tasks"]) == (5, 3)
+
+
+LISTS = [
+    ("unpriced", {}),
+    ("validation-errors", {"limit": 1}),
+    ("validation-errors", {}),
+    ("retrieved-documents", {"limit": 1}),
+    ("task-list", {"sort": "cost"}),
+    ("task-list", {"sort": "duration", "outcome": "failure"}),
+    ("task-list", {"sort": "start", "limit": 1}),
+    ("task-list", {"sort": "duration", "limit": 1, "outcome": "success"}),
+]
+
+
+@pytest.mark.parametrize("top_n", [100, 1])
+def test_list_reports_agree_with_raw_spans(an: Analytics, top_n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With TOP_N = 1 each hour keeps only its first task per sort and outcome: still exact for limit 1.
+    monkeypatch.setattr(rollup_tables, "TOP_N", top_n)
+    rollups.run(an, full=True)
+    for f in WINDOWS:
+        for name, kw in LISTS:
+            rolled, source = RR.list_report(an, name, f, **kw)  # type: ignore[arg-type]
+            raw, _ = RR.list_report(an, name, f, source="raw", **kw)  # type: ignore[arg-type]
+            too_many = kw.get("limit", 20) > top_n  # type: ignore[operator]
+            if name == "task-list" and (f.model is not None or too_many):
+                assert source == "raw", (name, kw, f)
+            else:
+                assert source == ("rollups" if f.since.minute == 0 else "rollups+raw"), (name, kw, f)
+            assert_frame_equal(rolled, raw, check_dtypes=False)
+    errors = RR.list_report(an, "validation-errors", ALL)[0].to_dicts()
+    assert [(e["pattern"], e["occurrences"]) for e in errors] == [("field '…' missing at line #", 1),
+                                                                  ("too long: # > #", 1)]  # fmt: skip
+    assert errors[0]["example"] == "field 'age' missing at line 3" and errors[0]["example_trace_id"] == tid(2).hex()
+    assert RR.list_report(an, "unpriced", ALL)[0].select("model", "calls").rows() == [("mystery-9", 1)]
+    docs = RR.list_report(an, "retrieved-documents", ALL)[0]
+    assert docs.select("document_id", "retrievals").rows() == [("a", 1), ("b", 1)]
+    top = RR.list_report(an, "task-list", ALL, sort="duration", limit=1)[0]
+    assert top["task_name"].to_list() == ["f"]  # 3000 ms
 
 
 def test_overview_agrees_with_raw_spans(an: Analytics) -> None:
