@@ -101,7 +101,9 @@ def generate(data_dir: Path, spans: int, days: int) -> None:
       ),
       sp AS (SELECT t, k, ts, (CASE WHEN k = 0 THEN 200000 ELSE 5000 + bh([t, k]) % 60000 END)::BIGINT AS dur_us
              FROM tr, range(5) s(k) WHERE {{resent}})
-      SELECT {", ".join(cols)}, CAST(ts AS DATE) AS date, strftime(ts, '%H') AS hour FROM sp ORDER BY start_time
+      -- partitioned by each span's own start, as the collector does (a trace may cross an hour)
+      SELECT *, CAST(start_time AS DATE) AS date, strftime(start_time, '%H') AS hour
+      FROM (SELECT {", ".join(cols)} FROM sp) ORDER BY start_time
     ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (project, date, hour), ROW_GROUP_SIZE 65536,
                   FILENAME_PATTERN '{{name}}-{{i}}', OVERWRITE_OR_IGNORE)
     """
@@ -192,8 +194,18 @@ def time_rollups(data_dir: Path, days: int, check: bool) -> None:
     }
     raw_of: dict[str, Callable[[Filters], Any]] = {
         "latency by model": lambda f: RR.report(an, "latency", f, ["model"], source="raw")[0],
+        "cost by model, day": lambda f: RR.report(an, "cost", f, ["model", "day"], source="raw")[0],
         "tasks by outcome_source": lambda f: RR.report(an, "tasks", f, ["outcome_source"], source="raw")[0],
+        "validation by prompt_version": lambda f: RR.report(
+            an, "validation", f, ["validator", "prompt_version"], source="raw"
+        )[0],
+        "retrieval": lambda f: RR.report(an, "retrieval", f, ["data_source"], source="raw")[0],
+        "compare v1 v2": lambda f: RR.compare(an, f, "prompt_version", "v1", "v2", source="raw")[0],
         "overview (dashboard)": lambda f: overview(an, f, source="raw").trend,
+        "unpriced": lambda f: RR.list_report(an, "unpriced", f, source="raw")[0],
+        "task-list by cost": lambda f: RR.list_report(an, "task-list", f, sort="cost", source="raw")[0],
+        "validation-errors": lambda f: RR.list_report(an, "validation-errors", f, source="raw")[0],
+        "retrieved-documents": lambda f: RR.list_report(an, "retrieved-documents", f, source="raw")[0],
     }
     ragged = timedelta(minutes=17), timedelta(minutes=43)  # edges off the hour: read raw, the rest rolled up
     windows = {
@@ -213,14 +225,31 @@ def time_rollups(data_dir: Path, days: int, check: bool) -> None:
                 t0 = time.perf_counter()
                 raw = raw_of[name](f)
                 raw_s = time.perf_counter() - t0
-                worst = 0.0
-                for col in ("p50_ms", "p95_ms"):
-                    for a, b in zip(df[col].to_list(), raw[col].to_list(), strict=True):
-                        worst = max(worst, abs(a - b) / b if b else 0.0)
-                counts = "count" if "count" in df.columns else "tasks"
-                same = df[counts].to_list() == raw[counts].to_list()
-                print(f"          {'':<30} vs raw ({raw_s:.1f} s): {counts} equal={same}, "
+                same, worst = agree(df, raw)
+                print(f"{'':>16}{'':<30} vs raw ({raw_s:.1f} s): other columns equal={same}, "
                       f"worst percentile error {worst:.4%} (bound {sketch.ALPHA:.0%})", flush=True)  # fmt: skip
+
+
+def agree(rolled: Any, raw: Any) -> tuple[bool, float]:
+    """(every column but percentiles equal, to 1e-9 relative; the worst relative percentile error)."""
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    pct = [c for c in raw.columns if c.endswith("_ms") and (c.startswith("p") or c.startswith("ttft_p"))]
+    other = [c for c in raw.columns if c not in pct]
+    keys = [c for c in other if raw.schema[c] in (pl.String, pl.Datetime("us", "UTC"))] or other
+    rolled, raw = rolled.sort(keys, nulls_last=True), raw.sort(keys, nulls_last=True)
+    try:
+        assert_frame_equal(rolled.select(other), raw.select(other), check_dtypes=False, rel_tol=1e-9)
+        same = True
+    except AssertionError:
+        same = False
+    worst = 0.0
+    for col in pct:
+        for a, b in zip(rolled[col].to_list(), raw[col].to_list(), strict=True):
+            if a is not None and b:
+                worst = max(worst, abs(a - b) / b)
+    return same, worst
 
 
 def main() -> None:
