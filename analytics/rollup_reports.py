@@ -281,7 +281,8 @@ def _auto(rolled: Callable[[], Result | None], raw: Callable[[], pl.DataFrame], 
         if source == "rollups":
             raise ValueError(
                 f"{what}: rollups cannot answer (no rolled-up hour in the window, or attribute filters or "
-                "groupings, minute buckets or a non-default slow threshold): use --source raw or auto"
+                "groupings, minute buckets, a non-default slow threshold; for task-list also service, model, "
+                "provider or prompt filters, or a limit over 100): use --source raw or auto"
             )
     return raw(), "raw"
 

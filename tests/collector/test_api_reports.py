@@ -65,7 +65,9 @@ def test_tasks_and_latency(api_v1: Api) -> None:
 
 
 def test_task_list_and_compare(api_v1: Api) -> None:
-    rows = report(api_v1, "task-list", sort="cost", limit=2)["rows"]
+    body = report(api_v1, "task-list", sort="cost", limit=2, source="raw")
+    assert body["source"] == "raw"
+    rows = body["rows"]
     assert [(r["trace_id"], r["cost_usd"]) for r in rows] == [(HEX["T2"], pytest.approx(0.006)),
                                                               (HEX["T1"], pytest.approx(0.003))]  # fmt: skip
     a, b, delta = report(api_v1, "compare", by="service", a="svc-a", b="svc-b")["rows"]
@@ -83,4 +85,8 @@ def test_bad_report_parameters(api_v1: Api) -> None:
     problem_of(api_v1.get("/api/v1/reports/cost", "alpha:read", since="1h", until="2h"), 400)
     problem_of(api_v1.get("/api/v1/reports/cost", "alpha:read", since="99999999999d"), 400)
     problem_of(api_v1.get("/api/v1/reports/cost", "alpha:read", group_by="attr:x", source="rollups"), 400)
+    # rollups keep each hour's top tasks over all models, so a model's task list needs raw spans
+    problem = problem_of(api_v1.get("/api/v1/reports/task-list", "alpha:read", model="acme-1", source="rollups"), 400)
+    assert "source raw" in problem["detail"]
+    problem_of(api_v1.get("/api/v1/reports/tasks", "alpha:read", source="somewhere"), 422)
     problem_of(api_v1.get("/api/v1/reports/nothing", "alpha:read"), 404)
