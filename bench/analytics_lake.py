@@ -38,9 +38,10 @@ PROVIDERS = "['openai', 'openai', 'anthropic', 'acme']"
 # `k` the span's position in the trace (0 root, 1 llm, 2 retrieval, 3 llm, 4 validation).
 EXPR = {
     "project": "'bench'",
-    "trace_id": "printf('%032x', t)",
-    "span_id": "printf('%016x', t * 8 + k + 1)",
-    "parent_span_id": "CASE WHEN k = 0 THEN NULL ELSE printf('%016x', t * 8 + 1) END",
+    # random-looking ids, as OTel SDKs make them (W3C trace context): sorting and hashing see no shared prefix
+    "trace_id": "md5(t::VARCHAR)",
+    "span_id": "left(md5((t * 8 + k + 1)::VARCHAR), 16)",
+    "parent_span_id": "CASE WHEN k = 0 THEN NULL ELSE left(md5((t * 8 + 1)::VARCHAR), 16) END",
     "name": "['answer', 'chat', 'retrieve', 'chat', 'schema_check'][k + 1]",
     "kind": "'INTERNAL'",
     "start_time": "ts + to_microseconds((k * 40)::BIGINT * 1000)",
