@@ -35,6 +35,8 @@ from spanlake.analytics.query import (
 
 OUTCOMES = ("success", "failure", "unknown")
 OUTCOME_SOURCES = ("label", "app", "validation", "error", "default")
+# A span the app marked as a task (the SDK sets the category; other instrumentations a task name).
+IS_TASK = "(category = 'task' OR task_name IS NOT NULL)"
 MAX_DEPTH = 64  # guards the descendant walk against malformed (cyclic) parent links
 
 # Group-by name → column of the `tasks` relation.
@@ -91,7 +93,8 @@ def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, *, priced: 
 
 
 def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) -> str:
-    """CTEs after `sp`: marked, task_spans, walk, walk_m, task_agg, tasks."""
+    """CTEs after `sp`: trace_agg and the simple tasks, the walk for other traces, member
+    (each span's innermost task), task_agg, tasks_all and tasks (tasks_all with the filters)."""
     window = []
     if filters.since is not None:
         window.append(f"t.start_time >= {p.add(filters.since)}")
@@ -104,7 +107,6 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     final_where = " AND ".join(final) or "TRUE"
     default = p.add(opts.default_outcome)
     g_attrs = "".join(f"t.g_attr_{i}, " for i in range(len(group.attrs)))
-    marked = "(category = 'task' OR task_name IS NOT NULL)"
     simple_when = (
         "(n_marked = 1 AND coalesce(marked_parentless, false)) "
         "OR (n_marked = 0 AND n_roots = 1 AND coalesce(roots_parentless, false))"
@@ -114,11 +116,11 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     -- parent has not arrived, and its aggregates are the trace's. Other traces walk the tree.
     trace_agg AS (
       SELECT project, trace_id,
-        count(*) FILTER (WHERE {marked}) AS n_marked,
+        count(*) FILTER (WHERE {IS_TASK}) AS n_marked,
         count(*) FILTER (WHERE is_root) AS n_roots,
-        bool_and(parent_span_id IS NULL) FILTER (WHERE {marked}) AS marked_parentless,
+        bool_and(parent_span_id IS NULL) FILTER (WHERE {IS_TASK}) AS marked_parentless,
         bool_and(parent_span_id IS NULL) FILTER (WHERE is_root) AS roots_parentless,
-        coalesce(any_value(span_id) FILTER (WHERE {marked}), any_value(span_id) FILTER (WHERE is_root)) AS task_id,
+        coalesce(any_value(span_id) FILTER (WHERE {IS_TASK}), any_value(span_id) FILTER (WHERE is_root)) AS task_id,
         {_aggregates("TRUE")}
       FROM sp s GROUP BY project, trace_id
     ),
@@ -126,7 +128,7 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     simple_spans AS (
       SELECT t.* FROM sp t SEMI JOIN simple s
         ON s.project = t.project AND s.trace_id = t.trace_id AND s.task_id = t.span_id
-      WHERE (t.is_root OR t.category = 'task' OR t.task_name IS NOT NULL) AND {where}
+      WHERE (t.is_root OR {IS_TASK}) AND {where}
     ),
     simple_tasks AS (
       SELECT s.* FROM simple s SEMI JOIN simple_spans t ON t.project = s.project AND t.trace_id = s.trace_id
@@ -137,10 +139,10 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
         WHERE (n_marked > 0 OR n_roots > 0) AND NOT ({simple_when})) c
         ON c.project = s.project AND c.trace_id = s.trace_id
     ),
-    marked_traces AS (SELECT DISTINCT project, trace_id FROM walk_sp WHERE {marked}),
+    marked_traces AS (SELECT DISTINCT project, trace_id FROM walk_sp WHERE {IS_TASK}),
     task_candidates AS (
       SELECT t.* FROM walk_sp t
-      WHERE t.category = 'task' OR t.task_name IS NOT NULL
+      WHERE {IS_TASK}
         OR (t.is_root
             AND NOT EXISTS (SELECT 1 FROM marked_traces m WHERE m.project = t.project AND m.trace_id = t.trace_id)
             AND NOT EXISTS (SELECT 1 FROM walk_sp q WHERE q.project = t.project AND q.trace_id = t.trace_id

@@ -30,6 +30,7 @@ import pyarrow as pa
 from spanlake.analytics.engine import LABELS_SCHEMA, Analytics
 from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.query import BILLABLE_CATEGORIES, Params, SpanSource, attr_predicate, pairs_sql, span_ctes
+from spanlake.analytics.tasks import IS_TASK
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import (
     MACRO_DDL,
@@ -44,7 +45,6 @@ from spanlake.storage.reader import (
 )
 from spanlake.storage.schema import LOGS, SPANS, Table
 
-IS_TASK = "(category = 'task' OR task_name IS NOT NULL)"
 PRICED = ("cost_usd", "unpriced")
 BILLABLE = f"category IN {BILLABLE_CATEGORIES}"
 
