@@ -221,8 +221,8 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         # Dataset membership events, each once (docs/datasets.md: the latest per item decides).
         "CREATE OR REPLACE VIEW dataset_events AS SELECT DISTINCT ON (project, event_id) * FROM dataset_events_raw",
         f"CREATE OR REPLACE VIEW spans AS SELECT *, duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root "
-        "FROM spans_raw_once UNION ALL SELECT DISTINCT ON (project, trace_id, span_id) *, "
-        f"duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root FROM spans_raw_rest",
+        "FROM (SELECT * FROM spans_raw_once UNION ALL "
+        "SELECT DISTINCT ON (project, trace_id, span_id) * FROM spans_raw_rest)",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
         f"""CREATE OR REPLACE VIEW traces AS
         SELECT project, trace_id,
@@ -261,7 +261,7 @@ class Lake:
             once, rest = split_unique_files(remote_files(self.data_dir, SPANS))
             parts = {"spans_raw_once": once, "spans_raw_rest": rest}
             for view, files in parts.items():
-                dataset = arrow_dataset(self.data_dir, SPANS, files) if files else None
+                dataset = arrow_dataset(self.data_dir, SPANS, files)
                 if dataset is not None:
                     con.register(f"_{view}_dataset", dataset)
                 sources[view] = remote_source_sql(f"_{view}_dataset", SPANS, dataset is not None)
