@@ -16,22 +16,25 @@ from typing import Any
 
 import polars as pl
 
-from spanlake.analytics import sketch
+from spanlake.analytics import rollup_tables, sketch
 from spanlake.analytics.engine import Analytics
 from spanlake.analytics.query import Filters, GroupBy
 from spanlake.analytics.reports.common import QUANTILES
 from spanlake.analytics.reports.compare import BY as COMPARE_BY
 from spanlake.analytics.reports.compare import compare as raw_compare
+from spanlake.analytics.reports.cost import unpriced
 from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS
 from spanlake.analytics.reports.latency import DIMS as LATENCY_DIMS
 from spanlake.analytics.reports.latency import _order as latency_order
 from spanlake.analytics.reports.latency import latency as raw_latency
-from spanlake.analytics.reports.retrieval import DEFAULT_K, with_relevance
+from spanlake.analytics.reports.retrieval import DEFAULT_K, retrieved_documents, with_relevance
 from spanlake.analytics.reports.retrieval import DIMS as RETRIEVAL_DIMS
 from spanlake.analytics.reports.retrieval import retrieval as raw_retrieval
+from spanlake.analytics.reports.tasks import SORTS, task_list
 from spanlake.analytics.reports.tasks import tasks as raw_tasks
 from spanlake.analytics.reports.validation import DIMS as VALIDATION_DIMS
 from spanlake.analytics.reports.validation import validation as raw_validation
+from spanlake.analytics.reports.validation import validation_errors
 from spanlake.analytics.rollup_tables import TABLES
 from spanlake.analytics.rollups import apply_filters as _filter
 from spanlake.analytics.rollups import can_answer, cost_auto, rows, with_bucket
@@ -473,13 +476,11 @@ def task_list_rolled(
     an: Analytics, filters: Filters, sort: str, limit: int, outcome: str | None, options: TaskOptions | None
 ) -> Result | None:
     """reports.tasks.task_list from the `task_top` rollup: windows without dimension filters and
-    limits up to rollup_tables.TOP_N (each hour keeps that many per sort and outcome)."""
-    from spanlake.analytics.reports.tasks import SORTS
-    from spanlake.analytics.rollup_tables import TOP_N
-
+    limits up to rollup_tables.TOP_N (each hour keeps that many per sort and outcome; read from
+    the module when called, so a test can lower it)."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-    if limit > TOP_N or any(getattr(filters, d) is not None for d in _DIM_FILTERS):
+    if limit > rollup_tables.TOP_N or any(getattr(filters, d) is not None for d in _DIM_FILTERS):
         return None
     got = _list_rows(an, "task_top", filters, options)
     if got is None:
@@ -505,11 +506,6 @@ def list_report(
 ) -> Result:
     """Run a list report (unpriced, task-list, validation-errors, retrieved-documents) from rollups
     where they can answer (source 'auto'), always from them ('rollups') or from raw spans ('raw')."""
-    from spanlake.analytics.reports.cost import unpriced
-    from spanlake.analytics.reports.retrieval import retrieved_documents
-    from spanlake.analytics.reports.tasks import task_list
-    from spanlake.analytics.reports.validation import validation_errors
-
     listed: dict[str, tuple[Callable[[], Result | None], Callable[[], pl.DataFrame]]] = {
         "unpriced": (lambda: unpriced_rolled(an, filters), lambda: unpriced(an, filters)),
         "task-list": (

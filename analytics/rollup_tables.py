@@ -238,7 +238,7 @@ def build_messages(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFr
           arg_min(message, trace_id) AS example, min(trace_id) AS example_trace_id
         FROM patterned GROUP BY ALL"""
 
-    return an.run(failure_messages_source(f, group), body)
+    return an.run(failure_messages_source(f), body)
 
 
 def build_documents(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
@@ -250,7 +250,7 @@ def build_documents(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataF
         SELECT {keys_select(group, _span_keys("data_source", "document_id"))}count(*) AS retrievals
         FROM ids GROUP BY ALL"""
 
-    return an.run(documents_source(f, group), body)
+    return an.run(documents_source(f), body)
 
 
 def build_task_top(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:

@@ -89,10 +89,10 @@ def retrieved_documents(an: Analytics, filters: Filters, *, limit: int = 20) -> 
 DOCUMENT_IDS_CTE = "ids AS (SELECT *, unnest(doc_ids) AS document_id FROM sp)"
 
 
-def documents_source(filters: Filters, group: GroupBy | None = None) -> SpanSource:
+def documents_source(filters: Filters) -> SpanSource:
     """Retrieval spans of the window with their `data_source` and returned `doc_ids`."""
     extra = (_EXTRA[0], "sl_doc_ids(content) AS doc_ids")
-    return SpanSource(filters, group or GroupBy(), categories=("retrieval",), extra_columns=extra, priced=False)
+    return SpanSource(filters, categories=("retrieval",), extra_columns=extra, priced=False)
 
 
 # --- relevance: hit rate and precision at k --------------------------------------------------

@@ -120,10 +120,10 @@ def validation_errors(an: Analytics, filters: Filters, *, limit: int = 20) -> pl
     return an.run(failure_messages_source(filters), body)
 
 
-def failure_messages_source(filters: Filters, group: GroupBy | None = None) -> SpanSource:
+def failure_messages_source(filters: Filters) -> SpanSource:
     """Spans of the window, with the failure messages of failed checks as `errors_json`."""
     errors = f"CASE WHEN validation_passed = false THEN attr(attributes, {_lit(ERRORS_KEY)}) END AS errors_json"
-    return SpanSource(filters, group or GroupBy(), priced=False, extra_columns=(errors,))
+    return SpanSource(filters, priced=False, extra_columns=(errors,))
 
 
 def failure_messages_cte() -> str:
