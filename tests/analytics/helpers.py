@@ -69,3 +69,15 @@ def call_cost(row: dict[str, Any], inp: int, cr: int, cw: int, out: int, rs: int
         + (out - rs) * row["output_mtok"]
         + rs * row["reasoning_mtok"]
     ) / 1e6 + row["request_price"]
+
+
+def llm(model: str, inp: int, version: str = "v1", **more: Any) -> dict[str, Any]:
+    """Attributes of a chat call to provider `acme` with `inp` input tokens and a prompt version."""
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "acme",
+        "gen_ai.request.model": model,
+        "gen_ai.prompt.version": version,
+        "gen_ai.usage.input_tokens": inp,
+        **more,
+    }

@@ -14,8 +14,8 @@ from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.reports import compare, cost, latency, task_list, tasks, validation
 from spanlake.storage.compact import compact
 from spanlake.storage.layout import DataDir
-from tests.analytics.helpers import span, write
-from tests.analytics.test_rollup_reports import ALL, WINDOWS, build, llm
+from tests.analytics.helpers import llm, span, write
+from tests.analytics.test_rollup_reports import ALL, WINDOWS, build
 
 
 def every_report(an: Analytics) -> list[pl.DataFrame]:

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
@@ -26,7 +25,7 @@ from spanlake.analytics.reports import compare, latency, retrieval, tasks, valid
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, PartitionKey
 from spanlake.storage.schema import LABELS
 from spanlake.storage.writer import LakeWriter
-from tests.analytics.helpers import T0, span, tid, write
+from tests.analytics.helpers import T0, llm, span, tid, write
 
 H = 3_600_000  # ms
 TASK, OUTCOME = "spanlake.task.name", "spanlake.task.outcome"
@@ -46,17 +45,6 @@ WINDOWS = [
     Filters(since=T0 + timedelta(minutes=15), until=T0 + timedelta(hours=2, minutes=30)),  # ragged
     Filters(since=T0, until=T0 + timedelta(hours=3), model="acme-1", prompt_version="v1"),
 ]
-
-
-def llm(model: str, inp: int, version: str = "v1", **more: Any) -> dict[str, Any]:
-    return {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "acme",
-        "gen_ai.request.model": model,
-        "gen_ai.prompt.version": version,
-        "gen_ai.usage.input_tokens": inp,
-        **more,
-    }
 
 
 def build(d: Path) -> None:

@@ -13,21 +13,11 @@ from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import cost
-from tests.analytics.helpers import T0, span, write
+from tests.analytics.helpers import T0, llm, span, write
 
 H = 3_600_000  # one hour in ms
 TASK, OUTCOME = "spanlake.task.name", "spanlake.task.outcome"
 GROUPINGS = [[], ["model"], ["hour"], ["day"], ["project", "service"], ["prompt_version", "provider"]]
-
-
-def _llm(model: str, inp: int, version: str = "v1") -> dict[str, object]:
-    return {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "acme",
-        "gen_ai.request.model": model,
-        "gen_ai.prompt.version": version,
-        "gen_ai.usage.input_tokens": inp,
-    }
 
 
 def _build(d: Path) -> None:
@@ -35,14 +25,14 @@ def _build(d: Path) -> None:
         d,
         [
             span(1, 1, at_ms=0, name="A", **{TASK: "a", OUTCOME: "success"}),
-            span(1, 2, 1, at_ms=1, name="chat", **_llm("acme-1", 1000)),
+            span(1, 2, 1, at_ms=1, name="chat", **llm("acme-1", 1000)),
             span(2, 1, at_ms=10, name="B", **{TASK: "b", OUTCOME: "failure"}),
-            span(2, 2, 1, at_ms=11, name="chat", **_llm("acme-1", 2000, "v2")),
+            span(2, 2, 1, at_ms=11, name="chat", **llm("acme-1", 2000, "v2")),
             span(3, 1, at_ms=H + 5, name="C"),
-            span(3, 2, 1, at_ms=H + 6, name="chat", **_llm("acme-1", 500)),
-            span(3, 3, 1, at_ms=H + 7, name="chat", **_llm("mystery-9", 100)),
+            span(3, 2, 1, at_ms=H + 6, name="chat", **llm("acme-1", 500)),
+            span(3, 3, 1, at_ms=H + 7, name="chat", **llm("mystery-9", 100)),
             span(4, 1, at_ms=2 * H + 5, name="D", **{TASK: "d", OUTCOME: "success"}),
-            span(4, 2, 1, at_ms=2 * H + 6, name="chat", **_llm("acme-1", 250, "v2")),
+            span(4, 2, 1, at_ms=2 * H + 6, name="chat", **llm("acme-1", 250, "v2")),
         ],
     )
 
@@ -95,7 +85,7 @@ def test_late_spans_rebuild_the_hours_they_touch(an: Analytics) -> None:
             span(
                 1, 3, 1, at_ms=2, name="check", **{"spanlake.validation.name": "s", "spanlake.validation.passed": False}
             ),
-            span(2, 3, 1, at_ms=2 * H + 1_800_000, name="chat", **_llm("acme-1", 4000, "v2")),
+            span(2, 3, 1, at_ms=2 * H + 1_800_000, name="chat", **llm("acme-1", 4000, "v2")),
         ],
     )
     f = WINDOWS[0]
