@@ -402,13 +402,19 @@ def test_two_reviewers_labelling_at_once_lose_nothing(live: Live) -> None:
     rounds = 4
     errors: list[BaseException] = []
     start = threading.Barrier(3)
+    # AppTest sets and clears one process-wide mock Streamlit Runtime around each script run, so
+    # two runs at once in one process break each other ("Runtime hasn't been created!"): the two
+    # sessions take turns running their scripts, while the API client writes alongside them.
+    one_run_at_a_time = threading.Lock()
 
     def dashboard_session(name: str) -> None:
         try:
-            at = open_at("trace", name, trace=trace_hex(2))
+            with one_run_at_a_time:
+                at = open_at("trace", name, trace=trace_hex(2))
             start.wait(30)
             for i in range(rounds):
-                fill_label(at, "trace_label_trace", verdict="fail" if i % 2 else "pass", note=f"{name} {i}")
+                with one_run_at_a_time:
+                    fill_label(at, "trace_label_trace", verdict="fail" if i % 2 else "pass", note=f"{name} {i}")
                 assert not at.error, [e.value for e in at.error]
         except BaseException as e:
             errors.append(e)
