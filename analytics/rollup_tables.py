@@ -30,7 +30,13 @@ from spanlake.analytics.explore.relation import run_on_lake
 from spanlake.analytics.query import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import TIMEOUT_PREDICATE, keys_select
 from spanlake.analytics.reports.cost import call_totals
-from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS, RETRY_LOOKBACK, steps_ctes, steps_source
+from spanlake.analytics.reports.latency import (
+    DEFAULT_SLOW_MS,
+    RETRY_LOOKBACK,
+    step_groups,
+    steps_ctes,
+    steps_source,
+)
 from spanlake.analytics.reports.retrieval import _EXTRA as RETRIEVAL_COLUMNS
 from spanlake.analytics.reports.retrieval import DOCUMENT_IDS_CTE, documents_source
 from spanlake.analytics.reports.tasks import SORTS, TASK_LIST_COLUMNS
@@ -121,20 +127,21 @@ def build_steps(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame
 
     def body(p: Params) -> str:
         slow = p.add(DEFAULT_SLOW_MS)
-        aggregate = f"""SELECT {keys_select(group, dims)}
-          count(*) AS count,
+        keys = group.select(dims)
+        metrics = f"""count(*) AS count,
           count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
           count(*) FILTER (WHERE {TIMEOUT_PREDICATE}) AS timeouts,
           count(*) FILTER (WHERE duration_ms > {slow}) AS slow,
-          count(*) FILTER (WHERE is_repeat) AS repeats,
-          count(*) FILTER (WHERE is_retry) AS retries,
           count(time_to_first_token_ms) AS ttft_count,
           {sketch.agg_sql("duration_ms", "dur")},
-          {sketch.agg_sql("time_to_first_token_ms", "ttft")}
-        FROM steps GROUP BY ALL"""
-        return f"{steps_ctes(f, p)},\n{_unpacked(aggregate, 'dur', 'ttft')}"
+          {sketch.agg_sql("time_to_first_token_ms", "ttft")}"""
+        return f"{steps_ctes(f, p, keys)},\n{_unpacked(step_groups(keys, metrics), 'dur', 'ttft')}"
 
-    return an.run(steps_source(f, group), body)
+    df = an.run(steps_source(f, group), body)
+    # the column order of the files written before step_groups, so old and new hours scan as one
+    head = [c for c in df.columns if c not in ("repeats", "retries")]
+    at = head.index("slow") + 1
+    return df.select([*head[:at], "repeats", "retries", *head[at:]])
 
 
 def build_checks(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -85,3 +86,60 @@ def test_per_model(an: Analytics) -> None:
 def test_group_by_allow_list(an: Analytics) -> None:
     with pytest.raises(ValueError, match="cannot group by"):
         latency(an, WINDOW, ["model; DROP TABLE spans"])
+
+
+@pytest.fixture
+def attempts(tmp_path: Path) -> Analytics:
+    hour_ms = 3600 * 1000
+    tool = {"gen_ai.operation.name": "execute_tool"}
+    agent = {"gen_ai.operation.name": "invoke_agent"}
+    spans = [
+        span(30, 1, name="T", ms=100),
+        span(30, 2, 1, at_ms=1, ms=90, name="agent-a", **agent),
+        span(30, 3, 1, at_ms=2, ms=90, name="agent-b", **agent),
+        span(30, 4, 1, at_ms=3, ms=90, name="agent-c", **agent),
+        # one step three times under parent 2: m1 fails, the fallback m2 fails, m3 succeeds
+        span(30, 20, 2, at_ms=10, ms=5, name="call", error=True, **_llm("m1")),
+        span(30, 21, 2, at_ms=20, ms=5, name="call", error=True, **_llm("m2")),
+        span(30, 22, 2, at_ms=30, ms=5, name="call", **_llm("m3")),
+        # the same name under another parent, right after: not a repeat
+        span(30, 23, 3, at_ms=31, ms=5, name="call", **_llm("m1")),
+        # two attempts starting in the same millisecond: ordered by span id, so 0x0b follows the failed 0x0a
+        span(30, 0x0B, 4, at_ms=50, ms=5, name="call", **_llm("m1")),
+        span(30, 0x0A, 4, at_ms=50, ms=5, name="call", error=True, **_llm("m1")),
+        # a tool polled again after more than RETRY_LOOKBACK (not a repeat), then right away (a repeat)
+        span(31, 1, name="T", ms=2 * hour_ms),
+        span(31, 2, 1, at_ms=1, ms=5, name="poll", error=True, **tool),
+        span(31, 3, 1, at_ms=1 + hour_ms + 1, ms=5, name="poll", **tool),
+        span(31, 4, 1, at_ms=1 + hour_ms + 2, ms=5, name="poll", **tool),
+    ]
+    write(tmp_path, spans)
+    return Analytics(tmp_path, prices=PriceBook(use_database=False))
+
+
+def _repeats(df: object) -> dict[tuple[str, str | None], tuple[int, int, int]]:
+    return {(r["level"], r.get("model")): (r["count"], r["repeats"], r["retries"]) for r in df.to_dicts()}  # type: ignore[attr-defined]
+
+
+def test_repeats_and_retries_by_hand(attempts: Analytics) -> None:
+    window = Filters(since=T0, until=T0 + timedelta(hours=3))
+    got = _repeats(latency(attempts, window, ["model"]))
+    # m1: 20 (first), 23 (other parent), 0x0a (first), 0x0b (after the failed 0x0a) → 1 repeat, 1 retry
+    # m2: 21 after the failed 20 → 1, 1; m3: 22 after the failed 21 → 1, 1
+    assert got[("llm", "m1")] == (4, 1, 1)
+    assert got[("llm", "m2")] == (1, 1, 1)
+    assert got[("llm", "m3")] == (1, 1, 1)
+    # polls: the second came over an hour after the failed first (not a repeat); the third repeats the second
+    assert got[("tool", None)] == (3, 1, 0)
+    assert got[("agent", None)] == (3, 0, 0)  # three names under one parent
+    # a model filter still matches each step with the attempt before it: m3's was m2's failure
+    only_m3 = _repeats(latency(attempts, Filters(since=window.since, until=window.until, model="m3"), ["model"]))
+    assert only_m3[("llm", "m3")] == (1, 1, 1)
+    assert {k for k in only_m3 if k[0] != "task"} == {("llm", "m3")}
+
+
+def test_step_groups_sharing_a_key_hash_fail_loudly(attempts: Analytics, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module("spanlake.analytics.reports.latency")
+    monkeypatch.setattr(module, "_key_hash", lambda exprs: "0::UBIGINT")  # every group one hash
+    with pytest.raises(Exception, match="share a key hash"):
+        latency(attempts, Filters(since=T0, until=T0 + timedelta(hours=3)), ["model"])
