@@ -94,7 +94,8 @@ def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, *, priced: 
 
 def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) -> str:
     """CTEs after `sp`: trace_agg and the simple tasks, the walk for other traces, member
-    (each span's innermost task), task_agg, tasks_all and tasks (tasks_all with the filters)."""
+    (each span's innermost task), task_rows (task spans with their aggregates), tasks_all and
+    tasks (tasks_all with the filters)."""
     window = []
     if filters.since is not None:
         window.append(f"t.start_time >= {p.add(filters.since)}")
@@ -125,13 +126,11 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
       FROM sp s GROUP BY project, trace_id
     ),
     simple AS (SELECT * FROM trace_agg WHERE {simple_when}),
-    simple_spans AS (
-      SELECT t.* FROM sp t SEMI JOIN simple s
+    -- The task span of each simple trace that starts in the window, with its trace's aggregates.
+    simple_rows AS (
+      SELECT t.*, {_prefixed("s")} FROM sp t JOIN simple s
         ON s.project = t.project AND s.trace_id = t.trace_id AND s.task_id = t.span_id
-      WHERE (t.is_root OR {IS_TASK}) AND {where}
-    ),
-    simple_tasks AS (
-      SELECT s.* FROM simple s SEMI JOIN simple_spans t ON t.project = s.project AND t.trace_id = s.trace_id
+      WHERE {where}
     ),
     -- Every other trace with a task candidate: a marked span, or a root whose parent is not here.
     walk_sp AS (
@@ -149,7 +148,6 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
                             AND q.span_id = t.parent_span_id))
     ),
     walk_spans AS (SELECT t.* FROM task_candidates t WHERE {where}),
-    task_spans AS (SELECT * FROM simple_spans UNION ALL SELECT * FROM walk_spans),
     edges AS (
       SELECT e.project, e.trace_id, e.span_id, e.parent_span_id FROM walk_sp e WHERE e.parent_span_id IS NOT NULL
     ),
@@ -166,17 +164,22 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     ),
     -- Each span's innermost task (the one its cost belongs to).
     member AS (
-      SELECT s.project, s.trace_id, st.task_id, s.span_id FROM sp s
-      JOIN simple_tasks st ON st.project = s.project AND st.trace_id = s.trace_id
+      SELECT s.project, s.trace_id, st.span_id AS task_id, s.span_id FROM sp s
+      JOIN simple_rows st ON st.project = s.project AND st.trace_id = s.trace_id
       UNION ALL
       SELECT project, trace_id, task_id, span_id FROM walk_m WHERE own
     ),
-    task_agg AS (
-      SELECT project, trace_id, task_id, {", ".join(AGGREGATE_NAMES)} FROM simple_tasks
-      UNION ALL
+    walk_agg AS (
       SELECT w.project, w.trace_id, w.task_id, {_aggregates("w.own")}
       FROM walk_m w JOIN walk_sp s ON s.project = w.project AND s.trace_id = w.trace_id AND s.span_id = w.span_id
       GROUP BY w.project, w.trace_id, w.task_id
+    ),
+    -- Task spans with their aggregates (`a_*`).
+    task_rows AS (
+      SELECT * FROM simple_rows
+      UNION ALL
+      SELECT t.*, {_prefixed("a")} FROM walk_spans t
+      JOIN walk_agg a ON a.project = t.project AND a.trace_id = t.trace_id AND a.task_id = t.span_id
     ),
     latest_label AS (
       SELECT project, trace_id, span_id, arg_max(outcome, labeled_at) AS outcome
@@ -186,25 +189,25 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
       SELECT t.project, t.trace_id, t.span_id, coalesce(t.task_name, t.name) AS task_name, t.name,
         t.start_time, t.duration_ms, t.service_name, t.status_code, t.error_type, t.status_message, t.attr_match,
         {g_attrs}
-        coalesce(t.model, a.first_model) AS model,
-        coalesce(t.provider, a.first_provider) AS provider,
-        coalesce(t.prompt_name, a.first_prompt_name) AS prompt_name,
-        coalesce(t.prompt_version, a.first_prompt_version) AS prompt_version,
+        coalesce(t.model, t.a_first_model) AS model,
+        coalesce(t.provider, t.a_first_provider) AS provider,
+        coalesce(t.prompt_name, t.a_first_prompt_name) AS prompt_name,
+        coalesce(t.prompt_version, t.a_first_prompt_version) AS prompt_version,
         CASE WHEN l.outcome IS NOT NULL THEN l.outcome
              WHEN t.task_outcome IS NOT NULL THEN t.task_outcome
-             WHEN a.validation_failed THEN 'failure'
+             WHEN t.a_validation_failed THEN 'failure'
              WHEN t.status_code = 'ERROR' THEN 'failure'
              ELSE {default} END AS outcome,
         CASE WHEN l.outcome IS NOT NULL THEN 'label'
              WHEN t.task_outcome IS NOT NULL THEN 'app'
-             WHEN a.validation_failed THEN 'validation'
+             WHEN t.a_validation_failed THEN 'validation'
              WHEN t.status_code = 'ERROR' THEN 'error'
              ELSE 'default' END AS outcome_source,
         t.task_outcome_reason,
-        a.spans, a.validations, a.validation_failures, a.cost_usd, a.reported_cost_usd, a.llm_calls,
-        a.unpriced_calls, a.input_tokens, a.output_tokens
-      FROM task_spans t
-      JOIN task_agg a ON a.project = t.project AND a.trace_id = t.trace_id AND a.task_id = t.span_id
+        t.a_spans AS spans, t.a_validations AS validations, t.a_validation_failures AS validation_failures,
+        t.a_cost_usd AS cost_usd, t.a_reported_cost_usd AS reported_cost_usd, t.a_llm_calls AS llm_calls,
+        t.a_unpriced_calls AS unpriced_calls, t.a_input_tokens AS input_tokens, t.a_output_tokens AS output_tokens
+      FROM task_rows t
       LEFT JOIN latest_label l ON l.project = t.project AND l.trace_id = t.trace_id AND l.span_id = t.span_id
     ),
     tasks AS (SELECT * FROM tasks_all WHERE {final_where})"""
@@ -226,6 +229,10 @@ AGGREGATE_NAMES = (
     "first_prompt_name",
     "first_prompt_version",
 )
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(f"{alias}.{name} AS a_{name}" for name in AGGREGATE_NAMES)
 
 
 def _aggregates(own: str) -> str:
