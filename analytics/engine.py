@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ LABELS_SCHEMA = pa.schema(
     ]
 )
 LabelSource = Callable[[], pa.Table]
+# A report query: the spans it reads and the SQL after their CTEs (see Analytics.run).
+Job = tuple[SpanSource, Callable[[Params], str]]
 
 
 def no_labels() -> pa.Table:
@@ -75,23 +77,31 @@ class Analytics:
 
     def run(self, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:
         """Run `WITH <span CTEs>, <body>`; `body` adds its own CTEs and final SELECT."""
-        con = self._connect(src)
+        return self.run_many([(src, body)])[0]
+
+    def run_many(self, jobs: Sequence[Job]) -> list[pl.DataFrame]:
+        """`run` for each (source, body), on one connection over the union of their windows (at
+        10M spans, binding the views and closing the database cost ~0.4 s per connection)."""
+        con = self._connect([src for src, _ in jobs])
         try:
             for stmt in MACROS:
                 con.execute(stmt)
-            pairs: list[dict[str, Any]] = []
-            if src.priced:
-                p0 = Params()
-                pairs = fetch_arrow(con, pairs_sql(src, p0), p0.values).to_pylist()
-            table = self.prices.table((r["provider"], r["model"]) for r in pairs)
-            con.register("prices", table)
             con.register("task_labels", self._labels())
-            p = Params()
-            ctes = span_ctes(src, p, PriceBook.tier_models(table), PriceBook.service_tier_keys(table))
-            sql = f"WITH RECURSIVE {ctes},\n{body(p)}"
-            return pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[return-value]
+            return [self._run_on(con, src, body) for src, body in jobs]
         finally:
             con.close()
+
+    def _run_on(self, con: duckdb.DuckDBPyConnection, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:
+        pairs: list[dict[str, Any]] = []
+        if src.priced:
+            p0 = Params()
+            pairs = fetch_arrow(con, pairs_sql(src, p0), p0.values).to_pylist()
+        table = self.prices.table((r["provider"], r["model"]) for r in pairs)
+        con.register("prices", table)
+        p = Params()
+        ctes = span_ctes(src, p, PriceBook.tier_models(table), PriceBook.service_tier_keys(table))
+        sql = f"WITH RECURSIVE {ctes},\n{body(p)}"
+        return pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[return-value]
 
     def _labels(self) -> pa.Table:
         """The label source's table (skipped when the lake's label source has no files yet)."""
@@ -101,15 +111,19 @@ class Analytics:
         labels = self.labels()
         return labels.cast(LABELS_SCHEMA) if labels.num_rows else LABELS_SCHEMA.empty_table()
 
-    def _connect(self, src: SpanSource) -> duckdb.DuckDBPyConnection:
-        """A connection whose views read only the partitions of the source's window (widened as
-        it asks), or the whole lake when the window is open-ended."""
-        f = src.filters
-        if f.since is None or f.until is None:
+    def _connect(self, sources: Sequence[SpanSource]) -> duckdb.DuckDBPyConnection:
+        """A connection whose views read only the partitions of the sources' windows (widened as
+        they ask), or the whole lake when a window is open-ended. Each source's SQL bounds its
+        own window, so a view over more partitions changes no result."""
+        filters = [s.filters for s in sources]
+        if any(f.since is None or f.until is None for f in filters):
             return self.lake.connect()
         from spanlake.analytics.explore.relation import connect_window
 
-        return connect_window(self, f.since - src.widen_before, f.until + src.widen_after, f.project)
+        since = min(s.filters.since - s.widen_before for s in sources)  # type: ignore[operator]
+        until = max(s.filters.until + s.widen_after for s in sources)  # type: ignore[operator]
+        projects = {f.project for f in filters}
+        return connect_window(self, since, until, projects.pop() if len(projects) == 1 else None)
 
     def sql(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         """Plain SQL over the lake's views (for tests and ad-hoc checks)."""

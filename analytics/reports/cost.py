@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
+from spanlake.analytics.engine import Analytics, Job
 from spanlake.analytics.query import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import join_on_keys, keys_select
 from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
@@ -33,8 +33,9 @@ def cost(
     """
     options = options or TaskOptions()
     names = GroupBy.parse(group_by, {k: SPAN_DIMS[k] for k in DIMS}, bucket).names
-    calls = call_totals(an, filters, group_by, bucket=bucket)
-    tasks = task_totals(an, filters, group_by, bucket=bucket, options=options)
+    calls, tasks = an.run_many(
+        [call_totals_job(filters, group_by, bucket), task_totals_job(filters, group_by, bucket, options)]
+    )
     return finish(calls, tasks, names)
 
 
@@ -42,6 +43,11 @@ def call_totals(
     an: Analytics, filters: Filters, group_by: Sequence[str] = (), *, bucket: str | None = None
 ) -> pl.DataFrame:
     """The call columns of `cost` (additive: rollups store them per hour)."""
+    return an.run(*call_totals_job(filters, group_by, bucket))
+
+
+def call_totals_job(filters: Filters, group_by: Sequence[str], bucket: str | None) -> Job:
+    """The (source, body) of `call_totals`."""
     dims = {k: SPAN_DIMS[k] for k in (*DIMS, "response_model")}
     group = GroupBy.parse(group_by, dims, bucket)
 
@@ -59,7 +65,7 @@ def call_totals(
           count(*) FILTER (WHERE unpriced) AS unpriced_calls
         FROM sp WHERE billable GROUP BY ALL"""
 
-    return an.run(SpanSource(filters, group, categories=BILLABLE_CATEGORIES), body)
+    return SpanSource(filters, group, categories=BILLABLE_CATEGORIES), body
 
 
 def task_totals(
@@ -71,7 +77,11 @@ def task_totals(
     options: TaskOptions | None = None,
 ) -> pl.DataFrame:
     """The additive task columns of `cost`: tasks, successes, failures, cost, unpriced calls."""
-    options = options or TaskOptions()
+    return an.run(*task_totals_job(filters, group_by, bucket, options or TaskOptions()))
+
+
+def task_totals_job(filters: Filters, group_by: Sequence[str], bucket: str | None, options: TaskOptions) -> Job:
+    """The (source, body) of `task_totals`."""
     group = GroupBy.parse(group_by, {k: TASK_DIMS[k] for k in DIMS}, bucket)
 
     def body(p: Params) -> str:
@@ -84,7 +94,7 @@ def task_totals(
           sum(unpriced_calls)::BIGINT AS task_unpriced_calls
         FROM tasks GROUP BY ALL"""
 
-    return an.run(task_source(filters, group, options), body)
+    return task_source(filters, group, options), body
 
 
 def finish(calls: pl.DataFrame, tasks: pl.DataFrame, keys: list[str]) -> pl.DataFrame:

@@ -137,8 +137,12 @@ def latency(
           quantile_cont(time_to_first_token_ms, 0.95) AS ttft_p95_ms"""
         return f"{steps_ctes(filters, p, keys)}\n{step_groups(keys, metrics)}"
 
-    tasks = an.run(task_source(filters, task_group, options, priced=False), task_body)
-    steps = an.run(steps_source(filters, span_group), step_body)
+    tasks, steps = an.run_many(
+        [
+            (task_source(filters, task_group, options, priced=False), task_body),
+            (steps_source(filters, span_group), step_body),
+        ]
+    )
     return _order(unpack_quantiles(pl.concat([tasks, steps], how="diagonal_relaxed")), span_group.names)
 
 
