@@ -319,11 +319,12 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
         # from the (short) outside ranges first, so no hash table of every trace is built.
         inner = window_predicates(replace(src, widen_after=timedelta(0), widen_before=timedelta(0)), p)
         bounds = [x for x in inner if x.startswith("start_time")]
-        project = [f"project = {p.add(f.project)}"] if f.project is not None else []
-        near = " AND ".join([f"({' OR '.join(outside)})", *project])
+        # One scan per range: DuckDB prunes partitions for each range, not for an OR of them.
+        project = f" AND project = {p.add(f.project)}" if f.project is not None else ""
+        near = " UNION ALL ".join(f"SELECT trace_id FROM spans_raw WHERE {r}{project}" for r in outside)
         preds.append(
             f"(({' AND '.join(bounds) or 'TRUE'}) OR trace_id IN (SELECT trace_id FROM spans_raw WHERE "
-            f"{' AND '.join(inner) or 'TRUE'} AND trace_id IN (SELECT trace_id FROM spans_raw WHERE {near})))"
+            f"{' AND '.join(inner) or 'TRUE'} AND trace_id IN ({near})))"
         )
     attr_match = attr_predicate(f, p)
     if src.span_level_filters:
