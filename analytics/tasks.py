@@ -92,10 +92,10 @@ def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, *, priced: 
     )
 
 
-def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) -> str:
-    """CTEs after `sp`: trace_agg and the simple tasks, the walk for other traces, member
-    (each span's innermost task), task_rows (task spans with their aggregates), tasks_all and
-    tasks (tasks_all with the filters)."""
+def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params, spans: str = "sp") -> str:
+    """CTEs after `sp` (or the relation named `spans`, read like `task_source`): trace_agg and
+    the simple tasks, the walk for other traces, member (each span's innermost task), task_rows
+    (task spans with their aggregates), tasks_all and tasks (tasks_all with the filters)."""
     window = []
     if filters.since is not None:
         window.append(f"t.start_time >= {p.add(filters.since)}")
@@ -123,18 +123,18 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
         bool_and(parent_span_id IS NULL) FILTER (WHERE is_root) AS roots_parentless,
         coalesce(any_value(span_id) FILTER (WHERE {IS_TASK}), any_value(span_id) FILTER (WHERE is_root)) AS task_id,
         {_aggregates("TRUE")}
-      FROM sp s GROUP BY project, trace_id
+      FROM {spans} s GROUP BY project, trace_id
     ),
     simple AS (SELECT * FROM trace_agg WHERE {simple_when}),
     -- The task span of each simple trace that starts in the window, with its trace's aggregates.
     simple_rows AS (
-      SELECT t.*, {_prefixed("s")} FROM sp t JOIN simple s
+      SELECT t.*, {_prefixed("s")} FROM {spans} t JOIN simple s
         ON s.project = t.project AND s.trace_id = t.trace_id AND s.task_id = t.span_id
       WHERE {where}
     ),
     -- Every other trace with a task candidate: a marked span, or a root whose parent is not here.
     walk_sp AS (
-      SELECT s.* FROM sp s SEMI JOIN (SELECT project, trace_id FROM trace_agg
+      SELECT s.* FROM {spans} s SEMI JOIN (SELECT project, trace_id FROM trace_agg
         WHERE (n_marked > 0 OR n_roots > 0) AND NOT ({simple_when})) c
         ON c.project = s.project AND c.trace_id = s.trace_id
     ),
@@ -164,7 +164,7 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params) ->
     ),
     -- Each span's innermost task (the one its cost belongs to).
     member AS (
-      SELECT s.project, s.trace_id, st.span_id AS task_id, s.span_id FROM sp s
+      SELECT s.project, s.trace_id, st.span_id AS task_id, s.span_id FROM {spans} s
       JOIN simple_rows st ON st.project = s.project AND st.trace_id = s.trace_id
       UNION ALL
       SELECT project, trace_id, task_id, span_id FROM walk_m WHERE own

@@ -13,6 +13,7 @@ from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import latency
+from spanlake.analytics.reports import tasks as tasks_report
 from tests.analytics.helpers import MS, T0, span, write
 
 WINDOW = Filters(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
@@ -118,7 +119,7 @@ def attempts(tmp_path: Path) -> Analytics:
 
 
 def _repeats(df: object) -> dict[tuple[str, str | None], tuple[int, int, int]]:
-    return {(r["level"], r.get("model")): (r["count"], r["repeats"], r["retries"]) for r in df.to_dicts()}  # type: ignore[attr-defined]
+    return {(r["level"], r.get("model")): (r["count"], r.get("repeats"), r.get("retries")) for r in df.to_dicts()}  # type: ignore[attr-defined]
 
 
 def test_repeats_and_retries_by_hand(attempts: Analytics) -> None:
@@ -143,3 +144,32 @@ def test_step_groups_sharing_a_key_hash_fail_loudly(attempts: Analytics, monkeyp
     monkeypatch.setattr(module, "_key_hash", lambda exprs: "0::UBIGINT")  # every group one hash
     with pytest.raises(Exception, match="share a key hash"):
         latency(attempts, Filters(since=T0, until=T0 + timedelta(hours=3)), ["model"])
+
+
+def test_tasks_and_steps_each_read_their_own_window(tmp_path: Path) -> None:
+    """Latency reads spans once for both parts; each part still sees only what its source reads:
+    steps the hour before the window (for the attempt before), tasks only `skew` before it."""
+    since = T0 + timedelta(hours=2)
+    at = (since - T0) / timedelta(milliseconds=1)
+    write(
+        tmp_path,
+        [
+            # a task in the window with a child stamped 30 min early (beyond the 5 min skew): the
+            # task's first call is m-late's, as the tasks report says
+            span(41, 1, name="T", at_ms=at + 60_000, ms=10),
+            span(41, 2, 1, at_ms=at - 1_800_000, ms=5, name="early", **_llm("m-early")),
+            span(41, 3, 1, at_ms=at + 120_000, ms=5, name="late", **_llm("m-late")),
+            # a failed call 30 min before the window, retried inside it
+            span(42, 1, name="T", at_ms=at - 1_800_000, ms=3_600_000),
+            span(42, 2, 1, at_ms=at - 1_800_000 + 1, ms=5, name="call", error=True, **_llm("m-late")),
+            span(42, 3, 1, at_ms=at + 60_000, ms=5, name="call", **_llm("m-late")),
+            # after the window: read for tasks that started in it (horizon), not a step of it
+            span(42, 4, 1, at_ms=at + 4_200_000, ms=5, name="call", **_llm("m-late")),
+        ],
+    )
+    an = Analytics(tmp_path, prices=PriceBook(use_database=False))
+    window = Filters(since=since, until=since + timedelta(hours=1))
+    got = _repeats(latency(an, window, ["model"]))
+    assert got == {("task", "m-late"): (1, None, None), ("llm", "m-late"): (2, 1, 1)}  # type: ignore[comparison-overlap]
+    by_model = tasks_report(an, window, ["model"])
+    assert by_model.select("model", "tasks").rows() == [("m-late", 1)]
