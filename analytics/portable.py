@@ -10,9 +10,11 @@ aggregations, so the numbers agree (tests/engines/test_spark.py runs both on one
 
 What differs from the DuckDB reports: tasks are those a trace has exactly one of, at its
 root (the common case; nested tasks need a recursive walk, and such traces are counted
-in `unsupported_traces` instead); human labels are not read; group-by keys are the plain
-dimensions in SPAN_KEYS / TASK_KEYS (no time buckets or attributes). Percentiles are exact
-and linearly interpolated in both engines (Spark `percentile`, DuckDB `quantile_cont`).
+in `unsupported_traces` instead); a step's attempt before it (for repeats and retries) is
+looked for inside the window only (DuckDB also reads the hour before); human labels are
+not read; group-by keys are the plain dimensions in SPAN_KEYS / TASK_KEYS (no time buckets
+or attributes). Percentiles are exact and linearly interpolated in both engines (Spark
+`percentile`, DuckDB `quantile_cont`).
 
     spark = SparkSession.builder.master("local[*]").config("spark.sql.session.timeZone", "UTC").getOrCreate()
     register_lake(spark, "/data/spanlake/lake")          # or s3a://bucket/prefix with hadoop-aws
@@ -22,14 +24,14 @@ and linearly interpolated in both engines (Spark `percentile`, DuckDB `quantile_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS, PriceBook
 from spanlake.analytics.query import BASE_COLUMNS, BILLABLE_CATEGORIES, SPAN_COST_SQL, STEP_CATEGORIES, Filters
-from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS
+from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS, RETRY_LOOKBACK
 from spanlake.storage.schema import LOGS, SPANS, Table
 
 SPAN_KEYS = {
@@ -235,6 +237,7 @@ class SparkReports:
         ctes, args = self._prepare(filters)
         step_sel, step_grp = _keys(group_by, SPAN_KEYS)
         cats = ", ".join(_quote(c) for c in STEP_CATEGORIES)
+        lookback = int(RETRY_LOOKBACK / timedelta(microseconds=1))
         tasks: list[dict[str, Any]] = []
         if set(group_by) <= set(TASK_KEYS):  # tasks by model need the task's first call: not here
             task_sel, task_grp = _keys(group_by, TASK_KEYS)
@@ -248,8 +251,11 @@ class SparkReports:
             f"""WITH {ctes},
             steps AS (
               SELECT *,
-                parent_span_id IS NOT NULL AND row_number() OVER attempts > 1 AS is_repeat,
-                parent_span_id IS NOT NULL AND lag(status_code) OVER attempts = 'ERROR' AS is_retry
+                parent_span_id IS NOT NULL
+                  AND unix_micros(start_time) - unix_micros(lag(start_time) OVER attempts) <= {lookback} AS is_repeat,
+                parent_span_id IS NOT NULL
+                  AND unix_micros(start_time) - unix_micros(lag(start_time) OVER attempts) <= {lookback}
+                  AND lag(status_code) OVER attempts = 'ERROR' AS is_retry
               FROM sp WHERE category IN ({cats})
               WINDOW attempts AS (PARTITION BY project, trace_id, parent_span_id, name ORDER BY start_time, span_id)
             )

@@ -101,6 +101,18 @@ def trace_requests(n_traces: int) -> list[bytes]:
                 attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"},
             )
         )
+        if t % 5 >= 2 and t % 2:  # the tool again after more than the retry look-back: not a repeat
+            spans.append(
+                make_span(
+                    "search",
+                    trace_id=tid,
+                    span_id=sid(t, "tool", "late"),
+                    parent_span_id=root,
+                    start_ns=start + 5 * 10**7 + 61 * 60 * 10**9,
+                    duration_ns=(5 + t) * 10**6,
+                    attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"},
+                )
+            )
         project = "alpha" if t % 3 else "beta"
         req = make_request(spans, resource={"service.name": f"svc-{t % 2}", "spanlake.project": project})
         bodies.append(req.SerializeToString())
