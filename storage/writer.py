@@ -30,6 +30,9 @@ TMP_SUFFIX = ".tmp"
 FLUSHED_DIR = "_flushed"  # lake/_flushed/<segment>: every file of that WAL segment is published
 
 
+RENAME_ATTEMPTS = 10  # tries against retention removing the folder being written into
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -38,16 +41,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def makedirs_durable(path: Path) -> None:
-    """`mkdir -p` that fsyncs the parent of every directory it creates."""
+def makedirs_durable(path: Path, attempts: int = RENAME_ATTEMPTS) -> None:
+    """`mkdir -p` that fsyncs the parent of every directory it creates.
+
+    Retention removes a partition's folders once they are empty, so a parent made here can
+    vanish before its child is made: then the parent is made again (a few times at most).
+    """
     if path.is_dir():
         return
-    makedirs_durable(path.parent)
+    makedirs_durable(path.parent, attempts)
     try:
         path.mkdir()
     except FileExistsError:
         return  # created concurrently; whoever created it fsyncs its parent
-    fsync_dir(path.parent)
+    except FileNotFoundError:
+        if attempts <= 1:
+            raise
+        makedirs_durable(path, attempts - 1)
+        return
+    with contextlib.suppress(FileNotFoundError):  # removed already: the rename will say so
+        fsync_dir(path.parent)
 
 
 def columns_to_table(table: Table, columns: Mapping[str, list[Any]]) -> pa.Table:
@@ -59,7 +72,6 @@ def columns_to_table(table: Table, columns: Mapping[str, list[Any]]) -> pa.Table
 
 def write_parquet(data: pa.Table, dest: Path, staging: Path) -> None:
     """Write `data` to `dest` atomically (staging file, fsync, rename, fsync dir)."""
-    makedirs_durable(dest.parent)
     makedirs_durable(staging)
     tmp = staging / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
     try:
@@ -67,11 +79,26 @@ def write_parquet(data: pa.Table, dest: Path, staging: Path) -> None:
             pq.write_table(data, f, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        _rename_into(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    fsync_dir(dest.parent)
+    with contextlib.suppress(FileNotFoundError):  # retention deleted the (expired) file already
+        fsync_dir(dest.parent)
+
+
+def _rename_into(tmp: Path, dest: Path) -> None:
+    """Rename `tmp` to `dest`, creating `dest`'s folder. Retention removes a partition's
+    folder once it is empty, so it can vanish between the mkdir and the rename; then the
+    folder is made again (a bounded number of times: it loses only to another rmdir)."""
+    for attempt in range(RENAME_ATTEMPTS):
+        makedirs_durable(dest.parent)
+        try:
+            os.replace(tmp, dest)
+            return
+        except FileNotFoundError:
+            if not tmp.exists() or attempt == RENAME_ATTEMPTS - 1:
+                raise
 
 
 def clean_staging(staging: Path, min_age_s: float = 3600.0) -> int:

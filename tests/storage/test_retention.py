@@ -123,3 +123,33 @@ def test_the_collector_applies_retention_on_its_schedule(tmp_path: Path) -> None
     finally:
         stop()
     assert counts(dd) == {"beta": 2}
+
+
+def test_a_writer_racing_retention_for_a_folder_keeps_writing(tmp_path: Path) -> None:
+    """Retention removes an expired partition's folder once it is empty; a writer that created
+    that folder a moment before (for more old rows) recreates it instead of failing, so a
+    collector's last flush at shutdown does not leave its segment behind in the WAL."""
+    import threading
+
+    dd = DataDir(tmp_path)
+    done = threading.Event()
+    runs = 0
+
+    def retention() -> None:
+        nonlocal runs
+        while not done.is_set():
+            apply_retention(dd, {"old": 1})
+            runs += 1
+
+    writer = LakeWriter(dd)
+    span = make_span("s", start_ns=time.time_ns() - 3 * DAY_NS)
+    batch = decode_spans(make_request([span], resource={"spanlake.project": "old"}), 0)
+    t = threading.Thread(target=retention)
+    t.start()
+    try:
+        for i in range(400):
+            writer.write_batch(SPANS, batch, f"seg{i}-0000")
+    finally:
+        done.set()
+        t.join()
+    assert runs > 10
