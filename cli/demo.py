@@ -77,12 +77,15 @@ def next_steps(summary: Any, dashboard_url: str) -> list[str]:
     """Lines telling a newcomer what to look at, with trace ids from this run."""
     failed = next((r for r in summary.results if r.outcome == "failure" and r.escalations), None)
     errored = next((r for r in summary.results if r.outcome == "error"), None)
-    lines = [
-        f"  dashboard      {dashboard_url}  (Traces, Sessions, Overview, Reports: pick project demo)",
-    ]
+    running = dashboard_url.startswith("http")
+    if running:
+        lines = [f"  dashboard      {dashboard_url}  (Traces, Sessions, Overview, Reports: pick project demo)"]
+    else:
+        lines = ["  dashboard      not running (spanlake up --no-dashboard); `spanlake dashboard` starts it"]
     for label, r in (("an escalation", failed), ("an exception", errored)):
         if r is not None and r.trace_id:
-            lines.append(f"  {label:<14} {dashboard_url}/trace?trace={r.trace_id}&project=demo")
+            where = f"{dashboard_url}/trace?trace={r.trace_id}&project=demo" if running else f"trace {r.trace_id}"
+            lines.append(f"  {label:<14} {where}")
     reports = [
         "tasks -g prompt_version,outcome",
         "compare --by prompt_version --a v1 --b v2",
@@ -149,7 +152,10 @@ def print_summary(summary: Any, dashboard_url: str) -> None:
     envvar="SPANLAKE_DEMO_TIME_SCALE",
     help="Multiply the simulated model and tool latencies (0.2: five times faster).",
 )
-@click.option("--dashboard-url", default=DEFAULT_DASHBOARD, show_default=True, help="Where to point for the UI.")
+@click.option(
+    "--dashboard-url", default=DEFAULT_DASHBOARD, show_default=True,
+    help="Where the summary points for the UI (`off`: no dashboard is running).",
+)  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome per ticket as JSON lines at the end.")
 def demo(
@@ -236,8 +242,8 @@ class FirstStartDemo:
             return
         endpoint = http_endpoint.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//127.0.0.1:")
         cmd = [sys.executable, "-m", "spanlake.cli.demo", "--endpoint", endpoint, "--quiet"]
-        if dashboard_url and dashboard_url.startswith("http"):
-            cmd += ["--dashboard-url", dashboard_url]
+        if dashboard_url is not None:  # not a URL when `spanlake up` runs without one
+            cmd += ["--dashboard-url", dashboard_url if dashboard_url.startswith("http") else "off"]
         try:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log, "ab") as out:

@@ -69,6 +69,8 @@ def test_first_start_runs_the_demo_once(tmp_path: Path) -> None:
     assert not (opted_out / "demo.log").exists()
     why = f"up:\n{first.output()}\ndemo.log:\n{demo_log.read_text()}"
     assert "spanlake demo: 8 support tickets answered" in demo_log.read_text(), why
+    assert "dashboard      not running (spanlake up --no-dashboard)" in demo_log.read_text(), why
+    assert "127.0.0.1:8501" not in demo_log.read_text(), "no link to a dashboard that is not running"
     lake = Lake(fresh)
     assert lake.query("SELECT DISTINCT project FROM spans").to_pylist() == [{"project": "demo"}], why
     assert lake.query("SELECT count(*) AS n FROM spans WHERE category = 'task'").to_pylist() == [{"n": 8}], why
