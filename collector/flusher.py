@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -147,7 +148,8 @@ class Flusher:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that runs gRPC threads is unsafe.
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        ctx = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_exit_with, initargs=(os.getpid(),))
 
     def _warm_up(self, pool: ProcessPoolExecutor) -> None:
         """Start every worker now, importing the decoder and Arrow, so the first segments
@@ -236,6 +238,26 @@ class Flusher:
         fsync_dir(segment.parent)
         self.wal.segment_flushed(size)
         self.segments_flushed += 1
+
+
+PARENT_POLL_S = 0.5
+
+
+def _exit_with(parent: int) -> None:
+    """A flush worker's initializer: end the worker once the collector that started it is gone.
+
+    A pool's workers hold both ends of the pool's pipes themselves, so after a SIGKILL of the
+    collector (or an OOM kill) they would wait on them for ever. A watcher thread checks the
+    parent pid instead (portable; Linux's PR_SET_PDEATHSIG follows the spawning thread, not
+    the process). Whatever segment a worker was writing stays in the WAL and is replayed.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="spanlake-parent-watch", daemon=True).start()
 
 
 def _worker_ready() -> bool:

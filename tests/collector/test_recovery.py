@@ -4,6 +4,7 @@ replays without duplicates."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -118,6 +119,21 @@ class SpanlakeProcess:
             self.lines.put(line)
         self.lines.put("")
 
+    def descendants(self) -> set[int]:
+        """Pids of the processes under this one but the rollup job (a bounded run that ends by
+        itself): the flush workers and their resource tracker."""
+        assert self.proc is not None
+        parents: dict[int, int] = {}
+        for status in Path("/proc").glob("[0-9]*/status"):
+            with contextlib.suppress(OSError):
+                ppid = next(line for line in status.read_text().splitlines() if line.startswith("PPid:"))
+                parents[int(status.parent.name)] = int(ppid.split()[1])
+        found, frontier = set(), {self.proc.pid}
+        while frontier:
+            frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+            found |= frontier
+        return {pid for pid in found if b"rollup_job" not in cmdline(pid)}
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
         if self.proc is not None and self.proc.poll() is None:
@@ -177,6 +193,20 @@ class Load:
                     return
 
 
+def cmdline(pid: int) -> bytes:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    return b""
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by init, does not)."""
+    try:
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
+    except OSError:
+        return False
+
+
 def expected_span_ids(run: int, acked: dict[str, tuple[int, int]]) -> set[tuple[str, str]]:
     """(trace_id, span_id) of every span of every acknowledged request."""
     return {(trace, sid.hex()) for trace, (t, seq) in acked.items() for sid in ids_for(run, t, seq)[1]}
@@ -216,8 +246,11 @@ def test_kill_9_under_load_keeps_every_acknowledged_span_exactly_once(
                 timeout=40,
                 what=f"run {run}: {min_acks} acknowledged requests",
             )
+            workers = proc.descendants()
             proc.kill()  # run 2 is killed while it may still be replaying run 1's segments
         assert not load.unexpected, load.unexpected
+        assert workers, "spanlake up flushes in worker processes by default"
+        poll(lambda ws=workers: not any(alive(w) for w in ws), timeout=15, what=f"run {run}: the workers to end")
         assert any((data / "wal").iterdir()), "the kill should leave WAL segments to replay"
         acked[run] = dict(load.acked)
         attempted |= load.attempted
