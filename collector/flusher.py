@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 PART_ROWS = 10_000  # rows per output file part: bounds each flush worker's memory
 RETRY_DELAY_S = 2.0
 MAX_RETRY_DELAY_S = 30.0
+PARENT_POLL_S = 0.5  # how often a flush worker checks that its collector is still there
 
 
 def _decode_logs(body: bytes, ingested_at_ns: int, project: str | None, default_project: str) -> Batch:
@@ -238,9 +239,6 @@ class Flusher:
         fsync_dir(segment.parent)
         self.wal.segment_flushed(size)
         self.segments_flushed += 1
-
-
-PARENT_POLL_S = 0.5
 
 
 def _exit_with(parent: int) -> None:

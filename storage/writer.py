@@ -28,8 +28,6 @@ from spanlake.storage.schema import Table
 
 TMP_SUFFIX = ".tmp"
 FLUSHED_DIR = "_flushed"  # lake/_flushed/<segment>: every file of that WAL segment is published
-
-
 RENAME_ATTEMPTS = 10  # tries against retention removing the folder being written into
 
 
@@ -41,26 +39,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def makedirs_durable(path: Path, attempts: int = RENAME_ATTEMPTS) -> None:
-    """`mkdir -p` that fsyncs the parent of every directory it creates.
-
-    Retention removes a partition's folders once they are empty, so a parent made here can
-    vanish before its child is made: then the parent is made again (a few times at most).
-    """
+def makedirs_durable(path: Path) -> None:
+    """`mkdir -p` that fsyncs the parent of every directory it creates."""
     if path.is_dir():
         return
-    makedirs_durable(path.parent, attempts)
+    makedirs_durable(path.parent)
     try:
         path.mkdir()
     except FileExistsError:
         return  # created concurrently; whoever created it fsyncs its parent
-    except FileNotFoundError:
-        if attempts <= 1:
-            raise
-        makedirs_durable(path, attempts - 1)
-        return
-    with contextlib.suppress(FileNotFoundError):  # removed already: the rename will say so
-        fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def columns_to_table(table: Table, columns: Mapping[str, list[Any]]) -> pa.Table:
@@ -88,12 +76,13 @@ def write_parquet(data: pa.Table, dest: Path, staging: Path) -> None:
 
 
 def _rename_into(tmp: Path, dest: Path) -> None:
-    """Rename `tmp` to `dest`, creating `dest`'s folder. Retention removes a partition's
-    folder once it is empty, so it can vanish between the mkdir and the rename; then the
-    folder is made again (a bounded number of times: it loses only to another rmdir)."""
+    """Rename `tmp` to `dest`, creating `dest`'s folders. Retention removes a partition's hour
+    and date folders once they are empty, so one can vanish between its mkdir and the next
+    step (the child's mkdir, an fsync, the rename); then the folders are made again, a bounded
+    number of times (it loses only to another removal)."""
     for attempt in range(RENAME_ATTEMPTS):
-        makedirs_durable(dest.parent)
         try:
+            makedirs_durable(dest.parent)
             os.replace(tmp, dest)
             return
         except FileNotFoundError:

@@ -4,6 +4,7 @@ that let compaction merge files of other collectors' segments safely."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,8 +130,6 @@ def test_a_writer_racing_retention_for_a_folder_keeps_writing(tmp_path: Path) ->
     """Retention removes an expired partition's folder once it is empty; a writer that created
     that folder a moment before (for more old rows) recreates it instead of failing, so a
     collector's last flush at shutdown does not leave its segment behind in the WAL."""
-    import threading
-
     dd = DataDir(tmp_path)
     done = threading.Event()
     runs = 0
