@@ -1,6 +1,6 @@
 """Dataset examples from labelled traces and spans, and the items a filter selects.
 
-An example is built from the trace as stored (analytics.explore.detail.trace_detail):
+An example is built from the trace as stored (analytics.traces.detail.trace_detail):
 
 - a trace: input = the task's (or root's) input, else the last user message of the first
   model call; input messages = that call's input; output = the task's output, else the last
@@ -27,12 +27,12 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.explore.detail import TraceDetail, trace_detail
-from spanlake.analytics.explore.filters import MAX_PAGE, Page, TraceFilters
-from spanlake.analytics.explore.messages import as_text, loads
-from spanlake.analytics.explore.traces import list_traces
 from spanlake.analytics.labels import current_labels, current_labels_sql
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.traces.detail import TraceDetail, trace_detail
+from spanlake.analytics.traces.filters import MAX_PAGE, Page, TraceFilters
+from spanlake.analytics.traces.messages import as_text, loads
+from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.storage.datasets import (
     EXAMPLE_SCHEMA,
     Version,
@@ -303,7 +303,7 @@ def match_items(
     an: Analytics, tf: TraceFilters, lf: LabelFilter | None = None, limit: int = MAX_MATCHES
 ) -> pl.DataFrame:
     """Items (project, trace_id, span_id, trace_start) whose trace matches `tf` (the trace list's
-    filters: analytics.explore.traces.list_traces) and whose current labels match `lf`, oldest
+    filters: analytics.traces.traces.list_traces) and whose current labels match `lf`, oldest
     trace first, at most `limit`."""
     lf = lf or LabelFilter()
     wanted: dict[tuple[str, str], list[str | None]] | None = None

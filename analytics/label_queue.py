@@ -1,6 +1,6 @@
 """A labelling queue: the traces matching a saved filter that a reviewer has not labelled yet.
 
-The filter is the trace list's (analytics.explore.filters.TraceFilters, e.g. "failed in the
+The filter is the trace list's (analytics.traces.filters.TraceFilters, e.g. "failed in the
 last day": `TraceFilters.last(timedelta(days=1), outcome="failure")`); the queue keeps the
 trace list's order. A trace counts as done once it has a current label (on the trace or any
 span of it) from the reviewer (`author`), or from any reviewer when `author` is None.
@@ -14,10 +14,10 @@ from typing import Any
 
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.explore.filters import MAX_PAGE, Page, TraceFilters
-from spanlake.analytics.explore.traces import list_traces
 from spanlake.analytics.labels import current_labels_sql
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.traces.filters import MAX_PAGE, Page, TraceFilters
+from spanlake.analytics.traces.trace_list import list_traces
 
 MAX_SCAN = 10_000  # traces looked at per call
 

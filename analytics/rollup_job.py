@@ -125,7 +125,7 @@ class RollupSchedule:
 def run_job(data_dir: str | Path, lake: str | None = None) -> str:
     """Bring the rollups of one data directory up to date; returns a one-line summary."""
     from spanlake.analytics import rollups
-    from spanlake.analytics.engine import Analytics
+    from spanlake.analytics.runner import Analytics
     from spanlake.storage.layout import DataDir
 
     dd = DataDir(data_dir, lake)

@@ -17,8 +17,6 @@ from typing import Any
 import polars as pl
 
 from spanlake.analytics import rollup_tables, sketch
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import Filters, GroupBy
 from spanlake.analytics.reports.common import QUANTILES
 from spanlake.analytics.reports.compare import BY as COMPARE_BY
 from spanlake.analytics.reports.compare import compare as raw_compare
@@ -38,7 +36,9 @@ from spanlake.analytics.reports.validation import validation_errors
 from spanlake.analytics.rollup_tables import TABLES
 from spanlake.analytics.rollups import apply_filters as _filter
 from spanlake.analytics.rollups import can_answer, cost_auto, rows, with_bucket
-from spanlake.analytics.tasks import OUTCOME_SOURCES, TASK_DIMS, TaskOptions
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters, GroupBy
+from spanlake.analytics.task_outcomes import OUTCOME_SOURCES, TASK_DIMS, TaskOptions
 
 SOURCES = ("auto", "raw", "rollups")
 ROLLED = ("latency", "cost", "tasks", "validation", "retrieval")  # reports `report` can read from rollups
@@ -366,7 +366,7 @@ OVERVIEW_SUMS = ("tasks", "successful_tasks", "failed_tasks", "task_unpriced_cal
 
 def overview_from_rollups(an: Analytics, filters: Filters, bucket: str) -> Any:
     """The dashboard overview from the `overview` rollup (None when it cannot answer)."""
-    from spanlake.analytics.explore.overview import Overview
+    from spanlake.analytics.traces.overview import Overview
 
     if filters.since is None or filters.until is None or bucket == "minute" or not can_answer(filters, (), bucket):
         return None

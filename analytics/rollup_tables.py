@@ -23,11 +23,6 @@ import duckdb
 import polars as pl
 
 from spanlake.analytics import sketch
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.explore.filters import HORIZON, SKEW
-from spanlake.analytics.explore.overview import lake_window, tasks_sql
-from spanlake.analytics.explore.relation import run_on_lake
-from spanlake.analytics.query import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import TIMEOUT_PREDICATE, keys_select
 from spanlake.analytics.reports.cost import call_totals
 from spanlake.analytics.reports.latency import (
@@ -47,7 +42,12 @@ from spanlake.analytics.reports.validation import (
     failure_messages_cte,
     failure_messages_source,
 )
-from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, task_source
+from spanlake.analytics.traces.filters import HORIZON, SKEW
+from spanlake.analytics.traces.overview import lake_window, tasks_sql
+from spanlake.analytics.traces.relation import run_on_lake
 
 HOUR = timedelta(hours=1)
 COST_DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version")

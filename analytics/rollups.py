@@ -33,10 +33,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import Filters, GroupBy
 from spanlake.analytics.rollup_tables import CALL_KEYS, COST_DIMS, TABLES, Table
-from spanlake.analytics.tasks import TaskOptions
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters, GroupBy
+from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.storage.layout import DataDir
 
 STATE_VERSION = 2

@@ -125,9 +125,9 @@ def compact_lake(data_dir: Path) -> None:
 
 def time_reports(data_dir: Path, days: int) -> list[tuple[str, str, float, int]]:
     from spanlake.analytics import reports as R
-    from spanlake.analytics.engine import Analytics
     from spanlake.analytics.pricing import PriceBook, PriceOverride
-    from spanlake.analytics.query import Filters
+    from spanlake.analytics.runner import Analytics
+    from spanlake.analytics.spans import Filters
 
     an = Analytics(data_dir, prices=PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1, output_mtok=2)]))
     end = START + timedelta(days=days)
@@ -163,10 +163,10 @@ def time_rollups(data_dir: Path, days: int, check: bool) -> None:
     `check`, compare each with the raw report: counts and sums equal, percentiles within ALPHA)."""
     from spanlake.analytics import rollup_reports as RR
     from spanlake.analytics import rollups, sketch
-    from spanlake.analytics.engine import Analytics
-    from spanlake.analytics.explore.overview import overview
     from spanlake.analytics.pricing import PriceBook, PriceOverride
-    from spanlake.analytics.query import Filters
+    from spanlake.analytics.runner import Analytics
+    from spanlake.analytics.spans import Filters
+    from spanlake.analytics.traces.overview import overview
 
     an = Analytics(data_dir, prices=PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1, output_mtok=2)]))
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ per hour partition as compaction leaves them, written with storage.writer.write_
 Each trace: a task root, a retrieval with two scored documents, one or two LLM calls with
 their messages in `content`, and a validation; ~5% failed calls, ~10% failed tasks.
 
-Then times the functions the pages call (analytics.explore), cold (first call in a fresh
+Then times the functions the pages call (analytics.traces), cold (first call in a fresh
 Analytics) and warm (median of 3), for the default window (last 24 h) and the whole lake:
   traces page   facets() + list_traces() first page          target < 1 s
   trace view    trace_detail() with the list's time hint, and from a bare ?trace= URL   < 300 ms
@@ -31,12 +31,12 @@ import numpy as np
 import pyarrow as pa
 
 from spanlake.analytics import rollups
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.explore.detail import trace_detail
-from spanlake.analytics.explore.filters import Page, TraceFilters
-from spanlake.analytics.explore.overview import overview
-from spanlake.analytics.explore.traces import facets, list_traces
-from spanlake.analytics.query import Filters
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
+from spanlake.analytics.traces.detail import trace_detail
+from spanlake.analytics.traces.filters import Page, TraceFilters
+from spanlake.analytics.traces.overview import overview
+from spanlake.analytics.traces.trace_list import facets, list_traces
 from spanlake.storage.layout import DataDir, PartitionKey
 from spanlake.storage.schema import SPANS
 from spanlake.storage.writer import write_parquet

@@ -206,8 +206,8 @@ def _iso(t: datetime | None) -> str | None:
 
 def _matching(dd: Any, project: str, flt: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from spanlake.analytics.datasets import LabelFilter, match_items
-    from spanlake.analytics.engine import Analytics
-    from spanlake.analytics.explore.filters import TraceFilters
+    from spanlake.analytics.runner import Analytics
+    from spanlake.analytics.traces.filters import TraceFilters
     from spanlake.storage.reader import Lake
 
     now = datetime.now(UTC)
@@ -352,7 +352,7 @@ def export_cmd(
     """Freeze the dataset as a new version (unless nothing changed) and write it in one format."""
     from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes, file_name
     from spanlake.analytics.datasets import freeze_dataset
-    from spanlake.analytics.engine import Analytics
+    from spanlake.analytics.runner import Analytics
     from spanlake.storage.datasets import check_names, read_examples, read_version
     from spanlake.storage.reader import Lake
 

@@ -43,7 +43,7 @@ HELP = (
 
 def _parse_time(text: str | None, now: datetime) -> datetime | None:
     """'24h' (that long ago), an ISO date/time (UTC unless it says otherwise), or None."""
-    from spanlake.analytics.query import parse_duration
+    from spanlake.analytics.spans import parse_duration
 
     if text is None:
         return None
@@ -179,10 +179,10 @@ def report(
     b: str | None,
 ) -> None:
     """Run an analytics report over the lake (see HELP)."""
-    from spanlake.analytics.engine import Analytics, default_prices_path
     from spanlake.analytics.pricing import PriceBook
-    from spanlake.analytics.query import Filters
-    from spanlake.analytics.tasks import TaskOptions
+    from spanlake.analytics.runner import Analytics, default_prices_path
+    from spanlake.analytics.spans import Filters
+    from spanlake.analytics.task_outcomes import TaskOptions
     from spanlake.cli.output import print_table
     from spanlake.storage.layout import DataDir
 
@@ -310,8 +310,8 @@ def analytics_run(data_dir: Path, prices: Path | None, full: bool) -> None:
     changed. `spanlake report` and the dashboard overview read the rollups where they are up
     to date. `spanlake up` runs this every --rollup-interval seconds.
     """
-    from spanlake.analytics.engine import Analytics, default_prices_path
     from spanlake.analytics.pricing import PriceBook
+    from spanlake.analytics.runner import Analytics, default_prices_path
     from spanlake.storage.layout import DataDir
 
     dd = DataDir(data_dir)

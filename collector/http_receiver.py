@@ -17,11 +17,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from spanlake.collector import problems
-from spanlake.collector.api_limits import API_PREFIX, ApiLimits, ApiLimitsMiddleware
 from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spanlake.collector.ingest import LOGS, TRACES, Encoding, Ingestor, SignalSpec
+from spanlake.server.api import problems
+from spanlake.server.api.limits import API_PREFIX, ApiLimits, ApiLimitsMiddleware
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,14 @@ def make_http_app(
     flusher: Any = None,
 ) -> FastAPI:
     """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the HTTP API
-    under /api/v1 (collector.*_api; docs/api.md) and /health, /ready.
+    under /api/v1 (server.api; docs/api.md) and /health, /ready.
 
     With `auth` enabled, exports need a write key and are stored under its project (401/403
     otherwise), and every API request needs a key of the project it reads or writes. `limits`
     default to ApiLimits.from_env(); `flusher` (for /ready) defaults to the one the WAL hands
     closed segments to."""
-    from spanlake.collector.api_scope import ApiScopeMiddleware
-    from spanlake.collector.labels_api import make_labels_router
+    from spanlake.server.api.labels import make_labels_router
+    from spanlake.server.api.scope import ApiScopeMiddleware
 
     app = FastAPI(
         title="spanlake API",
@@ -148,10 +148,10 @@ def make_http_app(
 
     app.include_router(make_labels_router(ingestor, data_dir, default_project, auth))
     if data_dir is not None:
-        from spanlake.collector.admin_api import make_admin_router
-        from spanlake.collector.api_common import ApiContext
-        from spanlake.collector.reports_api import make_reports_router
-        from spanlake.collector.traces_api import make_traces_router
+        from spanlake.server.api.admin import make_admin_router
+        from spanlake.server.api.common import ApiContext
+        from spanlake.server.api.reports import make_reports_router
+        from spanlake.server.api.traces import make_traces_router
 
         ctx = ApiContext(data_dir, default_project, auth)
         wal = getattr(ingestor, "wal", None)

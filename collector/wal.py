@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 KIND_TRACES = 1
 KIND_LOGS = 2
-KIND_LABELS = 3  # body: a JSON array of label events (collector/labels_api.py)
-KIND_DATASETS = 4  # body: a JSON array of dataset membership events (collector/datasets_api.py)
+KIND_LABELS = 3  # body: a JSON array of label events (server/api/labels.py)
+KIND_DATASETS = 4  # body: a JSON array of dataset membership events (server/api/datasets.py)
 
 _FRAME = struct.Struct("<II")
 _HEAD = struct.Struct("<BQH")

@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from spanlake.analytics.explore.filters import TraceFilters
-from spanlake.analytics.query import Filters
+from spanlake.analytics.spans import Filters
+from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.dashboard import auth, data
 
 DATA_DIR_ENV = "SPANLAKE_DATA_DIR"

@@ -1,4 +1,4 @@
-"""The dashboard's only door to the data: cached calls into spanlake.analytics.explore.
+"""The dashboard's only door to the data: cached calls into spanlake.analytics.traces.
 
 Each query opens its own in-memory DuckDB over the Parquet files (analytics does that), so
 nothing here holds a database file open and the collector is never blocked. The Analytics
@@ -16,10 +16,10 @@ import streamlit as st
 
 from spanlake.analytics import dataset_export, label_queue, labels, reports, rollup_reports
 from spanlake.analytics import datasets as ds
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.explore import detail, overview, traces
-from spanlake.analytics.explore.filters import Page, TraceFilters
-from spanlake.analytics.query import Filters
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
+from spanlake.analytics.traces import detail, overview, traces
+from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.storage import datasets as stored
 from spanlake.storage.label_schema import LabelSchema, LabelSchemas
 from spanlake.storage.layout import DataDir

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from spanlake.analytics.explore.filters import TraceFilters
+from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.dashboard import data, writes
 from spanlake.dashboard.components import esc
 from spanlake.storage.label_schema import LabelSchema

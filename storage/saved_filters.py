@@ -3,7 +3,7 @@
 One JSON file per filter: `<data-dir>/config/saved_filters/<project>/<name>.json`, holding
 `{"name", "project", "range_s", "filters", "saved_by", "saved_at"}`. `range_s` makes the
 window relative ("the last N seconds" when it is used); `filters` are the trace list's
-other fields (analytics.explore.filters.TraceFilters) as plain JSON. A save replaces the
+other fields (analytics.traces.filters.TraceFilters) as plain JSON. A save replaces the
 file atomically (temporary file, fsync, rename), so readers never see half a file.
 """
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from spanlake.analytics.query import GroupBy, Params, select_list
+from spanlake.analytics.spans import GroupBy, Params, select_list
 
 # The NULL check first spares the regex on the (many) spans without an error type or message.
 TIMEOUT_PREDICATE = (

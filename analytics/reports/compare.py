@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import Filters, GroupBy, Params
-from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters, GroupBy, Params
+from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, task_source
 
 BY = ("prompt_version", "model", "prompt_name", "provider", "service", "task_name")
 

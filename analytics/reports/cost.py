@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from spanlake.analytics.engine import Analytics, Job
-from spanlake.analytics.query import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import join_on_keys, keys_select
-from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes, task_source
+from spanlake.analytics.runner import Analytics, Job
+from spanlake.analytics.spans import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, task_source
 
 DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version")
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import (
+from spanlake.analytics.reports.common import keys_select, latency_metrics, unpack_quantiles
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import (
     RAW_FILTER_COLUMNS,
     SPAN_DIMS,
     STEP_CATEGORIES,
@@ -20,8 +21,7 @@ from spanlake.analytics.query import (
     quote_ident,
     select_list,
 )
-from spanlake.analytics.reports.common import keys_select, latency_metrics, unpack_quantiles
-from spanlake.analytics.tasks import TASK_DIMS, TaskOptions, task_ctes
+from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes
 
 DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version", "name")
 DEFAULT_SLOW_MS = 5000.0

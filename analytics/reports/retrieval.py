@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import keys_select
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters, GroupBy, Params, SpanSource
 
 DIMS = {
     "data_source": "data_source",

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import Filters, GroupBy, Params
 from spanlake.analytics.reports.common import keys_select
 from spanlake.analytics.reports.cost import TASK_COST_METRICS
-from spanlake.analytics.tasks import OUTCOME_SOURCES, TASK_DIMS, TaskOptions, task_ctes, task_source
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters, GroupBy, Params
+from spanlake.analytics.task_outcomes import OUTCOME_SOURCES, TASK_DIMS, TaskOptions, task_ctes, task_source
 
 SORTS = {"duration": "duration_ms", "cost": "cost_usd", "start": "start_time"}
-# The task-list's columns, from the `tasks` relation (analytics.tasks).
+# The task-list's columns, from the `tasks` relation (analytics.task_outcomes).
 TASK_LIST_COLUMNS = """project, trace_id, span_id, task_name, start_time, duration_ms, outcome, outcome_source,
           task_outcome_reason AS outcome_reason, cost_usd, unpriced_calls, llm_calls, input_tokens, output_tokens,
           validation_failures, model, prompt_version, service_name AS service"""

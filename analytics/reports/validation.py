@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import polars as pl
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.reports.common import keys_select
-from spanlake.analytics.tasks import TaskOptions, task_ctes
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.task_outcomes import TaskOptions, task_ctes
 
 # Group-by name → column of the `checks` relation built below.
 DIMS = {

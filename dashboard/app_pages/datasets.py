@@ -6,7 +6,7 @@ import streamlit as st
 
 from spanlake.analytics.dataset_export import FORMATS, ExportOptions, file_name
 from spanlake.analytics.datasets import LabelFilter
-from spanlake.analytics.explore.filters import TraceFilters
+from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.dashboard import data, writes
 from spanlake.dashboard.components import esc, fmt_pct
 from spanlake.dashboard.context import current, reviewer

@@ -6,7 +6,7 @@ text box) save & next, Alt+S skip."""
 import polars as pl
 import streamlit as st
 
-from spanlake.analytics.explore.filters import TraceFilters
+from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.dashboard import data
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_ms
 from spanlake.dashboard.context import current, reviewer

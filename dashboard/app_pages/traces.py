@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from spanlake.analytics.explore.filters import MAX_PAGE, SORTS, Page
+from spanlake.analytics.traces.filters import MAX_PAGE, SORTS, Page
 from spanlake.dashboard import data
 from spanlake.dashboard.components import table
 from spanlake.dashboard.context import current

@@ -61,7 +61,7 @@ def span(
 
 
 def call_cost(row: dict[str, Any], inp: int, cr: int, cw: int, out: int, rs: int) -> float:
-    """The cost formula of analytics.query applied to one price row (rates per million tokens)."""
+    """The cost formula of analytics.spans applied to one price row (rates per million tokens)."""
     return (
         (inp - cr - cw) * row["input_mtok"]
         + cr * row["cache_read_mtok"]

@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.reports import compare, cost, latency, task_list, tasks, validation
+from spanlake.analytics.runner import Analytics
 from spanlake.storage.compact import compact
 from spanlake.storage.layout import DataDir
 from tests.analytics.helpers import llm, span, write

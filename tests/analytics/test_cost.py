@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook, PriceOverride
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import cost, unpriced
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from tests.analytics.helpers import T0, call_cost, span, write
 from tests.conftest import RunningCollector
 from tests.factories import make_request

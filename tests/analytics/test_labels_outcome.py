@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import task_list, tasks
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from tests.conftest import RunningCollector
 from tests.factories import make_request, make_span
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import latency
 from spanlake.analytics.reports import tasks as tasks_report
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from tests.analytics.helpers import MS, T0, span, write
 
 WINDOW = Filters(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))

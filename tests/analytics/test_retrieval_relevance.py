@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from spanlake.analytics import rollup_reports as RR
 from spanlake.analytics import rollups
-from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import retrieval
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from spanlake.cli.main import cli
 from spanlake.collector.decode import decode_labels
 from spanlake.storage.layout import DataDir

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from spanlake.analytics import rollups
-from spanlake.analytics.engine import Analytics
 from spanlake.analytics.rollup_job import RollupSchedule
+from spanlake.analytics.runner import Analytics
 from tests.analytics.helpers import T0, span, write
 
 

@@ -17,11 +17,11 @@ from polars.testing import assert_frame_equal, assert_series_equal
 
 from spanlake.analytics import rollup_reports as RR
 from spanlake.analytics import rollup_tables, rollups, sketch
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.explore.overview import overview
 from spanlake.analytics.pricing import PriceBook, PriceOverride
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import compare, latency, retrieval, tasks, validation
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
+from spanlake.analytics.traces.overview import overview
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, PartitionKey
 from spanlake.storage.schema import LABELS
 from spanlake.storage.writer import LakeWriter
@@ -300,7 +300,7 @@ def test_sketch_percentiles_are_within_alpha_of_exact() -> None:
 
 
 def test_trace_id_index_finds_a_trace_for_a_bare_link(an: Analytics) -> None:
-    from spanlake.analytics.explore.detail import trace_detail
+    from spanlake.analytics.traces.detail import trace_detail
 
     assert rollups.trace_hours(an, tid(5).hex()) == []  # not indexed yet
     rollups.run(an)

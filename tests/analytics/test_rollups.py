@@ -9,10 +9,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from spanlake.analytics import rollups
-from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook, PriceOverride
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import cost
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from tests.analytics.helpers import T0, llm, span, write
 
 H = 3_600_000  # one hour in ms

@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from spanlake.analytics.engine import LABELS_SCHEMA, Analytics
 from spanlake.analytics.pricing import PriceBook, PriceOverride
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import task_list, tasks
-from spanlake.analytics.tasks import TaskOptions
+from spanlake.analytics.runner import LABELS_SCHEMA, Analytics
+from spanlake.analytics.spans import Filters
+from spanlake.analytics.task_outcomes import TaskOptions
 from tests.analytics.helpers import T0, span, tid, write
 
 WINDOW = Filters(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spanlake.analytics.engine import Analytics
 from spanlake.analytics.pricing import PriceBook, PriceOverride
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports import compare, retrieval, retrieved_documents, validation, validation_errors
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from tests.analytics.helpers import T0, span, write
 
 WINDOW = Filters(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))

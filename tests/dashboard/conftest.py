@@ -1,4 +1,4 @@
-"""Dashboard fixtures: the seeded lake (tests/analytics/explore/seed.py) and an AppTest on it."""
+"""Dashboard fixtures: the seeded lake (tests/analytics/traces/seed.py) and an AppTest on it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.analytics.explore.seed import write_lake
+from tests.analytics.traces.seed import write_lake
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
 DAY = date(2025, 6, 2)  # the seeded window; the day before is the comparison period

@@ -29,8 +29,8 @@ import pytest
 
 from spanlake.demo.fake_openai import FakeOpenAI
 from spanlake.storage.reader import Lake
-from tests.analytics.explore import agent_app as app
-from tests.analytics.explore.runner import run_agents
+from tests.analytics.traces import agent_app as app
+from tests.analytics.traces.runner import run_agents
 from tests.dashboard.conftest import CHROMIUM
 
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -1,5 +1,5 @@
 """Labelling, datasets, the labelling queue and the compare view, with Streamlit's AppTest against
-the seeded lake (tests/analytics/explore/seed.py) and a real collector on a free loopback port:
+the seeded lake (tests/analytics/traces/seed.py) and a real collector on a free loopback port:
 labels and dataset changes go through its API, and the tests read them back from the lake."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from spanlake.dashboard.labelling import filters_to_saved, saved_to_filters
 from spanlake.storage.datasets import members, read_examples, read_version
 from spanlake.storage.label_schema import LabelSchemas
 from spanlake.storage.reader import Lake
-from tests.analytics.explore.seed import trace_hex, write_lake
+from tests.analytics.traces.seed import trace_hex, write_lake
 from tests.conftest import RunningCollector, start_collector
 from tests.dashboard.conftest import APP, DAY, TIMEOUT_S
 from tests.dashboard.test_pages import elements
@@ -383,7 +383,7 @@ def test_queue_from_a_saved_filter(live: Live) -> None:
 def test_saved_filter_round_trip() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from spanlake.analytics.explore.filters import TraceFilters
+    from spanlake.analytics.traces.filters import TraceFilters
 
     now = datetime(2025, 6, 3, tzinfo=UTC)
     f = TraceFilters(since=now - timedelta(days=1), until=now, project="shop", outcome="failure", min_ms=10.0,
@@ -480,10 +480,10 @@ def test_datasets_and_queue_need_a_project(open_app: Callable[..., AppTest]) -> 
 def test_judge_document_relevance_from_the_trace_view(live: Live) -> None:
     from datetime import UTC, datetime
 
-    from spanlake.analytics.engine import Analytics
     from spanlake.analytics.pricing import PriceBook
-    from spanlake.analytics.query import Filters
     from spanlake.analytics.reports import retrieval
+    from spanlake.analytics.runner import Analytics
+    from spanlake.analytics.spans import Filters
 
     at = live.open("trace", trace=trace_hex(1), project="shop")
     span = "000000000000000b"  # the retrieval span: doc-a, doc-b

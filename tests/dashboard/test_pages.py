@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.analytics.explore.seed import MARKUP, trace_hex
+from tests.analytics.traces.seed import MARKUP, trace_hex
 
 Open = Callable[..., AppTest]
 

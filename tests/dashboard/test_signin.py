@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from spanlake.storage.users import UserStore
-from tests.analytics.explore.seed import trace_hex
+from tests.analytics.traces.seed import trace_hex
 from tests.dashboard.conftest import APP, DAY, TIMEOUT_S
 
 Open = Callable[..., AppTest]

@@ -135,9 +135,9 @@ def test_schema_survives_a_restart_and_cli(tmp_path: Path) -> None:
 def test_labelling_queue(collector: RunningCollector) -> None:
     from datetime import timedelta
 
-    from spanlake.analytics.engine import Analytics
-    from spanlake.analytics.explore.filters import TraceFilters
     from spanlake.analytics.label_queue import labelling_queue
+    from spanlake.analytics.runner import Analytics
+    from spanlake.analytics.traces.filters import TraceFilters
     from tests.datasets.helpers import label, qa_trace, send
 
     sent = []

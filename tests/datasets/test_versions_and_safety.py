@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes
 from spanlake.analytics.datasets import freeze_dataset
-from spanlake.analytics.engine import Analytics
+from spanlake.analytics.runner import Analytics
 from spanlake.cli.main import cli
 from spanlake.storage.datasets import EXAMPLE_SCHEMA, check_names, freeze, read_examples, read_version, versions
 from spanlake.storage.layout import DataDir

@@ -157,10 +157,10 @@ def test_every_report_has_something_true(run: dict[str, Any]) -> None:
 
 def test_dashboard_views_have_content(run: dict[str, Any]) -> None:
     """The functions behind the dashboard's pages: traces, one trace, sessions, overview."""
-    from spanlake.analytics.engine import Analytics
-    from spanlake.analytics.explore import detail, overview, traces
-    from spanlake.analytics.explore.filters import TraceFilters
-    from spanlake.analytics.query import Filters
+    from spanlake.analytics.runner import Analytics
+    from spanlake.analytics.spans import Filters
+    from spanlake.analytics.traces import detail, overview, traces
+    from spanlake.analytics.traces.filters import TraceFilters
 
     an = Analytics(run["collector"].data_dir)
     now = datetime.now(UTC)

@@ -1,5 +1,5 @@
 """Spark (pyspark, local mode) reads a lake spanlake wrote and gets the latency and cost
-reports' numbers that DuckDB gets (analytics.portable vs analytics.reports)."""
+reports' numbers that DuckDB gets (analytics.spark vs analytics.reports)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import httpx
 import polars as pl
 import pytest
 
-from spanlake.analytics.engine import Analytics
-from spanlake.analytics.portable import SparkReports, register_lake
 from spanlake.analytics.pricing import PriceBook, PriceOverride
-from spanlake.analytics.query import Filters
 from spanlake.analytics.reports.cost import cost
 from spanlake.analytics.reports.latency import latency
-from spanlake.analytics.tasks import TaskOptions
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
+from spanlake.analytics.spark import SparkReports, register_lake
+from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.storage.reader import Lake
 from tests.conftest import start_collector
 from tests.factories import make_request, make_span

@@ -1,0 +1,398 @@
+"""Filters, group-by dimensions and the shared span relation every report starts from.
+
+All values a user supplies (times, project, model, attribute keys and values) reach DuckDB
+as bound parameters. Identifiers (group-by columns, time-bucket units) come only from the
+allow-lists below.
+
+The span relation reads `spans_raw` (so filters and partition pruning apply before the
+de-duplication, and big columns such as `content` are never read unless a report asks),
+keeps one row per (project, trace_id, span_id), and prices each LLM/embedding call by
+joining the price table registered as `prices` (see analytics.pricing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
+from spanlake.storage.reader import ROOT_PREDICATE
+
+BUCKETS = ("minute", "hour", "day", "week", "month")
+BILLABLE_CATEGORIES = ("llm", "embedding")  # token counts elsewhere (agent, chain) are aggregates
+STEP_CATEGORIES = ("llm", "embedding", "retrieval", "rerank", "tool", "guardrail", "agent", "chain")
+
+# Group-by name → column of the span relation (span-level reports).
+SPAN_DIMS = {
+    "project": "project",
+    "service": "service_name",
+    "model": "model",
+    "response_model": "response_model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+    "category": "category",
+    "name": "name",
+    "task_name": "task_name",
+    "validator": "validation_name",
+    "tool": "tool_name",
+    "status": "status_code",
+}
+# Filter name → column of spans_raw (a model filter matches the requested or the answering model).
+RAW_FILTER_COLUMNS = {
+    "service": "service_name",
+    "model": "request_model",
+    "response_model": "response_model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+}
+# Columns read from spans_raw (never content, never the raw attributes unless asked).
+BASE_COLUMNS = (
+    "project",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "category",
+    "start_time",
+    "duration_ns",
+    "status_code",
+    "status_message",
+    "error_type",
+    "service_name",
+    "provider",
+    "request_model",
+    "response_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "time_to_first_token_ms",
+    "prompt_name",
+    "prompt_version",
+    "task_name",
+    "task_outcome",
+    "task_outcome_reason",
+    "validation_name",
+    "validation_passed",
+    "tool_name",
+    "reported_cost",
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '24h', '7d', '2w' → timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].replace(".", "", 1).isdigit():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
+    return timedelta(**{units[text[-1]]: float(text[:-1])})
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a report looks at. `since`/`until` bound the start time (until exclusive, UTC).
+
+    `model` matches the requested or the answering model; `attributes` are exact matches on
+    span attributes (`attr_str(attributes, key) = value`). For task-level reports the
+    dimension filters apply to the task (its span, primary model and prompt version).
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    project: str | None = None
+    service: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def last(cls, span: str | timedelta, now: datetime | None = None, **kw: Any) -> Filters:
+        """The window ending now and lasting `span` ('24h', '7d' or a timedelta)."""
+        now = now or datetime.now(UTC)
+        delta = parse_duration(span) if isinstance(span, str) else span
+        return cls(since=now - delta, until=now, **kw)
+
+
+class Params:
+    """Collects bound parameters; `add(v)` returns the `$name` to put in the SQL."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+@dataclass(frozen=True)
+class GroupBy:
+    """Validated group-by keys: dimension names, `attr:KEY`, and at most one time bucket."""
+
+    dims: tuple[str, ...] = ()
+    attrs: tuple[str, ...] = ()
+    bucket: str | None = None
+
+    @classmethod
+    def parse(cls, keys: Sequence[str], allowed: Mapping[str, str], bucket: str | None = None) -> GroupBy:
+        dims: list[str] = []
+        attrs: list[str] = []
+        for k in keys:
+            k = k.strip()
+            if not k:
+                continue
+            if k.startswith("attr:") and len(k) > 5:
+                attrs.append(k[5:])
+            elif k in BUCKETS:
+                bucket = k
+            elif k in allowed:
+                dims.append(k)
+            else:
+                names = ", ".join([*allowed, "attr:KEY", *BUCKETS])
+                raise ValueError(f"cannot group by {k!r}; choose from {names}")
+        if bucket is not None and bucket not in BUCKETS:
+            raise ValueError(f"time bucket must be one of {', '.join(BUCKETS)}")
+        return cls(tuple(dims), tuple(attrs), bucket)
+
+    def select(self, allowed: Mapping[str, str], time_col: str = "start_time") -> list[tuple[str, str]]:
+        """(expression, output name) pairs, in the order: bucket, dims, attributes."""
+        out = []
+        if self.bucket:
+            out.append((f"date_trunc('{self.bucket}', {time_col})", self.bucket))
+        out += [(allowed[d], d) for d in self.dims]
+        out += [(f"g_attr_{i}", f"attr:{k}") for i, k in enumerate(self.attrs)]
+        return out
+
+    @property
+    def names(self) -> list[str]:
+        return [*([self.bucket] if self.bucket else []), *self.dims, *(f"attr:{k}" for k in self.attrs)]
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier for any text (output names such as `attr:KEY` carry a user's key)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def select_list(pairs: list[tuple[str, str]]) -> str:
+    return "".join(f"{expr} AS {quote_ident(name)}, " for expr, name in pairs)
+
+
+def group_list(pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(str(i + 1) for i in range(len(pairs)))
+
+
+def dim_predicates(f: Filters, p: Params, cols: Mapping[str, str]) -> list[str]:
+    """Equality filters on service/model/provider/prompt, over the given column names."""
+    preds = []
+    if f.service is not None:
+        preds.append(f"{cols['service']} = {p.add(f.service)}")
+    if f.model is not None:
+        m = p.add(f.model)
+        preds.append(f"({cols['model']} = {m} OR {cols['response_model']} = {m})")
+    if f.provider is not None:
+        preds.append(f"{cols['provider']} = {p.add(f.provider)}")
+    if f.prompt_name is not None:
+        preds.append(f"{cols['prompt_name']} = {p.add(f.prompt_name)}")
+    if f.prompt_version is not None:
+        preds.append(f"{cols['prompt_version']} = {p.add(f.prompt_version)}")
+    return preds
+
+
+def attr_predicate(f: Filters, p: Params) -> str:
+    if not f.attributes:
+        return "TRUE"
+    return " AND ".join(f"attr_str(attributes, {p.add(k)}) = {p.add(str(v))}" for k, v in f.attributes.items())
+
+
+@dataclass(frozen=True)
+class SpanSource:
+    """How to build the de-duplicated, priced span relation `sp`."""
+
+    filters: Filters
+    group: GroupBy = GroupBy()
+    span_level_filters: bool = True  # False for task reports: keep whole traces, filter tasks later
+    widen_after: timedelta = timedelta(0)  # read spans starting this long after `until` (task bodies)
+    widen_before: timedelta = timedelta(0)  # ... and this long before `since` (clock skew)
+    categories: tuple[str, ...] | None = None  # read only these categories
+    extra_columns: tuple[str, ...] = ()  # e.g. ('attributes',) or ('content',)
+    priced: bool = True  # False: skip the price join (cost_usd NULL, nothing unpriced)
+    # Before `since` and past `until`, read only spans of traces that have a span in the window
+    # (task and check reports relate spans of one trace only, so other traces are never needed).
+    outside_window_traces_only: bool = False
+
+
+def window_predicates(src: SpanSource, p: Params) -> list[str]:
+    f = src.filters
+    preds = []
+    if f.since is not None:
+        since = f.since - src.widen_before
+        preds += [f"date >= {p.add(since.astimezone(UTC).date())}", f"start_time >= {p.add(since)}"]
+    if f.until is not None:
+        until = f.until + src.widen_after
+        preds += [f"date <= {p.add(until.astimezone(UTC).date())}", f"start_time < {p.add(until)}"]
+    if f.project is not None:
+        preds.append(f"project = {p.add(f.project)}")
+    return preds
+
+
+def _outside_ranges(src: SpanSource, p: Params) -> list[str]:
+    """Predicates for the widened parts of the source's window: before `since`, after `until`."""
+    f = src.filters
+    ranges = []
+    if f.since is not None and src.widen_before:
+        ranges.append((f.since - src.widen_before, f.since))
+    if f.until is not None and src.widen_after:
+        ranges.append((f.until, f.until + src.widen_after))
+    out = []
+    for lo, hi in ranges:
+        lo_day, hi_day = p.add(lo.astimezone(UTC).date()), p.add(hi.astimezone(UTC).date())
+        out.append(
+            f"(date >= {lo_day} AND date <= {hi_day} AND start_time >= {p.add(lo)} AND start_time < {p.add(hi)})"
+        )
+    return out
+
+
+# A span's cost from its tokens (`s`) and its price row (`pr`, per million tokens): cached and
+# reasoning tokens are subsets of the input and output totals, so they are taken out of them
+# before the base prices apply. Plain SQL that DuckDB and Spark both run (analytics.spark).
+SPAN_COST_SQL = """CASE WHEN pr.model IS NOT NULL THEN
+          (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
+                    - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
+           + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
+           + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
+           + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
+           + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
+        END"""
+
+
+def _unpriced_sql() -> str:
+    return f"""
+      SELECT s.*,
+        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
+          AS billable,
+        CAST(NULL AS DOUBLE) AS cost_usd, false AS unpriced
+      FROM dedup_sp s"""
+
+
+def _priced_sql() -> str:
+    return f"""
+      SELECT s.*,
+        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
+          AS billable,
+        {SPAN_COST_SQL} AS cost_usd,
+        (billable AND pr.model IS NULL) AS unpriced
+      FROM dedup_sp s LEFT JOIN prices pr
+        ON s.category IN {BILLABLE_CATEGORIES}
+        AND pr.provider = coalesce(s.provider, '') AND pr.model = s.price_model
+        AND s.start_time >= pr.valid_from AND s.start_time < pr.valid_to
+        AND epoch_us(s.start_time) % 86400000000 >= pr.tod_lo_us
+        AND epoch_us(s.start_time) % 86400000000 < pr.tod_hi_us
+        AND coalesce(s.input_tokens, 0) > pr.tier_lo AND coalesce(s.input_tokens, 0) <= pr.tier_hi
+        AND pr.service_tier = s.service_tier"""
+
+
+def pairs_sql(src: SpanSource, p: Params) -> str:
+    """Distinct (provider, price model) of billable calls in the window (to build the price table)."""
+    where = " AND ".join([*window_predicates(src, p), f"category IN {BILLABLE_CATEGORIES}"])
+    return (
+        "SELECT DISTINCT provider, coalesce(response_model, request_model) AS model "
+        f"FROM spans_raw WHERE {where} AND coalesce(response_model, request_model) IS NOT NULL"
+    )
+
+
+def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: list[str]) -> str:
+    """CTEs `dedup_sp` → `sp`: filtered, de-duplicated spans with cost columns."""
+    f = src.filters
+    preds = window_predicates(src, p)
+    if src.categories is not None:
+        preds.append(f"category IN ({', '.join(p.add(c) for c in src.categories)})")
+    outside = _outside_ranges(src, p) if src.outside_window_traces_only else []
+    if outside:
+        # Outside the window, only spans of traces with a span inside it. The traces are found
+        # from the (short) outside ranges first, so no hash table of every trace is built.
+        inner = window_predicates(replace(src, widen_after=timedelta(0), widen_before=timedelta(0)), p)
+        bounds = [x for x in inner if x.startswith("start_time")]
+        # One scan per range: DuckDB prunes partitions for each range, not for an OR of them.
+        project = f" AND project = {p.add(f.project)}" if f.project is not None else ""
+        near = " UNION ALL ".join(f"SELECT trace_id FROM spans_raw WHERE {r}{project}" for r in outside)
+        preds.append(
+            f"(({' AND '.join(bounds) or 'TRUE'}) OR trace_id IN (SELECT trace_id FROM spans_raw WHERE "
+            f"{' AND '.join(inner) or 'TRUE'} AND trace_id IN ({near})))"
+        )
+    attr_match = attr_predicate(f, p)
+    if src.span_level_filters:
+        preds += dim_predicates(f, p, RAW_FILTER_COLUMNS)
+        if f.attributes:
+            preds.append(attr_match)
+    g_attrs = "".join(f"attr_str(attributes, {p.add(k)}) AS g_attr_{i}, " for i, k in enumerate(src.group.attrs))
+    price_model = "coalesce(response_model, request_model)"
+    tier_expr = "''"
+    if tier_models and src.priced:
+        sep = p.add(KEY_SEP)
+        raw = f"coalesce({', '.join(f'attr_str(attributes, {p.add(k)})' for k in SERVICE_TIER_KEYS)}, '')"
+        model_key = f"(coalesce(provider, '') || {sep} || {price_model})"
+        tier_expr = (
+            # list_position, not list_contains: DuckDB turns the latter into a join that computes
+            # the key (and reads the attributes JSON) for every span, billable or not.
+            f"CASE WHEN category IN {BILLABLE_CATEGORIES} AND list_position({p.add(tier_models)}, {model_key}) "
+            f"IS NOT NULL THEN (CASE WHEN list_position({p.add(tier_keys)}, {model_key} || {sep} || {raw}) "
+            f"IS NOT NULL THEN {raw} ELSE '' END) ELSE '' END"
+        )
+    extra = "".join(f"{c}, " for c in src.extra_columns)
+    where = " AND ".join(preds) or "TRUE"
+    select = f"""SELECT {", ".join(BASE_COLUMNS)}, {extra}{g_attrs}
+        coalesce(request_model, response_model) AS model, {price_model} AS price_model,
+        duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root,
+        ({attr_match}) AS attr_match, {tier_expr} AS service_tier"""
+    # Rows of spans_raw_once are distinct already (storage.reader.split_unique_files).
+    return f"""dedup_sp AS (
+      {select} FROM spans_raw_once WHERE {where}
+      UNION ALL
+      SELECT DISTINCT ON (project, trace_id, span_id) * FROM ({select} FROM spans_raw_rest WHERE {where})
+    ),
+    sp AS ({_priced_sql() if src.priced else _unpriced_sql()}
+    )"""
+
+
+# Macros reading retrieved documents from the `content` column: OTel GenAI
+# `gen_ai.retrieval.documents` (a JSON array, or a string holding one) or OpenInference's
+# flattened `retrieval.documents.N.document.{id,score}`. A span without content has an
+# unknown document count (NULL), not zero.
+_OI_DOC = r"^retrieval\.documents\.([0-9]+)\.document\."
+MACROS = (
+    """CREATE OR REPLACE MACRO sl_gen_docs(c) AS (
+      CASE WHEN json_type(json_extract(c, '$."gen_ai.retrieval.documents"')) = 'VARCHAR'
+           THEN try(json(json_extract_string(c, '$."gen_ai.retrieval.documents"')))
+           ELSE json_extract(c, '$."gen_ai.retrieval.documents"') END)""",
+    f"""CREATE OR REPLACE MACRO sl_oi_doc_keys(c) AS
+      list_filter(coalesce(json_keys(c), []), lambda k: regexp_matches(k, '{_OI_DOC}'))""",
+    f"""CREATE OR REPLACE MACRO sl_doc_count(c) AS (
+      CASE WHEN c IS NULL THEN NULL
+           WHEN json_type(sl_gen_docs(c)) = 'ARRAY' THEN json_array_length(sl_gen_docs(c))::BIGINT
+           ELSE len(list_distinct(list_transform(sl_oi_doc_keys(c), lambda k: regexp_extract(k, '{_OI_DOC}', 1))))
+      END)""",
+    """CREATE OR REPLACE MACRO sl_doc_scores(c) AS (
+      CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
+           THEN list_filter(CAST(json_extract_string(sl_gen_docs(c), '$[*].score') AS DOUBLE[]),
+                            lambda x: x IS NOT NULL)
+           ELSE list_transform(list_filter(sl_oi_doc_keys(c), lambda k: k LIKE '%.document.score'),
+                               lambda k: CAST(json_extract_string(c, '$."' || k || '"') AS DOUBLE))
+      END)""",
+    """CREATE OR REPLACE MACRO sl_top1_score(c) AS (
+      CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
+           THEN CAST(json_extract_string(sl_gen_docs(c), '$[0].score') AS DOUBLE)
+           ELSE CAST(json_extract_string(c, '$."retrieval.documents.0.document.score"') AS DOUBLE) END)""",
+    """CREATE OR REPLACE MACRO sl_doc_ids(c) AS (
+      CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
+           THEN list_filter(json_extract_string(sl_gen_docs(c), '$[*].id'), lambda x: x IS NOT NULL)
+           ELSE list_transform(list_filter(sl_oi_doc_keys(c), lambda k: k LIKE '%.document.id'),
+                               lambda k: json_extract_string(c, '$."' || k || '"'))
+      END)""",
+)

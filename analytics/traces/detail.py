@@ -1,0 +1,293 @@
+"""One trace in full: its spans as a tree, their log records, the conversation, retrieved
+documents, validations and markers (policy, fallback, escalation).
+
+Spans are found by trace id; a time hint (`around`, e.g. from the trace list) restricts the
+read to the partitions of the days around it, which keeps the lookup fast on a big lake.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import BILLABLE_CATEGORIES, Filters, SpanSource
+from spanlake.analytics.traces.filters import HORIZON, SKEW
+from spanlake.analytics.traces.messages import Message, as_text, loads, merge_conversation, span_messages
+from spanlake.analytics.traces.relation import connect_window, price_rows
+from spanlake.storage.reader import ROOT_PREDICATE, fetch_arrow
+
+MARKER_PREFIXES = {"spanlake.policy.": "policy", "spanlake.fallback.": "fallback", "spanlake.escalation.": "escalation"}
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+VALIDATION_ERRORS = "spanlake.validation.errors"
+RECENT = timedelta(days=2)  # without a hint, look here before reading the whole lake
+LOG_DAYS = 1  # log records are read from the days around the spans
+JSON_COLUMNS = ("attributes", "content", "events", "links", "resource_attributes", "scope_attributes")
+
+SPANS_SQL = f"""SELECT DISTINCT ON (project, span_id) * EXCLUDE (date, hour),
+  duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root
+FROM spans_raw WHERE trace_id = $trace_id AND {{where}}
+ORDER BY project, span_id, ingested_at"""
+LOGS_SQL = """SELECT DISTINCT ON (record_id) record_id, span_id, time, time_unix_nano, observed_time_unix_nano,
+  severity_text, event_name, body, attributes, scope_name
+FROM logs_raw WHERE trace_id = $trace_id AND project = $project AND {where}
+ORDER BY record_id"""
+
+
+@dataclass
+class TraceDetail:
+    """Everything the trace view shows. `spans` are in tree order (parents before children,
+    siblings by start time), each a dict of the span's columns plus `depth`, `offset_ms`
+    (start relative to the trace's start), `cost_usd`, `unpriced`, `logs` and `messages`;
+    JSON columns are parsed."""
+
+    trace_id: str
+    project: str
+    spans: list[dict[str, Any]]
+    conversation: list[Message] = field(default_factory=list)
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    markers: list[dict[str, Any]] = field(default_factory=list)
+    orphan_logs: list[dict[str, Any]] = field(default_factory=list)  # trace's records of no stored span
+
+    @property
+    def start_time(self) -> datetime:
+        return min(s["start_time"] for s in self.spans)
+
+    @property
+    def duration_ms(self) -> float:
+        roots = [s for s in self.spans if s["is_root"]]
+        if roots:
+            return float(roots[0]["duration_ms"])
+        end = max(s["offset_ms"] + s["duration_ms"] for s in self.spans)
+        return float(end)
+
+    def summary(self) -> dict[str, Any]:
+        """Headline figures: name, outcome, duration, spans, calls, tokens, cost, errors."""
+        billable = [s for s in self.spans if s["category"] in BILLABLE_CATEGORIES]
+        tasks = [s for s in self.spans if s["category"] == "task" or s["task_name"]]
+        head = tasks[0] if tasks else next((s for s in self.spans if s["is_root"]), self.spans[0])
+        priced = [s["cost_usd"] for s in billable if s["cost_usd"] is not None]
+        outcome = head["task_outcome"]
+        if outcome is None:
+            failed = any(v["passed"] is False for v in self.validations) or head["status_code"] == "ERROR"
+            outcome = "failure" if failed else "unknown"
+        return {
+            "name": head["task_name"] or head["name"],
+            "outcome": outcome,
+            "outcome_reason": head["task_outcome_reason"],
+            "start_time": self.start_time,
+            "duration_ms": self.duration_ms,
+            "spans": len(self.spans),
+            "llm_calls": sum(1 for s in self.spans if s["category"] == "llm"),
+            "input_tokens": sum(s["input_tokens"] or 0 for s in billable),
+            "output_tokens": sum(s["output_tokens"] or 0 for s in billable),
+            "cost_usd": sum(priced) if priced else None,
+            "unpriced_calls": sum(1 for s in billable if s["unpriced"]),
+            "errors": sum(1 for s in self.spans if s["status_code"] == "ERROR"),
+            "session_id": next((s["session_id"] for s in self.spans if s["session_id"]), None),
+            "service_name": head["service_name"],
+            "complete": any(s["is_root"] for s in self.spans),
+        }
+
+
+def _where(project: str | None, params: dict[str, Any]) -> str:
+    if project is None:
+        return "TRUE"
+    params["project"] = project
+    return "project = $project"
+
+
+def _read(con: duckdb.DuckDBPyConnection, trace_id: str, project: str | None) -> tuple[pa.Table, list[dict]]:
+    """(the trace's spans, its log records) on `con`, which this closes."""
+    try:
+        raw = _fetch_spans(con, trace_id, project)
+        return raw, (_fetch_logs(con, trace_id, raw.to_pylist()) if raw.num_rows else [])
+    finally:
+        con.close()
+
+
+def _fetch_spans(con: duckdb.DuckDBPyConnection, trace_id: str, project: str | None) -> pa.Table:
+    params: dict[str, Any] = {"trace_id": trace_id}
+    rows = fetch_arrow(con, SPANS_SQL.format(where=_where(project, params)), params)
+    if rows.num_rows and project is None:  # the same id in two projects: keep the first project's
+        first = rows.sort_by([("start_time", "ascending")])["project"][0].as_py()
+        rows = rows.filter(pc.equal(rows["project"], first))
+    return rows
+
+
+def _fetch_logs(con: duckdb.DuckDBPyConnection, trace_id: str, spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"trace_id": trace_id, "project": spans[0]["project"]}
+    start = min(s["start_time"] for s in spans)
+    end = max(s["end_time"] for s in spans)
+    params["d0"] = (start - timedelta(days=LOG_DAYS)).date()
+    params["d1"] = (end + timedelta(days=LOG_DAYS)).date()
+    rows = fetch_arrow(con, LOGS_SQL.format(where="date BETWEEN $d0 AND $d1"), params).to_pylist()
+    rows.sort(key=lambda r: (r["time_unix_nano"], r["observed_time_unix_nano"], r["record_id"]))
+    for r in rows:
+        r["body"] = loads(r["body"])
+        r["attributes"] = loads(r["attributes"])
+    return rows
+
+
+def _costs(an: Analytics, raw: pa.Table, trace_id: str) -> dict[str, tuple[float | None, bool]]:
+    """span_id → (cost_usd, unpriced) of the trace's calls, priced by the analytics span
+    relation over exactly these rows (relation.price_rows: no second read of the lake)."""
+    categories = set(raw["category"].to_pylist())
+    if not categories & set(BILLABLE_CATEGORIES):
+        return {}
+    src = SpanSource(Filters(), categories=BILLABLE_CATEGORIES)
+    df = price_rows(an, raw, src, lambda p: "_ AS (SELECT 1) SELECT span_id, cost_usd, unpriced FROM sp")
+    return {r["span_id"]: (r["cost_usd"], bool(r["unpriced"])) for r in df.to_dicts()}
+
+
+def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spans parents-first with a `depth`; spans whose parent is missing are roots."""
+    ids = {s["span_id"] for s in spans}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for s in spans:
+        parent = s["parent_span_id"] if s["parent_span_id"] in ids else None
+        children.setdefault(parent, []).append(s)
+    out: list[dict[str, Any]] = []
+    stack = [(s, 0) for s in sorted(children.get(None, []), key=_start, reverse=True)]
+    seen: set[str] = set()
+    while stack:
+        s, depth = stack.pop()
+        if s["span_id"] in seen:
+            continue
+        seen.add(s["span_id"])
+        out.append({**s, "depth": depth})
+        stack += [(c, depth + 1) for c in sorted(children.get(s["span_id"], []), key=_start, reverse=True)]
+    out += [{**s, "depth": 0} for s in sorted(spans, key=_start) if s["span_id"] not in seen]  # cycles
+    return out
+
+
+def _start(s: Mapping[str, Any]) -> tuple[Any, str]:
+    return (s["start_time_unix_nano"], s["span_id"])
+
+
+def documents(span: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Retrieved documents of a span: OTel `gen_ai.retrieval.documents`, else OpenInference's
+    flattened `retrieval.documents.N.document.*`; each {rank, id, score, content, metadata}."""
+    content = span.get("content") or {}
+    docs = loads(content.get("gen_ai.retrieval.documents"))
+    out: list[dict[str, Any]] = []
+    if isinstance(docs, list):
+        for i, d in enumerate(docs):
+            d = d if isinstance(d, Mapping) else {"content": d}
+            out.append(_doc(i, d))
+        return out
+    found: dict[int, dict[str, Any]] = {}
+    for key, value in content.items():
+        if key.startswith("retrieval.documents."):
+            idx, _, name = key.removeprefix("retrieval.documents.").partition(".document.")
+            if idx.isdigit() and name in ("id", "score", "content", "metadata"):
+                found.setdefault(int(idx), {})[name] = value
+    return [_doc(i, d) for i, d in sorted(found.items())]
+
+
+def _doc(rank: int, d: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {k: as_text(d.get(k)) for k in ("id", "content", "metadata")}
+    return {"rank": rank, **fields, "score": _num(d.get("score"))}
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return float(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def validations(span: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The span's verdicts: spanlake's validation, and OTel `gen_ai.evaluation.result` events."""
+    out = []
+    if span["validation_passed"] is not None:
+        errors = loads(span["attributes"].get(VALIDATION_ERRORS))
+        if not isinstance(errors, list):
+            errors = [] if errors is None else [as_text(errors)]
+        name = span["validation_name"] or span["name"]
+        out.append({"span_id": span["span_id"], "name": name, "passed": span["validation_passed"], "errors": errors})
+    for e in span["events"] or []:
+        if e.get("name") != EVALUATION_EVENT:
+            continue
+        a = e.get("attributes") or {}
+        label = str(a.get("gen_ai.evaluation.score.label")).lower()
+        explanation = a.get("gen_ai.evaluation.explanation")
+        out.append(
+            {
+                "span_id": span["span_id"],
+                "name": a.get("gen_ai.evaluation.name") or "evaluation",
+                "passed": None if label not in ("pass", "fail") else label == "pass",
+                "errors": [as_text(explanation)] if explanation else [],
+            }
+        )
+    return out
+
+
+def markers(span: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Policy, fallback and escalation markers (`spanlake.<kind>.*` attributes)."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, value in span["attributes"].items():
+        for prefix, kind in MARKER_PREFIXES.items():
+            if key.startswith(prefix):
+                found.setdefault(kind, {})[key.removeprefix(prefix)] = value
+    return [{"span_id": span["span_id"], "span_name": span["name"], "kind": k, **v} for k, v in found.items()]
+
+
+def trace_detail(
+    an: Analytics, trace_id: str, project: str | None = None, around: datetime | None = None
+) -> TraceDetail | None:
+    """The trace with this id (None if no span of it is stored). `around` is a time hint."""
+    trace_id = trace_id.strip().lower()
+    raw = pa.table({})
+    # Where to look: around the hint (the trace list passes its start), else the recent
+    # days (most shared links are fresh), else everywhere.
+    tries = [(around - SKEW, around + HORIZON)] if around is not None else []
+    if around is None:  # a bare link: the trace-id index (analytics.rollups) knows its hours
+        from spanlake.analytics.rollups import trace_hours
+
+        hours = trace_hours(an, trace_id, project)
+        if hours:
+            tries.append((hours[0] - SKEW, hours[-1] + timedelta(hours=1) + HORIZON))
+    tries.append((datetime.now(UTC) - RECENT, None))
+    for since, until in tries:
+        raw, logs = _read(connect_window(an, since, until, project), trace_id, project)
+        if raw.num_rows:
+            break
+    if not raw.num_rows:
+        raw, logs = _read(an.lake.connect(), trace_id, project)
+    if not raw.num_rows:
+        return None
+    rows = raw.to_pylist()
+    costs = _costs(an, raw, trace_id)
+    t0 = min(r["start_time_unix_nano"] for r in rows)
+    by_span: dict[str | None, list[dict[str, Any]]] = {}
+    for rec in logs:
+        by_span.setdefault(rec["span_id"], []).append(rec)
+    for r in rows:
+        for col in JSON_COLUMNS:
+            r[col] = json.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
+        r["offset_ms"] = (r["start_time_unix_nano"] - t0) / 1e6
+        r["cost_usd"], r["unpriced"] = costs.get(r["span_id"], (None, False))
+        r["logs"] = by_span.get(r["span_id"], [])
+        r["messages"] = span_messages(r["content"], r["logs"]) if r["category"] != "embedding" else []
+    spans = tree_order(rows)
+    ids = {s["span_id"] for s in spans}
+    in_order = sorted(spans, key=_start)
+    return TraceDetail(
+        trace_id=trace_id,
+        project=spans[0]["project"],
+        spans=spans,
+        conversation=merge_conversation(s["messages"] for s in in_order if s["messages"]),
+        documents=[{"span_id": s["span_id"], "span_name": s["name"], **d} for s in in_order for d in documents(s)],
+        validations=[v for s in in_order for v in validations(s)],
+        markers=[m for s in in_order for m in markers(s)],
+        orphan_logs=[rec for rec in logs if rec["span_id"] not in ids],
+    )

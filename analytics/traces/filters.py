@@ -1,0 +1,89 @@
+"""What a trace list looks at: time window first, then trace-level filters, a sort and a page."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from spanlake.analytics.spans import Filters
+
+OUTCOMES = ("success", "failure", "unknown")
+# Sort name → column of the trace relation (identifiers only ever come from here).
+SORTS = {
+    "start_time": "start_time",
+    "duration_ms": "duration_ms",
+    "cost_usd": "cost_usd",
+    "total_tokens": "total_tokens",
+    "span_count": "span_count",
+    "llm_calls": "llm_calls",
+}
+# Spans of a trace are read this long after the window's end (a trace that started inside
+# it may run on) and before its start (children whose clocks run early).
+HORIZON = timedelta(hours=1)
+SKEW = timedelta(minutes=5)
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class TraceFilters:
+    """Which traces to show. A trace is in the window when its first span starts in
+    [since, until). `model` matches any call's requested or answering model; `attributes`
+    match when any span has `attr = value`; `text` is a case-insensitive substring of any
+    span's name or content, or of any log record's body or attributes."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    project: str | None = None
+    service: str | None = None
+    model: str | None = None
+    outcome: str | None = None  # success | failure | unknown
+    has_error: bool | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    text: str | None = None
+    session_id: str | None = None
+    task_name: str | None = None
+    prompt_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome is not None and self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+
+    @classmethod
+    def last(cls, span: timedelta, now: datetime | None = None, **kw: Any) -> TraceFilters:
+        """The window of length `span` ending now."""
+        now = now or datetime.now(UTC)
+        return cls(since=now - span, until=now, **kw)
+
+    def with_(self, **kw: Any) -> TraceFilters:
+        return replace(self, **kw)
+
+    def window(self) -> Filters:
+        """The analytics filters that bound which spans are read (time, project, attributes)."""
+        return Filters(since=self.since, until=self.until, project=self.project, attributes=dict(self.attributes))
+
+
+@dataclass(frozen=True)
+class Page:
+    """Sort and page of a trace list; `sort` is a key of SORTS."""
+
+    sort: str = "start_time"
+    descending: bool = True
+    limit: int = 50
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+        if not 1 <= self.limit <= MAX_PAGE or self.offset < 0:
+            raise ValueError(f"limit must be 1..{MAX_PAGE} and offset >= 0")
+
+    @property
+    def order_by(self) -> str:
+        direction = "DESC" if self.descending else "ASC"
+        return f"{SORTS[self.sort]} {direction} NULLS LAST, trace_id {direction}"

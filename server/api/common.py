@@ -1,0 +1,167 @@
+"""What the read API routes share: who is asking, which project, time and text parameters,
+and running lake queries off the event loop (at most LAKE_SLOTS at a time)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import Request
+
+from spanlake.collector.auth import DISABLED, Authenticator, Principal, check_project
+from spanlake.collector.errors import InvalidRequest
+from spanlake.storage.keys import Scope
+from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
+
+LAKE_SLOTS = 4  # concurrent lake queries per collector (2 cores: more only queue in DuckDB)
+MAX_TEXT = 1024  # longest filter value
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+T = TypeVar("T")
+
+
+@dataclass
+class ApiContext:
+    """The collector's pieces the API reads from (one per HTTP app)."""
+
+    data_dir: DataDir
+    default_project: str = DEFAULT_PROJECT
+    auth: Authenticator = DISABLED
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def analytics(self) -> Any:
+        """One Analytics (lake reader + price book) for the app's lifetime."""
+        if "an" not in self._cache:
+            from spanlake.analytics.runner import Analytics
+            from spanlake.storage.reader import Lake
+
+            self._cache["an"] = Analytics(Lake(self.data_dir))
+        return self._cache["an"]
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking lake query in a worker thread, at most LAKE_SLOTS at once."""
+        if "slots" not in self._cache:
+            self._cache["slots"] = anyio.CapacityLimiter(LAKE_SLOTS)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._cache["slots"])
+
+    def principal(self, need: Scope) -> Callable[[Request], Awaitable[Principal | None]]:
+        """A dependency authenticating the request for `need` (None when authentication is off)."""
+
+        async def dep(request: Request) -> Principal | None:
+            peer = request.client.host if request.client else ""
+            return self.auth.authenticate(request.headers.get("authorization"), need, peer)
+
+        return dep
+
+
+def project_for(principal: Principal | None, project: str | None) -> str | None:
+    """The project a read acts on: the key's (403 when another is named); with authentication
+    off, the one named (None: every project)."""
+    if project is not None and not valid_project(project):
+        raise InvalidRequest("invalid project name (letters, digits, '_', '.', '-'; at most 64)")
+    return check_project(principal, project)
+
+
+def text(value: str | None, name: str) -> str | None:
+    """A filter value: at most MAX_TEXT characters, no NUL or other control characters but tab."""
+    if value is None:
+        return None
+    if len(value) > MAX_TEXT:
+        raise InvalidRequest(f"{name} is longer than {MAX_TEXT} characters")
+    if any((ord(c) < 32 and c != "\t") or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise InvalidRequest(f"{name} contains a control character")
+    return value
+
+
+def texts(values: Sequence[str], name: str) -> list[str]:
+    return [text(v, name) or "" for v in values]
+
+
+def attributes(pairs: Sequence[str]) -> dict[str, str]:
+    """`key=value` parameters → {key: value} (exact matches on span attributes)."""
+    out: dict[str, str] = {}
+    for item in texts(pairs, "attr"):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"attr {item!r}: use key=value")
+        if key in out:
+            raise InvalidRequest(f"attr {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def parse_time(value: str | None, now: datetime, name: str) -> datetime | None:
+    """A duration ago ('30m', '24h', '7d') or an ISO 8601 time (UTC unless it says otherwise)."""
+    from spanlake.analytics.spans import parse_duration
+
+    if value is None or value == "":
+        return None
+    value = text(value, name) or ""
+    try:
+        t = now - parse_duration(value)
+    except (ValueError, OverflowError):
+        try:
+            t = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidRequest(f"{name}: use a duration such as 24h or 7d, or an ISO 8601 time") from None
+        t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    if not EARLIEST <= t <= LATEST:
+        raise InvalidRequest(f"{name} must be between 1970 and 2200")
+    return t.astimezone(UTC)
+
+
+def window(since: str | None, until: str | None, default_since: str = "24h") -> tuple[datetime, datetime]:
+    """The [since, until) window of a request; `until` defaults to now."""
+    now = datetime.now(UTC)
+    start = parse_time(since or default_since, now, "since") or now
+    end = parse_time(until, now, "until") or now
+    if start >= end:
+        raise InvalidRequest("since must be before until")
+    return start, end
+
+
+def finite(value: float | None, name: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise InvalidRequest(f"{name} must be a finite number")
+    return value
+
+
+def jsonable(value: Any) -> Any:
+    """Rows for a JSON answer: non-finite floats become null, datetimes ISO strings, bytes hex."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return str(value)
+
+
+def request_body(schema: Any, required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` declaring a JSON request body for routes that read the raw body
+    themselves; `schema` is a pydantic model or a JSON schema (its $defs are inlined)."""
+    doc = schema.model_json_schema() if hasattr(schema, "model_json_schema") else dict(schema)
+    defs = doc.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    body = {"required": required, "content": {"application/json": {"schema": inline(doc)}}}
+    return {"requestBody": body}

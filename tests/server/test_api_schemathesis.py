@@ -1,0 +1,77 @@
+"""schemathesis against the published OpenAPI document of a running collector (authentication
+off on loopback, seeded over OTLP): no 5xx, and every status code, content type and body as
+the spec declares. Bounded: MAX_EXAMPLES cases per operation and mode, derandomized (the same
+cases every run), no shrinking, and a time budget."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from spanlake.server.api.limits import ENV_RATE
+from tests.conftest import start_collector
+from tests.server.api_helpers import PRICES, alpha_requests, send
+
+MAX_EXAMPLES = 15  # per operation and mode (positive, negative)
+BUDGET_S = 240  # the whole run, on a loaded 2-core machine
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.schemas.BaseSchema]:
+    data_dir = tmp_path_factory.mktemp("schemathesis") / "data"
+    data_dir.mkdir(parents=True)
+    (data_dir / "prices.toml").write_text(PRICES)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_RATE, "0")
+        running, stop = start_collector(data_dir, auth="off")
+    try:
+        for req in alpha_requests():
+            send(running.http, req, None)
+        running.flush()
+        yield schemathesis.openapi.from_url(f"{running.http}/api/v1/openapi.json")
+    finally:
+        stop()
+
+
+def test_api_conforms_to_its_spec(published: schemathesis.schemas.BaseSchema) -> None:
+    """Every operation, with data that fits the spec and data that does not."""
+    failures: list[str] = []
+    operations = [result.ok() for result in published.get_all_operations()]
+    assert len(operations) > 30
+    started = time.monotonic()
+    for op in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(case=op.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=MAX_EXAMPLES,
+                derandomize=True,
+                deadline=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            )
+            def run(case: schemathesis.Case) -> None:
+                case.call_and_validate(checks=CHECKS, timeout=60)
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing to get wrong: no parameters and no body
+                assert mode == GenerationMode.NEGATIVE, op.label
+            except Exception as e:  # one report listing every operation that broke its spec
+                failures.append(f"{op.label} ({mode}): {str(e)[:1500]}")
+    assert time.monotonic() - started < BUDGET_S, "schemathesis ran over its time budget"
+    assert not failures, "\n\n".join(failures)
