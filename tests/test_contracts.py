@@ -20,7 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from spanlake.cli.main import cli
 from spanlake.collector.decode import decode_logs, decode_spans
-from spanlake.storage import schema_doc
+from spanlake.collector import schema_doc
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
 from spanlake.storage.schema import (
@@ -169,7 +169,7 @@ def test_views_read_back_what_was_written(lake_dir: DataDir) -> None:
 
 def test_schema_doc_is_generated_from_the_schema() -> None:
     doc = (ROOT / "docs" / "schema.md").read_text()
-    assert doc == schema_doc.render(), "docs/schema.md is stale: python -m spanlake.storage.schema_doc > docs/schema.md"
+    assert doc == schema_doc.render(), "docs/schema.md is stale: python -m spanlake.collector.schema_doc > docs/schema.md"
 
 
 def test_schema_doc_covers_every_column_and_version() -> None:
@@ -182,7 +182,7 @@ def test_schema_doc_covers_every_column_and_version() -> None:
 
 def test_schema_doc_runs_as_a_module() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "spanlake.storage.schema_doc"], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-m", "spanlake.collector.schema_doc"], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout == schema_doc.render()
 
