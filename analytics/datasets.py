@@ -303,7 +303,7 @@ def match_items(
     an: Analytics, tf: TraceFilters, lf: LabelFilter | None = None, limit: int = MAX_MATCHES
 ) -> pl.DataFrame:
     """Items (project, trace_id, span_id, trace_start) whose trace matches `tf` (the trace list's
-    filters: analytics.traces.traces.list_traces) and whose current labels match `lf`, oldest
+    filters: analytics.traces.trace_list.list_traces) and whose current labels match `lf`, oldest
     trace first, at most `limit`."""
     lf = lf or LabelFilter()
     wanted: dict[tuple[str, str], list[str | None]] | None = None

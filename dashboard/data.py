@@ -18,7 +18,7 @@ from spanlake.analytics import dataset_export, label_queue, labels, reports, rol
 from spanlake.analytics import datasets as ds
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
-from spanlake.analytics.traces import detail, overview, traces
+from spanlake.analytics.traces import detail, overview, trace_list
 from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.storage import datasets as stored
 from spanlake.storage.label_schema import LabelSchema, LabelSchemas
@@ -48,13 +48,13 @@ def has_lake(data_dir: str) -> bool:
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
-def trace_page(data_dir: str, f: TraceFilters, page: Page) -> traces.TracePage:
-    return traces.list_traces(analytics(data_dir), f, page)
+def trace_page(data_dir: str, f: TraceFilters, page: Page) -> trace_list.TracePage:
+    return trace_list.list_traces(analytics(data_dir), f, page)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def facets(data_dir: str, f: TraceFilters) -> dict[str, list[str]]:
-    return traces.facets(analytics(data_dir), f)
+    return trace_list.facets(analytics(data_dir), f)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
@@ -64,12 +64,12 @@ def trace(data_dir: str, trace_id: str, project: str | None, around: datetime | 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def sessions(data_dir: str, f: TraceFilters, limit: int) -> pl.DataFrame:
-    return traces.list_sessions(analytics(data_dir), f, limit)
+    return trace_list.list_sessions(analytics(data_dir), f, limit)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def session_traces(data_dir: str, f: TraceFilters, session_id: str) -> pl.DataFrame:
-    return traces.session_traces(analytics(data_dir), f, session_id)
+    return trace_list.session_traces(analytics(data_dir), f, session_id)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)

@@ -38,7 +38,7 @@ DEFAULT_LIMIT = 50
 
 
 class TraceRow(BaseModel):
-    """One trace of a list (analytics.traces.traces.LIST_COLUMNS)."""
+    """One trace of a list (analytics.traces.trace_list.LIST_COLUMNS)."""
 
     start_time: datetime
     project: str

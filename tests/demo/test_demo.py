@@ -159,15 +159,15 @@ def test_dashboard_views_have_content(run: dict[str, Any]) -> None:
     """The functions behind the dashboard's pages: traces, one trace, sessions, overview."""
     from spanlake.analytics.runner import Analytics
     from spanlake.analytics.spans import Filters
-    from spanlake.analytics.traces import detail, overview, traces
+    from spanlake.analytics.traces import detail, overview, trace_list
     from spanlake.analytics.traces.filters import TraceFilters
 
     an = Analytics(run["collector"].data_dir)
     now = datetime.now(UTC)
     window = {"since": now - timedelta(hours=1), "until": now + timedelta(minutes=1), "project": "demo"}
-    assert traces.count_traces(an, TraceFilters(**window)) == TICKETS
-    assert traces.count_traces(an, TraceFilters(**window, outcome="failure")) > 0
-    assert len(traces.list_sessions(an, TraceFilters(**window))) > 5
+    assert trace_list.count_traces(an, TraceFilters(**window)) == TICKETS
+    assert trace_list.count_traces(an, TraceFilters(**window, outcome="failure")) > 0
+    assert len(trace_list.list_sessions(an, TraceFilters(**window))) > 5
     escalated = next(t for t in run["tickets"] if "no_pii" in t["failed_validations"])
     d = detail.trace_detail(an, escalated["trace_id"], "demo")
     assert d is not None and d.conversation and d.documents and d.validations and d.markers
