@@ -1,4 +1,4 @@
-"""genai-prices' bundled data → price rows (see analytics.pricing for the row layout).
+"""genai-prices' bundled data → price rows (the layout of analytics.price_rows).
 
 Each model's prices are evaluated piecewise: between the dates its prices change, between
 the UTC times of day its off-peak windows start and end, per service tier it has a variant
@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from spanlake.analytics.pricing import DAY_US, FAR_FUTURE, FAR_PAST, MAX_TOKENS, flat_rates, midnight, price_row
+from spanlake.analytics.price_rows import DAY_US, FAR_FUTURE, FAR_PAST, MAX_TOKENS, flat_rates, midnight, price_row
 
 # OTel well-known provider names (our `provider` column) → genai-prices provider ids.
 PROVIDER_IDS = {
