@@ -59,6 +59,7 @@ from spanlake.storage.schema import SPANS
 # The columns normalize() fills, in storage.schema.SPANS order (normalize_row's order).
 NORMALIZED_COLUMNS = tuple(c.name for c in SPANS.columns if c.normalized)
 
+# Lookup modes (collector/_otlp.c numbers them the same) and the reads normalize_row unpacks, in order.
 GET, GET_STR, FIRST, FIRST_STR, FIRST_INT = range(5)
 LOOKUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (FIRST_STR, (A.GEN_AI_OPERATION_NAME,)),
