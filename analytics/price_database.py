@@ -1,9 +1,13 @@
-"""genai-prices' bundled data → price rows (see analytics.pricing for the row layout).
+"""genai-prices' bundled data → price rows (the layout of analytics.price_rows).
 
 Each model's prices are evaluated piecewise: between the dates its prices change, between
 the UTC times of day its off-peak windows start and end, per service tier it has a variant
 for, and per input-token tier (context-length pricing). Each piece becomes one row with
 flat rates, so a SQL range join reproduces `genai_prices.calc_price`.
+
+genai-prices is imported inside the functions that use it: a heavy optional dependency
+(importing it takes about 0.2 s and loading its data 0.6 s, paid only once a model needs a
+price; without it only price overrides apply).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from spanlake.analytics.pricing import DAY_US, FAR_FUTURE, FAR_PAST, MAX_TOKENS, flat_rates, midnight, price_row
+from spanlake.analytics.price_rows import DAY_US, FAR_FUTURE, FAR_PAST, MAX_TOKENS, flat_rates, midnight, price_row
 
 # OTel well-known provider names (our `provider` column) → genai-prices provider ids.
 PROVIDER_IDS = {
@@ -47,7 +51,7 @@ def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
     an unknown provider (self-hosted, a gateway genai-prices does not list) is not guessed at;
     no provider at all lets genai-prices infer it from the model name.
     """
-    from genai_prices import data_snapshot
+    from genai_prices import data_snapshot  # heavy, optional (module docstring)
 
     snap = data_snapshot.get_snapshot()
     provider_id: str | None = None
@@ -62,7 +66,7 @@ def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
 
 
 def _constraint_points(constraint: Any, dates: set[date], tods: set[int]) -> None:
-    from genai_prices import types as T
+    from genai_prices import types as T  # heavy, optional (module docstring)
 
     if isinstance(constraint, T.StartDateConstraint):
         dates.add(constraint.start_date)
@@ -75,7 +79,7 @@ def _constraint_points(constraint: Any, dates: set[date], tods: set[int]) -> Non
 def database_rows(provider: str, model: str) -> list[dict[str, Any]]:
     """Price rows for one (provider, model) from genai-prices; [] when it has no price."""
     try:
-        from genai_prices import types as T
+        from genai_prices import types as T  # heavy, optional (module docstring)
     except ImportError:  # only overrides apply; every other model reports as unpriced
         warnings.warn("genai-prices is not installed: only price overrides apply", stacklevel=2)
         return []
@@ -134,7 +138,7 @@ def _tier_brackets(price: Any) -> list[tuple[int, int, dict[str, float]]]:
     genai-prices' tiers are cliffs on total input tokens: past a tier's start, every token
     of that kind is billed at the tier's rate.
     """
-    from genai_prices import types as T
+    from genai_prices import types as T  # heavy, optional (module docstring)
 
     values = {k: getattr(price, k, None) for k in PRICED_KEYS}
     if values["input_mtok"] is None and values["output_mtok"] is None:

@@ -27,12 +27,24 @@ import json
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+from spanlake.analytics.price_database import database_rows
+from spanlake.analytics.price_rows import (
+    DAY_US,
+    FAR_FUTURE,
+    FAR_PAST,
+    MAX_TOKENS,
+    PRICE_SCHEMA,
+    flat_rates,
+    midnight,
+    price_row,
+)
 
 # Span attributes naming the service tier a call was billed at (OpenAI, OTel).
 SERVICE_TIER_KEYS = (
@@ -41,33 +53,7 @@ SERVICE_TIER_KEYS = (
     "openai.request.service_tier",
     "gen_ai.openai.request.service_tier",
 )
-FAR_PAST = datetime(1, 1, 1, tzinfo=UTC)
-FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
-DAY_US = 86_400 * 10**6
-MAX_TOKENS = 2**63 - 1
 KEY_SEP = "\x1f"
-
-PRICE_SCHEMA = pa.schema(
-    [
-        ("provider", pa.string()),  # '' matches spans without a provider
-        ("model", pa.string()),
-        ("source", pa.string()),  # 'override' or 'genai-prices'
-        ("matched_model", pa.string()),  # the price entry's model id or override pattern
-        ("valid_from", pa.timestamp("us", tz="UTC")),  # span start_time in [valid_from, valid_to)
-        ("valid_to", pa.timestamp("us", tz="UTC")),
-        ("tod_lo_us", pa.int64()),  # UTC time of day of the span start in [tod_lo_us, tod_hi_us)
-        ("tod_hi_us", pa.int64()),
-        ("tier_lo", pa.int64()),  # input tokens in (tier_lo, tier_hi]
-        ("tier_hi", pa.int64()),
-        ("service_tier", pa.string()),  # '' = standard price
-        ("input_mtok", pa.float64()),
-        ("cache_read_mtok", pa.float64()),
-        ("cache_write_mtok", pa.float64()),
-        ("output_mtok", pa.float64()),
-        ("reasoning_mtok", pa.float64()),
-        ("request_price", pa.float64()),  # USD per call
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -182,8 +168,6 @@ class PriceBook:
         rows = self._override_rows(provider, model)
         if rows or not self.use_database:
             return rows
-        from spanlake.analytics.price_database import database_rows
-
         return database_rows(provider, model)
 
     def _override_rows(self, provider: str, model: str) -> list[dict[str, Any]]:
@@ -215,61 +199,6 @@ class PriceBook:
                 )
             )
         return rows
-
-
-def midnight(d: date) -> datetime:
-    return datetime.combine(d, time(), tzinfo=UTC)
-
-
-def flat_rates(
-    input_mtok: Decimal | None,
-    output_mtok: Decimal | None,
-    cache_read: Decimal | None,
-    cache_write: Decimal | None,
-    reasoning: Decimal | None,
-    request_kcount: Decimal | None,
-) -> dict[str, float]:
-    """Resolve unbilled sub-kinds to their parent's rate (genai-prices' leaf rule)."""
-    inp = input_mtok or Decimal(0)
-    out = output_mtok or Decimal(0)
-    return {
-        "input_mtok": float(inp),
-        "cache_read_mtok": float(inp if cache_read is None else cache_read),
-        "cache_write_mtok": float(inp if cache_write is None else cache_write),
-        "output_mtok": float(out),
-        "reasoning_mtok": float(out if reasoning is None else reasoning),
-        "request_price": float((request_kcount or Decimal(0)) / 1000),
-    }
-
-
-def price_row(
-    provider: str,
-    model: str,
-    source: str,
-    matched: str,
-    valid_from: datetime,
-    valid_to: datetime,
-    tod_lo: int,
-    tod_hi: int,
-    tier_lo: int,
-    tier_hi: int,
-    service_tier: str,
-    rates: dict[str, float],
-) -> dict[str, Any]:
-    return {
-        "provider": provider,
-        "model": model,
-        "source": source,
-        "matched_model": matched,
-        "valid_from": valid_from,
-        "valid_to": valid_to,
-        "tod_lo_us": tod_lo,
-        "tod_hi_us": tod_hi,
-        "tier_lo": tier_lo,
-        "tier_hi": tier_hi,
-        "service_tier": service_tier,
-        **rates,
-    }
 
 
 def database_version() -> str:

@@ -48,6 +48,7 @@ from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, 
 from spanlake.analytics.traces.filters import HORIZON, SKEW
 from spanlake.analytics.traces.overview import lake_window, tasks_sql
 from spanlake.analytics.traces.relation import run_on_lake
+from spanlake.storage.trace_index import index_rows
 
 HOUR = timedelta(hours=1)
 COST_DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version")
@@ -201,18 +202,8 @@ def build_overview(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFr
 
 
 def build_traces(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
-    """The trace-id index: each (project, trace_id) with spans starting in an hour, sorted by trace id."""
-
-    def sql(con: duckdb.DuckDBPyConnection, p: Params) -> str:
-        preds = []
-        if f.since is not None:
-            preds += [f"date >= {p.add(f.since.date())}", f"start_time >= {p.add(f.since)}"]
-        if f.until is not None:
-            preds += [f"date <= {p.add(f.until.date())}", f"start_time < {p.add(f.until)}"]
-        return f"""SELECT DISTINCT date_trunc('hour', start_time) AS hour, project, trace_id FROM spans_raw
-        WHERE {" AND ".join(preds) or "TRUE"} ORDER BY hour, trace_id"""
-
-    return run_on_lake(an, sql, (f.since, f.until, f.project))
+    """The trace-id index (storage.trace_index): each (project, trace_id) with spans starting in an hour."""
+    return pl.from_arrow(index_rows(an.lake, f.since, f.until, f.project))  # type: ignore[return-value]
 
 
 def _span_keys(*first: str) -> dict[str, str]:

@@ -9,11 +9,11 @@ to the raw answer (percentiles within analytics.sketch.ALPHA).
 label files seen, and a fingerprint of prices and task options. Every report relates spans
 of one trace only (a task and its spans, a step and the attempt before it, a check and its
 task), so a change in lake hour c can change the rows of hour c and of the hours where the
-traces of c's spans also have spans — found with the trace-id index (the `traces` table). A
-run rebuilds those hours, the hours of traces that got new human labels (tables holding
-outcomes), and everything when prices or options change; around an hour retention removed,
-each table's reach. Reads check the same per hour: an hour that is not up to date is
-computed from raw spans on the fly.
+traces of c's spans also have spans — found with the trace-id index (storage.trace_index;
+this job writes it as its `traces` table). A run rebuilds those hours, the hours of traces
+that got new human labels (tables holding outcomes), and everything when prices or options
+change; around an hour retention removed, each table's reach. Reads check the same per
+hour: an hour that is not up to date is computed from raw spans on the fly.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters, GroupBy
 from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.storage.layout import DataDir
+from spanlake.storage.trace_index import index_dir, index_files
 
 STATE_VERSION = 2
 HOUR = timedelta(hours=1)
@@ -169,7 +170,7 @@ def labelled_hours(an: Analytics, state: dict[str, Any], labels: dict[str, str])
     their hours are gone already. The result is never None today; None would mean "all"."""
     old: dict[str, str] = state.get("labels", {})
     new = [name for name, sig in labels.items() if old.get(name) != sig]
-    index = sorted((rollup_dir(an.lake.data_dir) / "traces").glob("*.parquet"))
+    index = index_files(an.lake.data_dir)
     if not new or not index:
         return set()
     root = an.lake.data_dir.lake / "labels"
@@ -194,13 +195,11 @@ def linked_hours(an: Analytics, changed: set[datetime], among: set[datetime] | N
     a check and its task)."""
     dd = an.lake.data_dir
     spans = [str(f) for c in changed for f in _hour_files(dd, c)]
-    index_dir = rollup_dir(dd) / "traces"
     if among is None:
-        index = [str(f) for f in sorted(index_dir.glob("*.parquet")) if _parse_hour(f.stem) not in changed]
+        index = [str(f) for f in index_files(dd) if _parse_hour(f.stem) not in changed]
     else:
-        index = [
-            str(f) for f in (index_dir / f"{_hour_name(h)}.parquet" for h in sorted(among - changed)) if f.exists()
-        ]
+        folder = index_dir(dd)
+        index = [str(f) for f in (folder / f"{_hour_name(h)}.parquet" for h in sorted(among - changed)) if f.exists()]
     if not spans or not index:
         return set()
     con = duckdb.connect(":memory:")
@@ -237,23 +236,6 @@ def _affected(
     if table.reach(options) == (0, 0):
         return set(changed)
     return changed | linked() | _expand(changed - lake, table.reach(options))
-
-
-def trace_hours(an: Analytics, trace_id: str, project: str | None = None) -> list[datetime]:
-    """The hours a trace has spans in, from the trace-id index (empty when not indexed yet)."""
-    files = sorted((rollup_dir(an.lake.data_dir) / "traces").glob("*.parquet"))
-    if not files:
-        return []
-    con = duckdb.connect(":memory:")
-    try:
-        where = "trace_id = $t" + (" AND project = $p" if project is not None else "")
-        params: dict[str, Any] = {"files": [str(f) for f in files], "t": trace_id.strip().lower()}
-        if project is not None:
-            params["p"] = project
-        sql = f"SELECT DISTINCT epoch_us(hour) FROM read_parquet($files) WHERE {where} ORDER BY 1"
-        return [datetime.fromtimestamp(r[0] / 1e6, UTC) for r in con.execute(sql, params).fetchall()]
-    finally:
-        con.close()
 
 
 def run(

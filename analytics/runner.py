@@ -14,17 +14,9 @@ from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.spans import MACROS, Params, SpanSource, pairs_sql, span_ctes
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake, fetch_arrow
+from spanlake.storage.schema import TASK_LABELS_SCHEMA
+from spanlake.storage.window import connect_window
 
-# Human labels on tasks: the latest label wins.
-LABELS_SCHEMA = pa.schema(
-    [
-        ("project", pa.string()),
-        ("trace_id", pa.string()),
-        ("span_id", pa.string()),  # the task span
-        ("outcome", pa.string()),  # success | failure | unknown
-        ("labeled_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
 LabelSource = Callable[[], pa.Table]
 # A report query: the spans it reads and the SQL after their CTEs (see Analytics.run).
 Job = tuple[SpanSource, Callable[[Params], str]]
@@ -32,7 +24,7 @@ Job = tuple[SpanSource, Callable[[Params], str]]
 
 def no_labels() -> pa.Table:
     """A label source with no labels (reports then decide outcomes from spans alone)."""
-    return LABELS_SCHEMA.empty_table()
+    return TASK_LABELS_SCHEMA.empty_table()
 
 
 # Reviewer verdicts (source 'human') as task outcomes. A label on a whole trace (no span)
@@ -62,7 +54,7 @@ class Analytics:
     """Entry point for reports over one lake.
 
     `prices` resolves model prices (defaults to genai-prices plus `<data_dir>/prices.toml`
-    if present); `labels` returns human task labels as a LABELS_SCHEMA table.
+    if present); `labels` returns human task labels as a TASK_LABELS_SCHEMA table.
     """
 
     def __init__(
@@ -107,9 +99,9 @@ class Analytics:
         """The label source's table (skipped when the lake's label source has no files yet)."""
         dd = self.lake.data_dir
         if self._lake_labels and not dd.is_remote and not any((dd.lake / "labels").glob("project=*/*/*/*.parquet")):
-            return LABELS_SCHEMA.empty_table()
+            return TASK_LABELS_SCHEMA.empty_table()
         labels = self.labels()
-        return labels.cast(LABELS_SCHEMA) if labels.num_rows else LABELS_SCHEMA.empty_table()
+        return labels.cast(TASK_LABELS_SCHEMA) if labels.num_rows else TASK_LABELS_SCHEMA.empty_table()
 
     def _connect(self, sources: Sequence[SpanSource]) -> duckdb.DuckDBPyConnection:
         """A connection whose views read only the partitions of the sources' windows (widened as
@@ -118,12 +110,10 @@ class Analytics:
         filters = [s.filters for s in sources]
         if any(f.since is None or f.until is None for f in filters):
             return self.lake.connect()
-        from spanlake.analytics.traces.relation import connect_window
-
         since = min(s.filters.since - s.widen_before for s in sources)  # type: ignore[operator]
         until = max(s.filters.until + s.widen_after for s in sources)  # type: ignore[operator]
         projects = {f.project for f in filters}
-        return connect_window(self, since, until, projects.pop() if len(projects) == 1 else None)
+        return connect_window(self.lake, since, until, projects.pop() if len(projects) == 1 else None)
 
     def sql(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         """Plain SQL over the lake's views (for tests and ad-hoc checks)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
 from spanlake.storage.reader import ROOT_PREDICATE
+from spanlake.storage.schema import SPANS
 
 BUCKETS = ("minute", "hour", "day", "week", "month")
 BILLABLE_CATEGORIES = ("llm", "embedding")  # token counts elsewhere (agent, chain) are aggregates
@@ -49,39 +50,9 @@ RAW_FILTER_COLUMNS = {
     "prompt_name": "prompt_name",
     "prompt_version": "prompt_version",
 }
-# Columns read from spans_raw (never content, never the raw attributes unless asked).
-BASE_COLUMNS = (
-    "project",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "category",
-    "start_time",
-    "duration_ns",
-    "status_code",
-    "status_message",
-    "error_type",
-    "service_name",
-    "provider",
-    "request_model",
-    "response_model",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "time_to_first_token_ms",
-    "prompt_name",
-    "prompt_version",
-    "task_name",
-    "task_outcome",
-    "task_outcome_reason",
-    "validation_name",
-    "validation_passed",
-    "tool_name",
-    "reported_cost",
-)
+# Columns read from spans_raw (never content, never the raw attributes unless asked): the
+# schema's scanned columns.
+BASE_COLUMNS = tuple(c.name for c in SPANS.all_columns if c.scanned)
 
 
 def parse_duration(text: str) -> timedelta:

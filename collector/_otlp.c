@@ -593,7 +593,7 @@ static PyObject *py_decode_traces(PyObject *Py_UNUSED(self), PyObject *arg) {
 
 /* --- attribute helpers for the flusher ---------------------------------------------
  * Each has a pure-Python reference that tests compare it with:
- * split_attrs ~ content.split_content, lookup ~ normalize.lookup_reference.
+ * split_attrs ~ content.split_content, lookup ~ normalize.fast.lookup_reference.
  */
 
 /* UTF-8 length of a str, lone surrogates as 3 bytes (Python's "surrogatepass"). */
@@ -758,7 +758,7 @@ static PyMethodDef methods[] = {
     {"split_attrs", (PyCFunction)(void (*)(void))py_split_attrs, METH_FASTCALL,
      "split_attrs(attrs, key_cache, is_content_key, limit) -> (facts, content) (see collector/content.py)."},
     {"lookup", (PyCFunction)(void (*)(void))py_lookup, METH_FASTCALL,
-     "lookup(attrs, rules, to_int) -> tuple of values (see collector/normalize.py)."},
+     "lookup(attrs, rules, to_int) -> tuple of values (see collector/normalize/fast.py)."},
     {NULL, NULL, 0, NULL},
 };
 

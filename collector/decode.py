@@ -169,11 +169,13 @@ def _span_row(
     )
 
 
-# _span_row's tuple layout must be SPANS' column order.
+# _span_row's tuple is SPANS' column order: 15 values, normalize_row's (the schema's normalized
+# columns, which must be consecutive there), then the rest.
+_NORMALIZED_AT = 15
 _ROW_LAYOUT = (
-    *SPANS.names[: SPANS.names.index("category")],
+    *SPANS.names[:_NORMALIZED_AT],
     *NORMALIZED_COLUMNS,
-    *SPANS.names[SPANS.names.index("flags") :],
+    *SPANS.names[_NORMALIZED_AT + len(NORMALIZED_COLUMNS) :],
 )
 if SPANS.names != _ROW_LAYOUT:
     raise RuntimeError("SPANS columns and decode._span_row are out of step")

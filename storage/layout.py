@@ -22,10 +22,9 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from spanlake.storage.objectstore import LakeStore
+from spanlake.storage.objectstore import LakeStore, LocalStore, S3Store
 
 DEFAULT_PROJECT = "default"
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -85,8 +84,6 @@ class DataDir:
     def store(self) -> LakeStore:
         """The lake's files (local folder or object storage)."""
         if self._store is None:
-            from spanlake.storage.objectstore import LocalStore, S3Store
-
             self._store = S3Store(self.lake_url) if self.lake_url else LocalStore(self._lake)
         return self._store
 

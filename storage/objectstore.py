@@ -5,7 +5,7 @@ separators (`spans/project=a/date=2024-05-01/hour=13/<file>.parquet`). A `LakeSt
 those into files or objects, with one promise that the rest of spanlake relies on: a
 published file is whole or absent.
 
-- `LocalStore`: staging file, fsync, rename, fsync of the directory (storage.writer).
+- `LocalStore`: staging file, fsync, rename, fsync of the directory (storage.durable).
 - `S3Store`: one PUT per object (a multipart upload above the part size, which S3 also
   publishes atomically on completion). The Parquet bytes are produced in memory before the
   upload starts, so a failure while encoding never publishes a partial object.
@@ -30,8 +30,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-COMPRESSION = "zstd"
-ROW_GROUP_SIZE = 64 * 1024
+from spanlake.storage.durable import COMPRESSION, ROW_GROUP_SIZE, fsync_dir, makedirs_durable, write_parquet
 
 
 @dataclass(frozen=True)
@@ -130,13 +129,9 @@ class LocalStore(LakeStore):
         return self.root / rel
 
     def publish(self, rel: str, data: pa.Table) -> None:
-        from spanlake.storage import writer  # looked up at call time: tests replace write_parquet
-
-        writer.write_parquet(data, self.path(rel), self.staging)
+        write_parquet(data, self.path(rel), self.staging)
 
     def put_bytes(self, rel: str, data: bytes) -> None:
-        from spanlake.storage.writer import fsync_dir, makedirs_durable
-
         dest = self.path(rel)
         makedirs_durable(dest.parent)
         tmp = dest.with_name(dest.name + ".tmp")
@@ -148,8 +143,6 @@ class LocalStore(LakeStore):
         fsync_dir(dest.parent)
 
     def delete(self, rels: Iterable[str]) -> None:
-        from spanlake.storage.writer import fsync_dir
-
         dirs = set()
         for rel in rels:
             p = self.path(rel)

@@ -25,12 +25,20 @@ JSON = pa.string()  # JSON text; query with DuckDB's json functions or the attr(
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a lake table."""
+    """One column of a lake table.
+
+    `normalized`: filled by collector.normalize from the span's attributes (whatever dialect
+    sent them). `scanned`: carried by the span relation every report reads (analytics.spans);
+    the others (JSON blobs, exact nanosecond times, ids only the trace view shows) are read
+    only by queries that name them.
+    """
 
     name: str
     type: pa.DataType
     nullable: bool
     doc: str
+    normalized: bool = False
+    scanned: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class Table:
 
 
 PARTITIONS = (
-    Column("project", pa.string(), False, "Project the row belongs to (path key `project=`)."),
+    Column("project", pa.string(), False, "Project the row belongs to (path key `project=`).", scanned=True),
     Column("date", pa.date32(), False, "UTC date of the row's time: span start, log event time (path key `date=`)."),
     Column("hour", pa.int32(), False, "UTC hour of the row's time, 0-23 (path key `hour=`)."),
 )
@@ -75,19 +83,19 @@ SPANS = Table(
     unique_key=("trace_id", "span_id"),
     order_by=("start_time", "trace_id", "span_id"),
     columns=(
-        Column("trace_id", pa.string(), False, "32 lowercase hex characters."),
-        Column("span_id", pa.string(), False, "16 lowercase hex characters."),
-        Column("parent_span_id", pa.string(), True, "Parent's span id; NULL for a root span."),
+        Column("trace_id", pa.string(), False, "32 lowercase hex characters.", scanned=True),
+        Column("span_id", pa.string(), False, "16 lowercase hex characters.", scanned=True),
+        Column("parent_span_id", pa.string(), True, "Parent's span id; NULL for a root span.", scanned=True),
         Column("trace_state", pa.string(), True, "W3C tracestate, when sent."),
-        Column("name", pa.string(), False, "Span name."),
+        Column("name", pa.string(), False, "Span name.", scanned=True),
         Column("kind", pa.string(), False, "UNSPECIFIED, INTERNAL, SERVER, CLIENT, PRODUCER or CONSUMER."),
-        Column("start_time", TIMESTAMP, False, "Start, UTC, microsecond precision."),
+        Column("start_time", TIMESTAMP, False, "Start, UTC, microsecond precision.", scanned=True),
         Column("end_time", TIMESTAMP, False, "End, UTC, microsecond precision."),
         Column("start_time_unix_nano", pa.int64(), False, "Exact start as sent, ns since the epoch."),
-        Column("duration_ns", pa.int64(), False, "Exact end minus start, ns."),
-        Column("status_code", pa.string(), False, "UNSET, OK or ERROR."),
-        Column("status_message", pa.string(), True, "Status description, when sent."),
-        Column("service_name", pa.string(), True, "Resource attribute `service.name`."),
+        Column("duration_ns", pa.int64(), False, "Exact end minus start, ns.", scanned=True),
+        Column("status_code", pa.string(), False, "UNSET, OK or ERROR.", scanned=True),
+        Column("status_message", pa.string(), True, "Status description, when sent.", scanned=True),
+        Column("service_name", pa.string(), True, "Resource attribute `service.name`.", scanned=True),
         Column("scope_name", pa.string(), True, "Instrumentation scope name."),
         Column("scope_version", pa.string(), True, "Instrumentation scope version."),
         Column(
@@ -95,31 +103,121 @@ SPANS = Table(
             pa.string(),
             False,
             "Normalized step type: llm, embedding, retrieval, rerank, tool, agent, chain, guardrail, task or other.",
+            normalized=True,
+            scanned=True,
         ),
-        Column("operation", pa.string(), True, "GenAI operation (`gen_ai.operation.name` or equivalent)."),
-        Column("provider", pa.string(), True, "GenAI provider (`gen_ai.provider.name` or equivalent)."),
-        Column("request_model", pa.string(), True, "Model requested."),
-        Column("response_model", pa.string(), True, "Model that answered."),
-        Column("input_tokens", pa.int64(), True, "Input tokens, cached ones included (OTel meaning)."),
-        Column("output_tokens", pa.int64(), True, "Output tokens, reasoning ones included (OTel meaning)."),
-        Column("cache_read_tokens", pa.int64(), True, "Input tokens served from cache (subset of input)."),
-        Column("cache_write_tokens", pa.int64(), True, "Input tokens written to cache (subset of input)."),
-        Column("reasoning_tokens", pa.int64(), True, "Reasoning output tokens (subset of output)."),
-        Column("total_tokens", pa.int64(), True, "Total tokens as sent, else input + output."),
-        Column("finish_reasons", pa.list_(pa.string()), True, "One finish reason per generation."),
-        Column("time_to_first_token_ms", pa.float64(), True, "Time to the first streamed chunk, ms."),
-        Column("session_id", pa.string(), True, "Session or conversation id."),
-        Column("user_id", pa.string(), True, "End user id."),
-        Column("prompt_name", pa.string(), True, "Prompt or template name."),
-        Column("prompt_version", pa.string(), True, "Prompt or template version."),
-        Column("error_type", pa.string(), True, "`error.type`, or the exception type of an error event."),
-        Column("task_name", pa.string(), True, "Set when the app marked this span as a task."),
-        Column("task_outcome", pa.string(), True, "Outcome the app recorded: success or failure."),
-        Column("task_outcome_reason", pa.string(), True, "Why the task failed, or a note."),
-        Column("validation_name", pa.string(), True, "Set when the span is a validation or guardrail."),
-        Column("validation_passed", pa.bool_(), True, "The validation's verdict."),
-        Column("tool_name", pa.string(), True, "Tool called by this span."),
-        Column("reported_cost", pa.float64(), True, "Cost (USD) the instrumentation sent, if any."),
+        Column(
+            "operation", pa.string(), True, "GenAI operation (`gen_ai.operation.name` or equivalent).", normalized=True
+        ),
+        Column(
+            "provider",
+            pa.string(),
+            True,
+            "GenAI provider (`gen_ai.provider.name` or equivalent).",
+            normalized=True,
+            scanned=True,
+        ),
+        Column("request_model", pa.string(), True, "Model requested.", normalized=True, scanned=True),
+        Column("response_model", pa.string(), True, "Model that answered.", normalized=True, scanned=True),
+        Column(
+            "input_tokens",
+            pa.int64(),
+            True,
+            "Input tokens, cached ones included (OTel meaning).",
+            normalized=True,
+            scanned=True,
+        ),
+        Column(
+            "output_tokens",
+            pa.int64(),
+            True,
+            "Output tokens, reasoning ones included (OTel meaning).",
+            normalized=True,
+            scanned=True,
+        ),
+        Column(
+            "cache_read_tokens",
+            pa.int64(),
+            True,
+            "Input tokens served from cache (subset of input).",
+            normalized=True,
+            scanned=True,
+        ),
+        Column(
+            "cache_write_tokens",
+            pa.int64(),
+            True,
+            "Input tokens written to cache (subset of input).",
+            normalized=True,
+            scanned=True,
+        ),
+        Column(
+            "reasoning_tokens",
+            pa.int64(),
+            True,
+            "Reasoning output tokens (subset of output).",
+            normalized=True,
+            scanned=True,
+        ),
+        Column("total_tokens", pa.int64(), True, "Total tokens as sent, else input + output.", normalized=True),
+        Column("finish_reasons", pa.list_(pa.string()), True, "One finish reason per generation.", normalized=True),
+        Column(
+            "time_to_first_token_ms",
+            pa.float64(),
+            True,
+            "Time to the first streamed chunk, ms.",
+            normalized=True,
+            scanned=True,
+        ),
+        Column("session_id", pa.string(), True, "Session or conversation id.", normalized=True),
+        Column("user_id", pa.string(), True, "End user id.", normalized=True),
+        Column("prompt_name", pa.string(), True, "Prompt or template name.", normalized=True, scanned=True),
+        Column("prompt_version", pa.string(), True, "Prompt or template version.", normalized=True, scanned=True),
+        Column(
+            "error_type",
+            pa.string(),
+            True,
+            "`error.type`, or the exception type of an error event.",
+            normalized=True,
+            scanned=True,
+        ),
+        Column(
+            "task_name",
+            pa.string(),
+            True,
+            "Set when the app marked this span as a task.",
+            normalized=True,
+            scanned=True,
+        ),
+        Column(
+            "task_outcome",
+            pa.string(),
+            True,
+            "Outcome the app recorded: success or failure.",
+            normalized=True,
+            scanned=True,
+        ),
+        Column(
+            "task_outcome_reason", pa.string(), True, "Why the task failed, or a note.", normalized=True, scanned=True
+        ),
+        Column(
+            "validation_name",
+            pa.string(),
+            True,
+            "Set when the span is a validation or guardrail.",
+            normalized=True,
+            scanned=True,
+        ),
+        Column("validation_passed", pa.bool_(), True, "The validation's verdict.", normalized=True, scanned=True),
+        Column("tool_name", pa.string(), True, "Tool called by this span.", normalized=True, scanned=True),
+        Column(
+            "reported_cost",
+            pa.float64(),
+            True,
+            "Cost (USD) the instrumentation sent, if any.",
+            normalized=True,
+            scanned=True,
+        ),
         Column("flags", pa.int64(), True, "OTLP span flags."),
         Column("attributes", JSON, False, "Every span attribute except message content, as a JSON object."),
         Column(
@@ -246,6 +344,16 @@ TRACES_COLUMNS = (
     Column("has_error", pa.bool_(), False, "True when any span has status ERROR."),
     Column("is_complete", pa.bool_(), False, "True once the root span has arrived."),
 )
+
+# Human verdicts on tasks, as reports read them (analytics.runner: the latest label of a task span wins).
+TASK_LABELS_COLUMNS = (
+    Column("project", pa.string(), True, "Project."),
+    Column("trace_id", pa.string(), True, "Trace id."),
+    Column("span_id", pa.string(), True, "The task span."),
+    Column("outcome", pa.string(), True, "success, failure or unknown."),
+    Column("labeled_at", TIMESTAMP, True, "When the label was set."),
+)
+TASK_LABELS_SCHEMA = pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in TASK_LABELS_COLUMNS])
 
 CATEGORIES = ("llm", "embedding", "retrieval", "rerank", "tool", "agent", "chain", "guardrail", "task", "other")
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")

@@ -12,43 +12,20 @@ written again replaces it, so replays stay exactly-once there too.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from spanlake.storage.durable import TMP_SUFFIX, write_parquet
+from spanlake.storage.durable import fsync_dir as fsync_dir  # re-exported: the WAL, flusher and state files
+from spanlake.storage.durable import makedirs_durable as makedirs_durable  # re-exported, as fsync_dir
 from spanlake.storage.layout import PARQUET_SUFFIX, DataDir, PartitionKey
-from spanlake.storage.objectstore import COMPRESSION, ROW_GROUP_SIZE
 from spanlake.storage.schema import Table
 
-TMP_SUFFIX = ".tmp"
 FLUSHED_DIR = "_flushed"  # lake/_flushed/<segment>: every file of that WAL segment is published
-RENAME_ATTEMPTS = 10  # tries against retention removing the folder being written into
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def makedirs_durable(path: Path) -> None:
-    """`mkdir -p` that fsyncs the parent of every directory it creates."""
-    if path.is_dir():
-        return
-    makedirs_durable(path.parent)
-    try:
-        path.mkdir()
-    except FileExistsError:
-        return  # created concurrently; whoever created it fsyncs its parent
-    fsync_dir(path.parent)
 
 
 def columns_to_table(table: Table, columns: Mapping[str, list[Any]]) -> pa.Table:
@@ -56,38 +33,6 @@ def columns_to_table(table: Table, columns: Mapping[str, list[Any]]) -> pa.Table
     schema = table.arrow_schema
     arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def write_parquet(data: pa.Table, dest: Path, staging: Path) -> None:
-    """Write `data` to `dest` atomically (staging file, fsync, rename, fsync dir)."""
-    makedirs_durable(staging)
-    tmp = staging / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(data, f, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
-            f.flush()
-            os.fsync(f.fileno())
-        _rename_into(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(FileNotFoundError):  # retention deleted the (expired) file already
-        fsync_dir(dest.parent)
-
-
-def _rename_into(tmp: Path, dest: Path) -> None:
-    """Rename `tmp` to `dest`, creating `dest`'s folders. Retention removes a partition's hour
-    and date folders once they are empty, so one can vanish between its mkdir and the next
-    step (the child's mkdir, an fsync, the rename); then the folders are made again, a bounded
-    number of times (it loses only to another removal)."""
-    for attempt in range(RENAME_ATTEMPTS):
-        try:
-            makedirs_durable(dest.parent)
-            os.replace(tmp, dest)
-            return
-        except FileNotFoundError:
-            if not tmp.exists() or attempt == RENAME_ATTEMPTS - 1:
-                raise
 
 
 def clean_staging(staging: Path, min_age_s: float = 3600.0) -> int:

@@ -1,7 +1,8 @@
 """Contracts between the parts that share storage/schema.py, and between the CLI and README.
 
 decode → writer → Parquet → DuckDB views must agree with the one schema declaration, column
-for column and type for type; docs/schema.md must be what the generator renders; every
+for column and type for type; the column lists of normalization and of report scans derive
+from it; docs/schema.md must be what the generator renders; every
 CLI command must answer --help and be documented in README.md.
 """
 
@@ -18,9 +19,12 @@ import pytest
 from click.testing import CliRunner
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from spanlake.analytics.runner import lake_labels
+from spanlake.analytics.spans import BASE_COLUMNS
 from spanlake.cli.main import cli
 from spanlake.collector.decode import decode_logs, decode_spans
 from spanlake.collector import schema_doc
+from spanlake.collector.normalize import NORMALIZED_COLUMNS, normalize, normalize_reference
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
 from spanlake.storage.schema import (
@@ -30,11 +34,13 @@ from spanlake.storage.schema import (
     SPANS,
     SPANS_DERIVED,
     TABLE_KEY,
+    TASK_LABELS_SCHEMA,
     TRACES_COLUMNS,
     Column,
     Table,
 )
-from spanlake.storage.writer import LakeWriter
+from spanlake.storage.trace_index import index_rows
+from spanlake.storage.writer import LakeWriter, columns_to_table
 from tests.factories import any_value, kvs, make_logs_request, make_request, make_span
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,6 +168,48 @@ def test_views_read_back_what_was_written(lake_dir: DataDir) -> None:
     assert lake.query("SELECT span_count, is_complete FROM traces").to_pylist() == [
         {"span_count": 2, "is_complete": True}
     ]
+
+
+# --- column lists derived from the schema ----------------------------------------------------
+
+
+def test_normalize_fills_the_schemas_normalized_columns_in_order() -> None:
+    declared = tuple(c.name for c in SPANS.columns if c.normalized)
+    assert declared == NORMALIZED_COLUMNS
+    assert tuple(normalize_reference({}, [], 0, "UNSET")) == declared  # the reference, rule by rule
+    assert tuple(normalize({}, [], 0, "UNSET")) == declared
+    first = SPANS.names.index(declared[0])
+    assert SPANS.names[first : first + len(declared)] == declared  # consecutive: decode._span_row relies on it
+
+
+def test_decoded_values_land_in_their_columns() -> None:
+    (cols,) = decode_spans(span_request(), NOW).values()
+    columns_to_table(SPANS, cols)  # every value has its column's type
+    llm = cols["name"].index("chat gpt-4o")
+    got = {name: cols[name][llm] for name in ("category", "operation", "input_tokens", "total_tokens", "error_type")}
+    assert got == {"category": "llm", "operation": "chat", "input_tokens": 10, "total_tokens": 10, "error_type": None}
+    assert cols["finish_reasons"][llm] == ["stop"] and cols["service_name"][llm] == "svc"
+    assert cols["ingested_at"][llm] == NOW // 1000 and cols["start_time_unix_nano"][llm] == NOW + 1_000
+
+
+def test_report_scans_read_the_schemas_scanned_columns(lake_dir: DataDir) -> None:
+    assert tuple(c.name for c in SPANS.all_columns if c.scanned) == BASE_COLUMNS
+    assert {"attributes", "content", "events", "links"}.isdisjoint(BASE_COLUMNS)  # no JSON blob in a metric scan
+    views = dict(describe(Lake(lake_dir), "spans_raw"))
+    assert set(BASE_COLUMNS) <= set(views)
+
+
+def test_task_labels_query_gives_the_task_labels_schema(lake_dir: DataDir) -> None:
+    labels = lake_labels(Lake(lake_dir))()
+    assert labels.schema.names == TASK_LABELS_SCHEMA.names
+    assert labels.cast(TASK_LABELS_SCHEMA).schema.equals(TASK_LABELS_SCHEMA)
+
+
+def test_trace_index_rows(lake_dir: DataDir) -> None:
+    rows = index_rows(Lake(lake_dir), None, None)
+    assert rows.schema.names == ["hour", "project", "trace_id"]
+    assert rows.schema.field("hour").type == pa.timestamp("us", tz="UTC")
+    assert rows.num_rows == 1 and rows.column("project").to_pylist() == ["shop"]
 
 
 # --- docs/schema.md ↔ storage/schema.py ------------------------------------------------------

@@ -21,8 +21,10 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, Filters, SpanSource
 from spanlake.analytics.traces.filters import HORIZON, SKEW
 from spanlake.analytics.traces.messages import Message, as_text, loads, merge_conversation, span_messages
-from spanlake.analytics.traces.relation import connect_window, price_rows
+from spanlake.analytics.traces.relation import price_rows
 from spanlake.storage.reader import ROOT_PREDICATE, fetch_arrow
+from spanlake.storage.trace_index import trace_hours
+from spanlake.storage.window import connect_window
 
 MARKER_PREFIXES = {"spanlake.policy.": "policy", "spanlake.fallback.": "fallback", "spanlake.escalation.": "escalation"}
 EVALUATION_EVENT = "gen_ai.evaluation.result"
@@ -250,15 +252,13 @@ def trace_detail(
     # Where to look: around the hint (the trace list passes its start), else the recent
     # days (most shared links are fresh), else everywhere.
     tries = [(around - SKEW, around + HORIZON)] if around is not None else []
-    if around is None:  # a bare link: the trace-id index (analytics.rollups) knows its hours
-        from spanlake.analytics.rollups import trace_hours
-
-        hours = trace_hours(an, trace_id, project)
+    if around is None:  # a bare link: the trace-id index (storage.trace_index) knows its hours
+        hours = trace_hours(an.lake.data_dir, trace_id, project)
         if hours:
             tries.append((hours[0] - SKEW, hours[-1] + timedelta(hours=1) + HORIZON))
     tries.append((datetime.now(UTC) - RECENT, None))
     for since, until in tries:
-        raw, logs = _read(connect_window(an, since, until, project), trace_id, project)
+        raw, logs = _read(connect_window(an.lake, since, until, project), trace_id, project)
         if raw.num_rows:
             break
     if not raw.num_rows:

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -28,22 +27,13 @@ import polars as pl
 import pyarrow as pa
 
 from spanlake.analytics.pricing import PriceBook
-from spanlake.analytics.runner import LABELS_SCHEMA, Analytics
+from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, Params, SpanSource, attr_predicate, pairs_sql, span_ctes
 from spanlake.analytics.task_outcomes import IS_TASK
 from spanlake.storage.layout import DataDir
-from spanlake.storage.reader import (
-    MACRO_DDL,
-    RETRY_FOR_S,
-    ROOT_PREDICATE,
-    fetch_arrow,
-    files_sql,
-    is_vanished_file_error,
-    local_files,
-    local_span_sources,
-    view_ddl,
-)
-from spanlake.storage.schema import LOGS, SPANS, Table
+from spanlake.storage.reader import MACRO_DDL, RETRY_FOR_S, ROOT_PREDICATE, fetch_arrow, is_vanished_file_error
+from spanlake.storage.schema import TASK_LABELS_SCHEMA
+from spanlake.storage.window import connect_window
 
 PRICED = ("cost_usd", "unpriced")
 BILLABLE = f"category IN {BILLABLE_CATEGORIES}"
@@ -209,9 +199,9 @@ def labels_table(an: Analytics) -> pa.Table:
     dd: DataDir = an.lake.data_dir
     root = dd.lake / "labels"
     if not root.is_dir() or not any(root.glob("project=*/date=*/hour=*/*.parquet")):
-        return LABELS_SCHEMA.empty_table()
+        return TASK_LABELS_SCHEMA.empty_table()
     labels = an.labels()
-    return labels.cast(LABELS_SCHEMA) if labels.num_rows else LABELS_SCHEMA.empty_table()
+    return labels.cast(TASK_LABELS_SCHEMA) if labels.num_rows else TASK_LABELS_SCHEMA.empty_table()
 
 
 def register_common(con: duckdb.DuckDBPyConnection, an: Analytics) -> None:
@@ -248,48 +238,7 @@ def price_rows(an: Analytics, raw: pa.Table, src: SpanSource, body: Callable[[Pa
         con.close()
 
 
-def connect_window(
-    an: Analytics, since: datetime | None, until: datetime | None, project: str | None = None
-) -> duckdb.DuckDBPyConnection:
-    """A lake connection whose `spans_raw`/`logs_raw` read only the partitions of the days
-    [since, until] (all of them without `since`, or on an object-storage lake).
-
-    Lake.connect() defines the views over every file of the lake, which reads every file's
-    footer, so its cost grows with the lake; a dashboard query needs a few days at most.
-    (This belongs in storage.reader as a windowed connect; kept here until it is there.)
-    """
-    dd = an.lake.data_dir
-    if since is None or dd.is_remote:
-        return an.lake.connect()
-    proj = f"project={project}" if project is not None else "project=*"
-    patterns = _partition_patterns(since, until)
-
-    def dirs(table: Table) -> list[Path]:
-        root = dd.lake / table.name
-        return [d for pattern in patterns for d in root.glob(f"{proj}/{pattern}")]
-
-    sources = local_span_sources(dd, dirs(SPANS))
-    sources[LOGS.name] = files_sql(LOGS, local_files(dd, LOGS, dirs(LOGS)))
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    for stmt in view_ddl(dd, sources):
-        con.execute(stmt)
-    return con
-
-
 Window = tuple[datetime | None, datetime | None, str | None]
-MAX_HOURS = 72  # longer windows list whole days
-
-
-def _partition_patterns(since: datetime, until: datetime | None) -> list[str]:
-    """`date=…/hour=…` globs of the hours (or, for long windows, days) from since to until."""
-    until = until or datetime.now(UTC)
-    start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    if until - start <= timedelta(hours=MAX_HOURS):
-        hours = int((until - start) / timedelta(hours=1)) + 1
-        return [f"date={t:%Y-%m-%d}/hour={t:%H}" for t in (start + timedelta(hours=i) for i in range(hours))]
-    days = (until.astimezone(UTC).date() - start.date()).days + 1
-    return [f"date={start.date() + timedelta(days=i)}/hour=*" for i in range(days)]
 
 
 def run_on_lake(
@@ -305,7 +254,7 @@ def run_on_lake(
     delay = 0.01
     while True:
         try:
-            con = connect_window(an, *window)
+            con = connect_window(an.lake, *window)
             try:
                 register_common(con, an)
                 p = Params()

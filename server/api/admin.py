@@ -212,9 +212,9 @@ def _read_lake(ctx: ApiContext) -> None:
         return
     if not os.access(dd.lake, os.R_OK | os.X_OK):
         raise PermissionError(str(dd.lake))
-    from spanlake.analytics.traces.relation import connect_window
+    from spanlake.storage.window import connect_window  # loads DuckDB: only when the lake is read
 
-    con = connect_window(ctx.analytics(), datetime.now(UTC) - timedelta(hours=1), None)
+    con = connect_window(ctx.analytics().lake, datetime.now(UTC) - timedelta(hours=1), None)
     try:
         con.execute("SELECT 1 FROM spans_raw LIMIT 1").fetchall()
     finally:

@@ -301,12 +301,15 @@ def test_sketch_percentiles_are_within_alpha_of_exact() -> None:
 
 def test_trace_id_index_finds_a_trace_for_a_bare_link(an: Analytics) -> None:
     from spanlake.analytics.traces.detail import trace_detail
+    from spanlake.storage import trace_index
 
-    assert rollups.trace_hours(an, tid(5).hex()) == []  # not indexed yet
+    dd = an.lake.data_dir
+    assert trace_index.trace_hours(dd, tid(5).hex()) == []  # not indexed yet
     rollups.run(an)
-    hours = rollups.trace_hours(an, tid(5).hex().upper())
+    assert trace_index.index_dir(dd) == rollups.rollup_dir(dd) / "traces"  # the rollup job keeps the index
+    hours = trace_index.trace_hours(dd, tid(5).hex().upper())
     assert hours == [T0, T0 + timedelta(hours=1)]  # root at 10:59:59.9, call at 11:00:00.1
-    assert rollups.trace_hours(an, tid(5).hex(), project="elsewhere") == []
+    assert trace_index.trace_hours(dd, tid(5).hex(), project="elsewhere") == []
     d = trace_detail(an, tid(5).hex())
     assert d is not None and {s["name"] for s in d.spans} == {"E", "chat"}
 

@@ -10,9 +10,10 @@ import pytest
 
 from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.reports import task_list, tasks
-from spanlake.analytics.runner import LABELS_SCHEMA, Analytics
+from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.storage.schema import TASK_LABELS_SCHEMA
 from tests.analytics.helpers import T0, span, tid, write
 
 WINDOW = Filters(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
@@ -146,7 +147,7 @@ def test_latest_human_label_overrides_the_app(tmp_path: Path) -> None:
                 "labeled_at": datetime(2025, 6, 4, tzinfo=UTC),
             },
         ],
-        schema=LABELS_SCHEMA,
+        schema=TASK_LABELS_SCHEMA,
     )
     an = Analytics(tmp_path, prices=PRICES, labels=lambda: labels)
     got = _outcomes(task_list(an, WINDOW, limit=100).to_dicts())

@@ -1,5 +1,5 @@
 """Round trip of attribute keys: everything the SDK writes is a constant of
-spanlake.sdk.attributes (the one definition), and collector/normalize.py reads it."""
+spanlake.sdk.attributes (the one definition), and collector/normalize/ reads it."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ OI_DOCUMENT_KEY = re.compile(rf"^{re.escape(A.OI_RETRIEVAL_DOCUMENTS)}\.\d+\.({F
 
 # Written by the SDK and kept by the collector in the `attributes` JSON column (query them with
 # attr_str(attributes, '...')), but mapped to no typed column. Adding a key here is a decision:
-# either give it a column in storage/schema.py + normalize.py, or document it in docs/sdk.md.
+# either give it a column in storage/schema.py + collector/normalize/, or document it in docs/sdk.md.
 STORED_ONLY = {
     A.VALIDATION_ERRORS,
     A.POLICY_NAME,

@@ -1,0 +1,95 @@
+"""Connections over a time window of the lake: views that read only the partitions of its hours or days.
+
+Lake.connect() defines the views over every file of the lake, which reads every file's
+footer, so its cost grows with the lake; a dashboard or API query needs a few days at most.
+A windowed connection has the same views (storage.reader), defined over the partition
+folders of the window only. On an object-storage lake (no folders to list cheaply) and
+without a start it is the whole-lake connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from spanlake.storage.reader import (
+    RETRY_FOR_S,
+    Lake,
+    fetch_arrow,
+    files_sql,
+    is_vanished_file_error,
+    local_files,
+    local_span_sources,
+    view_ddl,
+)
+from spanlake.storage.schema import LOGS, SPANS, Table
+
+MAX_HOURS = 72  # longer windows list whole days
+
+
+def connect_window(
+    lake: Lake, since: datetime | None, until: datetime | None, project: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A lake connection whose `spans_raw`/`logs_raw` read only the partitions of the hours
+    (or days) [since, until] of `project` (all projects when None); the whole lake without
+    `since` or on object storage. Other views (labels, dataset events) are empty."""
+    dd = lake.data_dir
+    if since is None or dd.is_remote:
+        return lake.connect()
+    proj = f"project={project}" if project is not None else "project=*"
+    patterns = partition_patterns(since, until)
+
+    def dirs(table: Table) -> list[Path]:
+        root = dd.lake / table.name
+        return [d for pattern in patterns for d in root.glob(f"{proj}/{pattern}")]
+
+    sources = local_span_sources(dd, dirs(SPANS))
+    sources[LOGS.name] = files_sql(LOGS, local_files(dd, LOGS, dirs(LOGS)))
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    for stmt in view_ddl(dd, sources):
+        con.execute(stmt)
+    return con
+
+
+def partition_patterns(since: datetime, until: datetime | None) -> list[str]:
+    """`date=…/hour=…` globs of the hours (or, for long windows, days) from since to until."""
+    until = until or datetime.now(UTC)
+    start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if until - start <= timedelta(hours=MAX_HOURS):
+        hours = int((until - start) / timedelta(hours=1)) + 1
+        return [f"date={t:%Y-%m-%d}/hour={t:%H}" for t in (start + timedelta(hours=i) for i in range(hours))]
+    days = (until.astimezone(UTC).date() - start.date()).days + 1
+    return [f"date={start.date() + timedelta(days=i)}/hour=*" for i in range(days)]
+
+
+def query_window(
+    lake: Lake,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    project: str | None = None,
+) -> pa.Table:
+    """Run `sql` on a connection over the window. Retried, like Lake.query, when compaction
+    removed a file between listing and reading."""
+    deadline = time.monotonic() + RETRY_FOR_S
+    delay = 0.01
+    while True:
+        try:
+            con = connect_window(lake, since, until, project)
+            try:
+                return fetch_arrow(con, sql, dict(params or {}))
+            finally:
+                con.close()
+        except duckdb.IOException as e:
+            if not is_vanished_file_error(e) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
