@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanlake.analytics.rollups.trace_index import trace_hours
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, Filters, SpanSource
 from spanlake.analytics.traces.filters import HORIZON, SKEW
@@ -251,8 +252,6 @@ def trace_detail(
     # days (most shared links are fresh), else everywhere.
     tries = [(around - SKEW, around + HORIZON)] if around is not None else []
     if around is None:  # a bare link: the trace-id index (analytics.rollups) knows its hours
-        from spanlake.analytics.rollups import trace_hours
-
         hours = trace_hours(an, trace_id, project)
         if hours:
             tries.append((hours[0] - SKEW, hours[-1] + timedelta(hours=1) + HORIZON))
