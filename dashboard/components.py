@@ -190,3 +190,21 @@ def formatted(df: pl.DataFrame) -> pl.DataFrame:
         for c, dtype in df.schema.items()
         if dtype.is_numeric()
     )
+
+
+def figure_columns(df: pl.DataFrame) -> dict[str, Any]:
+    """st.dataframe column formats for a report kept numeric (the compare table, whose `b - a`
+    row holds differences): milliseconds, dollars to three significant digits, percentages."""
+    out: dict[str, Any] = {}
+    for c, dtype in df.schema.items():
+        if not dtype.is_numeric():
+            continue
+        if c.endswith("_ms"):
+            out[c] = st.column_config.NumberColumn(format="%,.0f ms")
+        elif "cost" in c and not c.endswith("_calls"):
+            small = df[c].abs().filter(df[c].abs() > 0).min()
+            digits = max(2, 2 - math.floor(math.log10(small))) if isinstance(small, int | float) else 2
+            out[c] = st.column_config.NumberColumn(format=f"$%.{min(digits, 8)}f")
+        elif "_rate" in c or c.endswith("_share") or c.startswith("precision_at"):
+            out[c] = st.column_config.NumberColumn(format="percent")
+    return out

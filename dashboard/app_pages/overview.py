@@ -40,7 +40,7 @@ m[2].metric(
     "Cost",
     fmt_cost(cost, unpriced if cost is None else 0),
     delta("task_cost_usd", "{:+.4f}"),
-    help=f"{unpriced:,} calls have no price: their cost is unknown, not counted" if unpriced else None,
+    help=f"Calls without a price ({unpriced:,}) are not counted: their cost is unknown." if unpriced else None,
 )
 m[3].metric(
     "Cost per successful task",
@@ -49,7 +49,8 @@ m[3].metric(
     delta_color="inverse",
 )
 if unpriced:
-    st.caption(f"Cost leaves out {unpriced:,} unpriced calls (`spanlake report unpriced` lists their models).")
+    calls = f"{unpriced:,} unpriced call{'' if unpriced == 1 else 's'}"
+    st.caption(f"Cost leaves out {calls} (`spanlake report unpriced` lists their models).")
 m = st.columns(4)
 m[0].metric("p50 latency", fmt_ms(cur.get("p50_ms")), delta("p50_ms", "{:+,.0f} ms"), delta_color="inverse")
 m[1].metric("p95 latency", fmt_ms(cur.get("p95_ms")), delta("p95_ms", "{:+,.0f} ms"), delta_color="inverse")

@@ -8,7 +8,7 @@ import streamlit as st
 from spanlake.analytics.reports.compare import BY
 from spanlake.analytics.reports.registry import REPORTS
 from spanlake.dashboard import data
-from spanlake.dashboard.components import formatted
+from spanlake.dashboard.components import figure_columns, formatted
 from spanlake.dashboard.context import Context, current
 
 COMPARE = "compare"  # its own view: two values side by side
@@ -59,7 +59,7 @@ def compare_view(ctx: Context) -> None:
         st.info(f"No tasks with {by} {a} or {b} in this window.")
         return
     st.altair_chart(compare_chart(df, by), width="content")
-    st.dataframe(formatted(df), hide_index=True, key="reports_compare_table")
+    st.dataframe(df, hide_index=True, key="reports_compare_table", column_config=figure_columns(df))
     st.download_button(
         "Download CSV", df.write_csv(), file_name=f"spanlake-compare-{by}.csv", mime="text/csv", key="reports_dl"
     )

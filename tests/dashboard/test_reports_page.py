@@ -4,8 +4,11 @@ worked out by hand in tests/analytics/traces/seed.py."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -15,9 +18,14 @@ from streamlit.testing.v1 import AppTest
 
 from spanlake.analytics.reports.registry import REPORTS
 from spanlake.cli.report import report as report_command
+from spanlake.collector.decode import decode_spans
 from spanlake.collector.http_receiver import make_http_app
 from spanlake.dashboard.components import formatted
 from spanlake.storage.layout import DataDir
+from spanlake.storage.schema import SPANS
+from spanlake.storage.writer import LakeWriter
+from tests.analytics.traces.seed import T0
+from tests.factories import make_request, make_span
 
 Open = Callable[..., AppTest]
 PREFIX = "/api/v1/reports/"
@@ -117,10 +125,18 @@ def test_reports_table_shows_formatted_figures(open_app: Open) -> None:
 
 @pytest.fixture
 def unpriced_dir(seeded_dir: Path, tmp_path: Path) -> Path:
-    """The seeded lake with gpt-4o-mini's price removed: traces 1 and 3 call an unpriced model."""
+    """The seeded lake plus a task at T0 + 3 min whose two calls use a model without a price."""
     root = tmp_path / "data"
     shutil.copytree(seeded_dir, root, ignore=shutil.ignore_patterns("rollups"))
-    (root / "prices.toml").write_text('[[price]]\nmodel = "gpt-4o"\ninput_mtok = 10.0\noutput_mtok = 20.0\n')
+    trace, start = bytes.fromhex("77" * 16), int((T0 + timedelta(minutes=3)).timestamp() * 1e9)
+    calls = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "mystery-9", "gen_ai.usage.input_tokens": 100}
+    spans = [
+        make_span("answer", trace, b"\x71" * 8, start_ns=start, attributes={"spanlake.task.name": "answer"}),
+        make_span("chat", trace, b"\x72" * 8, b"\x71" * 8, start_ns=start + 1000, attributes=calls),
+        make_span("chat", trace, b"\x73" * 8, b"\x71" * 8, start_ns=start + 2000, attributes=calls),
+    ]
+    rows = decode_spans(make_request(spans, {"service.name": "shop-api", "spanlake.project": "shop"}), ingested_at_ns=1)
+    LakeWriter(DataDir(root)).write_batch(SPANS, rows, uuid.uuid4().hex)
     return root
 
 
@@ -130,6 +146,19 @@ def test_overview_cost_fits_with_unpriced_calls(
     monkeypatch.setenv("SPANLAKE_DATA_DIR", str(unpriced_dir))
     at = open_app("overview")
     (cost,) = [m for m in at.metric if m.label == "Cost"]
-    assert cost.value == "$0.0024"  # gpt-4o's call only; the two gpt-4o-mini calls have no price
-    assert "unpriced" not in cost.value
+    # traces 1, 2 and 3 as seeded ($0.0002 + $0.0024 + $0.00001); the new task's calls have no price
+    assert cost.value == "$0.00261"
     assert any("2 unpriced calls" in c.value for c in at.caption)
+
+
+def test_compare_table_keeps_numbers_and_formats_them(open_app: Open) -> None:
+    at = open_app("reports")
+    at.selectbox(key="reports_name").set_value("compare").run()
+    at.selectbox(key="reports_compare_by").set_value("model").run()
+    (table,) = at.dataframe
+    assert table.value["tasks"].to_list() == [1, 2, 1]  # numbers (the `b - a` row is a difference)
+    config = json.loads(table.proto.columns)
+    assert config["success_rate"]["type_config"]["format"] == "percent"
+    assert config["p50_ms"]["type_config"]["format"] == "%,.0f ms"
+    # cost per task: gpt-4o $0.0024, gpt-4o-mini $0.00021 / 2 tasks = $0.000105 → three significant digits
+    assert config["cost_per_task"]["type_config"]["format"] == "$%.6f"
