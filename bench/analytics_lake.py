@@ -161,52 +161,54 @@ def time_reports(data_dir: Path, days: int) -> list[tuple[str, str, float, int]]
 def time_rollups(data_dir: Path, days: int, check: bool) -> None:
     """Build the hourly rollups from scratch, then time every report read from them (and, with
     `check`, compare each with the raw report: counts and sums equal, percentiles within ALPHA)."""
-    from spanlake.analytics import rollup_reports as RR
-    from spanlake.analytics import rollups, sketch
+    from spanlake.analytics import sketch
     from spanlake.analytics.pricing import PriceBook, PriceOverride
+    from spanlake.analytics.reports.registry import run_report
+    from spanlake.analytics.rollups import materialize
+    from spanlake.analytics.rollups.tables import rollup_dir
     from spanlake.analytics.runner import Analytics
     from spanlake.analytics.spans import Filters
     from spanlake.analytics.traces.overview import overview
 
     an = Analytics(data_dir, prices=PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1, output_mtok=2)]))
     t0 = time.perf_counter()
-    result = rollups.run(an, full=True)
+    result = materialize.run(an, full=True)
     print(f"rollups: full build of {result.hours_seen} hours in {time.perf_counter() - t0:.1f} s", flush=True)
     t0 = time.perf_counter()
-    result = rollups.run(an)
+    result = materialize.run(an)
     print(f"rollups: incremental run with nothing new in {time.perf_counter() - t0:.2f} s", flush=True)
-    size = sum(f.stat().st_size for f in rollups.rollup_dir(an.lake.data_dir).rglob("*.parquet"))
+    size = sum(f.stat().st_size for f in rollup_dir(an.lake.data_dir).rglob("*.parquet"))
     print(f"rollups: {size / 1e6:.1f} MB on disk", flush=True)
     end = START + timedelta(days=days)
     cases: dict[str, Callable[[Filters], tuple[Any, str]]] = {
-        "latency by model": lambda f: RR.report(an, "latency", f, ["model"], source="rollups"),
-        "cost by model, day": lambda f: RR.report(an, "cost", f, ["model", "day"], source="rollups"),
-        "tasks by outcome_source": lambda f: RR.report(an, "tasks", f, ["outcome_source"], source="rollups"),
-        "validation by prompt_version": lambda f: RR.report(
+        "latency by model": lambda f: run_report(an, "latency", f, ["model"], source="rollups"),
+        "cost by model, day": lambda f: run_report(an, "cost", f, ["model", "day"], source="rollups"),
+        "tasks by outcome_source": lambda f: run_report(an, "tasks", f, ["outcome_source"], source="rollups"),
+        "validation by prompt_version": lambda f: run_report(
             an, "validation", f, ["validator", "prompt_version"], source="rollups"
         ),
-        "retrieval": lambda f: RR.report(an, "retrieval", f, ["data_source"], source="rollups"),
-        "compare v1 v2": lambda f: RR.compare(an, f, "prompt_version", "v1", "v2", source="rollups"),
+        "retrieval": lambda f: run_report(an, "retrieval", f, ["data_source"], source="rollups"),
+        "compare v1 v2": lambda f: run_report(an, "compare", f, source="rollups", by="prompt_version", a="v1", b="v2"),
         "overview (dashboard)": lambda f: (lambda o: (o.trend, o.source))(overview(an, f)),
-        "unpriced": lambda f: RR.list_report(an, "unpriced", f),
-        "task-list by cost": lambda f: RR.list_report(an, "task-list", f, sort="cost"),
-        "validation-errors": lambda f: RR.list_report(an, "validation-errors", f),
-        "retrieved-documents": lambda f: RR.list_report(an, "retrieved-documents", f),
+        "unpriced": lambda f: run_report(an, "unpriced", f),
+        "task-list by cost": lambda f: run_report(an, "task-list", f, sort="cost"),
+        "validation-errors": lambda f: run_report(an, "validation-errors", f),
+        "retrieved-documents": lambda f: run_report(an, "retrieved-documents", f),
     }
     raw_of: dict[str, Callable[[Filters], Any]] = {
-        "latency by model": lambda f: RR.report(an, "latency", f, ["model"], source="raw")[0],
-        "cost by model, day": lambda f: RR.report(an, "cost", f, ["model", "day"], source="raw")[0],
-        "tasks by outcome_source": lambda f: RR.report(an, "tasks", f, ["outcome_source"], source="raw")[0],
-        "validation by prompt_version": lambda f: RR.report(
+        "latency by model": lambda f: run_report(an, "latency", f, ["model"], source="raw")[0],
+        "cost by model, day": lambda f: run_report(an, "cost", f, ["model", "day"], source="raw")[0],
+        "tasks by outcome_source": lambda f: run_report(an, "tasks", f, ["outcome_source"], source="raw")[0],
+        "validation by prompt_version": lambda f: run_report(
             an, "validation", f, ["validator", "prompt_version"], source="raw"
         )[0],
-        "retrieval": lambda f: RR.report(an, "retrieval", f, ["data_source"], source="raw")[0],
-        "compare v1 v2": lambda f: RR.compare(an, f, "prompt_version", "v1", "v2", source="raw")[0],
+        "retrieval": lambda f: run_report(an, "retrieval", f, ["data_source"], source="raw")[0],
+        "compare v1 v2": lambda f: run_report(an, "compare", f, source="raw", by="prompt_version", a="v1", b="v2")[0],
         "overview (dashboard)": lambda f: overview(an, f, source="raw").trend,
-        "unpriced": lambda f: RR.list_report(an, "unpriced", f, source="raw")[0],
-        "task-list by cost": lambda f: RR.list_report(an, "task-list", f, sort="cost", source="raw")[0],
-        "validation-errors": lambda f: RR.list_report(an, "validation-errors", f, source="raw")[0],
-        "retrieved-documents": lambda f: RR.list_report(an, "retrieved-documents", f, source="raw")[0],
+        "unpriced": lambda f: run_report(an, "unpriced", f, source="raw")[0],
+        "task-list by cost": lambda f: run_report(an, "task-list", f, sort="cost", source="raw")[0],
+        "validation-errors": lambda f: run_report(an, "validation-errors", f, source="raw")[0],
+        "retrieved-documents": lambda f: run_report(an, "retrieved-documents", f, source="raw")[0],
     }
     ragged = timedelta(minutes=17), timedelta(minutes=43)  # edges off the hour: read raw, the rest rolled up
     windows = {

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from spanlake.analytics import rollups
+from spanlake.analytics.rollups import materialize
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import trace_detail
@@ -161,7 +161,7 @@ def main() -> None:
     n = an.lake.query("SELECT count(DISTINCT trace_id) AS t, count(*) AS s FROM spans_raw").to_pylist()[0]
     print(f"lake: {n['t']:,} traces, {n['s']:,} spans\n")
     t0 = time.perf_counter()
-    result = rollups.run(an, full=args.full_rollups)
+    result = materialize.run(an, full=args.full_rollups)
     print(f"rollups: {sum(result.rebuilt.values())} table-hours built in {time.perf_counter() - t0:.1f} s\n")
 
     rows = []

@@ -162,7 +162,7 @@ def up(
 
     child: list[dash.Dashboard] = []
     first_demo = FirstStartDemo(data_dir, lake, no_demo or config.auth_enabled)  # before the log is replayed
-    from spanlake.analytics.rollup_job import RollupSchedule
+    from spanlake.analytics.rollups.schedule import RollupSchedule
 
     rollup_job = RollupSchedule.from_env(data_dir, lake)  # SPANLAKE_ROLLUP_INTERVAL (s), 0: off
 

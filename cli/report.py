@@ -9,25 +9,46 @@ from typing import Any
 
 import click
 
+from spanlake.analytics.pricing import PriceBook
+from spanlake.analytics.reports.registry import REPORTS, public_params, run_report
+from spanlake.analytics.rollups.materialize import run
+from spanlake.analytics.runner import Analytics, default_prices_path
+from spanlake.analytics.spans import Filters, parse_duration
+from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.cli.options import LAKE_HELP, data_dir_option
+from spanlake.storage.layout import DataDir
 
-REPORT_HELP = {
-    "latency": "p50/p90/p95/p99/max of tasks end to end and of each step category; errors, timeouts, retries, TTFT",
-    "cost": "calls, tokens and cost; tasks, success rate, cost per task and per successful task",
-    "unpriced": "models called that have no price (their cost is unknown, never counted as zero)",
-    "tasks": "tasks by outcome and by how the outcome was decided; success rate, duration, cost",
-    "task-list": "single tasks, slowest first (--sort cost: most expensive first)",
-    "validation": "validation checks and failure rate per validator (group by model, prompt_version, day, ...)",
-    "validation-errors": "the most frequent validation failure messages, grouped by pattern",
-    "retrieval": "per data source: queries, documents per query, empty-result rate, scores, latency",
-    "retrieved-documents": "the documents retrieved most often",
-    "compare": "two prompt versions or models side by side (--by prompt_version --a v1 --b v2)",
-}
+
+def _taken_by(name: str, text: str) -> str:
+    """An option's help: the reports that take parameter `name`, then what it does."""
+    return f"{', '.join(public_params()[name][1])}: {text}"
+
+
+def _either(values: tuple[str, ...]) -> str:
+    return f"{', '.join(values[:-1])} or {values[-1]}"
+
+
+# Parameters with an option of their own above; a report declaring another gets one from `_new_params`.
+OPTIONS = ("slow_ms", "sort", "limit", "by", "k", "a", "b")
+
+
+def _new_params(f: Callable[..., Any]) -> Callable[..., Any]:
+    """An option for each report parameter that has none above (`--name`, typed, with its default)."""
+    for name, (p, _) in reversed(public_params().items()):
+        if name in OPTIONS:
+            continue
+        kind: Any = click.Choice(list(p.choices)) if p.choices else p.type
+        f = click.option(
+            f"--{name.replace('_', '-')}", name, type=kind, default=p.default, help=_taken_by(name, p.help or "")
+        )(f)
+    return f
 
 
 HELP = (
     "Run an analytics report over the lake and print it as a table, JSON or CSV.\n\n"
-    "\b\nNAME is one of:\n" + "\n".join(f"  {k:<20} {v}" for k, v in REPORT_HELP.items()) + "\n\n\b\nExamples:\n"
+    "\b\nNAME is one of:\n"
+    + "\n".join(f"  {k:<20} {r.summary_for('cli')}" for k, r in REPORTS.items())
+    + "\n\n\b\nExamples:\n"
     "  spanlake report cost --since 7d -g model,day\n"
     "  spanlake report latency -g model --slow-ms 2000\n"
     "  spanlake report tasks -g outcome_source\n"
@@ -43,8 +64,6 @@ HELP = (
 
 def _parse_time(text: str | None, now: datetime) -> datetime | None:
     """'24h' (that long ago), an ISO date/time (UTC unless it says otherwise), or None."""
-    from spanlake.analytics.spans import parse_duration
-
     if text is None:
         return None
     try:
@@ -63,7 +82,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 @click.command("report", help=HELP, context_settings={"max_content_width": 110})
-@click.argument("name", type=click.Choice(list(REPORT_HELP)), metavar="NAME")
+@click.argument("name", type=click.Choice(list(REPORTS)), metavar="NAME")
 @data_dir_option(LAKE_HELP)
 @click.option(
     "--since",
@@ -102,7 +121,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
     default=None,
     help="Price overrides (TOML or JSON); default <data-dir>/prices.toml.",
 )
-@click.option("--slow-ms", type=float, default=5000.0, show_default=True, help="latency: slow-path threshold.")
+@click.option(
+    "--slow-ms", type=float, default=5000.0, show_default=True, help=_taken_by("slow_ms", "slow-path threshold.")
+)
 @click.option(
     "--default-outcome",
     type=click.Choice(["unknown", "success", "failure"]),
@@ -115,16 +136,14 @@ def _split(values: tuple[str, ...]) -> list[str]:
     type=click.Choice(["duration", "cost", "start"]),
     default="duration",
     show_default=True,
-    help="task-list: order.",
+    help=_taken_by("sort", "order."),
 )
-@click.option(
-    "--limit", type=int, default=20, show_default=True, help="task-list, validation-errors, retrieved-documents: rows."
-)
+@click.option("--limit", type=int, default=20, show_default=True, help=_taken_by("limit", "rows."))
 @click.option(
     "--by",
     default="prompt_version",
     show_default=True,
-    help="compare: prompt_version, model, prompt_name, provider, service or task_name.",
+    help=_taken_by("by", f"{_either(public_params()['by'][0].choices)}."),
 )
 @click.option(
     "--source",
@@ -147,10 +166,11 @@ def _split(values: tuple[str, ...]) -> list[str]:
     type=click.IntRange(1, 1000),
     default=5,
     show_default=True,
-    help="retrieval: hit rate and precision at k over queries with a relevance judgment.",
+    help=_taken_by("k", "hit rate and precision at k over queries with a relevance judgment."),
 )
-@click.option("--a", "a", default=None, help="compare: the first value (e.g. v1).")
-@click.option("--b", "b", default=None, help="compare: the second value (e.g. v2).")
+@click.option("--a", "a", default=None, help=_taken_by("a", "the first value (e.g. v1)."))
+@click.option("--b", "b", default=None, help=_taken_by("b", "the second value (e.g. v2)."))
+@_new_params
 def report(
     name: str,
     data_dir: Path,
@@ -177,14 +197,10 @@ def report(
     k: int,
     a: str | None,
     b: str | None,
+    **more: Any,
 ) -> None:
     """Run an analytics report over the lake (see HELP)."""
-    from spanlake.analytics.pricing import PriceBook
-    from spanlake.analytics.runner import Analytics, default_prices_path
-    from spanlake.analytics.spans import Filters
-    from spanlake.analytics.task_outcomes import TaskOptions
     from spanlake.cli.output import print_table
-    from spanlake.storage.layout import DataDir
 
     dd = DataDir(data_dir)
     if not dd.lake.is_dir():
@@ -216,33 +232,18 @@ def report(
         _update_rollups(an, full=False)
     opts = TaskOptions(default_outcome=default_outcome)
     keys = _split(group_by)
-    from spanlake.analytics import rollup_reports as RR
-
-    def rolled(report_name: str) -> Callable[[], Any]:
-        return lambda: RR.report(an, report_name, filters, keys, source=source, options=opts, slow_ms=slow_ms, k=k)
-
-    def listed(report_name: str, **kw: Any) -> Callable[[], Any]:
-        return lambda: RR.list_report(an, report_name, filters, source=source, limit=limit, options=opts, **kw)
-
-    grouped: dict[str, Callable[[], Any]] = {
-        "latency": rolled("latency"),
-        "cost": lambda: _cost(an, filters, keys, opts, source),
-        "unpriced": listed("unpriced"),
-        "tasks": rolled("tasks"),
-        "task-list": listed("task-list", sort=sort),
-        "validation": rolled("validation"),
-        "validation-errors": listed("validation-errors"),
-        "retrieval": rolled("retrieval"),
-        "retrieved-documents": listed("retrieved-documents"),
-        "compare": lambda: _compare(RR, an, filters, by, a, b, opts, source),
-    }
+    given = {"slow_ms": slow_ms, "sort": sort, "limit": limit, "by": by, "k": k, "a": a, "b": b, **more}
+    chosen = REPORTS[name]
+    params = {p.name: given[p.name] for p in chosen.params if p.public}
+    missing = [f"--{p.name.replace('_', '-')}" for p in chosen.params if p.required and params[p.name] is None]
+    if missing:
+        example = chosen.example("cli")
+        raise click.UsageError(f"{name} needs {' and '.join(missing)}" + (f" (e.g. {example})" if example else ""))
     try:
-        df = grouped[name]()
+        df, used = run_report(an, name, filters, keys, source, options=opts, **params)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    if isinstance(df, tuple):
-        df, used = df
-        click.echo(f"source: {used}", err=True)
+    click.echo(f"source: {used}", err=True)
     if fmt == "table" and df.width > WIDE:
         _print_vertical(df, max_rows)
     else:
@@ -280,18 +281,6 @@ def _print_vertical(df: Any, max_rows: int) -> None:
     )
 
 
-def _cost(an: Any, filters: Any, keys: list[str], opts: Any, source: str) -> Any:
-    from spanlake.analytics import rollup_reports as RR
-
-    return RR.report(an, "cost", filters, keys, source=source, options=opts)
-
-
-def _compare(RR: Any, an: Any, filters: Any, by: str, a: str | None, b: str | None, opts: Any, source: str) -> Any:
-    if a is None or b is None:
-        raise click.UsageError("compare needs --a and --b (e.g. --by prompt_version --a v1 --b v2)")
-    return RR.compare(an, filters, by, a, b, options=opts, source=source)
-
-
 @click.group("analytics")
 def analytics() -> None:
     """Analytics jobs (see also `spanlake report`)."""
@@ -310,9 +299,6 @@ def analytics_run(data_dir: Path, prices: Path | None, full: bool) -> None:
     changed. `spanlake report` and the dashboard overview read the rollups where they are up
     to date. `spanlake up` runs this every --rollup-interval seconds.
     """
-    from spanlake.analytics.pricing import PriceBook
-    from spanlake.analytics.runner import Analytics, default_prices_path
-    from spanlake.storage.layout import DataDir
 
     dd = DataDir(data_dir)
     if not dd.lake.is_dir():
@@ -323,15 +309,13 @@ def analytics_run(data_dir: Path, prices: Path | None, full: bool) -> None:
 def _update_rollups(an: Any, full: bool) -> None:
     from rich.progress import Progress
 
-    from spanlake.analytics import rollups
-
     with Progress(transient=True) as bar:
         task = bar.add_task("rolling up hours", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = rollups.run(an, progress=progress, full=full)
+        result = run(an, progress=progress, full=full)
     rebuilt = ", ".join(f"{k} {n}" for k, n in result.rebuilt.items())
     click.echo(
         f"rollups up to date: {result.hours_seen} lake hour(s); hours rebuilt: {rebuilt}"

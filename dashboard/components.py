@@ -162,3 +162,49 @@ def table(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         pl.col(c).list.join(", ") for c, t in df.schema.items() if isinstance(t, pl.List) and t.inner == pl.String
     )
+
+
+def fmt_figure(column: str, v: Any) -> str:
+    """A report figure as text, by what its column holds: `*_ms` in milliseconds, costs in
+    dollars, rates and shares in percent, counts with separators; blank when missing."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if column.endswith("_ms"):
+        digits = 0 if abs(v) >= 100 else 1 if abs(v) >= 10 else 2
+        return f"{v:,.{digits}f} ms"
+    if "cost" in column and not column.endswith("_calls"):
+        return ("-" if v < 0 else "") + fmt_cost(abs(v))
+    if "_rate" in column or column.endswith("_share") or column.startswith("precision_at"):
+        return f"{v * 100:.1f}%"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}" if abs(v) >= 1 else f"{v:.3g}"
+
+
+def formatted(df: pl.DataFrame) -> pl.DataFrame:
+    """The report as shown in a table: its numeric columns as text (`fmt_figure`)."""
+    return df.with_columns(
+        pl.col(c).map_elements(lambda v, c=c: fmt_figure(c, v), return_dtype=pl.String, skip_nulls=False)
+        for c, dtype in df.schema.items()
+        if dtype.is_numeric()
+    )
+
+
+def figure_columns(df: pl.DataFrame) -> dict[str, Any]:
+    """st.dataframe column formats for a report kept numeric (the compare table, whose `b - a`
+    row holds differences): milliseconds, dollars to three significant digits, percentages."""
+    out: dict[str, Any] = {}
+    for c, dtype in df.schema.items():
+        if not dtype.is_numeric():
+            continue
+        if c.endswith("_ms"):
+            out[c] = st.column_config.NumberColumn(format="%,.0f ms")
+        elif "cost" in c and not c.endswith("_calls"):
+            small = df[c].abs().filter(df[c].abs() > 0).min()
+            digits = max(2, 2 - math.floor(math.log10(small))) if isinstance(small, int | float) else 2
+            out[c] = st.column_config.NumberColumn(format=f"$%.{min(digits, 8)}f")
+        elif "_rate" in c or c.endswith("_share") or c.startswith("precision_at"):
+            out[c] = st.column_config.NumberColumn(format="percent")
+    return out

@@ -14,8 +14,9 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from spanlake.analytics import dataset_export, label_queue, labels, reports, rollup_reports
+from spanlake.analytics import dataset_export, label_queue, labels
 from spanlake.analytics import datasets as ds
+from spanlake.analytics.reports.registry import run_report
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces import detail, overview, trace_list
@@ -79,19 +80,14 @@ def overview_of(data_dir: str, f: Filters) -> overview.Overview:
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def report(data_dir: str, name: str, f: Filters, group_by: tuple[str, ...], bucket: str | None) -> pl.DataFrame:
-    """One analytics report by name (see spanlake.analytics.reports)."""
-    fn = getattr(reports, name)
-    if name in ("validation_errors", "retrieved_documents", "unpriced"):  # top lists, from rollups where up to date
-        return rollup_reports.list_report(analytics(data_dir), name.replace("_", "-"), f)[0]
-    if name in rollup_reports.ROLLED:  # hourly rollups where up to date, raw spans elsewhere
-        return rollup_reports.report(analytics(data_dir), name, f, group_by, bucket=bucket)[0]
-    return fn(analytics(data_dir), f, group_by, bucket=bucket)
+    """One analytics report by name (analytics.reports.registry), from hourly rollups where up to date."""
+    return run_report(analytics(data_dir), name, f, group_by, bucket=bucket)[0]
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def compare(data_dir: str, f: Filters, by: str, a: str, b: str) -> pl.DataFrame:
     """The compare report: tasks whose `by` is `a` versus `b`, and a `b - a` row."""
-    return rollup_reports.compare(analytics(data_dir), f, by, a, b)[0]
+    return run_report(analytics(data_dir), "compare", f, by=by, a=a, b=b)[0]
 
 
 # --- labels and datasets (written through spanlake.dashboard.writes; read here) -------------------

@@ -22,8 +22,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from spanlake.analytics.runner import lake_labels
 from spanlake.analytics.spans import BASE_COLUMNS
 from spanlake.cli.main import cli
-from spanlake.collector.decode import decode_logs, decode_spans
 from spanlake.collector import schema_doc
+from spanlake.collector.decode import decode_logs, decode_spans
 from spanlake.collector.normalize import NORMALIZED_COLUMNS, normalize, normalize_reference
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
@@ -217,7 +217,9 @@ def test_trace_index_rows(lake_dir: DataDir) -> None:
 
 def test_schema_doc_is_generated_from_the_schema() -> None:
     doc = (ROOT / "docs" / "schema.md").read_text()
-    assert doc == schema_doc.render(), "docs/schema.md is stale: python -m spanlake.collector.schema_doc > docs/schema.md"
+    assert doc == schema_doc.render(), (
+        "docs/schema.md is stale: python -m spanlake.collector.schema_doc > docs/schema.md"
+    )
 
 
 def test_schema_doc_covers_every_column_and_version() -> None:

@@ -1,15 +1,12 @@
 """The reports: each takes an Analytics and Filters and returns a Polars DataFrame.
 
-latency      tasks end to end and each step category: percentiles, errors, retries, TTFT
-cost         calls, tokens and cost; tasks, success rate, cost per (successful) task
-unpriced     models called without a price
-tasks        tasks by outcome and outcome source, success rate, duration, cost
-task-list    single tasks, slowest or most expensive first
-validation   validation failure rate per validator (and model, prompt version, time)
-validation-errors  most frequent failure messages
-retrieval    per data source: queries, documents per query, empty rate, scores, latency
-retrieved-documents  the documents retrieved most often
-compare      two prompt versions or two models side by side
+Each module declares its reports once (a module-level `Report`, analytics.reports.report:
+name, summary, dimensions, parameters, the raw query and the rollup reader with its tables);
+analytics.reports.registry collects them and runs any by name (`run_report`) for the CLI, the
+API and the dashboard. To add a report, add a module here; nothing else lists reports.
+
+The list: `registry.REPORTS`, or `spanlake report --help`. The raw report functions are
+exported here for Python callers.
 """
 
 from spanlake.analytics.reports.compare import compare

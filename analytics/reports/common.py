@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from spanlake.analytics.spans import GroupBy, Params, select_list
+from spanlake.analytics.rollups.tables import CALL_KEYS
+from spanlake.analytics.spans import SPAN_DIMS, GroupBy, Params, select_list
 
 # The NULL check first spares the regex on the (many) spans without an error type or message.
 TIMEOUT_PREDICATE = (
@@ -17,6 +18,8 @@ TIMEOUT_PREDICATE = (
 
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
+Q_NAMES = [f"p{int(q * 100)}_ms" for q in QUANTILES]
+DEFAULT_SLOW_MS = 5000.0  # latency: the slow-path threshold (rollups count tasks and steps over it)
 
 
 def latency_metrics(p: Params, slow_ms: float, duration: str = "duration_ms") -> str:
@@ -38,7 +41,7 @@ def unpack_quantiles(df: pl.DataFrame) -> pl.DataFrame:
     """Replace the `_q` list column with p50_ms, p90_ms, p95_ms, p99_ms in its place."""
     if "_q" not in df.columns:
         return df
-    names = [f"p{int(q * 100)}_ms" for q in QUANTILES]
+    names = Q_NAMES
     cols = [pl.col("_q").list.get(i, null_on_oob=True).cast(pl.Float64).alias(n) for i, n in enumerate(names)]
     order: list[str] = []
     for c in df.columns:
@@ -60,3 +63,8 @@ def join_on_keys(left: pl.DataFrame, right: pl.DataFrame, keys: list[str]) -> pl
             return left
         return pl.concat([left, right], how="horizontal")
     return left.join(right, on=keys, how="full", coalesce=True, nulls_equal=True)
+
+
+def span_keys(*first: str) -> dict[str, str]:
+    """Group-by name -> column of the span relation, for rollup keys `first` + CALL_KEYS."""
+    return {**{k: k for k in first}, **{k: SPAN_DIMS[k] for k in CALL_KEYS}}

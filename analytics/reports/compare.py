@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
+from spanlake.analytics.reports.report import Param, Report, Request, Result
+from spanlake.analytics.reports.task_rollup import TASKS
+from spanlake.analytics.rollups.read import agg, can_answer, nullable_sum, ratio, read
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters, GroupBy, Params
 from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, task_source
@@ -54,3 +59,51 @@ def compare(
         va, vb = out[0].get(k), out[1].get(k)
         delta[k] = vb - va if isinstance(va, int | float) and isinstance(vb, int | float) else None
     return pl.DataFrame([*out, delta], schema=df.schema, strict=False)
+
+
+def compare_rolled(an: Analytics, q: Request) -> Result | None:
+    """The compare report from the `tasks` rollup."""
+    by, a, b = q.params["by"], q.params["a"], q.params["b"]
+    if by not in BY or not can_answer(q.filters, (), None):
+        return None
+    t = read(an, TASKS, q.filters, q.options, None)
+    if t is None:
+        return None
+    df = t[0].filter(pl.col(by).is_in([a, b])) if t[0].height else t[0]
+    tasks, succ, cost = pl.col("tasks").sum(), pl.col("successful_tasks").sum(), nullable_sum("task_cost_usd")
+    exprs = [
+        tasks.alias("tasks"),
+        (succ / tasks).alias("success_rate"),
+        (cost / tasks).alias("cost_per_task"),
+        ratio(cost, succ).alias("cost_per_successful_task"),
+        pl.col("task_unpriced_calls").sum().alias("unpriced_calls"),
+    ]
+    tail = [
+        (pl.col("errors").sum() / tasks).alias("error_rate"),
+        ratio(pl.col("validation_failures").sum(), pl.col("validations").sum()).alias("validation_failure_rate"),
+    ]
+    out = agg(df, [by], [*exprs, *tail], [("dur", (0.5, 0.95), ("p50_ms", "p95_ms"))]) if df.height else None
+    names = [by, *(e.meta.output_name() for e in exprs), "p50_ms", "p95_ms", "error_rate", "validation_failure_rate"]
+    found = {r[by]: r for r in out.select(names).to_dicts()} if out is not None else {}
+    rows_ = [found.get(v) or {by: v, "tasks": 0} for v in (a, b)]
+    delta: dict[str, Any] = {by: "b - a"}
+    for k in names[1:]:
+        va, vb = rows_[0].get(k), rows_[1].get(k)
+        delta[k] = vb - va if isinstance(va, int | float) and isinstance(vb, int | float) else None
+    schema = {by: pl.String, "tasks": pl.Int64, **{k: pl.Float64 for k in names[2:]}, "unpriced_calls": pl.Int64}
+    return pl.DataFrame([*rows_, delta], schema=schema, strict=False).select(names), t[1]
+
+
+REPORT = Report(
+    "compare",
+    100,
+    "two prompt versions or models side by side ({by=prompt_version&a=v1&b=v2})",
+    raw=lambda an, q: compare(an, q.filters, q.params["by"], q.params["a"], q.params["b"], options=q.options),
+    rollup=compare_rolled,
+    params=(
+        Param("a", str, help="The first value, e.g. v1", required=True),
+        Param("b", str, help="The second value, e.g. v2", required=True),
+        Param("by", str, "prompt_version", choices=BY),
+    ),
+    tables=(TASKS,),
+)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from spanlake.analytics.reports.common import join_on_keys, keys_select
+from spanlake.analytics.reports.common import join_on_keys, keys_select, span_keys
+from spanlake.analytics.reports.report import Report, Request, Result
+from spanlake.analytics.reports.task_rollup import TASKS
+from spanlake.analytics.rollups.read import apply_filters, can_answer, read_listed, rows, source_of, sum_rows
+from spanlake.analytics.rollups.tables import CALL_KEYS, COST_DIMS, Table, no_reach
 from spanlake.analytics.runner import Analytics, Job
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, task_source
@@ -137,3 +142,104 @@ def unpriced(an: Analytics, filters: Filters) -> pl.DataFrame:
         FROM sp WHERE unpriced GROUP BY ALL ORDER BY calls DESC, model"""
 
     return an.run(SpanSource(filters, categories=BILLABLE_CATEGORIES), body)
+
+
+# --- from hourly rollups ---------------------------------------------------------------------
+
+UNPRICED_KEYS = (*CALL_KEYS, "price_model")
+CALL_METRICS = ["calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+                "reasoning_tokens", "cost_usd", "reported_cost_usd", "unpriced_calls"]  # fmt: skip
+TASK_METRICS = ["tasks", "successful_tasks", "failed_tasks", "task_cost_usd", "task_unpriced_calls"]
+
+
+def build_calls(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Cost report call totals (`call_totals`) per hour."""
+    return call_totals(an, f, CALL_KEYS, bucket="hour")
+
+
+def build_unpriced(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Calls of models without a price: calls, tokens, first and last seen (`unpriced`)."""
+    group = GroupBy(UNPRICED_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        return f"""_ AS (SELECT 1)
+        SELECT {keys_select(group, span_keys("price_model"))}count(*) AS calls,
+          coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+          coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+          min(start_time) AS first_seen, max(start_time) AS last_seen
+        FROM sp WHERE unpriced GROUP BY ALL"""
+
+    return an.run(SpanSource(f, group, categories=BILLABLE_CATEGORIES), body)
+
+
+CALLS = Table("calls", CALL_KEYS, build_calls, no_reach)
+UNPRICED = Table("unpriced", UNPRICED_KEYS, build_unpriced, no_reach)
+
+
+def _cost_keys(q: Request) -> list[str]:
+    return [*q.group_by, *([q.bucket] if q.bucket else [])]
+
+
+def cost_rolled(an: Analytics, q: Request) -> Result | None:
+    """The cost report summed from the `calls` and `tasks` rollups."""
+    keys = _cost_keys(q)
+    if not can_answer(q.filters, keys, None):
+        return None
+    group = GroupBy.parse(keys, {k: k for k in COST_DIMS}, None)
+    with ThreadPoolExecutor(2) as pool:
+        pending = pool.submit(rows, an, CALLS, q.filters, q.options)
+        tasks = rows(an, TASKS, q.filters, q.options)
+        calls = pending.result()
+    if calls is None or tasks is None:
+        return None
+    c = sum_rows(apply_filters(calls[0], q.filters, CALLS), group, CALL_METRICS)
+    t = sum_rows(apply_filters(tasks[0], q.filters, TASKS), group, TASK_METRICS)
+    return finish(c, t, group.names), source_of(calls[1], tasks[1])
+
+
+def unpriced_rolled(an: Analytics, q: Request) -> Result | None:
+    """`unpriced` from the `unpriced` rollup."""
+    got = read_listed(an, UNPRICED, q.filters)
+    if got is None:
+        return None
+    df, used = got
+    seen = pl.Datetime("us", "UTC")
+    schema = {"provider": pl.String, "model": pl.String, "calls": pl.Int64, "input_tokens": pl.Int64,
+              "output_tokens": pl.Int64, "first_seen": seen, "last_seen": seen}  # fmt: skip
+    if df.height == 0:
+        return pl.DataFrame(schema=schema), used
+    out = (
+        df.group_by(["provider", "price_model"])
+        .agg(
+            pl.col("calls").sum(),
+            pl.col("input_tokens").sum(),
+            pl.col("output_tokens").sum(),
+            pl.col("first_seen").min(),
+            pl.col("last_seen").max(),
+        )
+        .rename({"price_model": "model"})
+        .sort(["calls", "model", "provider"], descending=[True, False, False], nulls_last=True)
+    )
+    return out.select(list(schema)).cast(schema), used  # type: ignore[arg-type]
+
+
+COST = Report(
+    "cost",
+    20,
+    "calls, tokens and cost; tasks, success rate, cost per task and per successful task",
+    raw=lambda an, q: cost(an, q.filters, _cost_keys(q), options=q.options),
+    rollup=cost_rolled,
+    dimensions=("model", "provider", "service", "prompt_version"),
+    tables=(CALLS, TASKS),
+    shown_group_by=("model",),
+    chart="cost_usd",
+)
+UNPRICED_REPORT = Report(
+    "unpriced",
+    30,
+    "models called that have no price (their cost is unknown, never counted as zero)",
+    raw=lambda an, q: unpriced(an, q.filters),
+    rollup=unpriced_rolled,
+    tables=(UNPRICED,),
+    chart="calls",
+)

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import polars as pl
 
-from spanlake.analytics.reports.common import keys_select, latency_metrics, unpack_quantiles
+from spanlake.analytics import sketch
+from spanlake.analytics.reports.common import (
+    DEFAULT_SLOW_MS,
+    Q_NAMES,
+    QUANTILES,
+    TIMEOUT_PREDICATE,
+    keys_select,
+    latency_metrics,
+    unpack_quantiles,
+)
+from spanlake.analytics.reports.report import Param, Report, Request, Result
+from spanlake.analytics.reports.task_rollup import TASKS
+from spanlake.analytics.rollups.read import agg, group, read, source_of
+from spanlake.analytics.rollups.tables import CALL_KEYS, Table, hours, unpacked
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import (
     RAW_FILTER_COLUMNS,
@@ -24,7 +38,6 @@ from spanlake.analytics.spans import (
 from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes
 
 DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version", "name")
-DEFAULT_SLOW_MS = 5000.0
 # A step repeats (or retries) the attempt of the same name under the same parent just before
 # it, when that attempt started at most this long before it.
 RETRY_LOOKBACK = timedelta(hours=1)
@@ -168,3 +181,87 @@ def _order(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     rank = {name: i for i, name in enumerate(("task", *STEP_CATEGORIES))}
     df = df.with_columns(pl.col("level").replace_strict(rank, default=99).alias("_rank"))
     return df.sort(["_rank", *keys], nulls_last=True).drop("_rank")
+
+
+# --- from hourly rollups ---------------------------------------------------------------------
+
+STEP_KEYS = ("level", *CALL_KEYS, "name")
+
+
+def build_steps(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Step latency per category (`level`): counts, errors, timeouts, slow, repeats, retries, durations, TTFT."""
+    dims = {**{k: SPAN_DIMS[k] for k in STEP_KEYS if k != "level"}, "level": "category"}
+    group = GroupBy(STEP_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        slow = p.add(DEFAULT_SLOW_MS)
+        keys = group.select(dims)
+        metrics = f"""count(*) AS count,
+          count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
+          count(*) FILTER (WHERE {TIMEOUT_PREDICATE}) AS timeouts,
+          count(*) FILTER (WHERE duration_ms > {slow}) AS slow,
+          count(time_to_first_token_ms) AS ttft_count,
+          {sketch.agg_sql("duration_ms", "dur")},
+          {sketch.agg_sql("time_to_first_token_ms", "ttft")}"""
+        return f"{steps_ctes(f, p, keys)},\n{unpacked(step_groups(keys, metrics), 'dur', 'ttft')}"
+
+    df = an.run(steps_source(f, group), body)
+    # the column order of the files written before step_groups, so old and new hours scan as one
+    head = [c for c in df.columns if c not in ("repeats", "retries")]
+    at = head.index("slow") + 1
+    return df.select([*head[:at], "repeats", "retries", *head[at:]])
+
+
+STEPS = Table("steps", STEP_KEYS, build_steps, lambda o: (hours(RETRY_LOOKBACK), 0))
+
+
+def latency_rolled(an: Analytics, q: Request) -> Result | None:
+    """The latency report from the `tasks` and `steps` rollups (None when they cannot answer)."""
+    g = group(q.filters, q.group_by, DIMS, q.bucket)
+    if g is None or q.params["slow_ms"] != DEFAULT_SLOW_MS:
+        return None
+    with ThreadPoolExecutor(2) as pool:
+        tasks = pool.submit(read, an, TASKS, q.filters, q.options, g.bucket)
+        s = read(an, STEPS, q.filters, q.options, g.bucket)
+        t = tasks.result()
+    if t is None or s is None:
+        return None
+    names = g.names
+
+    def common(n: str) -> list[pl.Expr]:
+        count = pl.col(n).sum()
+        return [
+            count.alias("count"),
+            (pl.col("errors").sum() / count).alias("error_rate"),
+            (pl.col("timeouts").sum() / count).alias("timeout_rate"),
+            pl.col("dur_max").max().alias("max_ms"),
+            (pl.col("slow").sum() / count).alias("slow_share"),
+        ]
+
+    order = ["level", *names, "count", "error_rate", "timeout_rate", *Q_NAMES, "max_ms", "slow_share"]
+    frames = []
+    if t[0].height:
+        task = agg(t[0], names, common("tasks"), [("dur", QUANTILES, Q_NAMES)])
+        frames.append(task.with_columns(pl.lit("task").alias("level")).select(order))
+    if s[0].height:
+        extra = [pl.col(c).sum().alias(c) for c in ("ttft_count", "repeats", "retries")]
+        hists = [("dur", QUANTILES, Q_NAMES), ("ttft", (0.5, 0.95), ("ttft_p50_ms", "ttft_p95_ms"))]
+        step = agg(s[0], ["level", *names], common("count") + extra, hists)
+        frames.append(step.select([*order, "ttft_count", "ttft_p50_ms", "ttft_p95_ms", "repeats", "retries"]))
+    df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    return _order(df, names), source_of(t[1], s[1])
+
+
+REPORT = Report(
+    "latency",
+    10,
+    "p50/p90/p95/p99/max of tasks end to end and of each step category; errors, timeouts, retries, TTFT",
+    raw=lambda an, q: latency(
+        an, q.filters, q.group_by, bucket=q.bucket, slow_ms=q.params["slow_ms"], options=q.options
+    ),
+    rollup=latency_rolled,
+    dimensions=("service", "model", "prompt_version", "name"),
+    params=(Param("slow_ms", float, DEFAULT_SLOW_MS, ge=0, le=1e9),),
+    tables=(TASKS, STEPS),
+    chart="p95_ms",
+)

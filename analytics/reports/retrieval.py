@@ -10,9 +10,14 @@ from typing import Any
 import orjson
 import polars as pl
 
-from spanlake.analytics.reports.common import keys_select
+from spanlake.analytics import sketch
+from spanlake.analytics.reports.common import keys_select, span_keys
+from spanlake.analytics.reports.report import Param, Report, Request, Result
+from spanlake.analytics.rollups.read import agg, group, nullable_sum, ratio, read, read_listed, sort_groups
+from spanlake.analytics.rollups.tables import CALL_KEYS, Table, no_reach, unpacked
 from spanlake.analytics.runner import Analytics
-from spanlake.analytics.spans import Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.spans import SPAN_DIMS, Filters, GroupBy, Params, SpanSource
+from spanlake.analytics.task_outcomes import TaskOptions
 
 DIMS = {
     "data_source": "data_source",
@@ -218,3 +223,114 @@ def with_relevance(
     else:
         out = pl.concat([df, rel], how="horizontal")
     return out
+
+
+# --- from hourly rollups ---------------------------------------------------------------------
+
+RETRIEVAL_KEYS = ("data_source", *CALL_KEYS, "name")
+DOCUMENT_KEYS = ("data_source", "document_id", *CALL_KEYS)
+
+
+def build_retrieval(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Retrieval queries per data source: documents, empty results, scores, errors, durations."""
+    dims = {**{k: SPAN_DIMS[k] for k in RETRIEVAL_KEYS if k != "data_source"}, "data_source": "data_source"}
+    group = GroupBy(RETRIEVAL_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        aggregate = f"""SELECT {keys_select(group, dims)}count(*) AS queries,
+          count(*) FILTER (WHERE doc_count IS NULL) AS queries_without_content,
+          coalesce(sum(doc_count), 0)::BIGINT AS doc_count_sum, count(doc_count) AS doc_count_n,
+          count(*) FILTER (WHERE doc_count = 0) AS empty_queries,
+          sum(top1_score) AS top1_sum, count(top1_score) AS top1_n,
+          sum(list_sum(doc_scores)) AS score_sum, coalesce(sum(len(doc_scores)), 0)::BIGINT AS score_n,
+          count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
+          {sketch.agg_sql("duration_ms", "dur")}
+        FROM sp GROUP BY ALL"""
+        return unpacked(aggregate, "dur")
+
+    src = SpanSource(f, group, categories=("retrieval",), extra_columns=_EXTRA, priced=False)
+    return an.run(src, body)
+
+
+def build_documents(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Retrievals per data source and document (`retrieved_documents`)."""
+    group = GroupBy(DOCUMENT_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        return f"""{DOCUMENT_IDS_CTE}
+        SELECT {keys_select(group, span_keys("data_source", "document_id"))}count(*) AS retrievals
+        FROM ids GROUP BY ALL"""
+
+    return an.run(documents_source(f), body)
+
+
+RETRIEVALS = Table("retrieval", RETRIEVAL_KEYS, build_retrieval, no_reach)
+DOCUMENTS = Table("documents", DOCUMENT_KEYS, build_documents, no_reach)
+
+
+def retrieval_rolled(an: Analytics, q: Request) -> Result | None:
+    """The retrieval report from the `retrieval` rollup; relevance at k from raw judged spans (`with_relevance`)."""
+    g = group(q.filters, q.group_by, DIMS, q.bucket)
+    if g is None:
+        return None
+    r = read(an, RETRIEVALS, q.filters, q.options, g.bucket)
+    if r is None:
+        return None
+    if r[0].height == 0:
+        return pl.DataFrame(), r[1]
+    queries, docs_n = pl.col("queries").sum(), pl.col("doc_count_n").sum()
+    exprs = [
+        queries.alias("queries"),
+        pl.col("queries_without_content").sum().alias("queries_without_content"),
+        ratio(pl.col("doc_count_sum").sum().cast(pl.Float64), docs_n).alias("docs_per_query"),
+        ratio(pl.col("empty_queries").sum(), docs_n).alias("empty_rate"),
+        ratio(nullable_sum("top1_sum"), pl.col("top1_n").sum()).alias("avg_top1_score"),
+        ratio(nullable_sum("score_sum"), pl.col("score_n").sum()).alias("mean_score"),
+    ]
+    qs = (0.5, 0.95, 0.99)
+    df = agg(r[0], g.names, [*exprs, (pl.col("errors").sum() / queries).alias("error_rate")],
+             [("dur", qs, ("p50_ms", "p95_ms", "p99_ms"))])  # fmt: skip
+    cols = [*g.names, *(e.meta.output_name() for e in exprs), "p50_ms", "p95_ms", "p99_ms", "error_rate"]
+    df = sort_groups(df.select(cols), g.names)
+    return with_relevance(an, q.filters, q.group_by, df, bucket=q.bucket, k=q.params["k"]), r[1]
+
+
+def retrieved_documents_rolled(an: Analytics, q: Request) -> Result | None:
+    """`retrieved_documents` from the `documents` rollup."""
+    got = read_listed(an, DOCUMENTS, q.filters)
+    if got is None:
+        return None
+    df, used = got
+    names = ["data_source", "document_id", "retrievals"]
+    if df.height == 0:
+        return pl.DataFrame(schema={"data_source": pl.String, "document_id": pl.String, "retrievals": pl.Int64}), used
+    out = df.group_by(["data_source", "document_id"]).agg(pl.col("retrievals").sum())
+    out = out.sort(["retrievals", "data_source", "document_id"], descending=[True, False, False], nulls_last=True)
+    return out.head(q.params["limit"]).select(names), used
+
+
+REPORT = Report(
+    "retrieval",
+    80,
+    "per data source: queries, documents per query, empty-result rate, scores, latency, "
+    "hit rate and precision at k where documents were judged",
+    raw=lambda an, q: retrieval(an, q.filters, q.group_by, bucket=q.bucket, k=q.params["k"]),
+    rollup=retrieval_rolled,
+    dimensions=("data_source", "service", "name"),
+    default_group_by=("data_source",),
+    params=(Param("k", int, DEFAULT_K, help="Hit rate and precision at k (judged queries)", ge=1, le=MAX_K),),
+    tables=(RETRIEVALS,),
+    description="`judged_queries`, `hit_rate_at_k`, `precision_at_k`: over retrieval spans with a relevance judgment.",
+    shown_group_by=("data_source",),
+    chart="docs_per_query",
+)
+DOCUMENTS_REPORT = Report(
+    "retrieved-documents",
+    90,
+    "the documents retrieved most often",
+    raw=lambda an, q: retrieved_documents(an, q.filters, limit=q.params["limit"]),
+    rollup=retrieved_documents_rolled,
+    params=(Param("limit", int, 20, ge=1, le=1000),),
+    tables=(DOCUMENTS,),
+    chart="retrievals",
+)

@@ -7,7 +7,10 @@ from dataclasses import replace
 
 import polars as pl
 
-from spanlake.analytics.reports.common import keys_select
+from spanlake.analytics.reports.common import keys_select, span_keys
+from spanlake.analytics.reports.report import Param, Report, Request, Result
+from spanlake.analytics.rollups.read import agg, group, read, read_listed, sort_groups
+from spanlake.analytics.rollups.tables import CALL_KEYS, COST_DIMS, Table, hours, no_reach
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters, GroupBy, Params, SpanSource
 from spanlake.analytics.task_outcomes import TaskOptions, task_ctes
@@ -144,3 +147,93 @@ def _lit(key: str) -> str:
     """A constant from this module as a SQL string literal (never user input)."""
     assert "'" not in key
     return f"'{key}'"
+
+
+# --- from hourly rollups ---------------------------------------------------------------------
+
+CHECK_KEYS = ("validator", *COST_DIMS, "task_name")
+MESSAGE_KEYS = ("validator", "pattern", *CALL_KEYS)
+
+
+def build_checks(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Validation checks and failures per validator, model, prompt and task name."""
+    group = GroupBy(CHECK_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        return f"""{checks_ctes(f, options, p)}
+        SELECT {keys_select(group, DIMS)}count(*) AS checks, count(*) FILTER (WHERE NOT passed) AS failures
+        FROM checks GROUP BY ALL"""
+
+    return an.run(checks_source(f, options), body)
+
+
+def build_messages(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """Failure messages per validator and pattern (`validation_errors`)."""
+    group = GroupBy(MESSAGE_KEYS, (), "hour")
+
+    def body(p: Params) -> str:
+        return f"""{failure_messages_cte()}
+        SELECT {keys_select(group, span_keys("validator", "pattern"))}count(*) AS occurrences,
+          arg_min(message, trace_id) AS example, min(trace_id) AS example_trace_id
+        FROM patterned GROUP BY ALL"""
+
+    return an.run(failure_messages_source(f), body)
+
+
+CHECKS = Table("checks", CHECK_KEYS, build_checks, lambda o: (hours(o.horizon + o.skew), hours(o.horizon)))
+MESSAGES = Table("messages", MESSAGE_KEYS, build_messages, no_reach)
+
+
+def validation_rolled(an: Analytics, q: Request) -> Result | None:
+    """The validation report from the `checks` rollup."""
+    g = group(q.filters, q.group_by, DIMS, q.bucket)
+    if g is None:
+        return None
+    c = read(an, CHECKS, q.filters, q.options, g.bucket)
+    if c is None:
+        return None
+    checks, failures = pl.col("checks").sum(), pl.col("failures").sum()
+    exprs = [checks.alias("checks"), failures.alias("failures"), (failures / checks).alias("failure_rate")]
+    df = agg(c[0], g.names, exprs, []) if c[0].height else pl.DataFrame()
+    return sort_groups(df, g.names), c[1]
+
+
+def validation_errors_rolled(an: Analytics, q: Request) -> Result | None:
+    """`validation_errors` from the `messages` rollup."""
+    got = read_listed(an, MESSAGES, q.filters)
+    if got is None:
+        return None
+    df, used = got
+    names = ["validator", "pattern", "occurrences", "example", "example_trace_id"]
+    if df.height == 0:
+        return pl.DataFrame(schema={n: pl.Int64 if n == "occurrences" else pl.String for n in names}), used
+    first = pl.col("example_trace_id").arg_min()
+    out = df.group_by(["validator", "pattern"]).agg(
+        pl.col("occurrences").sum(), pl.col("example").get(first), pl.col("example_trace_id").min()
+    )
+    out = out.sort(["occurrences", "validator", "pattern"], descending=[True, False, False], nulls_last=True)
+    return out.head(q.params["limit"]).select(names), used
+
+
+REPORT = Report(
+    "validation",
+    60,
+    "validation checks and failure rate per validator (group by model, prompt_version, day, ...)",
+    raw=lambda an, q: validation(an, q.filters, q.group_by, bucket=q.bucket, options=q.options),
+    rollup=validation_rolled,
+    dimensions=("validator", "model", "prompt_version", "task_name"),
+    default_group_by=("validator",),
+    tables=(CHECKS,),
+    shown_group_by=("validator",),
+    chart="failure_rate",
+)
+ERRORS = Report(
+    "validation-errors",
+    70,
+    "the most frequent validation failure messages, grouped by pattern",
+    raw=lambda an, q: validation_errors(an, q.filters, limit=q.params["limit"]),
+    rollup=validation_errors_rolled,
+    params=(Param("limit", int, 20, ge=1, le=1000),),
+    tables=(MESSAGES,),
+    chart="occurrences",
+)

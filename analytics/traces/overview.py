@@ -3,16 +3,21 @@ window just before it — one pass over the lake's priced spans of both windows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from spanlake.analytics import sketch
 from spanlake.analytics.reports.cost import TASK_COST_METRICS
+from spanlake.analytics.reports.task_rollup import task_columns
+from spanlake.analytics.rollups.read import agg, can_answer, ratio, read, source_of
+from spanlake.analytics.rollups.tables import Table, hours, unpacked
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import BUCKETS, Filters, Params, SpanSource
+from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.analytics.traces.filters import HORIZON, SKEW
 from spanlake.analytics.traces.relation import SP_SRC, Window, priced_ctes, run_on_lake, trace_cte
 
@@ -107,15 +112,13 @@ def overview(an: Analytics, filters: Filters, *, bucket: str | None = None, sour
     once here. A trace counts in the window its task span starts in; traces whose root and
     task spans have not arrived are not counted yet.
 
-    `source`: 'auto' reads hourly rollups where they are up to date (analytics.rollups;
+    `source`: 'auto' reads hourly rollups where they are up to date (analytics.rollups, table `overview`;
     percentiles then within sketch.ALPHA), 'raw' reads spans only. `Overview.source` says which.
     """
     bucket = bucket or pick_bucket(filters.since, filters.until)
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     if source == "auto":
-        from spanlake.analytics.rollup_reports import overview_from_rollups
-
         rolled = overview_from_rollups(an, filters, bucket)
         if rolled is not None:
             return rolled
@@ -155,3 +158,78 @@ def overview(an: Analytics, filters: Filters, *, bucket: str | None = None, sour
     trend = df.filter(~pl.col("is_total") & (pl.col("period") == "current")).drop("period", "is_total").sort("bucket")
     empty = {"tasks": 0}
     return Overview(totals.get("current", empty), totals.get("previous", empty), trend, bucket, "raw")
+
+
+# --- from hourly rollups ---------------------------------------------------------------------
+
+OVERVIEW_KEYS = ("project", "service", "model", "prompt_version")
+
+
+def build_overview(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+    """The overview's figures (one task per trace) per hour, service, first model, prompt version."""
+
+    def sql(con: duckdb.DuckDBPyConnection, p: Params) -> str:
+        aggregate = f"""SELECT date_trunc('hour', task_start) AS hour, project, service_name AS service,
+          first_model AS model, prompt_version,
+          count(*) AS tasks,
+          count(*) FILTER (WHERE outcome = 'success') AS successful_tasks,
+          count(*) FILTER (WHERE outcome = 'failure') AS failed_tasks,
+          sum(cost_usd) AS task_cost_usd,
+          coalesce(sum(unpriced_calls), 0)::BIGINT AS task_unpriced_calls,
+          count(*) FILTER (WHERE coalesce(task_status, root_status) = 'ERROR') AS errors,
+          coalesce(sum(validations), 0)::BIGINT AS validations,
+          coalesce(sum(validation_failures), 0)::BIGINT AS validation_failures,
+          coalesce(sum(llm_calls), 0)::BIGINT AS llm_calls,
+          coalesce(sum(input_tokens + output_tokens), 0)::BIGINT AS tokens,
+          {sketch.agg_sql("task_duration_ms", "dur")}
+        FROM tasks GROUP BY ALL"""
+        return f"{tasks_sql(con, an, f.since, f.until, f.project, p)},\n{unpacked(aggregate, 'dur')}"
+
+    return run_on_lake(an, sql, lake_window(f.since, f.until, f.project))
+
+
+OVERVIEW = Table(
+    "overview",
+    OVERVIEW_KEYS,
+    build_overview,
+    lambda o: (hours(SKEW), hours(HORIZON)),
+    labels=True,
+    filters=("project", "service", "prompt_version"),  # and model (the first model): no provider, prompt name
+)
+TOTALS = ("tasks", "successful_tasks", "failed_tasks", "success_rate", "task_cost_usd", "task_unpriced_calls",
+          "cost_per_task", "cost_per_successful_task", "p50_ms", "p95_ms", "error_rate", "validation_failure_rate",
+          "validations", "validation_failures", "llm_calls", "tokens")  # fmt: skip
+
+
+def overview_from_rollups(an: Analytics, filters: Filters, bucket: str) -> Overview | None:
+    """The overview from the `overview` rollup (None when it cannot answer)."""
+    if filters.since is None or filters.until is None or bucket == "minute" or not can_answer(filters, (), bucket):
+        return None
+    span = filters.until - filters.since
+    previous = replace(filters, since=filters.since - span, until=filters.since)
+    windows = {"current": filters, "previous": previous}
+    got = {k: read(an, OVERVIEW, f, None, None if bucket == "hour" else bucket) for k, f in windows.items()}
+    if any(v is None for v in got.values()):
+        return None
+    tasks = pl.col("tasks").sum()
+    exprs = [
+        *task_columns(),
+        ratio(pl.col("validation_failures").sum(), pl.col("validations").sum()).alias("validation_failure_rate"),
+        (pl.col("errors").sum() / tasks).alias("error_rate"),
+        *(pl.col(c).sum().alias(c) for c in ("validations", "validation_failures", "llm_calls", "tokens")),
+    ]
+    hist = [("dur", (0.5, 0.95), ("p50_ms", "p95_ms"))]
+    totals: dict[str, dict[str, Any]] = {}
+    for period, (df, _) in got.items():  # type: ignore[misc]
+        if df.height and df["tasks"].sum() > 0:
+            row = agg(df, [], exprs, hist).select(TOTALS).to_dicts()[0]
+            totals[period] = {"period": period, "bucket": None, "is_total": True, **row}
+    cur = got["current"][0]  # type: ignore[index]
+    if cur.height:
+        by_bucket = cur.rename({"hour": "bucket"}) if bucket == "hour" else cur.drop("hour").rename({bucket: "bucket"})
+        trend = agg(by_bucket, ["bucket"], exprs, hist).select(["bucket", *TOTALS]).sort("bucket")
+    else:
+        trend = pl.DataFrame(schema={"bucket": pl.Datetime("us", "UTC")})
+    empty = {"tasks": 0}
+    src = source_of(*(v[1] for v in got.values()))  # type: ignore[index]
+    return Overview(totals.get("current", empty), totals.get("previous", empty), trend, bucket, src)

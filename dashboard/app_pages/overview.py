@@ -34,14 +34,23 @@ st.caption(f"{ctx.label}" + (" · change against the previous period of equal le
 m = st.columns(4)
 m[0].metric("Tasks", fmt_int(cur.get("tasks")), delta("tasks"))
 m[1].metric("Success rate", fmt_pct(cur.get("success_rate")), delta("success_rate", "{:+.1f} pp", 100))
-cost = fmt_cost(cur.get("task_cost_usd"), cur.get("task_unpriced_calls") or 0)
-m[2].metric("Cost", cost, delta("task_cost_usd", "{:+.4f}"))
+cost, unpriced = cur.get("task_cost_usd"), cur.get("task_unpriced_calls") or 0
+# Unpriced calls go in the help and a caption below: beside the value they cut it off.
+m[2].metric(
+    "Cost",
+    fmt_cost(cost, unpriced if cost is None else 0),
+    delta("task_cost_usd", "{:+.4f}"),
+    help=f"Calls without a price ({unpriced:,}) are not counted: their cost is unknown." if unpriced else None,
+)
 m[3].metric(
     "Cost per successful task",
     fmt_cost(cur.get("cost_per_successful_task")),
     delta("cost_per_successful_task", "{:+.4f}"),
     delta_color="inverse",
 )
+if unpriced:
+    calls = f"{unpriced:,} unpriced call{'' if unpriced == 1 else 's'}"
+    st.caption(f"Cost leaves out {calls} (`spanlake report unpriced` lists their models).")
 m = st.columns(4)
 m[0].metric("p50 latency", fmt_ms(cur.get("p50_ms")), delta("p50_ms", "{:+,.0f} ms"), delta_color="inverse")
 m[1].metric("p95 latency", fmt_ms(cur.get("p95_ms")), delta("p95_ms", "{:+,.0f} ms"), delta_color="inverse")

@@ -6,21 +6,12 @@ import polars as pl
 import streamlit as st
 
 from spanlake.analytics.reports.compare import BY
+from spanlake.analytics.reports.registry import REPORTS
 from spanlake.dashboard import data
+from spanlake.dashboard.components import figure_columns, formatted
 from spanlake.dashboard.context import Context, current
 
-# report → (group-by choices, default group-by, metric charted)
-REPORTS = {
-    "latency": (("service", "model", "prompt_version", "name"), (), "p95_ms"),
-    "cost": (("model", "provider", "service", "prompt_version"), ("model",), "cost_usd"),
-    "tasks": (("task_name", "model", "prompt_version", "service", "outcome_source"), ("task_name",), "success_rate"),
-    "validation": (("validator", "model", "prompt_version", "task_name"), ("validator",), "failure_rate"),
-    "retrieval": (("data_source", "service", "name"), ("data_source",), "docs_per_query"),
-    "validation_errors": ((), (), "occurrences"),
-    "retrieved_documents": ((), (), "retrievals"),
-    "unpriced": ((), (), "calls"),
-}
-COMPARE = "compare"
+COMPARE = "compare"  # its own view: two values side by side
 # compare: metric → axis format; charted per metric, `a` next to `b`
 COMPARED = {"success_rate": ".0%", "cost_per_task": "$.4f", "cost_per_successful_task": "$.4f", "p50_ms": ",.0f",
             "p95_ms": ",.0f", "error_rate": ".0%", "validation_failure_rate": ".0%", "tasks": ",.0f"}  # fmt: skip
@@ -68,7 +59,7 @@ def compare_view(ctx: Context) -> None:
         st.info(f"No tasks with {by} {a} or {b} in this window.")
         return
     st.altair_chart(compare_chart(df, by), width="content")
-    st.dataframe(df, hide_index=True, key="reports_compare_table")
+    st.dataframe(df, hide_index=True, key="reports_compare_table", column_config=figure_columns(df))
     st.download_button(
         "Download CSV", df.write_csv(), file_name=f"spanlake-compare-{by}.csv", mime="text/csv", key="reports_dl"
     )
@@ -77,11 +68,12 @@ def compare_view(ctx: Context) -> None:
 ctx = current()
 st.title("Reports")
 c = st.columns([2, 3, 2])
-name = c[0].selectbox("Report", [*REPORTS, COMPARE], key="reports_name")
+name = c[0].selectbox("Report", list(REPORTS), key="reports_name")
 if name == COMPARE:
     compare_view(ctx)
     st.stop()
-dims, default, metric = REPORTS[name]
+report = REPORTS[name]
+dims, default, metric = report.dimensions, report.shown_group_by, report.chart
 group_by = c[1].multiselect("Group by", dims, default=list(default), key=f"reports_group_{name}", disabled=not dims)
 bucket = c[2].selectbox("Over time", ["none", "hour", "day", "week"], key="reports_bucket", disabled=not dims)
 bucket_arg = None if bucket == "none" or not dims else bucket
@@ -92,7 +84,7 @@ if not df.height:
     st.stop()
 
 keys = [k for k in df.columns if k in (*dims, "level", "validator", "pattern", "document_id", "data_source", "model")]
-if metric in df.columns:
+if metric is not None and metric in df.columns:
     chart_df = df.with_columns(
         pl.concat_str([pl.col(k).cast(pl.String).fill_null("-") for k in keys], separator=" / ").alias("group")
         if keys
@@ -114,5 +106,5 @@ if metric in df.columns:
             .encode(x=f"{metric}:Q", y=alt.Y("group:N", sort="-x", title=None), tooltip=["group:N", f"{metric}:Q"])
         )
     st.altair_chart(chart, width="stretch")
-st.dataframe(df, hide_index=True)
+st.dataframe(formatted(df), hide_index=True)
 st.download_button("Download CSV", df.write_csv(), file_name=f"spanlake-{name}.csv", mime="text/csv", key="reports_dl")

@@ -3,13 +3,16 @@
     GET /api/v1/reports                  the reports and what each shows
     GET /api/v1/reports/{name}           one report as JSON: {report, since, until, source, columns, rows}
 
-Every report takes since/until (default: the last 24 hours), project, service, model,
-provider, prompt_name, prompt_version, attr=key=value (repeatable), group_by (repeatable or
-comma-separated: dimensions, attr:KEY, a time bucket) and default_outcome. Report-specific
-parameters: slow_ms (latency), sort and limit (task-list), limit (validation-errors,
-retrieved-documents), by/a/b (compare), source (cost), k (retrieval). Values are bound parameters.
+One route per report of analytics.reports.registry, with its parameters. Every report takes
+since/until (default: the last 24 hours), project, service, model, provider, prompt_name,
+prompt_version, attr=key=value (repeatable), group_by (repeatable or comma-separated:
+dimensions, attr:KEY, a time bucket), default_outcome and source (auto, raw, rollups).
+Report-specific parameters today: slow_ms (latency), sort and limit (task-list), limit
+(validation-errors, retrieved-documents), by/a/b (compare), k (retrieval). Values are bound
+parameters.
 """
 
+import inspect
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,25 +20,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from spanlake.analytics.reports.registry import REPORTS, run_report
+from spanlake.analytics.reports.report import Param, Report
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import ApiContext, attributes, jsonable, project_for, text, texts, window
 from spanlake.server.api.problems import responses
-
-REPORTS = {
-    "latency": "p50/p90/p95/p99/max of tasks end to end and of each step category; errors, timeouts, retries, TTFT",
-    "cost": "calls, tokens and cost; tasks, success rate, cost per task and per successful task",
-    "unpriced": "models called that have no price (their cost is unknown, never counted as zero)",
-    "tasks": "tasks by outcome and by how the outcome was decided; success rate, duration, cost",
-    "task-list": "single tasks, slowest first (sort=cost: most expensive first)",
-    "validation": "validation checks and failure rate per validator (group by model, prompt_version, day, ...)",
-    "validation-errors": "the most frequent validation failure messages, grouped by pattern",
-    "retrieval": "per data source: queries, documents per query, empty-result rate, scores, latency, "
-    "hit rate and precision at k where documents were judged",
-    "retrieved-documents": "the documents retrieved most often",
-    "compare": "two prompt versions or models side by side (by=prompt_version&a=v1&b=v2)",
-}
-MAX_ROWS_LIMIT = 1000
 
 
 class ReportOut(BaseModel):
@@ -108,15 +98,49 @@ class Common:
         return filters, keys, TaskOptions(default_outcome=self.default_outcome)
 
 
+def _annotation(p: Param) -> Any:
+    """The FastAPI query parameter of a report parameter."""
+    kind: Any = Literal[p.choices] if p.choices else p.type
+    if p.ge is None and p.le is None and p.help is None:
+        return kind
+    return Annotated[kind, Query(ge=p.ge, le=p.le, description=p.help)]
+
+
+def _endpoint(report: Report, run: Callable[..., Any], reader: Any) -> Callable[..., Any]:
+    """The handler of one report: the common filters and the report's own parameters."""
+    params = [p for p in report.params if p.public]
+    free_text = {p.name for p in params if p.type is str and not p.choices}
+
+    async def endpoint(principal: Any, common: Any, **values: Any) -> Any:
+        given = {k: (text(v, k) or "") if k in free_text else v for k, v in values.items()}
+        return await run(report.name, principal, common, **given)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("principal", keyword, annotation=Annotated[Principal | None, reader]),
+            inspect.Parameter("common", keyword, annotation=Annotated[Common, Depends()]),
+            *(
+                inspect.Parameter(
+                    p.name,
+                    keyword,
+                    annotation=_annotation(p),
+                    default=inspect.Parameter.empty if p.required else p.default,
+                )
+                for p in params
+            ),
+        ]
+    )
+    endpoint.__name__ = report.name.replace("-", "_")
+    endpoint.__doc__ = report.description
+    return endpoint
+
+
 def make_reports_router(ctx: ApiContext) -> APIRouter:
     """The /reports routes."""
-    from spanlake.analytics import rollup_reports as RR
-    from spanlake.analytics.reports.compare import BY
-
     router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
     reader = Depends(ctx.principal("read"))
     errors = responses(400, 401, 403, 422, 429)
-    Limit = Annotated[int, Query(ge=1, le=MAX_ROWS_LIMIT)]
 
     async def answer(name: str, principal: Principal | None, common: Common, run: Callable[..., Any]) -> Any:
         filters, keys, opts = common.resolve(principal)
@@ -133,84 +157,25 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
         return {"report": name, "since": filters.since, "until": filters.until, "source": source,
                 "columns": df.columns, "rows": rows}  # fmt: skip
 
-    def rolled(common: Common, name: str, **kw: Any) -> Callable[..., Any]:
-        """A grouped report, from rollups where they can answer (`common.source`)."""
-        return lambda an, f, k, o: RR.report(an, name, f, k, options=o, source=common.source, **kw)
-
-    def listed(common: Common, name: str, **kw: Any) -> Callable[..., Any]:
-        """A list report, from rollups where they can answer (`common.source`)."""
-        return lambda an, f, k, o: RR.list_report(an, name, f, options=o, source=common.source, **kw)
+    async def run(name: str, principal: Principal | None, common: Common, **params: Any) -> Any:
+        """Report `name`, from rollups where they can answer (`common.source`)."""
+        return await answer(
+            name, principal, common, lambda an, f, k, o: run_report(an, name, f, k, common.source, options=o, **params)
+        )
 
     @router.get("", response_model=list[ReportInfo], responses=responses(401, 429))
     async def list_reports(principal: Annotated[Principal | None, reader]) -> Any:
         """The reports this API serves."""
-        return [{"name": n, "description": d, "path": f"/api/v1/reports/{n}"} for n, d in REPORTS.items()]
+        return [{"name": n, "description": r.summary_for("api"), "path": f"/api/v1/reports/{n}"}
+                for n, r in REPORTS.items()]  # fmt: skip
 
-    Common_ = Annotated[Common, Depends()]
-    Reader = Annotated[Principal | None, reader]
-
-    @router.get("/latency", response_model=ReportOut, responses=errors, summary=REPORTS["latency"])
-    async def latency(principal: Reader, common: Common_, slow_ms: Annotated[float, Query(ge=0, le=1e9)] = 5000.0):
-        return await answer("latency", principal, common, rolled(common, "latency", slow_ms=slow_ms))
-
-    @router.get("/cost", response_model=ReportOut, responses=errors, summary=REPORTS["cost"])
-    async def cost(principal: Reader, common: Common_):
-        return await answer("cost", principal, common, rolled(common, "cost"))
-
-    @router.get("/unpriced", response_model=ReportOut, responses=errors, summary=REPORTS["unpriced"])
-    async def unpriced(principal: Reader, common: Common_):
-        return await answer("unpriced", principal, common, listed(common, "unpriced"))
-
-    @router.get("/tasks", response_model=ReportOut, responses=errors, summary=REPORTS["tasks"])
-    async def tasks(principal: Reader, common: Common_):
-        return await answer("tasks", principal, common, rolled(common, "tasks"))
-
-    @router.get("/task-list", response_model=ReportOut, responses=errors, summary=REPORTS["task-list"])
-    async def task_list(
-        principal: Reader,
-        common: Common_,
-        sort: Literal["duration", "cost", "start"] = "duration",
-        limit: Limit = 20,
-    ):
-        return await answer("task-list", principal, common, listed(common, "task-list", sort=sort, limit=limit))
-
-    @router.get("/validation", response_model=ReportOut, responses=errors, summary=REPORTS["validation"])
-    async def validation(principal: Reader, common: Common_):
-        return await answer("validation", principal, common, rolled(common, "validation"))
-
-    @router.get("/validation-errors", response_model=ReportOut, responses=errors, summary=REPORTS["validation-errors"])
-    async def validation_errors(principal: Reader, common: Common_, limit: Limit = 20):
-        return await answer("validation-errors", principal, common, listed(common, "validation-errors", limit=limit))
-
-    @router.get("/retrieval", response_model=ReportOut, responses=errors, summary=REPORTS["retrieval"])
-    async def retrieval(
-        principal: Reader,
-        common: Common_,
-        k: Annotated[int, Query(ge=1, le=1000, description="Hit rate and precision at k (judged queries)")] = 5,
-    ):
-        """`judged_queries`, `hit_rate_at_k`, `precision_at_k`: over retrieval spans with a relevance judgment."""
-        return await answer("retrieval", principal, common, rolled(common, "retrieval", k=k))
-
-    @router.get(
-        "/retrieved-documents", response_model=ReportOut, responses=errors, summary=REPORTS["retrieved-documents"]
-    )
-    async def retrieved_documents(principal: Reader, common: Common_, limit: Limit = 20):
-        return await answer("retrieved-documents", principal, common,
-                            listed(common, "retrieved-documents", limit=limit))  # fmt: skip
-
-    By = Literal[tuple(BY)]  # type: ignore[valid-type]
-
-    @router.get("/compare", response_model=ReportOut, responses=errors, summary=REPORTS["compare"])
-    async def compare(
-        principal: Reader,
-        common: Common_,
-        a: Annotated[str, Query(description="The first value, e.g. v1")],
-        b: Annotated[str, Query(description="The second value, e.g. v2")],
-        by: By = "prompt_version",
-    ):
-        a_, b_ = text(a, "a") or "", text(b, "b") or ""
-        return await answer("compare", principal, common,
-                            lambda an, f, k, o: RR.compare(an, f, by, a_, b_, options=o,
-                                                           source=common.source))  # fmt: skip
-
+    for report in REPORTS.values():
+        router.add_api_route(
+            f"/{report.name}",
+            _endpoint(report, run, reader),
+            methods=["GET"],
+            response_model=ReportOut,
+            responses=errors,
+            summary=report.summary_for("api"),
+        )
     return router

@@ -14,10 +14,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from spanlake.analytics import rollup_reports as RR
-from spanlake.analytics import rollups
 from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.reports import retrieval
+from spanlake.analytics.reports.registry import run_report
+from spanlake.analytics.rollups import materialize as rollups
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.cli.main import cli
@@ -121,7 +121,7 @@ def test_no_judgments_and_bad_k(tmp_path: Path) -> None:
 def test_rollups_carry_the_same_relevance(an: Analytics) -> None:
     rollups.run(an)
     for group in (["data_source"], ["data_source", "model"]):
-        rolled, source = RR.report(an, "retrieval", WINDOW, group, source="rollups", k=2)
+        rolled, source = run_report(an, "retrieval", WINDOW, group, source="rollups", k=2)
         assert source == "rollups"
         raw = retrieval(an, WINDOW, group, k=2)
         cols = ["data_source", "judged_queries", "hit_rate_at_k", "precision_at_k"]

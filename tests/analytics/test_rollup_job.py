@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spanlake.analytics import rollups
-from spanlake.analytics.rollup_job import RollupSchedule
+from spanlake.analytics.rollups.materialize import TABLES
+from spanlake.analytics.rollups.schedule import RollupSchedule
+from spanlake.analytics.rollups.state import fresh_hours
+from spanlake.analytics.rollups.tables import rollup_dir
 from spanlake.analytics.runner import Analytics
 from tests.analytics.helpers import T0, span, write
 
@@ -28,10 +30,10 @@ def test_schedule_rolls_up_new_hours(tmp_path: Path) -> None:
     job = RollupSchedule(tmp_path, interval_s=0.2)
     job.start(first_delay_s=0)
     try:
-        _wait(lambda: rollups.fresh_hours(an, "tasks", *window) == {T0, T0 + timedelta(hours=1)})
+        _wait(lambda: fresh_hours(an, TABLES["tasks"], *window) == {T0, T0 + timedelta(hours=1)})
         write(tmp_path, [span(2, 1, at_ms=3_600_000, name="B")])  # a new hour: stale until the next tick
-        _wait(lambda: (rollups.rollup_dir(an.lake.data_dir) / "tasks" / "20250602T11.parquet").exists())
-        _wait(lambda: len(rollups.fresh_hours(an, "tasks", *window)) == 2)
+        _wait(lambda: (rollup_dir(an.lake.data_dir) / "tasks" / "20250602T11.parquet").exists())
+        _wait(lambda: len(fresh_hours(an, TABLES["tasks"], *window)) == 2)
         _wait(lambda: job.runs >= 2)  # each run is a child process, counted when it exits
     finally:
         job.stop()
@@ -51,7 +53,7 @@ def test_interval_from_env(monkeypatch: pytest.MonkeyPatch, value: str, interval
 
 def test_a_run_waits_while_the_server_is_busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a flush backlog (busy) the job waits; it runs as soon as the backlog is gone."""
-    import spanlake.analytics.rollup_job as job_module
+    import spanlake.analytics.rollups.schedule as job_module
 
     monkeypatch.setattr(job_module, "BUSY_POLL_S", 0.05)
     write(tmp_path, [span(1, 1, at_ms=0, name="A")])
@@ -61,7 +63,7 @@ def test_a_run_waits_while_the_server_is_busy(tmp_path: Path, monkeypatch: pytes
     job.start(first_delay_s=0)
     try:
         _wait(lambda: job.deferrals >= 10)
-        assert job.runs == 0 and not (rollups.rollup_dir(Analytics(tmp_path).lake.data_dir) / "tasks").exists()
+        assert job.runs == 0 and not (rollup_dir(Analytics(tmp_path).lake.data_dir) / "tasks").exists()
         busy[0] = False
         _wait(lambda: job.runs == 1)
     finally:

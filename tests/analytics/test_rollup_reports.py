@@ -5,6 +5,7 @@ across an hour boundary, a label arriving after the rollup), and with hand-worke
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from collections.abc import Callable
@@ -15,10 +16,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal, assert_series_equal
 
-from spanlake.analytics import rollup_reports as RR
-from spanlake.analytics import rollup_tables, rollups, sketch
+from spanlake.analytics import sketch
 from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.reports import compare, latency, retrieval, tasks, validation
+from spanlake.analytics.reports.registry import run_report
+from spanlake.analytics.rollups import materialize as rollups
+from spanlake.analytics.rollups.state import fresh_hours
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.overview import overview
@@ -134,13 +137,13 @@ def check_all(an: Analytics, windows: list[Filters], expect: str | None) -> None
     for f in windows:
         for name, groupings, raw_fn in REPORTS:
             for g in groupings:
-                rolled, source = RR.report(an, name, f, g, source="auto")
+                rolled, source = run_report(an, name, f, g, source="auto")
                 if expect:
                     assert source == (expect if f.since.minute == 0 else "rollups+raw"), (name, g, f)
                 keys = [c for c in rolled.columns if c in ("level", "hour", "day", *g)]
                 agree(rolled, raw_fn(an, f, g), keys)
         for by, a, b in (("prompt_version", "v1", "v2"), ("model", "acme-1", "mystery-9")):
-            rolled, _ = RR.compare(an, f, by, a, b)
+            rolled, _ = run_report(an, "compare", f, by=by, a=a, b=b)
             raw = compare(an, f, by, a, b)
             agree(rolled.head(2), raw.head(2), [])
 
@@ -154,7 +157,7 @@ def test_every_report_agrees_with_raw_spans(an: Analytics) -> None:
 
 def test_hand_worked_numbers_from_rollups(an: Analytics) -> None:
     rollups.run(an)
-    (t,) = RR.report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    (t,) = run_report(an, "tasks", ALL, source="rollups")[0].to_dicts()
     # tasks a, b, d, e, f (c's root has not arrived): a, e success (app); f failure (app);
     # b failure (validation); d failure (error)
     assert (t["tasks"], t["successful_tasks"], t["failed_tasks"], t["unknown_tasks"]) == (5, 2, 3, 0)
@@ -163,29 +166,29 @@ def test_hand_worked_numbers_from_rollups(an: Analytics) -> None:
     # trace 3's call has no task yet
     assert t["task_cost_usd"] == pytest.approx(1750 / 1e6) and t["task_unpriced_calls"] == 1
     assert t["cost_per_successful_task"] == pytest.approx(1750 / 1e6 / 2)
-    lat = {r["level"]: r for r in RR.report(an, "latency", ALL, source="rollups")[0].to_dicts()}
+    lat = {r["level"]: r for r in run_report(an, "latency", ALL, source="rollups")[0].to_dicts()}
     # tool steps: 5, 7 (retry of 5), 100 (error), 100 (retry across 12:00)
     assert (lat["tool"]["count"], lat["tool"]["repeats"], lat["tool"]["retries"]) == (4, 2, 2)
     assert lat["tool"]["error_rate"] == 0.5
     # task durations 100, 300, 400, 2000, 3000: p50 = 400 (within 1 %), max exact
     assert lat["task"]["p50_ms"] == pytest.approx(400, rel=sketch.ALPHA) and lat["task"]["max_ms"] == 3000
     assert lat["llm"]["ttft_count"] == 1 and lat["llm"]["ttft_p50_ms"] == pytest.approx(120, rel=sketch.ALPHA)
-    (kb,) = RR.report(an, "retrieval", ALL, source="rollups")[0].to_dicts()
+    (kb,) = run_report(an, "retrieval", ALL, source="rollups")[0].to_dicts()
     assert (kb["queries"], kb["docs_per_query"], kb["empty_rate"]) == (2, 1.0, 0.5)
     assert kb["avg_top1_score"] == pytest.approx(0.9) and kb["mean_score"] == pytest.approx(0.7)
-    (v,) = RR.report(an, "validation", ALL, source="rollups")[0].to_dicts()
+    (v,) = run_report(an, "validation", ALL, source="rollups")[0].to_dicts()
     assert (v["validator"], v["checks"], v["failures"], v["failure_rate"]) == ("schema", 2, 1, 0.5)
 
 
 def test_a_late_root_rebuilds_its_hour(an: Analytics) -> None:
     rollups.run(an)
     late_root(an.lake.data_dir.root)
-    assert 10 not in {h.hour for h in rollups.fresh_hours(an, "tasks", ALL.since, ALL.until)}
+    assert 10 not in {h.hour for h in fresh_hours(an, rollups.TABLES["tasks"], ALL.since, ALL.until)}
     check_all(an, WINDOWS[:1], None)  # stale hours come from raw spans meanwhile
     result = rollups.run(an)
     assert result.rebuilt["calls"] == 1 and not result.full_rebuild
     check_all(an, [ALL, WINDOWS[2]], "rollups")
-    (t,) = RR.report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    (t,) = run_report(an, "tasks", ALL, source="rollups")[0].to_dicts()
     assert (t["tasks"], t["unknown_tasks"]) == (6, 1)  # c, decided by the default
     assert t["task_cost_usd"] == pytest.approx(3750 / 1e6)
 
@@ -194,15 +197,15 @@ def test_a_label_after_the_rollup_overrides_the_outcome(an: Analytics) -> None:
     rollups.run(an)
     add_label(an.lake.data_dir.root, 2, "pass", datetime(2025, 6, 3, 9, tzinfo=UTC))
     # the label's hour is not the trace's: the trace-id index finds trace 2 in hour 10
-    assert {h.hour for h in rollups.fresh_hours(an, "tasks", ALL.since, ALL.until)} == {11, 12}
-    assert {h.hour for h in rollups.fresh_hours(an, "steps", ALL.since, ALL.until)} == {10, 11, 12}
-    rolled, source = RR.report(an, "tasks", ALL, ["outcome_source"])
+    assert {h.hour for h in fresh_hours(an, rollups.TABLES["tasks"], ALL.since, ALL.until)} == {11, 12}
+    assert {h.hour for h in fresh_hours(an, rollups.TABLES["steps"], ALL.since, ALL.until)} == {10, 11, 12}
+    rolled, source = run_report(an, "tasks", ALL, ["outcome_source"])
     assert source == "rollups+raw"
     agree(rolled, tasks(an, ALL, ["outcome_source"]), ["outcome_source"])
     result = rollups.run(an)
     assert result.labelled_hours == 1 and result.rebuilt["tasks"] == 1 and result.rebuilt["calls"] == 0
     check_all(an, [ALL], "rollups")
-    (t,) = RR.report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    (t,) = run_report(an, "tasks", ALL, source="rollups")[0].to_dicts()
     assert (t["successful_tasks"], t["from_label"], t["from_validation"]) == (3, 1, 0)
     o = overview(an, ALL, bucket="hour")
     assert o.source == "rollups" and (o.current["tasks"], o.current["successful_tasks"]) == (5, 3)
@@ -223,26 +226,26 @@ LISTS = [
 @pytest.mark.parametrize("top_n", [100, 1])
 def test_list_reports_agree_with_raw_spans(an: Analytics, top_n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # With TOP_N = 1 each hour keeps only its first task per sort and outcome: still exact for limit 1.
-    monkeypatch.setattr(rollup_tables, "TOP_N", top_n)
+    monkeypatch.setattr(importlib.import_module("spanlake.analytics.reports.tasks"), "TOP_N", top_n)
     rollups.run(an, full=True)
     for f in WINDOWS:
         for name, kw in LISTS:
-            rolled, source = RR.list_report(an, name, f, **kw)  # type: ignore[arg-type]
-            raw, _ = RR.list_report(an, name, f, source="raw", **kw)  # type: ignore[arg-type]
+            rolled, source = run_report(an, name, f, **kw)  # type: ignore[arg-type]
+            raw, _ = run_report(an, name, f, source="raw", **kw)  # type: ignore[arg-type]
             too_many = kw.get("limit", 20) > top_n  # type: ignore[operator]
             if name == "task-list" and (f.model is not None or too_many):
                 assert source == "raw", (name, kw, f)
             else:
                 assert source == ("rollups" if f.since.minute == 0 else "rollups+raw"), (name, kw, f)
             assert_frame_equal(rolled, raw, check_dtypes=False)
-    errors = RR.list_report(an, "validation-errors", ALL)[0].to_dicts()
+    errors = run_report(an, "validation-errors", ALL)[0].to_dicts()
     assert [(e["pattern"], e["occurrences"]) for e in errors] == [("field '…' missing at line #", 1),
                                                                   ("too long: # > #", 1)]  # fmt: skip
     assert errors[0]["example"] == "field 'age' missing at line 3" and errors[0]["example_trace_id"] == tid(2).hex()
-    assert RR.list_report(an, "unpriced", ALL)[0].select("model", "calls").rows() == [("mystery-9", 1)]
-    docs = RR.list_report(an, "retrieved-documents", ALL)[0]
+    assert run_report(an, "unpriced", ALL)[0].select("model", "calls").rows() == [("mystery-9", 1)]
+    docs = run_report(an, "retrieved-documents", ALL)[0]
     assert docs.select("document_id", "retrievals").rows() == [("a", 1), ("b", 1)]
-    top = RR.list_report(an, "task-list", ALL, sort="duration", limit=1)[0]
+    top = run_report(an, "task-list", ALL, sort="duration", limit=1)[0]
     assert top["task_name"].to_list() == ["f"]  # 3000 ms
 
 
@@ -267,12 +270,12 @@ def test_overview_agrees_with_raw_spans(an: Analytics) -> None:
 
 def test_what_rollups_cannot_answer_reads_raw(an: Analytics) -> None:
     rollups.run(an)
-    assert RR.report(an, "latency", ALL, ["attr:gen_ai.operation.name"])[1] == "raw"
-    assert RR.report(an, "latency", ALL, slow_ms=100)[1] == "raw"
-    assert RR.report(an, "tasks", ALL, ["minute"])[1] == "raw"
-    assert RR.report(an, "tasks", Filters(since=T0, until=ALL.until, attributes={TASK: "a"}))[1] == "raw"
+    assert run_report(an, "latency", ALL, ["attr:gen_ai.operation.name"])[1] == "raw"
+    assert run_report(an, "latency", ALL, slow_ms=100)[1] == "raw"
+    assert run_report(an, "tasks", ALL, ["minute"])[1] == "raw"
+    assert run_report(an, "tasks", Filters(since=T0, until=ALL.until, attributes={TASK: "a"}))[1] == "raw"
     with pytest.raises(ValueError, match="rollups cannot answer"):
-        RR.report(an, "tasks", ALL, ["minute"], source="rollups")
+        run_report(an, "tasks", ALL, ["minute"], source="rollups")
     assert overview(an, Filters(since=T0, until=T0 + timedelta(hours=2)), bucket="minute").source == "raw"
 
 
@@ -320,15 +323,15 @@ def test_a_late_span_makes_only_its_traces_hours_stale(an: Analytics) -> None:
     write(an.lake.data_dir.root, [span(6, 9, 1, at_ms=2 * H + 30 * 60_000, ms=4, name="schema",
                                        **{CHECK: "schema", PASSED: False})])  # fmt: skip
     hour = {h: T0 + timedelta(hours=h - 10) for h in (10, 11, 12)}
-    assert rollups.fresh_hours(an, "calls", ALL.since, ALL.until) == {hour[10], hour[11]}
+    assert fresh_hours(an, rollups.TABLES["calls"], ALL.since, ALL.until) == {hour[10], hour[11]}
     for table in ("tasks", "checks", "overview", "steps"):
-        assert rollups.fresh_hours(an, table, ALL.since, ALL.until) == {hour[10]}, table
+        assert fresh_hours(an, rollups.TABLES[table], ALL.since, ALL.until) == {hour[10]}, table
     check_all(an, [ALL], None)  # hours 11 and 12 from raw spans meanwhile
     result = rollups.run(an)
     assert result.rebuilt["calls"] == 1 and result.rebuilt["tasks"] == 2 and not result.full_rebuild
-    (t,) = RR.report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    (t,) = run_report(an, "tasks", ALL, source="rollups")[0].to_dicts()
     assert (t["failed_tasks"], t["from_app"]) == (3, 3)  # f's app outcome outranks its failed check
-    (v,) = RR.report(an, "validation", ALL, source="rollups")[0].to_dicts()
+    (v,) = run_report(an, "validation", ALL, source="rollups")[0].to_dicts()
     assert (v["checks"], v["failures"]) == (3, 2)
 
 
@@ -344,5 +347,5 @@ def test_compacted_label_files_rebuild_only_their_traces_hours(an: Analytics) ->
     result = rollups.run(an)
     # hour 10's span files were merged too (rebuilt with hour 11, which shares trace 5); not all hours
     assert not result.full_rebuild and result.labelled_hours == 1 and result.rebuilt["tasks"] == 2
-    (t,) = RR.report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    (t,) = run_report(an, "tasks", ALL, source="rollups")[0].to_dicts()
     assert (t["from_label"], t["failed_tasks"]) == (1, 3)  # d: the latest verdict, fail

@@ -132,7 +132,7 @@ class SpanlakeProcess:
         while frontier:
             frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
             found |= frontier
-        return {pid for pid in found if b"rollup_job" not in cmdline(pid)}
+        return {pid for pid in found if b"spanlake.analytics.rollups" not in cmdline(pid)}
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""

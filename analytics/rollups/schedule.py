@@ -2,15 +2,15 @@
 
 Every `interval_s` seconds (env SPANLAKE_ROLLUP_INTERVAL, default 300; 0 turns it off) a
 background thread starts a child process, at a lower CPU priority (nice +10), that brings
-the hourly rollups up to date (analytics.rollups.run: only the hours that changed). In a
+the hourly rollups up to date (analytics.rollups.materialize: only the hours that changed). In a
 child, its DuckDB work never takes the receiver's interpreter or competes with it at equal
 priority (in-process, a first run under ingest load tripled the receiver's CPU per span).
 While the server has a backlog (`busy()`: WAL segments waiting for the flushers) a run waits,
 up to `MAX_DEFER_S`, so ingest keeps both cores when it needs them. A failed run is logged and
 retried at the next tick; runs read Parquet files with their own
 DuckDB connection, write only under `<data_dir>/rollups/`, and never overlap with
-`spanlake analytics run` (file lock). `python -m spanlake.analytics.rollup_job DATA_DIR
-[LAKE]` is the child's entry point.
+`spanlake analytics run` (file lock). `python -m spanlake.analytics.rollups.materialize
+DATA_DIR [LAKE]` is the child's entry point, so this module loads no analytics itself.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 INTERVAL_ENV = "SPANLAKE_ROLLUP_INTERVAL"
 DEFAULT_INTERVAL_S = 300.0
 FIRST_DELAY_S = 5.0  # let the server start before the first run
-NICE = 10
 BUSY_POLL_S = 2.0
 MAX_DEFER_S = 600.0  # under sustained load the rollups still run this often
 
@@ -74,7 +73,7 @@ class RollupSchedule:
 
     def run_once(self) -> None:
         """One run of the job in a child process (errors are logged, never raised)."""
-        cmd = [sys.executable, "-m", "spanlake.analytics.rollup_job", str(self.data_dir)]
+        cmd = [sys.executable, "-m", "spanlake.analytics.rollups.materialize", str(self.data_dir)]
         cmd += [self.lake] if self.lake else []
         try:
             self._child = subprocess.Popen(cmd, stderr=subprocess.PIPE)
@@ -120,26 +119,3 @@ class RollupSchedule:
         except Exception:
             log.exception("rollup job: cannot tell whether the server is busy")
             return False
-
-
-def run_job(data_dir: str | Path, lake: str | None = None) -> str:
-    """Bring the rollups of one data directory up to date; returns a one-line summary."""
-    from spanlake.analytics import rollups
-    from spanlake.analytics.runner import Analytics
-    from spanlake.storage.layout import DataDir
-
-    dd = DataDir(data_dir, lake)
-    if dd.is_remote or not dd.lake.is_dir():
-        return ""  # rollups are kept for a local lake only
-    t0 = time.monotonic()
-    result = rollups.run(Analytics(dd))
-    if not any(result.rebuilt.values()):
-        return ""
-    return f"rollups: rebuilt {result.rebuilt} in {time.monotonic() - t0:.1f} s"
-
-
-if __name__ == "__main__":
-    os.nice(NICE)
-    summary = run_job(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
-    if summary:
-        print(summary, file=sys.stderr)
