@@ -19,7 +19,6 @@ computed from raw spans on the fly.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +36,7 @@ from spanlake.analytics.rollup_tables import CALL_KEYS, COST_DIMS, TABLES, Table
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters, GroupBy
 from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.storage.json_file import JsonFile, file_lock, write_atomically
 from spanlake.storage.layout import DataDir
 
 STATE_VERSION = 2
@@ -108,12 +108,24 @@ def price_fingerprint(an: Analytics, options: TaskOptions | None = None) -> str:
     return hashlib.sha1(json.dumps([db, overrides, opts]).encode()).hexdigest()
 
 
-def _load_state(path: Path) -> dict[str, Any]:
+def _parse_state(raw: bytes) -> dict[str, Any]:
     try:
-        state = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
+        state = json.loads(raw)
+    except ValueError:
         return {}
-    return state if state.get("version") == STATE_VERSION else {}
+    return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else {}
+
+
+def _dump_state(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, indent=1, sort_keys=True).encode()
+
+
+def _state_file(path: Path) -> JsonFile[dict[str, Any]]:
+    return JsonFile(path, _parse_state, _dump_state, dict, "rollup state", mode=0o644)
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    return _state_file(path).read()
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -126,13 +138,8 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
     """One run at a time per data directory (the server's schedule and the CLI may overlap)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(root / ".lock"):
+        yield
 
 
 def _ranges(hours: Sequence[datetime], limit: int = 10**9) -> list[tuple[datetime, datetime]]:
@@ -316,7 +323,7 @@ def run(
             "hours": {_hour_name(h): s for h, s in signatures.items()},
             "labels": labels,
         }
-        _write_atomic(root / "state.json", lambda p: p.write_text(json.dumps(new_state, indent=1, sort_keys=True)))
+        write_atomically(root / "state.json", _dump_state(new_state), 0o644)  # under the run's lock
     n_labelled = len(lake_hours) if relabelled is None else len(relabelled & lake_hours)
     return RunResult(
         len(signatures),
