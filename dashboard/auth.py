@@ -94,9 +94,10 @@ def signin() -> SignIn:
 
 def _client() -> str:
     try:
-        return st.context.ip_address or "local"
+        ip = st.context.ip_address
     except Exception:  # no browser session (AppTest)
         return "local"
+    return ip if isinstance(ip, str) and ip else "local"
 
 
 def current_user() -> SignedIn | None:

@@ -77,7 +77,10 @@ class SavedFilters:
             "saved_by": saved_by,
             "saved_at": datetime.now(UTC).isoformat(),
         }
-        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        try:
+            data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError as e:  # e.g. an integer beyond 64 bits
+            raise ValueError(f"a saved filter must be plain JSON: {e}") from None
         if len(data) > MAX_BYTES:
             raise ValueError(f"a saved filter is at most {MAX_BYTES} bytes")
         write_atomically(self._dir(project) / f"{name}.json", data, SHARED)
