@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from spanlake.cli.options import data_dir_option
-from spanlake.storage.signin import SIGNIN_ENV, SignIn
+from spanlake.storage.signin import SIGNIN_ENV, SignIn, signin_path
 from spanlake.storage.users import ALL_PROJECTS, ROLES, USERS_ENV, UserStore, needs_rehash, users_path
 
 _data_dir = data_dir_option(
@@ -143,9 +143,9 @@ def passwd(data_dir: Path, name: str, password_stdin: bool, no_password: bool) -
 @click.argument("name")
 @click.option("--client", "client", help="Also clear the lock of this client address (all names tried from it).")
 def unlock(data_dir: Path, name: str, client: str | None) -> None:
-    """Clear a user's failed sign-ins and lockouts, from every address (they live in signin.json
-    beside users.json, or $SPANLAKE_SIGNIN_FILE; a running dashboard sees the change at once)."""
-    signin = SignIn(users_path(data_dir))
+    """Clear a user's failed sign-ins and lockouts, from every address (they live in the data
+    directory's signin.json, or $SPANLAKE_SIGNIN_FILE; a running dashboard sees the change at once)."""
+    signin = SignIn(users_path(data_dir), lockouts=signin_path(data_dir))
     try:
         n = signin.unlock(name, client)
     except (OSError, ValueError) as e:

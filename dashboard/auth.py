@@ -4,7 +4,7 @@ Modes (`--dashboard-auth`, passed by `spanlake dashboard` / `spanlake up` after 
 $SPANLAKE_DASHBOARD_AUTH, else auto):
 
 - password: a sign-in form checked against `<data_dir>/users.json` (storage.users), with
-  back-off on repeated failures kept in `signin.json` beside it (storage.signin: durable, so
+  back-off on repeated failures kept in `<data_dir>/signin.json` (storage.signin: durable, so
   neither a client's clear-cache message nor a restart resets it); the session remembers the user until
   **Sign out**, the tab closes, or the user's password, role or projects change;
 - proxy: an authenticating reverse proxy names the user in a header (`X-Forwarded-User`
@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 from spanlake.dashboard.settings import arg, default_data_dir
-from spanlake.storage.signin import DEFAULT_PROXY_HEADER, NO_USERS_HINT, SignIn, SignInRefused, resolve_mode
+from spanlake.storage.signin import (
+    DEFAULT_PROXY_HEADER,
+    NO_USERS_HINT,
+    SignIn,
+    SignInRefused,
+    resolve_mode,
+    signin_path,
+)
 from spanlake.storage.users import PERMISSIONS, Permission, Role, User, users_path
 
 AUTH_ENV = "SPANLAKE_DASHBOARD_AUTH"
@@ -85,11 +92,13 @@ _SIGNINS_LOCK = threading.Lock()
 
 def signin() -> SignIn:
     """The SignIn (user directory + durable back-off) of the served data directory's users file."""
-    path = str(users_path(default_data_dir()))
+    data_dir = default_data_dir()
+    users, lockouts = users_path(data_dir), signin_path(data_dir)
+    key = f"{users}\n{lockouts}"
     with _SIGNINS_LOCK:
-        if path not in _SIGNINS:
-            _SIGNINS[path] = SignIn(path)
-        return _SIGNINS[path]
+        if key not in _SIGNINS:
+            _SIGNINS[key] = SignIn(users, lockouts=lockouts)
+        return _SIGNINS[key]
 
 
 def _client() -> str:

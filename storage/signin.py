@@ -13,8 +13,8 @@ Per name and address (the 5th failure locks for 30 s, the 6th 60 s, … up to 15
 guessing one account from one client without letting anyone lock the account out for everyone
 else; per address (the 20th for 60 s, … up to 1 h) slows one client trying many names.
 
-The counts are durable: `signin.json` beside the users file (storage.json_file: under a lock,
-replaced atomically), never a cache a client can clear, and a restart keeps them. `spanlake
+The counts are durable: `<data_dir>/signin.json` or $SPANLAKE_SIGNIN_FILE (storage.json_file:
+under a lock, replaced atomically), never a cache a client can clear, and a restart keeps them. `spanlake
 users unlock NAME` clears a user's. At most MAX_TRACKED counts per kind are kept.
 """
 
@@ -94,10 +94,11 @@ CLIENT_POLICY = BackoffPolicy(lock_after=20, base_s=60.0, max_s=3600.0, forget_s
 Doc = dict[str, Any]
 
 
-def signin_path(users_file: str | Path) -> Path:
-    """The lockout file: $SPANLAKE_SIGNIN_FILE when set, else signin.json beside the users file."""
+def signin_path(data_dir: str | Path) -> Path:
+    """The lockout file: $SPANLAKE_SIGNIN_FILE when set, else `<data_dir>/signin.json` (not beside a
+    users file named by $SPANLAKE_USERS_FILE, which may be mounted read-only)."""
     env = os.environ.get(SIGNIN_ENV, "").strip()
-    return Path(env).expanduser().resolve() if env else Path(users_file).with_name(SIGNIN_FILE)
+    return Path(env).expanduser().resolve() if env else Path(data_dir).expanduser().resolve() / SIGNIN_FILE
 
 
 def _parse(raw: bytes) -> Doc:
@@ -145,7 +146,7 @@ class Backoff:
         policy: BackoffPolicy,
         clock: Callable[[], float] = time.time,
         file: JsonFile[Doc] | None = None,
-        section: str = "keys",
+        section: str = "counts",
     ) -> None:
         self.policy, self.clock, self.section = policy, clock, section
         self._file: JsonFile[Doc] | _InMemory = file if file is not None else _InMemory()
@@ -220,8 +221,8 @@ def _wait(seconds: float) -> str:
 
 class SignIn:
     """Checks names and passwords against the users file, with back-off per name at each client
-    address and per address, kept in the lockout file (signin_path) so that neither a client
-    message nor a restart resets it."""
+    address and per address, kept in the lockout file `lockouts` (default: signin_path of the
+    users file's folder) so that neither a client message nor a restart resets it."""
 
     def __init__(
         self,
@@ -232,7 +233,7 @@ class SignIn:
         lockouts: str | Path | None = None,
     ) -> None:
         self.users = UserDirectory(users_file)
-        self.lockouts = lockout_file(lockouts if lockouts is not None else signin_path(users_file))
+        self.lockouts = lockout_file(lockouts if lockouts is not None else signin_path(Path(users_file).parent))
         self.per_user = Backoff(user_policy, clock, self.lockouts, "user")
         self.per_client = Backoff(client_policy, clock, self.lockouts, "client")
 

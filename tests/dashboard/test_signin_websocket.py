@@ -166,13 +166,14 @@ def test_clear_cache_between_guesses_does_not_reset_the_lockout(dashboard: Dashb
         shown = c.guess(PASSWORD)
         assert LOCKED in shown and SIGNED_IN not in shown
         out = subprocess.run(
-            [SPANLAKE, "users", "unlock", "admin"],
+            [SPANLAKE, "users", "unlock", "admin", "--data-dir", str(dashboard.data_dir)],
             env=clean_env(SPANLAKE_USERS_FILE=str(dashboard.users_file)),
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert out.returncode == 0 and "unlocked 'admin'" in out.stdout, out.stderr
+        assert out.returncode == 0 and "unlocked 'admin': cleared 1" in out.stdout, out.stderr
+        assert (dashboard.data_dir / "signin.json").exists()
         assert SIGNED_IN in c.guess(PASSWORD)
     finally:
         c.close()
