@@ -16,8 +16,10 @@ always let through: any local process sending bad keys must not block the local 
 that send good ones (the failing tokens are blocked, not the address's valid ones). Checking
 a key is one SHA-256 and a dictionary lookup, so a locked address cannot make it expensive.
 The counts live in the collector process that owns them (no client can clear them); a
-restart forgets them, which costs an attacker nothing against 256-bit keys. With authentication off (loopback only, see
-CollectorConfig.validate) every request is let through with no project.
+restart forgets them, which gives nothing to someone guessing 256-bit keys.
+
+With authentication off (loopback only, see CollectorConfig.validate) every request is let
+through with no project.
 """
 
 from __future__ import annotations

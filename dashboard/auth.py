@@ -5,8 +5,8 @@ $SPANLAKE_DASHBOARD_AUTH, else auto):
 
 - password: a sign-in form checked against `<data_dir>/users.json` (storage.users), with
   back-off on repeated failures kept in `<data_dir>/signin.json` (storage.signin: durable, so
-  neither a client's clear-cache message nor a restart resets it); the session remembers the user until
-  **Sign out**, the tab closes, or the user's password, role or projects change;
+  neither a client's clear-cache message nor a restart resets it); the session remembers the
+  user until **Sign out**, the tab closes, or the user's password, role or projects change;
 - proxy: an authenticating reverse proxy names the user in a header (`X-Forwarded-User`
   by default), which must be a user of users.json. Only honoured in this mode;
 - off: no sign-in (loopback only); `current_user()` is None;
@@ -83,7 +83,7 @@ def mode() -> str:
         return "password"  # a bad value: the safe mode
 
 
-# One SignIn per users file for the process, deliberately not st.cache_resource: any visitor's
+# One SignIn per users and lockout file for the process, deliberately not st.cache_resource: any visitor's
 # websocket can clear Streamlit's caches. The failure counts live in the lockout file anyway
 # (storage.signin), so this only saves re-reading the users file.
 _SIGNINS: dict[str, SignIn] = {}
