@@ -9,9 +9,12 @@ from pathlib import Path
 import click
 
 from spanlake.cli.options import data_dir_option
+from spanlake.storage.signin import SIGNIN_ENV, SignIn, signin_path
 from spanlake.storage.users import ALL_PROJECTS, ROLES, USERS_ENV, UserStore, needs_rehash, users_path
 
-_data_dir = data_dir_option(f"Data directory whose users.json holds the users (${USERS_ENV} names another file).")
+_data_dir = data_dir_option(
+    f"Data directory whose users.json holds the users (${USERS_ENV} names another file; ${SIGNIN_ENV} the lockouts)."
+)
 _password_stdin = click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of standard input."
 )
@@ -133,3 +136,19 @@ def passwd(data_dir: Path, name: str, password_stdin: bool, no_password: bool) -
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{'removed the password of' if no_password else 'changed the password of'} {name!r}")
+
+
+@users.command("unlock")
+@_data_dir
+@click.argument("name")
+@click.option("--client", "client", help="Also clear the lock of this client address (all names tried from it).")
+def unlock(data_dir: Path, name: str, client: str | None) -> None:
+    """Clear a user's failed sign-ins and lockouts, from every address (they live in the data
+    directory's signin.json, or $SPANLAKE_SIGNIN_FILE; a running dashboard sees the change at once)."""
+    signin = SignIn(users_path(data_dir), lockouts=signin_path(data_dir))
+    try:
+        n = signin.unlock(name, client)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    what = f"{name!r}" + (f" and address {client}" if client else "")
+    click.echo(f"unlocked {what}: cleared {n} failure count(s) in {signin.lockouts.path}")

@@ -10,9 +10,16 @@ standard exporters do. With authentication on:
 - what a write key sends is stored under the key's project, whatever the resource says.
 
 Repeated failures from one client address lock it out for a while (429 /
-RESOURCE_EXHAUSTED with Retry-After), valid key or not, so guessing is slow and a
-misconfigured exporter cannot flood the log. With authentication off (loopback only, see
-CollectorConfig.validate) every request is let through with no project.
+RESOURCE_EXHAUSTED with Retry-After) for every request that does not carry a valid key, so
+guessing is slow and a misconfigured exporter cannot flood the log. A valid, active key is
+always let through: any local process sending bad keys must not block the local exporters
+that send good ones (the failing tokens are blocked, not the address's valid ones). Checking
+a key is one SHA-256 and a dictionary lookup, so a locked address cannot make it expensive.
+The counts live in the collector process that owns them (no client can clear them); a
+restart forgets them, which gives nothing to someone guessing 256-bit keys.
+
+With authentication off (loopback only, see CollectorConfig.validate) every request is let
+through with no project.
 """
 
 from __future__ import annotations
@@ -132,12 +139,12 @@ class Authenticator:
         """The request's principal (None when authentication is off); raises when refused."""
         if self.ring is None:
             return None
-        self.limiter.check(peer)
         token = bearer_token(authorization)
         if token and self._internal_sha and hmac.compare_digest(hash_token(token), self._internal_sha):
             return None  # spanlake up's own dashboard: the server itself, no project pinning
         key = self.ring.lookup(token) if token else None
         if key is None or not key.active:
+            self.limiter.check(peer)  # only failing tokens wait: valid keys from the address still work
             self.limiter.failed(peer)
             if token is None:
                 raise Unauthenticated("authentication required: send 'Authorization: Bearer <key>'")

@@ -151,6 +151,7 @@ def make_http_app(
         from spanlake.server.api.admin import make_admin_router
         from spanlake.server.api.common import ApiContext
         from spanlake.server.api.reports import make_reports_router
+        from spanlake.server.api.saved_filters import make_saved_filters_router
         from spanlake.server.api.traces import make_traces_router
 
         ctx = ApiContext(data_dir, default_project, auth)
@@ -159,6 +160,7 @@ def make_http_app(
         app.include_router(make_traces_router(ctx))
         app.include_router(make_reports_router(ctx))
         app.include_router(make_admin_router(ctx, wal, flusher))
+        app.include_router(make_saved_filters_router(ctx))
     if auth.enabled:
         app.add_middleware(ApiScopeMiddleware, auth=auth)
     app.add_middleware(ApiLimitsMiddleware, limits=limits or ApiLimits.from_env(), auth=auth)

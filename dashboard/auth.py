@@ -4,8 +4,9 @@ Modes (`--dashboard-auth`, passed by `spanlake dashboard` / `spanlake up` after 
 $SPANLAKE_DASHBOARD_AUTH, else auto):
 
 - password: a sign-in form checked against `<data_dir>/users.json` (storage.users), with
-  back-off on repeated failures (storage.signin); the session remembers the user until
-  **Sign out**, the tab closes, or the user's password, role or projects change;
+  back-off on repeated failures kept in `<data_dir>/signin.json` (storage.signin: durable, so
+  neither a client's clear-cache message nor a restart resets it); the session remembers the
+  user until **Sign out**, the tab closes, or the user's password, role or projects change;
 - proxy: an authenticating reverse proxy names the user in a header (`X-Forwarded-User`
   by default), which must be a user of users.json. Only honoured in this mode;
 - off: no sign-in (loopback only); `current_user()` is None;
@@ -17,12 +18,20 @@ Pages ask `current_user()` (None when sign-in is off) for the name, role and pro
 from __future__ import annotations
 
 import os
-import sys
+import threading
 from dataclasses import dataclass
 
 import streamlit as st
 
-from spanlake.storage.signin import DEFAULT_PROXY_HEADER, NO_USERS_HINT, SignIn, SignInRefused, resolve_mode
+from spanlake.dashboard.settings import arg, default_data_dir
+from spanlake.storage.signin import (
+    DEFAULT_PROXY_HEADER,
+    NO_USERS_HINT,
+    SignIn,
+    SignInRefused,
+    resolve_mode,
+    signin_path,
+)
 from spanlake.storage.users import PERMISSIONS, Permission, Role, User, users_path
 
 AUTH_ENV = "SPANLAKE_DASHBOARD_AUTH"
@@ -58,24 +67,13 @@ class SignedIn:
         return self.all_projects or (project is not None and project in self.projects)
 
 
-def _arg(flag: str) -> str | None:
-    """`flag VALUE` or `flag=VALUE` after `streamlit run app.py --`."""
-    args = sys.argv[1:]
-    for i, a in enumerate(args):
-        if a == flag and i + 1 < len(args):
-            return args[i + 1]
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-    return None
-
-
 def header_name() -> str:
-    return _arg("--dashboard-auth-header") or os.environ.get(HEADER_ENV) or DEFAULT_PROXY_HEADER
+    return arg("--dashboard-auth-header") or os.environ.get(HEADER_ENV) or DEFAULT_PROXY_HEADER
 
 
 def mode() -> str:
     """The sign-in mode of this dashboard: password, proxy or off (auto resolved)."""
-    wanted = _arg("--dashboard-auth") or os.environ.get(AUTH_ENV) or "auto"
+    wanted = arg("--dashboard-auth") or os.environ.get(AUTH_ENV) or "auto"
     host = st.get_option("server.address")
     if wanted == "off":  # the CLI refuses it off loopback; an explicit `streamlit run` is trusted
         return "off"
@@ -85,27 +83,30 @@ def mode() -> str:
         return "password"  # a bad value: the safe mode
 
 
-def _data_dir() -> str:
-    from spanlake.dashboard.context import default_data_dir  # context imports this module
-
-    return default_data_dir()
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _signin(path: str) -> SignIn:
-    """One SignIn (user directory + back-off state) per users file, shared by every session."""
-    return SignIn(path)
+# One SignIn per users and lockout file for the process, deliberately not st.cache_resource: any visitor's
+# websocket can clear Streamlit's caches. The failure counts live in the lockout file anyway
+# (storage.signin), so this only saves re-reading the users file.
+_SIGNINS: dict[str, SignIn] = {}
+_SIGNINS_LOCK = threading.Lock()
 
 
 def signin() -> SignIn:
-    return _signin(str(users_path(_data_dir())))
+    """The SignIn (user directory + durable back-off) of the served data directory's users file."""
+    data_dir = default_data_dir()
+    users, lockouts = users_path(data_dir), signin_path(data_dir)
+    key = f"{users}\n{lockouts}"
+    with _SIGNINS_LOCK:
+        if key not in _SIGNINS:
+            _SIGNINS[key] = SignIn(users, lockouts=lockouts)
+        return _SIGNINS[key]
 
 
 def _client() -> str:
     try:
-        return st.context.ip_address or "local"
+        ip = st.context.ip_address
     except Exception:  # no browser session (AppTest)
         return "local"
+    return ip if isinstance(ip, str) and ip else "local"
 
 
 def current_user() -> SignedIn | None:

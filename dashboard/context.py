@@ -6,8 +6,6 @@ rounded to the minute so cached query results are reused between reruns.
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -16,9 +14,8 @@ import streamlit as st
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.dashboard import auth, data
+from spanlake.dashboard.settings import default_data_dir
 
-DATA_DIR_ENV = "SPANLAKE_DATA_DIR"
-DEFAULT_DATA_DIR = "./spanlake-data"
 ALL_PROJECTS = "All projects"
 RANGES = {
     "Last 15 minutes": timedelta(minutes=15),
@@ -48,17 +45,6 @@ class Context:
 
     def filters(self, **kw: object) -> Filters:
         return Filters(since=self.since, until=self.until, project=self.project, **kw)  # type: ignore[arg-type]
-
-
-def default_data_dir() -> str:
-    """`--data-dir` after `streamlit run app.py --`, else SPANLAKE_DATA_DIR, else ./spanlake-data."""
-    args = sys.argv[1:]
-    for i, a in enumerate(args):
-        if a == "--data-dir" and i + 1 < len(args):
-            return args[i + 1]
-        if a.startswith("--data-dir="):
-            return a.split("=", 1)[1]
-    return os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)
 
 
 def _minute(t: datetime) -> datetime:
@@ -137,12 +123,7 @@ class User:
 def current_user() -> User | None:
     """The signed-in user (dashboard.auth's `current_user()`), or None when the dashboard has
     no sign-in (sign-in off: loopback only)."""
-    try:
-        from spanlake.dashboard import auth
-    except ImportError:
-        return None
-    fn = getattr(auth, "current_user", None)
-    user = fn() if callable(fn) else None
+    user = auth.current_user()
     if user is None:
         return None
     name, role = str(getattr(user, "name", "") or ""), str(getattr(user, "role", "") or "viewer")

@@ -167,11 +167,6 @@ def matching(data_dir: str, f: TraceFilters, lf: ds.LabelFilter, limit: int) -> 
     return ds.match_items(analytics(data_dir), f, lf, limit)
 
 
-def freeze(data_dir: str, project: str, name: str, author: str | None) -> ds.Frozen:
-    """Freeze the dataset now (like `spanlake dataset export`): a new version unless nothing changed."""
-    return ds.freeze_dataset(analytics(data_dir), project, name, author)
-
-
 @st.cache_data(max_entries=MAX_ENTRIES, show_spinner=False)
 def export(data_dir: str, project: str, name: str, version: int, fmt: str, target: str | None) -> bytes:
     """A frozen version in one format (frozen versions never change, so this is cached without a TTL)."""

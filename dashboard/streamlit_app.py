@@ -16,9 +16,20 @@ PAGES_DIR = Path(__file__).parent / "app_pages"
 
 st.set_page_config(page_title="spanlake", page_icon=":material/timeline:", layout="wide")
 user = gate()  # the sign-in form, and nothing else, until signed in (when sign-in is on)
+TRACES = st.Page(PAGES_DIR / "traces.py", title="Traces", icon=":material/list:", url_path="traces")
+
+
+def home() -> None:
+    """The app's root URL opens the Traces page at its own address, /traces.
+
+    (A default page answers only at `/`: were Traces the default, /traces would say "Page not found".)"""
+    st.switch_page(TRACES, query_params=st.query_params.to_dict())
+
+
 page = st.navigation(
     [
-        st.Page(PAGES_DIR / "traces.py", title="Traces", icon=":material/list:", url_path="traces", default=True),
+        st.Page(home, title="Home", url_path="home", default=True, visibility="hidden"),
+        TRACES,
         st.Page(PAGES_DIR / "trace.py", title="Trace", icon=":material/account_tree:", url_path="trace"),
         st.Page(PAGES_DIR / "sessions.py", title="Sessions", icon=":material/forum:", url_path="sessions"),
         st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/monitoring:", url_path="overview"),

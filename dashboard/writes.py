@@ -1,5 +1,6 @@
-"""The dashboard's only door for changes: labels and dataset membership go through the running
-spanlake's HTTP API, the same write path as `POST /api/v1/labels` and `spanlake dataset`.
+"""The dashboard's only door for changes: labels, dataset membership, frozen dataset versions and
+saved filters go through the running spanlake's HTTP API, the same write path as
+`POST /api/v1/labels` and `spanlake dataset`.
 
 So a label set here is checked against the project's label schema, made durable in the
 collector's write-ahead log before the page says "saved", and appended as a new event:
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+from spanlake.dashboard.settings import arg
 
 URL_ENV = "SPANLAKE_URL"
 API_KEY_ENV = "SPANLAKE_API_KEY"
@@ -42,13 +44,7 @@ class WriteError(Exception):
 
 def api_url() -> str:
     """`--url` after `--`, else $SPANLAKE_URL, else the default local collector."""
-    args = sys.argv[1:]
-    for i, a in enumerate(args):
-        if a == "--url" and i + 1 < len(args):
-            return args[i + 1].rstrip("/")
-        if a.startswith("--url="):
-            return a.split("=", 1)[1].rstrip("/")
-    return (os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+    return (arg("--url") or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
 
 
 def call(method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None) -> Any:
@@ -127,3 +123,19 @@ def add_items(
             body["metadata"] = dict(metadata)
         call("POST", path, body)
     return len(payload)
+
+
+def freeze_dataset(project: str, dataset: str, author: str | None) -> dict[str, Any]:
+    """Freeze the dataset now (a new version unless nothing changed since the latest): the version's
+    manifest, with `created` and `missing` (items left out: their traces are not in the lake)."""
+    path = f"/datasets/{urllib.parse.quote(dataset, safe='')}/versions"
+    return dict(call("POST", path, query={"project": project, "author": author}))
+
+
+def save_filter(
+    project: str, name: str, filters: Mapping[str, Any], range_s: float | None, saved_by: str | None
+) -> dict[str, Any]:
+    """Save (or replace) a trace filter for labelling queues; returns it as stored."""
+    path = f"/saved-filters/{urllib.parse.quote(name, safe='')}"
+    body = {"filters": dict(filters), "range_s": range_s, "saved_by": saved_by}
+    return dict(call("PUT", path, body, query={"project": project}))

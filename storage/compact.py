@@ -24,7 +24,6 @@ a consensus protocol). Crash-safe through a journal: before the merged file is p
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -39,11 +38,12 @@ from pathlib import PurePath
 import duckdb
 import pyarrow as pa
 
+from spanlake.storage.json_file import file_lock
 from spanlake.storage.layout import COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir
 from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.reader import fetch_arrow
 from spanlake.storage.schema import TABLES, Table
-from spanlake.storage.writer import FLUSHED_DIR, clean_staging, makedirs_durable, write_parquet
+from spanlake.storage.writer import FLUSHED_DIR, clean_staging, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -155,21 +155,8 @@ def exclusive(data_dir: DataDir) -> Iterator[Held]:
         with _lease(data_dir) as held:
             yield held
         return
-    d = data_dir.lake / JOURNAL_DIR
-    makedirs_durable(d)
-    fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield Held(False)
-            return
-        try:
-            yield Held(True)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with file_lock(data_dir.lake / JOURNAL_DIR / "lock", blocking=False) as acquired:
+        yield Held(acquired)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ freeze a dataset from one process — the API server — at a time.)
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import re
 from collections.abc import Iterator
@@ -30,10 +29,10 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from spanlake.storage.json_file import file_lock
 from spanlake.storage.layout import DataDir, valid_project
 from spanlake.storage.reader import Lake
 from spanlake.storage.schema import JSON, SCHEMA_VERSION, TIMESTAMP
-from spanlake.storage.writer import makedirs_durable
 
 DATASETS_DIR = "datasets"
 DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -196,14 +195,8 @@ def _dataset_lock(data_dir: DataDir, project: str, dataset: str) -> Iterator[Non
     if data_dir.is_remote:
         yield
         return
-    folder = data_dir.lake / dataset_rel(project, dataset)
-    makedirs_durable(folder)
-    with open(folder / ".lock", "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with file_lock(data_dir.lake / dataset_rel(project, dataset) / ".lock"):
+        yield
 
 
 def freeze(

@@ -8,7 +8,7 @@ feedback, edit datasets) or `admin` (also create, list and revoke the project's 
 HTTP API). Each scope includes the ones before it.
 
 One writer, many readers: `spanlake keys` changes the file under an exclusive lock and
-replaces it atomically (write a temporary file, fsync, rename), so a reader sees the old or
+replaces it atomically (storage.json_file: temporary file, fsync, rename), so a reader sees the old or
 the new file, never half of one. Collectors only read it, and reload it when it changes
 (`KeyRing.lookup` checks the file's identity on each call). Several collectors share keys by
 mounting the same file (read-only is enough for them).
@@ -16,23 +16,19 @@ mounting the same file (read-only is enough for them).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import secrets
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import orjson
 
+from spanlake.storage.json_file import JsonFile
 from spanlake.storage.layout import valid_project
-from spanlake.storage.watched import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +72,32 @@ class ApiKey:
         return SCOPES.index(scope) <= SCOPES.index(self.scope)
 
 
+def _parse_keys(raw: bytes) -> list[ApiKey]:
+    try:
+        doc = orjson.loads(raw)
+        return [ApiKey(**k) for k in doc["keys"]]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"not a spanlake keys file: {e}") from None
+
+
+def _dump_keys(keys: list[ApiKey]) -> bytes:
+    return orjson.dumps({"version": FORMAT_VERSION, "keys": [asdict(k) for k in keys]}, option=orjson.OPT_INDENT_2)
+
+
+def keys_file(path: str | Path) -> JsonFile[list[ApiKey]]:
+    """The keys file as a JsonFile (lock, atomic replace, reload on change)."""
+    return JsonFile(path, _parse_keys, _dump_keys, list, "API keys")
+
+
 class KeyStore:
     """Create, list and revoke keys in one file (the writer side, used by the CLI)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._file = keys_file(self.path)
 
     def load(self) -> list[ApiKey]:
         return read_keys(self.path)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[list[ApiKey]]:
-        """Hold the writer lock; yield the current keys; write them back atomically on success."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            keys = read_keys(self.path)
-            yield keys
-            _write_atomically(self.path, keys)
 
     def create(self, project: str, scope: Scope, name: str = "") -> tuple[ApiKey, str]:
         """Add a key; returns it and its token (the only time the token exists outside the caller)."""
@@ -104,7 +108,7 @@ class KeyStore:
         if len(name) > 128:
             raise ValueError("name must be at most 128 characters")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._locked() as keys:
+        with self._file.change() as keys:
             ids = {k.id for k in keys}
             key_id = secrets.token_hex(4)
             while key_id in ids:
@@ -115,7 +119,7 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> ApiKey:
         """Mark a key revoked (kept in the file so `keys list` shows when). KeyError if unknown."""
-        with self._locked() as keys:
+        with self._file.change() as keys:
             for i, k in enumerate(keys):
                 if k.id == key_id:
                     if k.revoked_at is None:
@@ -126,41 +130,7 @@ class KeyStore:
 
 def read_keys(path: Path) -> list[ApiKey]:
     """Every key in the file (none when it does not exist). ValueError when it is not a keys file."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    try:
-        doc = orjson.loads(raw)
-        return [ApiKey(**k) for k in doc["keys"]]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a spanlake keys file: {e}") from None
-
-
-def _write_atomically(path: Path, keys: list[ApiKey]) -> None:
-    body = orjson.dumps({"version": FORMAT_VERSION, "keys": [asdict(k) for k in keys]}, option=orjson.OPT_INDENT_2)
-    write_atomically(path, body)
-
-
-def write_atomically(path: Path, body: bytes) -> None:
-    """Replace `path` with `body` (mode 0600): temporary file, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    return keys_file(path).read()
 
 
 class KeyRing:
@@ -168,11 +138,18 @@ class KeyRing:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._file = WatchedFile(self.path, lambda p: {k.token_sha256: k for k in read_keys(p)}, {}, "API keys")
+        self._file = keys_file(self.path)
+        self._index: tuple[list[ApiKey] | None, dict[str, ApiKey]] = (None, {})
+
+    def _by_hash(self) -> dict[str, ApiKey]:
+        keys = self._file.current()
+        if self._index[0] is not keys:  # the file changed: index the new list once
+            self._index = (keys, {k.token_sha256: k for k in keys})
+        return self._index[1]
 
     def lookup(self, token: str) -> ApiKey | None:
         """The key this token belongs to, revoked or not; None when no key matches."""
-        return self._file.current().get(hash_token(token))
+        return self._by_hash().get(hash_token(token))
 
     def __len__(self) -> int:
-        return sum(1 for k in self._file.current().values() if k.active)
+        return sum(1 for k in self._file.current() if k.active)

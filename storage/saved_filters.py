@@ -4,26 +4,26 @@ One JSON file per filter: `<data-dir>/config/saved_filters/<project>/<name>.json
 `{"name", "project", "range_s", "filters", "saved_by", "saved_at"}`. `range_s` makes the
 window relative ("the last N seconds" when it is used); `filters` are the trace list's
 other fields (analytics.traces.filters.TraceFilters) as plain JSON. A save replaces the
-file atomically (temporary file, fsync, rename), so readers never see half a file.
+file atomically (storage.json_file: temporary file, fsync, rename), so readers never see half a
+file. The dashboard saves through the server's API (POST /api/v1/saved-filters).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from spanlake.storage.json_file import write_atomically
 from spanlake.storage.layout import DataDir, valid_project
-from spanlake.storage.writer import fsync_dir, makedirs_durable
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 MAX_BYTES = 64 * 1024
+SHARED = 0o644  # readable by every process of the deployment, like the lake
 
 
 def valid_name(name: str) -> bool:
@@ -77,20 +77,11 @@ class SavedFilters:
             "saved_by": saved_by,
             "saved_at": datetime.now(UTC).isoformat(),
         }
-        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        try:
+            data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError as e:  # e.g. an integer beyond 64 bits
+            raise ValueError(f"a saved filter must be plain JSON: {e}") from None
         if len(data) > MAX_BYTES:
             raise ValueError(f"a saved filter is at most {MAX_BYTES} bytes")
-        folder = self._dir(project)
-        makedirs_durable(folder)
-        tmp = folder / f".{uuid.uuid4().hex}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, folder / f"{name}.json")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        fsync_dir(folder)
+        write_atomically(self._dir(project) / f"{name}.json", data, SHARED)
         return doc

@@ -12,15 +12,13 @@ random salt per password) and stored as one string that carries its parameters,
 still verify, and `needs_rehash` tells which ones `spanlake users passwd` should renew. A user
 without a password (`""`) cannot sign in with one; they exist for reverse-proxy sign-in.
 
-The file is written like keys.json (storage.keys): under an exclusive lock, replaced atomically,
+The file is written like keys.json (storage.json_file): under an exclusive lock, replaced atomically,
 mode 0600. The dashboard only reads it, and reloads it when it changes (UserDirectory).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import functools
 import hashlib
 import hmac
@@ -29,16 +27,14 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import orjson
 
-from spanlake.storage.keys import write_atomically
+from spanlake.storage.json_file import JsonFile
 from spanlake.storage.layout import valid_project
-from spanlake.storage.watched import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -189,25 +185,13 @@ class UserStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._file = users_file(self.path)
 
     def load(self) -> list[User]:
         return read_users(self.path)
 
     def get(self, name: str) -> User | None:
         return next((u for u in self.load() if u.name == name), None)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[list[User]]:
-        """Hold the writer lock; yield the users; write them back atomically on success."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            users = read_users(self.path)
-            yield users
-            body = orjson.dumps(
-                {"version": FORMAT_VERSION, "users": [asdict(u) for u in users]}, option=orjson.OPT_INDENT_2
-            )
-            write_atomically(self.path, body)
 
     def add(self, name: str, role: Role, password: str | None, projects: tuple[str, ...] = (ALL_PROJECTS,)) -> User:
         """Add a user (password None: proxy sign-in only). ValueError when invalid or taken."""
@@ -216,7 +200,7 @@ class UserStore:
         if password is not None:
             check_password(password)
         hashed = hash_password(password) if password is not None else ""
-        with self._locked() as users:
+        with self._file.change() as users:
             if any(u.name == name for u in users):
                 raise ValueError(f"user {name!r} exists (remove it first, or change its password with passwd)")
             now = time.time()
@@ -229,7 +213,7 @@ class UserStore:
         if password is not None:
             check_password(password)
         hashed = hash_password(password) if password is not None else ""
-        with self._locked() as users:
+        with self._file.change() as users:
             for i, u in enumerate(users):
                 if u.name == name:
                     users[i] = replace(u, password_hash=hashed, changed_at=time.time())
@@ -238,24 +222,33 @@ class UserStore:
 
     def remove(self, name: str) -> User:
         """Delete a user; their open dashboard sessions end on their next click. KeyError if unknown."""
-        with self._locked() as users:
+        with self._file.change() as users:
             for i, u in enumerate(users):
                 if u.name == name:
                     return users.pop(i)
             raise KeyError(name)
 
 
-def read_users(path: Path) -> list[User]:
-    """Every user in the file (none when it does not exist). ValueError when it is not a users file."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
+def _parse_users(raw: bytes) -> list[User]:
     try:
         doc = orjson.loads(raw)
         return [User(**{**u, "projects": tuple(u["projects"])}) for u in doc["users"]]
     except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a spanlake users file: {e}") from None
+        raise ValueError(f"not a spanlake users file: {e}") from None
+
+
+def _dump_users(users: list[User]) -> bytes:
+    return orjson.dumps({"version": FORMAT_VERSION, "users": [asdict(u) for u in users]}, option=orjson.OPT_INDENT_2)
+
+
+def users_file(path: str | Path) -> JsonFile[list[User]]:
+    """The users file as a JsonFile (lock, atomic replace, reload on change)."""
+    return JsonFile(path, _parse_users, _dump_users, list, "users")
+
+
+def read_users(path: Path) -> list[User]:
+    """Every user in the file (none when it does not exist). ValueError when it is not a users file."""
+    return users_file(path).read()
 
 
 class UserDirectory:
@@ -263,10 +256,14 @@ class UserDirectory:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._file = WatchedFile(self.path, lambda p: {u.name: u for u in read_users(p)}, {}, "users")
+        self._file = users_file(self.path)
+        self._index: tuple[list[User] | None, dict[str, User]] = (None, {})
 
     def get(self, name: str) -> User | None:
-        return self._file.current().get(name)
+        users = self._file.current()
+        if self._index[0] is not users:  # the file changed: index the new list once
+            self._index = (users, {u.name: u for u in users})
+        return self._index[1].get(name)
 
     def verify(self, name: str, password: str) -> User | None:
         """The user when `password` is theirs, else None (as slow for unknown names as for known ones)."""

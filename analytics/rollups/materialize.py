@@ -12,8 +12,6 @@ task options change.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import sys
 import time
@@ -29,6 +27,7 @@ from spanlake.analytics.rollups.state import (
     STATE_VERSION,
     affected,
     changed_hours,
+    dump_state,
     label_signatures,
     load_state,
     price_fingerprint,
@@ -40,6 +39,7 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.analytics.traces.overview import OVERVIEW
+from spanlake.storage.json_file import file_lock, write_atomically
 from spanlake.storage.layout import DataDir
 
 CHUNK = 24  # hours per builder query during a run
@@ -81,13 +81,8 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
     """One run at a time per data directory (the server's schedule and the CLI may overlap)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(root / ".lock"):
+        yield
 
 
 def _ranges(hours: Sequence[datetime], limit: int = 10**9) -> list[tuple[datetime, datetime]]:
@@ -161,7 +156,7 @@ def run(
             "hours": {hour_name(h): s for h, s in signatures.items()},
             "labels": labels,
         }
-        _write_atomic(root / "state.json", lambda p: p.write_text(json.dumps(new_state, indent=1, sort_keys=True)))
+        write_atomically(root / "state.json", dump_state(new_state), 0o644)  # under the run's lock
     n_labelled = len(lake_hours) if relabelled is None else len(relabelled & lake_hours)
     return RunResult(
         len(signatures),

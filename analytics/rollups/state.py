@@ -22,6 +22,7 @@ from spanlake.analytics.rollups.tables import HOUR, Table, ceil_hour, floor_hour
 from spanlake.analytics.rollups.trace_index import hour_files, labelled_hours, linked_hours
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.storage.json_file import JsonFile
 from spanlake.storage.layout import DataDir
 
 STATE_VERSION = 2
@@ -60,13 +61,22 @@ def price_fingerprint(an: Analytics, options: TaskOptions | None = None) -> str:
     return hashlib.sha1(json.dumps([db, overrides, opts]).encode()).hexdigest()
 
 
+def _parse_state(raw: bytes) -> dict[str, Any]:
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else {}
+
+
+def dump_state(state: dict[str, Any]) -> bytes:
+    """`state.json`'s bytes for `state`."""
+    return json.dumps(state, indent=1, sort_keys=True).encode()
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """The recorded state (empty when missing, unreadable or of another version)."""
-    try:
-        state = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return state if state.get("version") == STATE_VERSION else {}
+    return JsonFile(path, _parse_state, dump_state, dict, "rollup state", mode=0o644).read()
 
 
 def expand(changed: set[datetime], reach: tuple[int, int]) -> set[datetime]:

@@ -133,15 +133,14 @@ nums = data.dataset_versions(ctx.data_dir, project, name)
 c = st.columns([2, 6])
 if c[0].button("Freeze a version", key="datasets_freeze", disabled=not author, help="The examples as of now"):
     try:
-        frozen = data.freeze(ctx.data_dir, project, name, author)
-    except LookupError as e:
-        st.error(str(e.args[0]))
+        frozen = writes.freeze_dataset(project, name, author)
+    except writes.WriteError as e:
+        st.error(f"Not frozen: {e}")
     else:
-        v = frozen.version
-        state = "Froze new version" if frozen.created else "Nothing changed since"
-        missing = f"; {len(frozen.missing)} item(s) left out (traces not in the lake)" if frozen.missing else ""
-        st.session_state["datasets_frozen"] = f"{state} v{v.version} ({v.manifest['examples']} examples){missing}."
-        st.session_state["datasets_version"] = v.version
+        state = "Froze new version" if frozen["created"] else "Nothing changed since"
+        missing = f"; {frozen['missing']} item(s) left out (traces not in the lake)" if frozen["missing"] else ""
+        st.session_state["datasets_frozen"] = f"{state} v{frozen['version']} ({frozen['examples']} examples){missing}."
+        st.session_state["datasets_version"] = frozen["version"]
         st.rerun()
 if st.session_state.get("datasets_frozen"):
     c[1].success(st.session_state.pop("datasets_frozen"))

@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from spanlake.analytics.traces.filters import TraceFilters
-from spanlake.dashboard import data
+from spanlake.dashboard import data, writes
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_ms
 from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import filters_to_saved, label_form, save_label, saved_to_filters
@@ -27,8 +27,7 @@ if author is None:
     st.info(why_not)
     st.stop()
 
-store = data.saved_filters(ctx.data_dir)
-saved = {d["name"]: d for d in store.list(project)}
+saved = {d["name"]: d for d in data.saved_filters(ctx.data_dir).list(project)}
 if st.session_state.get("queue_source_next") in saved:  # just saved: pick it
     st.session_state["queue_source"] = st.session_state.pop("queue_source_next")
 c = st.columns([3, 5])
@@ -52,9 +51,9 @@ with st.expander("Save the Traces page's filter for queues"), st.form("queue_sav
         base = traces_filter if isinstance(traces_filter, TraceFilters) else ctx.trace_filters()
         fields, range_s = filters_to_saved(base)
         try:
-            store.save(project, filter_name.strip(), fields, range_s, author)
-        except ValueError as e:
-            st.error(str(e))
+            writes.save_filter(project, filter_name.strip(), fields, range_s, author)
+        except writes.WriteError as e:
+            st.error(f"Not saved: {e}")
         else:
             st.session_state["queue_source_next"] = filter_name.strip()
             st.rerun()

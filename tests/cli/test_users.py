@@ -1,12 +1,14 @@
-"""`spanlake users add/list/passwd/remove` through click, on a temporary data directory."""
+"""`spanlake users add/list/passwd/remove/unlock` through click, on a temporary data directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from spanlake.cli.main import cli
+from spanlake.storage.signin import SignIn, SignInRefused
 from spanlake.storage.users import UserDirectory, users_path
 
 
@@ -64,3 +66,19 @@ def test_users_add_refusals(tmp_path: Path) -> None:
     assert code != 0 and "no user 'nobody'" in out
     code, out = run("passwd", "nobody", "--password-stdin", *dd, stdin="s3cret-eve\n")
     assert code != 0 and "no user 'nobody'" in out
+
+
+def test_users_unlock(tmp_path: Path) -> None:
+    dd = ["--data-dir", str(tmp_path)]
+    assert run("add", "admin", "--role", "admin", "--password-stdin", *dd, stdin="s3cret-admin\n")[0] == 0
+    signin = SignIn(users_path(tmp_path))
+    for _ in range(5):
+        with pytest.raises(SignInRefused):
+            signin.attempt("admin", "guess-guess", "10.1.1.1")
+    with pytest.raises(SignInRefused, match="Too many failed sign-ins for this user"):
+        signin.attempt("admin", "s3cret-admin", "10.1.1.1")
+    code, out = run("unlock", "admin", *dd)
+    assert code == 0 and f"unlocked 'admin': cleared 1 failure count(s) in {tmp_path / 'signin.json'}" in out
+    assert signin.attempt("admin", "s3cret-admin", "10.1.1.1").name == "admin"
+    code, out = run("unlock", "admin", "--client", "10.1.1.1", *dd)
+    assert code == 0 and "and address 10.1.1.1: cleared 1" in out  # the address's own count (5 failures)

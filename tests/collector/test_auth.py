@@ -203,9 +203,24 @@ def test_repeated_failures_lock_the_address_out(authed: Authed) -> None:
     limiter = c.collector.auth.limiter
     codes = [http_export(c, body("x"), "slk_guess").status_code for _ in range(limiter.max_failures)]
     assert codes == [401] * limiter.max_failures
-    r = http_export(c, body("x"), authed.keys.alpha_write)  # even a good key waits now
-    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    assert grpc_export(c, body("x"), authed.keys.alpha_write) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for token in ("slk_guess", "slk_another-guess", authed.keys.revoked, None):  # failing tokens wait now
+        r = http_export(c, body("x"), token)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert grpc_export(c, body("x"), token) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_bad_keys_from_an_address_do_not_lock_out_its_valid_keys(authed: Authed) -> None:
+    """Any local process sending bad keys must not block the local exporters that send good ones."""
+    c = authed.collector
+    for _ in range(3 * c.collector.auth.limiter.max_failures):
+        assert http_export(c, body("x"), "slk_guess").status_code in (401, 429)
+    assert http_export(c, body("good"), authed.keys.alpha_write).status_code == 200
+    assert grpc_export(c, body("good-grpc"), authed.keys.alpha_write) == grpc.StatusCode.OK
+    r = httpx.get(f"{c.http}/api/v1/datasets", headers={"Authorization": f"Bearer {authed.keys.alpha_read}"})
+    assert r.status_code == 200
+    assert http_export(c, body("x"), "slk_guess").status_code == 429  # while the failing token still waits
+    c.flush()
+    assert sorted(r["name"] for r in c.query("SELECT name FROM spans")) == ["good", "good-grpc"]
 
 
 def test_health_needs_no_key(authed: Authed) -> None:

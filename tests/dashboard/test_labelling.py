@@ -266,6 +266,19 @@ def _post_labels(live: Live, labels: list[tuple[int, str, str]]) -> None:
     live.flush()
 
 
+def test_saving_a_filter_goes_through_the_api(
+    open_app: Callable[..., AppTest], seeded_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard writes no state file itself: with no spanlake to send it to, a filter is not saved."""
+    monkeypatch.setenv(writes.URL_ENV, "http://127.0.0.1:9")  # nothing listens here
+    at = open_app("queue")
+    at.sidebar.text_input(key="global_reviewer").set_value("ana").run()
+    at.text_input(key="queue_save_name").set_value("never saved")
+    next(b for b in at.button if b.proto.label == "Save filter").click().run()
+    assert len(at.error) == 1 and at.error[0].value.startswith("Not saved: cannot reach spanlake at http://127.0.0.1:9")
+    assert not (seeded_dir / "config" / "saved_filters" / "shop" / "never saved.json").exists()
+
+
 def test_datasets_page(live: Live) -> None:
     # bob first, so ana's labels are the latest (a trace's outcome follows its latest reviewer label)
     _post_labels(live, [(1, "bob", "pass"), (2, "bob", "fail"), (3, "bob", "pass")])

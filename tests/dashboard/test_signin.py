@@ -35,6 +35,7 @@ def app(seeded_dir: Path, store: UserStore, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SPANLAKE_DATA_DIR", str(seeded_dir))
     monkeypatch.setenv("SPANLAKE_DASHBOARD_AUTH", "password")
     monkeypatch.setenv("SPANLAKE_USERS_FILE", str(store.path))
+    monkeypatch.setenv("SPANLAKE_SIGNIN_FILE", str(store.path.with_name("signin.json")))  # lockouts: this test's
     return lambda: AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
 
 

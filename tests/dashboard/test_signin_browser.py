@@ -31,7 +31,7 @@ def users(tmp_path_factory: pytest.TempPathFactory) -> UserStore:
 
 def serve(data_dir: Path, users_file: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
     """Start `spanlake dashboard` on a free loopback port; (process, URL, what it printed)."""
-    env = clean_env(SPANLAKE_USERS_FILE=str(users_file))
+    env = clean_env(SPANLAKE_USERS_FILE=str(users_file), SPANLAKE_SIGNIN_FILE=str(users_file.with_name("signin.json")))
     cmd = [SPANLAKE, "dashboard", "--data-dir", str(data_dir), "--port", "0", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     said: list[str] = []
