@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanlake.collector.errors import InvalidRequest
-from spanlake.collector.redact import Redactor, redact_request
+from spanlake.collector.redact import PROJECT_REJECTED, Redaction, Redactor, redact_request, scrub_message
 from spanlake.collector.redact_rules import RuleSet
 from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, Verdict, validate_logs, validate_traces
 from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, Record, WriteAheadLog
@@ -151,22 +151,29 @@ class Ingestor:
 
     def _parse_redacted(
         self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None, rules: RuleSet
-    ) -> tuple[Message, int]:
-        request = parse_request(body, encoding, spec)
+    ) -> tuple[Message, Redaction]:
+        try:
+            request = parse_request(body, encoding, spec)
+        except InvalidRequest as e:  # the reason may quote the body
+            raise InvalidRequest(scrub_message(rules, e.message, project)) from None
         return request, redact_request(request, spec.name, rules, project, self.default_project)
 
     async def export(self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None = None) -> Message:
         """Parse, redact, validate and durably store one request; return the OTLP response message."""
         rules = self.redactor.current() if self.redactor is not None else None
         if rules is None:
-            request, redacted = parse_request(body, encoding, spec), 0
+            request, redaction = parse_request(body, encoding, spec), None
         else:  # regexes over every string: off the event loop
-            request, redacted = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
+            request, redaction = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
         validate = validate_traces if spec.name == "traces" else validate_logs
         verdict = validate(request, project, max_future_s=self.max_future_s)  # type: ignore[arg-type]
+        if redaction is not None and redaction.rejected:
+            verdict.reject(PROJECT_REJECTED, redaction.rejected)
         if verdict.accepted:
-            # Store the original bytes when nothing was dropped or redacted: no re-serialization cost.
-            as_sent = encoding == "protobuf" and not verdict.rejected and not redacted
+            # Store the bytes received when nothing was dropped and no rules apply: no
+            # re-serialization cost. With rules, what is stored is always the rewritten request
+            # (the body may hold unknown fields, which the rules never see).
+            as_sent = encoding == "protobuf" and not verdict.rejected and redaction is None
             raw = body if as_sent else request.SerializeToString()
             fut = self.wal.append(Record(spec.wal_kind, time.time_ns(), project, raw))
             await asyncio.wrap_future(fut)
