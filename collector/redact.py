@@ -179,7 +179,7 @@ def redact_request(
     entries = request.resource_logs if logs else request.resource_spans  # type: ignore[attr-defined]
     refused = []
     for i, entry in enumerate(entries):
-        deciding = None if project else _deciding_project(entry.resource.attributes)
+        deciding = None if project else deciding_project(entry.resource.attributes)
         proj = project or (deciding.value.string_value if deciding is not None else default_project)
         redact = rules.text_redactor(proj)
         if redact is None:
@@ -197,7 +197,7 @@ def redact_request(
     return result
 
 
-def _deciding_project(attrs: Iterable[KeyValue]) -> KeyValue | None:
+def deciding_project(attrs: Iterable[KeyValue]) -> KeyValue | None:
     """The attribute `decode.resource_project` takes the project from (the last of a repeated
     key counts), or None when the default project applies."""
     last: dict[str, KeyValue] = {}
@@ -212,7 +212,7 @@ def _deciding_project(attrs: Iterable[KeyValue]) -> KeyValue | None:
 
 
 def _project_of(entry: Message) -> str:
-    deciding = _deciding_project(entry.resource.attributes)  # type: ignore[attr-defined]
+    deciding = deciding_project(entry.resource.attributes)  # type: ignore[attr-defined]
     return "" if deciding is None else deciding.value.string_value
 
 

@@ -31,6 +31,8 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -38,11 +40,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from spanlake.collector.redact import ID_FIELDS, PROJECT_REJECTED
+from spanlake.collector.decode import resource_project
+from spanlake.collector.redact import ID_FIELDS, PROJECT_REJECTED, deciding_project, redact_request
 from spanlake.collector.redact_rules import parse_rules
+from spanlake.collector.values import key_values
 from spanlake.storage.keys import KeyStore, keys_path
 from tests.collector.test_redact import API_KEY, CARD, EMAIL, ORDER, stored_text, wal_bytes
 from tests.conftest import RunningCollector, start_collector
+from tests.factories import any_value
 
 SECRET = f"{EMAIL} {API_KEY} {CARD} {ORDER}"
 FOUND = (EMAIL, API_KEY, CARD, CARD.replace(" ", ""), ORDER)
@@ -312,8 +317,6 @@ def test_error_messages_are_redacted(tmp_path: Path) -> None:
 def test_redaction_of_one_request_is_complete_without_a_collector() -> None:
     """The same planted request, redacted in place: no string or bytes field anywhere in the
     serialized result (unknown fields included) still holds a secret."""
-    from spanlake.collector.redact import redact_request
-
     rules = parse_rules(RULES)
     for signal in ("traces", "logs"):
         request = planted_request(signal, ("shop", "nested"))
@@ -322,3 +325,39 @@ def test_redaction_of_one_request_is_complete_without_a_collector() -> None:
         assert result.changed > 0 and result.rejected == 0
         assert leaks(request.SerializeToString().decode("utf-8", "replace")) == []
         assert leaks(repr(json_format.MessageToDict(request))) == []
+
+
+PROJECT_VALUES = st.one_of(
+    st.sampled_from(["shop", "", "4111111111111111", "support"]),
+    st.integers(-(2**63), 2**63 - 1),
+    st.lists(st.sampled_from(["shop", "x"]), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(["shop", "y"]), max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["spanlake.project", "openinference.project.name", "service.name"]), PROJECT_VALUES),
+        max_size=5,
+    )
+)
+def test_the_kept_project_attribute_is_the_one_that_decides(attrs: list[tuple[str, Any]]) -> None:
+    """Redaction keeps exactly the attribute the lake takes the project from (repeated keys,
+    non-strings and empty strings included), so it never rewrites the project a span lands in."""
+    kvs = [KeyValue(key=k, value=any_value(v)) for k, v in attrs]
+    deciding = deciding_project(kvs)
+    expected = resource_project(key_values(kvs), "default-project")
+    assert (deciding.value.string_value if deciding is not None else "default-project") == expected
+
+
+def test_ids_times_and_short_numbers_are_left_alone() -> None:
+    request = ExportTraceServiceRequest()
+    entry = request.resource_spans.add()
+    span = entry.scope_spans.add().spans.add(trace_id=b"4111111111111111", span_id=b"a@b.com!", name="x")
+    span.start_time_unix_nano, span.end_time_unix_nano = 4111111111111111111, 4111111111111111112
+    span.attributes.add(key="n").value.int_value = 411111111111  # 12 digits
+    span.attributes.add(key="d").value.double_value = 0.4111111111111111
+    before = request.SerializeToString()
+    result = redact_request(request, "traces", parse_rules(RULES), None, "default")
+    assert (result.changed, result.rejected, request.SerializeToString()) == (0, 0, before)
