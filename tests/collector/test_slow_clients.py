@@ -238,6 +238,21 @@ def test_grpc_message_that_never_completes_is_cut_off(limited: RunningCollector)
     assert took >= GRPC_AGE_S * 0.9
 
 
+def test_a_grpc_exporter_is_not_disturbed_by_the_age_limit(limited: RunningCollector) -> None:
+    """Connections replaced every second (age 1 s, grace 1 s) cost a steady exporter nothing:
+    every export of one long-lived exporter over several ages succeeds."""
+    exporter = exporter_for(limited, "grpc")
+    try:
+        start = time.monotonic()
+        results = []
+        while time.monotonic() - start < 4 * GRPC_AGE_S:
+            results.append(exporter.export(sdk_spans("steady")))
+            time.sleep(0.2)
+    finally:
+        exporter.shutdown()
+    assert len(results) >= 5 and set(results) == {SpanExportResult.SUCCESS}
+
+
 def test_limits_are_configurable_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert CollectorConfig().http_header_timeout_s == DEFAULT_HEADER_TIMEOUT_S
     monkeypatch.setenv("SPANLAKE_HTTP_HEADER_TIMEOUT_S", "2.5")
