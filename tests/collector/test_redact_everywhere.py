@@ -303,13 +303,14 @@ def test_error_messages_are_redacted(tmp_path: Path) -> None:
         bad = [
             {"resourceSpans": [{"scopeSpans": [{"spans": [{"droppedAttributesCount": SECRET}]}]}]},
             {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": SECRET}]}]}]},
+            {"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "x" * 29 + " " + API_KEY}]}]}]},  # cut short
             {"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": SECRET}]}]}]},
         ]
         for doc in bad:
             r = httpx.post(f"{c.http}/v1/traces", json=doc, timeout=10)
             assert r.status_code == 400, r.text
             assert leaks(r.text) == [], r.text
-            assert "[REDACTED:" in r.text, r.text
+            assert "[REDACTED:" in r.text and API_KEY[:9] not in r.text, r.text
     finally:
         stop()
 
