@@ -21,6 +21,7 @@ import uvicorn
 
 from spanlake.collector.auth import Authenticator
 from spanlake.collector.config import CollectorConfig
+from spanlake.collector.connection_limits import http_server_options
 from spanlake.collector.flusher import Flusher
 from spanlake.collector.grpc_receiver import make_grpc_server
 from spanlake.collector.http_receiver import make_http_app
@@ -93,7 +94,7 @@ class Collector:
 
         cfg = self.config
         self._grpc, grpc_port = make_grpc_server(
-            self.ingestor, f"{cfg.host}:{cfg.grpc_port}", cfg.max_message_bytes, self.auth
+            self.ingestor, f"{cfg.host}:{cfg.grpc_port}", cfg.max_message_bytes, self.auth, cfg.connection_limits()
         )
         await self._grpc.start()
 
@@ -101,7 +102,14 @@ class Collector:
         http_port = sock.getsockname()[1]
         app = make_http_app(self.ingestor, cfg.max_body_bytes, self.data_dir, cfg.default_project, self.auth)
         self._http = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+                **http_server_options(cfg.connection_limits()),
+            )
         )
         self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))

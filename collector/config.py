@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from spanlake.collector import connection_limits as limits
+from spanlake.collector.connection_limits import ConnectionLimits
 from spanlake.collector.grpc_receiver import DEFAULT_MAX_MESSAGE_BYTES
 from spanlake.collector.http_receiver import DEFAULT_MAX_BODY_BYTES
 from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S
@@ -41,6 +43,17 @@ def env_float(name: str, default: float) -> float:
 
 # Decode and write in worker processes so ingest uses every core (bench/ingest_throughput.py).
 DEFAULT_FLUSH_WORKERS = min(4, os.cpu_count() or 1)
+
+
+_LIMIT_SECONDS = (
+    "http_header_timeout_s",
+    "http_body_timeout_s",
+    "http_keep_alive_s",
+    "grpc_max_connection_idle_s",
+    "grpc_max_connection_age_s",
+    "grpc_max_connection_age_grace_s",
+    "grpc_keepalive_s",
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,39 @@ class CollectorConfig:
     )
     auth: AuthMode = "auto"
     keys_file: Path | None = None
+    # Slow and greedy clients (collector/connection_limits.py; docs/security.md#slow-clients).
+    http_header_timeout_s: float = field(
+        default_factory=lambda: env_float("SPANLAKE_HTTP_HEADER_TIMEOUT_S", limits.DEFAULT_HEADER_TIMEOUT_S)
+    )
+    http_body_timeout_s: float = field(
+        default_factory=lambda: env_float("SPANLAKE_HTTP_BODY_TIMEOUT_S", limits.DEFAULT_BODY_TIMEOUT_S)
+    )
+    http_keep_alive_s: float = field(
+        default_factory=lambda: env_float("SPANLAKE_HTTP_KEEP_ALIVE_S", limits.DEFAULT_KEEP_ALIVE_S)
+    )
+    max_connections_per_client: int = field(
+        default_factory=lambda: int(
+            env_float("SPANLAKE_MAX_CONNECTIONS_PER_CLIENT", limits.DEFAULT_MAX_CONNECTIONS_PER_CLIENT)
+        )
+    )
+    grpc_max_connection_idle_s: float = field(
+        default_factory=lambda: env_float(
+            "SPANLAKE_GRPC_MAX_CONNECTION_IDLE_S", limits.DEFAULT_GRPC_MAX_CONNECTION_IDLE_S
+        )
+    )
+    grpc_max_connection_age_s: float = field(
+        default_factory=lambda: env_float(
+            "SPANLAKE_GRPC_MAX_CONNECTION_AGE_S", limits.DEFAULT_GRPC_MAX_CONNECTION_AGE_S
+        )
+    )
+    grpc_max_connection_age_grace_s: float = field(
+        default_factory=lambda: env_float(
+            "SPANLAKE_GRPC_MAX_CONNECTION_AGE_GRACE_S", limits.DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_S
+        )
+    )
+    grpc_keepalive_s: float = field(
+        default_factory=lambda: env_float("SPANLAKE_GRPC_KEEPALIVE_S", limits.DEFAULT_GRPC_KEEPALIVE_S)
+    )
     # A secret `spanlake up` hands to the dashboard it starts: that trusted process writes labels
     # and dataset changes for any project (it enforces its signed-in users' roles itself).
     internal_token: str | None = field(default=None, repr=False)
@@ -117,6 +163,11 @@ class CollectorConfig:
             raise ValueError(f"lake must be a folder, file:// or s3:// URL, got {self.lake!r}")
         if self.compact_interval_s <= 0 or self.retention_interval_s <= 0:
             raise ValueError("compact_interval_s and retention_interval_s must be positive")
+        for name in _LIMIT_SECONDS:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        if self.max_connections_per_client < 0:
+            raise ValueError("max_connections_per_client must be 0 (no cap) or more")
         if self.auth not in ("auto", "on", "off"):
             raise ValueError(f"auth must be on, off or auto, got {self.auth!r}")
         if self.auth == "off" and not self.is_loopback:
@@ -126,6 +177,19 @@ class CollectorConfig:
                 "or listen on 127.0.0.1"
             )
         return self
+
+    def connection_limits(self) -> ConnectionLimits:
+        """The limits on slow and greedy clients, for both receivers."""
+        return ConnectionLimits(
+            header_timeout_s=self.http_header_timeout_s,
+            body_timeout_s=self.http_body_timeout_s,
+            keep_alive_s=self.http_keep_alive_s,
+            max_connections_per_client=self.max_connections_per_client,
+            grpc_max_connection_idle_s=self.grpc_max_connection_idle_s,
+            grpc_max_connection_age_s=self.grpc_max_connection_age_s,
+            grpc_max_connection_age_grace_s=self.grpc_max_connection_age_grace_s,
+            grpc_keepalive_s=self.grpc_keepalive_s,
+        )
 
     @property
     def auth_enabled(self) -> bool:

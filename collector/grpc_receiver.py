@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from spanlake.collector.auth import DISABLED, Authenticator
+from spanlake.collector.connection_limits import ConnectionLimits, grpc_server_options
 from spanlake.collector.errors import ExportError
 from spanlake.collector.ingest import LOGS, TRACES, Ingestor, SignalSpec
 
@@ -70,15 +71,18 @@ def make_grpc_server(
     address: str,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     auth: Authenticator = DISABLED,
+    limits: ConnectionLimits | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Create (not start) the gRPC server bound to `address`; returns it and the bound port.
 
-    With `auth` enabled, exports need a write key in the `authorization` metadata."""
+    With `auth` enabled, exports need a write key in the `authorization` metadata. `limits`
+    bound each connection's handshake, idle time and age (defaults: ConnectionLimits())."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
+            *grpc_server_options(limits or ConnectionLimits()),
         ]
     )
     for service, spec in ((TRACE_SERVICE, TRACES), (LOGS_SERVICE, LOGS)):

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from starlette.requests import ClientDisconnect
 
 from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -79,11 +80,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise PayloadTooLarge(f"body of {declared} bytes is over the {limit} byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the {limit} byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body is over the {limit} byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut off by the body timeout (collector/connection_limits.py)
+        raise InvalidRequest("the connection closed before the whole body arrived") from None
     return b"".join(chunks)
 
 

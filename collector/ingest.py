@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanlake.collector.errors import InvalidRequest
-from spanlake.collector.redact import Redactor, redact_request
+from spanlake.collector.redact import PROJECT_REJECTED, Redaction, Redactor, redact_request, scrub_message
 from spanlake.collector.redact_rules import RuleSet
 from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, Verdict, validate_logs, validate_traces
 from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, Record, WriteAheadLog
@@ -58,7 +59,7 @@ LOGS = SignalSpec("logs", ExportLogsServiceRequest, ExportLogsServiceResponse, K
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
-def _hex_ids_to_base64(obj: dict[str, Any], where: str) -> None:
+def _hex_ids_to_base64(obj: dict[str, Any], where: str, scrub: Callable[[str], str]) -> None:
     for key in _ID_KEYS:
         v = obj.get(key)
         if v is None:
@@ -68,7 +69,7 @@ def _hex_ids_to_base64(obj: dict[str, Any], where: str) -> None:
         try:
             obj[key] = base64.b64encode(bytes.fromhex(v)).decode("ascii")
         except ValueError:
-            raise InvalidRequest(f"{where}.{key} is not valid hex: {v[:40]!r}") from None
+            raise InvalidRequest(f"{where}.{key} is not valid hex: {scrub(v)[:40]!r}") from None  # redact, then cut
 
 
 def _each(obj: dict[str, Any], *keys: str) -> list[Any]:
@@ -81,7 +82,7 @@ def _each(obj: dict[str, Any], *keys: str) -> list[Any]:
     return []
 
 
-def _fix_json_ids(doc: Any, signal: Signal) -> None:
+def _fix_json_ids(doc: Any, signal: Signal, scrub: Callable[[str], str]) -> None:
     if not isinstance(doc, dict):
         raise InvalidRequest("the request body must be a JSON object")
     top, scoped, items = (
@@ -95,14 +96,16 @@ def _fix_json_ids(doc: Any, signal: Signal) -> None:
                 if not isinstance(item, dict):
                     continue
                 where = f"{top}[{i}].{scoped}[{j}].{items}[{k}]"
-                _hex_ids_to_base64(item, where)
+                _hex_ids_to_base64(item, where, scrub)
                 for n, link in enumerate(_each(item, "links")):
                     if isinstance(link, dict):
-                        _hex_ids_to_base64(link, f"{where}.links[{n}]")
+                        _hex_ids_to_base64(link, f"{where}.links[{n}]", scrub)
 
 
-def parse_request(body: bytes, encoding: Encoding, spec: SignalSpec) -> Any:
-    """Parse an OTLP export request body, raising InvalidRequest with a precise reason."""
+def parse_request(body: bytes, encoding: Encoding, spec: SignalSpec, scrub: Callable[[str], str] = str) -> Any:
+    """Parse an OTLP export request body, raising InvalidRequest with a precise reason.
+
+    `scrub` is applied to a value of the body before a reason quotes part of it."""
     if encoding == "protobuf":
         try:
             return spec.request_type.FromString(body)
@@ -112,7 +115,7 @@ def parse_request(body: bytes, encoding: Encoding, spec: SignalSpec) -> Any:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise InvalidRequest(f"body is not valid JSON: {e}") from None
-    _fix_json_ids(doc, spec.name)
+    _fix_json_ids(doc, spec.name, scrub)
     try:
         return json_format.ParseDict(doc, spec.request_type(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
@@ -151,22 +154,32 @@ class Ingestor:
 
     def _parse_redacted(
         self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None, rules: RuleSet
-    ) -> tuple[Message, int]:
-        request = parse_request(body, encoding, spec)
+    ) -> tuple[Message, Redaction]:
+        def scrub(text: str) -> str:
+            return scrub_message(rules, text, project)
+
+        try:
+            request = parse_request(body, encoding, spec, scrub)
+        except InvalidRequest as e:  # the reason may quote the body
+            raise InvalidRequest(scrub(e.message)) from None
         return request, redact_request(request, spec.name, rules, project, self.default_project)
 
     async def export(self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None = None) -> Message:
         """Parse, redact, validate and durably store one request; return the OTLP response message."""
         rules = self.redactor.current() if self.redactor is not None else None
         if rules is None:
-            request, redacted = parse_request(body, encoding, spec), 0
+            request, redaction = parse_request(body, encoding, spec), None
         else:  # regexes over every string: off the event loop
-            request, redacted = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
+            request, redaction = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
         validate = validate_traces if spec.name == "traces" else validate_logs
         verdict = validate(request, project, max_future_s=self.max_future_s)  # type: ignore[arg-type]
+        if redaction is not None and redaction.rejected:
+            verdict.reject(PROJECT_REJECTED, redaction.rejected)
         if verdict.accepted:
-            # Store the original bytes when nothing was dropped or redacted: no re-serialization cost.
-            as_sent = encoding == "protobuf" and not verdict.rejected and not redacted
+            # Store the bytes received when nothing was dropped and no rules apply: no
+            # re-serialization cost. With rules, what is stored is always the rewritten request
+            # (the body may hold unknown fields, which the rules never see).
+            as_sent = encoding == "protobuf" and not verdict.rejected and redaction is None
             raw = body if as_sent else request.SerializeToString()
             fut = self.wal.append(Record(spec.wal_kind, time.time_ns(), project, raw))
             await asyncio.wrap_future(fut)
