@@ -37,8 +37,8 @@ from spanlake.collector.wal import (
     read_segment,
     segment_instance,
 )
-from spanlake.storage.compact import exclusive, recover_interrupted
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
+from spanlake.storage.maintenance import exclusive, recover_interrupted
 from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPANS, TABLES, Table
 from spanlake.storage.writer import LakeWriter, fsync_dir
 
