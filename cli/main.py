@@ -146,7 +146,7 @@ def up(
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     dashboard = None
-    if not no_dashboard:
+    if not no_dashboard and role in ("all", "api"):  # the roles that start one
         try:
             resolve_mode(dashboard_auth, host, dashboard_auth_header)
         except ValueError as e:
@@ -155,7 +155,7 @@ def up(
     options = ServerOptions(config, role, dashboard, demo=not no_demo, say=click.echo)  # type: ignore[arg-type]
     try:
         server = Server(options)  # RedactionError: a broken rule file, before anything starts
-        asyncio.run(server.run(on_ready=lambda s: print_banner(s, no_dashboard, dashboard_auth, dashboard_auth_header)))
+        asyncio.run(server.run(on_ready=lambda s: print_banner(s, dashboard_auth, dashboard_auth_header)))
     except PortInUse as e:
         raise click.ClickException(port_in_use_message(e)) from None
     except (OSError, RedactionError) as e:

@@ -38,7 +38,7 @@ def port_in_use_message(e: PortInUse) -> str:
     )
 
 
-def print_banner(server: Server, no_dashboard: bool, dashboard_auth: str, dashboard_auth_header: str) -> None:
+def print_banner(server: Server, dashboard_auth: str, dashboard_auth_header: str) -> None:
     """The lines `spanlake up` prints once everything listens."""
     ep, cfg, c = server.endpoints, server.config, server.collector
     assert ep is not None

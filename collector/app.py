@@ -116,6 +116,11 @@ class Collector:
         """Make everything acknowledged so far visible in the lake (blocking)."""
         return self.wal.rotate(timeout) and self.flusher.wait_idle(timeout)
 
+    def publish(self, timeout: float = PUBLISH_TIMEOUT_S) -> bool:
+        """Make everything acknowledged so far visible in the lake, without waiting for what
+        arrives meanwhile (blocking)."""
+        return self.wal.rotate(timeout) and self.flusher.wait_submitted(timeout)
+
 
 class PublishingWriter:
     """The Ingestor's `append` for state changes (labels, dataset edits): it returns once the
@@ -129,5 +134,5 @@ class PublishingWriter:
     async def append(self, record: Record) -> None:
         await self._collector.ingestor.append(record)
         async with self._lock:  # one rotation at a time: a burst of writes does not pile up segments
-            if not await asyncio.to_thread(self._collector.flush, self._timeout_s):
+            if not await asyncio.to_thread(self._collector.publish, self._timeout_s):
                 log.warning("a state change was not published within %.0f s; the next flush does it", self._timeout_s)
