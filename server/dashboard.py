@@ -11,6 +11,7 @@ the child as an explicit mode: password, proxy (with its header) or off.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -43,10 +44,11 @@ WATCH_POLL_S = 1.0
 
 
 def app_path() -> Path:
-    """The Streamlit entrypoint inside the installed spanlake.dashboard package."""
-    import spanlake.dashboard
-
-    return Path(spanlake.dashboard.__file__).parent / "streamlit_app.py"
+    """The Streamlit entrypoint inside the installed spanlake.dashboard package (found, not
+    imported: the dashboard is a layer above the server, and runs in the child only)."""
+    spec = importlib.util.find_spec("spanlake.dashboard")
+    assert spec is not None and spec.submodule_search_locations, "spanlake.dashboard is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "streamlit_app.py"
 
 
 def free_port(host: str) -> int:

@@ -3,6 +3,7 @@ first-start demo's child, and one lifecycle that stops cleanly."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -15,7 +16,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from spanlake.collector.app import PortInUse
+from spanlake.collector.config import CollectorConfig
+from spanlake.server.app import Server, ServerOptions
 from spanlake.storage.reader import Lake
+from tests.conftest import start_collector
 from tests.server.up_helpers import Up, mapped_files, wait_for
 
 # Runs `spanlake up ...` in this interpreter and, at exit, writes the modules it loaded.
@@ -131,3 +136,23 @@ def test_the_first_start_demo_leaves_no_zombie(tmp_path: Path) -> None:
         assert up.proc.poll() is None
     finally:
         assert up.stop() == 0, up.output()
+
+
+def test_a_failed_start_unwinds_before_touching_the_wal(tmp_path: Path) -> None:
+    """A second server on the first one's data directory and HTTP port stops at the port: it
+    replays none of the first one's WAL segments (ports are bound before the WAL is touched)."""
+    first, stop = start_collector(tmp_path / "data", segment_max_age_s=30.0)  # keep the segment open
+    try:
+        assert HttpSpanExporter(endpoint=f"{first.http}/v1/traces").export(spans(["kept"])) == SpanExportResult.SUCCESS
+        wal = sorted(p.name for p in (tmp_path / "data" / "wal").iterdir())
+        port = int(first.http.rsplit(":", 1)[1])
+        config = CollectorConfig(data_dir=tmp_path / "data", grpc_port=0, http_port=port, flush_workers=0)
+        second = Server(ServerOptions(config, rollups=False))
+        with pytest.raises(PortInUse) as refused:
+            asyncio.run(second.start())
+        assert refused.value.service == "http" and refused.value.address == f"127.0.0.1:{port}"
+        assert sorted(p.name for p in (tmp_path / "data" / "wal").iterdir()) == wal  # nothing replayed
+        first.flush()
+        assert first.query("SELECT name FROM spans") == [{"name": "kept"}]
+    finally:
+        stop()
