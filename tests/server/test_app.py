@@ -156,3 +156,21 @@ def test_a_failed_start_unwinds_before_touching_the_wal(tmp_path: Path) -> None:
         assert first.query("SELECT name FROM spans") == [{"name": "kept"}]
     finally:
         stop()
+
+
+def test_label_writes_are_readable_when_answered_and_share_rotations(tmp_path: Path) -> None:
+    c, stop = start_collector(tmp_path / "data", segment_max_age_s=30.0)  # no flush by age meanwhile
+    try:
+
+        async def write_all(n: int) -> list[int]:
+            async with httpx.AsyncClient(base_url=c.http, timeout=30) as client:
+                bodies = [{"trace_id": f"{i:032x}", "project": "p", "score": i} for i in range(n)]
+                answers = await asyncio.gather(*(client.post("/api/v1/labels", json=b) for b in bodies))
+                return [r.status_code for r in answers]
+
+        assert asyncio.run(write_all(40)) == [200] * 40
+        assert c.query("SELECT count(*) AS n, sum(score) AS total FROM labels") == [{"n": 40, "total": sum(range(40))}]
+        files = list((tmp_path / "data" / "lake" / "labels").rglob("*.parquet"))
+        assert 1 <= len(files) < 40, "concurrent writes share WAL rotations"
+    finally:
+        stop()
