@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 import grpc
 from fastapi import APIRouter
@@ -40,6 +41,16 @@ class PortInUse(OSError):
     def __init__(self, service: str, address: str, reason: str) -> None:
         super().__init__(f"cannot listen on {address} ({reason})")
         self.service, self.address, self.reason = service, address, reason
+
+
+def _check_free(host: str, port: int) -> None:
+    """PortInUse unless `host:port` can be bound right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise PortInUse("grpc", f"{host}:{port}", e.strerror or str(e)) from None
 
 
 class Collector:
@@ -81,6 +92,8 @@ class Collector:
         the same ports stops before replaying the first one's log."""
         cfg = self.config
         address = f"{cfg.host}:{cfg.grpc_port}"
+        if cfg.grpc_port:
+            _check_free(cfg.host, cfg.grpc_port)  # so grpcio's own bind error log never shows
         try:
             self._grpc, port = make_grpc_server(self.ingestor, address, cfg.max_message_bytes, self.auth)
         except (RuntimeError, OSError) as e:  # grpcio raises RuntimeError("Failed to bind ...")
