@@ -197,7 +197,7 @@ def add_cmd(
     for i in range(0, len(payload), BATCH):
         body = {"items": payload[i : i + BATCH], "project": project, "author": author, "metadata": metadata}
         api(url, "POST", f"/datasets/{urllib.parse.quote(name, safe='')}/items", body)
-    click.echo(f"added {len(payload)} item(s) to {name} (visible after the next flush, about a second)")
+    click.echo(f"added {len(payload)} item(s) to {name}")  # readable once the server answered
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import os
-import secrets
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import click
-import duckdb
 
 from spanlake.cli.dashboard import dashboard_auth_options
-from spanlake.cli.demo import FirstStartDemo, no_demo_option
-from spanlake.cli.keys import auth_banner, auth_option
+from spanlake.cli.demo import no_demo_option
+from spanlake.cli.keys import auth_option
 from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
 from spanlake.cli.options import data_dir_option as shared_data_dir_option
+from spanlake.cli.up import port_in_use_message, print_banner, role_option
+from spanlake.collector.app import PortInUse
 from spanlake.collector.config import (
     DEFAULT_FLUSH_WORKERS,
     DEFAULT_GRPC_PORT,
@@ -26,7 +23,10 @@ from spanlake.collector.config import (
     DEFAULT_HTTP_PORT,
     CollectorConfig,
 )
-from spanlake.storage.layout import DEFAULT_PROJECT, LAKE_ENV, DataDir
+from spanlake.collector.redact import RedactionError
+from spanlake.server.app import DashboardSettings, Server, ServerOptions
+from spanlake.storage.layout import DEFAULT_PROJECT
+from spanlake.storage.signin import resolve_mode
 
 data_dir_option = shared_data_dir_option()
 
@@ -100,6 +100,7 @@ def cli() -> None:
 @up_options
 @auth_option
 @dashboard_auth_options
+@role_option
 @click.option("-v", "--verbose", is_flag=True, help="Log what the collector does.")
 def up(
     data_dir: Path,
@@ -117,17 +118,15 @@ def up(
     auth: str,
     dashboard_auth: str,
     dashboard_auth_header: str,
+    role: str,
     verbose: bool,
 ) -> None:
     """Start spanlake: OTLP collector (gRPC and HTTP) writing to a local Parquet lake.
 
     Runs until Ctrl+C. Acknowledged spans are on disk (fsynced) before the exporter hears
-    "ok"; after a crash, the next start replays them into the lake.
+    "ok"; after a crash, the next start replays them into the lake. --role runs one part of a
+    scaled-out deployment (docs/architecture.md).
     """
-    from spanlake.cli.redaction import redaction_banner
-    from spanlake.collector.app import Collector
-    from spanlake.collector.redact import RedactionError
-
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -146,63 +145,21 @@ def up(
         ).validate()
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    if config.auth_enabled and not no_dashboard:
-        # The dashboard we start writes labels through our API: give it a secret of this run.
-        config = dataclasses.replace(config, internal_token=secrets.token_urlsafe(32))
-    if lake:
-        os.environ[LAKE_ENV] = lake  # the dashboard child reads the same lake
-
-    from spanlake.cli import dashboard as dash
-
-    if not no_dashboard:
+    dashboard = None
+    if not no_dashboard and role in ("all", "api"):  # the roles that start one
         try:
-            dash.resolve_mode(dashboard_auth, host, dashboard_auth_header)
+            resolve_mode(dashboard_auth, host, dashboard_auth_header)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--dashboard-auth") from None
-
-    child: list[dash.Dashboard] = []
-    first_demo = FirstStartDemo(data_dir, lake, no_demo or config.auth_enabled)  # before the log is replayed
-    from spanlake.analytics.rollups.schedule import RollupSchedule
-
-    rollup_job = RollupSchedule.from_env(data_dir, lake)  # SPANLAKE_ROLLUP_INTERVAL (s), 0: off
-
-    def started(endpoints: object) -> None:
-        ep = endpoints  # Endpoints
-        signin = (dashboard_auth, dashboard_auth_header)
-        api = ep.http  # type: ignore[attr-defined]  # the dashboard sends labels and dataset changes here
-        ui = dash.start_for_up(
-            data_dir, host, dashboard_port, no_dashboard, child, *signin, api_url=api, api_key=config.internal_token
-        )
-        signin_line = "" if no_dashboard else f"  {dash.signin_banner(data_dir, host, *signin)}\n"
-        click.echo(
-            f"spanlake {version('spanlake')} is running\n"
-            f"  OTLP/gRPC  {ep.grpc}\n"  # type: ignore[attr-defined]
-            f"  OTLP/HTTP  {ep.http}  (POST /v1/traces, /v1/logs)\n"  # type: ignore[attr-defined]
-            f"  dashboard  {ui}\n"
-            f"  data       {DataDir(data_dir).root}\n"
-            f"  lake       {DataDir(data_dir, lake).lake_location}\n"
-            f"  {auth_banner(config)}\n{signin_line}"
-            f"  {redaction_banner(collector.redactor)}\n\n"
-            f"Send traces:  export OTEL_EXPORTER_OTLP_ENDPOINT={ep.http}\n"  # type: ignore[attr-defined]
-            f"Look at them: spanlake query --data-dir {data_dir} "
-            '"SELECT * FROM traces ORDER BY start_time DESC LIMIT 10"\n'
-            "Press Ctrl+C to stop.",
-        )
-        first_demo.start(ep.http, ui)  # type: ignore[attr-defined]
-        rollup_job.busy = lambda: len(collector.wal.closed_segments()) > 1  # a flush backlog: ingest first
-        rollup_job.start()
-        sys.stdout.flush()
-
+        dashboard = DashboardSettings(dashboard_port, dashboard_auth, dashboard_auth_header)
+    options = ServerOptions(config, role, dashboard, demo=not no_demo, say=click.echo)  # type: ignore[arg-type]
     try:
-        collector = Collector(config)  # RedactionError: a broken rule file, before anything starts
-        asyncio.run(collector.run(on_started=started))
+        server = Server(options)  # RedactionError: a broken rule file, before anything starts
+        asyncio.run(server.run(on_ready=lambda s: print_banner(s, dashboard_auth, dashboard_auth_header)))
+    except PortInUse as e:
+        raise click.ClickException(port_in_use_message(e)) from None
     except (OSError, RedactionError) as e:
         raise click.ClickException(str(e)) from None
-    finally:
-        first_demo.stop()
-        rollup_job.stop()
-        for d in child:
-            d.stop()
     click.echo("spanlake stopped; everything acknowledged is in the lake.")
 
 
@@ -228,6 +185,8 @@ def query(sql: str, data_dir: Path, fmt: str, max_rows: int, lake: str | None) -
       spanlake query "SELECT name, attr_str(attributes, 'gen_ai.request.model') FROM spans"
     Safe to run while the collector is writing: it only reads whole Parquet files.
     """
+    import duckdb  # heavy: loaded by the commands that query, never by `spanlake up --role ingest`
+
     from spanlake.cli.output import print_table
     from spanlake.storage.reader import Lake
 

@@ -1,8 +1,11 @@
-"""Compose the collector: WAL → flusher → lake, with both receivers in front.
+"""The ingest core: redaction → WAL → flusher → lake, with the OTLP receivers in front.
 
-Start-up order: recover the WAL (replaying unflushed segments), start the flusher and the
-WAL writer, then open the ports. Shutdown runs in reverse: stop accepting, write what is
-queued, flush every segment, so a clean stop leaves an empty WAL.
+The server (server/app.py) composes it: `bind_grpc()` takes the OTLP/gRPC port,
+`start_writes()` recovers the WAL (replaying unflushed segments) and starts the flusher and
+the WAL writer, `start_grpc()` serves; `otlp_router()` is OTLP/HTTP, which the server mounts
+on its HTTP app.
+`stop()` runs in reverse: stop accepting, write what is queued, flush every segment, so a
+clean stop leaves an empty WAL.
 """
 
 from __future__ import annotations
@@ -10,55 +13,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
-import threading
-import time
-from dataclasses import dataclass
 
 import grpc
-import uvicorn
+from fastapi import APIRouter
 
 from spanlake.collector.auth import Authenticator
 from spanlake.collector.config import CollectorConfig
-from spanlake.collector.connection_limits import http_server_options
 from spanlake.collector.flusher import Flusher
 from spanlake.collector.grpc_receiver import make_grpc_server
-from spanlake.collector.http_receiver import make_http_app
+from spanlake.collector.http_receiver import make_otlp_router
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.redact import Redactor, redaction_path
-from spanlake.collector.wal import WriteAheadLog
-from spanlake.storage.compact import compact
+from spanlake.collector.wal import Record, WriteAheadLog
 from spanlake.storage.keys import keys_path
 from spanlake.storage.layout import DataDir
-from spanlake.storage.retention import apply_retention
 from spanlake.storage.writer import LakeWriter
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Endpoints:
-    grpc: str
-    http: str
+PUBLISH_TIMEOUT_S = 10.0  # how long a state-changing write waits to become readable
 
 
-def _bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port} ({e.strerror}); pick another port") from None
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
+class PortInUse(OSError):
+    """A port could not be opened: `service` is "grpc" or "http"; `address` is host:port."""
+
+    def __init__(self, service: str, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address} ({reason})")
+        self.service, self.address, self.reason = service, address, reason
+
+
+def _check_free(host: str, port: int) -> None:
+    """PortInUse unless `host:port` can be bound right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise PortInUse("grpc", f"{host}:{port}", e.strerror or str(e)) from None
 
 
 class Collector:
-    """The running collector. Use `async with Collector(cfg) as c:` or `await c.run()`."""
+    """Receiving, authenticating, redacting, validating, the WAL and the flusher."""
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config.validate()
@@ -77,13 +73,10 @@ class Collector:
         keys = (config.keys_file or keys_path(config.data_dir)) if config.auth_enabled else None
         self.auth = Authenticator(keys, internal_token=config.internal_token)
         self._grpc: grpc.aio.Server | None = None
-        self._http: uvicorn.Server | None = None
-        self._http_task: asyncio.Task[None] | None = None
-        self._stop_compactor = threading.Event()
-        self._compactor: threading.Thread | None = None
-        self.endpoints: Endpoints | None = None
+        self._writing = False
 
-    async def start(self) -> Endpoints:
+    def start_writes(self) -> None:
+        """Replay what the last run left in the WAL, then take appends."""
         recovered = self.wal.recover()
         if recovered:
             log.info("replaying %d write-ahead log segment(s) left by the last run", len(recovered))
@@ -91,98 +84,88 @@ class Collector:
         for seg in recovered:
             self.flusher.submit(seg)
         self.wal.start()
+        self._writing = True
 
+    def bind_grpc(self) -> int:
+        """Bind the OTLP/gRPC port (PortInUse when taken) without serving yet; returns the port.
+        The server binds every port before it touches the WAL, so a second `spanlake up` on
+        the same ports stops before replaying the first one's log."""
         cfg = self.config
-        self._grpc, grpc_port = make_grpc_server(
-            self.ingestor, f"{cfg.host}:{cfg.grpc_port}", cfg.max_message_bytes, self.auth, cfg.connection_limits()
-        )
+        address = f"{cfg.host}:{cfg.grpc_port}"
+        if cfg.grpc_port:
+            _check_free(cfg.host, cfg.grpc_port)  # so grpcio's own bind error log never shows
+        try:
+            self._grpc, port = make_grpc_server(
+                self.ingestor, address, cfg.max_message_bytes, self.auth, cfg.connection_limits()
+            )
+        except (RuntimeError, OSError) as e:  # grpcio raises RuntimeError("Failed to bind ...")
+            raise PortInUse("grpc", address, "the port is in use or the address is not available") from e
+        return port
+
+    async def start_grpc(self) -> None:
+        """Serve OTLP/gRPC on the bound port."""
+        assert self._grpc is not None, "bind_grpc() first"
         await self._grpc.start()
 
-        sock = _bind_socket(cfg.host, cfg.http_port)
-        http_port = sock.getsockname()[1]
-        app = make_http_app(self.ingestor, cfg.max_body_bytes, self.data_dir, cfg.default_project, self.auth)
-        self._http = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-                **http_server_options(cfg.connection_limits()),
-            )
-        )
-        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
-        while not self._http.started:
-            if self._http_task.done():
-                self._http_task.result()
-            await asyncio.sleep(0.01)
+    def otlp_router(self) -> APIRouter:
+        """OTLP/HTTP (POST /v1/traces, /v1/logs) for the server's HTTP app."""
+        return make_otlp_router(self.ingestor, self.config.max_body_bytes, self.auth)
 
-        if cfg.compaction:
-            self._compactor = threading.Thread(target=self._compact_loop, name="spanlake-compactor", daemon=True)
-            self._compactor.start()
-        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-        self.endpoints = Endpoints(grpc=f"{host}:{grpc_port}", http=f"http://{host}:{http_port}")
-        return self.endpoints
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            self._http.should_exit = True
-        if self._http_task is not None:
-            with contextlib.suppress(Exception):
-                await self._http_task
+    async def stop_receivers(self) -> None:
+        """Stop accepting OTLP/gRPC (in-flight calls get 5 s)."""
         if self._grpc is not None:
             await self._grpc.stop(grace=5)
-        self._stop_compactor.set()
-        await asyncio.to_thread(self.wal.close)
-        await asyncio.to_thread(self.flusher.close)
-        if self._compactor is not None:
-            await asyncio.to_thread(self._compactor.join)
+            self._grpc = None
+
+    async def stop_writes(self) -> None:
+        """Write what is queued and flush every segment into the lake."""
+        if self._writing:
+            await asyncio.to_thread(self.wal.close)
+            await asyncio.to_thread(self.flusher.close)
+            self._writing = False
+
+    async def stop(self) -> None:
+        await self.stop_receivers()
+        await self.stop_writes()
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Make everything acknowledged so far visible in the lake (blocking; for tests and tools)."""
+        """Make everything acknowledged so far visible in the lake (blocking)."""
         return self.wal.rotate(timeout) and self.flusher.wait_idle(timeout)
 
-    def _compact_loop(self) -> None:
-        """Compaction every `compact_interval_s`, retention every `retention_interval_s`
-        (both under the lake's compaction lock, so they never overlap)."""
-        cfg = self.config
-        next_retention = time.monotonic()
-        while not self._stop_compactor.wait(cfg.compact_interval_s):
-            try:
-                result = compact(self.data_dir, min_age_s=cfg.compact_min_age_s)
-                if result.partitions:
-                    log.info("compacted %d files into %d", result.files_in, result.files_out)
-            except Exception:
-                log.exception("compaction failed; will try again")
-            if not cfg.retention or time.monotonic() < next_retention:
-                continue
-            try:
-                kept = apply_retention(self.data_dir, cfg.retention)
-                if not kept.skipped_busy:
-                    next_retention = time.monotonic() + cfg.retention_interval_s
-                if kept.partitions:
-                    log.info("retention deleted %d partition(s), %d files", kept.partitions, kept.files)
-            except Exception:
-                log.exception("retention failed; will try again")
+    def publish(self, timeout: float = PUBLISH_TIMEOUT_S) -> bool:
+        """Make everything acknowledged so far visible in the lake, without waiting for what
+        arrives meanwhile (blocking)."""
+        return self.wal.rotate(timeout) and self.flusher.wait_submitted(timeout)
 
-    async def __aenter__(self) -> Collector:
-        await self.start()
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+class PublishingWriter:
+    """The Ingestor's `append` for state changes (labels, dataset edits): it returns once the
+    record is in the lake, so a read right after the write sees it (bounded by `timeout_s`;
+    past that the change is durable in the WAL and published by the next flush).
 
-    async def run(self, on_started: object = None) -> None:
-        """Serve until SIGINT/SIGTERM, then shut down cleanly."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        endpoints = await self.start()
-        if callable(on_started):
-            on_started(endpoints)
+    Group publish: one WAL rotation and flush at a time; every write acknowledged while one
+    runs shares the next, so a burst of writes costs a few rotations, not one each."""
+
+    def __init__(self, collector: Collector, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+        self._collector, self._timeout_s = collector, timeout_s
+        self._running: asyncio.Future[None] | None = None
+        self._next: asyncio.Future[None] | None = None
+
+    async def append(self, record: Record) -> None:
+        await self._collector.ingestor.append(record)
+        if self._next is None:  # the next publish has not started: it will include this record
+            self._next = asyncio.ensure_future(self._publish_after(self._running))
+        await asyncio.shield(self._next)
+
+    async def _publish_after(self, previous: asyncio.Future[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(previous)
+        self._running, self._next = self._next, None  # writes from now on wait for a later publish
         try:
-            await stop.wait()
-        finally:
-            await self.stop()
+            published = await asyncio.to_thread(self._collector.publish, self._timeout_s)
+        except Exception:  # the record is durable in the WAL either way
+            log.exception("publishing a state change failed; the next flush does it")
+            return
+        if not published:
+            log.warning("a state change was not published within %.0f s; the next flush does it", self._timeout_s)

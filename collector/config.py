@@ -14,9 +14,7 @@ from spanlake.collector.connection_limits import ConnectionLimits
 from spanlake.collector.grpc_receiver import DEFAULT_MAX_MESSAGE_BYTES
 from spanlake.collector.http_receiver import DEFAULT_MAX_BODY_BYTES
 from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S
-from spanlake.storage.compact import MIN_AGE_S
-from spanlake.storage.layout import DEFAULT_PROJECT, valid_project
-from spanlake.storage.retention import ALL_PROJECTS
+from spanlake.storage.layout import ALL_PROJECTS, COMPACT_MIN_AGE_S, DEFAULT_PROJECT, valid_project
 
 AuthMode = Literal["auto", "on", "off"]
 
@@ -84,7 +82,7 @@ class CollectorConfig:
     compact_interval_s: float = field(
         default_factory=lambda: env_float("SPANLAKE_COMPACT_INTERVAL_S", DEFAULT_COMPACT_INTERVAL_S)
     )
-    compact_min_age_s: float = field(default_factory=lambda: env_float("SPANLAKE_COMPACT_MIN_AGE_S", MIN_AGE_S))
+    compact_min_age_s: float = field(default_factory=lambda: env_float("SPANLAKE_COMPACT_MIN_AGE_S", COMPACT_MIN_AGE_S))
     flush_workers: int = field(default_factory=lambda: int(env_float("SPANLAKE_FLUSH_WORKERS", DEFAULT_FLUSH_WORKERS)))
     compaction: bool = True
     retention: Mapping[str, int] = field(default_factory=dict)

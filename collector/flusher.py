@@ -37,8 +37,8 @@ from spanlake.collector.wal import (
     read_segment,
     segment_instance,
 )
-from spanlake.storage.compact import exclusive, recover_interrupted
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
+from spanlake.storage.maintenance import exclusive, recover_interrupted
 from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPANS, TABLES, Table
 from spanlake.storage.writer import LakeWriter, fsync_dir
 
@@ -102,6 +102,7 @@ class Flusher:
         self.segments_failed = 0
         self.records_skipped = 0
         self._outstanding = 0
+        self._in_flight: set[Path] = set()  # submitted, not yet in the lake
         self._idle = threading.Condition()
 
     @property
@@ -112,6 +113,7 @@ class Flusher:
     def submit(self, segment: Path) -> None:
         with self._idle:
             self._outstanding += 1
+            self._in_flight.add(segment)
         self._queue.put(segment)
 
     def start(self) -> None:
@@ -165,6 +167,13 @@ class Flusher:
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
 
+    def wait_submitted(self, timeout: float | None = None) -> bool:
+        """Wait until every segment submitted so far is in the lake (not those submitted
+        meanwhile: under steady ingest the flusher is never idle)."""
+        with self._idle:
+            waiting = set(self._in_flight)
+            return self._idle.wait_for(lambda: not waiting & self._in_flight, timeout)
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every submitted segment is in the lake."""
         with self._idle:
@@ -180,6 +189,7 @@ class Flusher:
             finally:
                 with self._idle:
                     self._outstanding -= 1
+                    self._in_flight.discard(segment)
                     self._idle.notify_all()
 
     def _flush_with_retry(self, segment: Path) -> None:

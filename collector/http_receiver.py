@@ -1,5 +1,8 @@
 """OTLP/HTTP receiver: POST /v1/traces and /v1/logs, protobuf or JSON, optionally gzipped.
 
+A router the server mounts on its HTTP app (server/api/app.py), beside the API when the role
+serves one.
+
 Answers in the request's content type. Failures carry a `google.rpc.Status` body:
 400 malformed, 413 too large, 415 wrong content type or encoding, 503 + Retry-After
 when the collector cannot take more right now (the exporter retries those).
@@ -10,9 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
@@ -21,9 +23,6 @@ from starlette.requests import ClientDisconnect
 from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spanlake.collector.ingest import LOGS, TRACES, Encoding, Ingestor, SignalSpec
-from spanlake.server.api import problems
-from spanlake.server.api.limits import API_PREFIX, ApiLimits, ApiLimitsMiddleware
-from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 
 log = logging.getLogger(__name__)
 
@@ -91,36 +90,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def make_http_app(
-    ingestor: Ingestor,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    data_dir: DataDir | None = None,
-    default_project: str = DEFAULT_PROJECT,
-    auth: Authenticator = DISABLED,
-    *,
-    limits: ApiLimits | None = None,
-    flusher: Any = None,
-) -> FastAPI:
-    """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the HTTP API
-    under /api/v1 (server.api; docs/api.md) and /health, /ready.
+def make_otlp_router(
+    ingestor: Ingestor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, auth: Authenticator = DISABLED
+) -> APIRouter:
+    """POST /v1/traces and /v1/logs, for the server to mount on its HTTP app.
 
-    With `auth` enabled, exports need a write key and are stored under its project (401/403
-    otherwise), and every API request needs a key of the project it reads or writes. `limits`
-    default to ApiLimits.from_env(); `flusher` (for /ready) defaults to the one the WAL hands
-    closed segments to."""
-    from spanlake.server.api.labels import make_labels_router
-    from spanlake.server.api.scope import ApiScopeMiddleware
-
-    app = FastAPI(
-        title="spanlake API",
-        version="1",
-        description="Traces, spans, reports, labels, datasets, projects and keys. Errors are "
-        "application/problem+json (RFC 9457). See docs/api.md.",
-        docs_url=f"{API_PREFIX}docs",
-        redoc_url=None,
-        openapi_url=f"{API_PREFIX}openapi.json",
-    )
-    problems.install(app)
+    With `auth` enabled, exports need a write key and are stored under its project (401/403)."""
+    router = APIRouter()
 
     async def handle(spec: SignalSpec, request: Request) -> Response:
         encoding: Encoding = "json"
@@ -142,31 +118,12 @@ def make_http_app(
             log.exception("unexpected error handling %s", request.url.path)
             return error_response(ExportError("internal error; see the collector log"), encoding)
 
-    @app.post("/v1/traces", include_in_schema=False)
+    @router.post("/v1/traces", include_in_schema=False)
     async def traces(request: Request) -> Response:
         return await handle(TRACES, request)
 
-    @app.post("/v1/logs", include_in_schema=False)
+    @router.post("/v1/logs", include_in_schema=False)
     async def logs(request: Request) -> Response:
         return await handle(LOGS, request)
 
-    app.include_router(make_labels_router(ingestor, data_dir, default_project, auth))
-    if data_dir is not None:
-        from spanlake.server.api.admin import make_admin_router
-        from spanlake.server.api.common import ApiContext
-        from spanlake.server.api.reports import make_reports_router
-        from spanlake.server.api.saved_filters import make_saved_filters_router
-        from spanlake.server.api.traces import make_traces_router
-
-        ctx = ApiContext(data_dir, default_project, auth)
-        wal = getattr(ingestor, "wal", None)
-        flusher = flusher if flusher is not None else getattr(getattr(wal, "on_segment_closed", None), "__self__", None)
-        app.include_router(make_traces_router(ctx))
-        app.include_router(make_reports_router(ctx))
-        app.include_router(make_admin_router(ctx, wal, flusher))
-        app.include_router(make_saved_filters_router(ctx))
-    if auth.enabled:
-        app.add_middleware(ApiScopeMiddleware, auth=auth)
-    app.add_middleware(ApiLimitsMiddleware, limits=limits or ApiLimits.from_env(), auth=auth)
-    app.openapi = lambda: problems.openapi_of(app)  # type: ignore[method-assign]
-    return app
+    return router

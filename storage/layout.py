@@ -31,6 +31,8 @@ PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PARQUET_SUFFIX = ".parquet"
 # Files the compactor writes: it merges a partition's files with DISTINCT ON, so each holds a span once.
 COMPACTED_PREFIX = "compacted-"
+COMPACT_MIN_AGE_S = 60.0  # compaction leaves younger files alone (here so config needs no DuckDB)
+ALL_PROJECTS = "*"  # a retention rule for every other project
 LAKE_ENV = "SPANLAKE_LAKE"
 
 

@@ -2,7 +2,7 @@
 
 A partition `project=P/date=D/hour=H` expires when its whole hour is older than the
 project's limit: every row in it started before `now - days`. Retention deletes whole
-files only, never rewrites one, and runs under the compaction lock (storage.compact.exclusive),
+files only, never rewrites one, and runs under the compaction lock (storage.maintenance.exclusive),
 so it never races with a compaction. Writers are unaffected: a late span written into an
 expired partition after the run is deleted by the next one; a reader that listed a deleted
 file retries (storage.reader).
@@ -18,11 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from spanlake.storage.compact import exclusive, partitions
-from spanlake.storage.layout import DataDir, valid_project
+from spanlake.storage.layout import ALL_PROJECTS, DataDir, valid_project
+from spanlake.storage.maintenance import exclusive, partitions
 from spanlake.storage.schema import TABLES
-
-ALL_PROJECTS = "*"
 
 Progress = Callable[[str, int], None]  # (partition, files deleted)
 

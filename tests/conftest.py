@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from spanlake.collector.app import Collector, Endpoints
+from spanlake.collector.app import Collector
 from spanlake.collector.config import CollectorConfig
+from spanlake.server.app import Endpoints, Server, ServerOptions
 from spanlake.storage.reader import Lake
 
 # CI sets this: a test that skips for want of a tool (moto, Java, chromium, promptfoo, root...)
@@ -43,7 +44,8 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 @dataclass
 class RunningCollector:
-    """A collector serving on 127.0.0.1 in a background thread of this test process."""
+    """A server (role all, no dashboard, no demo) on 127.0.0.1 in a background thread of this
+    test process; `collector` is its ingest core (WAL, flusher, auth, redactor)."""
 
     collector: Collector
     endpoints: Endpoints
@@ -57,6 +59,7 @@ class RunningCollector:
 
     @property
     def grpc(self) -> str:
+        assert self.endpoints.grpc is not None
         return self.endpoints.grpc
 
     def flush(self) -> None:
@@ -68,19 +71,19 @@ class RunningCollector:
 
 
 def start_collector(data_dir: Path, **overrides: Any) -> tuple[RunningCollector, Callable[[], None]]:
-    """Start a collector on free loopback ports; returns it and a stop function."""
+    """Start a server (role all) on free loopback ports; returns it and a stop function."""
     # Flush in-process by default (fast start); tests of the worker pool pass flush_workers.
     overrides.setdefault("flush_workers", 0)
     overrides.setdefault("segment_max_age_s", 0.2)  # spans reach the lake quickly
     config = CollectorConfig(data_dir=data_dir, host="127.0.0.1", grpc_port=0, http_port=0, **overrides)
     loop = asyncio.new_event_loop()
     started: Future[Endpoints] = Future()
-    collector = Collector(config)
+    server = Server(ServerOptions(config, rollups=False))  # as before: no rollup child per test
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            started.set_result(loop.run_until_complete(collector.start()))
+            started.set_result(loop.run_until_complete(server.start()))
         except BaseException as e:  # surface bind errors to the test
             started.set_exception(e)
             return
@@ -91,12 +94,13 @@ def start_collector(data_dir: Path, **overrides: Any) -> tuple[RunningCollector,
     endpoints = started.result(timeout=30)
 
     def stop() -> None:
-        asyncio.run_coroutine_threadsafe(collector.stop(), loop).result(timeout=60)
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
 
-    running = RunningCollector(collector, endpoints, data_dir, Lake(data_dir), loop)
+    assert server.collector is not None
+    running = RunningCollector(server.collector, endpoints, data_dir, Lake(data_dir), loop)
     return running, stop
 
 

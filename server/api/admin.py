@@ -1,11 +1,11 @@
-"""Projects, keys, health and readiness over HTTP.
+"""Projects and keys over HTTP.
 
     GET    /api/v1/projects          the projects the caller may see
     GET    /api/v1/keys              keys (never tokens): an admin key sees its project's
     POST   /api/v1/keys              {"scope", "name"?, "project"?} → 201 with the token, shown this once
     DELETE /api/v1/keys/{key_id}     revoke a key
-    GET    /health                   the process is up
-    GET    /ready                    able to take and serve data: WAL writable, flusher alive, lake readable
+
+/health and /ready are in server/api/health.py (every role serves them).
 
 Managing keys needs the admin capability: with authentication on, a key of scope `admin`
 (created with `spanlake keys create --scope admin`), which manages its own project's keys
@@ -13,22 +13,19 @@ only; with authentication off (loopback only) anyone who can reach the port coul
 keys file on this machine anyway, so the key routes are open there.
 """
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from spanlake.collector.auth import Principal, check_project
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import ApiContext, project_for
-from spanlake.server.api.problems import NotFound, problem, responses
+from spanlake.server.api.health import lake_reachable
+from spanlake.server.api.problems import NotFound, responses
 from spanlake.storage.keys import ApiKey, KeyStore, keys_path
 from spanlake.storage.layout import valid_project
-
-READY_RETRY_AFTER_S = 5
 
 
 class ProjectOut(BaseModel):
@@ -66,23 +63,14 @@ class CreatedKey(BaseModel):
     token: str = Field(description="The bearer token; store it now, it cannot be shown again")
 
 
-class Health(BaseModel):
-    status: Literal["ok"]
-
-
-class Ready(BaseModel):
-    status: Literal["ready"]
-    checks: dict[str, str]
-
-
 def key_out(k: ApiKey) -> dict[str, Any]:
     revoked = datetime.fromtimestamp(k.revoked_at, UTC) if k.revoked_at is not None else None
     return {"id": k.id, "project": k.project, "scope": k.scope, "name": k.name,
             "created_at": datetime.fromtimestamp(k.created_at, UTC), "revoked_at": revoked}  # fmt: skip
 
 
-def make_admin_router(ctx: ApiContext, wal: Any = None, flusher: Any = None) -> APIRouter:
-    """Routes /api/v1/projects, /api/v1/keys, /health and /ready."""
+def make_admin_router(ctx: ApiContext) -> APIRouter:
+    """Routes /api/v1/projects and /api/v1/keys."""
     router = APIRouter()
     reader = Depends(ctx.principal("read"))
     admin = Depends(ctx.principal("admin"))
@@ -151,67 +139,15 @@ def make_admin_router(ctx: ApiContext, wal: Any = None, flusher: Any = None) -> 
             raise NotFound(f"no key {key_id}" + (f" in project {p!r}" if p is not None else ""))
         return key_out(await ctx.run(store.revoke, key_id))
 
-    @router.get("/health", tags=["health"], response_model=Health)
-    async def health() -> Any:
-        """The process is up and serving HTTP."""
-        return {"status": "ok"}
-
-    @router.get("/ready", tags=["health"], response_model=Ready, responses=responses(503))
-    async def ready() -> Any:
-        """Ready for traffic: the write-ahead log takes appends and its folder is writable, the
-        flusher is alive and the lake is readable. 503 (problem+json with `checks`) otherwise."""
-        checks = await ctx.run(_checks, ctx, wal, flusher)
-        if all(v == "ok" for v in checks.values()):
-            return {"status": "ready", "checks": checks}
-        failed = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
-        response = problem(503, f"not ready: {failed}", "/ready", {"Retry-After": str(READY_RETRY_AFTER_S)})
-        return _with_checks(response, checks)
-
     return router
 
 
-def _with_checks(response: Response, checks: dict[str, str]) -> Response:
-    import orjson
-
-    body = orjson.loads(response.body) | {"checks": checks}
-    return Response(orjson.dumps(body), response.status_code, {"Retry-After": str(READY_RETRY_AFTER_S)},
-                    response.media_type)  # fmt: skip
-
-
-def _checks(ctx: ApiContext, wal: Any, flusher: Any) -> dict[str, str]:
-    checks = {"wal": "ok", "flusher": "ok", "lake": "ok"}
-    if wal is None or not wal.running:
-        checks["wal"] = "write-ahead log is not running"
-    elif not _writable(wal.directory):
-        checks["wal"] = f"cannot write in {wal.directory}"
-    if flusher is None or not flusher.alive:
-        checks["flusher"] = "flusher is not running"
-    try:
-        _read_lake(ctx)
-    except Exception as e:
-        checks["lake"] = f"cannot read the lake: {type(e).__name__}"
-    return checks
-
-
-def _writable(directory: FsPath) -> bool:
-    probe = directory / f".ready-{os.getpid()}"
-    try:
-        with open(probe, "wb") as f:
-            f.write(b"ok")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-
-
-def _read_lake(ctx: ApiContext) -> None:
-    """Read the lake's newest hour (locally), or fetch a file's metadata (object storage)."""
-    dd = ctx.data_dir
-    if dd.is_remote:
-        dd.store.exists("_ready_probe")
+def read_lake(ctx: ApiContext) -> None:
+    """/ready's lake check where the API runs: read the lake's newest hour with DuckDB (locally),
+    or fetch a file's metadata (object storage)."""
+    lake_reachable(ctx.data_dir)
+    if ctx.data_dir.is_remote:
         return
-    if not os.access(dd.lake, os.R_OK | os.X_OK):
-        raise PermissionError(str(dd.lake))
     from spanlake.storage.window import connect_window  # loads DuckDB: only when the lake is read
 
     con = connect_window(ctx.analytics().lake, datetime.now(UTC) - timedelta(hours=1), None)

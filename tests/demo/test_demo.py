@@ -183,11 +183,13 @@ def test_demo_needs_a_running_spanlake() -> None:
 def test_missing_packages_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """Without openai or the instrumentation, `spanlake demo` and `up`'s first start say what to install."""
     from spanlake.cli import demo
+    from spanlake.server import demo as first_start
 
-    monkeypatch.setattr(demo, "missing_packages", lambda: ["opentelemetry-instrumentation-openai-v2"])
+    for module in (demo, first_start):
+        monkeypatch.setattr(module, "missing_packages", lambda: ["opentelemetry-instrumentation-openai-v2"])
     result = CliRunner().invoke(cli, ["demo"])
     assert result.exit_code == 1 and "pip install opentelemetry-instrumentation-openai-v2" in result.output
-    first = demo.FirstStartDemo(tmp_path / "data", None, disabled=False)
+    first = first_start.FirstStartDemo(tmp_path / "data", None, disabled=False)
     assert first.wanted
     first.start("http://127.0.0.1:4318")
     assert first.process is None and not (tmp_path / "data" / "demo.log").exists()
@@ -223,7 +225,7 @@ def test_dashboard_pages_render(run: dict[str, Any], monkeypatch: pytest.MonkeyP
 
 
 def test_first_start_is_local_and_empty_only(tmp_path: Any) -> None:
-    from spanlake.cli.demo import FirstStartDemo, lake_is_empty
+    from spanlake.server.demo import FirstStartDemo, lake_is_empty
 
     assert lake_is_empty(tmp_path / "new", None)
     assert not lake_is_empty(tmp_path / "new", "s3://bucket/lake")  # shared: a deployment, not a first try

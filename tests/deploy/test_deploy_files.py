@@ -40,8 +40,16 @@ def spanlake_args_parse(args: list[str]) -> None:
 
 def known_env() -> set[str]:
     """Every SPANLAKE_* variable the CLI and config read."""
-    text = "".join(p.read_text() for d in ("cli", "collector", "storage") for p in (DEPLOY.parent / d).glob("*.py"))
+    dirs = ("cli", "collector", "storage", "server")
+    text = "".join(p.read_text() for d in dirs for p in (DEPLOY.parent / d).glob("*.py"))
     return set(re.findall(r"SPANLAKE_[A-Z_]+", text))
+
+
+def role_of(args: list[str], env: dict[str, str]) -> str:
+    """The role a `spanlake up` command line runs (--role, else SPANLAKE_ROLE, else all)."""
+    if "--role" in args:
+        return args[args.index("--role") + 1]
+    return env.get("SPANLAKE_ROLE", "all")
 
 
 def check_env(names: list[str]) -> None:
@@ -134,8 +142,8 @@ def test_compose_file_validates_against_the_compose_spec() -> None:
     jsonschema.validate(doc, schema)
 
     services = doc["services"]
-    assert {"collector", "dashboard", "s3"} <= set(services)
-    for name in ("collector", "dashboard"):
+    assert {"collector", "api", "compactor", "dashboard", "s3"} <= set(services)
+    for name in ("collector", "api", "compactor", "dashboard"):
         svc = services[name]
         spanlake_args_parse(svc["command"])
         check_env(list(svc["environment"]))
@@ -143,7 +151,11 @@ def test_compose_file_validates_against_the_compose_spec() -> None:
         assert svc["environment"]["AWS_ENDPOINT_URL"].startswith("http://s3:")
     assert services["collector"]["build"]["dockerfile"] == "deploy/Dockerfile"
     assert (DEPLOY / services["collector"]["build"]["context"] / "deploy" / "Dockerfile").exists()
-    assert services["collector"]["environment"]["SPANLAKE_COMPACTION"] == "true"
+    roles = {name: role_of(svc["command"], svc["environment"]) for name, svc in services.items() if "command" in svc
+             and svc["command"][0] == "up"}  # fmt: skip
+    assert roles == {"collector": "ingest", "api": "api", "compactor": "compactor"}  # the one compactor
+    assert services["compactor"]["environment"]["SPANLAKE_COMPACTION"] == "true"
+    assert services["dashboard"]["environment"]["SPANLAKE_URL"] == "http://api:4318"
 
 
 # --- Kubernetes ------------------------------------------------------------------------------
@@ -199,7 +211,7 @@ def test_kubernetes_pieces_refer_to_each_other() -> None:
         assert {p["targetPort"] for p in svc["spec"]["ports"]} <= ports
     for hpa in (d for d in docs if d["kind"] == "HorizontalPodAutoscaler"):
         assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
-    collectors = 0
+    roles: dict[str, int] = {}
     for _owner, template in pod_specs(docs):
         spec = template["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
@@ -217,12 +229,16 @@ def test_kubernetes_pieces_refer_to_each_other() -> None:
             else:
                 spanlake_args_parse(c["args"])
             if c["args"][0] == "up":
-                collectors += 1
-                assert {"name": "SPANLAKE_COMPACTION", "value": "false"} in c["env"], "only the compactor compacts"
+                role = role_of(c["args"], {e["name"]: e.get("value", "") for e in c.get("env", [])})
+                roles[role] = roles.get(role, 0) + _owner["spec"].get("replicas", 1)
+                if role != "compactor":
+                    assert {"name": "SPANLAKE_COMPACTION", "value": "false"} in c["env"], "only the compactor compacts"
                 port_names = {p["name"] for p in c["ports"]}
                 for probe in ("readinessProbe", "livenessProbe"):
                     assert c[probe]["httpGet"]["path"] == "/health" and c[probe]["httpGet"]["port"] in port_names
-    assert collectors == 1
+    assert set(roles) == {"ingest", "api", "compactor"} and roles["compactor"] == 1, roles
+    compactor = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "spanlake-compactor")
+    assert compactor["spec"]["strategy"]["type"] == "Recreate"  # never two at once on purpose
     config = next(d for d in docs if d["kind"] == "ConfigMap")
     check_env(list(config["data"]))
 

@@ -1,0 +1,123 @@
+"""The first-start demo of `spanlake up`: with an empty local lake, run the demo app once in a
+background process (`python -m spanlake.cli.demo --quiet`), into project `demo`, logging to
+`<data-dir>/demo.log`; the child is reaped as soon as it ends and stopped with the server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from spanlake.storage.layout import DataDir
+
+NO_DEMO_ENV = "SPANLAKE_NO_DEMO"
+PARENT_ENV = "SPANLAKE_DEMO_PARENT"
+LOG_NAME = "demo.log"  # in the data directory; its presence also means "the demo ran once"
+REAP_POLL_S = 0.5
+
+
+# What the demo app needs beyond spanlake itself: the model client and its real auto-instrumentation.
+REQUIRED = {
+    "openai": "openai",
+    "opentelemetry.instrumentation.openai_v2": "opentelemetry-instrumentation-openai-v2",
+    # openai-v2 2.4b0 fails at instrument time with opentelemetry-util-genai 1.2b0 and later
+    "opentelemetry.util.genai.instruments": "opentelemetry-util-genai<1.0",
+}
+
+
+def missing_packages() -> list[str]:
+    """The distributions the demo needs that are not installed."""
+    out = []
+    for module, dist in REQUIRED.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append(dist)
+    return out
+
+
+def install_hint(missing: list[str]) -> str:
+    """The pip command that installs what the demo lacks (the `demo` extra holds the same)."""
+    return "pip install " + " ".join(f"'{d}'" if "<" in d else d for d in missing) + "  (or: pip install '.[demo]')"
+
+
+def lake_is_empty(data_dir: Path, lake: str | None) -> bool:
+    """True when a local lake has no span files and the write-ahead log holds nothing to replay.
+    A lake on object storage is shared (a deployment, not a first try): never "empty" here."""
+    dd = DataDir(data_dir, lake)
+    if dd.is_remote or (dd.wal.is_dir() and any(dd.wal.iterdir())):
+        return False
+    try:
+        return not dd.store.list_files("spans", ".parquet")
+    except Exception:
+        return False  # cannot tell (e.g. object storage unreachable): do not run
+
+
+class FirstStartDemo:
+    """`spanlake up`'s demo: decided before the collector starts (it may replay its log into the
+    lake), started once the collector listens, stopped with it. Never raises."""
+
+    def __init__(self, data_dir: Path, lake: str | None, disabled: bool, say: Callable[[str], None] = print) -> None:
+        self.log = Path(data_dir).expanduser().resolve() / LOG_NAME
+        self.process: subprocess.Popen[bytes] | None = None
+        self.say = say
+        self._stopping = threading.Event()
+        self._reaper: threading.Thread | None = None
+        try:
+            self.wanted = not disabled and not self.log.exists() and lake_is_empty(data_dir, lake)
+        except Exception:
+            self.wanted = False
+
+    def start(self, http_endpoint: str, dashboard_url: str | None = None) -> None:
+        """Run the demo in the background against `http_endpoint`, and say so."""
+        if not self.wanted:
+            return
+        if missing := missing_packages():
+            self.say(f"demo: not run on this first start (it needs: {install_hint(missing)})")
+            return
+        endpoint = http_endpoint.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//127.0.0.1:")
+        cmd = [sys.executable, "-m", "spanlake.cli.demo", "--endpoint", endpoint, "--quiet"]
+        if dashboard_url is not None:  # not a URL when `spanlake up` runs without one
+            cmd += ["--dashboard-url", dashboard_url if dashboard_url.startswith("http") else "off"]
+        try:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "ab") as out:
+                env = {**os.environ, PARENT_ENV: str(os.getpid())}
+                self.process = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+        except Exception as e:
+            self.say(f"demo: could not start it ({e})")
+            return
+        self._reaper = threading.Thread(target=self._reap, name="spanlake-demo-reaper", daemon=True)
+        self._reaper.start()
+        self.say(
+            "demo: the lake was empty, so a demo support assistant is sending example traces into project "
+            f"`demo` in the background (log: {self.log}; disable with --no-demo or {NO_DEMO_ENV}=1)"
+        )
+
+    def _reap(self) -> None:
+        """Collect the child's exit status when it ends, so it never lingers as a zombie."""
+        while self.process is not None and self.process.poll() is None:
+            if self._stopping.wait(REAP_POLL_S):
+                return
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the demo if it still runs."""
+        self._stopping.set()
+        if self._reaper is not None:
+            self._reaper.join()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
