@@ -51,7 +51,7 @@ def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
     an unknown provider (self-hosted, a gateway genai-prices does not list) is not guessed at;
     no provider at all lets genai-prices infer it from the model name.
     """
-    from genai_prices import data_snapshot  # heavy, optional (module docstring)
+    from genai_prices import data_snapshot  # optional dependency: genai-prices, heavy (module docstring)
 
     snap = data_snapshot.get_snapshot()
     provider_id: str | None = None
@@ -66,7 +66,7 @@ def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
 
 
 def _constraint_points(constraint: Any, dates: set[date], tods: set[int]) -> None:
-    from genai_prices import types as T  # heavy, optional (module docstring)
+    from genai_prices import types as T  # optional dependency: genai-prices, heavy (module docstring)
 
     if isinstance(constraint, T.StartDateConstraint):
         dates.add(constraint.start_date)
@@ -79,7 +79,7 @@ def _constraint_points(constraint: Any, dates: set[date], tods: set[int]) -> Non
 def database_rows(provider: str, model: str) -> list[dict[str, Any]]:
     """Price rows for one (provider, model) from genai-prices; [] when it has no price."""
     try:
-        from genai_prices import types as T  # heavy, optional (module docstring)
+        from genai_prices import types as T  # optional dependency: genai-prices, heavy (module docstring)
     except ImportError:  # only overrides apply; every other model reports as unpriced
         warnings.warn("genai-prices is not installed: only price overrides apply", stacklevel=2)
         return []
@@ -138,7 +138,7 @@ def _tier_brackets(price: Any) -> list[tuple[int, int, dict[str, float]]]:
     genai-prices' tiers are cliffs on total input tokens: past a tier's start, every token
     of that kind is billed at the tier's rate.
     """
-    from genai_prices import types as T  # heavy, optional (module docstring)
+    from genai_prices import types as T  # optional dependency: genai-prices, heavy (module docstring)
 
     values = {k: getattr(price, k, None) for k in PRICED_KEYS}
     if values["input_mtok"] is None and values["output_mtok"] is None:

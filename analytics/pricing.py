@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,4 @@ class PriceBook:
 
 def database_version() -> str:
     """Version of the bundled genai-prices data (shown in reports)."""
-    from importlib.metadata import version
-
     return f"genai-prices {version('genai-prices')}"

@@ -19,11 +19,19 @@ from typing import Any
 
 import click
 
+from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes, file_name
+from spanlake.analytics.datasets import LabelFilter, freeze_dataset, match_items
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.cli.lake import lake_dir, lake_option
 from spanlake.cli.options import LAKE_HELP
 from spanlake.cli.options import data_dir_option as shared_data_dir_option
+from spanlake.cli.output import print_table
+from spanlake.cli.report import _parse_time
 from spanlake.collector.config import DEFAULT_HOST, DEFAULT_HTTP_PORT
+from spanlake.storage.datasets import check_names, list_datasets, members, read_examples, read_version, versions
 from spanlake.storage.layout import DEFAULT_PROJECT
+from spanlake.storage.reader import Lake
 
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_HTTP_PORT}"
 API_KEY_ENV = "SPANLAKE_API_KEY"
@@ -68,8 +76,6 @@ def api(url: str, method: str, path: str, body: Any = None, query: dict[str, Any
 
 
 def _time(text: str | None, now: datetime) -> datetime | None:
-    from spanlake.cli.report import _parse_time
-
     return _parse_time(text, now)
 
 
@@ -81,8 +87,6 @@ def _item(text: str) -> tuple[str, str | None]:
 
 
 def _starts(dd: Any, project: str, trace_ids: list[str]) -> dict[str, datetime]:
-    from spanlake.storage.reader import Lake
-
     sql = """SELECT trace_id, min(start_time) AS start FROM spans_raw
              WHERE project = $project AND list_contains($ids, trace_id) GROUP BY trace_id"""
     rows = Lake(dd).query(sql, {"project": project, "ids": trace_ids}).to_pylist()
@@ -205,11 +209,6 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def _matching(dd: Any, project: str, flt: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from spanlake.analytics.datasets import LabelFilter, match_items
-    from spanlake.analytics.runner import Analytics
-    from spanlake.analytics.traces.filters import TraceFilters
-    from spanlake.storage.reader import Lake
-
     now = datetime.now(UTC)
     tf = TraceFilters(
         since=_time(flt["since"], now),
@@ -259,10 +258,6 @@ def remove_cmd(name: str, items: tuple[str, ...], project: str, author: str | No
 @lake_option
 def list_cmd(project: str, all_projects: bool, fmt: str, data_dir: Path, lake: str | None) -> None:
     """List datasets: size, latest frozen version, when created and changed."""
-    from spanlake.cli.output import print_table
-    from spanlake.storage.datasets import list_datasets
-    from spanlake.storage.reader import Lake
-
     print_table(list_datasets(Lake(lake_dir(data_dir, lake)), None if all_projects else project).to_arrow(), fmt)
 
 
@@ -274,10 +269,6 @@ def list_cmd(project: str, all_projects: bool, fmt: str, data_dir: Path, lake: s
 @lake_option
 def show_cmd(name: str, project: str, fmt: str, data_dir: Path, lake: str | None) -> None:
     """Show a dataset's items and its frozen versions."""
-    from spanlake.cli.output import print_table
-    from spanlake.storage.datasets import check_names, list_datasets, members, read_version, versions
-    from spanlake.storage.reader import Lake
-
     try:
         check_names(project, name)
     except ValueError as e:
@@ -350,12 +341,6 @@ def export_cmd(
     lake: str | None,
 ) -> None:
     """Freeze the dataset as a new version (unless nothing changed) and write it in one format."""
-    from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes, file_name
-    from spanlake.analytics.datasets import freeze_dataset
-    from spanlake.analytics.runner import Analytics
-    from spanlake.storage.datasets import check_names, read_examples, read_version
-    from spanlake.storage.reader import Lake
-
     if fmt not in FORMATS:
         raise click.BadParameter(f"{fmt!r}: use one of {', '.join(FORMATS)}", param_hint="--format")
     try:

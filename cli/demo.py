@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import urllib.request
 from typing import Any
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from spanlake.server.demo import NO_DEMO_ENV, PARENT_ENV, install_hint, missing_packages
 
@@ -142,13 +144,11 @@ def demo(
     bigger model, applies policies, escalates to people, and its users leave feedback; two
     prompt versions (v1, v2) run side by side. Start spanlake first: `spanlake up`.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from spanlake.demo.runner import run_demo
-
     endpoint = endpoint.rstrip("/")
     if missing := missing_packages():
         raise click.ClickException(f"the demo needs {' and '.join(missing)}: {install_hint(missing)}")
+    from spanlake.demo.runner import run_demo  # optional dependency: the `demo` extra (openai, openai-v2)
+
     if (why := probe(endpoint)) is not None:
         raise click.ClickException(f"no spanlake at {endpoint} ({why}); start it with `spanlake up` or pass --endpoint")
     columns = (TextColumn("answering tickets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -178,8 +178,6 @@ def _child_main() -> None:  # pragma: no cover - runs in the background child
     """Exit with the parent (`spanlake up`) on Linux, then run the command."""
     if sys.platform.startswith("linux") and os.environ.get(PARENT_ENV):
         with contextlib.suppress(Exception):
-            import ctypes
-
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if str(os.getppid()) != os.environ[PARENT_ENV]:
             sys.exit(0)

@@ -7,9 +7,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import pyarrow as pa
 
+from spanlake.analytics.labels import project_agreement
 from spanlake.cli.dataset import api, data_dir_option, project_option, url_option
 from spanlake.cli.lake import lake_dir, lake_option
+from spanlake.cli.output import print_table
+from spanlake.cli.report import _parse_time
+from spanlake.storage.label_schema import LabelSchemas
+from spanlake.storage.reader import Lake
 
 
 @click.group("labels", context_settings={"max_content_width": 110})
@@ -83,8 +89,6 @@ def schema_cmd(
     data_dir: Path,
 ) -> None:
     """Show the project's label schema, or change it (changes go through the running spanlake)."""
-    from spanlake.storage.label_schema import LabelSchemas
-
     if add or remove:
         api(
             url,
@@ -138,14 +142,6 @@ def agreement_cmd(
     since: str | None, until: str | None, pairs: bool, fmt: str, project: str, data_dir: Path, lake: str | None
 ) -> None:
     """Agreement among human reviewers per label field: percent agreement, Cohen's and Fleiss' kappa."""
-    import pyarrow as pa
-
-    from spanlake.analytics.labels import project_agreement
-    from spanlake.cli.output import print_table
-    from spanlake.cli.report import _parse_time
-    from spanlake.storage.label_schema import LabelSchemas
-    from spanlake.storage.reader import Lake
-
     now = datetime.now(UTC)
     dd = lake_dir(data_dir, lake)
     result = project_agreement(

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from spanlake.cli.options import data_dir_option
 from spanlake.storage.layout import LAKE_ENV, DataDir
+from spanlake.storage.retention import apply_retention, expired_partitions, parse_rules
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,8 +52,6 @@ def up_options(f: F) -> F:
 
 def retention_rules(text: str) -> dict[str, int]:
     """Parse --retention for click (BadParameter on a bad rule)."""
-    from spanlake.storage.retention import parse_rules
-
     try:
         return parse_rules(text)
     except ValueError as e:
@@ -78,10 +78,6 @@ def retention(data_dir: Path, lake: str | None, projects: tuple[str, ...], days:
     Runs under the lake's compaction lock, so it never overlaps a compaction; collectors
     keep writing meanwhile.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from spanlake.storage.retention import apply_retention, expired_partitions
-
     dd = lake_dir(data_dir, lake)
     rules = retention_rules(",".join(f"{p}={days}" for p in projects))
     now = datetime.now(UTC)

@@ -8,12 +8,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 import click
+from rich.progress import Progress
 
 from spanlake.cli.dashboard import dashboard_auth_options
 from spanlake.cli.demo import no_demo_option
 from spanlake.cli.keys import auth_option
 from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
 from spanlake.cli.options import data_dir_option as shared_data_dir_option
+from spanlake.cli.output import print_table
 from spanlake.cli.up import port_in_use_message, print_banner, role_option
 from spanlake.collector.app import PortInUse
 from spanlake.collector.config import (
@@ -185,10 +187,10 @@ def query(sql: str, data_dir: Path, fmt: str, max_rows: int, lake: str | None) -
       spanlake query "SELECT name, attr_str(attributes, 'gen_ai.request.model') FROM spans"
     Safe to run while the collector is writing: it only reads whole Parquet files.
     """
-    import duckdb  # heavy: loaded by the commands that query, never by `spanlake up --role ingest`
+    # cli.main is also `spanlake up --role ingest`, which must not load DuckDB (tests/server/test_app.py).
+    import duckdb  # optional dependency: DuckDB, loaded by this command only
 
-    from spanlake.cli.output import print_table
-    from spanlake.storage.reader import Lake
+    from spanlake.storage.reader import Lake  # optional dependency: DuckDB, as above
 
     dd = lake_dir(data_dir, lake)
     try:
@@ -206,9 +208,7 @@ def query(sql: str, data_dir: Path, fmt: str, max_rows: int, lake: str | None) -
 @lake_option
 def compact_cmd(data_dir: Path, min_age: float, lake: str | None) -> None:
     """Merge small Parquet files per partition and drop re-sent duplicates."""
-    from rich.progress import Progress
-
-    from spanlake.storage.compact import compact
+    from spanlake.storage.compact import compact  # optional dependency: DuckDB, not for `up --role ingest`
 
     dd = lake_dir(data_dir, lake)
     with Progress(transient=True) as progress:

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
 from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.reports.registry import REPORTS, public_params, run_report
@@ -16,6 +19,7 @@ from spanlake.analytics.runner import Analytics, default_prices_path
 from spanlake.analytics.spans import Filters, parse_duration
 from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.cli.options import LAKE_HELP, data_dir_option
+from spanlake.cli.output import print_table
 from spanlake.storage.layout import DataDir
 
 
@@ -200,8 +204,6 @@ def report(
     **more: Any,
 ) -> None:
     """Run an analytics report over the lake (see HELP)."""
-    from spanlake.cli.output import print_table
-
     dd = DataDir(data_dir)
     if not dd.lake.is_dir():
         raise click.ClickException(f"no lake at {dd.root}: start `spanlake up` or pass --data-dir")
@@ -263,9 +265,6 @@ def _fmt(v: Any) -> str:
 
 def _print_vertical(df: Any, max_rows: int) -> None:
     """One block per row (column: value), readable in any terminal width."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     for i, row in enumerate(df.head(max_rows).iter_rows(named=True)):
         table = Table(title=f"row {i + 1}", title_justify="left", show_header=False, box=None, pad_edge=False)
@@ -307,8 +306,6 @@ def analytics_run(data_dir: Path, prices: Path | None, full: bool) -> None:
 
 
 def _update_rollups(an: Any, full: bool) -> None:
-    from rich.progress import Progress
-
     with Progress(transient=True) as bar:
         task = bar.add_task("rolling up hours", total=None)
 

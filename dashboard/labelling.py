@@ -16,6 +16,7 @@ import streamlit as st
 from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.dashboard import data, writes
 from spanlake.dashboard.components import esc
+from spanlake.dashboard.context import current
 from spanlake.storage.label_schema import LabelSchema
 
 NO_MODE = "(none)"
@@ -130,8 +131,6 @@ def relevance_form(project: str, trace_id: str, span_id: str, doc_ids: list[str]
 
 
 def _data_dir() -> str:
-    from spanlake.dashboard.context import current
-
     return current().data_dir
 
 

@@ -17,8 +17,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import httpx
+import openai
+from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+import spanlake.sdk as sl
 from spanlake.demo import chaos
 from spanlake.demo.app import Result, SupportAssistant
+from spanlake.demo.fake_openai import FakeOpenAI
 from spanlake.demo.tickets import THUMBS_DOWN_COMMENTS, Ticket, plan
 
 PROJECT = "demo"
@@ -108,13 +114,6 @@ def run_demo(
     on_result: Callable[[Result], None] | None = None,
 ) -> Summary:
     """Answer `tickets` planned tickets, send their traces and feedback to `endpoint`, flush."""
-    import httpx
-    import openai
-    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-
-    import spanlake.sdk as sl
-    from spanlake.demo.fake_openai import FakeOpenAI
-
     for name in [n for n in os.environ if n.startswith("OTEL_")]:  # the app's own settings do not apply
         del os.environ[name]
     os.environ.update(INSTRUMENTATION_ENV)

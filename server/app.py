@@ -142,7 +142,7 @@ class Server:
         )
         if self.role in UPKEEP and cfg.compaction:
             # Only this role compacts: its module loads DuckDB, which an ingest node never imports.
-            from spanlake.server.upkeep import LakeUpkeep
+            from spanlake.server.upkeep import LakeUpkeep  # optional dependency: DuckDB, not for an ingest node
 
             upkeep = LakeUpkeep(self.data_dir, cfg)
             upkeep.start()
@@ -196,7 +196,7 @@ class Server:
     def _start_rollups(self) -> None:
         # Only the roles serving reads run rollups (in a child process); an ingest node never
         # imports spanlake.analytics.
-        from spanlake.analytics.rollups.schedule import RollupSchedule
+        from spanlake.analytics.rollups.schedule import RollupSchedule  # optional dependency: not for ingest
 
         cfg, c = self.config, self.collector
         self.rollups = RollupSchedule.from_env(cfg.data_dir, cfg.lake)  # SPANLAKE_ROLLUP_INTERVAL (s), 0: off

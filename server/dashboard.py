@@ -11,6 +11,7 @@ the child as an explicit mode: password, proxy (with its header) or off.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import os
@@ -94,12 +95,10 @@ def child_main() -> None:  # pragma: no cover - runs in the child process
         os.nice(NICENESS)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
-            import ctypes
-
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.environ.get(PARENT_ENV) and str(os.getppid()) != os.environ[PARENT_ENV]:
             sys.exit(0)
-    from streamlit.web.cli import main
+    from streamlit.web.cli import main  # optional dependency: Streamlit, loaded by the dashboard child only
 
     sys.argv = ["streamlit", *sys.argv[1:]]
     main()

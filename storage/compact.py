@@ -49,7 +49,7 @@ from spanlake.storage.maintenance import (  # the lock, journal and listing are 
 from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.reader import fetch_arrow
 from spanlake.storage.schema import TABLES, Table
-from spanlake.storage.writer import FLUSHED_DIR, clean_staging, write_parquet
+from spanlake.storage.writer import FLUSHED_DIR, clean_staging, fsync_dir, write_parquet
 
 log = logging.getLogger(__name__)
 __all__ = ["JOURNAL_DIR", "LEASE", "LEASE_S", "Held", "compact", "exclusive", "partitions", "recover_interrupted"]
@@ -110,8 +110,6 @@ def candidates(
 
 def wal_segments(data_dir: DataDir) -> set[str]:
     """Names of this data directory's WAL segments not yet flushed; their files may be rewritten."""
-    from spanlake.storage.writer import fsync_dir
-
     wal = data_dir.wal
     if not wal.is_dir():
         return set()

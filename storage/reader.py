@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
@@ -299,6 +300,4 @@ class Lake:
 
     def query_polars(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
         """Run SQL over the views and return a Polars DataFrame."""
-        import polars as pl
-
         return pl.from_arrow(self.query(sql, params))

@@ -6,6 +6,7 @@ caller has to handle (callers still wrap these in the SDK's own guard).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,8 +26,6 @@ def _plain(value: Any) -> Any:
     if callable(to_dict):
         return to_dict()
     if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
         return dataclasses.asdict(value)
     return str(value)
 

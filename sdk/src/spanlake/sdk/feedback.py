@@ -26,6 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from spanlake.sdk import provider
 from spanlake.sdk._state import VERSION, logger
 
 FEEDBACK_PATH = "/api/v1/feedback"
@@ -82,8 +83,6 @@ def _base_url(endpoint: str) -> str:
 
 def _defaults() -> tuple[str, dict[str, str], str | None]:
     """Endpoint, headers and project from setup(), else from the environment (as setup reads it)."""
-    from spanlake.sdk import provider
-
     handle = provider._current
     env = (os.environ.get(n) for n in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
     endpoint = getattr(handle, "base_endpoint", None) or next((e for e in env if e), DEFAULT_ENDPOINT)

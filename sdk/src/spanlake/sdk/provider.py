@@ -23,9 +23,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.util.re import parse_env_headers
 
 from spanlake.sdk import attributes as A
 from spanlake.sdk._state import CAPTURE_ENV, STATE, TRACER_NAME, VERSION, env_flag, internal_error, logger
@@ -92,8 +94,6 @@ def _traces_endpoint(endpoint: str | None) -> str | None:
 
 def _headers(headers: Mapping[str, str] | None, api_key: str | None) -> dict[str, str]:
     """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, then `headers`, then the API key as a bearer token."""
-    from opentelemetry.util.re import parse_env_headers
-
     merged = {
         k.lower(): v
         for k, v in parse_env_headers(
@@ -107,8 +107,6 @@ def _headers(headers: Mapping[str, str] | None, api_key: str | None) -> dict[str
 
 
 def _otlp_exporter(endpoint: str | None, headers: dict[str, str], timeout_s: float | None) -> SpanExporter:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
     protocol = _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
     if protocol and protocol != "http/protobuf":
         logger.warning("spanlake sdk exports OTLP http/protobuf; ignoring OTEL_EXPORTER_OTLP_PROTOCOL=%s", protocol)
