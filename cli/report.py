@@ -203,11 +203,13 @@ def report(
     from spanlake.analytics.spans import Filters, parse_attr_filter
     from spanlake.analytics.task_outcomes import TaskOptions
     from spanlake.cli.output import print_table
-    from spanlake.storage.layout import DataDir
+    from spanlake.storage.layout import DataDir, valid_project
 
     dd = DataDir(data_dir)
     if not dd.lake.is_dir():
         raise click.ClickException(f"no lake at {dd.root}: start `spanlake up` or pass --data-dir")
+    if project is not None and not valid_project(project):  # it names a folder of the lake
+        raise click.BadParameter("letters, digits, '_', '.', '-'; at most 64", param_hint="--project")
     attributes: dict[str, str] = {}
     for item in attrs:
         try:
