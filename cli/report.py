@@ -214,8 +214,10 @@ def report(
     for item in attrs:
         try:
             key, value = parse_attr_filter(item)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--attr") from None
+        except ValueError:
+            key, value = "", ""
+        if not key:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE (write \\= for an '=' in KEY)", param_hint="--attr")
         attributes[key] = value
     now = datetime.now(UTC)
     filters = Filters(

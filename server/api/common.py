@@ -99,10 +99,13 @@ def attributes(pairs: Sequence[str]) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for item in pairs:
+        item = attr_text(item, "attr")
         try:
-            key, value = parse_attr_filter(attr_text(item, "attr"))
+            key, value = parse_attr_filter(item)
         except ValueError:
-            raise InvalidRequest("attr: use key=value (write \\= for an '=' in the key)") from None
+            key, value = "", ""
+        if not key:  # the empty key too: far more often a mistake than a key (group_by_attr takes it)
+            raise InvalidRequest("attr: use key=value (write \\= for an '=' in the key)")
         if key in out:
             raise InvalidRequest(f"attr {key!r} given twice")
         out[key] = value

@@ -169,7 +169,7 @@ def test_any_attribute_key_is_filtered_and_grouped_exactly(lake: RunningCollecto
     window = {"since": "1h"}
 
     @given(kv=stored_attribute())
-    @bounded(20)
+    @bounded(12)
     def run(kv: tuple[str, str]) -> None:
         key, value = kv
         stored.send(lake, key, value)
@@ -177,6 +177,12 @@ def test_any_attribute_key_is_filtered_and_grouped_exactly(lake: RunningCollecto
         attr = f"{escaped(key)}={value}"
         r = httpx.get(f"{lake.http}/api/v1/traces", params={**window, "attr": attr, "limit": 500}, timeout=60)
         answered(r)
+        if key == "":  # the one key `attr` refuses (docs/security.md); group_by_attr takes it
+            assert r.status_code == 400
+            r = httpx.get(f"{lake.http}/api/v1/reports/tasks", params={**window, "group_by_attr": ""}, timeout=60)
+            answered(r)
+            assert {row["attr:"]: row["tasks"] for row in r.json()["rows"]}.get(value) == (len(want) or None)
+            return
         if r.status_code != 200:  # only the HTTP layer's limit on a request head may refuse it
             assert len(str(r.request.url)) > HEAD_LIMIT - 512, r.text[:300]
             return
@@ -239,8 +245,8 @@ def test_any_attribute_key_from_the_cli(lake: RunningCollector, stored: Stored) 
     started = time.monotonic()
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
 
-    @given(kv=stored_attribute().filter(lambda kv: "\x00" not in kv[0] + kv[1]))  # argv holds no NUL
-    @bounded(10)
+    @given(kv=stored_attribute().filter(lambda kv: kv[0] and "\x00" not in kv[0] + kv[1]))  # argv holds no NUL
+    @bounded(8)
     def run(kv: tuple[str, str]) -> None:
         key, value = kv
         trace = stored.send(lake, key, value)
