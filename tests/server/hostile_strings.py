@@ -43,6 +43,10 @@ def hostile_text(max_size: int = 40) -> st.SearchStrategy[str]:
     )
 
 
+PRINTABLE = "".join(c for c in METACHARACTERS if c >= " " or c == "\t")
+
+
 def hostile_key() -> st.SearchStrategy[str]:
-    """Attribute keys as a span may carry them: any of the above."""
-    return hostile_text(max_size=24)
+    """Attribute keys as a span may carry them: any of the above, and often printable
+    metacharacters only (what a key in the wild holds)."""
+    return st.one_of(st.text(alphabet=st.sampled_from(PRINTABLE + "aZ0"), min_size=1, max_size=12), hostile_text(24))

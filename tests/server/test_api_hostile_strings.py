@@ -9,18 +9,21 @@ property, each property with a time budget."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from spanlake.analytics.rollup_job import run_job
 from spanlake.cli.main import cli
 from spanlake.collector.content import is_content
 from spanlake.server.api.limits import ENV_RATE
@@ -57,6 +60,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCollector]
         for req in alpha_requests():
             send(running.http, req, None)
         running.flush()
+        run_job(data_dir)  # hourly rollups: the reports read them where they can answer
         yield running
     finally:
         stop()
@@ -88,6 +92,36 @@ DETAIL_PARAMS = ["project", "around"]
 WINDOW = {"since": "2025-06-02T09:00:00+00:00", "until": "2025-06-02T11:00:00+00:00"}
 
 
+def escaped(key: str) -> str:
+    """A key as the `attr` parameter and `--attr` name it: backslash and '=' escaped."""
+    return key.replace("\\", "\\\\").replace("=", "\\=")
+
+
+def hostile_time() -> st.SearchStrategy[str]:
+    """ISO times anywhere in the calendar, at any offset, or hostile text."""
+    offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+    times = st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59), timezones=offsets)
+    return st.one_of(times.map(datetime.isoformat), hostile_text())
+
+
+def hostile_cursor() -> st.SearchStrategy[str]:
+    """Cursors as the API encodes them, crafted with any offset and times, or hostile text."""
+    doc = st.fixed_dictionaries({"o": st.integers(-(2**70), 2**70), "s": hostile_time(), "u": hostile_time()})
+    return st.one_of(doc.map(lambda d: base64.urlsafe_b64encode(orjson.dumps(d)).decode().rstrip("=")), hostile_text())
+
+
+# Parameters whose values have a structure: hostile parts in it, besides plain hostile text.
+SHAPED: dict[str, st.SearchStrategy[str]] = {
+    "attr": st.one_of(st.builds(lambda k, v: f"{escaped(k)}={v}", hostile_key(), hostile_text()), hostile_text()),
+    "group_by": st.one_of(hostile_key().map(lambda k: f"attr:{k}"), hostile_text()),
+    "group_by_attr": hostile_key(),
+    "since": hostile_time(),
+    "until": hostile_time(),
+    "around": hostile_time(),
+    "cursor": hostile_cursor(),
+}
+
+
 @st.composite
 def api_request(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     """A read endpoint and its parameters, one to three of them hostile."""
@@ -104,8 +138,11 @@ def api_request(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = dict(WINDOW) if "since" in names else {}
     if path.endswith("/compare"):
         params |= {"a": "svc-a", "b": "svc-b", "by": "service"}
-    for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True)):
-        params[name] = draw(hostile_text())
+    chosen = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
+    shaped = [n for n in names if n in SHAPED]
+    chosen = [draw(st.sampled_from(shaped))] if draw(st.booleans()) else chosen  # half: one shaped parameter
+    for name in chosen:
+        params[name] = draw(SHAPED.get(name, hostile_text()))
     return path, params
 
 
@@ -128,11 +165,6 @@ def stored_attribute(draw: st.DrawFn) -> tuple[str, str]:
     key = draw(hostile_key())
     value = draw(hostile_text(max_size=16) if len(key) > 100 else hostile_text())
     return key, value
-
-
-def escaped(key: str) -> str:
-    """A key as the `attr` parameter and `--attr` name it: backslash and '=' escaped."""
-    return key.replace("\\", "\\\\").replace("=", "\\=")
 
 
 class Stored:
@@ -225,7 +257,7 @@ def test_every_report_option_takes_any_string(lake: RunningCollector) -> None:
         if name == "compare":
             args += ["--by", "service", "--a", "svc-a", "--b", "svc-b"]
         for opt in opts:
-            args += [opt, data.draw(hostile_text(), label=opt)]
+            args += [opt, data.draw(SHAPED.get(opt[2:].replace("-", "_"), hostile_text()), label=opt)]
         result = cli_run(*args)
         assert result.exit_code in (0, 1, 2), result.output[-500:]
         if result.exit_code:
