@@ -22,12 +22,13 @@ from tests.server.api_helpers import MS, PRICES, T0_NS, T1, T2, T3, WINDOW, alph
 ODD_KEYS = ['q"uote', "back\\slash", '\\"', "a.b", "a[0]", "$", "$.x", "*", "~0", "a/b", "ünï\u202e", "", "n\x00l"]
 
 
-T4 = bytes([0x44]) * 16
+T4, T5 = bytes([0x44]) * 16, bytes([0x55]) * 16
 
 
 def checks_requests() -> list[Any]:
     """Validation checks: a failing one in T1 (tier gold on its task), a passing one in T2 (silver),
-    one in T3 that carries its own tier (platinum), and one in T4 carrying every odd key."""
+    one in T3 that carries its own tier (platinum), and one in T4 carrying every odd key; in T5
+    a retrieval whose document keys hold a quote and whose scores are no numbers."""
     passed, name = "spanlake.validation.passed", "spanlake.validation.name"
     odd = {passed: True, name: "odd"} | {k: f"v{i}" for i, k in enumerate(ODD_KEYS)}
     spans = [
@@ -38,7 +39,15 @@ def checks_requests() -> list[Any]:
         make_span("odd-root", T4, sid(1), b"", T0_NS + 1_500_000 * MS, 10 * MS),
         make_span("odd", T4, sid(2), sid(1), T0_NS + 1_500_001 * MS, MS, odd),
     ]  # fmt: skip
-    return [make_request(spans, {"service.name": "svc-b"})]
+    docs = {
+        "openinference.span.kind": "RETRIEVER",
+        "retrieval.documents.0.document.id": "d1",
+        'retrieval.documents.0.document.a"b\\.document.score': "0.5",  # a quote in a content key
+        "retrieval.documents.1.document.id": "d2",
+        "retrieval.documents.1.document.score": "not a number",
+    }
+    retrieval = [make_span("search", T5, sid(1), b"", T0_NS + 1_600_000 * MS, 5 * MS, docs)]
+    return [make_request(spans, {"service.name": "svc-b"}), make_request(retrieval, {"service.name": "svc-r"})]
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +96,13 @@ def test_validation_grouped_by_an_attribute(api: RunningCollector) -> None:
     ]
     got = rows(get(api, "/api/v1/reports/validation", group_by="attr:customer.tier", attr="customer.tier=platinum"))
     assert [(r["attr:customer.tier"], r["checks"]) for r in got] == [("platinum", 1)]
+
+
+def test_retrieval_with_odd_document_keys_and_scores(api: RunningCollector) -> None:
+    got = rows(get(api, "/api/v1/reports/retrieval", source="raw"))
+    assert [(r["data_source"], r["queries"], r["docs_per_query"]) for r in got] == [("search", 1, 2.0)]
+    got = rows(get(api, "/api/v1/reports/retrieved-documents", source="raw"))
+    assert sorted(r["document_id"] for r in got) == ["d1", "d2"]
 
 
 def escaped(key: str) -> str:

@@ -150,7 +150,7 @@ def test_every_read_parameter_takes_any_string(lake: RunningCollector) -> None:
     started = time.monotonic()
 
     @given(req=api_request())
-    @bounded(60)
+    @bounded(40)
     def run(req: tuple[str, dict[str, Any]]) -> None:
         path, params = req
         answered(httpx.get(lake.http + path, params=params, timeout=60))
