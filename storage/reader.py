@@ -18,7 +18,7 @@ Views:
   dataset_events       one row per dataset membership event (dataset_events_raw: as stored)
   traces               one row per trace (see storage.schema.TRACES_COLUMNS)
 Macros:
-  attr(json, key)      value of an attribute in a JSON object column, as JSON
+  attr(json, key)      value of the attribute named exactly `key` in a JSON object column, as JSON
   attr_str(json, key)  the same as text
 """
 
@@ -88,9 +88,13 @@ def _empty_select(table: Table) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+# An attribute is looked up by its exact key through a JSON Pointer (RFC 6901), in which only
+# '~' and '/' need escaping ('~0', '~1'): any key (quotes, backslashes, dots, brackets, '$',
+# NUL, the empty key) names one member and never a path into nested values.
+KEY_POINTER_SQL = "'/' || replace(replace(k, '~', '~0'), '/', '~1')"
 MACRO_DDL = (
-    """CREATE OR REPLACE MACRO attr(j, k) AS json_extract(j, '$."' || k || '"')""",
-    """CREATE OR REPLACE MACRO attr_str(j, k) AS json_extract_string(j, '$."' || k || '"')""",
+    f"CREATE OR REPLACE MACRO attr(j, k) AS json_extract(j, {KEY_POINTER_SQL})",
+    f"CREATE OR REPLACE MACRO attr_str(j, k) AS json_extract_string(j, {KEY_POINTER_SQL})",
 )
 
 
