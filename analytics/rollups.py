@@ -37,7 +37,9 @@ from spanlake.analytics.rollup_tables import CALL_KEYS, COST_DIMS, TABLES, Table
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters, GroupBy
 from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.storage.late import late_by_hour, late_covering
 from spanlake.storage.layout import DataDir
+from spanlake.storage.schema import SPANS
 
 STATE_VERSION = 2
 HOUR = timedelta(hours=1)
@@ -74,13 +76,16 @@ def _ceil(t: datetime) -> datetime:
 
 
 def source_signatures(dd: DataDir) -> dict[datetime, str]:
-    """UTC hour → hash of the (name, size, mtime) of every span file of that hour, all projects."""
+    """UTC hour → hash of the (name, size, mtime) of every span file of that hour, all projects
+    (a late-arrival file counts in every hour it has rows of)."""
     files: dict[datetime, list[str]] = {}
     for f in (dd.lake / "spans").glob("project=*/date=*/hour=*/*.parquet"):
         date_part, hour_part = f.parent.parent.name[5:], f.parent.name[5:]
         h = datetime.fromisoformat(date_part).replace(hour=int(hour_part), tzinfo=UTC)
         st = f.stat()
         files.setdefault(h, []).append(f"{f.parent.parent.parent.name}/{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    for h, entries in late_by_hour(dd, SPANS).items():
+        files.setdefault(h, []).extend(f"{e.rel}:{e.size}:{e.mtime}" for e in entries)
     return {h: hashlib.sha1("\n".join(sorted(v)).encode()).hexdigest() for h, v in files.items()}
 
 
@@ -201,15 +206,28 @@ def linked_hours(an: Analytics, changed: set[datetime], among: set[datetime] | N
         index = [
             str(f) for f in (index_dir / f"{_hour_name(h)}.parquet" for h in sorted(among - changed)) if f.exists()
         ]
-    if not spans or not index:
+    late = late_covering(dd, SPANS, changed)
+    if not (spans or late) or not index:
         return set()
+    params: dict[str, list[str]] = {"index": index}
+    sources = []
+    if spans:
+        params["spans"] = spans
+        sources.append(
+            "SELECT project, trace_id FROM read_parquet($spans, hive_partitioning = true, union_by_name = true)"
+        )
+    if late:
+        params["late"] = late
+        sources.append(
+            "SELECT project, trace_id FROM read_parquet($late, hive_partitioning = true, "
+            "hive_types = {'project': VARCHAR}, union_by_name = true)"
+        )
     con = duckdb.connect(":memory:")
     try:
-        sql = """
-          WITH n AS (SELECT DISTINCT project, trace_id
-                     FROM read_parquet($spans, hive_partitioning = true, union_by_name = true))
+        sql = f"""
+          WITH n AS (SELECT DISTINCT project, trace_id FROM ({" UNION ALL ".join(sources)}))
           SELECT DISTINCT epoch_us(i.hour) FROM read_parquet($index) i SEMI JOIN n USING (project, trace_id)"""
-        rows = con.execute(sql, {"spans": spans, "index": index}).fetchall()
+        rows = con.execute(sql, params).fetchall()
     finally:
         con.close()
     return {datetime.fromtimestamp(r[0] / 1e6, UTC) for r in rows}
@@ -336,7 +354,8 @@ def _linked_cached(an: Analytics, changed: set[datetime], among: set[datetime]) 
     if not changed:
         return set()
     dd = an.lake.data_dir
-    files = sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size) for c in changed for f in _hour_files(dd, c))
+    own = [f for c in changed for f in _hour_files(dd, c)] + [Path(f) for f in late_covering(dd, SPANS, changed)]
+    files = sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in own)
     state = rollup_dir(dd) / "state.json"
     key = (str(dd.root), tuple(files), state.stat().st_mtime_ns if state.exists() else 0, tuple(sorted(among)))
     if key not in _LINKED:

@@ -28,7 +28,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from spanlake.collector.errors import InvalidRequest
 from spanlake.collector.redact import Redactor, redact_request
 from spanlake.collector.redact_rules import RuleSet
-from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, Verdict, validate_logs, validate_traces
+from spanlake.collector.validate import (
+    DEFAULT_MAX_FUTURE_S,
+    DEFAULT_MAX_PAST_S,
+    Verdict,
+    validate_logs,
+    validate_traces,
+)
 from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, Record, WriteAheadLog
 from spanlake.storage.layout import DEFAULT_PROJECT
 
@@ -141,9 +147,11 @@ class Ingestor:
         max_future_s: int = DEFAULT_MAX_FUTURE_S,
         redactor: Redactor | None = None,
         default_project: str = DEFAULT_PROJECT,
+        max_past_s: int = DEFAULT_MAX_PAST_S,
     ) -> None:
         self.wal = wal
         self.max_future_s = max_future_s
+        self.max_past_s = max_past_s
         self.redactor = redactor
         self.default_project = default_project  # decides which redaction rules apply, as in the lake
         self.accepted = {"traces": 0, "logs": 0}
@@ -163,7 +171,8 @@ class Ingestor:
         else:  # regexes over every string: off the event loop
             request, redacted = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
         validate = validate_traces if spec.name == "traces" else validate_logs
-        verdict = validate(request, project, max_future_s=self.max_future_s)  # type: ignore[arg-type]
+        window = {"max_future_s": self.max_future_s, "max_past_s": self.max_past_s}
+        verdict = validate(request, project, **window)  # type: ignore[arg-type]
         if verdict.accepted:
             # Store the original bytes when nothing was dropped or redacted: no re-serialization cost.
             as_sent = encoding == "protobuf" and not verdict.rejected and not redacted
