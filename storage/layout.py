@@ -119,9 +119,10 @@ class DataDir:
         object storage it lists the span files, so keep it off hot paths there."""
         found: set[str] = set()
         if self.is_remote:
-            for entry in self.store.list_files("spans/", PARQUET_SUFFIX):
-                part = entry.rel.split("/")[1] if entry.rel.count("/") > 1 else ""
-                found.add(part.removeprefix("project="))
+            for prefix, level in (("spans/", 1), ("_late/spans/", 2)):  # late area: see storage.late
+                for entry in self.store.list_files(prefix, PARQUET_SUFFIX):
+                    part = entry.rel.split("/")[level] if entry.rel.count("/") > level else ""
+                    found.add(part.removeprefix("project="))
         elif self.lake.is_dir():
             dirs = [*self.lake.glob("*/project=*"), *self.lake.glob("_late/*/project=*")]
             found = {d.name.removeprefix("project=") for d in dirs if d.is_dir()}
