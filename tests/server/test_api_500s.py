@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from spanlake.analytics.rollup_job import run_job
+from spanlake.analytics.rollups.materialize import run_job
 from spanlake.server.api.limits import ENV_RATE
 from tests.conftest import RunningCollector, start_collector
 from tests.factories import make_request, make_span

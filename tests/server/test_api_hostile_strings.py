@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from spanlake.analytics.rollup_job import run_job
+from spanlake.analytics.rollups.materialize import run_job
 from spanlake.cli.main import cli
 from spanlake.collector.content import is_content
 from spanlake.server.api.limits import ENV_RATE
