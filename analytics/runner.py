@@ -93,7 +93,9 @@ class Analytics:
         p = Params()
         ctes = span_ctes(src, p, PriceBook.tier_models(table), PriceBook.service_tier_keys(table))
         sql = f"WITH RECURSIVE {ctes},\n{body(p)}"
-        return pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[return-value]
+        df: pl.DataFrame = pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[assignment]
+        renames = {alias: name for alias, name in src.group.renames.items() if alias in df.columns}
+        return df.rename(renames) if renames else df
 
     def _labels(self) -> pa.Table:
         """The label source's table (skipped when the lake's label source has no files yet)."""

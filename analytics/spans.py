@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
-from spanlake.storage.reader import ROOT_PREDICATE
+from spanlake.storage.reader import KEY_POINTER_SQL, ROOT_PREDICATE
 from spanlake.storage.schema import SPANS
 
 BUCKETS = ("minute", "hour", "day", "week", "month")
@@ -91,6 +91,25 @@ class Filters:
         return cls(since=now - delta, until=now, **kw)
 
 
+def parse_attr_filter(item: str) -> tuple[str, str]:
+    r"""`KEY=VALUE` → (key, value). KEY ends at the first '=' not escaped: in KEY, `\=` stands
+    for '=' and `\\` for one backslash (any other backslash is itself); VALUE is the rest,
+    exactly. So every key can be named: `a\=b=1` is key 'a=b', value '1'."""
+    key: list[str] = []
+    i = 0
+    while i < len(item):
+        c = item[i]
+        if c == "\\" and item[i + 1 : i + 2] in ("=", "\\"):
+            key.append(item[i + 1])
+            i += 2
+            continue
+        if c == "=":
+            return "".join(key), item[i + 1 :]
+        key.append(c)
+        i += 1
+    raise ValueError(f"{item!r}: use KEY=VALUE (write \\= for an '=' in KEY)")
+
+
 class Params:
     """Collects bound parameters; `add(v)` returns the `$name` to put in the SQL."""
 
@@ -116,15 +135,18 @@ class GroupBy:
         dims: list[str] = []
         attrs: list[str] = []
         for k in keys:
+            if k.startswith("attr:"):  # the rest is the key, exactly (any text, even empty)
+                attrs += [] if k[5:] in attrs else [k[5:]]
+                continue
             k = k.strip()
             if not k:
                 continue
-            if k.startswith("attr:") and len(k) > 5:
-                attrs.append(k[5:])
+            if k.startswith("attr:"):
+                attrs += [] if k[5:] in attrs else [k[5:]]
             elif k in BUCKETS:
                 bucket = k
             elif k in allowed:
-                dims.append(k)
+                dims += [] if k in dims else [k]
             else:
                 names = ", ".join([*allowed, "attr:KEY", *BUCKETS])
                 raise ValueError(f"cannot group by {k!r}; choose from {names}")
@@ -138,12 +160,24 @@ class GroupBy:
         if self.bucket:
             out.append((f"date_trunc('{self.bucket}', {time_col})", self.bucket))
         out += [(allowed[d], d) for d in self.dims]
-        out += [(f"g_attr_{i}", f"attr:{k}") for i, k in enumerate(self.attrs)]
+        out += [(f"g_attr_{i}", attr_alias(i)) for i in range(len(self.attrs))]
         return out
+
+    @property
+    def renames(self) -> dict[str, str]:
+        """SQL output name → the group's name, for the attribute keys: a key never enters SQL
+        text, not even as a quoted alias (DuckDB cuts identifiers at NUL and matches them
+        case-insensitively), so results are renamed after the query."""
+        return {attr_alias(i): f"attr:{k}" for i, k in enumerate(self.attrs)}
 
     @property
     def names(self) -> list[str]:
         return [*([self.bucket] if self.bucket else []), *self.dims, *(f"attr:{k}" for k in self.attrs)]
+
+
+def attr_alias(i: int) -> str:
+    """The SQL output name of the i-th attribute group key (see GroupBy.renames)."""
+    return f"sl_attr_key_{i}"
 
 
 def quote_ident(name: str) -> str:
@@ -349,21 +383,21 @@ MACROS = (
            WHEN json_type(sl_gen_docs(c)) = 'ARRAY' THEN json_array_length(sl_gen_docs(c))::BIGINT
            ELSE len(list_distinct(list_transform(sl_oi_doc_keys(c), lambda k: regexp_extract(k, '{_OI_DOC}', 1))))
       END)""",
-    """CREATE OR REPLACE MACRO sl_doc_scores(c) AS (
+    f"""CREATE OR REPLACE MACRO sl_doc_scores(c) AS (
       CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
-           THEN list_filter(CAST(json_extract_string(sl_gen_docs(c), '$[*].score') AS DOUBLE[]),
+           THEN list_filter(TRY_CAST(json_extract_string(sl_gen_docs(c), '$[*].score') AS DOUBLE[]),
                             lambda x: x IS NOT NULL)
            ELSE list_transform(list_filter(sl_oi_doc_keys(c), lambda k: k LIKE '%.document.score'),
-                               lambda k: CAST(json_extract_string(c, '$."' || k || '"') AS DOUBLE))
+                               lambda k: TRY_CAST(json_extract_string(c, {KEY_POINTER_SQL}) AS DOUBLE))
       END)""",
     """CREATE OR REPLACE MACRO sl_top1_score(c) AS (
       CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
-           THEN CAST(json_extract_string(sl_gen_docs(c), '$[0].score') AS DOUBLE)
-           ELSE CAST(json_extract_string(c, '$."retrieval.documents.0.document.score"') AS DOUBLE) END)""",
-    """CREATE OR REPLACE MACRO sl_doc_ids(c) AS (
+           THEN TRY_CAST(json_extract_string(sl_gen_docs(c), '$[0].score') AS DOUBLE)
+           ELSE TRY_CAST(json_extract_string(c, '$."retrieval.documents.0.document.score"') AS DOUBLE) END)""",
+    f"""CREATE OR REPLACE MACRO sl_doc_ids(c) AS (
       CASE WHEN json_type(sl_gen_docs(c)) = 'ARRAY'
            THEN list_filter(json_extract_string(sl_gen_docs(c), '$[*].id'), lambda x: x IS NOT NULL)
            ELSE list_transform(list_filter(sl_oi_doc_keys(c), lambda k: k LIKE '%.document.id'),
-                               lambda k: json_extract_string(c, '$."' || k || '"'))
+                               lambda k: json_extract_string(c, {KEY_POINTER_SQL}))
       END)""",
 )

@@ -23,9 +23,12 @@ from spanlake.collector.config import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HOST,
     DEFAULT_HTTP_PORT,
+    MAX_FUTURE_ENV,
+    MAX_PAST_ENV,
     CollectorConfig,
 )
 from spanlake.collector.redact import RedactionError
+from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, DEFAULT_MAX_PAST_S
 from spanlake.server.app import DashboardSettings, Server, ServerOptions
 from spanlake.storage.layout import DEFAULT_PROJECT
 from spanlake.storage.signin import resolve_mode
@@ -98,6 +101,25 @@ def cli() -> None:
     show_envvar=True,
     help="Processes that turn the write-ahead log into Parquet (0: in the collector process).",
 )
+@click.option(
+    "--max-future-seconds",
+    type=click.IntRange(0, 366 * 86_400),
+    default=DEFAULT_MAX_FUTURE_S,
+    show_default=True,
+    envvar=MAX_FUTURE_ENV,
+    show_envvar=True,
+    help="Reject spans and logs that start more than this far after the collector's clock.",
+)
+@click.option(
+    "--max-past-seconds",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_PAST_S,
+    show_default=True,
+    envvar=MAX_PAST_ENV,
+    show_envvar=True,
+    help="Reject spans and logs that start more than this far before the collector's clock (0: accept "
+    "anything since 2000-01-01).",
+)
 @no_demo_option
 @up_options
 @auth_option
@@ -113,6 +135,8 @@ def up(
     dashboard_port: int,
     no_dashboard: bool,
     flush_workers: int,
+    max_future_seconds: int,
+    max_past_seconds: int,
     no_demo: bool,
     lake: str | None,
     compaction: bool,
@@ -140,6 +164,8 @@ def up(
             http_port=http_port,
             default_project=default_project,
             flush_workers=flush_workers,
+            max_future_s=max_future_seconds,
+            max_past_s=max_past_seconds,
             lake=lake,
             compaction=compaction,
             retention=retention_rules(retention),

@@ -16,11 +16,11 @@ from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.reports.registry import REPORTS, public_params, run_report
 from spanlake.analytics.rollups.materialize import run
 from spanlake.analytics.runner import Analytics, default_prices_path
-from spanlake.analytics.spans import Filters, parse_duration
+from spanlake.analytics.spans import Filters, parse_attr_filter, parse_duration
 from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.cli.options import LAKE_HELP, data_dir_option
 from spanlake.cli.output import print_table
-from spanlake.storage.layout import DataDir
+from spanlake.storage.layout import DataDir, valid_project
 
 
 def _taken_by(name: str, text: str) -> str:
@@ -66,19 +66,30 @@ HELP = (
 )
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the window the API accepts too (server.api.common)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _parse_time(text: str | None, now: datetime) -> datetime | None:
     """'24h' (that long ago), an ISO date/time (UTC unless it says otherwise), or None."""
     if text is None:
         return None
     try:
         return now - parse_duration(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"{text!r}: use a duration such as 24h or 7d, or an ISO time") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    try:
+        ok = EARLIEST <= t <= LATEST
+    except OverflowError:  # an offset that takes the time off the calendar
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{text!r}: a time between 1970 and 2200")
+    return t
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -106,7 +117,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "attrs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Only spans whose attribute KEY equals VALUE (repeatable).",
+    help="Only spans whose attribute KEY equals VALUE (repeatable; in KEY write \\= for '=' and \\\\ for '\\').",
 )
 @click.option(
     "--group-by",
@@ -116,6 +127,13 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="Comma-separated: project, service, model, provider, prompt_name, prompt_version, task_name, outcome, "
     "outcome_source, validator, data_source, attr:KEY, or a time bucket (hour, day, week, month). "
     "Which keys apply depends on the report.",
+)
+@click.option(
+    "--group-by-attr",
+    "group_by_attrs",
+    multiple=True,
+    metavar="KEY",
+    help="Group by this attribute key, exactly as spans carry it (repeatable; never split at commas or trimmed).",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--max-rows", type=int, default=100, show_default=True, help="Rows shown by --format table.")
@@ -188,6 +206,7 @@ def report(
     prompt_version: str | None,
     attrs: tuple[str, ...],
     group_by: tuple[str, ...],
+    group_by_attrs: tuple[str, ...],
     fmt: str,
     max_rows: int,
     prices: Path | None,
@@ -207,11 +226,16 @@ def report(
     dd = DataDir(data_dir)
     if not dd.lake.is_dir():
         raise click.ClickException(f"no lake at {dd.root}: start `spanlake up` or pass --data-dir")
+    if project is not None and not valid_project(project):  # it names a folder of the lake
+        raise click.BadParameter("letters, digits, '_', '.', '-'; at most 64", param_hint="--project")
     attributes: dict[str, str] = {}
     for item in attrs:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: use KEY=VALUE", param_hint="--attr")
+        try:
+            key, value = parse_attr_filter(item)
+        except ValueError:
+            key, value = "", ""
+        if not key:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE (write \\= for an '=' in KEY)", param_hint="--attr")
         attributes[key] = value
     now = datetime.now(UTC)
     filters = Filters(
@@ -233,7 +257,7 @@ def report(
     if update_rollups:
         _update_rollups(an, full=False)
     opts = TaskOptions(default_outcome=default_outcome)
-    keys = _split(group_by)
+    keys = _split(group_by) + [f"attr:{k}" for k in group_by_attrs]
     given = {"slow_ms": slow_ms, "sort": sort, "limit": limit, "by": by, "k": k, "a": a, "b": b, **more}
     chosen = REPORTS[name]
     params = {p.name: given[p.name] for p in chosen.params if p.public}

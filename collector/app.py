@@ -69,7 +69,9 @@ class Collector:
         )
         self.flusher = Flusher(self.wal, LakeWriter(self.data_dir), config.default_project, config.flush_workers)
         self.wal.on_segment_closed = self.flusher.submit
-        self.ingestor = Ingestor(self.wal, config.max_future_s, self.redactor, config.default_project)
+        self.ingestor = Ingestor(
+            self.wal, config.max_future_s, self.redactor, config.default_project, max_past_s=config.max_past_s
+        )
         keys = (config.keys_file or keys_path(config.data_dir)) if config.auth_enabled else None
         self.auth = Authenticator(keys, internal_token=config.internal_token)
         self._grpc: grpc.aio.Server | None = None

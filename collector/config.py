@@ -13,7 +13,7 @@ from spanlake.collector import connection_limits as limits
 from spanlake.collector.connection_limits import ConnectionLimits
 from spanlake.collector.grpc_receiver import DEFAULT_MAX_MESSAGE_BYTES
 from spanlake.collector.http_receiver import DEFAULT_MAX_BODY_BYTES
-from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S
+from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, DEFAULT_MAX_PAST_S
 from spanlake.storage.layout import ALL_PROJECTS, COMPACT_MIN_AGE_S, DEFAULT_PROJECT, valid_project
 
 AuthMode = Literal["auto", "on", "off"]
@@ -28,6 +28,8 @@ DEFAULT_MAX_PENDING_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_BACKLOG_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_COMPACT_INTERVAL_S = 300.0
 DEFAULT_RETENTION_INTERVAL_S = 3600.0
+MAX_FUTURE_ENV = "SPANLAKE_MAX_FUTURE_S"
+MAX_PAST_ENV = "SPANLAKE_MAX_PAST_S"
 
 
 def env_float(name: str, default: float) -> float:
@@ -77,7 +79,10 @@ class CollectorConfig:
     segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
     max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
     max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES
-    max_future_s: int = DEFAULT_MAX_FUTURE_S
+    # The accepted time window (collector.validate): spans starting later than now + max_future_s,
+    # or earlier than now - max_past_s (0: no limit), are rejected.
+    max_future_s: int = field(default_factory=lambda: int(env_float(MAX_FUTURE_ENV, DEFAULT_MAX_FUTURE_S)))
+    max_past_s: int = field(default_factory=lambda: int(env_float(MAX_PAST_ENV, DEFAULT_MAX_PAST_S)))
     default_project: str = DEFAULT_PROJECT
     compact_interval_s: float = field(
         default_factory=lambda: env_float("SPANLAKE_COMPACT_INTERVAL_S", DEFAULT_COMPACT_INTERVAL_S)
@@ -148,6 +153,8 @@ class CollectorConfig:
             raise ValueError("max_pending_bytes must be at least max_body_bytes and max_message_bytes")
         if not 0 <= self.flush_workers <= 64:
             raise ValueError("flush_workers must be between 0 (flush in-process) and 64")
+        if not 0 <= self.max_future_s <= 366 * 86_400 or self.max_past_s < 0:
+            raise ValueError("max_future_s must be between 0 and 366 days, max_past_s 0 (no limit) or more")
         if self.segment_max_age_s <= 0:
             raise ValueError("segment_max_age_s must be positive")
         if not valid_project(self.default_project):

@@ -29,7 +29,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from spanlake.collector.errors import InvalidRequest
 from spanlake.collector.redact import PROJECT_REJECTED, Redaction, Redactor, redact_request, scrub_message
 from spanlake.collector.redact_rules import RuleSet
-from spanlake.collector.validate import DEFAULT_MAX_FUTURE_S, Verdict, validate_logs, validate_traces
+from spanlake.collector.validate import (
+    DEFAULT_MAX_FUTURE_S,
+    DEFAULT_MAX_PAST_S,
+    Verdict,
+    validate_logs,
+    validate_traces,
+)
 from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, Record, WriteAheadLog
 from spanlake.storage.layout import DEFAULT_PROJECT
 
@@ -144,9 +150,11 @@ class Ingestor:
         max_future_s: int = DEFAULT_MAX_FUTURE_S,
         redactor: Redactor | None = None,
         default_project: str = DEFAULT_PROJECT,
+        max_past_s: int = DEFAULT_MAX_PAST_S,
     ) -> None:
         self.wal = wal
         self.max_future_s = max_future_s
+        self.max_past_s = max_past_s
         self.redactor = redactor
         self.default_project = default_project  # decides which redaction rules apply, as in the lake
         self.accepted = {"traces": 0, "logs": 0}
@@ -172,7 +180,8 @@ class Ingestor:
         else:  # regexes over every string: off the event loop
             request, redaction = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
         validate = validate_traces if spec.name == "traces" else validate_logs
-        verdict = validate(request, project, max_future_s=self.max_future_s)  # type: ignore[arg-type]
+        window = {"max_future_s": self.max_future_s, "max_past_s": self.max_past_s}
+        verdict = validate(request, project, **window)  # type: ignore[arg-type]
         if redaction is not None and redaction.rejected:
             verdict.reject(PROJECT_REJECTED, redaction.rejected)
         if verdict.accepted:

@@ -41,7 +41,10 @@ Schema version: **{version}**. Every Parquet file records it in its metadata und
 
 Files live at `lake/<table>/project=<p>/date=<YYYY-MM-DD>/hour=<HH>/<file>.parquet`. The
 partition keys are in the path, not in the file; DuckDB, Spark and Trino read them as
-columns (hive partitioning). Columns described as JSON are `string` columns holding a
+columns (hive partitioning). Rows of hours a write could not open a partition for (more
+than 24 hours in one written part) live in `lake/_late/<table>/project=<p>/<file>.parquet`
+with `date` and `hour` stored in the file, until compaction folds them; spanlake's views
+read both (docs/durability.md, "The lake layout"). Columns described as JSON are `string` columns holding a
 JSON document as UTF-8 text; read them with DuckDB's JSON functions or the
 `attr(json, key)` and `attr_str(json, key)` macros of `spanlake query`.
 """

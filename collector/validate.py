@@ -20,7 +20,11 @@ from spanlake.collector.values import key_values
 from spanlake.storage.layout import valid_project
 
 MIN_TIME_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z: earlier start times are treated as unset
+# The accepted time window, relative to the collector's clock (`spanlake up --max-future-seconds`,
+# `--max-past-seconds`). Past: 0 accepts anything since MIN_TIME_NS. Whatever the window, the
+# number of files a write makes is bounded (storage.late).
 DEFAULT_MAX_FUTURE_S = 24 * 3600
+DEFAULT_MAX_PAST_S = 0
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -54,8 +58,10 @@ def _span_problem(span: Any, min_ns: int, max_ns: int) -> str | None:
     if span.parent_span_id and len(span.parent_span_id) != 8:
         return "with an invalid parent_span_id (need 8 bytes or empty)"
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
-    if start < min_ns:
+    if start < MIN_TIME_NS:
         return "with start_time unset or before 2000-01-01"
+    if start < min_ns:
+        return "with start_time too far in the past"
     if start > max_ns:
         return "with start_time too far in the future"
     if end < start:
@@ -106,30 +112,40 @@ def _max_ns(now_ns: int | None, max_future_s: int) -> int:
     return (time.time_ns() if now_ns is None else now_ns) + max_future_s * 10**9
 
 
+def _min_ns(now_ns: int | None, max_past_s: int) -> int:
+    if max_past_s <= 0:
+        return MIN_TIME_NS
+    return max(MIN_TIME_NS, (time.time_ns() if now_ns is None else now_ns) - max_past_s * 10**9)
+
+
 def validate_traces(
     request: ExportTraceServiceRequest,
     project_override: str | None = None,
     now_ns: int | None = None,
     max_future_s: int = DEFAULT_MAX_FUTURE_S,
+    max_past_s: int = DEFAULT_MAX_PAST_S,
 ) -> Verdict:
     """Remove invalid spans from `request` in place and report what was removed."""
+    min_ns = _min_ns(now_ns, max_past_s)
     return _validate(
         request.resource_spans,
         lambda rs: rs.scope_spans,
         lambda ss: ss.spans,
-        lambda span, max_ns: _span_problem(span, MIN_TIME_NS, max_ns),
+        lambda span, max_ns: _span_problem(span, min_ns, max_ns),
         project_override,
         _max_ns(now_ns, max_future_s),
     )
 
 
-def _log_problem(rec: Any, max_ns: int) -> str | None:
+def _log_problem(rec: Any, min_ns: int, max_ns: int) -> str | None:
     if rec.trace_id and len(rec.trace_id) != 16:
         return "with an invalid trace_id (need 16 bytes or empty)"
     if rec.span_id and len(rec.span_id) != 8:
         return "with an invalid span_id (need 8 bytes or empty)"
     if rec.time_unix_nano > max_ns or rec.observed_time_unix_nano > max_ns:
         return "with a time too far in the future"
+    if min_ns > MIN_TIME_NS and 0 < (rec.time_unix_nano or rec.observed_time_unix_nano) < min_ns:
+        return "with a time too far in the past"
     return None
 
 
@@ -138,13 +154,15 @@ def validate_logs(
     project_override: str | None = None,
     now_ns: int | None = None,
     max_future_s: int = DEFAULT_MAX_FUTURE_S,
+    max_past_s: int = DEFAULT_MAX_PAST_S,
 ) -> Verdict:
     """Remove invalid log records from `request` in place and report what was removed."""
+    min_ns = _min_ns(now_ns, max_past_s)
     return _validate(
         request.resource_logs,
         lambda rl: rl.scope_logs,
         lambda sl: sl.log_records,
-        _log_problem,
+        lambda rec, max_ns: _log_problem(rec, min_ns, max_ns),
         project_override,
         _max_ns(now_ns, max_future_s),
     )

@@ -1,4 +1,5 @@
-"""Merge a partition's small files into one, dropping re-sent duplicates.
+"""Merge a partition's small files into one, dropping re-sent duplicates; fold the
+late-arrival area (storage.late) into hour partitions.
 
 Safe with concurrent readers: the merged file is published whole before the small files
 are deleted, and the views count each (project, trace_id, span_id) once, so a reader sees
@@ -16,9 +17,9 @@ Safe with itself: one compaction (or retention run) at a time per lake. A local 
 a non-blocking file lock (every process on the host); a lake on object storage has a lease
 object `_compaction/lease.json` with an expiry, and one designated compactor (S3 has no
 compare-and-swap that pyarrow exposes, so the lease catches a misconfiguration but is not
-a consensus protocol). Crash-safe through a journal: before the merged file is published,
-`_compaction/<id>.json` names it and its sources; `recover_interrupted` finishes the job
-(deletes the sources if the merged file exists, else forgets it).
+a consensus protocol). Crash-safe through a journal: before the merged files are published,
+`_compaction/<id>.json` names them and their sources; `recover_interrupted` finishes the job
+(deletes the sources if every merged file exists, else deletes the merged files it finds).
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from pathlib import PurePath
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from spanlake.storage.layout import COMPACT_MIN_AGE_S, COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir
+from spanlake.storage.late import FOLD_MIN_ROWS, Hour, late_by_project, late_rel, late_schema, partition_hour
+from spanlake.storage.layout import COMPACT_MIN_AGE_S, COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir, PartitionKey
 from spanlake.storage.maintenance import (  # the lock, journal and listing are part of compaction's interface
     JOURNAL_DIR,
     LEASE,
@@ -51,8 +54,20 @@ from spanlake.storage.reader import fetch_arrow
 from spanlake.storage.schema import TABLES, Table
 from spanlake.storage.writer import FLUSHED_DIR, clean_staging, fsync_dir, write_parquet
 
+__all__ = [
+    "JOURNAL_DIR",
+    "LEASE",
+    "LEASE_S",
+    "Held",
+    "compact",
+    "compacted_name",
+    "exclusive",
+    "partitions",
+    "recover_interrupted",
+    "replace_files",
+]
+
 log = logging.getLogger(__name__)
-__all__ = ["JOURNAL_DIR", "LEASE", "LEASE_S", "Held", "compact", "exclusive", "partitions", "recover_interrupted"]
 
 MIN_FILES = 2
 MIN_AGE_S = COMPACT_MIN_AGE_S  # leave young files alone: fewer rewrites of a partition that is still filling
@@ -73,7 +88,13 @@ class CompactionResult:
     rows_in: int = 0
     rows_out: int = 0
     markers_removed: int = 0
+    late_hours_folded: int = 0  # hours of late rows moved into their partitions (storage.late)
     skipped_busy: bool = False  # another compaction held the lock
+
+
+def _hours(groups: dict[str, list[FileEntry]]) -> set[Hour]:
+    """(project, date, hour) of these partitions."""
+    return {h for h in map(partition_hour, groups) if h is not None}
 
 
 def segment_of(file: str | PurePath) -> str | None:
@@ -125,6 +146,28 @@ def flushed_markers(data_dir: DataDir) -> dict[str, float]:
     return {e.name: e.mtime for e in data_dir.store.list_files(FLUSHED_DIR)}
 
 
+def replace_files(data_dir: DataDir, outputs: dict[str, pa.Table], sources: list[str]) -> None:
+    """Publish `outputs` (relative path → rows), then delete `sources`, crash-safe through a
+    journal (see recover_interrupted). Call with the lock held."""
+    store = data_dir.store
+    if not outputs:
+        _remove(data_dir, sources)
+        return
+    journal = _write_journal(data_dir, list(outputs), sources)
+    for rel, data in outputs.items():
+        if store.local:
+            write_parquet(data, data_dir.lake / rel, data_dir.staging)
+        else:
+            store.publish(rel, data)
+    _remove(data_dir, [s for s in sources if s not in outputs])
+    store.delete([journal])
+
+
+def compacted_name() -> str:
+    """A new name for a file the compactor writes."""
+    return f"{COMPACTED_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}{PARQUET_SUFFIX}"
+
+
 def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
     """Cast a file's rows to the current schema; columns older files lack become NULL."""
     cols = [
@@ -134,12 +177,10 @@ def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def compact_partition(data_dir: DataDir, table: Table, files: list[str]) -> tuple[int, int]:
-    """Merge `files` (one partition, relative paths) into one deduplicated file; returns (rows in, rows out).
-
-    Of several deliveries of one span (or log record) the earliest ingested is kept.
-    """
-    names = ", ".join(table.names)
+def _merged(data_dir: DataDir, schema: pa.Schema, table: Table, files: list[str], late: bool) -> tuple[int, pa.Table]:
+    """(rows in, the rows of `files` with each key once, in the table's order). Of several
+    deliveries of one span (or log record) the earliest ingested is kept."""
+    names = ", ".join(f.name for f in schema)
     keys = ", ".join(table.unique_key)
     store = data_dir.store
     con = duckdb.connect(":memory:")
@@ -149,30 +190,59 @@ def compact_partition(data_dir: DataDir, table: Table, files: list[str]) -> tupl
             file_list = ", ".join("'" + str(data_dir.lake / f).replace("'", "''") + "'" for f in files)
             source = f"read_parquet([{file_list}], union_by_name = true, hive_partitioning = false)"
         else:
-            schema = table.arrow_schema
             merged_in = pa.concat_tables([_conform(store.read_parquet(f), schema) for f in files])
             con.register("merge_source", merged_in)
             source = "merge_source"
         # fetchall, not fetchone: DuckDB 2 refuses the next statement while a result is unfinished.
         ((rows_in,),) = con.execute(f"SELECT count(*) FROM {source}").fetchall()
+        order = ", ".join((["date", "hour"] if late else []) + list(table.order_by))
         data: pa.Table = fetch_arrow(
             con,
             f"SELECT * FROM (SELECT DISTINCT ON ({keys}) {names} FROM {source} ORDER BY {keys}, ingested_at) "
-            f"ORDER BY {', '.join(table.order_by)}",
+            f"ORDER BY {order}",
         )
     finally:
         con.close()
-    data = data.cast(table.arrow_schema)
+    return rows_in, data.cast(schema)
+
+
+def compact_partition(data_dir: DataDir, table: Table, files: list[str]) -> tuple[int, int]:
+    """Merge `files` (one partition, relative paths) into one deduplicated file; returns (rows in, rows out).
+
+    Of several deliveries of one span (or log record) the earliest ingested is kept.
+    """
+    rows_in, data = _merged(data_dir, table.arrow_schema, table, files, late=False)
     parent = files[0].rsplit("/", 1)[0]
-    dest = f"{parent}/{COMPACTED_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}{PARQUET_SUFFIX}"
-    journal = _write_journal(data_dir, dest, files)
-    if store.local:
-        write_parquet(data, data_dir.lake / dest, data_dir.staging)
-    else:
-        store.publish(dest, data)
-    _remove(data_dir, files)
-    store.delete([journal])
+    replace_files(data_dir, {f"{parent}/{compacted_name()}": data}, files)
     return rows_in, data.num_rows
+
+
+def fold_late(
+    data_dir: DataDir, table: Table, project: str, files: list[str], existing: set[Hour]
+) -> tuple[int, int, int]:
+    """Fold a project's late files (relative paths) into hour partitions; returns (rows in,
+    rows out, hours folded).
+
+    The rows of an hour that already has a partition (`existing`), or that has at least
+    FOLD_MIN_ROWS rows, move into that partition as a new merged file; the rest stay in
+    the late area, merged into one file. Each key is kept once (the earliest ingested).
+    """
+    rows_in, data = _merged(data_dir, late_schema(table), table, files, late=True)
+    hours = data.select(["date", "hour"]).group_by(["date", "hour"]).aggregate([([], "count_all")])
+    outputs: dict[str, pa.Table] = {}
+    keep = pa.array([True] * data.num_rows) if data.num_rows else pa.array([], pa.bool_())
+    for day, hour, n in zip(*(hours.column(c).to_pylist() for c in ("date", "hour", "count_all")), strict=True):
+        if (project, day, hour) not in existing and n < FOLD_MIN_ROWS:
+            continue
+        mask = pc.and_(pc.equal(data.column("date"), day), pc.equal(data.column("hour"), hour))
+        rows = data.filter(mask).drop_columns(["date", "hour"]).cast(table.arrow_schema)
+        outputs[f"{PartitionKey(project, day, hour).path(table.name)}/{compacted_name()}"] = rows
+        keep = pc.and_(keep, pc.invert(mask))
+    rest = data.filter(keep)
+    if rest.num_rows:
+        outputs[late_rel(table, project, compacted_name())] = rest
+    replace_files(data_dir, outputs, files)
+    return rows_in, data.num_rows, len(outputs) - (1 if rest.num_rows else 0)
 
 
 def compact(
@@ -198,6 +268,7 @@ def compact(
         if not data_dir.is_remote:
             clean_staging(data_dir.staging, STAGING_MAX_AGE_S)
         listed = [(table, files) for table in TABLES.values() for files in partitions(data_dir, table).values()]
+        late = [(t, p, files) for t in TABLES.values() for p, files in late_by_project(data_dir, t).items()]
         markers = flushed_markers(data_dir)
         busy = in_flight if in_flight is not None else wal_segments(data_dir)  # after listing: see module doc
         flushed = set(markers)
@@ -212,6 +283,20 @@ def compact(
             result.files_out += 1
             result.rows_in += rows_in
             result.rows_out += rows_out
+            if progress is not None:
+                progress(table, eligible)
+        existing = {t.name: _hours(partitions(data_dir, t)) for t in {t for t, _, _ in late}}
+        for table, project, files in late:
+            eligible = [f.rel for f in candidates(files, min_age_s, busy, flushed, settle_age_s)]
+            fresh = [f for f in eligible if segment_of(f) is not None]  # not yet folded
+            if not fresh and len(eligible) < min_files:
+                continue
+            rows_in, rows_out, folded = fold_late(data_dir, table, project, eligible, existing[table.name])
+            held.renew()
+            result.files_in += len(eligible)
+            result.rows_in += rows_in
+            result.rows_out += rows_out
+            result.late_hours_folded += folded
             if progress is not None:
                 progress(table, eligible)
         # Markers matter until their files may be merged anyway (settle age).

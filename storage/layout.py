@@ -3,6 +3,9 @@
     <data_dir>/
       wal/                              write-ahead log segments (collector-local)
       lake/<table>/project=<p>/date=<YYYY-MM-DD>/hour=<HH>/<file>.parquet
+      lake/_late/<table>/project=<p>/<file>.parquet
+                                        late-arrival area: rows of hours a write could not open a
+                                        partition for, with stored date and hour (storage.late)
       lake/_staging/                    files being written; renamed into place whole
       lake/_compaction/                 compaction lock/lease and journal
       lake/_flushed/<segment>           markers: every file of that WAL segment is published
@@ -115,11 +118,13 @@ class DataDir:
         object storage it lists the span files, so keep it off hot paths there."""
         found: set[str] = set()
         if self.is_remote:
-            for entry in self.store.list_files("spans/", PARQUET_SUFFIX):
-                part = entry.rel.split("/")[1] if entry.rel.count("/") > 1 else ""
-                found.add(part.removeprefix("project="))
+            for prefix, level in (("spans/", 1), ("_late/spans/", 2)):  # late area: see storage.late
+                for entry in self.store.list_files(prefix, PARQUET_SUFFIX):
+                    part = entry.rel.split("/")[level] if entry.rel.count("/") > level else ""
+                    found.add(part.removeprefix("project="))
         elif self.lake.is_dir():
-            found = {d.name.removeprefix("project=") for d in self.lake.glob("*/project=*") if d.is_dir()}
+            dirs = [*self.lake.glob("*/project=*"), *self.lake.glob("_late/*/project=*")]
+            found = {d.name.removeprefix("project=") for d in dirs if d.is_dir()}
         return sorted(p for p in found if valid_project(p))
 
     def create(self) -> DataDir:

@@ -96,9 +96,9 @@ def _lease(data_dir: DataDir) -> Iterator[Held]:
         _PROCESS_LOCK.release()
 
 
-def _write_journal(data_dir: DataDir, dest: str, sources: list[str]) -> str:
-    rel = f"{JOURNAL_DIR}/{PurePath(dest).stem}.json"
-    data_dir.store.put_bytes(rel, json.dumps({"dest": dest, "sources": sources}).encode())
+def _write_journal(data_dir: DataDir, dests: list[str], sources: list[str]) -> str:
+    rel = f"{JOURNAL_DIR}/{PurePath(dests[0]).stem}.json"
+    data_dir.store.put_bytes(rel, json.dumps({"dest": dests[0], "dests": dests, "sources": sources}).encode())
     return rel
 
 
@@ -107,7 +107,10 @@ def _remove(data_dir: DataDir, rels: list[str]) -> None:
 
 
 def recover_interrupted(data_dir: DataDir) -> int:
-    """Finish compactions a crash interrupted; returns how many. Call with the lock held."""
+    """Finish compactions a crash interrupted; returns how many. Call with the lock held.
+
+    When every file a job was publishing exists, its sources are deleted; otherwise the
+    files it did publish are (the sources still hold every row)."""
     store = data_dir.store
     n = 0
     journals = store.list_files(JOURNAL_DIR)
@@ -119,9 +122,12 @@ def recover_interrupted(data_dir: DataDir) -> int:
         if raw is None:
             continue
         entry = json.loads(raw)
-        if store.exists(entry["dest"]):
+        dests = entry.get("dests") or [entry["dest"]]
+        if all(store.exists(d) for d in dests):
             _remove(data_dir, entry["sources"])
-            log.info("finished an interrupted compaction into %s", entry["dest"])
+            log.info("finished an interrupted compaction into %s", ", ".join(dests))
+        else:
+            _remove(data_dir, dests)
         store.delete([j.rel])
         n += 1
     return n

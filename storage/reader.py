@@ -8,6 +8,8 @@ storage is read through `pyarrow.dataset` (hive partitioning, `pyarrow.fs.S3File
 registered in the connection; DuckDB pushes projections and filters (partition keys
 included) into the Arrow scan. The views are the same either way.
 
+Every view includes the rows of the late-arrival area (storage.late) with the table's.
+
 Views:
   spans_raw, logs_raw  every stored row, including re-sent duplicates
   spans_raw_once       the rows of spans_raw known to be distinct (see split_unique_files)
@@ -18,14 +20,14 @@ Views:
   dataset_events       one row per dataset membership event (dataset_events_raw: as stored)
   traces               one row per trace (see storage.schema.TRACES_COLUMNS)
 Macros:
-  attr(json, key)      value of an attribute in a JSON object column, as JSON
+  attr(json, key)      value of the attribute named exactly `key` in a JSON object column, as JSON
   attr_str(json, key)  the same as text
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from spanlake.storage.late import (
+    Hour,
+    covered_hours,
+    late_files,
+    late_files_sql,
+    late_prefix,
+    late_schema,
+    partition_hour,
+)
 from spanlake.storage.layout import COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir
+from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPANS, Table
 
 _DUCKDB_TYPES = {
@@ -89,9 +101,13 @@ def _empty_select(table: Table) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+# An attribute is looked up by its exact key through a JSON Pointer (RFC 6901), in which only
+# '~' and '/' need escaping ('~0', '~1'): any key (quotes, backslashes, dots, brackets, '$',
+# NUL, the empty key) names one member and never a path into nested values.
+KEY_POINTER_SQL = "'/' || replace(replace(k, '~', '~0'), '/', '~1')"
 MACRO_DDL = (
-    """CREATE OR REPLACE MACRO attr(j, k) AS json_extract(j, '$."' || k || '"')""",
-    """CREATE OR REPLACE MACRO attr_str(j, k) AS json_extract_string(j, '$."' || k || '"')""",
+    f"CREATE OR REPLACE MACRO attr(j, k) AS json_extract(j, {KEY_POINTER_SQL})",
+    f"CREATE OR REPLACE MACRO attr_str(j, k) AS json_extract_string(j, {KEY_POINTER_SQL})",
 )
 
 
@@ -100,13 +116,15 @@ def _has_files(glob: str) -> bool:
     return root.is_dir() and any(root.glob("project=*/date=*/hour=*/*.parquet"))
 
 
-def split_unique_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+def split_unique_files(paths: Iterable[str], covered: Collection[Hour] = ()) -> tuple[list[str], list[str]]:
     """Split a table's files into (files whose rows are known distinct, the rest), in order.
 
-    A re-sent span lands in the partition of its start time, so duplicates only ever share a
-    partition. A partition whose only file the compactor wrote holds each span once (it
-    merges with DISTINCT ON), so its rows need no de-duplication; any other partition may
-    repeat a span (re-sent into two flushed files, or arriving after the merge). Readers
+    A re-sent span lands in the partition of its start time, or in the late area with that
+    partition's date and hour, so duplicates only ever share a partition (counting the
+    late rows of its hour). A partition whose only file the compactor wrote holds each span
+    once (it merges with DISTINCT ON), so its rows need no de-duplication unless the late
+    area has rows of its hour (`covered`: their (project, date, hour)); any other partition
+    may repeat a span (re-sent into two flushed files, or arriving after the merge). Readers
     de-duplicate only the rest, which is what keeps whole-lake reports cheap.
     """
     by_dir: dict[str, list[str]] = {}
@@ -114,8 +132,9 @@ def split_unique_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
         by_dir.setdefault(path.rsplit("/", 1)[0], []).append(path)
     once: list[str] = []
     rest: list[str] = []
-    for files in by_dir.values():
-        if len(files) == 1 and files[0].rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX):
+    for folder, files in by_dir.items():
+        merged = len(files) == 1 and files[0].rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
+        if merged and not (covered and partition_hour(folder) in covered):
             once += files
         else:
             rest += files
@@ -141,10 +160,31 @@ def files_sql(table: Table, files: list[str]) -> str:
     )
 
 
-def local_span_sources(data_dir: DataDir, dirs: Iterable[Path] | None = None) -> dict[str, str]:
-    """The `spans_raw_once` and `spans_raw_rest` sources over a local lake's span files."""
-    once, rest = split_unique_files(local_files(data_dir, SPANS, dirs))
-    return {"spans_raw_once": files_sql(SPANS, once), "spans_raw_rest": files_sql(SPANS, rest)}
+def _union(table: Table, parts: list[str]) -> str:
+    return " UNION ALL ".join(parts) if parts else _empty_select(table)
+
+
+def local_table_sql(
+    data_dir: DataDir, table: Table, dirs: Iterable[Path] | None = None, project: str | None = None
+) -> str:
+    """SQL for the rows of a local lake's table: the files of these partition directories
+    (or all) and the table's late area (of `project`, or all)."""
+    files = local_files(data_dir, table, dirs)
+    late = [str(data_dir.lake / e.rel) for e in late_files(data_dir, table, project)]
+    return _union(table, ([files_sql(table, files)] if files else []) + ([late_files_sql(table, late)] if late else []))
+
+
+def local_span_sources(
+    data_dir: DataDir, dirs: Iterable[Path] | None = None, project: str | None = None
+) -> dict[str, str]:
+    """The `spans_raw_once` and `spans_raw_rest` sources over a local lake's span files
+    (of these partition directories, or all) and its late span files (of `project`, or all)."""
+    late = late_files(data_dir, SPANS, project)
+    once, rest = split_unique_files(local_files(data_dir, SPANS, dirs), covered_hours(data_dir, late))
+    rest_sql = [files_sql(SPANS, rest)] if rest else []
+    if late:
+        rest_sql.append(late_files_sql(SPANS, [str(data_dir.lake / e.rel) for e in late]))
+    return {"spans_raw_once": files_sql(SPANS, once), "spans_raw_rest": _union(SPANS, rest_sql)}
 
 
 def arrow_dataset(data_dir: DataDir, table: Table, files: list[str] | None = None) -> pads.Dataset | None:
@@ -178,6 +218,22 @@ def remote_files(data_dir: DataDir, table: Table) -> list[str]:
     return [f"{store.base}/{e.rel}" for e in store.list_files(table.name, PARQUET_SUFFIX) if e.rel.count("/") == 4]
 
 
+def late_dataset(data_dir: DataDir, table: Table, entries: list[FileEntry]) -> pads.Dataset | None:
+    """A table's late files on object storage as an Arrow dataset (None for none)."""
+    if not entries:
+        return None
+    store = data_dir.store
+    part_schema = pa.schema([pa.field("project", pa.string())])
+    return pads.dataset(
+        [store.full(e.rel) for e in entries],
+        schema=pa.schema([*part_schema, *late_schema(table)]),
+        format="parquet",
+        filesystem=store.filesystem,
+        partitioning=pads.partitioning(part_schema, flavor="hive"),
+        partition_base_dir=store.full(late_prefix(table)),
+    )
+
+
 def remote_source_sql(name: str, table: Table, has_files: bool) -> str:
     """SQL over a registered Arrow dataset `name` (or an empty typed relation)."""
     if not has_files:
@@ -186,16 +242,21 @@ def remote_source_sql(name: str, table: Table, has_files: bool) -> str:
 
 
 def source_sql(data_dir: DataDir, table: Table) -> str:
-    """SQL for every stored row of a local lake's table (an empty typed relation when there are none)."""
+    """SQL for every stored row of a local lake's table, late area included (an empty typed
+    relation when there are none)."""
     glob = data_dir.table_glob(table.name)
-    if not _has_files(glob):
-        return _empty_select(table)
-    names = ", ".join(c.name for c in table.all_columns)
-    quoted = glob.replace("'", "''")  # a data directory may have a quote in its path
-    return (
-        f"SELECT {names} FROM read_parquet('{quoted}', hive_partitioning = true, "
-        f"hive_types = {HIVE_TYPES}, union_by_name = true)"
-    )
+    parts = []
+    if _has_files(glob):
+        names = ", ".join(c.name for c in table.all_columns)
+        quoted = glob.replace("'", "''")  # a data directory may have a quote in its path
+        parts.append(
+            f"SELECT {names} FROM read_parquet('{quoted}', hive_partitioning = true, "
+            f"hive_types = {HIVE_TYPES}, union_by_name = true)"
+        )
+    late = [str(data_dir.lake / e.rel) for e in late_files(data_dir, table)]
+    if late:
+        parts.append(late_files_sql(table, late))
+    return _union(table, parts)
 
 
 def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[str]:
@@ -259,22 +320,35 @@ class Lake:
         con.execute("SET TimeZone = 'UTC'")
         sources: dict[str, str] = {}
         if self.data_dir.is_remote:
-            once, rest = split_unique_files(remote_files(self.data_dir, SPANS))
-            parts = {"spans_raw_once": once, "spans_raw_rest": rest}
-            for view, files in parts.items():
-                dataset = arrow_dataset(self.data_dir, SPANS, files)
-                if dataset is not None:
-                    con.register(f"_{view}_dataset", dataset)
-                sources[view] = remote_source_sql(f"_{view}_dataset", SPANS, dataset is not None)
-            for table in (LOGS, LABELS, DATASET_EVENTS):
-                dataset = arrow_dataset(self.data_dir, table)
-                name = f"_{table.name}_dataset"
-                if dataset is not None:
-                    con.register(name, dataset)
-                sources[table.name] = remote_source_sql(name, table, dataset is not None)
+            sources = self._remote_sources(con)
         for stmt in view_ddl(self.data_dir, sources):
             con.execute(stmt)
         return con
+
+    def _remote_sources(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        """Register Arrow datasets over a lake on object storage; returns the views' sources."""
+        dd = self.data_dir
+        sources: dict[str, str] = {}
+
+        def register(name: str, table: Table, dataset: pads.Dataset | None) -> str | None:
+            if dataset is None:
+                return None
+            con.register(name, dataset)
+            return remote_source_sql(name, table, True)
+
+        for table in (SPANS, LOGS, LABELS, DATASET_EVENTS):
+            late_entries = late_files(dd, table)
+            late = register(f"_{table.name}_late_dataset", table, late_dataset(dd, table, late_entries))
+            if table is SPANS:
+                once, rest = split_unique_files(remote_files(dd, SPANS), covered_hours(dd, late_entries))
+                once_sql = register("_spans_raw_once_dataset", SPANS, arrow_dataset(dd, SPANS, once))
+                rest_sql = register("_spans_raw_rest_dataset", SPANS, arrow_dataset(dd, SPANS, rest))
+                sources["spans_raw_once"] = once_sql or _empty_select(SPANS)
+                sources["spans_raw_rest"] = _union(SPANS, [s for s in (rest_sql, late) if s])
+            else:
+                own = register(f"_{table.name}_dataset", table, arrow_dataset(dd, table))
+                sources[table.name] = _union(table, [s for s in (own, late) if s])
+        return sources
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         """Run SQL over the views and return an Arrow table.

@@ -7,6 +7,10 @@ so it never races with a compaction. Writers are unaffected: a late span written
 expired partition after the run is deleted by the next one; a reader that listed a deleted
 file retries (storage.reader).
 
+Rows in the late-arrival area (storage.late) expire by the same rule, row by row: a late
+file whose rows all expired is deleted, one with some expired rows is rewritten without
+them (crash-safe, like a compaction).
+
 Rules are `{project: days}`; the project `*` applies to every project without its own rule.
 """
 
@@ -18,9 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spanlake.storage.compact import Held, compacted_name, exclusive, partitions, replace_files
+from spanlake.storage.late import late_by_project, late_rel, late_schema, read_hours
 from spanlake.storage.layout import ALL_PROJECTS, DataDir, valid_project
-from spanlake.storage.maintenance import exclusive, partitions
-from spanlake.storage.schema import TABLES
+from spanlake.storage.schema import TABLES, Table
 
 Progress = Callable[[str, int], None]  # (partition, files deleted)
 
@@ -111,7 +119,45 @@ def apply_retention(
                 result.bytes += sum(f.size for f in files)
                 if progress is not None:
                     progress(rel_dir, len(files))
+            _expire_late(data_dir, table, rules, now, held, result, dry_run)
     return result
+
+
+def _expire_late(
+    data_dir: DataDir,
+    table: Table,
+    rules: Mapping[str, int],
+    now: datetime,
+    held: Held,
+    result: RetentionResult,
+    dry_run: bool,
+) -> None:
+    """Drop the expired rows of a table's late files (deleting or rewriting each file)."""
+    store = data_dir.store
+    for project, files in late_by_project(data_dir, table).items():
+        days = rules.get(project, rules.get(ALL_PROJECTS))
+        if days is None:
+            continue
+        # A row's hour expires when it ends at or before now - days (as `expired` says).
+        last = int((now - timedelta(days=days)).timestamp() // 3600) - 1  # last expired hour since the epoch
+        for f in files:
+            hours = read_hours(data_dir, f.rel)
+            days_since_epoch = pc.cast(hours.column("date"), pa.int32()).cast(pa.int64())
+            index = pc.add(pc.multiply(days_since_epoch, 24), hours.column("hour"))
+            expired_rows = pc.less_equal(index, last)
+            n = pc.sum(expired_rows).as_py() or 0
+            if not n:
+                continue
+            result.files += 1
+            result.bytes += f.size
+            if dry_run:
+                continue
+            if n == hours.num_rows:
+                store.delete([f.rel])
+            else:
+                data = store.read_parquet(f.rel).cast(late_schema(table)).filter(pc.invert(expired_rows))
+                replace_files(data_dir, {late_rel(table, project, compacted_name()): data}, [f.rel])
+            held.renew()
 
 
 def expired_partitions(data_dir: DataDir, rules: Mapping[str, int], now: datetime | None = None) -> list[str]:

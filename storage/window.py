@@ -22,10 +22,9 @@ from spanlake.storage.reader import (
     RETRY_FOR_S,
     Lake,
     fetch_arrow,
-    files_sql,
     is_vanished_file_error,
-    local_files,
     local_span_sources,
+    local_table_sql,
     view_ddl,
 )
 from spanlake.storage.schema import LOGS, SPANS, Table
@@ -49,8 +48,8 @@ def connect_window(
         root = dd.lake / table.name
         return [d for pattern in patterns for d in root.glob(f"{proj}/{pattern}")]
 
-    sources = local_span_sources(dd, dirs(SPANS))
-    sources[LOGS.name] = files_sql(LOGS, local_files(dd, LOGS, dirs(LOGS)))
+    sources = local_span_sources(dd, dirs(SPANS), project)  # with the late area's rows (storage.late)
+    sources[LOGS.name] = local_table_sql(dd, LOGS, dirs(LOGS), project)
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     for stmt in view_ddl(dd, sources):

@@ -22,6 +22,7 @@ import pyarrow as pa
 from spanlake.storage.durable import TMP_SUFFIX, write_parquet
 from spanlake.storage.durable import fsync_dir as fsync_dir  # re-exported: the WAL, flusher and state files
 from spanlake.storage.durable import makedirs_durable as makedirs_durable  # re-exported, as fsync_dir
+from spanlake.storage.late import MAX_HOUR_FILES, late_prefix, late_rel, late_table, split_batch
 from spanlake.storage.layout import PARQUET_SUFFIX, DataDir, PartitionKey
 from spanlake.storage.schema import Table
 
@@ -50,10 +51,15 @@ def clean_staging(staging: Path, min_age_s: float = 3600.0) -> int:
 
 
 class LakeWriter:
-    """Publishes batches of rows into the lake's partitions."""
+    """Publishes batches of rows into the lake's partitions.
 
-    def __init__(self, data_dir: DataDir) -> None:
+    `max_hour_files`: hour partitions one `write_batch` may open; the rows of the others
+    go to the late-arrival area (storage.late), one file per project. None: no limit.
+    """
+
+    def __init__(self, data_dir: DataDir, max_hour_files: int | None = MAX_HOUR_FILES) -> None:
         self.data_dir = data_dir
+        self.max_hour_files = max_hour_files
 
     def partition_dir(self, table: Table, key: PartitionKey) -> Path:
         return self.data_dir.lake / key.path(table.name)
@@ -61,26 +67,32 @@ class LakeWriter:
     def write_batch(
         self, table: Table, batch: Mapping[PartitionKey, Mapping[str, list[Any]]], file_stem: str
     ) -> list[PurePath]:
-        """Write one file per partition named `<file_stem>.parquet`.
+        """Write one file per partition named `<file_stem>.parquet`, at most `max_hour_files`
+        hour partitions plus one late file per project for the rest.
 
         Returns the files: local paths, or for a lake on object storage the objects' paths
         relative to the lake root.
         """
-        store = self.data_dir.store
+        hours, late = split_batch(batch, self.max_hour_files)
         written: list[PurePath] = []
-        for key, columns in batch.items():
+        for key, columns in hours.items():
             data = columns_to_table(table, columns)
             if "start_time" in data.column_names:
                 data = data.sort_by([("start_time", "ascending")])
-            rel = f"{key.path(table.name)}/{file_stem}{PARQUET_SUFFIX}"
-            if store.local:
-                dest = self.partition_dir(table, key) / f"{file_stem}{PARQUET_SUFFIX}"
-                write_parquet(data, dest, self.data_dir.staging)
-                written.append(dest)
-            else:
-                store.publish(rel, data)
-                written.append(PurePosixPath(rel))
+            written.append(self._publish(f"{key.path(table.name)}/{file_stem}{PARQUET_SUFFIX}", data))
+        for project, parts in late.items():
+            data = late_table(table, {key: columns_to_table(table, cols) for key, cols in parts.items()})
+            written.append(self._publish(late_rel(table, project, f"{file_stem}{PARQUET_SUFFIX}"), data))
         return written
+
+    def _publish(self, rel: str, data: pa.Table) -> PurePath:
+        store = self.data_dir.store
+        if store.local:
+            dest = self.data_dir.lake / rel
+            write_parquet(data, dest, self.data_dir.staging)
+            return dest
+        store.publish(rel, data)
+        return PurePosixPath(rel)
 
     def mark_flushed(self, segment: str) -> None:
         """Record that every file of WAL segment `segment` is published (see storage.compact)."""
@@ -96,7 +108,8 @@ class LakeWriter:
         stray = [
             e.rel
             for table in tables
-            for e in store.list_files(table.name, PARQUET_SUFFIX)
+            for prefix in (table.name, late_prefix(table))
+            for e in store.list_files(prefix, PARQUET_SUFFIX)
             if e.name.startswith(f"{stem}-") and e.rel not in keep
         ]
         store.delete(stray)

@@ -55,7 +55,13 @@ def keys_select(group: GroupBy, dims: Mapping[str, str], time_col: str = "start_
 
 
 def join_on_keys(left: pl.DataFrame, right: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Full outer join on group keys (NULL keys equal), or a horizontal concat without keys."""
+    """Full outer join on group keys (NULL keys equal), or a horizontal concat without keys.
+
+    A side without rows may also be without columns (rollup sums of nothing): the other side
+    is then the answer as it is."""
+    for empty, other in ((left, right), (right, left)):
+        if empty.height == 0 and not set(keys) <= set(empty.columns):
+            return other
     if not keys:
         if left.height == 0:
             return right

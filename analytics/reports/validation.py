@@ -27,12 +27,14 @@ DIMS = {
     "task_name": "task_name",
 }
 ERRORS_KEY = "spanlake.validation.errors"
+NO_GROUP = GroupBy()
 
 
-def checks_source(filters: Filters, options: TaskOptions) -> SpanSource:
+def checks_source(filters: Filters, options: TaskOptions, group: GroupBy = NO_GROUP) -> SpanSource:
     """Whole traces from `horizon` (plus skew) before the window: the tasks checks ran in."""
     return SpanSource(
         filters,
+        group,
         span_level_filters=False,
         widen_after=options.horizon,
         widen_before=options.horizon + options.skew,
@@ -41,14 +43,15 @@ def checks_source(filters: Filters, options: TaskOptions) -> SpanSource:
     )
 
 
-def checks_ctes(filters: Filters, options: TaskOptions, p: Params) -> str:
+def checks_ctes(filters: Filters, options: TaskOptions, p: Params, group: GroupBy = NO_GROUP) -> str:
     """Task CTEs over tasks started up to `horizon` before the window, then `checks`."""
     wide = replace(filters, since=filters.since - options.horizon) if filters.since is not None else filters
-    return f"{task_ctes(wide, GroupBy(), options, p)},\n{_checks_cte(filters, p)}"
+    return f"{task_ctes(wide, group, options, p)},\n{_checks_cte(filters, p, group)}"
 
 
-def _checks_cte(filters: Filters, p: Params) -> str:
-    """`checks`: each validation verdict, with the model and prompt of the check or else of its task."""
+def _checks_cte(filters: Filters, p: Params, group: GroupBy) -> str:
+    """`checks`: each validation verdict, with the model, prompt and grouped attributes of the
+    check or else of its task."""
     preds = []
     for col, value in (
         ("service_name", filters.service),
@@ -64,12 +67,13 @@ def _checks_cte(filters: Filters, p: Params) -> str:
         preds.append("attr_match")
     since = f"v.start_time >= {p.add(filters.since)}" if filters.since else "TRUE"
     until = f"v.start_time < {p.add(filters.until)}" if filters.until else "TRUE"
+    g_attrs = "".join(f",\n        coalesce(v.g_attr_{i}, t.g_attr_{i}) AS g_attr_{i}" for i in range(len(group.attrs)))
     return f"""checks_all AS (
       SELECT v.project, v.trace_id, v.span_id, v.start_time, v.attr_match, v.service_name,
         coalesce(v.validation_name, v.name) AS validator, v.validation_passed AS passed,
         coalesce(v.model, t.model) AS model, coalesce(v.provider, t.provider) AS provider,
         coalesce(v.prompt_name, t.prompt_name) AS prompt_name,
-        coalesce(v.prompt_version, t.prompt_version) AS prompt_version, t.task_name
+        coalesce(v.prompt_version, t.prompt_version) AS prompt_version, t.task_name{g_attrs}
       FROM sp v
       LEFT JOIN member w ON w.project = v.project AND w.trace_id = v.trace_id AND w.span_id = v.span_id
       LEFT JOIN tasks_all t ON t.project = w.project AND t.trace_id = w.trace_id AND t.span_id = w.task_id
@@ -89,20 +93,20 @@ def validation(
     """Per group (by default per validator): checks, failures and failure rate.
 
     A check is a span with a verdict (`validation_passed`); its validator is
-    `validation_name` (else the span name). Model and prompt version are the check's own,
-    else those of the task it ran in.
+    `validation_name` (else the span name). Model, prompt version and `attr:KEY` group keys are
+    the check's own, else those of the task it ran in.
     """
     options = options or TaskOptions()
     group = GroupBy.parse(group_by, DIMS, bucket)
 
     def body(p: Params) -> str:
-        return f"""{checks_ctes(filters, options, p)}
+        return f"""{checks_ctes(filters, options, p, group)}
         SELECT {keys_select(group, DIMS)}count(*) AS checks,
           count(*) FILTER (WHERE NOT passed) AS failures,
           count(*) FILTER (WHERE NOT passed) / count(*) AS failure_rate
         FROM checks GROUP BY ALL"""
 
-    df = an.run(checks_source(filters, options), body)
+    df = an.run(checks_source(filters, options, group), body)
     return df.sort(group.names, nulls_last=True) if group.names else df
 
 

@@ -23,19 +23,24 @@ from spanlake.analytics.rollups.trace_index import hour_files, labelled_hours, l
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.storage.json_file import JsonFile
+from spanlake.storage.late import late_by_hour, late_covering
 from spanlake.storage.layout import DataDir
+from spanlake.storage.schema import SPANS
 
 STATE_VERSION = 2
 
 
 def source_signatures(dd: DataDir) -> dict[datetime, str]:
-    """UTC hour → hash of the (name, size, mtime) of every span file of that hour, all projects."""
+    """UTC hour → hash of the (name, size, mtime) of every span file of that hour, all projects
+    (a late-arrival file counts in every hour it has rows of)."""
     files: dict[datetime, list[str]] = {}
     for f in (dd.lake / "spans").glob("project=*/date=*/hour=*/*.parquet"):
         date_part, hour_part = f.parent.parent.name[5:], f.parent.name[5:]
         h = datetime.fromisoformat(date_part).replace(hour=int(hour_part), tzinfo=UTC)
         st = f.stat()
         files.setdefault(h, []).append(f"{f.parent.parent.parent.name}/{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    for h, entries in late_by_hour(dd, SPANS).items():
+        files.setdefault(h, []).extend(f"{e.rel}:{e.size}:{e.mtime}" for e in entries)
     return {h: hashlib.sha1("\n".join(sorted(v)).encode()).hexdigest() for h, v in files.items()}
 
 
@@ -114,7 +119,8 @@ def _linked_cached(an: Analytics, changed: set[datetime], among: set[datetime]) 
     if not changed:
         return set()
     dd = an.lake.data_dir
-    files = sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size) for c in changed for f in hour_files(dd, c))
+    own = [f for c in changed for f in hour_files(dd, c)] + [Path(f) for f in late_covering(dd, SPANS, changed)]
+    files = sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in own)
     state = rollup_dir(dd) / "state.json"
     key = (str(dd.root), tuple(files), state.stat().st_mtime_ns if state.exists() else 0, tuple(sorted(among)))
     if key not in _LINKED:

@@ -18,7 +18,9 @@ from spanlake.analytics.rollups.tables import Table, hour_name, no_reach, parse_
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.storage.late import late_covering
 from spanlake.storage.layout import DataDir
+from spanlake.storage.schema import SPANS
 from spanlake.storage.trace_index import index_dir, index_files, index_rows
 
 TRACE_KEYS = ("project", "trace_id")
@@ -80,15 +82,28 @@ def linked_hours(an: Analytics, changed: set[datetime], among: set[datetime] | N
     else:
         folder = index_dir(dd)
         index = [str(f) for f in (folder / f"{hour_name(h)}.parquet" for h in sorted(among - changed)) if f.exists()]
-    if not spans or not index:
+    late = late_covering(dd, SPANS, changed)
+    if not (spans or late) or not index:
         return set()
+    params: dict[str, list[str]] = {"index": index}
+    sources = []
+    if spans:
+        params["spans"] = spans
+        sources.append(
+            "SELECT project, trace_id FROM read_parquet($spans, hive_partitioning = true, union_by_name = true)"
+        )
+    if late:
+        params["late"] = late
+        sources.append(
+            "SELECT project, trace_id FROM read_parquet($late, hive_partitioning = true, "
+            "hive_types = {'project': VARCHAR}, union_by_name = true)"
+        )
     con = duckdb.connect(":memory:")
     try:
-        sql = """
-          WITH n AS (SELECT DISTINCT project, trace_id
-                     FROM read_parquet($spans, hive_partitioning = true, union_by_name = true))
+        sql = f"""
+          WITH n AS (SELECT DISTINCT project, trace_id FROM ({" UNION ALL ".join(sources)}))
           SELECT DISTINCT epoch_us(i.hour) FROM read_parquet($index) i SEMI JOIN n USING (project, trace_id)"""
-        rows = con.execute(sql, {"spans": spans, "index": index}).fetchall()
+        rows = con.execute(sql, params).fetchall()
     finally:
         con.close()
     return {datetime.fromtimestamp(r[0] / 1e6, UTC) for r in rows}

@@ -19,6 +19,7 @@ from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
 
 LAKE_SLOTS = 4  # concurrent lake queries per collector (2 cores: more only queue in DuckDB)
 MAX_TEXT = 1024  # longest filter value
+MAX_ATTR = 8192  # longest attribute key (or key=value) to filter or group on
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
@@ -81,13 +82,30 @@ def texts(values: Sequence[str], name: str) -> list[str]:
     return [text(v, name) or "" for v in values]
 
 
+def attr_text(value: str, name: str) -> str:
+    """An attribute key or `key=value`: any text a span may carry (control characters too, as
+    they are compared as bound values), at most MAX_ATTR characters."""
+    if len(value) > MAX_ATTR:
+        raise InvalidRequest(f"{name} is longer than {MAX_ATTR} characters")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise InvalidRequest(f"{name} contains a lone surrogate")
+    return value
+
+
 def attributes(pairs: Sequence[str]) -> dict[str, str]:
-    """`key=value` parameters → {key: value} (exact matches on span attributes)."""
+    r"""`key=value` parameters → {key: value} (exact matches on span attributes; in the key,
+    `\=` stands for '=' and `\\` for a backslash)."""
+    from spanlake.analytics.spans import parse_attr_filter  # analytics loads DuckDB: on first use
+
     out: dict[str, str] = {}
-    for item in texts(pairs, "attr"):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequest(f"attr {item!r}: use key=value")
+    for item in pairs:
+        item = attr_text(item, "attr")
+        try:
+            key, value = parse_attr_filter(item)
+        except ValueError:
+            key, value = "", ""
+        if not key:  # the empty key too: far more often a mistake than a key (group_by_attr takes it)
+            raise InvalidRequest("attr: use key=value (write \\= for an '=' in the key)")
         if key in out:
             raise InvalidRequest(f"attr {key!r} given twice")
         out[key] = value

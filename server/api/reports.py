@@ -6,7 +6,8 @@
 One route per report of analytics.reports.registry, with its parameters. Every report takes
 since/until (default: the last 24 hours), project, service, model, provider, prompt_name,
 prompt_version, attr=key=value (repeatable), group_by (repeatable or comma-separated:
-dimensions, attr:KEY, a time bucket), default_outcome and source (auto, raw, rollups).
+dimensions, attr:KEY, a time bucket), group_by_attr=KEY (repeatable, the key exactly),
+default_outcome and source (auto, raw, rollups).
 Report-specific parameters today: slow_ms (latency), sort and limit (task-list), limit
 (validation-errors, retrieved-documents), by/a/b (compare), k (retrieval). Values are bound
 parameters.
@@ -24,7 +25,7 @@ from spanlake.analytics.reports.registry import REPORTS, run_report
 from spanlake.analytics.reports.report import Param, Report
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
-from spanlake.server.api.common import ApiContext, attributes, jsonable, project_for, text, texts, window
+from spanlake.server.api.common import ApiContext, attr_text, attributes, jsonable, project_for, text, texts, window
 from spanlake.server.api.problems import responses
 
 
@@ -66,6 +67,13 @@ class Common:
                 "outcome_source, validator, data_source, attr:KEY, or hour/day/week/month (per report)"
             ),
         ] = [],  # noqa: B006
+        group_by_attr: Annotated[
+            list[str],
+            Query(
+                description="An attribute key to group by, exactly as spans carry it (repeatable; unlike attr:KEY "
+                "in group_by, never split at commas or trimmed)"
+            ),
+        ] = [],  # noqa: B006
         default_outcome: Literal["unknown", "success", "failure"] = "unknown",
         source: Annotated[
             Literal["auto", "raw", "rollups"],
@@ -82,6 +90,7 @@ class Common:
         self.dims |= {"prompt_name": prompt_name, "prompt_version": prompt_version}
         self.attr = attr
         self.group_by = group_by
+        self.group_by_attr = group_by_attr
         self.default_outcome = default_outcome
         self.source = source
 
@@ -95,6 +104,7 @@ class Common:
         project = project_for(principal, self.project)
         filters = Filters(since=start, until=end, project=project, attributes=attributes(self.attr), **dims)
         keys = [k.strip() for item in texts(self.group_by, "group_by") for k in item.split(",") if k.strip()]
+        keys += [f"attr:{attr_text(k, 'group_by_attr')}" for k in self.group_by_attr]
         return filters, keys, TaskOptions(default_outcome=self.default_outcome)
 
 

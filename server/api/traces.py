@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import (
+    EARLIEST,
+    LATEST,
     ApiContext,
     attributes,
     finite,
@@ -105,9 +107,18 @@ def decode_cursor(cursor: str) -> tuple[int, datetime, datetime]:
         offset, since, until = int(doc["o"]), datetime.fromisoformat(doc["s"]), datetime.fromisoformat(doc["u"])
     except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
         raise InvalidRequest("invalid cursor: pass next_cursor from the previous page unchanged") from None
-    if offset < 0 or since.tzinfo is None or until.tzinfo is None or offset > 1_000_000:
+    if offset < 0 or since.tzinfo is None or until.tzinfo is None or offset > 1_000_000 or not _in_range(since, until):
         raise InvalidRequest("invalid cursor: pass next_cursor from the previous page unchanged")
-    return offset, since, until
+    return offset, since.astimezone(UTC), until.astimezone(UTC)
+
+
+def _in_range(since: datetime, until: datetime) -> bool:
+    """Whether a cursor's window is one `window` could have resolved (a crafted one may hold
+    any date, even one whose UTC time is outside the calendar)."""
+    try:
+        return EARLIEST <= since < until <= LATEST
+    except OverflowError:
+        return False
 
 
 def make_traces_router(ctx: ApiContext) -> APIRouter:

@@ -19,8 +19,8 @@ from streamlit.testing.v1 import AppTest
 from spanlake.analytics.reports.registry import REPORTS
 from spanlake.cli.report import report as report_command
 from spanlake.collector.decode import decode_spans
-from spanlake.collector.http_receiver import make_http_app
 from spanlake.dashboard.components import formatted
+from spanlake.server.api.app import HttpParts, make_http_app
 from spanlake.storage.layout import DataDir
 from spanlake.storage.schema import SPANS
 from spanlake.storage.writer import LakeWriter
@@ -41,7 +41,7 @@ def test_cli_api_and_dashboard_list_the_registry(open_app: Open, tmp_path: Path)
     for r in REPORTS.values():
         assert f"{r.name:<20} {r.summary_for('cli')}" in help_text.replace("\n  ", "\n  ")
     # the API: one path per report, with the report's public parameters
-    spec = make_http_app(None, data_dir=DataDir(tmp_path)).openapi()  # type: ignore[arg-type]
+    spec = make_http_app(HttpParts(DataDir(tmp_path), api=True)).openapi()
     paths = [p[len(PREFIX) :] for p in spec["paths"] if p.startswith(PREFIX)]
     assert paths == names
     for r in REPORTS.values():

@@ -81,6 +81,11 @@ def _calls(alpha_key_id: str) -> dict[tuple[str, str], Call]:
         ),
         ("POST", "/api/v1/datasets/{name}/versions"): Call("POST", "/api/v1/datasets/golden/versions", need="write"),
         ("GET", "/api/v1/datasets/{name}/export"): Call("GET", "/api/v1/datasets/golden/export", {"version": 1}),
+        ("GET", "/api/v1/saved-filters"): Call("GET", "/api/v1/saved-filters"),
+        ("GET", "/api/v1/saved-filters/{name}"): Call("GET", "/api/v1/saved-filters/failures"),
+        ("PUT", "/api/v1/saved-filters/{name}"): Call(
+            "PUT", "/api/v1/saved-filters/other", body={"filters": {"outcome": "failure"}}, need="write"
+        ),
     }
     from spanlake.server.api.reports import REPORTS
 
@@ -99,6 +104,8 @@ def isolated(api_v1: Api) -> tuple[Api, dict[tuple[str, str], Call]]:
     assert api_v1.call("POST", "/api/v1/datasets/golden/items", "alpha:write", items).status_code == 200
     api_v1.c.flush()
     assert api_v1.call("POST", "/api/v1/datasets/golden/versions", "alpha:write").status_code == 200
+    saved = {"filters": {"outcome": "failure"}}
+    assert api_v1.call("PUT", "/api/v1/saved-filters/failures", "alpha:write", saved).status_code == 200
     spare = KeyStore(keys_path(api_v1.c.data_dir)).create("alpha", "read", "spare")[0]
     return api_v1, _calls(spare.id)
 
