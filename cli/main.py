@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.progress import Progress
 
 from spanlake.cli.dashboard import dashboard_auth_options
 from spanlake.cli.demo import no_demo_option
 from spanlake.cli.keys import auth_option
-from spanlake.cli.lake import lake_dir, lake_option, retention_rules, up_options
+from spanlake.cli.lake import retention_rules, up_options
 from spanlake.cli.options import data_dir_option as shared_data_dir_option
-from spanlake.cli.output import print_table
 from spanlake.cli.up import port_in_use_message, print_banner, role_option
 from spanlake.collector.app import PortInUse
 from spanlake.collector.config import (
@@ -36,7 +36,43 @@ from spanlake.storage.signin import resolve_mode
 data_dir_option = shared_data_dir_option()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose other commands live in their own modules, imported when one of them is
+    run or listed (click's documented pattern for lazy subcommands). `spanlake up --role
+    ingest` then loads none of them, and with them neither DuckDB nor spanlake.analytics."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy  # command name → "module:attribute"
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, attribute = self.lazy[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+COMMANDS = {
+    "analytics": "spanlake.cli.report:analytics",
+    "compact": "spanlake.cli.lake_commands:compact_cmd",
+    "dashboard": "spanlake.cli.dashboard:dashboard",
+    "dataset": "spanlake.cli.dataset:dataset",
+    "demo": "spanlake.cli.demo:demo",
+    "keys": "spanlake.cli.keys:keys",
+    "labels": "spanlake.cli.labels:labels",
+    "query": "spanlake.cli.lake_commands:query",
+    "redaction": "spanlake.cli.redaction:redaction",
+    "report": "spanlake.cli.report:report",
+    "retention": "spanlake.cli.lake_commands:retention",
+    "users": "spanlake.cli.users:users",
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version("spanlake"), prog_name="spanlake")
 def cli() -> None:
     """spanlake: tracing and analytics for LLM applications.
@@ -189,83 +225,6 @@ def up(
     except (OSError, RedactionError) as e:
         raise click.ClickException(str(e)) from None
     click.echo("spanlake stopped; everything acknowledged is in the lake.")
-
-
-@cli.command()
-@click.argument("sql")
-@data_dir_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="Output format. json prints one JSON array of row objects.",
-)
-@click.option("--max-rows", type=int, default=100, show_default=True, help="Rows shown by --format table.")
-@lake_option
-def query(sql: str, data_dir: Path, fmt: str, max_rows: int, lake: str | None) -> None:
-    """Run DuckDB SQL over the lake's views.
-
-    \b
-    Views: spans, traces, logs (deduplicated) and spans_raw, logs_raw (as stored).
-    Macros: attr(json, 'key') and attr_str(json, 'key') read one attribute, e.g.
-      spanlake query "SELECT name, attr_str(attributes, 'gen_ai.request.model') FROM spans"
-    Safe to run while the collector is writing: it only reads whole Parquet files.
-    """
-    # cli.main is also `spanlake up --role ingest`, which must not load DuckDB (tests/server/test_app.py).
-    import duckdb  # optional dependency: DuckDB, loaded by this command only
-
-    from spanlake.storage.reader import Lake  # optional dependency: DuckDB, as above
-
-    dd = lake_dir(data_dir, lake)
-    try:
-        result = Lake(dd).query(sql)
-    except duckdb.Error as e:
-        raise click.ClickException(f"query failed: {e}") from None
-    print_table(result, fmt, max_rows)
-
-
-@cli.command("compact")
-@data_dir_option
-@click.option(
-    "--min-age", type=float, default=60.0, show_default=True, help="Only merge files at least this many seconds old."
-)
-@lake_option
-def compact_cmd(data_dir: Path, min_age: float, lake: str | None) -> None:
-    """Merge small Parquet files per partition and drop re-sent duplicates."""
-    from spanlake.storage.compact import compact  # optional dependency: DuckDB, not for `up --role ingest`
-
-    dd = lake_dir(data_dir, lake)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("compacting", total=None)
-        result = compact(dd, min_age_s=min_age, progress=lambda table, files: progress.advance(task))
-    click.echo(
-        f"compacted {result.partitions} partition(s): {result.files_in} files → {result.files_out}, "
-        f"{result.rows_in} rows → {result.rows_out} (duplicates dropped: {result.rows_in - result.rows_out})"
-    )
-
-
-from spanlake.cli.dashboard import dashboard  # noqa: E402
-from spanlake.cli.dataset import dataset  # noqa: E402
-from spanlake.cli.demo import demo  # noqa: E402
-from spanlake.cli.keys import keys  # noqa: E402
-from spanlake.cli.labels import labels  # noqa: E402
-from spanlake.cli.lake import retention  # noqa: E402
-from spanlake.cli.redaction import redaction  # noqa: E402
-from spanlake.cli.report import analytics, report  # noqa: E402
-from spanlake.cli.users import users  # noqa: E402
-
-cli.add_command(report)
-cli.add_command(analytics)
-cli.add_command(dashboard)
-cli.add_command(retention)
-cli.add_command(demo)
-cli.add_command(dataset)
-cli.add_command(labels)
-cli.add_command(keys)
-cli.add_command(redaction)
-cli.add_command(users)
 
 
 if __name__ == "__main__":

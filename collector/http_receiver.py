@@ -1,6 +1,6 @@
 """OTLP/HTTP receiver: POST /v1/traces and /v1/logs, protobuf or JSON, optionally gzipped.
 
-A router the server mounts on its HTTP app (server/api/app.py), beside the API when the role
+A router the server mounts on its HTTP app (server/http.py), beside the API when the role
 serves one.
 
 Answers in the request's content type. Failures carry a `google.rpc.Status` body:

@@ -36,9 +36,9 @@ from spanlake.collector.app import Collector, PortInUse, PublishingWriter
 from spanlake.collector.auth import DISABLED
 from spanlake.collector.config import CollectorConfig
 from spanlake.collector.connection_limits import http_server_options
-from spanlake.server.api.app import HttpParts, make_http_app
 from spanlake.server.dashboard import Dashboard, start_for_up
 from spanlake.server.demo import FirstStartDemo
+from spanlake.server.http import ApiMount, HttpParts, make_http_app
 from spanlake.storage.layout import LAKE_ENV, DataDir
 from spanlake.storage.signin import DEFAULT_PROXY_HEADER
 
@@ -158,12 +158,18 @@ class Server:
 
     async def _serve_http(self, sock: socket.socket) -> int:
         cfg, c = self.config, self.collector
+        api: ApiMount | None = None
+        if self.role in SERVES_API:
+            # The API's routers load DuckDB and spanlake.analytics, which an ingest node never imports.
+            from spanlake.server.api.app import mount_api  # optional dependency: not for an ingest node
+
+            api = mount_api
         parts = HttpParts(
             self.data_dir,
             cfg.default_project,
             c.auth if c is not None else DISABLED,  # the compactor serves /health and /ready only
             otlp=c.otlp_router() if c is not None and self.role in RECEIVES else None,
-            api=self.role in SERVES_API,
+            api=api,
             writer=PublishingWriter(c) if c is not None else None,
             wal=c.wal if c is not None else None,
             flusher=c.flusher if c is not None else None,

@@ -27,8 +27,11 @@ import pyarrow.compute as pc
 
 from spanlake.storage.compact import Held, compacted_name, exclusive, partitions, replace_files
 from spanlake.storage.late import late_by_project, late_rel, late_schema, read_hours
-from spanlake.storage.layout import ALL_PROJECTS, DataDir, valid_project
+from spanlake.storage.layout import ALL_PROJECTS, DataDir
+from spanlake.storage.retention_rules import format_rules, parse_rules
 from spanlake.storage.schema import TABLES, Table
+
+__all__ = ["RetentionResult", "apply_retention", "expired_partitions", "format_rules", "parse_rules"]
 
 Progress = Callable[[str, int], None]  # (partition, files deleted)
 
@@ -39,30 +42,6 @@ class RetentionResult:
     files: int = 0
     bytes: int = 0
     skipped_busy: bool = False
-
-
-def parse_rules(text: str) -> dict[str, int]:
-    """'alpha=7,*=30' → {'alpha': 7, '*': 30}; '' → {} (keep everything)."""
-    rules: dict[str, int] = {}
-    for item in text.replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        project, sep, days = item.partition("=")
-        project = project.strip()
-        if not sep or not days.strip().isdigit():
-            raise ValueError(f"retention rule {item!r}: use PROJECT=DAYS, e.g. alpha=7 or *=30")
-        if project != ALL_PROJECTS and not valid_project(project):
-            raise ValueError(f"retention rule {item!r}: {project!r} is not a project name")
-        rules[project] = int(days)
-    for project, days in rules.items():
-        if days < 1:
-            raise ValueError(f"retention for {project!r} must be at least 1 day")
-    return rules
-
-
-def format_rules(rules: Mapping[str, int]) -> str:
-    return ",".join(f"{p}={d}" for p, d in sorted(rules.items()))
 
 
 def _partition_key(rel_dir: str) -> tuple[str, datetime] | None:

@@ -26,6 +26,7 @@ from spanlake.server.api.health import lake_reachable
 from spanlake.server.api.problems import NotFound, responses
 from spanlake.storage.keys import ApiKey, KeyStore, keys_path
 from spanlake.storage.layout import valid_project
+from spanlake.storage.window import connect_window
 
 
 class ProjectOut(BaseModel):
@@ -148,7 +149,6 @@ def read_lake(ctx: ApiContext) -> None:
     lake_reachable(ctx.data_dir)
     if ctx.data_dir.is_remote:
         return
-    from spanlake.storage.window import connect_window  # loads DuckDB: only when the lake is read
 
     con = connect_window(ctx.analytics().lake, datetime.now(UTC) - timedelta(hours=1), None)
     try:

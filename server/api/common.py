@@ -12,10 +12,13 @@ from typing import Any, TypeVar
 import anyio
 from fastapi import Request
 
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import parse_attr_filter, parse_duration
 from spanlake.collector.auth import DISABLED, Authenticator, Principal, check_project
 from spanlake.collector.errors import InvalidRequest
 from spanlake.storage.keys import Scope
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
+from spanlake.storage.reader import Lake
 
 LAKE_SLOTS = 4  # concurrent lake queries per collector (2 cores: more only queue in DuckDB)
 MAX_TEXT = 1024  # longest filter value
@@ -37,9 +40,6 @@ class ApiContext:
     def analytics(self) -> Any:
         """One Analytics (lake reader + price book) for the app's lifetime."""
         if "an" not in self._cache:
-            from spanlake.analytics.runner import Analytics
-            from spanlake.storage.reader import Lake
-
             self._cache["an"] = Analytics(Lake(self.data_dir))
         return self._cache["an"]
 
@@ -95,7 +95,6 @@ def attr_text(value: str, name: str) -> str:
 def attributes(pairs: Sequence[str]) -> dict[str, str]:
     r"""`key=value` parameters → {key: value} (exact matches on span attributes; in the key,
     `\=` stands for '=' and `\\` for a backslash)."""
-    from spanlake.analytics.spans import parse_attr_filter  # analytics loads DuckDB: on first use
 
     out: dict[str, str] = {}
     for item in pairs:
@@ -114,7 +113,6 @@ def attributes(pairs: Sequence[str]) -> dict[str, str]:
 
 def parse_time(value: str | None, now: datetime, name: str) -> datetime | None:
     """A duration ago ('30m', '24h', '7d') or an ISO 8601 time (UTC unless it says otherwise)."""
-    from spanlake.analytics.spans import parse_duration
 
     if value is None or value == "":
         return None

@@ -34,12 +34,20 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes, file_name
+from spanlake.analytics.datasets import freeze_dataset
+from spanlake.analytics.labels import current_labels, label_history, project_agreement
+from spanlake.analytics.runner import Analytics
 from spanlake.collector.errors import ExportError, InvalidRequest
+from spanlake.collector.http_receiver import read_body
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_DATASETS, Record
-from spanlake.storage.datasets import read_version, valid_dataset_name
+from spanlake.server.api.common import request_body
+from spanlake.server.api.problems import from_error, problem, responses
+from spanlake.storage.datasets import list_datasets, members, read_examples, read_version, valid_dataset_name, versions
 from spanlake.storage.label_schema import LabelSchema, LabelSchemas, SchemaConflict
 from spanlake.storage.layout import DataDir, valid_project
+from spanlake.storage.reader import Lake
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_ITEMS = 10_000
@@ -102,9 +110,6 @@ def make_datasets_router(
     ingestor: Ingestor, data_dir: DataDir, default_project: str, schemas: LabelSchemas
 ) -> APIRouter:
     """Routes /label-schema, /labels (reads) and /datasets, included under /api/v1 by the labels router."""
-    from spanlake.collector.http_receiver import read_body
-    from spanlake.server.api.common import request_body
-    from spanlake.server.api.problems import from_error, problem, responses
 
     router = APIRouter()
 
@@ -144,9 +149,6 @@ def make_datasets_router(
     def analytics() -> Any:
         """One Analytics (lake reader + price book) for the router's lifetime; each query opens its own connection."""
         if "an" not in cache:
-            from spanlake.analytics.runner import Analytics
-            from spanlake.storage.reader import Lake
-
             cache["an"] = Analytics(Lake(data_dir))
         return cache["an"]
 
@@ -198,7 +200,6 @@ def make_datasets_router(
 
     @router.get("/labels", tags=["labels"], responses=responses(400, 401, 403, 422, 429))
     async def labels(request: Request, trace_id: str, project: str | None = None) -> Response:
-        from spanlake.analytics.labels import current_labels, label_history
 
         async def run() -> Any:
             if not TRACE_ID_RE.match(trace_id):
@@ -215,7 +216,6 @@ def make_datasets_router(
     async def agreement(
         request: Request, project: str | None = None, since: datetime | None = None, until: datetime | None = None
     ) -> Response:
-        from spanlake.analytics.labels import project_agreement
 
         async def run() -> Any:
             p = project_of(project)
@@ -229,7 +229,6 @@ def make_datasets_router(
 
     @router.get("/datasets", tags=["datasets"], responses=responses(400, 401, 403, 422, 429))
     async def list_all(request: Request, project: str | None = None) -> Response:
-        from spanlake.storage.datasets import list_datasets
 
         async def run() -> Any:
             p = project_of(project)
@@ -256,7 +255,6 @@ def make_datasets_router(
 
     @router.get("/datasets/{name}", tags=["datasets"], responses=responses(400, 401, 403, 404, 422, 429))
     async def show(request: Request, name: str, project: str | None = None) -> Response:
-        from spanlake.storage.datasets import list_datasets, members, versions
 
         async def run() -> Any:
             p, n = project_of(project), dataset_name(name)
@@ -306,7 +304,6 @@ def make_datasets_router(
     async def freeze_now(
         request: Request, name: str, project: str | None = None, author: str | None = None
     ) -> Response:
-        from spanlake.analytics.datasets import freeze_dataset
 
         async def run() -> Any:
             p, n = project_of(project), dataset_name(name)
@@ -314,8 +311,6 @@ def make_datasets_router(
             return {"created": frozen.created, "missing": len(frozen.missing), **frozen.version.manifest}
 
         return await guarded(run, request)
-
-    from spanlake.analytics.dataset_export import FORMATS
 
     exported = {"description": "The exported file", "content": {media: {} for _, media in FORMATS.values()}}
 
@@ -334,9 +329,6 @@ def make_datasets_router(
         match: str = "exact",
         call: str = "text",
     ) -> Response:
-        from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes, file_name
-        from spanlake.analytics.datasets import freeze_dataset
-        from spanlake.storage.datasets import read_examples
 
         async def run() -> Any:
             p, n = project_of(project), dataset_name(name)

@@ -30,8 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from spanlake.collector.auth import DISABLED, Authenticator, check_project
 from spanlake.collector.errors import ExportError, InvalidRequest
+from spanlake.collector.http_receiver import read_body
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_LABELS, Record
+from spanlake.server.api.common import request_body
+from spanlake.server.api.datasets import make_datasets_router
+from spanlake.server.api.problems import from_error, responses
 from spanlake.storage.label_schema import LabelSchemas
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
 
@@ -198,9 +202,6 @@ def make_labels_router(
     """Routes for /api/v1/feedback and /api/v1/labels; with a data directory, labels are checked
     against the project's label schema and the datasets API (server.api.datasets) is included.
     With `auth` enabled, writing needs a write key, and events go to its project (403 for another)."""
-    from spanlake.collector.http_receiver import read_body
-    from spanlake.server.api.common import request_body
-    from spanlake.server.api.problems import from_error, responses
 
     router = APIRouter(prefix="/api/v1")
     schemas = LabelSchemas(data_dir) if data_dir is not None else None
@@ -240,7 +241,5 @@ def make_labels_router(
         return await store(request, LabelIn, many=True)
 
     if data_dir is not None and schemas is not None:
-        from spanlake.server.api.datasets import make_datasets_router
-
         router.include_router(make_datasets_router(ingestor, data_dir, default_project, schemas))
     return router

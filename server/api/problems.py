@@ -20,6 +20,7 @@ import grpc
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -168,7 +169,6 @@ def openapi_of(app: FastAPI) -> dict[str, Any]:
     (FastAPI's own 422 entries point at its validation schema; they are rewritten here)."""
     if app.openapi_schema:
         return app.openapi_schema
-    from fastapi.openapi.utils import get_openapi
 
     doc = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags

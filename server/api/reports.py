@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 
 from spanlake.analytics.reports.registry import REPORTS, run_report
 from spanlake.analytics.reports.report import Param, Report
+from spanlake.analytics.spans import Filters
+from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import ApiContext, attr_text, attributes, jsonable, project_for, text, texts, window
@@ -96,8 +98,6 @@ class Common:
 
     def resolve(self, principal: Principal | None) -> tuple[Any, list[str], Any]:
         """(analytics Filters, group-by keys, TaskOptions)."""
-        from spanlake.analytics.spans import Filters
-        from spanlake.analytics.task_outcomes import TaskOptions
 
         start, end = window(self.since, self.until)
         dims = {k: text(v, k) for k, v in self.dims.items()}

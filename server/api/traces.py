@@ -18,6 +18,10 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
+from spanlake.analytics.labels import current_labels, label_history
+from spanlake.analytics.traces.detail import trace_detail
+from spanlake.analytics.traces.filters import MAX_PAGE, OUTCOMES, SORTS, Page, TraceFilters
+from spanlake.analytics.traces.trace_list import list_traces as run
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import (
@@ -123,7 +127,6 @@ def _in_range(since: datetime, until: datetime) -> bool:
 
 def make_traces_router(ctx: ApiContext) -> APIRouter:
     """The /traces routes."""
-    from spanlake.analytics.traces.filters import MAX_PAGE, OUTCOMES, SORTS
 
     router = APIRouter(prefix="/api/v1", tags=["traces"])
     reader = Depends(ctx.principal("read"))
@@ -156,8 +159,6 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> Any:
         """Traces whose first span starts in [since, until) (default: the last 24 hours), newest first."""
-        from spanlake.analytics.traces.filters import Page, TraceFilters
-        from spanlake.analytics.traces.trace_list import list_traces as run
 
         if cursor is not None:
             offset, start, end = decode_cursor(text(cursor, "cursor") or "")
@@ -189,7 +190,6 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
         return {"since": start, "until": end, "total": page.total, "next_cursor": more, "traces": rows}
 
     async def detail(principal: Principal | None, trace_id: str, project: str | None, around: str | None) -> Any:
-        from spanlake.analytics.traces.detail import trace_detail
 
         p = project_for(principal, project)
         hint = parse_time(around, datetime.now(UTC), "around")
@@ -211,7 +211,6 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
     ) -> Any:
         """One trace: summary, spans in tree order (with their logs and messages), conversation,
         retrieved documents, validations, markers and labels."""
-        from spanlake.analytics.labels import current_labels, label_history
 
         d = await detail(principal, trace_id, project, around)
         lake = ctx.analytics().lake

@@ -20,7 +20,8 @@ from spanlake.analytics.reports.registry import REPORTS
 from spanlake.cli.report import report as report_command
 from spanlake.collector.decode import decode_spans
 from spanlake.dashboard.components import formatted
-from spanlake.server.api.app import HttpParts, make_http_app
+from spanlake.server.api.app import mount_api
+from spanlake.server.http import HttpParts, make_http_app
 from spanlake.storage.layout import DataDir
 from spanlake.storage.schema import SPANS
 from spanlake.storage.writer import LakeWriter
@@ -41,7 +42,7 @@ def test_cli_api_and_dashboard_list_the_registry(open_app: Open, tmp_path: Path)
     for r in REPORTS.values():
         assert f"{r.name:<20} {r.summary_for('cli')}" in help_text.replace("\n  ", "\n  ")
     # the API: one path per report, with the report's public parameters
-    spec = make_http_app(HttpParts(DataDir(tmp_path), api=True)).openapi()
+    spec = make_http_app(HttpParts(DataDir(tmp_path), api=mount_api)).openapi()
     paths = [p[len(PREFIX) :] for p in spec["paths"] if p.startswith(PREFIX)]
     assert paths == names
     for r in REPORTS.values():

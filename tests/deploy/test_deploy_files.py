@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from spanlake.cli.main import cli
@@ -33,7 +34,7 @@ def spanlake_args_parse(args: list[str]) -> None:
     """Parse a `spanlake ...` command line with the real CLI (without running it)."""
     assert args, "empty command"
     name, rest = args[0], args[1:]
-    command = cli.commands.get(name)  # type: ignore[attr-defined]
+    command = cli.get_command(click.Context(cli), name)
     assert command is not None, f"spanlake has no command {name!r}"
     command.make_context(name, list(rest), resilient_parsing=False)
 
