@@ -1,8 +1,9 @@
 """`spanlake dashboard`: serve the Streamlit dashboard over a data directory.
 
 The dashboard runs as a child process (`python -m streamlit run`), headless and without
-usage statistics, at low CPU priority, so it can never block or slow a collector running
-next to it; it only reads the Parquet lake. `spanlake up` starts it the same way.
+usage statistics, at low CPU priority and with bounded DuckDB threads, so it can never
+block or slow a collector running next to it; it only reads the Parquet lake. `spanlake up`
+starts it the same way.
 
 Sign-in (`--dashboard-auth`, see dashboard/auth.py) is resolved here against the address and
 passed to the child as an explicit mode: password, proxy (with its header) or off.
@@ -25,6 +26,7 @@ from pathlib import Path
 import click
 
 from spanlake.collector.config import DEFAULT_DATA_DIR, DEFAULT_HOST
+from spanlake.server.query_workers import QueryLimits, limit_duckdb_threads, lower_priority
 from spanlake.storage.signin import AUTH_MODES, DEFAULT_PROXY_HEADER, NO_USERS_HINT, resolve_mode
 from spanlake.storage.users import UserStore, users_path
 
@@ -84,11 +86,12 @@ def command(data_dir: Path, host: str, port: int, auth: str = "off", header: str
 
 
 def child_main() -> None:  # pragma: no cover - runs in the child process
-    """Run `streamlit <args>` at low priority; on Linux, ask to be terminated when the
-    parent exits (and exit now if it already did). Done here, after exec, because a
-    preexec_fn is unsafe in a parent with threads (gRPC, uvicorn)."""
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+    """Run `streamlit <args>` at low priority, its DuckDB connections at most
+    SPANLAKE_QUERY_DUCKDB_THREADS threads each (as the API's query workers); on Linux, ask to
+    be terminated when the parent exits (and exit now if it already did). Done here, after
+    exec, because a preexec_fn is unsafe in a parent with threads (gRPC, uvicorn)."""
+    lower_priority(NICENESS)
+    limit_duckdb_threads(QueryLimits.from_env().duckdb_threads)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             import ctypes

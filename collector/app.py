@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import uvicorn
@@ -77,6 +78,7 @@ class Collector:
         self.auth = Authenticator(keys, internal_token=config.internal_token)
         self._grpc: grpc.aio.Server | None = None
         self._http: uvicorn.Server | None = None
+        self._queries: Any = None  # the API's query workers (server.query_workers), stopped with the collector
         self._http_task: asyncio.Task[None] | None = None
         self._stop_compactor = threading.Event()
         self._compactor: threading.Thread | None = None
@@ -100,6 +102,7 @@ class Collector:
         sock = _bind_socket(cfg.host, cfg.http_port)
         http_port = sock.getsockname()[1]
         app = make_http_app(self.ingestor, cfg.max_body_bytes, self.data_dir, cfg.default_project, self.auth)
+        self._queries = app.state.queries
         self._http = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
         )
@@ -125,6 +128,8 @@ class Collector:
                 await self._http_task
         if self._grpc is not None:
             await self._grpc.stop(grace=5)
+        if self._queries is not None:
+            await asyncio.to_thread(self._queries.stop)
         self._stop_compactor.set()
         await asyncio.to_thread(self.wal.close)
         await asyncio.to_thread(self.flusher.close)

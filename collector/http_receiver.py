@@ -22,6 +22,7 @@ from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLar
 from spanlake.collector.ingest import LOGS, TRACES, Encoding, Ingestor, SignalSpec
 from spanlake.server.api import problems
 from spanlake.server.api.limits import API_PREFIX, ApiLimits, ApiLimitsMiddleware
+from spanlake.server.query_workers import QueryLimits, QueryPool
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def make_http_app(
     *,
     limits: ApiLimits | None = None,
     flusher: Any = None,
+    query_limits: QueryLimits | None = None,
 ) -> FastAPI:
     """The OTLP/HTTP application (mounted by the collector's uvicorn server), plus the HTTP API
     under /api/v1 (server.api; docs/api.md) and /health, /ready.
@@ -103,7 +105,9 @@ def make_http_app(
     With `auth` enabled, exports need a write key and are stored under its project (401/403
     otherwise), and every API request needs a key of the project it reads or writes. `limits`
     default to ApiLimits.from_env(); `flusher` (for /ready) defaults to the one the WAL hands
-    closed segments to."""
+    closed segments to. With a data directory, heavy reads run in query workers
+    (server.query_workers, bounded by `query_limits`, default QueryLimits.from_env()), held
+    in `app.state.queries`: the owner of the app stops them with `app.state.queries.stop()`."""
     from spanlake.server.api.labels import make_labels_router
     from spanlake.server.api.scope import ApiScopeMiddleware
 
@@ -146,14 +150,16 @@ def make_http_app(
     async def logs(request: Request) -> Response:
         return await handle(LOGS, request)
 
-    app.include_router(make_labels_router(ingestor, data_dir, default_project, auth))
+    queries = QueryPool(data_dir, query_limits) if data_dir is not None else None
+    app.state.queries = queries
+    app.include_router(make_labels_router(ingestor, data_dir, default_project, auth, queries))
     if data_dir is not None:
         from spanlake.server.api.admin import make_admin_router
         from spanlake.server.api.common import ApiContext
         from spanlake.server.api.reports import make_reports_router
         from spanlake.server.api.traces import make_traces_router
 
-        ctx = ApiContext(data_dir, default_project, auth)
+        ctx = ApiContext(data_dir, default_project, auth, queries)
         wal = getattr(ingestor, "wal", None)
         flusher = flusher if flusher is not None else getattr(getattr(wal, "on_segment_closed", None), "__self__", None)
         app.include_router(make_traces_router(ctx))

@@ -32,6 +32,7 @@ from spanlake.collector.auth import DISABLED, Authenticator, check_project
 from spanlake.collector.errors import ExportError, InvalidRequest
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_LABELS, Record
+from spanlake.server.query_workers import QueryPool
 from spanlake.storage.label_schema import LabelSchemas
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
 
@@ -194,9 +195,11 @@ def make_labels_router(
     data_dir: DataDir | None = None,
     default_project: str = DEFAULT_PROJECT,
     auth: Authenticator = DISABLED,
+    queries: QueryPool | None = None,
 ) -> APIRouter:
     """Routes for /api/v1/feedback and /api/v1/labels; with a data directory, labels are checked
-    against the project's label schema and the datasets API (server.api.datasets) is included.
+    against the project's label schema and the datasets API (server.api.datasets, its lake
+    reads in `queries`) is included.
     With `auth` enabled, writing needs a write key, and events go to its project (403 for another)."""
     from spanlake.collector.http_receiver import read_body
     from spanlake.server.api.common import request_body
@@ -242,5 +245,5 @@ def make_labels_router(
     if data_dir is not None and schemas is not None:
         from spanlake.server.api.datasets import make_datasets_router
 
-        router.include_router(make_datasets_router(ingestor, data_dir, default_project, schemas))
+        router.include_router(make_datasets_router(ingestor, data_dir, default_project, schemas, queries))
     return router

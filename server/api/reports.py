@@ -12,15 +12,18 @@ retrieved-documents), by/a/b (compare), source (cost), k (retrieval). Values are
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from spanlake.analytics import rollup_reports as RR
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import ApiContext, attributes, jsonable, project_for, text, texts, window
 from spanlake.server.api.problems import responses
+from spanlake.server.query_workers import Local
 
 REPORTS = {
     "latency": "p50/p90/p95/p99/max of tasks end to end and of each step category; errors, timeouts, retries, TTFT",
@@ -108,9 +111,29 @@ class Common:
         return filters, keys, TaskOptions(default_outcome=self.default_outcome)
 
 
+def run_report(run: Callable[..., Any], an: Any, filters: Any, keys: list[str], opts: Any) -> tuple[Any, str]:
+    """(rows, source) of `run(an, filters, keys, opts)`; runs in a query worker."""
+    try:
+        out = run(an, filters, keys, opts)
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from None
+    return out if isinstance(out, tuple) else (out, "raw")
+
+
+def _rolled(an: Any, f: Any, k: list[str], o: Any, *, name: str, source: str, kw: dict[str, Any]) -> Any:
+    return RR.report(an, name, f, k, options=o, source=source, **kw)
+
+
+def _listed(an: Any, f: Any, k: list[str], o: Any, *, name: str, source: str, kw: dict[str, Any]) -> Any:
+    return RR.list_report(an, name, f, options=o, source=source, **kw)
+
+
+def _compared(an: Any, f: Any, k: list[str], o: Any, *, by: str, a: str, b: str, source: str) -> Any:
+    return RR.compare(an, f, by, a, b, options=o, source=source)
+
+
 def make_reports_router(ctx: ApiContext) -> APIRouter:
     """The /reports routes."""
-    from spanlake.analytics import rollup_reports as RR
     from spanlake.analytics.reports.compare import BY
 
     router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
@@ -120,26 +143,18 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
 
     async def answer(name: str, principal: Principal | None, common: Common, run: Callable[..., Any]) -> Any:
         filters, keys, opts = common.resolve(principal)
-
-        def job() -> tuple[Any, str]:
-            try:
-                out = run(ctx.analytics(), filters, keys, opts)
-            except ValueError as e:
-                raise InvalidRequest(str(e)) from None
-            return out if isinstance(out, tuple) else (out, "raw")
-
-        df, source = await ctx.run(job)
+        df, source = await ctx.query(run_report, run, Local.ANALYTICS, filters, keys, opts)
         rows = [jsonable(r) for r in df.to_dicts()]
         return {"report": name, "since": filters.since, "until": filters.until, "source": source,
                 "columns": df.columns, "rows": rows}  # fmt: skip
 
     def rolled(common: Common, name: str, **kw: Any) -> Callable[..., Any]:
         """A grouped report, from rollups where they can answer (`common.source`)."""
-        return lambda an, f, k, o: RR.report(an, name, f, k, options=o, source=common.source, **kw)
+        return partial(_rolled, name=name, source=common.source, kw=kw)
 
     def listed(common: Common, name: str, **kw: Any) -> Callable[..., Any]:
         """A list report, from rollups where they can answer (`common.source`)."""
-        return lambda an, f, k, o: RR.list_report(an, name, f, options=o, source=common.source, **kw)
+        return partial(_listed, name=name, source=common.source, kw=kw)
 
     @router.get("", response_model=list[ReportInfo], responses=responses(401, 429))
     async def list_reports(principal: Annotated[Principal | None, reader]) -> Any:
@@ -209,8 +224,6 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
         by: By = "prompt_version",
     ):
         a_, b_ = text(a, "a") or "", text(b, "b") or ""
-        return await answer("compare", principal, common,
-                            lambda an, f, k, o: RR.compare(an, f, by, a_, b_, options=o,
-                                                           source=common.source))  # fmt: skip
+        return await answer("compare", principal, common, partial(_compared, by=by, a=a_, b=b_, source=common.source))
 
     return router

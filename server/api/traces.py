@@ -18,6 +18,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
+from spanlake.analytics.labels import current_labels, label_history
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import (
@@ -31,6 +32,7 @@ from spanlake.server.api.common import (
     window,
 )
 from spanlake.server.api.problems import NotFound, responses
+from spanlake.server.query_workers import Local
 
 TRACE_ID = r"^[0-9a-fA-F]{32}$"
 SPAN_ID = r"^[0-9a-fA-F]{16}$"
@@ -110,6 +112,12 @@ def decode_cursor(cursor: str) -> tuple[int, datetime, datetime]:
     return offset, since, until
 
 
+def trace_labels(lake: Any, trace_id: str, project: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(current labels, label history) of a trace; runs in a query worker."""
+    current = current_labels(lake, project, trace_ids=[trace_id]).to_dicts()
+    return current, label_history(lake, trace_id, project).to_dicts()
+
+
 def make_traces_router(ctx: ApiContext) -> APIRouter:
     """The /traces routes."""
     from spanlake.analytics.traces.filters import MAX_PAGE, OUTCOMES, SORTS
@@ -172,7 +180,7 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
             task_name=text(task_name, "task_name"),
             prompt_version=text(prompt_version, "prompt_version"),
         )
-        page = await ctx.run(run, ctx.analytics(), filters, Page(sort, order == "desc", limit, offset))
+        page = await ctx.query(run, Local.ANALYTICS, filters, Page(sort, order == "desc", limit, offset))
         more = encode_cursor(offset + page.rows.height, start, end) if page.has_next else None
         rows = [jsonable(r) for r in page.rows.to_dicts()]
         return {"since": start, "until": end, "total": page.total, "next_cursor": more, "traces": rows}
@@ -182,7 +190,7 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
 
         p = project_for(principal, project)
         hint = parse_time(around, datetime.now(UTC), "around")
-        found = await ctx.run(trace_detail, ctx.analytics(), trace_id, p, hint)
+        found = await ctx.query(trace_detail, Local.ANALYTICS, trace_id, p, hint)
         if found is None:
             where = f" in project {p!r}" if p is not None else ""
             raise NotFound(f"no trace {trace_id.lower()}{where}")
@@ -200,12 +208,8 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
     ) -> Any:
         """One trace: summary, spans in tree order (with their logs and messages), conversation,
         retrieved documents, validations, markers and labels."""
-        from spanlake.analytics.labels import current_labels, label_history
-
         d = await detail(principal, trace_id, project, around)
-        lake = ctx.analytics().lake
-        current = await ctx.run(lambda: current_labels(lake, d.project, trace_ids=[d.trace_id]).to_dicts())
-        history = await ctx.run(lambda: label_history(lake, d.trace_id, d.project).to_dicts())
+        current, history = await ctx.query(trace_labels, Local.LAKE, d.trace_id, d.project)
         return jsonable(
             {
                 "trace_id": d.trace_id,
