@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 2
 DEFAULT_DUCKDB_THREADS = 1
-DEFAULT_NICENESS = 10  # as the dashboard: the collector gets the CPU first
+DEFAULT_NICENESS = 19  # the lowest: the receivers and the flusher get the CPU first
 DEFAULT_MAX_QUEUED = 8
 DEFAULT_RETRY_AFTER_S = 2
 ENV_WORKERS = "SPANLAKE_QUERY_WORKERS"
@@ -142,9 +142,15 @@ def lower_priority(niceness: int) -> None:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(parent: int, root: str, lake: str, niceness: int, threads: int) -> None:
+def _set_nice(pid: int, value: int) -> None:
+    """Set a process's nice value (0: this one); best effort (never raises it back)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, value)
+
+
+def _init_worker(parent: int, root: str, lake: str, nice_value: int, threads: int) -> None:
     exit_with_parent(parent)
-    lower_priority(niceness)
+    _set_nice(0, nice_value)  # already set from the parent; again for this thread (Linux nice is per thread)
     limit_duckdb_threads(threads)
     _worker["data_dir"] = DataDir(root, lake)
 
@@ -278,14 +284,17 @@ class QueryPool:
     def _new_pool(self) -> ProcessPoolExecutor:
         limits, dd = self.limits, self.data_dir
         lake = dd.lake_url or str(dd.lake)
+        nice_value = min(19, os.getpriority(os.PRIO_PROCESS, 0) + limits.niceness)
         pool = ProcessPoolExecutor(
             limits.workers,
             mp_context=multiprocessing.get_context("spawn"),  # not fork: the collector runs threads
             initializer=_init_worker,
-            initargs=(os.getpid(), str(dd.root), lake, limits.niceness, limits.duckdb_threads),
+            initargs=(os.getpid(), str(dd.root), lake, nice_value, limits.duckdb_threads),
         )
         for _ in range(limits.workers):
-            pool.submit(_ready)
+            pool.submit(_ready)  # spawns the workers (and starts their imports)
+        for pid in getattr(pool, "_processes", None) or {}:
+            _set_nice(pid, nice_value)  # now: a worker's start-up imports run before its initializer
         return pool
 
     def _restart(self) -> None:
