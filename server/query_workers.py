@@ -39,7 +39,7 @@ from spanlake.storage.layout import DataDir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = max(1, (os.cpu_count() or 2) // 2)  # half the cores: reads never hold them all
 DEFAULT_DUCKDB_THREADS = 1
 DEFAULT_NICENESS = 19  # the lowest: the receivers and the flusher get the CPU first
 DEFAULT_MAX_QUEUED = 8
