@@ -152,7 +152,7 @@ class Flusher:
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that runs gRPC threads is unsafe.
         ctx = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_exit_with, initargs=(os.getpid(),))
+        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),))
 
     def _warm_up(self, pool: ProcessPoolExecutor) -> None:
         """Start every worker now, importing the decoder and Arrow, so the first segments
@@ -251,13 +251,14 @@ class Flusher:
         self.segments_flushed += 1
 
 
-def _exit_with(parent: int) -> None:
-    """A flush worker's initializer: end the worker once the collector that started it is gone.
+def exit_with_parent(parent: int) -> None:
+    """A worker process's initializer: end the worker once the process that started it is gone.
 
-    A pool's workers hold both ends of the pool's pipes themselves, so after a SIGKILL of the
-    collector (or an OOM kill) they would wait on them for ever. A watcher thread checks the
+    Used by the flush workers and by the API's query workers (server.query_workers). A pool's
+    workers hold both ends of the pool's pipes themselves, so after a SIGKILL of the collector
+    (or an OOM kill) they would wait on them for ever. A watcher thread checks the
     parent pid instead (portable; Linux's PR_SET_PDEATHSIG follows the spawning thread, not
-    the process). Whatever segment a worker was writing stays in the WAL and is replayed.
+    the process). Whatever segment a flush worker was writing stays in the WAL and is replayed.
     """
 
     def watch() -> None:

@@ -39,6 +39,7 @@ from spanlake.collector.connection_limits import http_server_options
 from spanlake.server.dashboard import Dashboard, start_for_up
 from spanlake.server.demo import FirstStartDemo
 from spanlake.server.http import ApiMount, HttpParts, make_http_app
+from spanlake.server.query_workers import QueryLimits, QueryPool
 from spanlake.storage.layout import LAKE_ENV, DataDir
 from spanlake.storage.signin import DEFAULT_PROXY_HEADER
 
@@ -159,17 +160,21 @@ class Server:
     async def _serve_http(self, sock: socket.socket) -> int:
         cfg, c = self.config, self.collector
         api: ApiMount | None = None
+        queries: QueryPool | None = None
         if self.role in SERVES_API:
             # The API's routers load DuckDB and spanlake.analytics, which an ingest node never imports.
             from spanlake.server.api.app import mount_api  # optional dependency: not for an ingest node
 
             api = mount_api
+            queries = QueryPool(self.data_dir, QueryLimits.from_env())  # reads yield to ingest
+            self._stack.push_async_callback(asyncio.to_thread, queries.stop)
         parts = HttpParts(
             self.data_dir,
             cfg.default_project,
             c.auth if c is not None else DISABLED,  # the compactor serves /health and /ready only
             otlp=c.otlp_router() if c is not None and self.role in RECEIVES else None,
             api=api,
+            queries=queries,
             writer=PublishingWriter(c) if c is not None else None,
             wal=c.wal if c is not None else None,
             flusher=c.flusher if c is not None else None,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spanlake.collector.config import DEFAULT_HOST
+from spanlake.server.query_workers import QueryLimits, limit_duckdb_threads, lower_priority
 from spanlake.storage.signin import DEFAULT_PROXY_HEADER, resolve_mode
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,12 @@ def command(data_dir: Path, host: str, port: int, auth: str = "off", header: str
 
 
 def child_main() -> None:  # pragma: no cover - runs in the child process
-    """Run `streamlit <args>` at low priority; on Linux, ask to be terminated when the
-    parent exits (and exit now if it already did). Done here, after exec, because a
-    preexec_fn is unsafe in a parent with threads (gRPC, uvicorn)."""
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+    """Run `streamlit <args>` at low priority, its DuckDB connections at most
+    SPANLAKE_QUERY_DUCKDB_THREADS threads each (as the API's query workers); on Linux, ask to
+    be terminated when the parent exits (and exit now if it already did). Done here, after
+    exec, because a preexec_fn is unsafe in a parent with threads (gRPC, uvicorn)."""
+    lower_priority(NICENESS)
+    limit_duckdb_threads(QueryLimits.from_env().duckdb_threads)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -19,6 +19,7 @@ from spanlake.server.api import problems
 from spanlake.server.api.health import lake_reachable, make_health_router
 from spanlake.server.api.limits import API_PREFIX, ApiLimits, ApiLimitsMiddleware
 from spanlake.server.api.scope import ApiScopeMiddleware
+from spanlake.server.query_workers import QueryPool
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 
 # Mounts the API's routers on the app; returns /ready's lake check for a process that reads the lake.
@@ -39,6 +40,7 @@ class HttpParts:
     wal: Any = None
     flusher: Any = None
     limits: ApiLimits | None = None
+    queries: QueryPool | None = None  # heavy API reads run there (server.query_workers)
 
 
 def make_http_app(parts: HttpParts) -> FastAPI:

@@ -19,8 +19,8 @@ from spanlake.server.http import HttpParts
 def mount_api(app: FastAPI, parts: HttpParts) -> Callable[[], None]:
     """Include every API router; returns /ready's lake check (a read of the newest hour)."""
     dd, auth = parts.data_dir, parts.auth
-    ctx = ApiContext(dd, parts.default_project, auth)
-    app.include_router(make_labels_router(parts.writer, dd, parts.default_project, auth))
+    ctx = ApiContext(dd, parts.default_project, auth, parts.queries)
+    app.include_router(make_labels_router(parts.writer, dd, parts.default_project, auth, parts.queries))
     app.include_router(make_traces_router(ctx))
     app.include_router(make_reports_router(ctx))
     app.include_router(make_admin_router(ctx))

@@ -1,5 +1,6 @@
 """What the read API routes share: who is asking, which project, time and text parameters,
-and running lake queries off the event loop (at most LAKE_SLOTS at a time)."""
+and running lake queries off the event loop: heavy ones in the query workers
+(server.query_workers), light ones in threads (at most LAKE_SLOTS at a time)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import parse_attr_filter, parse_duration
 from spanlake.collector.auth import DISABLED, Authenticator, Principal, check_project
 from spanlake.collector.errors import InvalidRequest
+from spanlake.server.query_workers import Local, QueryPool
 from spanlake.storage.keys import Scope
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
 from spanlake.storage.reader import Lake
@@ -35,6 +37,7 @@ class ApiContext:
     data_dir: DataDir
     default_project: str = DEFAULT_PROJECT
     auth: Authenticator = DISABLED
+    queries: QueryPool | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def analytics(self) -> Any:
@@ -48,6 +51,15 @@ class ApiContext:
         if "slots" not in self._cache:
             self._cache["slots"] = anyio.CapacityLimiter(LAKE_SLOTS)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._cache["slots"])
+
+    async def query(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a heavy lake query in the query workers (429 when their queue is full); `fn` is
+        module-level, Local.ANALYTICS / Local.LAKE stand for the reader. Without query
+        workers, like run()."""
+        if self.queries is not None:
+            return await self.queries.run(fn, *args)
+        stand_in = {Local.ANALYTICS: self.analytics(), Local.LAKE: self.analytics().lake}
+        return await self.run(fn, *(stand_in[a] if isinstance(a, Local) else a for a in args))
 
     def principal(self, need: Scope) -> Callable[[Request], Awaitable[Principal | None]]:
         """A dependency authenticating the request for `need` (None when authentication is off)."""

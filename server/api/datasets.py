@@ -16,8 +16,9 @@
                                                         the file; without `version`, freezes one first
 
 Writes (dataset events) go through the write-ahead log like labels: acknowledged once
-fsynced, visible to reads after the next flush. Reads and exports run in a worker thread,
-never on the event loop. Names are checked against a strict pattern (no path traversal).
+fsynced, visible to reads after the next flush. Lake reads and exports run in the query
+workers (server.query_workers; 429 when their queue is full), never on the event loop.
+Names are checked against a strict pattern (no path traversal).
 """
 
 from __future__ import annotations
@@ -36,18 +37,18 @@ from starlette.concurrency import run_in_threadpool
 
 from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes, file_name
 from spanlake.analytics.datasets import freeze_dataset
-from spanlake.analytics.labels import current_labels, label_history, project_agreement
-from spanlake.analytics.runner import Analytics
+from spanlake.analytics.labels import project_agreement
 from spanlake.collector.errors import ExportError, InvalidRequest
 from spanlake.collector.http_receiver import read_body
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_DATASETS, Record
-from spanlake.server.api.common import request_body
+from spanlake.server.api.common import ApiContext, request_body
 from spanlake.server.api.problems import from_error, problem, responses
+from spanlake.server.api.traces import trace_labels
+from spanlake.server.query_workers import Local, QueryPool
 from spanlake.storage.datasets import list_datasets, members, read_examples, read_version, valid_dataset_name, versions
 from spanlake.storage.label_schema import LabelSchema, LabelSchemas, SchemaConflict
 from spanlake.storage.layout import DataDir, valid_project
-from spanlake.storage.reader import Lake
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_ITEMS = 10_000
@@ -106,10 +107,21 @@ def _model(body: bytes, model: type[T]) -> T:
         raise InvalidRequest(f"{where}: {err['msg']}") from None
 
 
+def export_file(lake: Any, v: Any, fmt: str, opts: Any) -> bytes:
+    """A frozen version's file; runs in a query worker."""
+
+    return export_bytes(read_examples(lake.data_dir, v), v.manifest, fmt, opts)
+
+
 def make_datasets_router(
-    ingestor: Ingestor, data_dir: DataDir, default_project: str, schemas: LabelSchemas
+    ingestor: Ingestor,
+    data_dir: DataDir,
+    default_project: str,
+    schemas: LabelSchemas,
+    queries: QueryPool | None = None,
 ) -> APIRouter:
-    """Routes /label-schema, /labels (reads) and /datasets, included under /api/v1 by the labels router."""
+    """Routes /label-schema, /labels (reads) and /datasets, included under /api/v1 by the labels
+    router; lake reads run in `queries` (in threads without)."""
 
     router = APIRouter()
 
@@ -144,13 +156,7 @@ def make_datasets_router(
             return from_error(InvalidRequest(str(e)), where)
         return result if isinstance(result, Response) else _json(result)
 
-    cache: dict[str, Any] = {}
-
-    def analytics() -> Any:
-        """One Analytics (lake reader + price book) for the router's lifetime; each query opens its own connection."""
-        if "an" not in cache:
-            cache["an"] = Analytics(Lake(data_dir))
-        return cache["an"]
+    ctx = ApiContext(data_dir, default_project, queries=queries)
 
     async def append(events: list[dict[str, Any]]) -> None:
         await ingestor.append(Record(KIND_DATASETS, time.time_ns(), None, orjson.dumps(events)))
@@ -200,14 +206,11 @@ def make_datasets_router(
 
     @router.get("/labels", tags=["labels"], responses=responses(400, 401, 403, 422, 429))
     async def labels(request: Request, trace_id: str, project: str | None = None) -> Response:
-
         async def run() -> Any:
             if not TRACE_ID_RE.match(trace_id):
                 raise InvalidRequest("trace_id must be 32 hex characters")
             p = project_of(project)
-            lake = analytics().lake
-            current = await run_in_threadpool(lambda: current_labels(lake, p, trace_ids=[trace_id]).to_dicts())
-            history = await run_in_threadpool(lambda: label_history(lake, trace_id, p).to_dicts())
+            current, history = await ctx.query(trace_labels, Local.LAKE, trace_id, p)
             return {"project": p, "trace_id": trace_id.lower(), "current": current, "history": history}
 
         return await guarded(run, request)
@@ -219,8 +222,7 @@ def make_datasets_router(
 
         async def run() -> Any:
             p = project_of(project)
-            lake = analytics().lake
-            result = await run_in_threadpool(project_agreement, lake, p, schemas.get(p), since, until)
+            result = await ctx.query(project_agreement, Local.LAKE, p, schemas.get(p), since, until)
             return {"project": p, "fields": {k: v.as_dict() for k, v in result.items()}}
 
         return await guarded(run, request)
@@ -232,7 +234,7 @@ def make_datasets_router(
 
         async def run() -> Any:
             p = project_of(project)
-            return {"datasets": (await run_in_threadpool(list_datasets, analytics().lake, p)).to_dicts()}
+            return {"datasets": (await ctx.query(list_datasets, Local.LAKE, p)).to_dicts()}
 
         return await guarded(run, request)
 
@@ -258,12 +260,11 @@ def make_datasets_router(
 
         async def run() -> Any:
             p, n = project_of(project), dataset_name(name)
-            lake = analytics().lake
-            info = (await run_in_threadpool(list_datasets, lake, p)).filter(dataset=n).to_dicts()
+            info = (await ctx.query(list_datasets, Local.LAKE, p)).filter(dataset=n).to_dicts()
             nums = await run_in_threadpool(versions, data_dir, p, n)
             if not info and not nums:
                 raise LookupError(f"no dataset {n!r} in project {p!r}")
-            items = (await run_in_threadpool(members, lake, p, n)).to_dicts()
+            items = (await ctx.query(members, Local.LAKE, p, n)).to_dicts()
             return {"project": p, "dataset": n, "info": info[0] if info else None, "versions": nums, "items": items}
 
         return await guarded(run, request)
@@ -307,7 +308,7 @@ def make_datasets_router(
 
         async def run() -> Any:
             p, n = project_of(project), dataset_name(name)
-            frozen = await run_in_threadpool(freeze_dataset, analytics(), p, n, author)
+            frozen = await ctx.query(freeze_dataset, Local.ANALYTICS, p, n, author)
             return {"created": frozen.created, "missing": len(frozen.missing), **frozen.version.manifest}
 
         return await guarded(run, request)
@@ -336,13 +337,13 @@ def make_datasets_router(
                 raise InvalidRequest(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
             opts = ExportOptions(target=target, match=match, call=call)
             if version is None:
-                v = (await run_in_threadpool(freeze_dataset, analytics(), p, n)).version
+                v = (await ctx.query(freeze_dataset, Local.ANALYTICS, p, n)).version
             else:
                 found = await run_in_threadpool(read_version, data_dir, p, n, version)
                 if found is None:
                     raise LookupError(f"dataset {n!r} has no version {version}")
                 v = found
-            data = await run_in_threadpool(lambda: export_bytes(read_examples(data_dir, v), v.manifest, format, opts))
+            data = await ctx.query(export_file, Local.LAKE, v, format, opts)
             headers = {
                 "Content-Disposition": f'attachment; filename="{file_name(n, v.version, format, opts)}"',
                 "X-Spanlake-Dataset-Version": str(v.version),

@@ -36,6 +36,7 @@ from spanlake.collector.wal import KIND_LABELS, Record
 from spanlake.server.api.common import request_body
 from spanlake.server.api.datasets import make_datasets_router
 from spanlake.server.api.problems import from_error, responses
+from spanlake.server.query_workers import QueryPool
 from spanlake.storage.label_schema import LabelSchemas
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
 
@@ -198,9 +199,11 @@ def make_labels_router(
     data_dir: DataDir | None = None,
     default_project: str = DEFAULT_PROJECT,
     auth: Authenticator = DISABLED,
+    queries: QueryPool | None = None,
 ) -> APIRouter:
     """Routes for /api/v1/feedback and /api/v1/labels; with a data directory, labels are checked
-    against the project's label schema and the datasets API (server.api.datasets) is included.
+    against the project's label schema and the datasets API (server.api.datasets, its lake
+    reads in `queries`) is included.
     With `auth` enabled, writing needs a write key, and events go to its project (403 for another)."""
 
     router = APIRouter(prefix="/api/v1")
@@ -241,5 +244,5 @@ def make_labels_router(
         return await store(request, LabelIn, many=True)
 
     if data_dir is not None and schemas is not None:
-        router.include_router(make_datasets_router(ingestor, data_dir, default_project, schemas))
+        router.include_router(make_datasets_router(ingestor, data_dir, default_project, schemas, queries))
     return router

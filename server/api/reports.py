@@ -29,6 +29,7 @@ from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
 from spanlake.server.api.common import ApiContext, attr_text, attributes, jsonable, project_for, text, texts, window
 from spanlake.server.api.problems import responses
+from spanlake.server.query_workers import Local
 
 
 class ReportOut(BaseModel):
@@ -108,6 +109,16 @@ class Common:
         return filters, keys, TaskOptions(default_outcome=self.default_outcome)
 
 
+def report_rows(
+    an: Any, filters: Any, keys: list[str], opts: Any, name: str, source: str, params: dict[str, Any]
+) -> tuple[Any, str]:
+    """(rows, source used) of report `name`; runs in a query worker."""
+    try:
+        return run_report(an, name, filters, keys, source, options=opts, **params)
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from None
+
+
 def _annotation(p: Param) -> Any:
     """The FastAPI query parameter of a report parameter."""
     kind: Any = Literal[p.choices] if p.choices else p.type
@@ -152,26 +163,17 @@ def make_reports_router(ctx: ApiContext) -> APIRouter:
     reader = Depends(ctx.principal("read"))
     errors = responses(400, 401, 403, 422, 429)
 
-    async def answer(name: str, principal: Principal | None, common: Common, run: Callable[..., Any]) -> Any:
+    async def answer(name: str, principal: Principal | None, common: Common, params: dict[str, Any]) -> Any:
         filters, keys, opts = common.resolve(principal)
-
-        def job() -> tuple[Any, str]:
-            try:
-                out = run(ctx.analytics(), filters, keys, opts)
-            except ValueError as e:
-                raise InvalidRequest(str(e)) from None
-            return out if isinstance(out, tuple) else (out, "raw")
-
-        df, source = await ctx.run(job)
+        args = (filters, keys, opts, name, common.source, params)
+        df, source = await ctx.query(report_rows, Local.ANALYTICS, *args)
         rows = [jsonable(r) for r in df.to_dicts()]
         return {"report": name, "since": filters.since, "until": filters.until, "source": source,
                 "columns": df.columns, "rows": rows}  # fmt: skip
 
     async def run(name: str, principal: Principal | None, common: Common, **params: Any) -> Any:
         """Report `name`, from rollups where they can answer (`common.source`)."""
-        return await answer(
-            name, principal, common, lambda an, f, k, o: run_report(an, name, f, k, common.source, options=o, **params)
-        )
+        return await answer(name, principal, common, params)
 
     @router.get("", response_model=list[ReportInfo], responses=responses(401, 429))
     async def list_reports(principal: Annotated[Principal | None, reader]) -> Any:

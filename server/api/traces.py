@@ -37,6 +37,7 @@ from spanlake.server.api.common import (
     window,
 )
 from spanlake.server.api.problems import NotFound, responses
+from spanlake.server.query_workers import Local
 
 TRACE_ID = r"^[0-9a-fA-F]{32}$"
 SPAN_ID = r"^[0-9a-fA-F]{16}$"
@@ -125,6 +126,12 @@ def _in_range(since: datetime, until: datetime) -> bool:
         return False
 
 
+def trace_labels(lake: Any, trace_id: str, project: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(current labels, label history) of a trace; runs in a query worker."""
+    current = current_labels(lake, project, trace_ids=[trace_id]).to_dicts()
+    return current, label_history(lake, trace_id, project).to_dicts()
+
+
 def make_traces_router(ctx: ApiContext) -> APIRouter:
     """The /traces routes."""
 
@@ -184,7 +191,7 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
             task_name=text(task_name, "task_name"),
             prompt_version=text(prompt_version, "prompt_version"),
         )
-        page = await ctx.run(run, ctx.analytics(), filters, Page(sort, order == "desc", limit, offset))
+        page = await ctx.query(run, Local.ANALYTICS, filters, Page(sort, order == "desc", limit, offset))
         more = encode_cursor(offset + page.rows.height, start, end) if page.has_next else None
         rows = [jsonable(r) for r in page.rows.to_dicts()]
         return {"since": start, "until": end, "total": page.total, "next_cursor": more, "traces": rows}
@@ -193,7 +200,7 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
 
         p = project_for(principal, project)
         hint = parse_time(around, datetime.now(UTC), "around")
-        found = await ctx.run(trace_detail, ctx.analytics(), trace_id, p, hint)
+        found = await ctx.query(trace_detail, Local.ANALYTICS, trace_id, p, hint)
         if found is None:
             where = f" in project {p!r}" if p is not None else ""
             raise NotFound(f"no trace {trace_id.lower()}{where}")
@@ -213,9 +220,7 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
         retrieved documents, validations, markers and labels."""
 
         d = await detail(principal, trace_id, project, around)
-        lake = ctx.analytics().lake
-        current = await ctx.run(lambda: current_labels(lake, d.project, trace_ids=[d.trace_id]).to_dicts())
-        history = await ctx.run(lambda: label_history(lake, d.trace_id, d.project).to_dicts())
+        current, history = await ctx.query(trace_labels, Local.LAKE, d.trace_id, d.project)
         return jsonable(
             {
                 "trace_id": d.trace_id,
