@@ -102,6 +102,7 @@ class Server:
         self.dashboard_url = "off (--no-dashboard)"
         self.dashboards: list[Dashboard] = []
         self.rollups: Any = None
+        self.queries: QueryPool | None = None  # heavy API reads (the roles that serve the API)
         self._stack = AsyncExitStack()
 
     @property
@@ -160,13 +161,13 @@ class Server:
     async def _serve_http(self, sock: socket.socket) -> int:
         cfg, c = self.config, self.collector
         api: ApiMount | None = None
-        queries: QueryPool | None = None
+        queries = None
         if self.role in SERVES_API:
             # The API's routers load DuckDB and spanlake.analytics, which an ingest node never imports.
             from spanlake.server.api.app import mount_api  # optional dependency: not for an ingest node
 
             api = mount_api
-            queries = QueryPool(self.data_dir, QueryLimits.from_env())  # reads yield to ingest
+            queries = self.queries = QueryPool(self.data_dir, QueryLimits.from_env())  # reads yield to ingest
             self._stack.push_async_callback(asyncio.to_thread, queries.stop)
         parts = HttpParts(
             self.data_dir,

@@ -275,8 +275,8 @@ class QueryPool:
 
     def _call_here(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._local is None:
-            from spanlake.analytics.runner import Analytics  # heavy (DuckDB, Polars): only when used
-            from spanlake.storage.reader import Lake
+            from spanlake.analytics.runner import Analytics  # optional dependency: DuckDB, Polars; when used
+            from spanlake.storage.reader import Lake  # optional dependency: DuckDB; when used
 
             self._local = Analytics(Lake(self.data_dir))
         stand_in = {Local.ANALYTICS: self._local, Local.LAKE: self._local.lake}

@@ -52,6 +52,7 @@ class RunningCollector:
     data_dir: Path
     lake: Lake
     loop: asyncio.AbstractEventLoop
+    queries: Any = None  # the server's query workers (server.query_workers)
 
     @property
     def http(self) -> str:
@@ -100,7 +101,7 @@ def start_collector(data_dir: Path, **overrides: Any) -> tuple[RunningCollector,
         loop.close()
 
     assert server.collector is not None
-    running = RunningCollector(server.collector, endpoints, data_dir, Lake(data_dir), loop)
+    running = RunningCollector(server.collector, endpoints, data_dir, Lake(data_dir), loop, server.queries)
     return running, stop
 
 

@@ -18,7 +18,7 @@ import duckdb
 import httpx
 import pytest
 
-from spanlake.analytics import rollup_reports as RR
+from spanlake.analytics.reports.registry import run_report
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.task_outcomes import TaskOptions
@@ -70,7 +70,7 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def submit(api: Api, fn: Any, *args: Any) -> Any:
     """Run `fn(*args)` in the collector's query pool, from the collector's own event loop."""
-    pool = api.c.collector._queries
+    pool = api.c.queries
     return asyncio.run_coroutine_threadsafe(pool.run(fn, *args), api.c.loop)
 
 
@@ -79,7 +79,7 @@ def test_full_queue_answers_429_problem_with_retry_after_and_the_server_keeps_se
     assert tight.get("/api/v1/reports/latency", key, since=SINCE).status_code == 200  # the worker is up
     gate = tmp_path / "go"
     slow = submit(tight, wait_for, str(gate))
-    pool = tight.c.collector._queries
+    pool = tight.c.queries
     deadline = time.monotonic() + 10
     while pool.admitted < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -103,7 +103,7 @@ def test_full_queue_answers_429_problem_with_retry_after_and_the_server_keeps_se
 
 def test_workers_are_niced_with_bounded_duckdb_threads(tight: Api):
     pid, nice, threads = submit(tight, worker_facts).result(timeout=30)
-    assert pid != os.getpid() and pid in tight.c.collector._queries.pids()
+    assert pid != os.getpid() and pid in tight.c.queries.pids()
     assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + QueryLimits().niceness)
     assert int(threads) == QueryLimits().duckdb_threads
 
@@ -115,8 +115,7 @@ def test_answers_through_the_workers_are_the_analytics_layers(api_v1: Api):
     got = r.json()
     f = Filters(since=datetime.fromisoformat(got["since"]), until=datetime.fromisoformat(got["until"]), project="alpha")
     an = Analytics(Lake(api_v1.c.data_dir))
-    df = RR.report(an, "latency", f, [], options=TaskOptions(), source="raw")
-    df = df[0] if isinstance(df, tuple) else df
+    df, _ = run_report(an, "latency", f, [], "raw", options=TaskOptions())
     assert got["columns"] == df.columns
     assert got["rows"] == [jsonable(row) for row in df.to_dicts()] and got["rows"]
 
