@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ ROOT = Path(__file__).parents[2]
 OFF = {"ANTHROPIC_OPEN_TELEMETRY": "false"}
 FIRST_CHUNK_DELAY_MS = 150
 RESPONSE_MODEL = client.MODEL + "-20250929"
+_INDEX = re.compile(r"\.\d+\.")
 
 # Expected usage from the fake server's rule (words = whitespace-separated words). The cached
 # prefix is the system block (10 words): 5 read, 5 written. `in` is the OTel input (everything
@@ -323,3 +325,51 @@ def test_fake_server_rule_over_raw_http() -> None:
         err = http.post("/v1/messages", json={**body, "model": "fail-529"})
         assert err.status_code == 529 and err.json()["error"]["type"] == "overloaded_error"
         assert http.post("/v1/messages", json={"model": "m"}).status_code == 400
+
+
+# --- docs/instrumentations.md: the observed keys, regenerated from this run -------------------------
+
+DOC = ROOT / "docs" / "instrumentations.md"
+BEGIN, END = "<!-- observed-anthropic:begin -->", "<!-- observed-anthropic:end -->"
+
+
+def _keys(values: list[str | None]) -> str:
+    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
+    return ", ".join(f"`{k}`" for k in keys) or "none"
+
+
+def render_observed(runs: Runs) -> str:
+    """Per library (alone): span names, attribute and content keys, span events."""
+    out = []
+    for config in ("sdk", "openinference", "openllmetry"):
+        spans = runs.collector.query(
+            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
+            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
+            [config],
+        )
+        env = ", ".join(f"`{k}={v}`" for k, v in CONFIGS[config].env.items()) or "none"
+        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
+        out += [
+            f"### `{config}`",
+            "",
+            f"- over OTLP/{CONFIGS[config].protocol}; environment: {env}",
+            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
+            "- attributes: " + _keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
+            "",
+        ]
+    return "\n".join(out)
+
+
+def test_docs_list_what_was_observed(runs: Runs) -> None:
+    """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
+    assert not runs.failures, runs.failures
+    text = DOC.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
+    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n{render_observed(runs)}{END}"
+    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
+        DOC.write_text(head + observed + tail)
+    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
