@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,11 +131,11 @@ def test_messages_and_function_call(runs: Runs) -> None:
     )
     assert chat["llm.input_messages.1.message.content"] == client.QUESTION
     assert chat["llm.output_messages.0.message.content"] == REPLY
-    tools = runs.call("openinference", "tools")["content"]
-    out = json.loads(json.loads(tools)["output.value"])
-    (part,) = out["candidates"][0]["content"]["parts"]
-    assert part["function_call"] == {"name": "get_weather", "args": {"location": "Paris"}}
-    assert '"get_weather"' in json.loads(tools)["llm.tools.0.tool.json_schema"]
+    tools = json.loads(runs.call("openinference", "tools")["content"])
+    call = "llm.output_messages.0.message.tool_calls.0.tool_call.function."
+    assert tools[call + "name"] == "get_weather"
+    assert json.loads(tools[call + "arguments"]) == {"location": "Paris"}
+    assert json.loads(tools["llm.tools.0.tool.json_schema"])["name"] == "get_weather"
 
 
 def test_failed_call(runs: Runs) -> None:
@@ -165,3 +166,46 @@ def test_fake_server_rule_over_raw_http() -> None:
         assert len(chunks) == 3 and chunks[-1]["usageMetadata"] == u and "usageMetadata" not in chunks[0]
         err = http.post("/v1/models/fail-429:generateContent", json=body)
         assert (err.status_code, err.json()["error"]["status"]) == (429, "RESOURCE_EXHAUSTED")
+
+
+# --- docs/instrumentations.md: the observed keys, regenerated from this run -------------------------
+
+DOC = ROOT / "docs" / "instrumentations.md"
+BEGIN, END = "<!-- observed-gemini:begin -->", "<!-- observed-gemini:end -->"
+_INDEX = re.compile(r"\.\d+\.")
+
+
+def _keys(values: list[str | None]) -> str:
+    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
+    return ", ".join(f"`{k}`" for k in keys) or "none"
+
+
+def test_docs_list_what_was_observed(runs: Runs) -> None:
+    """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
+    assert not runs.failures, runs.failures
+    out = []
+    for config, protocol in CONFIGS.items():
+        spans = runs.collector.query(
+            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
+            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
+            [config],
+        )
+        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
+        out += [
+            f"### `{config}`",
+            "",
+            f"- over OTLP/{protocol}",
+            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
+            "- attributes: " + _keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
+            "",
+        ]
+    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
+    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n" + "\n".join(out) + END
+    text = DOC.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
+        DOC.write_text(head + observed + tail)
+    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
