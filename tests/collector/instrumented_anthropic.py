@@ -31,7 +31,7 @@ WEATHER_TOOL = {
     "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
 }
 MAX_TOKENS = 64
-SCENARIOS = ("chat", "cache_1h", "stream", "tools", "thinking", "error")
+SCENARIOS = ("chat", "cache_1h", "stream", "stream_helper", "tools", "thinking", "error")
 PACKAGES = {
     "sdk": None,
     "openinference": "openinference-instrumentation-anthropic",
@@ -67,6 +67,10 @@ def _run(name: str, client: Any) -> None:
         )
         for _ in stream:
             pass
+    elif name == "stream_helper":  # the client's `messages.stream()` helper
+        with client.messages.stream(model=MODEL, max_tokens=MAX_TOKENS, system=_system(None), messages=user) as s:
+            for _ in s.text_stream:
+                pass
     elif name == "tools":
         client.messages.create(
             model=MODEL, max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": WEATHER}], tools=[WEATHER_TOOL]

@@ -48,7 +48,15 @@ TOOL_ID = "toolu_fake_0"
 CHAT = {"in": 10 + 6, "read": 5, "write": 5, "out": 8, "reasoning": None, "stop": "end_turn"}
 TOOLS = {"in": 7, "read": 0, "write": 0, "out": 3, "reasoning": None, "stop": "tool_use"}
 THINKING = {"in": 6, "read": 0, "write": 0, "out": 8 + 8, "reasoning": 8, "stop": "end_turn"}
-EXPECTED = {"chat": CHAT, "cache_1h": CHAT, "stream": CHAT, "tools": TOOLS, "thinking": THINKING}
+EXPECTED = {
+    "chat": CHAT,
+    "cache_1h": CHAT,
+    "stream": CHAT,
+    "stream_helper": CHAT,
+    "tools": TOOLS,
+    "thinking": THINKING,
+}
+STREAMS = ("stream", "stream_helper")  # create(stream=True), and the messages.stream() helper
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,7 @@ def _cost(expected: dict[str, Any], out_extra: int = 0) -> float:
 
 def _check(row: dict[str, Any], library: str, scenario: str) -> None:
     exp, obs = EXPECTED[scenario], OBSERVED[library]
-    out = exp["out"] + (obs.stream_out_extra if scenario == "stream" else 0)
+    out = exp["out"] + (obs.stream_out_extra if scenario in STREAMS else 0)
     assert (row["category"], row["operation"], row["provider"]) == ("llm", "chat", "anthropic")
     assert (row["request_model"], row["response_model"]) == (client.MODEL, RESPONSE_MODEL)
     assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (exp["in"], out, exp["in"] + out)
@@ -184,7 +192,7 @@ def _check(row: dict[str, Any], library: str, scenario: str) -> None:
     assert row["reasoning_tokens"] == (exp["reasoning"] if obs.reasoning else None), scenario
     stop = obs.stops.get(exp["stop"], exp["stop"])
     assert row["finish_reasons"] == [stop], scenario
-    if scenario == "stream" and obs.ttft:  # the fake server holds the first delta 150 ms
+    if scenario in STREAMS and obs.ttft:  # the fake server holds the first delta 150 ms
         assert FIRST_CHUNK_DELAY_MS <= row["time_to_first_token_ms"] <= row["duration_ms"]
     else:
         assert row["time_to_first_token_ms"] is None, scenario
@@ -206,7 +214,7 @@ def test_cost_counts_cache_reads_and_writes_once_at_their_own_rates(runs: Runs, 
         detail = trace_detail(an, runs.trace(config, scenario), config)
         assert detail is not None
         (call,) = [s for s in detail.spans if s["category"] == "llm"]
-        want = _cost(exp, extra if scenario == "stream" else 0)
+        want = _cost(exp, extra if scenario in STREAMS else 0)
         assert call["cost_usd"] == pytest.approx(want, rel=1e-9, abs=1e-12), scenario
     # By hand, for the chat call at claude-sonnet-4-5's $3 input / $0.30 cache read / $3.75 cache
     # write / $15 output per million: 6 uncached input + 5 read + 5 written + 8 output.
@@ -286,10 +294,12 @@ def test_one_call_two_spans_current_behaviour(runs: Runs, config: str, relation:
         sdk, inst = runs.call(config, scenario, SDK_SCOPE), runs.call(config, scenario, SCOPES[library])
         _check(sdk, "sdk", scenario)
         _check(inst, library, scenario)
-        if relation == "parent":  # OpenInference wraps the method: the client's span is its child
+        if relation == "parent" and scenario != "stream_helper":
+            # OpenInference wraps messages.create: the client's span is its child ...
             assert sdk["parent_span_id"] == inst["span_id"]
-        else:  # OpenLLMetry's span and the client's are children of the caller's span
+        else:  # ... but its `messages.stream` span, and OpenLLMetry's, are siblings of the client's span
             assert sdk["parent_span_id"] == inst["parent_span_id"]
+            assert inst["start_time"] <= sdk["start_time"] <= sdk["end_time"] <= inst["end_time"]
     (trace,) = runs.collector.query(
         "SELECT * FROM traces WHERE project = ? AND trace_id = ?", [config, runs.trace(config, "chat")]
     )
