@@ -6,7 +6,8 @@ Run in its own process (instrumentors patch the anthropic module globally):
         --protocol grpc|http --project NAME
 
 LIBRARY is `sdk` (no instrumentation: the client's own spans only), `openinference`
-(openinference-instrumentation-anthropic) or `openllmetry` (opentelemetry-instrumentation-anthropic).
+(openinference-instrumentation-anthropic), `openllmetry` (opentelemetry-instrumentation-anthropic)
+or `openllmetry_events` (the same with `use_attributes=False`: content as log records).
 The tracer provider is made the global one, as an app's OTel setup does, so the client 2.x traces
 itself too unless ANTHROPIC_OPEN_TELEMETRY=false. Each scenario runs under a parent span
 `scenario <name>`; stdout gets one JSON object: library versions and, per scenario, the trace id.
@@ -36,6 +37,7 @@ PACKAGES = {
     "sdk": None,
     "openinference": "openinference-instrumentation-anthropic",
     "openllmetry": "opentelemetry-instrumentation-anthropic",
+    "openllmetry_events": "opentelemetry-instrumentation-anthropic",  # use_attributes=False: content as logs
 }
 
 
@@ -49,10 +51,11 @@ def _instrument(library: str, tracer_provider: Any, logger_provider: Any) -> Non
         from openinference.instrumentation.anthropic import AnthropicInstrumentor
 
         AnthropicInstrumentor().instrument(tracer_provider=tracer_provider)
-    elif library == "openllmetry":
+    elif library in ("openllmetry", "openllmetry_events"):
         from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as Traceloop
 
-        Traceloop().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
+        instrumentor = Traceloop(use_attributes=library == "openllmetry")
+        instrumentor.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
 
 
 def _run(name: str, client: Any) -> None:

@@ -70,6 +70,7 @@ CONFIGS = {
     "sdk": Config("sdk", "http", {}),
     "openinference": Config("openinference", "http", OFF),
     "openllmetry": Config("openllmetry", "grpc", OFF),
+    "openllmetry_events": Config("openllmetry_events", "http", OFF),
     "openinference_sdk": Config("openinference", "grpc", {}),
     "openllmetry_sdk": Config("openllmetry", "http", {}),
 }
@@ -383,3 +384,43 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
     if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
         DOC.write_text(head + observed + tail)
     assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+
+
+def _logs(runs: Runs, config: str, scenario: str) -> list[dict[str, Any]]:
+    return runs.collector.query(
+        "SELECT l.event_name, l.body, l.span_id, s.name AS span_name FROM logs l "
+        "LEFT JOIN spans s ON s.project = l.project AND s.trace_id = l.trace_id AND s.span_id = l.span_id "
+        "WHERE l.project = ? AND l.trace_id = ? ORDER BY l.time_unix_nano, l.observed_time_unix_nano",
+        [config, runs.trace(config, scenario)],
+    )
+
+
+def test_openllmetry_log_events(runs: Runs) -> None:
+    """OpenLLMetry with use_attributes=False: the same usage, no content and no finish reasons on the span,
+    content as log records that link to the *caller's* span (0.62.4, not spanlake: they carry its span id)."""
+    for scenario in EXPECTED:
+        row, plain = runs.call("openllmetry_events", scenario), runs.call("openllmetry", scenario)
+        for col in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens"):
+            assert row[col] == plain[col], (scenario, col)
+        assert (row["content"], row["finish_reasons"]) == (None, None), scenario
+        logs = _logs(runs, "openllmetry_events", scenario)
+        assert {r["span_name"] for r in logs} == {f"scenario {scenario}"}, scenario
+    chat = _logs(runs, "openllmetry_events", "chat")
+    assert [r["event_name"] for r in chat] == ["gen_ai.system.message", "gen_ai.user.message", "gen_ai.choice"]
+    system, user, choice = (json.loads(r["body"]) for r in chat)
+    assert system["content"][0]["text"] == client.SYSTEM and user == {"content": client.QUESTION}
+    assert choice == {"index": 0, "message": {"content": REPLY}, "finish_reason": "stop"}
+    tools = _logs(runs, "openllmetry_events", "tools")
+    # The tool definitions come as a second gen_ai.user.message; the call in gen_ai.choice.
+    assert [r["event_name"] for r in tools] == ["gen_ai.user.message", "gen_ai.user.message", "gen_ai.choice"]
+    assert json.loads(tools[1]["body"])["content"]["tools"][0]["name"] == "get_weather"
+    (call,) = json.loads(tools[2]["body"])["tool_calls"]
+    assert (call["id"], call["function"]) == (TOOL_ID, {"name": "get_weather", "arguments": {"location": "Paris"}})
+    # Thinking is a choice of its own, index 0, before the reply.
+    thinking = [json.loads(r["body"]) for r in _logs(runs, "openllmetry_events", "thinking")][1:]
+    assert [(c["index"], c["message"]["content"]) for c in thinking] == [(0, THOUGHT), (1, REPLY)]
+
+
+def test_only_openllmetry_events_sends_logs(runs: Runs) -> None:
+    for config in set(CONFIGS) - {"openllmetry_events"}:
+        assert runs.collector.query("SELECT count(*) AS n FROM logs WHERE project = ?", [config]) == [{"n": 0}]
