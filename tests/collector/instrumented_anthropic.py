@@ -32,7 +32,7 @@ WEATHER_TOOL = {
     "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
 }
 MAX_TOKENS = 64
-SCENARIOS = ("chat", "cache_1h", "stream", "stream_helper", "tools", "thinking", "error")
+SCENARIOS = ("chat", "cache_1h", "stream", "stream_helper", "async_chat", "tools", "thinking", "error")
 PACKAGES = {
     "sdk": None,
     "openinference": "openinference-instrumentation-anthropic",
@@ -74,6 +74,16 @@ def _run(name: str, client: Any) -> None:
         with client.messages.stream(model=MODEL, max_tokens=MAX_TOKENS, system=_system(None), messages=user) as s:
             for _ in s.text_stream:
                 pass
+    elif name == "async_chat":  # AsyncAnthropic, same request as chat
+        import asyncio
+
+        import anthropic
+
+        async def call() -> None:
+            async with anthropic.AsyncAnthropic(base_url=client.base_url, api_key="sk-ant-fake", max_retries=0) as c:
+                await c.messages.create(model=MODEL, max_tokens=MAX_TOKENS, system=_system(None), messages=user)
+
+        asyncio.run(call())
     elif name == "tools":
         client.messages.create(
             model=MODEL, max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": WEATHER}], tools=[WEATHER_TOOL]

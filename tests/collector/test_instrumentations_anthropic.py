@@ -53,6 +53,7 @@ EXPECTED = {
     "cache_1h": CHAT,
     "stream": CHAT,
     "stream_helper": CHAT,
+    "async_chat": CHAT,
     "tools": TOOLS,
     "thinking": THINKING,
 }
