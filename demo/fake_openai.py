@@ -292,9 +292,10 @@ class FakeOpenAI:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self._slow_delay_s), log_level="warning", lifespan="off")
+        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off")
         server = self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-openai", daemon=True)
+        name = type(self).__name__
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
         self._thread.start()
         for _ in range(500):
             if server.started or not self._thread.is_alive():
@@ -302,8 +303,12 @@ class FakeOpenAI:
             time.sleep(0.01)
         if not server.started:
             self.stop()
-            raise RuntimeError("fake OpenAI server did not start")
+            raise RuntimeError(f"{type(self).__name__} server did not start")
         return self  # uvicorn serves on `sock` itself and closes it at shutdown
+
+    def _app(self) -> FastAPI:
+        """The app to serve (a subclass serves another fake on the same machinery)."""
+        return create_app(self._slow_delay_s)
 
     def stop(self) -> None:
         """Ask uvicorn to exit and wait for the thread (open streams are cut after 5 s)."""

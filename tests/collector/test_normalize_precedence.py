@@ -63,6 +63,7 @@ FINISH_LADDER = [
     "llm.finish_reason",
     "gen_ai.response.finish_reason",
     "llm.response.finish_reason",
+    "anthropic.message.stop_reason",  # the anthropic client 2.x's own span
 ]
 
 

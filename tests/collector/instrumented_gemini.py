@@ -1,0 +1,101 @@
+"""Run the real `google-genai` client, instrumented, against the fake Gemini server; export to a collector.
+
+Run in its own process (instrumentors patch the google.genai module globally):
+
+    python -m tests.collector.instrumented_gemini LIBRARY --url URL --otlp ENDPOINT \
+        --protocol grpc|http --project NAME
+
+LIBRARY is `openinference` (openinference-instrumentation-google-genai). Each scenario runs under
+a parent span `scenario <name>`; stdout gets one JSON object: library versions and, per
+scenario, the trace id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib.metadata import version
+from typing import Any
+
+from tests.collector.instrumented_client import _providers
+
+MODEL = "gemini-2.5-flash"
+SYSTEM = "You are terse."  # 3 words
+QUESTION = "What is OpenTelemetry in one line?"  # 6 words
+WEATHER = "What is the weather in Paris today?"  # 7 words
+SCENARIOS = ("chat", "stream", "tools", "thinking", "error")
+PACKAGES = {"openinference": "openinference-instrumentation-google-genai"}
+
+
+def _instrument(library: str, tracer_provider: Any) -> None:
+    if library == "openinference":
+        from openinference.instrumentation.google_genai import GoogleGenAIInstrumentor
+
+        GoogleGenAIInstrumentor().instrument(tracer_provider=tracer_provider)
+
+
+def _run(name: str, client: Any) -> None:
+    from google.genai import errors, types
+
+    system = types.GenerateContentConfig(system_instruction=SYSTEM)
+    if name == "chat":
+        client.models.generate_content(model=MODEL, contents=QUESTION, config=system)
+    elif name == "stream":
+        for _ in client.models.generate_content_stream(model=MODEL, contents=QUESTION, config=system):
+            pass
+    elif name == "tools":
+        weather = types.FunctionDeclaration(
+            name="get_weather",
+            description="Current weather for a city.",
+            parameters=types.Schema(type="OBJECT", properties={"location": types.Schema(type="STRING")}),
+        )
+        config = types.GenerateContentConfig(
+            tools=[types.Tool(function_declarations=[weather])],
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        )
+        client.models.generate_content(model=MODEL, contents=WEATHER, config=config)
+    elif name == "thinking":
+        thinking = types.ThinkingConfig(thinking_budget=64, include_thoughts=True)
+        config = types.GenerateContentConfig(thinking_config=thinking)
+        client.models.generate_content(model=MODEL, contents=QUESTION, config=config)
+    elif name == "error":
+        try:
+            client.models.generate_content(model="fail-429", contents=QUESTION)
+        except errors.ClientError as e:
+            assert e.code == 429, e
+        else:
+            raise AssertionError("fail-429 did not fail")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("library", choices=sorted(PACKAGES))
+    parser.add_argument("--url", required=True, help="the fake server's base URL")
+    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
+    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
+    parser.add_argument("--project", required=True)
+    args = parser.parse_args()
+
+    tracer_provider, logger_provider = _providers(
+        args.otlp, args.protocol, {"service.name": f"it-gemini-{args.library}", "spanlake.project": args.project}
+    )
+    _instrument(args.library, tracer_provider)
+    from google import genai
+    from google.genai import types
+
+    options = types.HttpOptions(base_url=args.url, retry_options=types.HttpRetryOptions(attempts=1))
+    client = genai.Client(api_key="fake-gemini-key", http_options=options)
+    tracer = tracer_provider.get_tracer("spanlake.tests")
+    traces: dict[str, str] = {}
+    for name in SCENARIOS:
+        with tracer.start_as_current_span(f"scenario {name}") as span:
+            traces[name] = format(span.get_span_context().trace_id, "032x")
+            _run(name, client)
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+    packages = [PACKAGES[args.library], "google-genai", "opentelemetry-sdk"]
+    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+
+
+if __name__ == "__main__":
+    main()

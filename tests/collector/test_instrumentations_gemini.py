@@ -1,0 +1,211 @@
+"""The real `google-genai` client, through OpenInference → real OTLP exporter → the real collector.
+
+The instrumented client runs in its own process (tests/collector/instrumented_gemini.py) against
+spanlake's fake Gemini server (spanlake.demo.fake_gemini), exporting over loopback to a
+collector in this process. Expected numbers come from the fake server's documented rule, worked
+out by hand below; the cost from genai-prices' own `calc_price`, computed here.
+
+opentelemetry-instrumentation-google-genai is not here: every installable version needs
+opentelemetry-util-genai >= 1.x (1.0b0 is yanked), which breaks the pinned openai-v2 2.4b0
+(docs/instrumentations.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from genai_prices import Usage, calc_price
+
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.traces.detail import trace_detail
+from spanlake.demo.fake_gemini import FakeGemini
+from tests.collector import instrumented_gemini as client
+from tests.conftest import RunningCollector, start_collector
+
+ROOT = Path(__file__).parents[2]
+CONFIGS = {"openinference": "http"}
+
+
+@dataclass
+class Runs:
+    collector: RunningCollector
+    traces: dict[str, dict[str, str]]
+    versions: dict[str, str]
+    failures: dict[str, str]
+
+    def trace(self, config: str, scenario: str) -> str:
+        if config in self.failures:
+            pytest.fail(self.failures[config])
+        return self.traces[config][scenario]
+
+    def call(self, config: str, scenario: str) -> dict[str, Any]:
+        rows = self.collector.query(
+            "SELECT * FROM spans WHERE project = ? AND trace_id = ? AND name NOT LIKE 'scenario %'",
+            [config, self.trace(config, scenario)],
+        )
+        assert len(rows) == 1, [r["name"] for r in rows]
+        return rows[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    collector, stop = start_collector(tmp_path_factory.mktemp("gemini") / "data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GOOGLE_", "GEMINI_"))}
+    try:
+        with FakeGemini() as fake:
+            procs = {}
+            for name, protocol in CONFIGS.items():
+                endpoint = collector.grpc if protocol == "grpc" else collector.http
+                argv = [sys.executable, "-m", "tests.collector.instrumented_gemini", name]
+                argv += ["--url", fake.url, "--otlp", endpoint, "--protocol", protocol, "--project", name]
+                procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            traces, versions, failures = {}, {}, {}
+            for name, proc in procs.items():
+                try:
+                    out, err = proc.communicate(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    out, err = proc.communicate()
+                if proc.returncode != 0:
+                    failures[name] = f"{name}: instrumented client failed:\n{err.decode()[-4000:]}"
+                    continue
+                result = json.loads(out)
+                traces[name] = result["traces"]
+                versions.update(result["versions"])
+        collector.flush()
+        yield Runs(collector, traces, versions, failures)
+    finally:
+        stop()
+
+
+# Expected usage from the fake server's rule (words = whitespace-separated words; cached =
+# prompt // 2, a part of the prompt count; thoughts reported apart from candidates).
+REPLY = f"Fake reply: {client.QUESTION}"  # 8 words
+CHAT = {"in": 3 + 6, "read": 4, "out": 8, "reasoning": None}
+TOOLS = {"in": 7, "read": 3, "out": 3, "reasoning": None}  # 'get_weather {"location": "Paris"}' = 3 words
+THINKING = {"in": 6, "read": 3, "out": 8 + 8, "reasoning": 8}  # candidates 8 + thoughts 8
+EXPECTED = {"chat": CHAT, "stream": CHAT, "tools": TOOLS, "thinking": THINKING}
+
+
+def test_calls_are_normalized(runs: Runs) -> None:
+    for scenario, exp in EXPECTED.items():
+        row = runs.call("openinference", scenario)
+        assert (row["category"], row["operation"], row["provider"]) == ("llm", "chat", "gcp.gen_ai"), scenario
+        assert (row["request_model"], row["response_model"]) == (client.MODEL, client.MODEL)
+        got = (row["input_tokens"], row["output_tokens"], row["total_tokens"])
+        assert got == (exp["in"], exp["out"], exp["in"] + exp["out"]), scenario
+        assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (exp["read"], None), scenario
+        # Gemini's thoughtsTokenCount is apart from candidatesTokenCount: OpenInference adds it to
+        # the completion count, so reasoning is a part of output_tokens as spanlake's rule wants.
+        assert row["reasoning_tokens"] == exp["reasoning"], scenario
+        assert row["finish_reasons"] == ["STOP"]  # Gemini says STOP for a function call too
+        assert row["time_to_first_token_ms"] is None  # OpenInference sends none for Gemini streams
+        assert row["status_code"] == "OK" and row["error_type"] is None
+
+
+def test_cost_is_genai_prices(runs: Runs) -> None:
+    an = Analytics(runs.collector.data_dir)
+    for scenario, exp in EXPECTED.items():
+        detail = trace_detail(an, runs.trace("openinference", scenario), "openinference")
+        assert detail is not None
+        (call,) = [s for s in detail.spans if s["category"] == "llm"]
+        usage = Usage(input_tokens=exp["in"], cache_read_tokens=exp["read"], output_tokens=exp["out"])
+        want = float(calc_price(usage, client.MODEL, provider_id="google").total_price)
+        assert call["cost_usd"] == pytest.approx(want, rel=1e-9, abs=1e-12), scenario
+
+
+def test_messages_and_function_call(runs: Runs) -> None:
+    chat = json.loads(runs.call("openinference", "chat")["content"])
+    assert (chat["llm.input_messages.0.message.role"], chat["llm.input_messages.0.message.content"]) == (
+        "system",
+        client.SYSTEM,
+    )
+    assert chat["llm.input_messages.1.message.content"] == client.QUESTION
+    assert chat["llm.output_messages.0.message.content"] == REPLY
+    tools = json.loads(runs.call("openinference", "tools")["content"])
+    call = "llm.output_messages.0.message.tool_calls.0.tool_call.function."
+    assert tools[call + "name"] == "get_weather"
+    assert json.loads(tools[call + "arguments"]) == {"location": "Paris"}
+    assert json.loads(tools["llm.tools.0.tool.json_schema"])["name"] == "get_weather"
+
+
+def test_failed_call(runs: Runs) -> None:
+    row = runs.call("openinference", "error")
+    assert (row["status_code"], row["error_type"]) == ("ERROR", "google.genai.errors.ClientError")
+    assert (row["request_model"], row["response_model"]) == ("fail-429", "fail-429")  # llm.model_name only
+    assert (row["input_tokens"], row["total_tokens"]) == (None, None)
+
+
+def test_fake_server_rule_over_raw_http() -> None:
+    import httpx
+
+    body = {
+        "systemInstruction": {"parts": [{"text": "a b"}]},
+        "contents": [{"role": "user", "parts": [{"text": "c d e"}]}],
+        "generationConfig": {"maxOutputTokens": 2, "thinkingConfig": {"thinkingBudget": 9, "includeThoughts": True}},
+    }
+    with FakeGemini() as fake, httpx.Client(base_url=fake.url) as http:
+        r = http.post("/v1beta/models/m:generateContent", json=body).json()
+        (cand,) = r["candidates"]
+        assert [p.get("thought", False) for p in cand["content"]["parts"]] == [True, False]
+        assert (cand["content"]["parts"][1]["text"], cand["finishReason"]) == ("Fake reply:", "MAX_TOKENS")
+        u = r["usageMetadata"]
+        assert (u["promptTokenCount"], u["cachedContentTokenCount"], u["candidatesTokenCount"]) == (5, 2, 2)
+        assert (u["thoughtsTokenCount"], u["totalTokenCount"]) == (5, 5 + 2 + 5)
+        text = http.post("/v1/models/m:streamGenerateContent?alt=sse", json=body).text
+        chunks = [json.loads(e.removeprefix("data: ")) for e in text.split("\r\n\r\n") if e]
+        assert len(chunks) == 3 and chunks[-1]["usageMetadata"] == u and "usageMetadata" not in chunks[0]
+        err = http.post("/v1/models/fail-429:generateContent", json=body)
+        assert (err.status_code, err.json()["error"]["status"]) == (429, "RESOURCE_EXHAUSTED")
+
+
+# --- docs/instrumentations.md: the observed keys, regenerated from this run -------------------------
+
+DOC = ROOT / "docs" / "instrumentations.md"
+BEGIN, END = "<!-- observed-gemini:begin -->", "<!-- observed-gemini:end -->"
+_INDEX = re.compile(r"\.\d+\.")
+
+
+def _keys(values: list[str | None]) -> str:
+    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
+    return ", ".join(f"`{k}`" for k in keys) or "none"
+
+
+def test_docs_list_what_was_observed(runs: Runs) -> None:
+    """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
+    assert not runs.failures, runs.failures
+    out = []
+    for config, protocol in CONFIGS.items():
+        spans = runs.collector.query(
+            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
+            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
+            [config],
+        )
+        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
+        out += [
+            f"### `{config}`",
+            "",
+            f"- over OTLP/{protocol}",
+            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
+            "- attributes: " + _keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
+            "",
+        ]
+    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
+    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n" + "\n".join(out) + END
+    text = DOC.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
+        DOC.write_text(head + observed + tail)
+    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
