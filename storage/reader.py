@@ -27,9 +27,9 @@ Macros:
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -69,6 +69,7 @@ GENAI_CATEGORIES = "('llm', 'embedding')"
 _RETRYABLE = ("No files found", "No such file", "Cannot open file", "Could not open file")
 # The same through an Arrow dataset on object storage (DuckDB wraps pyarrow's error).
 _RETRYABLE_REMOTE = ("NO_SUCH_KEY", "Path does not exist", "Could not open Parquet input source")
+T = TypeVar("T")
 RETRY_FOR_S = 10.0
 _FIRST_DELAY_S = 0.01
 _MAX_DELAY_S = 0.5
@@ -88,6 +89,22 @@ def is_vanished_file_error(e: Exception) -> bool:
     if isinstance(e, duckdb.IOException) and any(s in str(e) for s in _RETRYABLE):
         return True
     return isinstance(e, duckdb.Error) and any(s in str(e) for s in _RETRYABLE_REMOTE)
+
+
+def retry_vanished(attempt: Callable[[], T]) -> T:
+    """Run `attempt` again (for up to RETRY_FOR_S, backing off) while it fails because a Parquet
+    file it listed was removed (by compaction or retention) before it was read. Each attempt
+    lists the files anew, so it must open its own connection."""
+    deadline = time.monotonic() + RETRY_FOR_S
+    delay = _FIRST_DELAY_S
+    while True:
+        try:
+            return attempt()
+        except duckdb.Error as e:
+            if not is_vanished_file_error(e) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _MAX_DELAY_S)
 
 
 def duckdb_type(t: pa.DataType) -> str:
@@ -357,20 +374,15 @@ class Lake:
         before it could be read; the views are re-created each attempt, since defining
         them already reads every file's footer.
         """
-        deadline = time.monotonic() + RETRY_FOR_S
-        delay = _FIRST_DELAY_S
-        while True:
+
+        def attempt() -> pa.Table:
+            con = self.connect()
             try:
-                con = self.connect()
-                try:
-                    return fetch_arrow(con, sql, params)
-                finally:
-                    con.close()
-            except duckdb.Error as e:
-                if not is_vanished_file_error(e) or time.monotonic() + delay > deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, _MAX_DELAY_S)
+                return fetch_arrow(con, sql, params)
+            finally:
+                con.close()
+
+        return retry_vanished(attempt)
 
     def query_polars(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
         """Run SQL over the views and return a Polars DataFrame."""

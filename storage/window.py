@@ -9,7 +9,6 @@ without a start it is the whole-lake connection.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,12 +18,11 @@ import duckdb
 import pyarrow as pa
 
 from spanlake.storage.reader import (
-    RETRY_FOR_S,
     Lake,
     fetch_arrow,
-    is_vanished_file_error,
     local_span_sources,
     local_table_sql,
+    retry_vanished,
     view_ddl,
 )
 from spanlake.storage.schema import LOGS, SPANS, Table
@@ -78,17 +76,12 @@ def query_window(
 ) -> pa.Table:
     """Run `sql` on a connection over the window. Retried, like Lake.query, when compaction
     removed a file between listing and reading."""
-    deadline = time.monotonic() + RETRY_FOR_S
-    delay = 0.01
-    while True:
+
+    def attempt() -> pa.Table:
+        con = connect_window(lake, since, until, project)
         try:
-            con = connect_window(lake, since, until, project)
-            try:
-                return fetch_arrow(con, sql, dict(params or {}))
-            finally:
-                con.close()
-        except duckdb.IOException as e:
-            if not is_vanished_file_error(e) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+            return fetch_arrow(con, sql, dict(params or {}))
+        finally:
+            con.close()
+
+    return retry_vanished(attempt)

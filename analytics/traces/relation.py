@@ -17,7 +17,6 @@ trace failed or the task span is an ERROR, else 'unknown'.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -31,7 +30,7 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, Params, SpanSource, attr_predicate, pairs_sql, span_ctes
 from spanlake.analytics.task_outcomes import IS_TASK
 from spanlake.storage.layout import DataDir
-from spanlake.storage.reader import MACRO_DDL, RETRY_FOR_S, ROOT_PREDICATE, fetch_arrow, is_vanished_file_error
+from spanlake.storage.reader import MACRO_DDL, ROOT_PREDICATE, fetch_arrow, retry_vanished
 from spanlake.storage.schema import TASK_LABELS_SCHEMA
 from spanlake.storage.window import connect_window
 
@@ -250,21 +249,16 @@ def run_on_lake(
     """Run the SQL `sql_of(con, params)` builds on a connection over `window` (since, until,
     project) with labels registered; `then(con, frame)` may query the same connection after.
     Retried, like Lake.query, when compaction removed a file between listing and reading."""
-    deadline = time.monotonic() + RETRY_FOR_S
-    delay = 0.01
-    while True:
+
+    def attempt() -> pl.DataFrame:
+        con = connect_window(an.lake, *window)
         try:
-            con = connect_window(an.lake, *window)
-            try:
-                register_common(con, an)
-                p = Params()
-                sql = sql_of(con, p)
-                df: pl.DataFrame = pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[assignment]
-                return then(con, df) if then is not None else df
-            finally:
-                con.close()
-        except duckdb.IOException as e:
-            if not is_vanished_file_error(e) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+            register_common(con, an)
+            p = Params()
+            sql = sql_of(con, p)
+            df: pl.DataFrame = pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[assignment]
+            return then(con, df) if then is not None else df
+        finally:
+            con.close()
+
+    return retry_vanished(attempt)
