@@ -32,6 +32,7 @@ import pyarrow as pa
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS, PriceBook
 from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS, RETRY_LOOKBACK
 from spanlake.analytics.spans import BASE_COLUMNS, BILLABLE_CATEGORIES, SPAN_COST_SQL, STEP_CATEGORIES, Filters
+from spanlake.storage.late import late_prefix
 from spanlake.storage.schema import LOGS, SPANS, Table
 
 SPAN_KEYS = {
@@ -72,16 +73,24 @@ def register_lake(spark: Any, lake: str) -> None:
 
     The schema is given, not inferred: partition keys keep their types (a project named
     `123` stays a string) and files from older schema versions read missing columns as NULL.
+    Rows in the late-arrival area (storage.late: `date` and `hour` stored in the file, the
+    project in its folder) are read too, so a view holds every row once as the lake does.
     """
+    root = str(lake).rstrip("/")
     for table in (SPANS, LOGS):
-        path = f"{str(lake).rstrip('/')}/{table.name}"
-        try:
-            df = spark.read.schema(spark_ddl(table)).option("basePath", path).parquet(path)
-        except Exception as e:  # pyspark's AnalysisException: a table nothing was written to yet
-            if "PATH_NOT_FOUND" not in str(e):
-                raise
-            df = spark.createDataFrame([], schema=spark_ddl(table))
-        df.createOrReplaceTempView(f"{table.name}_raw")
+        df = _read(spark, table, f"{root}/{table.name}")
+        late = _read(spark, table, f"{root}/{late_prefix(table)}")
+        df.unionByName(late).createOrReplaceTempView(f"{table.name}_raw")
+
+
+def _read(spark: Any, table: Table, path: str) -> Any:
+    """The Parquet files under `path` with the table's schema (empty where nothing was written)."""
+    try:
+        return spark.read.schema(spark_ddl(table)).option("basePath", path).parquet(path)
+    except Exception as e:  # pyspark's AnalysisException: a folder nothing was written to yet
+        if "PATH_NOT_FOUND" not in str(e):
+            raise
+        return spark.createDataFrame([], schema=spark_ddl(table))
 
 
 def _where(f: Filters, args: dict[str, Any]) -> str:

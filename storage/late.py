@@ -15,8 +15,8 @@ query for one hour skips its other row groups by their statistics. Readers add t
 rows to the table's views (storage.reader); compaction folds them into their hour
 partitions when the hour already has one or has at least `FOLD_MIN_ROWS` late rows, and
 merges the rest into one file per project (storage.compact); retention drops expired rows
-(storage.retention). Engines that only read `<table>/project=*/date=*/hour=*` (the folder
-starts with `_`, which Spark and Hive skip) do not see rows still in the late area.
+(storage.retention). Another engine must read this area beside the hour partitions (Spark
+and Hive skip a folder starting with `_` under a table's path): analytics.spark does.
 """
 
 from __future__ import annotations

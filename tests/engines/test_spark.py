@@ -22,7 +22,11 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.spark import SparkReports, register_lake
 from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.collector.decode import decode_spans
+from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
+from spanlake.storage.schema import SPANS
+from spanlake.storage.writer import LakeWriter
 from tests.conftest import start_collector
 from tests.factories import make_request, make_span
 
@@ -223,3 +227,21 @@ def test_spark_latency_and_cost_match_duckdb(lake_dir: Path, spark: Any, project
 def steps_only(df: pl.DataFrame) -> list[str]:
     """Columns DuckDB's latency report fills for steps only."""
     return [c for c in ("ttft_count", "ttft_p50_ms", "ttft_p95_ms", "repeats", "retries") if c in df.columns]
+
+
+def test_spark_reads_the_late_arrival_area(tmp_path: Path, spark: Any) -> None:
+    """Rows a write sent to the late area (storage.late) are in Spark's views, once each,
+    in their own hour, exactly as DuckDB's views have them."""
+    dd = DataDir(tmp_path / "data").create()
+    start = 1_700_000_000_000_000_000  # ns
+    hours = [make_span(trace_id=sid(h), span_id=sid(h, "s")[:8], start_ns=start + h * 3_600_000_000_000)
+             for h in range(6)]  # fmt: skip
+    batch = decode_spans(make_request(hours), time.time_ns())
+    LakeWriter(dd, max_hour_files=2).write_batch(SPANS, batch, "late-test")  # 2 hour files, 4 hours late
+    assert list((dd.lake / "_late" / "spans").rglob("*.parquet"))
+    register_lake(spark, str(dd.lake))
+    sql = "SELECT date, hour, count(*) AS n FROM spans_raw GROUP BY date, hour ORDER BY date, hour"
+    ours = [tuple(r) for r in spark.sql(sql).collect()]
+    duck = [tuple(r.values()) for r in Lake(dd).query(sql).to_pylist()]
+    assert len(ours) == 6 and all(n == 1 for *_, n in ours)
+    assert ours == duck
