@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
+import orjson
 from fastapi import Request
 
 from spanlake.analytics.runner import Analytics
@@ -156,6 +157,15 @@ def finite(value: float | None, name: str) -> float | None:
     if value is not None and not math.isfinite(value):
         raise InvalidRequest(f"{name} must be a finite number")
     return value
+
+
+def event_bytes(events: Any) -> bytes:
+    """JSON of label or dataset events for the WAL; InvalidRequest (400) for a value JSON
+    cannot carry here, such as an integer outside 64 bits in free-form metadata."""
+    try:
+        return orjson.dumps(events)
+    except TypeError as e:
+        raise InvalidRequest(f"request body: {e} (numbers must fit in 64 bits)") from None
 
 
 def jsonable(value: Any) -> Any:

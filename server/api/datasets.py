@@ -27,12 +27,12 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from spanlake.analytics.dataset_export import FORMATS, ExportOptions, export_bytes, file_name
@@ -42,7 +42,7 @@ from spanlake.collector.errors import ExportError, InvalidRequest
 from spanlake.collector.http_receiver import read_body
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_DATASETS, Record
-from spanlake.server.api.common import ApiContext, request_body
+from spanlake.server.api.common import EARLIEST, LATEST, ApiContext, event_bytes, request_body
 from spanlake.server.api.problems import from_error, problem, responses
 from spanlake.server.api.traces import trace_labels
 from spanlake.server.query_workers import Local, QueryPool
@@ -65,6 +65,21 @@ class Item(BaseModel):
     trace_id: TraceId
     span_id: SpanId | None = None
     trace_start: datetime | None = None
+
+    @field_validator("trace_start")
+    @classmethod
+    def _on_the_calendar(cls, t: datetime | None) -> datetime | None:
+        """A start the lake can hold (nanoseconds since 1970 in 64 bits), as the API's windows."""
+        if t is None:
+            return None
+        aware = t if t.tzinfo else t.replace(tzinfo=UTC)
+        try:
+            ok = EARLIEST <= aware <= LATEST
+        except OverflowError:  # an offset that takes the time off the calendar
+            ok = False
+        if not ok:
+            raise ValueError("trace_start must be between 1970 and 2200")
+        return aware
 
 
 class ItemsIn(BaseModel):
@@ -159,7 +174,7 @@ def make_datasets_router(
     ctx = ApiContext(data_dir, default_project, queries=queries)
 
     async def append(events: list[dict[str, Any]]) -> None:
-        await ingestor.append(Record(KIND_DATASETS, time.time_ns(), None, orjson.dumps(events)))
+        await ingestor.append(Record(KIND_DATASETS, time.time_ns(), None, event_bytes(events)))
 
     # --- label schema -----------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from spanlake.collector.errors import ExportError, InvalidRequest
 from spanlake.collector.http_receiver import read_body
 from spanlake.collector.ingest import Ingestor
 from spanlake.collector.wal import KIND_LABELS, Record
-from spanlake.server.api.common import request_body
+from spanlake.server.api.common import event_bytes, request_body
 from spanlake.server.api.datasets import make_datasets_router
 from spanlake.server.api.problems import from_error, responses
 from spanlake.server.query_workers import QueryPool
@@ -76,7 +76,7 @@ def relevance_problem(label: LabelIn) -> str | None:
         if not doc or len(doc) > MAX_DOCUMENT_ID:
             return f"metadata.relevant: document ids are 1 to {MAX_DOCUMENT_ID} characters"
         if not isinstance(value, bool):
-            return f"metadata.relevant.{doc}: must be true or false, not {orjson.dumps(value).decode()[:40]}"
+            return f"metadata.relevant.{doc}: must be true or false, not {repr(value)[:40]}"
     return None
 
 
@@ -222,7 +222,7 @@ def make_labels_router(
                 check_schema(items, schemas, default_project)
             now = time.time_ns()
             events = [_event(m, now) for m in items]
-            await ingestor.append(Record(KIND_LABELS, now, None, orjson.dumps(events)))
+            await ingestor.append(Record(KIND_LABELS, now, None, event_bytes(events)))
         except ExportError as e:
             return from_error(e, request.url.path)
         ids = [e["label_id"] for e in events]

@@ -13,6 +13,8 @@ import orjson
 import pytest
 
 from spanlake.analytics.rollups.materialize import run_job
+from spanlake.collector.errors import InvalidRequest
+from spanlake.server.api.common import event_bytes
 from spanlake.server.api.limits import ENV_RATE
 from tests.conftest import RunningCollector, start_collector
 from tests.factories import make_request, make_span
@@ -151,3 +153,17 @@ def _cursor(doc: dict[str, Any]) -> str:
 def test_cursor_at_the_ends_of_the_calendar(api: RunningCollector, since: str, until: str) -> None:
     r = httpx.get(api.http + "/api/v1/traces", params={"cursor": _cursor({"o": 0, "s": since, "u": until})}, timeout=60)
     assert "cursor" in problem_of(r, 400)["detail"]
+
+
+@pytest.mark.parametrize("start", ["0345-10-22T04:29:30.2Z", "9999-12-31T23:59:59-11:00", "1969-12-31T23:59:59Z"])
+def test_a_dataset_item_starting_off_the_lakes_calendar_is_a_400(api: RunningCollector, start: str) -> None:
+    """Found by schemathesis: a trace_start in year 345 overflowed the event's nanoseconds (500)."""
+    body = {"items": [{"trace_id": "ab" * 16, "trace_start": start}]}
+    r = httpx.post(api.http + "/api/v1/datasets/odd/items", json=body, timeout=60)
+    assert "trace_start" in problem_of(r, 400)["detail"]
+    assert httpx.get(api.http + "/health", timeout=10).status_code == 200
+
+
+def test_event_bytes_refuses_integers_beyond_64_bits() -> None:
+    with pytest.raises(InvalidRequest, match="64 bits"):
+        event_bytes([{"metadata": {"n": 2**70}}])
