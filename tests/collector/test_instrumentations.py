@@ -25,7 +25,9 @@ import pytest
 
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_client as client
-from tests.conftest import RunningCollector, start_collector
+from tests.collector.instrumented_runs import Runs as BaseRuns
+from tests.collector.instrumented_runs import clean_env, collect
+from tests.conftest import start_collector
 
 HELPER = Path(client.__file__)
 CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -92,26 +94,7 @@ SPAN_CONTENT_LIBS = [k for k, v in LIBS.items() if v.span_content]
 
 
 @dataclass
-class Runs:
-    collector: RunningCollector
-    traces: dict[str, dict[str, str]]  # config → scenario → trace id
-    versions: dict[str, str]
-    failures: dict[str, str]  # config → why its process failed (only its tests fail)
-
-    def trace(self, config: str, scenario: str) -> str:
-        if config in self.failures:
-            pytest.fail(self.failures[config])
-        return self.traces[config][scenario]
-
-    def call(self, config: str, scenario: str) -> dict[str, Any]:
-        """The library's span for one scenario (the only child of the scenario span)."""
-        rows = self.collector.query(
-            "SELECT * FROM spans WHERE project = ? AND trace_id = ? AND name NOT LIKE 'scenario %'",
-            [config, self.trace(config, scenario)],
-        )
-        assert len(rows) == 1, [r["name"] for r in rows]
-        return rows[0]
-
+class Runs(BaseRuns):
     def logs(self, config: str, scenario: str) -> list[dict[str, Any]]:
         """Log records of the scenario's trace, with the name of the span each one is linked to."""
         return self.collector.query(
@@ -120,11 +103,6 @@ class Runs:
             "WHERE l.project = ? AND l.trace_id = ? ORDER BY l.time_unix_nano, l.observed_time_unix_nano",
             [config, self.trace(config, scenario)],
         )
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
-    return {**env, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -138,21 +116,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
                 argv = [sys.executable, str(HELPER), lib.library, "--openai-url", fake.base_url]
                 argv += ["--otlp", endpoint, "--protocol", lib.protocol, "--project", config]
                 procs[config] = subprocess.Popen(
-                    argv, env=_env(lib.env), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                    argv,
+                    env=clean_env(("OTEL_", "TRACELOOP_"), lib.env),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
                 )
-            traces, versions, failures = {}, {}, {}
-            for config, proc in procs.items():
-                try:
-                    out, err = proc.communicate(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    out, err = proc.communicate()
-                if proc.returncode != 0:
-                    failures[config] = f"{config}: instrumented client failed:\n{err.decode()[-4000:]}"
-                    continue
-                result = json.loads(out)
-                traces[config] = result["traces"]
-                versions.update(result["versions"])
+            traces, versions, failures = collect(procs)
         collector.flush()
         yield Runs(collector, traces, versions, failures)
     finally:

@@ -31,7 +31,9 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_anthropic import FakeAnthropic
 from tests.collector import instrumented_anthropic as client
-from tests.conftest import RunningCollector, start_collector
+from tests.collector.instrumented_runs import Runs as BaseRuns
+from tests.collector.instrumented_runs import clean_env, collect
+from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
 OFF = {"ANTHROPIC_OPEN_TELEMETRY": "false"}
@@ -78,17 +80,7 @@ CONFIGS = {
 
 
 @dataclass
-class Runs:
-    collector: RunningCollector
-    traces: dict[str, dict[str, str]]
-    versions: dict[str, str]
-    failures: dict[str, str]
-
-    def trace(self, config: str, scenario: str) -> str:
-        if config in self.failures:
-            pytest.fail(self.failures[config])
-        return self.traces[config][scenario]
-
+class Runs(BaseRuns):
     def spans(self, config: str, scenario: str) -> list[dict[str, Any]]:
         """The scenario's spans other than the scenario span, by instrumentation scope."""
         return self.collector.query(
@@ -102,11 +94,6 @@ class Runs:
         return rows[0]
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "ANTHROPIC_"))}
-    return {**env, **extra}
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     collector, stop = start_collector(tmp_path_factory.mktemp("anthropic") / "data")
@@ -118,21 +105,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
                 argv = [sys.executable, "-m", "tests.collector.instrumented_anthropic", cfg.library]
                 argv += ["--url", fake.base_url, "--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
                 procs[name] = subprocess.Popen(
-                    argv, env=_env(cfg.env), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                    argv,
+                    env=clean_env(("OTEL_", "TRACELOOP_", "ANTHROPIC_"), cfg.env),
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
                 )
-            traces, versions, failures = {}, {}, {}
-            for name, proc in procs.items():
-                try:
-                    out, err = proc.communicate(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    out, err = proc.communicate()
-                if proc.returncode != 0:
-                    failures[name] = f"{name}: instrumented client failed:\n{err.decode()[-4000:]}"
-                    continue
-                result = json.loads(out)
-                traces[name] = result["traces"]
-                versions.update(result["versions"])
+            traces, versions, failures = collect(procs)
         collector.flush()
         yield Runs(collector, traces, versions, failures)
     finally:

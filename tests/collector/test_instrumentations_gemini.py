@@ -18,9 +18,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from genai_prices import Usage, calc_price
@@ -29,37 +27,17 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_gemini import FakeGemini
 from tests.collector import instrumented_gemini as client
-from tests.conftest import RunningCollector, start_collector
+from tests.collector.instrumented_runs import Runs, clean_env, collect
+from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = {"openinference": "http"}
 
 
-@dataclass
-class Runs:
-    collector: RunningCollector
-    traces: dict[str, dict[str, str]]
-    versions: dict[str, str]
-    failures: dict[str, str]
-
-    def trace(self, config: str, scenario: str) -> str:
-        if config in self.failures:
-            pytest.fail(self.failures[config])
-        return self.traces[config][scenario]
-
-    def call(self, config: str, scenario: str) -> dict[str, Any]:
-        rows = self.collector.query(
-            "SELECT * FROM spans WHERE project = ? AND trace_id = ? AND name NOT LIKE 'scenario %'",
-            [config, self.trace(config, scenario)],
-        )
-        assert len(rows) == 1, [r["name"] for r in rows]
-        return rows[0]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     collector, stop = start_collector(tmp_path_factory.mktemp("gemini") / "data")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GOOGLE_", "GEMINI_"))}
+    env = clean_env(("OTEL_", "GOOGLE_", "GEMINI_"))
     try:
         with FakeGemini() as fake:
             procs = {}
@@ -68,19 +46,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
                 argv = [sys.executable, "-m", "tests.collector.instrumented_gemini", name]
                 argv += ["--url", fake.url, "--otlp", endpoint, "--protocol", protocol, "--project", name]
                 procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            traces, versions, failures = {}, {}, {}
-            for name, proc in procs.items():
-                try:
-                    out, err = proc.communicate(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    out, err = proc.communicate()
-                if proc.returncode != 0:
-                    failures[name] = f"{name}: instrumented client failed:\n{err.decode()[-4000:]}"
-                    continue
-                result = json.loads(out)
-                traces[name] = result["traces"]
-                versions.update(result["versions"])
+            traces, versions, failures = collect(procs)
         collector.flush()
         yield Runs(collector, traces, versions, failures)
     finally:
