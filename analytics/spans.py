@@ -82,6 +82,7 @@ class Filters:
     prompt_name: str | None = None
     prompt_version: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    task_name: str | None = None  # only tasks of this name (and the steps inside them)
 
     @classmethod
     def last(cls, span: str | timedelta, now: datetime | None = None, **kw: Any) -> Filters:
