@@ -5,6 +5,7 @@ same filters and window (tests/analytics/test_budgets_measure.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -53,24 +54,47 @@ class Reading:
     reason: str  # one line: why this level
 
 
-def measure(an: Analytics, budget: Budget, at: datetime, options: TaskOptions | None = None) -> Reading:
+RunReport = Callable[..., tuple[pl.DataFrame, str]]
+
+
+def measure(
+    an: Analytics, budget: Budget, at: datetime, options: TaskOptions | None = None, run: RunReport = run_report
+) -> Reading:
     """Evaluate `budget` over [at - window, at), and its baseline when relative."""
     options = options or TaskOptions()
     since = at - budget.window
-    figure = figure_of(an, budget, since, at, options)
+    figure = figure_of(an, budget, since, at, options, run)
     base = None
     if budget.baseline is not None:
         if budget.baseline.kind == "ago":
             shift = budget.baseline.length
-            base = figure_of(an, budget, since - shift, at - shift, options)
+            base = figure_of(an, budget, since - shift, at - shift, options, run)
         else:
-            base = figure_of(an, budget, since - budget.baseline.length, since, options)
+            base = figure_of(an, budget, since - budget.baseline.length, since, options, run)
     return classify(budget, at, figure, base)
 
 
-def figure_of(an: Analytics, budget: Budget, since: datetime, until: datetime, options: TaskOptions) -> Figure:
+def evaluate_all(
+    an: Analytics, budgets: Sequence[Budget], at: datetime, options: TaskOptions | None = None
+) -> list[Reading]:
+    """Every budget at `at`, each distinct report (name, filters, parameters) run once: budgets
+    on several metrics of one scope and window share the report they are read from."""
+    cache: dict[str, tuple[pl.DataFrame, str]] = {}
+
+    def run(an: Analytics, name: str, f: Filters, **kw: object) -> tuple[pl.DataFrame, str]:
+        key = repr((name, f, sorted(kw.items())))
+        if key not in cache:
+            cache[key] = run_report(an, name, f, **kw)  # type: ignore[arg-type]
+        return cache[key]
+
+    return [measure(an, b, at, options, run) for b in budgets]
+
+
+def figure_of(
+    an: Analytics, budget: Budget, since: datetime, until: datetime, options: TaskOptions, run: RunReport = run_report
+) -> Figure:
     """The budget's metric over [since, until) with its scope's filters."""
-    value, samples = _compute(an, budget, budget.filters(since, until), options)
+    value, samples = _compute(an, budget, budget.filters(since, until), options, run)
     return Figure(value, samples, since, until)
 
 
@@ -108,11 +132,11 @@ def classify(budget: Budget, at: datetime, figure: Figure, base: Figure | None) 
     return reading("ok", "within the thresholds", warning, critical)
 
 
-def _compute(an: Analytics, b: Budget, f: Filters, options: TaskOptions) -> tuple[float | None, int]:
+def _compute(an: Analytics, b: Budget, f: Filters, options: TaskOptions, run: RunReport) -> tuple[float | None, int]:
     m = b.metric
     if m in _LATENCY_COLUMN or m in ("ttft_p95", "retry_rate"):
         params = {"slow_ms": b.slow_ms} if b.slow_ms is not None else {}
-        df, _ = run_report(an, "latency", f, options=options, **params)
+        df, _ = run(an, "latency", f, options=options, **params)
         level = "llm" if m in ("ttft_p95", "retry_rate") else b.step
         row = _row(df.filter(pl.col("level") == level)) if df.height else None
         if row is None:
@@ -124,14 +148,14 @@ def _compute(an: Analytics, b: Budget, f: Filters, options: TaskOptions) -> tupl
             return (row.get("retries") or 0) / count if count else None, count
         return row.get(_LATENCY_COLUMN[m]), count
     if m in ("success_rate", "cost_per_task", "cost_per_successful_task", "traffic"):
-        df, _ = run_report(an, "tasks", f, options=options)
+        df, _ = run(an, "tasks", f, options=options)
         row = _row(df)
         tasks = int(row.get("tasks") or 0) if row else 0
         if m == "traffic":
             return float(tasks), tasks
         return (row.get(m) if row else None), tasks
     if m in ("spend", "unpriced_calls"):
-        df, _ = run_report(an, "cost", f, options=options)
+        df, _ = run(an, "cost", f, options=options)
         row = _row(df)
         calls = int(row.get("calls") or 0) if row else 0
         if m == "unpriced_calls":
@@ -140,12 +164,12 @@ def _compute(an: Analytics, b: Budget, f: Filters, options: TaskOptions) -> tupl
             return 0.0, calls  # nothing called: nothing spent
         return (None if row.get("cost_usd") is None else float(row["cost_usd"])), calls
     if m == "validation_failure_rate":
-        df, _ = run_report(an, "validation", f, options=options)
+        df, _ = run(an, "validation", f, options=options)
         checks = int(df["checks"].sum()) if df.height else 0
         failures = int(df["failures"].sum()) if df.height else 0
         return (failures / checks if checks else None), checks
     if m in ("negative_feedback_share", "mean_feedback_score"):
-        df, _ = run_report(an, "feedback", f, options=options)
+        df, _ = run(an, "feedback", f, options=options)
         row = _row(df)
         if row is None:
             return None, 0
