@@ -168,8 +168,9 @@ class Alerts:
         if not names:
             return []
         msg = message.build(event, budget, reading, self.dashboard_url, self._worst(budget, reading, event))
+        made = datetime.now(UTC)  # the clock of delivery (max_age), whatever time the evaluation was for
         return [
-            Delivery(f"msg_{uuid.uuid4().hex}", name, budget.key, event.kind, batch, first + i, event.at, msg)
+            Delivery(f"msg_{uuid.uuid4().hex}", name, budget.key, event.kind, batch, first + i, made, msg)
             for i, name in enumerate(names)
         ]
 

@@ -10,7 +10,6 @@ so every retry sends the same thing.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from spanlake.analytics.budgets.definition import SCOPE_KEYS, Budget, format_duration
@@ -151,7 +150,3 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "count":
         return f"{value:,.0f}"
     return f"{value:.3g}"
-
-
-def when(t: datetime | None) -> str:
-    return iso(t) if t is not None else "n/a"
