@@ -43,7 +43,7 @@ left the file).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -137,7 +137,6 @@ class Event:
     episode_since: datetime | None = None
     last: Seen | None = None
     reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
