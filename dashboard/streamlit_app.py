@@ -34,6 +34,7 @@ page = st.navigation(
         st.Page(PAGES_DIR / "sessions.py", title="Sessions", icon=":material/forum:", url_path="sessions"),
         st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/monitoring:", url_path="overview"),
         st.Page(PAGES_DIR / "reports.py", title="Reports", icon=":material/bar_chart:", url_path="reports"),
+        st.Page(PAGES_DIR / "budgets.py", title="Budgets", icon=":material/notifications:", url_path="budgets"),
         st.Page(PAGES_DIR / "queue.py", title="Labelling queue", icon=":material/rule:", url_path="queue"),
         st.Page(PAGES_DIR / "datasets.py", title="Datasets", icon=":material/dataset:", url_path="datasets"),
     ]

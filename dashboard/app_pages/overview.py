@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from spanlake.dashboard import data
+from spanlake.dashboard import budget_status, data
 from spanlake.dashboard.components import fmt_cost, fmt_int, fmt_ms, fmt_pct, trend_chart
 from spanlake.dashboard.context import current
 
@@ -10,6 +10,15 @@ ANY = "Any"
 
 ctx = current()
 st.title("Overview")
+firing = [s for s in budget_status.load(ctx.data_dir, ctx.project)[0] if s.firing]
+for s in firing:  # firing budgets first: what needs someone now
+    b, last = s.budget, s.state.last if s.state else None
+    box = st.error if s.state and s.state.severity == "critical" else st.warning
+    box(
+        f"Budget **{b.project} / {b.name}** is firing ({s.state.severity if s.state else ''}): {b.metric} "
+        f"{last.reason if last else ''}. [Open its traces]({s.traces_url()}) · [Budgets](./budgets)",
+        icon=":material/notifications_active:",
+    )
 facets = data.facets(ctx.data_dir, ctx.trace_filters())
 c = st.columns(3)
 service = c[0].selectbox("Service", [ANY, *facets["services"]], key="overview_service")

@@ -134,6 +134,7 @@ class Alerts:
                 return []
             self.store.commit(states, events, deliveries)
             self._states = states
+            self.store.append_readings([_reading_row(r) for r in readings])
         self.deliverer.wake({d.destination for d in deliveries})
         return events
 
@@ -182,3 +183,16 @@ class Alerts:
         except Exception:  # the message goes out without them
             log.exception("alerts: could not find the worst traces of %s", budget.key)
             return []
+
+
+def _reading_row(r: Reading) -> dict[str, Any]:
+    """One line of readings.jsonl: what the trend on the Budgets page draws."""
+    return {
+        "at": r.at.isoformat(),
+        "key": r.budget.key,
+        "level": r.level,
+        "figure": r.figure.value,
+        "samples": r.figure.samples,
+        "warning_at": r.warning_at,
+        "critical_at": r.critical_at,
+    }

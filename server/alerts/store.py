@@ -102,6 +102,8 @@ class AlertStore:
         self.outbox = self.root / "outbox"
         self.events_path = self.root / "events.jsonl"
         self.old_events_path = self.root / "events.1.jsonl"
+        self.readings_path = self.root / "readings.jsonl"  # every evaluation's figures (the trend)
+        self.old_readings_path = self.root / "readings.1.jsonl"
         self.lock_path = self.root / "engine.lock"
         self._state = JsonFile(self.root / "state.json", _parse_state, _dump_state, _empty_state, "alert state")
         self._committed: int | None = None  # the writer's last committed batch (None: read the file)
@@ -131,6 +133,21 @@ class AlertStore:
                 if len(out) >= limit:
                     return out
         return out
+
+    def readings(self, key: str, since: datetime | None = None, limit: int = 5000) -> list[dict[str, Any]]:
+        """Budget `key`'s evaluations (at, level, figure, warning_at, critical_at), oldest first."""
+        out: list[dict[str, Any]] = []
+        for path in (self.readings_path, self.old_readings_path):
+            for line in _lines_backwards(path):
+                r = _parse_line(line)
+                if r is None or r.get("key") != key:
+                    continue
+                if since is not None and str(r.get("at", "")) < since.isoformat():
+                    return out[::-1]
+                out.append(r)
+                if len(out) >= limit:
+                    return out[::-1]
+        return out[::-1]
 
     def deliveries(
         self,
@@ -274,6 +291,18 @@ class AlertStore:
                 if event is not None:
                     return int(event.get("batch", 0))
         return 0
+
+    def append_readings(self, rows: list[dict[str, Any]]) -> None:
+        """Add one evaluation's figures to readings.jsonl (for the trend: not fsynced, rotated
+        like the events)."""
+        if not rows:
+            return
+        makedirs_durable(self.root)
+        with open(self.readings_path, "ab") as f:
+            f.write(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+            size = f.tell()
+        if size > ROTATE_BYTES:
+            os.replace(self.readings_path, self.old_readings_path)
 
     def _append_events(self, logged: list[dict[str, Any]]) -> None:
         if not logged:
