@@ -18,6 +18,54 @@ from spanlake.storage.layout import DataDir
 NO_DEMO_ENV = "SPANLAKE_NO_DEMO"
 PARENT_ENV = "SPANLAKE_DEMO_PARENT"
 LOG_NAME = "demo.log"  # in the data directory; its presence also means "the demo ran once"
+BUDGETS_NAME = "budgets.toml"
+# Written on the first start when the data directory has no budgets file: what a team would
+# declare for the demo's support assistant. Its success rate (about 70 % with the default
+# seed) is below the first budget's critical threshold, so a new user sees a firing budget.
+DEMO_BUDGETS = """\
+# Budgets of the demo support assistant (project demo), written by the first `spanlake up`.
+# The server evaluates them every minute; see them on the dashboard's Budgets page and with
+# `spanlake budgets check`. Edit this file or use `spanlake budgets add/remove` (docs/budgets.md).
+
+[[budget]]
+name = "answer-ticket-success"
+project = "demo"
+metric = "success_rate"
+task = "answer_ticket"
+window = "24h"
+warning = 0.9
+critical = 0.8
+min_samples = 20
+description = "Nine tickets in ten answered without a human."
+
+[[budget]]
+name = "answer-ticket-p95"
+project = "demo"
+metric = "p95_latency"
+task = "answer_ticket"
+window = "24h"
+warning = 3000
+critical = 5000
+min_samples = 20
+
+[[budget]]
+name = "cost-per-successful-ticket"
+project = "demo"
+metric = "cost_per_successful_task"
+task = "answer_ticket"
+window = "24h"
+warning = 0.002
+critical = 0.005
+min_samples = 20
+
+[[budget]]
+name = "daily-spend"
+project = "demo"
+metric = "spend"
+window = "24h"
+warning = 30
+critical = 40
+"""
 REAP_POLL_S = 0.5
 
 
@@ -82,6 +130,7 @@ class FirstStartDemo:
         if missing := missing_packages():
             self.say(f"demo: not run on this first start (it needs: {install_hint(missing)})")
             return
+        self.write_budgets()
         endpoint = http_endpoint.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//127.0.0.1:")
         cmd = [sys.executable, "-m", "spanlake.cli.demo", "--endpoint", endpoint, "--quiet"]
         if dashboard_url is not None:  # not a URL when `spanlake up` runs without one
@@ -102,6 +151,20 @@ class FirstStartDemo:
             "demo: the lake was empty, so a demo support assistant is sending example traces into project "
             f"`demo` in the background (log: {self.log}; disable with --no-demo or {NO_DEMO_ENV}=1)"
         )
+
+    def write_budgets(self) -> None:
+        """Declare the demo's budgets, unless the data directory has a budgets file already."""
+        path = self.log.parent / BUDGETS_NAME
+        tmp = path.with_name(f".{BUDGETS_NAME}.demo")
+        try:
+            tmp.write_text(DEMO_BUDGETS, encoding="utf-8")
+            os.link(tmp, path)  # whole or not at all, and never over a file that appeared meanwhile
+        except FileExistsError:
+            pass
+        except OSError as e:
+            self.say(f"demo: could not write its budgets ({e})")
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _reap(self) -> None:
         """Collect the child's exit status when it ends, so it never lingers as a zombie."""
