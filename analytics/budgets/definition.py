@@ -245,8 +245,8 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
         if v is not None and (not isinstance(v, str) or not v):
             raise fail(f"{k} must be a non-empty string")
         scope[k] = v
-    if scope["task"] is not None and (not spec.task_scope or step != "task"):
-        raise fail(f"{metric}{'' if step == 'task' else f' of step {step}'} cannot be scoped to a task")
+    if scope["task"] is not None and not spec.task_scope:
+        raise fail(f"{metric} cannot be scoped to a task")
     attributes = raw.get("attributes", {})
     if not isinstance(attributes, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()

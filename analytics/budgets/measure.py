@@ -1,11 +1,22 @@
 """A budget's figure over its window (and its baseline's), read from the same report the CLI,
 the API and the dashboard show, through `run_report`: hourly rollups for the whole hours and
 raw spans for the ragged edges. So the figure of a budget equals the report's figure for the
-same filters and window (tests/analytics/test_budgets_measure.py)."""
+same filters and window (tests/analytics/test_budgets_measure.py).
+
+Figures: the latency metrics read the `latency` report's row of the step (`task`, `llm`,
+`retrieval`, `tool`); ttft_p95 and retry_rate its `llm` row (retries / LLM calls);
+success_rate, cost_per_task, cost_per_successful_task and traffic the `tasks` report; spend
+and unpriced_calls the call columns of `cost`; validation_failure_rate the `validation`
+report summed over validators; the feedback metrics the `feedback` report. A figure is None
+when there is nothing to compute it from (no tasks, no successful task for the cost per
+successful task, only unpriced calls for spend): the budget is then at no-data, as it is when
+fewer than `min_samples` samples were seen — except for additive metrics (traffic, spend,
+unpriced calls), where an empty window is a figure, 0.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -26,16 +37,26 @@ _LATENCY_COLUMN = {
     "timeout_rate": "timeout_rate",
     "slow_share": "slow_share",
 }
+# Why a figure can be missing although there were samples.
+_UNDEFINED = {
+    "cost_per_successful_task": ": no successful task",
+    "cost_per_task": ": no priced call in the tasks",
+    "spend": ": every call unpriced",
+}
 
 
 @dataclass(frozen=True)
 class Figure:
-    """A metric over one window: its value (None: nothing to compute it from) and samples."""
+    """A metric over one window: its value (None: nothing to compute it from) and samples.
+    `scale`: the value is the window's sum times this (a "previous 7d" baseline of an additive
+    metric is its average per budget window); `source`: raw, rollups or rollups+raw."""
 
     value: float | None
     samples: int
     since: datetime
     until: datetime
+    scale: float = 1.0
+    source: str = "raw"
 
 
 @dataclass(frozen=True)
@@ -65,13 +86,20 @@ def measure(an: Analytics, budget: Budget, at: datetime, options: TaskOptions | 
             base = figure_of(an, budget, since - shift, at - shift, options)
         else:
             base = figure_of(an, budget, since - budget.baseline.length, since, options)
+            if budget.spec.additive:  # a sum over 7 days against one window's: its average per window
+                base = per_window(base, budget.window / budget.baseline.length)
     return classify(budget, at, figure, base)
 
 
 def figure_of(an: Analytics, budget: Budget, since: datetime, until: datetime, options: TaskOptions) -> Figure:
     """The budget's metric over [since, until) with its scope's filters."""
-    value, samples = _compute(an, budget, budget.filters(since, until), options)
-    return Figure(value, samples, since, until)
+    value, samples, source = _compute(an, budget, budget.filters(since, until), options)
+    return Figure(value, samples, since, until, source=source)
+
+
+def per_window(f: Figure, scale: float) -> Figure:
+    """An additive figure scaled to another window length (`scale` = window / f's length)."""
+    return replace(f, value=None if f.value is None else f.value * scale, scale=f.scale * scale)
 
 
 def classify(budget: Budget, at: datetime, figure: Figure, base: Figure | None) -> Reading:
@@ -82,13 +110,14 @@ def classify(budget: Budget, at: datetime, figure: Figure, base: Figure | None) 
     def reading(level: Level, reason: str, w: float | None = None, c: float | None = None) -> Reading:
         return Reading(budget, at, figure, base, level, w, c, reason)
 
-    if budget.metric == "traffic" and figure.value is not None:
-        pass  # traffic counts its own samples: zero tasks is a figure (0), not missing data
-    elif figure.value is None or figure.samples < budget.min_samples:
-        return reading("no_data", f"{figure.samples} sample(s) of {spec.samples}, fewer than {budget.min_samples}")
+    if figure.samples < budget.min_samples and not (spec.additive and figure.value is not None):
+        return reading("no_data", f"{figure.samples} {spec.samples}, fewer than {budget.min_samples}")
+    if figure.value is None:
+        return reading("no_data", f"no figure from {figure.samples} {spec.samples}{_UNDEFINED.get(spec.name, '')}")
     if budget.baseline is not None:
-        if base is None or base.value is None or base.samples < budget.min_samples:
-            return reading("no_data", f"baseline ({budget.baseline.text}) has too few samples")
+        if base is None or base.value is None or base.samples < max(budget.min_samples, 1):
+            n = 0 if base is None else base.samples
+            return reading("no_data", f"baseline ({budget.baseline.text}): {n} {spec.samples}, too few to compare")
         sign = 1 if spec.worse == "higher" else -1
         warning = None if warning is None else base.value * (1 + sign * warning / 100)
         critical = None if critical is None else base.value * (1 + sign * critical / 100)
@@ -108,51 +137,58 @@ def classify(budget: Budget, at: datetime, figure: Figure, base: Figure | None) 
     return reading("ok", "within the thresholds", warning, critical)
 
 
-def _compute(an: Analytics, b: Budget, f: Filters, options: TaskOptions) -> tuple[float | None, int]:
+Computed = tuple[float | None, int, str]  # (value, samples, source)
+
+
+def _compute(an: Analytics, b: Budget, f: Filters, options: TaskOptions) -> Computed:
     m = b.metric
     if m in _LATENCY_COLUMN or m in ("ttft_p95", "retry_rate"):
         params = {"slow_ms": b.slow_ms} if b.slow_ms is not None else {}
-        df, _ = run_report(an, "latency", f, options=options, **params)
+        df, source = run_report(an, "latency", f, options=options, **params)
         level = "llm" if m in ("ttft_p95", "retry_rate") else b.step
         row = _row(df.filter(pl.col("level") == level)) if df.height else None
         if row is None:
-            return None, 0
+            return None, 0, source
         if m == "ttft_p95":
-            return row.get("ttft_p95_ms"), int(row.get("ttft_count") or 0)
+            return _float(row.get("ttft_p95_ms")), int(row.get("ttft_count") or 0), source
         count = int(row.get("count") or 0)
         if m == "retry_rate":
-            return (row.get("retries") or 0) / count if count else None, count
-        return row.get(_LATENCY_COLUMN[m]), count
+            return (int(row.get("retries") or 0) / count if count else None), count, source
+        return _float(row.get(_LATENCY_COLUMN[m])), count, source
     if m in ("success_rate", "cost_per_task", "cost_per_successful_task", "traffic"):
-        df, _ = run_report(an, "tasks", f, options=options)
+        df, source = run_report(an, "tasks", f, options=options)
         row = _row(df)
         tasks = int(row.get("tasks") or 0) if row else 0
         if m == "traffic":
-            return float(tasks), tasks
-        return (row.get(m) if row else None), tasks
+            return float(tasks), tasks, source
+        return (_float(row.get(m)) if row and tasks else None), tasks, source
     if m in ("spend", "unpriced_calls"):
-        df, _ = run_report(an, "cost", f, options=options)
+        df, source = run_report(an, "cost", f, options=options)
         row = _row(df)
         calls = int(row.get("calls") or 0) if row else 0
         if m == "unpriced_calls":
-            return float(row.get("unpriced_calls") or 0) if row else 0.0, calls
+            return float(row.get("unpriced_calls") or 0) if row else 0.0, calls, source
         if row is None or calls == 0:
-            return 0.0, calls  # nothing called: nothing spent
-        return (None if row.get("cost_usd") is None else float(row["cost_usd"])), calls
+            return 0.0, calls, source  # nothing called: nothing spent
+        return _float(row.get("cost_usd")), calls, source  # None: every call unpriced
     if m == "validation_failure_rate":
-        df, _ = run_report(an, "validation", f, options=options)
+        df, source = run_report(an, "validation", f, options=options)
         checks = int(df["checks"].sum()) if df.height else 0
         failures = int(df["failures"].sum()) if df.height else 0
-        return (failures / checks if checks else None), checks
+        return (failures / checks if checks else None), checks, source
     if m in ("negative_feedback_share", "mean_feedback_score"):
-        df, _ = run_report(an, "feedback", f, options=options)
+        df, source = run_report(an, "feedback", f, options=options)
         row = _row(df)
         if row is None:
-            return None, 0
+            return None, 0, source
         if m == "negative_feedback_share":
-            return row.get("negative_share"), int(row.get("traces_with_feedback") or 0)
-        return row.get("mean_score"), int(row.get("scores") or 0)
+            return _float(row.get("negative_share")), int(row.get("traces_with_value") or 0), source
+        return _float(row.get("mean_score")), int(row.get("scores") or 0), source
     raise ValueError(f"no figure for metric {m!r}")
+
+
+def _float(v: object) -> float | None:
+    return None if v is None else float(v)  # type: ignore[arg-type]
 
 
 def _row(df: pl.DataFrame) -> dict | None:
