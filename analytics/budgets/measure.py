@@ -23,10 +23,13 @@ from typing import Literal
 import polars as pl
 
 from spanlake.analytics.budgets.definition import Budget
+from spanlake.analytics.budgets.metrics import METRICS
+from spanlake.analytics.reports.common import TIMEOUT_PREDICATE
+from spanlake.analytics.reports.feedback import disliked_traces
 from spanlake.analytics.reports.registry import run_report
 from spanlake.analytics.runner import Analytics
-from spanlake.analytics.spans import Filters
-from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.analytics.spans import BILLABLE_CATEGORIES, Filters, Params, SpanSource
+from spanlake.analytics.task_outcomes import TaskOptions, task_scope_ctes, task_scoped
 
 Level = Literal["ok", "warning", "critical", "no_data"]
 _LATENCY_COLUMN = {
@@ -203,3 +206,94 @@ def _row(df: pl.DataFrame) -> dict | None:
 def window_of(budget: Budget, at: datetime) -> tuple[datetime, datetime]:
     """[since, until) of the budget's window ending at `at`."""
     return at - budget.window, at
+
+
+# --- the traces that broke a budget ------------------------------------------------------------
+
+_LATENCY = ("p50_latency", "p95_latency", "p99_latency", "slow_share", "ttft_p95")
+_COST = ("cost_per_successful_task", "cost_per_task", "spend", "unpriced_calls")
+_FAILURE = ("success_rate", "error_rate", "timeout_rate", "validation_failure_rate", "negative_feedback_share",
+            "mean_feedback_score", "retry_rate")  # fmt: skip
+# The Traces page's sort (analytics.traces.filters.SORTS) of each task-list sort.
+_TRACE_SORT = {"duration": "duration_ms", "cost": "cost_usd", "start": "start_time"}
+MAX_WORST = 1000  # the task-list's largest limit
+
+
+def sort_for(metric: str) -> dict[str, str | None]:
+    """How the dashboard's Traces page shows what broke a budget on `metric`: `sort` (the
+    task-list's: duration, cost or start), `trace_sort` (the Traces page's column), always
+    descending, and `outcome` ('failure' or None). Slowest first for latency, most expensive
+    for cost, failed tasks (latest first) for success, errors, timeouts, checks and feedback;
+    latest first for traffic and retries."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}")
+    sort, outcome = "start", None
+    if metric in _LATENCY:
+        sort = "duration"
+    elif metric in _COST:
+        sort = "cost"
+    elif metric in _FAILURE and metric != "retry_rate":
+        outcome = "failure"
+    return {"sort": sort, "trace_sort": _TRACE_SORT[sort], "outcome": outcome}
+
+
+def worst_traces(
+    an: Analytics, budget: Budget, since: datetime, until: datetime, n: int = 5, options: TaskOptions | None = None
+) -> list[str]:
+    """Up to `n` ids of the traces that broke `budget` over [since, until), worst first.
+
+    Tasks (the task-list report, with the budget's filters): slowest for task latency and slow
+    share, most expensive for cost per task, per successful task and spend, failed ones (latest
+    first) for success, error and timeout rates of tasks and for validation failures. Steps of
+    a category (latency, errors, timeouts of `step`): the traces of the slowest, or of the latest
+    failed or timed-out, steps; TTFT: the slowest first tokens; retries: the latest failed LLM
+    calls; unpriced calls: the latest unpriced calls. Feedback: the traces voted down (latest
+    first), or the lowest scored. Traffic: none (there is no trace to show for its absence).
+    """
+    options = options or TaskOptions()
+    m, f, step = budget.metric, budget.filters(since, until), budget.step
+    if m == "traffic" or n <= 0:
+        return []
+    n = min(n, MAX_WORST)
+    if m in ("negative_feedback_share", "mean_feedback_score"):
+        by = "down" if m == "negative_feedback_share" else "score"
+        return disliked_traces(an, f, by, limit=n, options=options)
+    if m == "ttft_p95":
+        return _span_traces(an, f, n, options, ("llm",), "time_to_first_token_ms IS NOT NULL", "time_to_first_token_ms")
+    if m == "retry_rate":
+        return _span_traces(an, f, n, options, ("llm",), "status_code = 'ERROR'", "start_time")
+    if m == "unpriced_calls":
+        return _span_traces(an, f, n, options, BILLABLE_CATEGORIES, "unpriced", "start_time", priced=True)
+    if step != "task" and m in ("p50_latency", "p95_latency", "p99_latency", "slow_share"):
+        return _span_traces(an, f, n, options, (step,), "TRUE", "duration_ms")
+    if step != "task" and m in ("error_rate", "timeout_rate"):
+        failed = "status_code = 'ERROR'" if m == "error_rate" else TIMEOUT_PREDICATE
+        return _span_traces(an, f, n, options, (step,), failed, "start_time")
+    plan = sort_for(m)  # failed tasks for errors and timeouts too: they fail unless the app says otherwise
+    df, _ = run_report(an, "task-list", f, options=options, sort=plan["sort"], limit=n, outcome=plan["outcome"])
+    return df["trace_id"].to_list() if df.height else []
+
+
+def _span_traces(
+    an: Analytics,
+    f: Filters,
+    n: int,
+    options: TaskOptions,
+    categories: tuple[str, ...],
+    where: str,
+    worst: str,
+    *,
+    priced: bool = False,
+) -> list[str]:
+    """Trace ids of spans of `categories` meeting `where`, by their largest `worst` (SQL from
+    this module only), each trace once; inside the budget's task when it names one."""
+    src = SpanSource(f, categories=categories, priced=priced)
+
+    def body(p: Params) -> str:
+        ctes, spans = task_scope_ctes(src, options, p)
+        return f"""{ctes}
+        SELECT trace_id, max({worst}) AS worst FROM {spans} WHERE {where}
+        GROUP BY trace_id ORDER BY worst DESC NULLS LAST, trace_id LIMIT {p.add(int(n))}"""
+
+    df = an.run(task_scoped(src, options), body)
+    return df["trace_id"].to_list() if df.height else []

@@ -25,6 +25,7 @@ Only raw spans and labels are read (no rollup: feedback keeps arriving for old t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import polars as pl
@@ -68,28 +69,38 @@ def feedback_events(an: Analytics, project: str | None, since: datetime | None) 
     return an.lake.query(sql, params).cast(FEEDBACK_SCHEMA)
 
 
+def _ctes(filters: Filters, options: TaskOptions, p: Params) -> str:
+    """Task CTEs, then `fb` (the feedback events of the traces counted), `trace_value` (each
+    trace's latest vote, with its time) and `user_score` (each user's latest score per trace)."""
+    return f"""{task_ctes(filters, GroupBy(), options, p)},
+    fb_traces AS (SELECT DISTINCT project, trace_id FROM tasks),
+    fb AS (
+      SELECT f.* FROM feedback_events f
+      SEMI JOIN fb_traces t ON t.project = f.project AND t.trace_id = f.trace_id
+    ),
+    trace_value AS (
+      SELECT project, trace_id, value, created_at FROM fb WHERE value IN ('up', 'down')
+      QUALIFY row_number() OVER (PARTITION BY project, trace_id {_LATEST}) = 1
+    ),
+    user_score AS (
+      SELECT project, trace_id, author, score, created_at FROM fb WHERE score IS NOT NULL
+      QUALIFY row_number() OVER (PARTITION BY project, trace_id, author {_LATEST}) = 1
+    )"""
+
+
+def _run(an: Analytics, filters: Filters, options: TaskOptions, body: Callable[[Params], str]) -> pl.DataFrame:
+    since = filters.since - options.skew if filters.since is not None else None
+    events = feedback_events(an, filters.project, since)
+    return an.run(task_source(filters, GroupBy(), options, priced=False), body, {"feedback_events": events})
+
+
 def feedback(an: Analytics, filters: Filters, *, options: TaskOptions | None = None) -> pl.DataFrame:
     """One row: traces_with_feedback, traces_with_value, positive, negative, negative_share,
     scores, mean_score over the traces of the window and filters (see the module docstring)."""
     options = options or TaskOptions()
-    since = filters.since - options.skew if filters.since is not None else None
-    events = feedback_events(an, filters.project, since)
 
     def body(p: Params) -> str:
-        return f"""{task_ctes(filters, GroupBy(), options, p)},
-        fb_traces AS (SELECT DISTINCT project, trace_id FROM tasks),
-        fb AS (
-          SELECT f.* FROM feedback_events f
-          SEMI JOIN fb_traces t ON t.project = f.project AND t.trace_id = f.trace_id
-        ),
-        trace_value AS (
-          SELECT project, trace_id, value FROM fb WHERE value IN ('up', 'down')
-          QUALIFY row_number() OVER (PARTITION BY project, trace_id {_LATEST}) = 1
-        ),
-        user_score AS (
-          SELECT project, trace_id, author, score FROM fb WHERE score IS NOT NULL
-          QUALIFY row_number() OVER (PARTITION BY project, trace_id, author {_LATEST}) = 1
-        )
+        return f"""{_ctes(filters, options, p)}
         SELECT
           (SELECT count(*) FROM (SELECT DISTINCT project, trace_id FROM fb)) AS traces_with_feedback,
           (SELECT count(*) FROM trace_value) AS traces_with_value,
@@ -99,7 +110,28 @@ def feedback(an: Analytics, filters: Filters, *, options: TaskOptions | None = N
           (SELECT count(*) FROM user_score) AS scores,
           (SELECT avg(score) FROM user_score) AS mean_score"""
 
-    return an.run(task_source(filters, GroupBy(), options, priced=False), body, {"feedback_events": events})
+    return _run(an, filters, options, body)
+
+
+def disliked_traces(
+    an: Analytics, filters: Filters, by: str = "down", *, limit: int = 5, options: TaskOptions | None = None
+) -> list[str]:
+    """Trace ids the users liked least: by='down', the traces whose value is down, the latest
+    vote first; by='score', the traces with a score, the lowest (any user's current) first."""
+    options = options or TaskOptions()
+    if by not in ("down", "score"):
+        raise ValueError("by must be 'down' or 'score'")
+
+    def body(p: Params) -> str:
+        pick = (
+            "SELECT trace_id, created_at AS k FROM trace_value WHERE value = 'down' ORDER BY k DESC, trace_id"
+            if by == "down"
+            else "SELECT trace_id, min(score) AS k FROM user_score GROUP BY trace_id ORDER BY k, trace_id"
+        )
+        return f"""{_ctes(filters, options, p)}
+        {pick} LIMIT {p.add(int(limit))}"""
+
+    return _run(an, filters, options, body)["trace_id"].to_list()
 
 
 REPORT = Report(

@@ -14,7 +14,7 @@ import pytest
 
 from spanlake.analytics import sketch
 from spanlake.analytics.budgets.definition import Budget, budget_from_dict
-from spanlake.analytics.budgets.measure import Figure, classify, figure_of, measure
+from spanlake.analytics.budgets.measure import Figure, classify, figure_of, measure, sort_for, worst_traces
 from spanlake.analytics.budgets.metrics import METRICS
 from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.reports.registry import run_report
@@ -384,3 +384,60 @@ def test_figure_of_a_window_with_other_task_options(an: Analytics) -> None:
     # unknown outcomes counted as successes: A, D, E
     got = figure_of(an, budget("success_rate"), T0, AT, TaskOptions(default_outcome="success"))
     assert got.value == pytest.approx(3 / 5)
+
+
+def ids(*traces: int) -> list[str]:
+    return [tid(t).hex() for t in traces]
+
+
+WORST = {
+    # tasks: A 100, B 200, C 400, D 800, E 6000 ms; costs E 4000 > C 3000 > B 2500 > A 1000 > D (none)
+    "p95_latency": ids(5, 4, 3, 2, 1),
+    "slow_share": ids(5, 4, 3, 2, 1),
+    "cost_per_task": ids(5, 3, 2, 1, 4),
+    "cost_per_successful_task": ids(5, 3, 2, 1, 4),
+    "spend": ids(5, 3, 2, 1, 4),
+    # failed tasks, the latest first: C (10:30), B (10:10)
+    "success_rate": ids(3, 2),
+    "error_rate": ids(3, 2),
+    "timeout_rate": ids(3, 2),
+    "validation_failure_rate": ids(3, 2),
+    # steps: the slowest call of each trace: C 90, E 70, B 60, A 50, G 40, D 20
+    "p95_latency/llm": ids(3, 5, 2, 1, 7),
+    "p99_latency/retrieval": ids(4, 3, 1, 5),
+    "error_rate/tool": ids(5),
+    "timeout_rate/tool": ids(5),
+    "ttft_p95": ids(3, 5, 1),
+    "retry_rate": ids(2),  # B's failed call
+    "unpriced_calls": ids(4),
+    "negative_feedback_share": ids(3, 2),  # C's last vote (10:36) is later than B's (10:16)
+    "mean_feedback_score": ids(4, 5),  # 2 (anonymous on D), 5 (u2 on E)
+    "traffic": [],
+}
+
+
+@pytest.mark.parametrize("key", list(WORST))
+def test_worst_traces(an: Analytics, key: str) -> None:
+    assert worst_traces(an, budget(key), T0, AT) == WORST[key]
+
+
+def test_worst_traces_scope_limit_and_rollups(an: Analytics, rolled: Analytics) -> None:
+    assert worst_traces(an, budget("p95_latency", task="answer"), T0, AT) == ids(5, 3, 2, 1)  # D is "lookup"
+    assert worst_traces(an, budget("p95_latency/llm", task="lookup"), T0, AT) == ids(4)
+    assert worst_traces(an, budget("cost_per_task"), T0, AT, n=2) == ids(5, 3)
+    assert worst_traces(an, budget("success_rate"), T0, T0 + timedelta(minutes=30)) == ids(2)  # C at 10:30 is out
+    for key in ("p95_latency", "spend", "success_rate"):
+        assert worst_traces(rolled, budget(key), T0, AT) == WORST[key], key
+
+
+def test_sort_for() -> None:
+    assert sort_for("p95_latency") == {"sort": "duration", "trace_sort": "duration_ms", "outcome": None}
+    assert sort_for("ttft_p95")["sort"] == "duration"
+    for m in ("spend", "cost_per_successful_task", "cost_per_task", "unpriced_calls"):
+        assert sort_for(m) == {"sort": "cost", "trace_sort": "cost_usd", "outcome": None}, m
+    for m in ("success_rate", "error_rate", "timeout_rate", "validation_failure_rate", "negative_feedback_share"):
+        assert sort_for(m) == {"sort": "start", "trace_sort": "start_time", "outcome": "failure"}, m
+    assert sort_for("traffic") == {"sort": "start", "trace_sort": "start_time", "outcome": None}
+    assert all(sort_for(m)["sort"] in ("duration", "cost", "start") for m in METRICS)
+    with pytest.raises(ValueError, match="unknown metric"):
+        sort_for("p96_latency")
