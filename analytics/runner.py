@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,14 @@ class Analytics:
         self.labels = labels or lake_labels(self.lake)
         self._lake_labels = labels is None
 
-    def run(self, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:
-        """Run `WITH <span CTEs>, <body>`; `body` adds its own CTEs and final SELECT."""
-        return self.run_many([(src, body)])[0]
+    def run(
+        self, src: SpanSource, body: Callable[[Params], str], tables: Mapping[str, pa.Table] | None = None
+    ) -> pl.DataFrame:
+        """Run `WITH <span CTEs>, <body>`; `body` adds its own CTEs and final SELECT and may read
+        `tables` (registered under their names, e.g. label rows read beforehand)."""
+        return self.run_many([(src, body)], tables)[0]
 
-    def run_many(self, jobs: Sequence[Job]) -> list[pl.DataFrame]:
+    def run_many(self, jobs: Sequence[Job], tables: Mapping[str, pa.Table] | None = None) -> list[pl.DataFrame]:
         """`run` for each (source, body), on one connection over the union of their windows (at
         10M spans, binding the views and closing the database cost ~0.4 s per connection)."""
         con = self._connect([src for src, _ in jobs])
@@ -79,6 +82,8 @@ class Analytics:
             for stmt in MACROS:
                 con.execute(stmt)
             con.register("task_labels", self._labels())
+            for name, table in (tables or {}).items():
+                con.register(name, table)
             return [self._run_on(con, src, body) for src, body in jobs]
         finally:
             con.close()

@@ -61,7 +61,10 @@ def parse_duration(text: str) -> timedelta:
     text = text.strip().lower()
     if len(text) < 2 or text[-1] not in units or not text[:-1].replace(".", "", 1).isdigit():
         raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
-    return timedelta(**{units[text[-1]]: float(text[:-1])})
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except OverflowError:
+        raise ValueError(f"duration too long: {text!r}") from None
 
 
 @dataclass(frozen=True)

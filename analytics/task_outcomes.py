@@ -17,15 +17,24 @@ A task at the root of its trace (and the only task there) owns every span of the
 spans whose parent has not arrived yet; other tasks own the spans under them. Cost and tokens
 of a task are those of its spans; a span inside nested tasks belongs to the innermost one, so
 task costs add up without double counting.
+
+Task name filter (`Filters.task_name`): a task's name is its `task_name` (the SDK's
+`spanlake.task.name`, ...), else its span name. Task-level relations keep the tasks of that
+name. Span-level ones (calls, steps, checks, retrievals) keep the spans whose *innermost*
+task — the one their cost belongs to, `member` — has that name, that task having started at
+most `horizon` before the span (`task_scoped`, `task_scope_ctes`). So in a trace where task
+`answer` contains task `summarize`, the calls under `summarize` count for `summarize` only,
+and a span outside every task (a trace whose root has not arrived) counts for no name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from spanlake.analytics.spans import (
     BILLABLE_CATEGORIES,
+    RAW_FILTER_COLUMNS,
     Filters,
     GroupBy,
     Params,
@@ -105,6 +114,8 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params, sp
     final = dim_predicates(filters, p, _TASK_FILTER_COLS)
     if filters.attributes:
         final.append("attr_match")
+    if filters.task_name is not None:
+        final.append(f"task_name = {p.add(filters.task_name)}")
     final_where = " AND ".join(final) or "TRUE"
     default = p.add(opts.default_outcome)
     g_attrs = "".join(f"t.g_attr_{i}, " for i in range(len(group.attrs)))
@@ -211,6 +222,64 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params, sp
       LEFT JOIN latest_label l ON l.project = t.project AND l.trace_id = t.trace_id AND l.span_id = t.span_id
     ),
     tasks AS (SELECT * FROM tasks_all WHERE {final_where})"""
+
+
+def earlier_tasks(filters: Filters, opts: TaskOptions) -> Filters:
+    """`filters` with `since` moved `horizon` earlier: the tasks the window's spans can belong to."""
+    return replace(filters, since=filters.since - opts.horizon) if filters.since is not None else filters
+
+
+def named_member_cte(filters: Filters, p: Params, name: str = "named_member") -> str:
+    """CTE `name`: (project, trace_id, span_id) of the spans whose innermost task is named
+    `filters.task_name` (after `task_ctes`, whose `member` and `tasks_all` it reads)."""
+    return f"""{name} AS (
+      SELECT DISTINCT m.project, m.trace_id, m.span_id FROM member m
+      JOIN tasks_all t ON t.project = m.project AND t.trace_id = m.trace_id AND t.span_id = m.task_id
+      WHERE t.task_name = {p.add(filters.task_name)}
+    )"""
+
+
+def task_scoped(src: SpanSource, opts: TaskOptions) -> SpanSource:
+    """The source a span-level report reads: `src` itself, or with a task name filter, whole
+    traces from `horizon` + skew before its window to `horizon` after (to find the tasks its
+    spans are in); `task_scope_ctes` then keeps what `src` would have read."""
+    if src.filters.task_name is None:
+        return src
+    return replace(
+        src,
+        span_level_filters=False,
+        categories=None,
+        widen_before=max(src.widen_before, opts.horizon + opts.skew),
+        widen_after=max(src.widen_after, opts.horizon),
+        outside_window_traces_only=True,
+    )
+
+
+def task_scope_ctes(src: SpanSource, opts: TaskOptions, p: Params, name: str = "scoped_sp") -> tuple[str, str]:
+    """(CTEs, relation) of a span-level report read through `task_scoped(src)`: without a task
+    name filter a placeholder CTE and `sp`; with one, the task CTEs and `name`: the spans of
+    `src`'s window, categories and span-level filters whose innermost task has that name."""
+    f = src.filters
+    if f.task_name is None:
+        return "_scope AS (SELECT 1)", "sp"
+    preds = []
+    if f.since is not None:
+        preds.append(f"start_time >= {p.add(f.since)}")
+    if f.until is not None:
+        preds.append(f"start_time < {p.add(f.until)}")
+    if src.categories is not None:
+        preds.append(f"category IN ({', '.join(p.add(c) for c in src.categories)})")
+    if src.span_level_filters:
+        preds += dim_predicates(f, p, RAW_FILTER_COLUMNS)
+        if f.attributes:
+            preds.append("attr_match")
+    ctes = f"""{task_ctes(earlier_tasks(f, opts), GroupBy(), opts, p)},
+    {named_member_cte(f, p)},
+    {name} AS (
+      SELECT s.* FROM (SELECT * FROM sp WHERE {" AND ".join(preds) or "TRUE"}) s
+      SEMI JOIN named_member m ON m.project = s.project AND m.trace_id = s.trace_id AND m.span_id = s.span_id
+    )"""
+    return ctes, name
 
 
 AGGREGATE_NAMES = (

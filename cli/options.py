@@ -25,3 +25,12 @@ def data_dir_option(help: str = DATA_HELP) -> Callable[[Callable[..., Any]], Cal
         show_envvar=True,
         help=help,
     )
+
+
+task_option = click.option(
+    "--task",
+    default=None,
+    metavar="NAME",
+    help="Only tasks of this name (the task's name, else its span name); span-level figures (calls, steps, "
+    "checks, retrievals) count the spans whose innermost task has this name.",
+)

@@ -18,7 +18,7 @@ from spanlake.analytics.rollups.materialize import run
 from spanlake.analytics.runner import Analytics, default_prices_path
 from spanlake.analytics.spans import Filters, parse_attr_filter, parse_duration
 from spanlake.analytics.task_outcomes import TaskOptions
-from spanlake.cli.options import LAKE_HELP, data_dir_option
+from spanlake.cli.options import LAKE_HELP, data_dir_option, task_option
 from spanlake.cli.output import print_table
 from spanlake.storage.layout import DataDir, valid_project
 
@@ -112,6 +112,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--provider", default=None, help="Only this provider (e.g. openai, anthropic, aws.bedrock).")
 @click.option("--prompt-name", default=None, help="Only this prompt.")
 @click.option("--prompt-version", default=None, help="Only this prompt version.")
+@task_option
 @click.option(
     "--attr",
     "attrs",
@@ -204,6 +205,7 @@ def report(
     provider: str | None,
     prompt_name: str | None,
     prompt_version: str | None,
+    task: str | None,
     attrs: tuple[str, ...],
     group_by: tuple[str, ...],
     group_by_attrs: tuple[str, ...],
@@ -248,6 +250,7 @@ def report(
         prompt_name=prompt_name,
         prompt_version=prompt_version,
         attributes=attributes,
+        task_name=task,
     )
     try:
         book = PriceBook.from_file(prices or default_prices_path(dd))

@@ -214,14 +214,14 @@ def format_duration(d: timedelta) -> str:
 def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | None = None) -> Budget:
     """One budget from its table (file or API body); BudgetError saying what is wrong and where."""
     where = f"line {line}: " if line else ""
+    if not isinstance(raw, Mapping):
+        raise BudgetError(f"{where}a budget must be a table")
     name = raw.get("name")
 
     def fail(msg: str) -> BudgetError:
         who = f"budget {name!r}" if isinstance(name, str) else "budget"
         return BudgetError(f"{where}{who}: {msg}")
 
-    if not isinstance(raw, Mapping):
-        raise BudgetError(f"{where}a budget must be a table")
     unknown = sorted(set(raw) - _BUDGET_KEYS)
     if unknown:
         raise fail(f"unknown key {', '.join(map(repr, unknown))}; keys: {', '.join(sorted(_BUDGET_KEYS))}")
@@ -231,7 +231,7 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
     if not isinstance(project, str) or not project:
         raise fail("project must be a non-empty string")
     metric = raw.get("metric")
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise fail(f"unknown metric {metric!r}; metrics: {', '.join(METRICS)}")
     spec = METRICS[metric]
     step = raw.get("step", "task")
@@ -245,8 +245,8 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
         if v is not None and (not isinstance(v, str) or not v):
             raise fail(f"{k} must be a non-empty string")
         scope[k] = v
-    if scope["task"] is not None and (not spec.task_scope or step != "task"):
-        raise fail(f"{metric}{'' if step == 'task' else f' of step {step}'} cannot be scoped to a task")
+    if scope["task"] is not None and not spec.task_scope:
+        raise fail(f"{metric} cannot be scoped to a task")
     attributes = raw.get("attributes", {})
     if not isinstance(attributes, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
@@ -319,10 +319,7 @@ def destination_from_dict(raw: Mapping[str, Any], line: int | None = None) -> De
     if kind not in DESTINATION_TYPES:
         raise fail(f"type must be one of {', '.join(DESTINATION_TYPES)}, got {kind!r}")
     url = raw.get("url")
-    needs_url = kind in ("webhook", "slack", "teams") or url is not None
-    if needs_url and (
-        not isinstance(url, str) or urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc
-    ):
+    if (kind in ("webhook", "slack", "teams") or url is not None) and not _http_url(url):
         raise fail(f"url must be an http:// or https:// URL, got {url!r}")
     for k in ("secret_env", "routing_key_env"):
         v = raw.get(k)
@@ -333,8 +330,9 @@ def destination_from_dict(raw: Mapping[str, Any], line: int | None = None) -> De
     to = raw.get("to", [])
     if isinstance(to, str):
         to = [to]
-    addresses_ok = bool(to) and all(isinstance(a, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", a) for a in to)
-    if kind == "email" and not addresses_ok:
+    email = re.compile(r"[^@\s]+@[^@\s]+")
+    addresses_ok = isinstance(to, list) and bool(to) and all(isinstance(a, str) and email.fullmatch(a) for a in to)
+    if (kind == "email" or "to" in raw) and not addresses_ok:
         raise fail('email needs to = ["someone@example.com", ...]')
     smtp = raw.get("smtp")
     if smtp is not None and (not isinstance(smtp, str) or not re.fullmatch(r"[^:\s]+:\d{1,5}", smtp)):
@@ -353,6 +351,13 @@ def parse(text: str, default_project: str = "default", source: str = FILE_NAME) 
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as e:
         raise BudgetError(f"{source}: line {e.line}: not valid TOML: {e}") from None
+    except tomlkit.exceptions.KeyAlreadyPresent as e:  # says which key, not where
+        m = re.search(r'Key "(.*)" already exists', str(e))
+        line = _duplicate_key_line(text, m.group(1)) if m else None
+        where = f"line {line}: " if line else ""
+        raise BudgetError(f"{source}: {where}not valid TOML: {e}") from None
+    except (tomlkit.exceptions.TOMLKitError, RecursionError) as e:
+        raise BudgetError(f"{source}: not valid TOML: {e or type(e).__name__}") from None
     unknown = sorted(set(doc) - {"budget", "destination"})
     if unknown:
         raise BudgetError(f"{source}: unknown table {', '.join(unknown)}; write [[budget]] and [[destination]]")
@@ -379,8 +384,8 @@ def check_set(found: BudgetSet, source: str = FILE_NAME) -> BudgetSet:
             raise BudgetError(f"{source}: line {b.line}: budget {b.name!r} of project {b.project!r} is declared twice")
         seen[b.key] = b
     names = [d.name for d in found.destinations]
-    for d in found.destinations:
-        if names.count(d.name) > 1:
+    for i, d in enumerate(found.destinations):
+        if d.name in names[:i]:
             raise BudgetError(f"{source}: line {d.line}: destination {d.name!r} is declared twice")
     for b in found.budgets:
         missing = [n for n in b.destinations if n not in names]
@@ -422,6 +427,25 @@ def _table_lines(text: str) -> dict[str, list[int]]:
     return out
 
 
+_KEY = re.compile(r"""^\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=""")
+
+
+def _duplicate_key_line(text: str, key: str) -> int | None:
+    """The line where `key` is set a second time in one table (None when not found)."""
+    seen: set[str] = set()
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("["):
+            seen = set()
+            continue
+        m = _KEY.match(line)
+        if m:
+            k = next(g for g in m.groups() if g is not None)
+            if k == key and k in seen:
+                return n
+            seen.add(k)
+    return None
+
+
 def _nth(lines: dict[str, list[int]], key: str, i: int) -> int | None:
     return lines[key][i] if i < len(lines[key]) else None
 
@@ -439,7 +463,20 @@ def _duration(v: Any, key: str, fail: Any, *, required: bool = False, zero: bool
         raise fail(f"{key}: {e}") from None
     if d < timedelta(0) or (d == timedelta(0) and not zero):
         raise fail(f"{key} must be longer than 0, got {v!r}")
+    if d % timedelta(seconds=1):
+        raise fail(f"{key} must be a whole number of seconds, got {v!r}")
     return d
+
+
+def _http_url(url: Any) -> bool:
+    """An http(s) URL with a host."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlparse(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _number(v: Any, key: str, fail: Any) -> float | None:

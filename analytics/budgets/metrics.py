@@ -19,7 +19,9 @@ STEPS = ("task", "llm", "retrieval", "tool")  # `step` of the latency metrics
 class Metric:
     """One metric: `report` is the report it is read from, `worse` the direction of a breach,
     `stepped` whether it takes `step` (task, llm, retrieval, tool), `task_scope` whether a
-    budget on it may name a task (figures of spans outside tasks cannot)."""
+    budget on it may name a task (steps then count inside tasks of that name),
+    `additive` whether it is a sum over the window (nothing in the window is a figure, 0, not
+    missing data; a "previous 7d" baseline is its average per window)."""
 
     name: str
     summary: str
@@ -30,6 +32,7 @@ class Metric:
     stepped: bool = False
     task_scope: bool = True
     default_min_samples: int = 1
+    additive: bool = False
 
 
 METRICS: dict[str, Metric] = {
@@ -47,7 +50,8 @@ METRICS: dict[str, Metric] = {
                "usd", "higher", "tasks", default_min_samples=10),
         Metric("cost_per_task", "cost of all tasks / tasks (USD)", "tasks", "usd", "higher", "tasks",
                default_min_samples=10),
-        Metric("spend", "cost of every priced LLM call in the window (USD)", "cost", "usd", "higher", "LLM calls"),
+        Metric("spend", "cost of every priced LLM call in the window (USD)", "cost", "usd", "higher", "LLM calls",
+               additive=True),
         Metric("success_rate", "successful tasks / tasks (0..1)", "tasks", "fraction", "lower", "tasks",
                default_min_samples=20),
         Metric("error_rate", "share of tasks (or steps) that ended in an error status (0..1)", "latency",
@@ -60,12 +64,13 @@ METRICS: dict[str, Metric] = {
                "fraction", "higher", "validation checks", default_min_samples=20),
         Metric("retry_rate", "LLM calls that retried a failed attempt / LLM calls (0..1)", "latency",
                "fraction", "higher", "LLM calls", task_scope=False, default_min_samples=20),
-        Metric("unpriced_calls", "LLM calls of models without a price", "cost", "count", "higher", "LLM calls"),
-        Metric("negative_feedback_share", "traces with end-user feedback 'down' / traces with feedback (0..1)",
-               "feedback", "fraction", "higher", "traces with feedback", default_min_samples=10),
-        Metric("mean_feedback_score", "mean end-user feedback score", "feedback", "score", "lower",
-               "feedback scores", default_min_samples=10),
-        Metric("traffic", "tasks started in the window", "tasks", "count", "lower", "tasks"),
+        Metric("unpriced_calls", "LLM calls of models without a price", "cost", "count", "higher", "LLM calls",
+               additive=True),
+        Metric("negative_feedback_share", "traces whose latest end-user vote is 'down' / traces with a vote (0..1)",
+               "feedback", "fraction", "higher", "traces with a vote", default_min_samples=10),
+        Metric("mean_feedback_score", "mean end-user feedback score (each user's latest per trace)", "feedback",
+               "score", "lower", "feedback scores", default_min_samples=10),
+        Metric("traffic", "tasks started in the window", "tasks", "count", "lower", "tasks", additive=True),
     )
 }  # fmt: skip
 

@@ -14,7 +14,14 @@ from spanlake.analytics.rollups.read import apply_filters, can_answer, read_list
 from spanlake.analytics.rollups.tables import CALL_KEYS, COST_DIMS, Table, no_reach
 from spanlake.analytics.runner import Analytics, Job
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, SPAN_DIMS, Filters, GroupBy, Params, SpanSource
-from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, task_source
+from spanlake.analytics.task_outcomes import (
+    TASK_DIMS,
+    TaskOptions,
+    task_ctes,
+    task_scope_ctes,
+    task_scoped,
+    task_source,
+)
 
 DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version")
 
@@ -39,25 +46,35 @@ def cost(
     options = options or TaskOptions()
     names = GroupBy.parse(group_by, {k: SPAN_DIMS[k] for k in DIMS}, bucket).names
     calls, tasks = an.run_many(
-        [call_totals_job(filters, group_by, bucket), task_totals_job(filters, group_by, bucket, options)]
+        [call_totals_job(filters, group_by, bucket, options), task_totals_job(filters, group_by, bucket, options)]
     )
     return finish(calls, tasks, names)
 
 
 def call_totals(
-    an: Analytics, filters: Filters, group_by: Sequence[str] = (), *, bucket: str | None = None
+    an: Analytics,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    *,
+    bucket: str | None = None,
+    options: TaskOptions | None = None,
 ) -> pl.DataFrame:
     """The call columns of `cost` (additive: rollups store them per hour)."""
-    return an.run(*call_totals_job(filters, group_by, bucket))
+    return an.run(*call_totals_job(filters, group_by, bucket, options))
 
 
-def call_totals_job(filters: Filters, group_by: Sequence[str], bucket: str | None) -> Job:
-    """The (source, body) of `call_totals`."""
+def call_totals_job(
+    filters: Filters, group_by: Sequence[str], bucket: str | None, options: TaskOptions | None = None
+) -> Job:
+    """The (source, body) of `call_totals` (with a task name, the calls inside tasks of that name)."""
+    options = options or TaskOptions()
     dims = {k: SPAN_DIMS[k] for k in (*DIMS, "response_model")}
     group = GroupBy.parse(group_by, dims, bucket)
+    src = SpanSource(filters, group, categories=BILLABLE_CATEGORIES)
 
     def body(p: Params) -> str:
-        return f"""_ AS (SELECT 1)
+        ctes, calls = task_scope_ctes(src, options, p)
+        return f"""{ctes}
         SELECT {keys_select(group, dims)}
           count(*) AS calls,
           coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
@@ -68,9 +85,9 @@ def call_totals_job(filters: Filters, group_by: Sequence[str], bucket: str | Non
           sum(cost_usd) AS cost_usd,
           sum(reported_cost) AS reported_cost_usd,
           count(*) FILTER (WHERE unpriced) AS unpriced_calls
-        FROM sp WHERE billable GROUP BY ALL"""
+        FROM {calls} WHERE billable GROUP BY ALL"""
 
-    return SpanSource(filters, group, categories=BILLABLE_CATEGORIES), body
+    return task_scoped(src, options), body
 
 
 def task_totals(
@@ -130,18 +147,21 @@ TASK_COST_METRICS = """
       sum(cost_usd) / nullif(count(*) FILTER (WHERE outcome = 'success'), 0) AS cost_per_successful_task"""
 
 
-def unpriced(an: Analytics, filters: Filters) -> pl.DataFrame:
+def unpriced(an: Analytics, filters: Filters, options: TaskOptions | None = None) -> pl.DataFrame:
     """Models that were called but have no price (add an override to price them)."""
+    options = options or TaskOptions()
+    src = SpanSource(filters, categories=BILLABLE_CATEGORIES)
 
     def body(p: Params) -> str:
-        return """_ AS (SELECT 1)
+        ctes, calls = task_scope_ctes(src, options, p)
+        return f"""{ctes}
         SELECT provider, price_model AS model, count(*) AS calls,
           coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
           coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
           min(start_time) AS first_seen, max(start_time) AS last_seen
-        FROM sp WHERE unpriced GROUP BY ALL ORDER BY calls DESC, model"""
+        FROM {calls} WHERE unpriced GROUP BY ALL ORDER BY calls DESC, model"""
 
-    return an.run(SpanSource(filters, categories=BILLABLE_CATEGORIES), body)
+    return an.run(task_scoped(src, options), body)
 
 
 # --- from hourly rollups ---------------------------------------------------------------------
@@ -238,7 +258,7 @@ UNPRICED_REPORT = Report(
     "unpriced",
     30,
     "models called that have no price (their cost is unknown, never counted as zero)",
-    raw=lambda an, q: unpriced(an, q.filters),
+    raw=lambda an, q: unpriced(an, q.filters, q.options),
     rollup=unpriced_rolled,
     tables=(UNPRICED,),
     chart="calls",

@@ -35,7 +35,7 @@ from spanlake.analytics.spans import (
     quote_ident,
     select_list,
 )
-from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes
+from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, earlier_tasks, named_member_cte, task_ctes
 
 DIMS = ("project", "service", "model", "provider", "prompt_name", "prompt_version", "name")
 # A step repeats (or retries) the attempt of the same name under the same parent just before
@@ -57,10 +57,13 @@ def steps_source(filters: Filters, group: GroupBy | None = None) -> SpanSource:
     )
 
 
-def steps_ctes(filters: Filters, p: Params, keys: Sequence[tuple[str, str]], spans: str = "sp") -> str:
+def steps_ctes(
+    filters: Filters, p: Params, keys: Sequence[tuple[str, str]], spans: str = "sp", keep_also: str | None = None
+) -> str:
     """CTEs `steps` (the window's step spans matching the filters) and `step_repeats` (`repeats`
     and `retries` per hash `g` of the group `keys`, for `step_groups`), over `sp` (or the
-    relation named `spans`) read like `steps_source`.
+    relation named `spans`) read like `steps_source`; `keep_also` is one more condition a step
+    must meet (e.g. being inside a task of a name).
 
     The attempt before each step is found in one sort by a 128-bit hash of (project, trace,
     parent, name) (two independent 64-bit hashes, the odds of a clash below those of two random
@@ -73,6 +76,8 @@ def steps_ctes(filters: Filters, p: Params, keys: Sequence[tuple[str, str]], spa
         preds.append(f"start_time >= {p.add(filters.since)}")
     if filters.attributes:
         preds.append("attr_match")
+    if keep_also is not None:
+        preds.append(keep_also)
     keep = " AND ".join(preds) or "TRUE"
     lookback = p.add(int(RETRY_LOOKBACK / timedelta(microseconds=1)))
     return f"""steps AS (SELECT * FROM {spans} WHERE {keep}),
@@ -131,8 +136,12 @@ def latency(
     (agent loops repeat legitimately); `retries` counts the repeats whose attempt just before
     failed (ERROR), whatever that attempt's model or prompt.
     `ttft_*` describe time to first token of streamed calls (spans that recorded it).
+    With a task name, steps are those whose innermost task has that name (analytics.task_outcomes).
     """
     options = options or TaskOptions()
+    named = filters.task_name is not None
+    # With a task name, the tasks a step can be in start up to `horizon` before the window.
+    task_reach = options.skew + (options.horizon if named else timedelta(0))
     task_group = GroupBy.parse(group_by, {k: TASK_DIMS[k] for k in DIMS}, bucket)
     span_group = GroupBy.parse(group_by, {k: SPAN_DIMS[k] for k in DIMS}, bucket)
 
@@ -145,7 +154,7 @@ def latency(
         # union back to what its own source reads.
         task_from, step_from = ["TRUE"], [f"category IN ({', '.join(p.add(c) for c in STEP_CATEGORIES)})"]
         if filters.since is not None:
-            task_from.append(f"start_time >= {p.add(filters.since - options.skew)}")
+            task_from.append(f"start_time >= {p.add(filters.since - task_reach)}")
             step_from.append(f"start_time >= {p.add(filters.since - RETRY_LOOKBACK)}")
         if filters.until is not None:
             step_from.append(f"start_time < {p.add(filters.until)}")
@@ -153,12 +162,23 @@ def latency(
           count(time_to_first_token_ms) AS ttft_count,
           quantile_cont(time_to_first_token_ms, 0.5) AS ttft_p50_ms,
           quantile_cont(time_to_first_token_ms, 0.95) AS ttft_p95_ms"""
+        tasks_of, steps_of, in_task = "tasks", "step_sp", None
+        named_ctes = ""
+        if named:
+            since = f"start_time >= {p.add(filters.since)}" if filters.since is not None else "TRUE"
+            tasks_of, steps_of, in_task = f"(SELECT * FROM tasks WHERE {since})", "named_step_sp", "in_task"
+            named_ctes = f"""{named_member_cte(filters, p)},
+            named_step_sp AS (
+              SELECT s.*, m.span_id IS NOT NULL AS in_task FROM step_sp s LEFT JOIN named_member m
+                ON m.project = s.project AND m.trace_id = s.trace_id AND m.span_id = s.span_id
+            ),"""
         return f"""task_sp AS (SELECT * FROM sp WHERE {" AND ".join(task_from)}),
         step_sp AS (SELECT * FROM sp WHERE {" AND ".join(step_from)}),
-        {task_ctes(filters, task_group, options, p, spans="task_sp")},
-        {steps_ctes(filters, p, step_keys, spans="step_sp")},
+        {task_ctes(earlier_tasks(filters, options) if named else filters, task_group, options, p, spans="task_sp")},
+        {named_ctes}
+        {steps_ctes(filters, p, step_keys, spans=steps_of, keep_also=in_task)},
         task_rows_out AS (
-          SELECT 'task' AS level, {task_keys}{latency_metrics(p, slow_ms)} FROM tasks GROUP BY ALL
+          SELECT 'task' AS level, {task_keys}{latency_metrics(p, slow_ms)} FROM {tasks_of} GROUP BY ALL
         ),
         step_rows_out AS ({step_groups(step_keys, metrics)})
         SELECT * FROM task_rows_out UNION ALL BY NAME SELECT * FROM step_rows_out"""
@@ -167,7 +187,7 @@ def latency(
         filters,
         span_group,
         span_level_filters=False,
-        widen_before=max(options.skew, RETRY_LOOKBACK),
+        widen_before=max(task_reach, RETRY_LOOKBACK),
         widen_after=options.horizon,
         priced=False,
         outside_window_traces_only=True,

@@ -87,7 +87,8 @@ def run_report(
     if source == "rollups":
         raise ValueError(
             f"{name}: rollups cannot answer (no rolled-up hour in the window, or attribute filters or "
-            "groupings, minute buckets, a non-default slow threshold; for task-list also service, model, "
-            "provider or prompt filters, or a limit over 100): use --source raw or auto"
+            "groupings, minute buckets, a non-default slow threshold, a task name where the rollups do not "
+            "carry one; for task-list also service, model, provider or prompt filters, or a limit over 100): "
+            "use --source raw or auto"
         )
     return report.raw(an, q), "raw"

@@ -17,7 +17,7 @@ from spanlake.analytics.rollups.read import agg, group, nullable_sum, ratio, rea
 from spanlake.analytics.rollups.tables import CALL_KEYS, Table, no_reach, unpacked
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import SPAN_DIMS, Filters, GroupBy, Params, SpanSource
-from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.analytics.task_outcomes import TaskOptions, task_scope_ctes, task_scoped
 
 DIMS = {
     "data_source": "data_source",
@@ -48,6 +48,7 @@ def retrieval(
     *,
     bucket: str | None = None,
     k: int = DEFAULT_K,
+    options: TaskOptions | None = None,
 ) -> pl.DataFrame:
     """Per group (by default per data source) of retrieval spans.
 
@@ -58,10 +59,13 @@ def retrieval(
     document's score; `mean_score` averages every scored document. `judged_queries`,
     `hit_rate_at_k` and `precision_at_k` come from relevance judgments (see `relevance`).
     """
+    options = options or TaskOptions()
     group = GroupBy.parse(group_by, DIMS, bucket)
+    src = SpanSource(filters, group, categories=("retrieval",), extra_columns=_EXTRA, priced=False)
 
     def body(p: Params) -> str:
-        return f"""_ AS (SELECT 1)
+        ctes, queries = task_scope_ctes(src, options, p)
+        return f"""{ctes}
         SELECT {keys_select(group, DIMS)}count(*) AS queries,
           count(*) FILTER (WHERE doc_count IS NULL) AS queries_without_content,
           avg(doc_count) AS docs_per_query,
@@ -72,26 +76,33 @@ def retrieval(
           quantile_cont(duration_ms, 0.95) AS p95_ms,
           quantile_cont(duration_ms, 0.99) AS p99_ms,
           avg(CASE WHEN status_code = 'ERROR' THEN 1.0 ELSE 0.0 END) AS error_rate
-        FROM sp GROUP BY ALL"""
+        FROM {queries} GROUP BY ALL"""
 
-    df = an.run(SpanSource(filters, group, categories=("retrieval",), extra_columns=_EXTRA, priced=False), body)
+    df = an.run(task_scoped(src, options), body)
     df = df.sort(group.names, nulls_last=True) if group.names else df
-    return with_relevance(an, filters, group_by, df, bucket=bucket, k=k)
+    return with_relevance(an, filters, group_by, df, bucket=bucket, k=k, options=options)
 
 
-def retrieved_documents(an: Analytics, filters: Filters, *, limit: int = 20) -> pl.DataFrame:
+def retrieved_documents(
+    an: Analytics, filters: Filters, *, limit: int = 20, options: TaskOptions | None = None
+) -> pl.DataFrame:
     """The documents retrieved most often, per data source."""
+    options = options or TaskOptions()
+    src = documents_source(filters)
 
     def body(p: Params) -> str:
-        return f"""{DOCUMENT_IDS_CTE}
+        ctes, spans = task_scope_ctes(src, options, p)
+        return f"""{ctes},
+        {document_ids_cte(spans)}
         SELECT data_source, document_id, count(*) AS retrievals FROM ids GROUP BY ALL
         ORDER BY retrievals DESC, data_source, document_id LIMIT {p.add(int(limit))}"""
 
-    return an.run(documents_source(filters), body)
+    return an.run(task_scoped(src, options), body)
 
 
-# `ids`: one row per document a retrieval span in `sp` returned (with the span's columns).
-DOCUMENT_IDS_CTE = "ids AS (SELECT *, unnest(doc_ids) AS document_id FROM sp)"
+def document_ids_cte(spans: str = "sp") -> str:
+    """`ids`: one row per document a retrieval span in `spans` returned (with the span's columns)."""
+    return f"ids AS (SELECT *, unnest(doc_ids) AS document_id FROM {spans})"
 
 
 def documents_source(filters: Filters) -> SpanSource:
@@ -146,6 +157,7 @@ def relevance(
     *,
     bucket: str | None = None,
     k: int = DEFAULT_K,
+    options: TaskOptions | None = None,
 ) -> pl.DataFrame:
     """Per group, over the retrieval spans that have a relevance judgment and recorded content:
 
@@ -170,14 +182,17 @@ def relevance(
     in_list = ", ".join(f"'{s}'" for s in ids)  # hex only: safe to inline
     extra = (_EXTRA[0], f"CASE WHEN span_id IN ({in_list}) AND content IS NOT NULL THEN {_RANKED_IDS} END AS ranked")
 
+    src = SpanSource(filters, group, categories=("retrieval",), extra_columns=extra, priced=False)
+    options = options or TaskOptions()
+
     def body(p: Params) -> str:
-        return f"""_ AS (SELECT 1)
+        ctes, judged = task_scope_ctes(src, options, p)
+        return f"""{ctes}
         SELECT {keys_select(group, DIMS)}project AS _project, trace_id AS _trace_id, span_id AS _span_id,
           ranked AS _ranked
-        FROM sp WHERE ranked IS NOT NULL"""
+        FROM {judged} WHERE ranked IS NOT NULL"""
 
-    src = SpanSource(filters, group, categories=("retrieval",), extra_columns=extra, priced=False)
-    spans = an.run(src, body)
+    spans = an.run(task_scoped(src, options), body)
     rows: list[dict[str, Any]] = []
     for r in spans.to_dicts():
         judged = found.get((r["_project"], r["_trace_id"], r["_span_id"]))
@@ -204,9 +219,10 @@ def with_relevance(
     *,
     bucket: str | None = None,
     k: int = DEFAULT_K,
+    options: TaskOptions | None = None,
 ) -> pl.DataFrame:
     """The retrieval report `df` with `relevance` joined on its group keys (0 / None where nothing was judged)."""
-    rel = relevance(an, filters, group_by, bucket=bucket, k=k)
+    rel = relevance(an, filters, group_by, bucket=bucket, k=k, options=options)
     if df.width == 0:
         return df
     names = GroupBy.parse(group_by, DIMS, bucket).names
@@ -257,7 +273,7 @@ def build_documents(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataF
     group = GroupBy(DOCUMENT_KEYS, (), "hour")
 
     def body(p: Params) -> str:
-        return f"""{DOCUMENT_IDS_CTE}
+        return f"""{document_ids_cte()}
         SELECT {keys_select(group, span_keys("data_source", "document_id"))}count(*) AS retrievals
         FROM ids GROUP BY ALL"""
 
@@ -292,7 +308,7 @@ def retrieval_rolled(an: Analytics, q: Request) -> Result | None:
              [("dur", qs, ("p50_ms", "p95_ms", "p99_ms"))])  # fmt: skip
     cols = [*g.names, *(e.meta.output_name() for e in exprs), "p50_ms", "p95_ms", "p99_ms", "error_rate"]
     df = sort_groups(df.select(cols), g.names)
-    return with_relevance(an, q.filters, q.group_by, df, bucket=q.bucket, k=q.params["k"]), r[1]
+    return with_relevance(an, q.filters, q.group_by, df, bucket=q.bucket, k=q.params["k"], options=q.options), r[1]
 
 
 def retrieved_documents_rolled(an: Analytics, q: Request) -> Result | None:
@@ -314,7 +330,7 @@ REPORT = Report(
     80,
     "per data source: queries, documents per query, empty-result rate, scores, latency, "
     "hit rate and precision at k where documents were judged",
-    raw=lambda an, q: retrieval(an, q.filters, q.group_by, bucket=q.bucket, k=q.params["k"]),
+    raw=lambda an, q: retrieval(an, q.filters, q.group_by, bucket=q.bucket, k=q.params["k"], options=q.options),
     rollup=retrieval_rolled,
     dimensions=("data_source", "service", "name"),
     default_group_by=("data_source",),
@@ -328,7 +344,7 @@ DOCUMENTS_REPORT = Report(
     "retrieved-documents",
     90,
     "the documents retrieved most often",
-    raw=lambda an, q: retrieved_documents(an, q.filters, limit=q.params["limit"]),
+    raw=lambda an, q: retrieved_documents(an, q.filters, limit=q.params["limit"], options=q.options),
     rollup=retrieved_documents_rolled,
     params=(Param("limit", int, 20, ge=1, le=1000),),
     tables=(DOCUMENTS,),

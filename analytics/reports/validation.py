@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import polars as pl
 
@@ -13,7 +12,7 @@ from spanlake.analytics.rollups.read import agg, group, read, read_listed, sort_
 from spanlake.analytics.rollups.tables import CALL_KEYS, COST_DIMS, Table, hours, no_reach
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters, GroupBy, Params, SpanSource
-from spanlake.analytics.task_outcomes import TaskOptions, task_ctes
+from spanlake.analytics.task_outcomes import TaskOptions, earlier_tasks, task_ctes, task_scope_ctes, task_scoped
 
 # Group-by name → column of the `checks` relation built below.
 DIMS = {
@@ -45,13 +44,12 @@ def checks_source(filters: Filters, options: TaskOptions, group: GroupBy = NO_GR
 
 def checks_ctes(filters: Filters, options: TaskOptions, p: Params, group: GroupBy = NO_GROUP) -> str:
     """Task CTEs over tasks started up to `horizon` before the window, then `checks`."""
-    wide = replace(filters, since=filters.since - options.horizon) if filters.since is not None else filters
-    return f"{task_ctes(wide, group, options, p)},\n{_checks_cte(filters, p, group)}"
+    return f"{task_ctes(earlier_tasks(filters, options), group, options, p)},\n{_checks_cte(filters, p, group)}"
 
 
 def _checks_cte(filters: Filters, p: Params, group: GroupBy) -> str:
     """`checks`: each validation verdict, with the model, prompt and grouped attributes of the
-    check or else of its task."""
+    check or else of its task (a task name filter keeps the checks whose innermost task has it)."""
     preds = []
     for col, value in (
         ("service_name", filters.service),
@@ -65,6 +63,8 @@ def _checks_cte(filters: Filters, p: Params, group: GroupBy) -> str:
         preds.append(f"model = {p.add(filters.model)}")
     if filters.attributes:
         preds.append("attr_match")
+    if filters.task_name is not None:
+        preds.append(f"task_name = {p.add(filters.task_name)}")
     since = f"v.start_time >= {p.add(filters.since)}" if filters.since else "TRUE"
     until = f"v.start_time < {p.add(filters.until)}" if filters.until else "TRUE"
     g_attrs = "".join(f",\n        coalesce(v.g_attr_{i}, t.g_attr_{i}) AS g_attr_{i}" for i in range(len(group.attrs)))
@@ -110,7 +110,9 @@ def validation(
     return df.sort(group.names, nulls_last=True) if group.names else df
 
 
-def validation_errors(an: Analytics, filters: Filters, *, limit: int = 20) -> pl.DataFrame:
+def validation_errors(
+    an: Analytics, filters: Filters, *, limit: int = 20, options: TaskOptions | None = None
+) -> pl.DataFrame:
     """The most frequent failure messages per validator (`spanlake.validation.errors`).
 
     Messages are grouped by a pattern with numbers and quoted values replaced by `#` and
@@ -118,13 +120,18 @@ def validation_errors(an: Analytics, filters: Filters, *, limit: int = 20) -> pl
     one; `example` shows one message as sent, from `example_trace_id` (the group's first by id).
     """
 
+    options = options or TaskOptions()
+    src = failure_messages_source(filters)
+
     def body(p: Params) -> str:
-        return f"""{failure_messages_cte()}
+        ctes, spans = task_scope_ctes(src, options, p)
+        return f"""{ctes},
+        {failure_messages_cte(spans)}
         SELECT validator, pattern, count(*) AS occurrences, arg_min(message, trace_id) AS example,
           min(trace_id) AS example_trace_id
         FROM patterned GROUP BY ALL ORDER BY occurrences DESC, validator, pattern LIMIT {p.add(int(limit))}"""
 
-    return an.run(failure_messages_source(filters), body)
+    return an.run(task_scoped(src, options), body)
 
 
 def failure_messages_source(filters: Filters) -> SpanSource:
@@ -133,14 +140,17 @@ def failure_messages_source(filters: Filters) -> SpanSource:
     return SpanSource(filters, priced=False, extra_columns=(errors,))
 
 
-def failure_messages_cte() -> str:
-    """CTEs to `patterned`: each failure message of a failed check in `sp`, with its pattern."""
-    return r"""msgs AS (
+def failure_messages_cte(spans: str = "sp") -> str:
+    """CTEs to `patterned`: each failure message of a failed check in `spans`, with its pattern."""
+    return f"""msgs AS (
       SELECT *, coalesce(validation_name, name) AS validator,
         unnest(coalesce(try_cast(json_extract(errors_json, '$') AS VARCHAR[]), [])) AS message
-      FROM sp WHERE validation_passed = false
+      FROM {spans} WHERE validation_passed = false
     ),
-    patterned AS (
+    {_PATTERNED}"""
+
+
+_PATTERNED = r"""patterned AS (
       SELECT *, regexp_replace(regexp_replace(message, '(''[^'']*''|"[^"]*")', '''…''', 'g'),
                                '[0-9]+', '#', 'g') AS pattern
       FROM msgs
@@ -235,7 +245,7 @@ ERRORS = Report(
     "validation-errors",
     70,
     "the most frequent validation failure messages, grouped by pattern",
-    raw=lambda an, q: validation_errors(an, q.filters, limit=q.params["limit"]),
+    raw=lambda an, q: validation_errors(an, q.filters, limit=q.params["limit"], options=q.options),
     rollup=validation_errors_rolled,
     params=(Param("limit", int, 20, ge=1, le=1000),),
     tables=(MESSAGES,),

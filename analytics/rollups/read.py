@@ -31,10 +31,11 @@ NULLABLE = ("cost_usd", "reported_cost_usd", "task_cost_usd", "top1_sum", "score
 def rows(an: Analytics, table: Table, filters: Filters, options: TaskOptions | None = None) -> Result | None:
     """The rows of `table` for the window of `filters` (its project only; the caller applies
     the other filters): up-to-date hours from the rollup files, the rest (ragged edges,
-    stale hours) computed from raw spans. None when no hour can come from rollups."""
+    stale hours) computed from raw spans. None when no hour can come from rollups, or when
+    `filters` names a task and the table's rows do not carry task names."""
     options = options or TaskOptions()
     since, until = filters.since, filters.until
-    if since is None or until is None or since >= until:
+    if since is None or until is None or since >= until or not carries_task_name(table, filters):
         return None
     fresh = fresh_hours(an, table, since, until, options)
     if not fresh:
@@ -91,8 +92,14 @@ def gaps(since: datetime, until: datetime, fresh: set[datetime]) -> list[tuple[d
     return out
 
 
+def carries_task_name(table: Table, f: Filters) -> bool:
+    """Whether rows of `table` can answer `f`'s task name filter (none, or the table is keyed by task name)."""
+    return f.task_name is None or "task_name" in table.keys
+
+
 def apply_filters(df: pl.DataFrame, f: Filters, table: Table) -> pl.DataFrame:
-    """The dimension filters of `f` that `table` takes on its rows (a model matches `model` or `response_model`)."""
+    """The dimension filters of `f` that `table` takes on its rows (a model matches `model` or
+    `response_model`), and the task name where the table is keyed by it (`carries_task_name`)."""
     if df.height == 0:
         return df
     cols = set(df.columns)
@@ -100,6 +107,8 @@ def apply_filters(df: pl.DataFrame, f: Filters, table: Table) -> pl.DataFrame:
         value = getattr(f, name)
         if value is not None and name in table.filters:
             df = df.filter(pl.col(name) == value)
+    if f.task_name is not None and "task_name" in table.keys:
+        df = df.filter(pl.col("task_name") == f.task_name)
     if f.model is not None:
         cond = pl.col("model") == f.model
         if "response_model" in cols:

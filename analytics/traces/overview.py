@@ -78,19 +78,24 @@ def tasks_sql(
     project: str | None,
     p: Params,
     more: str = "",
+    task_name: str | None = None,
 ) -> str:
     """`WITH …, tasks AS (…)`: one task per trace whose task span started in [since, until),
-    with `task_duration_ms`, and the select items `more` (e.g. a period)."""
+    with `task_duration_ms`, and the select items `more` (e.g. a period). `task_name`: only
+    traces whose task (first task span, else root) has that name (its task name, else span name)."""
     window = Filters(since=since, until=until, project=project)
     src = SpanSource(window, span_level_filters=False, widen_after=HORIZON, widen_before=SKEW)
+    names = OVERVIEW_NAMES if task_name is None else (*OVERVIEW_NAMES, "task_name", "root_name")
     preds = ["task_span_id IS NOT NULL"]
+    if task_name is not None:
+        preds.append(f"coalesce(task_name, root_name) = {p.add(task_name)}")
     if since is not None:
         preds.append(f"task_start >= {p.add(since)}")
     if until is not None:
         preds.append(f"task_start < {p.add(until)}")
     return f"""WITH {priced_ctes(con, an, src, p)},
         {SP_SRC},
-        {trace_cte(OVERVIEW_NAMES)},
+        {trace_cte(names)},
         tasks AS (
           SELECT *, coalesce(task_ms, duration_ms) AS task_duration_ms{more}
           FROM tr_all WHERE {" AND ".join(preds)}
@@ -141,7 +146,7 @@ def overview(an: Analytics, filters: Filters, *, bucket: str | None = None, sour
         if filters.since is not None:
             period = f"CASE WHEN task_start >= {p.add(filters.since)} THEN 'current' ELSE 'previous' END"
         more = f", {period} AS period, date_trunc('{bucket}', task_start) AS bucket"
-        return f"""{tasks_sql(con, an, since, filters.until, filters.project, p, more)}
+        return f"""{tasks_sql(con, an, since, filters.until, filters.project, p, more, filters.task_name)}
         SELECT period, bucket, GROUPING(bucket) = 1 AS is_total, {TASK_COST_METRICS},
           quantile_cont(task_duration_ms, 0.5) AS p50_ms,
           quantile_cont(task_duration_ms, 0.95) AS p95_ms,

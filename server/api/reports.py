@@ -5,7 +5,7 @@
 
 One route per report of analytics.reports.registry, with its parameters. Every report takes
 since/until (default: the last 24 hours), project, service, model, provider, prompt_name,
-prompt_version, attr=key=value (repeatable), group_by (repeatable or comma-separated:
+prompt_version, task_name, attr=key=value (repeatable), group_by (repeatable or comma-separated:
 dimensions, attr:KEY, a time bucket), group_by_attr=KEY (repeatable, the key exactly),
 default_outcome and source (auto, raw, rollups).
 Report-specific parameters today: slow_ms (latency), sort and limit (task-list), limit
@@ -62,6 +62,13 @@ class Common:
         provider: str | None = None,
         prompt_name: str | None = None,
         prompt_version: str | None = None,
+        task_name: Annotated[
+            str | None,
+            Query(
+                description="Only tasks of this name (the task's name, else its span name); span-level figures "
+                "count the spans whose innermost task has this name"
+            ),
+        ] = None,
         attr: Annotated[list[str], Query(description="key=value: only spans with this attribute")] = [],  # noqa: B006
         group_by: Annotated[
             list[str],
@@ -90,7 +97,7 @@ class Common:
         self.since, self.until = since, until
         self.project = project
         self.dims = {"service": service, "model": model, "provider": provider}
-        self.dims |= {"prompt_name": prompt_name, "prompt_version": prompt_version}
+        self.dims |= {"prompt_name": prompt_name, "prompt_version": prompt_version, "task_name": task_name}
         self.attr = attr
         self.group_by = group_by
         self.group_by_attr = group_by_attr

@@ -90,3 +90,14 @@ def test_bad_report_parameters(api_v1: Api) -> None:
     assert "source raw" in problem["detail"]
     problem_of(api_v1.get("/api/v1/reports/tasks", "alpha:read", source="somewhere"), 422)
     problem_of(api_v1.get("/api/v1/reports/nothing", "alpha:read"), 404)
+
+
+def test_task_name_filter(api_v1: Api) -> None:
+    (t,) = report(api_v1, "tasks", task_name="answer", source="raw")["rows"]
+    assert (t["tasks"], t["successful_tasks"]) == (2, 1)  # T1 and T2; T3 is a task named "search fox"
+    (c,) = report(api_v1, "cost", task_name="answer", source="raw")["rows"]
+    assert (c["calls"], c["tasks"]) == (2, 2) and c["cost_usd"] == pytest.approx(0.009)
+    (t,) = report(api_v1, "tasks", task_name="search fox")["rows"]
+    assert t["tasks"] == 1
+    assert report(api_v1, "cost", task_name="search fox", source="raw")["rows"][0]["calls"] == 0
+    problem_of(api_v1.get("/api/v1/reports/tasks", "alpha:read", task_name="a\x01b", **WINDOW), 400)
