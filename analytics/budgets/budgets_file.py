@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.items import AoT, Table
+from tomlkit.items import AoT, Comment, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
 from spanlake.analytics.budgets.definition import (
@@ -46,7 +46,7 @@ DESTINATION_ORDER = ("name", "type", "url", "secret_env", "routing_key_env", "to
 NEW_FILE_MODE = 0o644  # names of environment variables, never secrets: readable like prices.toml
 HEADER = (
     "# Budgets and alert destinations (docs: analytics/budgets/definition.py, `spanlake budgets --help`).\n"
-    "# Edit by hand or with `spanlake budgets add/remove`; the server reloads this file when it changes.\n"
+    "# Edit by hand or with `spanlake budgets add/remove`; the server reloads this file when it changes.\n\n"
 )
 
 
@@ -102,7 +102,7 @@ class BudgetsFile:
             tables = _tables(doc, "budget")
             i = self._find_budget(tables, budget.project, budget.name)
             if i is not None and create:
-                raise BudgetExists(f"budget {budget.name!r} of project {budget.project!r} exists; replace it instead")
+                raise BudgetExists(f"budget {budget.name!r} of project {budget.project!r} exists")
             values = _as_written({**raw, "project": budget.project}, BUDGET_ORDER)
             if i is None:
                 _append(doc, "budget", values)
@@ -133,7 +133,7 @@ class BudgetsFile:
             tables = _tables(doc, "destination")
             i = next((n for n, t in enumerate(tables) if t.get("name") == dest.name), None)
             if i is not None and create:
-                raise BudgetExists(f"destination {dest.name!r} exists; replace it instead")
+                raise BudgetExists(f"destination {dest.name!r} exists")
             values = _as_written(raw, DESTINATION_ORDER)
             if i is None:
                 _append(doc, "destination", values)
@@ -278,7 +278,8 @@ def _pop_tail(table: Table) -> list[Any]:
     n = 0
     while n < len(body) and body[len(body) - 1 - n][0] is None:
         n += 1
-    tail = [item for _, item in body[len(body) - n :]]
+    # (a deleted key leaves a keyless Null placeholder, which renders as nothing: dropped)
+    tail = [item for _, item in body[len(body) - n :] if isinstance(item, Whitespace | Comment)]
     del body[len(body) - n :]  # after every key: the container's key index is unaffected
     return tail
 

@@ -241,7 +241,7 @@ def make_budgets_router(ctx: ApiContext) -> APIRouter:
         try:
             return await ctx.run(lambda: store.put_budget(body, create=create))
         except BudgetExists as e:
-            raise Conflict(str(e)) from None
+            raise Conflict(f"{e}: PUT /api/v1/budgets/{{name}} replaces it") from None
         except BudgetError as e:
             raise InvalidRequest(str(e)) from None
 
