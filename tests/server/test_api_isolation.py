@@ -147,7 +147,8 @@ def test_beta_gets_404_for_alpha_resources(isolated: tuple[Api, dict[tuple[str, 
     api, calls = isolated
     for op in ("GET /api/v1/traces/{trace_id}", "GET /api/v1/traces/{trace_id}/spans/{span_id}",
                "GET /api/v1/datasets/{name}", "GET /api/v1/datasets/{name}/export",
-               "DELETE /api/v1/keys/{key_id}", "GET /api/v1/budgets/{name}", "DELETE /api/v1/budgets/{name}"):  # fmt: skip
+               "DELETE /api/v1/keys/{key_id}", "GET /api/v1/budgets/{name}",
+               "DELETE /api/v1/budgets/{name}"):  # fmt: skip
         call = calls[tuple(op.split(" ", 1))]  # type: ignore[index]
         problem_of(_send(api, call, f"beta:{call.need}"), 404)
     # T1 exists in both projects: each key sees its own.
