@@ -38,6 +38,6 @@ page = st.navigation(
         st.Page(PAGES_DIR / "datasets.py", title="Datasets", icon=":material/dataset:", url_path="datasets"),
     ]
 )
-sidebar(link_in_url() if page.url_path == TRACES.url_path else None)  # a link to traces names project and window
+sidebar(link_in_url() if page is TRACES else None)  # a link to the Traces page names its project and window
 user_sidebar(user)
 page.run()
