@@ -34,7 +34,7 @@ from streamlit.testing.v1 import AppTest
 
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.filters import Page, TraceFilters
-from spanlake.analytics.traces.links import link_params, parse_link
+from spanlake.analytics.traces.links import link_params
 from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.collector.decode import decode_spans
 from spanlake.storage.layout import DataDir
@@ -116,11 +116,6 @@ def open_link(links_dir: Path, monkeypatch: pytest.MonkeyPatch, **params: Any) -
 
 def shown(at: AppTest) -> list[str]:
     return [f"L{int(t, 16)}" for t in at.dataframe[0].value["trace_id"]]
-
-
-def test_the_link_round_trips() -> None:
-    link = parse_link(url_params("cost"))
-    assert link is not None and link.filters == LINK and link.sort == "cost_usd" and link.problems == ()
 
 
 def test_the_trace_list_applies_every_filter_of_the_link(links_dir: Path) -> None:

@@ -180,3 +180,22 @@ def test_destinations_never_show_a_secret(api: Api) -> None:
     assert "SECRETPATH" not in r.text
     assert api.get("/api/v1/destinations", "beta:admin").json()["destinations"][0]["used_by"] == []
     problem_of(api.get("/api/v1/destinations", "alpha:read"), 403)
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:00-14:00",
+        "1970-01-01T00:10:00Z",
+        "x" * 5000,
+        "a\x00b",
+        "' OR 1=1",
+    ],
+)
+def test_check_at_any_time_is_an_answer_or_a_4xx(api: Api, at: str) -> None:
+    assert put(api, "spend", SPEND).status_code == 200
+    r = api.get("/api/v1/budgets/check", "alpha:read", at=at)
+    assert r.status_code in (200, 400, 422), (r.status_code, r.text[:300])
+    if r.status_code == 200:  # 1970: a window reaching before the lake's calendar has no spend
+        assert [(x["name"], x["value"]) for x in r.json()["readings"] if x["name"] == "spend"] == [("spend", 0.0)]
