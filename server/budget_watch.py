@@ -23,7 +23,7 @@ from typing import Any
 from spanlake.analytics.budgets.budgets_file import BudgetsFile
 from spanlake.analytics.budgets.evaluate import Evaluation, measure_all
 from spanlake.analytics.budgets.measure import Reading
-from spanlake.server.query_workers import Local, QueryPool
+from spanlake.server.query_workers import Local, QueriesBusy, QueryPool
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class BudgetWatch:
             started = loop.time()
             try:
                 await self.run_once()
+            except QueriesBusy as e:  # the API's readers came first this time
+                log.warning("budget evaluation skipped: %s", e)
             except Exception:  # the next cycle may work (workers restarted, file fixed): keep going
                 log.exception("budget evaluation failed; trying again in %.0fs", self.interval_s)
             await asyncio.sleep(max(0.0, started + self.interval_s - loop.time()))
