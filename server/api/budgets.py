@@ -195,7 +195,7 @@ def make_budgets_router(ctx: ApiContext) -> APIRouter:
         latest = getattr(ctx.budget_watch, "latest", None)
         if latest is None or latest.evaluation is None:
             return {}
-        return {r.budget.key: reading_dict(r) for r in latest.evaluation.readings}
+        return {r.budget.key: jsonable(reading_dict(r)) for r in latest.evaluation.readings}
 
     def budget_out(b: Budget, latest: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {"name": b.name, "project": b.project, "metric": b.metric, "line": b.line,
@@ -324,7 +324,7 @@ def make_budgets_router(ctx: ApiContext) -> APIRouter:
         if body.setdefault("name", name) != name:
             raise InvalidRequest(f"the body names budget {body['name']!r}, the path {name!r}")
         budget, _ = await put(body, create=False)
-        return budget_out(budget, latest_readings())
+        return budget_out(budget, {})  # a reading of the old definition would mislead
 
     @router.delete("/budgets/{name}", response_model=BudgetOut, responses=responses(400, 401, 403, 404, 422, 429))
     async def delete_budget(
