@@ -58,6 +58,7 @@ class LazyGroup(click.Group):
 
 COMMANDS = {
     "analytics": "spanlake.cli.report:analytics",
+    "budgets": "spanlake.cli.budgets:budgets",
     "compact": "spanlake.cli.lake_commands:compact_cmd",
     "dashboard": "spanlake.cli.dashboard:dashboard",
     "dataset": "spanlake.cli.dataset:dataset",

@@ -13,6 +13,7 @@ import streamlit as st
 
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.filters import TraceFilters
+from spanlake.analytics.traces.links import PARAMS, TraceLink, parse_link
 from spanlake.dashboard import auth, data
 from spanlake.dashboard.settings import default_data_dir
 
@@ -28,6 +29,7 @@ RANGES = {
     "Custom": None,
 }
 DEFAULT_RANGE = "Last 24 hours"
+LINK_RANGE = "From the link"  # the window a link (an alert's) names: since/until in the URL
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,36 @@ def window(label: str, now: datetime, start: date | None = None, end: date | Non
     return until - span, until
 
 
-def sidebar() -> Context:
-    """Render the shared filters and return what they select."""
+def link_in_url() -> TraceLink | None:
+    """The trace list the page's URL names (analytics.traces.links), if it names one."""
+    return parse_link({k: st.query_params.get_all(k) for k in st.query_params if k in PARAMS})
+
+
+def link_key() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """What identifies the URL's link: its parameters (a link is applied once, so later choices stick)."""
+    return tuple((k, tuple(st.query_params.get_all(k))) for k in PARAMS)
+
+
+def _link_label(link: TraceLink | None) -> str | None:
+    since, until = (link.filters.since, link.filters.until) if link is not None else (None, None)
+    if since is None:
+        return None
+    end = f"{until:%Y-%m-%d %H:%M:%S}" if until is not None else "now"
+    return f"{LINK_RANGE}: {since:%Y-%m-%d %H:%M:%S} to {end} UTC"
+
+
+def _select(label: str, options: list[str], key: str, default: str) -> str:
+    """A sidebar selectbox whose value may have been set by a link (then it takes no default)."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]  # a choice that no longer exists (another link, a project gone)
+    if key in st.session_state:
+        return str(st.sidebar.selectbox(label, options, key=key))
+    return str(st.sidebar.selectbox(label, options, index=options.index(default) if default in options else 0, key=key))
+
+
+def sidebar(link: TraceLink | None = None) -> Context:
+    """Render the shared filters and return what they select. A `link` (the Traces page's URL)
+    sets the project and the window the first time it is seen."""
     st.sidebar.markdown("### spanlake")
     signed_in = auth.current_user()
     if auth.mode() == "off":
@@ -76,15 +106,27 @@ def sidebar() -> Context:
     choices = [ALL_PROJECTS, *data.projects(data_dir)]
     if signed_in is not None and not signed_in.all_projects:
         choices = sorted(signed_in.projects)  # never "All projects", which would read every project
-    project = st.sidebar.selectbox("Project", choices, key="global_project")
     ranges = list(RANGES)
-    label = st.sidebar.selectbox("Time range", ranges, index=ranges.index(DEFAULT_RANGE), key="global_range")
+    link_label = _link_label(link)
+    if link_label is not None:
+        ranges.insert(0, link_label)
+    if link is not None and st.session_state.get("_global_link") != link_key():
+        st.session_state["_global_link"] = link_key()
+        if link.filters.project in choices:
+            st.session_state["global_project"] = link.filters.project
+        if link_label is not None:
+            st.session_state["global_range"] = link_label
+    project = _select("Project", choices, "global_project", choices[0])
+    label = _select("Time range", ranges, "global_range", DEFAULT_RANGE)
     start = end = None
     if label == "Custom":
         today = datetime.now(UTC).date()
         start = st.sidebar.date_input("From (UTC)", value=today - timedelta(days=7), key="global_from")
         end = st.sidebar.date_input("To (UTC, inclusive)", value=today, key="global_to")
-    since, until = window(label, datetime.now(UTC), start, end)
+    if label == link_label and link is not None:
+        since, until = link.filters.since, link.filters.until or _minute(datetime.now(UTC)) + timedelta(minutes=1)
+    else:
+        since, until = window(label, datetime.now(UTC), start, end)
     if st.sidebar.button("Refresh", help="Forget cached results and query the lake again.", key="global_refresh"):
         data.clear()
     if not data.has_lake(data_dir):

@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from spanlake.dashboard.auth import gate, user_sidebar
-from spanlake.dashboard.context import sidebar
+from spanlake.dashboard.context import link_in_url, sidebar
 
 PAGES_DIR = Path(__file__).parent / "app_pages"
 
@@ -23,7 +23,7 @@ def home() -> None:
     """The app's root URL opens the Traces page at its own address, /traces.
 
     (A default page answers only at `/`: were Traces the default, /traces would say "Page not found".)"""
-    st.switch_page(TRACES, query_params=st.query_params.to_dict())
+    st.switch_page(TRACES, query_params={k: st.query_params.get_all(k) for k in st.query_params})  # repeats kept
 
 
 page = st.navigation(
@@ -39,6 +39,6 @@ page = st.navigation(
         st.Page(PAGES_DIR / "datasets.py", title="Datasets", icon=":material/dataset:", url_path="datasets"),
     ]
 )
-sidebar()
+sidebar(link_in_url() if page is TRACES else None)  # a link to the Traces page names its project and window
 user_sidebar(user)
 page.run()

@@ -8,6 +8,7 @@ One lifecycle for every part a role runs, started in this order and stopped in r
     HTTP app     /health, /ready; the REST API /api/v1        (every role; the API: all, api)
     upkeep       compaction and retention                    (all, compactor; --no-compaction: off)
     rollups      the rollup schedule                         (all, api)
+    budgets      the budget watch (server.budget_watch)      (all, api; SPANLAKE_BUDGET_INTERVAL=0: off)
     dashboard    the Streamlit child, supervised             (all, api; --no-dashboard: off)
     demo         the first-start demo child                  (all)
 
@@ -103,6 +104,7 @@ class Server:
         self.dashboards: list[Dashboard] = []
         self.rollups: Any = None
         self.queries: QueryPool | None = None  # heavy API reads (the roles that serve the API)
+        self.budget_watch: Any = None  # server.budget_watch.BudgetWatch (the roles that serve the API)
         self._stack = AsyncExitStack()
 
     @property
@@ -151,6 +153,9 @@ class Server:
             stack.push_async_callback(asyncio.to_thread, upkeep.stop)
         if self.role in SERVES_API and self.options.rollups:
             self._start_rollups()
+        if self.budget_watch is not None:
+            self.budget_watch.start()
+            stack.push_async_callback(self.budget_watch.stop)
         if self.dashboard_wanted:
             self._start_dashboard()
         if on_ready is not None:
@@ -169,6 +174,7 @@ class Server:
             api = mount_api
             queries = self.queries = QueryPool(self.data_dir, QueryLimits.from_env())  # reads yield to ingest
             self._stack.push_async_callback(asyncio.to_thread, queries.stop)
+            self.budget_watch = self._budget_watch(queries)
         parts = HttpParts(
             self.data_dir,
             cfg.default_project,
@@ -176,6 +182,7 @@ class Server:
             otlp=c.otlp_router() if c is not None and self.role in RECEIVES else None,
             api=api,
             queries=queries,
+            budget_watch=self.budget_watch,
             writer=PublishingWriter(c) if c is not None else None,
             wal=c.wal if c is not None else None,
             flusher=c.flusher if c is not None else None,
@@ -216,6 +223,14 @@ class Server:
             self.rollups.busy = lambda: len(c.wal.closed_segments()) > 1  # a flush backlog: ingest first
         self.rollups.start()
         self._stack.push_async_callback(asyncio.to_thread, self.rollups.stop)
+
+    def _budget_watch(self, queries: QueryPool) -> Any:
+        """The budget watch (started after the rollups); the API shows its latest readings."""
+        from spanlake.analytics.budgets.budgets_file import BudgetsFile  # optional dependency: not for ingest
+        from spanlake.server.budget_watch import BudgetWatch, interval_from_env  # optional dependency: not for ingest
+
+        budgets = BudgetsFile(self.data_dir.root, self.config.default_project)
+        return BudgetWatch(budgets, queries, interval_from_env())
 
     def _start_dashboard(self) -> None:
         cfg, dash = self.config, self.options.dashboard

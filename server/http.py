@@ -41,6 +41,7 @@ class HttpParts:
     flusher: Any = None
     limits: ApiLimits | None = None
     queries: QueryPool | None = None  # heavy API reads run there (server.query_workers)
+    budget_watch: Any = None  # server.budget_watch.BudgetWatch: the API shows its latest readings
 
 
 def make_http_app(parts: HttpParts) -> FastAPI:

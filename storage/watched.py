@@ -14,7 +14,8 @@ T = TypeVar("T")
 
 class WatchedFile(Generic[T]):
     """`current()` parses the file again when its inode, mtime or size changed (a missing file
-    gives `empty`). A file that no longer parses (a hand edit) keeps the last good content."""
+    gives `empty`). A file that no longer parses (a hand edit) keeps the last good content, and
+    `error` says why until the file parses again (None while it does)."""
 
     def __init__(self, path: str | Path, parse: Callable[[Path], T], empty: T, what: str) -> None:
         self.path = Path(path)
@@ -24,6 +25,7 @@ class WatchedFile(Generic[T]):
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._value = empty
+        self.error: str | None = None
 
     def current(self) -> T:
         try:
@@ -36,7 +38,9 @@ class WatchedFile(Generic[T]):
         with self._lock:
             try:
                 self._value = self._parse(self.path) if stamp is not None else self._empty
+                self.error = None
             except (ValueError, OSError) as e:
                 log.warning("keeping the previous %s: %s", self._what, e)
+                self.error = str(e)
             self._stamp = stamp
             return self._value

@@ -53,6 +53,7 @@ class RunningCollector:
     lake: Lake
     loop: asyncio.AbstractEventLoop
     queries: Any = None  # the server's query workers (server.query_workers)
+    server: Any = None  # the Server itself (its background jobs, e.g. budget_watch)
 
     @property
     def http(self) -> str:
@@ -101,7 +102,7 @@ def start_collector(data_dir: Path, **overrides: Any) -> tuple[RunningCollector,
         loop.close()
 
     assert server.collector is not None
-    running = RunningCollector(server.collector, endpoints, data_dir, Lake(data_dir), loop, server.queries)
+    running = RunningCollector(server.collector, endpoints, data_dir, Lake(data_dir), loop, server.queries, server)
     return running, stop
 
 

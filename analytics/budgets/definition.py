@@ -49,6 +49,7 @@ DESTINATION_TYPES = ("webhook", "slack", "teams", "pagerduty", "email")
 SCOPE_KEYS = ("task", "service", "model", "provider", "prompt_name", "prompt_version")
 MAX_WINDOW = timedelta(days=31)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+RESERVED_NAMES = ("check", "status")  # /api/v1/budgets/check and /status
 _BASELINE = re.compile(r"^\s*(?:(?P<ago>\S+)\s+ago|previous\s+(?P<prev>\S+))\s*$", re.IGNORECASE)
 _BUDGET_KEYS = {
     "name", "project", "metric", "step", *SCOPE_KEYS, "attributes", "window", "warning", "critical",
@@ -227,6 +228,8 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
         raise fail(f"unknown key {', '.join(map(repr, unknown))}; keys: {', '.join(sorted(_BUDGET_KEYS))}")
     if not isinstance(name, str) or not NAME.match(name):
         raise fail("needs a name: letters, digits, and . _ : - (at most 100)")
+    if name in RESERVED_NAMES:
+        raise fail(f"{', '.join(RESERVED_NAMES)} are reserved (API paths); choose another name")
     project = raw.get("project", default_project)
     if not isinstance(project, str) or not project:
         raise fail("project must be a non-empty string")

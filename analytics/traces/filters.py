@@ -29,7 +29,8 @@ MAX_PAGE = 500
 @dataclass(frozen=True)
 class TraceFilters:
     """Which traces to show. A trace is in the window when its first span starts in
-    [since, until). `model` matches any call's requested or answering model; `attributes`
+    [since, until). `model` matches any call's requested or answering model (`provider`,
+    `prompt_name`: any span's); `attributes`
     match when any span has `attr = value`; `text` is a case-insensitive substring of any
     span's name or content, or of any log record's body or attributes."""
 
@@ -49,6 +50,8 @@ class TraceFilters:
     session_id: str | None = None
     task_name: str | None = None
     prompt_version: str | None = None
+    provider: str | None = None  # any LLM call of this provider
+    prompt_name: str | None = None  # any span of this prompt
 
     def __post_init__(self) -> None:
         if self.outcome is not None and self.outcome not in OUTCOMES:

@@ -45,6 +45,7 @@ LIST_COLUMNS = (
     "span_count, llm_calls, models, input_tokens, output_tokens, total_tokens, cost_usd, unpriced_calls, "
     "has_error, validation_failures, session_id, user_id, prompt_version, outcome_reason, is_complete"
 )
+MATCHED = ("model", "provider", "prompt_name")  # filters any span of the trace may satisfy
 SESSION_NAMES = ("start_time", "session_id", "user_id", "outcome", "has_error", "total_tokens", "cost_usd",
                  "duration_ms")  # fmt: skip
 
@@ -102,8 +103,9 @@ def _predicates(f: TraceFilters, p: Params) -> tuple[list[str], list[str]]:
             preds.append(f"{col} <= {p.add(float(hi))}")
         if lo is not None or hi is not None:
             names.append(col)
-    if f.model is not None:
-        preds.append("model_match")
+    for name in MATCHED:
+        if getattr(f, name) is not None:
+            preds.append(f"{name}_match")
     if f.attributes:
         preds.append("attr_match")
     if f.text:
@@ -121,12 +123,16 @@ def matching_ctes(
     if f.model is not None:
         m = p.add(f.model)
         extra_aggs.append(f"bool_or(request_model = {m} OR response_model = {m}) AS model_match")
+    for name in ("provider", "prompt_name"):
+        if getattr(f, name) is not None:
+            extra_aggs.append(f"bool_or({name} = {p.add(getattr(f, name))}) AS {name}_match")
     if f.attributes:
         extra_aggs.append("bool_or(attr_match) AS attr_match")
     if needs_price(wanted):
         spans = f"{priced_ctes(con, an, span_source(f), p)},\n{SP_SRC}"
     else:
         extra = [attr_match(f.window(), p)] if f.attributes else []
+        extra += [name for name in ("provider", "prompt_name") if getattr(f, name) is not None]
         spans = lean_cte(window_predicates(span_source(f), p), wanted, extra)
     hits = _hits_cte(f, p) if f.text else ""
     where = " AND ".join(preds) or "TRUE"
@@ -226,7 +232,8 @@ def session_traces(an: Analytics, f: TraceFilters, session_id: str, limit: int =
 
 
 def facets(an: Analytics, f: TraceFilters) -> dict[str, list[str]]:
-    """Values seen in the window, for filter pickers: services, models, task names, prompt versions."""
+    """Values seen in the window, for filter pickers: services, models, task names, prompt versions,
+    providers and prompt names."""
 
     def sql(con: duckdb.DuckDBPyConnection, p: Params) -> str:
         where = " AND ".join(window_predicates(span_source(f), p)) or "TRUE"
@@ -234,7 +241,9 @@ def facets(an: Analytics, f: TraceFilters) -> dict[str, list[str]]:
           list_sort(list(DISTINCT service_name) FILTER (WHERE service_name IS NOT NULL)) AS services,
           list_sort(list(DISTINCT request_model) FILTER (WHERE request_model IS NOT NULL)) AS models,
           list_sort(list(DISTINCT task_name) FILTER (WHERE task_name IS NOT NULL)) AS task_names,
-          list_sort(list(DISTINCT prompt_version) FILTER (WHERE prompt_version IS NOT NULL)) AS prompt_versions
+          list_sort(list(DISTINCT prompt_version) FILTER (WHERE prompt_version IS NOT NULL)) AS prompt_versions,
+          list_sort(list(DISTINCT provider) FILTER (WHERE provider IS NOT NULL)) AS providers,
+          list_sort(list(DISTINCT prompt_name) FILTER (WHERE prompt_name IS NOT NULL)) AS prompt_names
         FROM spans_raw WHERE {where}"""
 
     row = run_on_lake(an, sql, window(f)).to_dicts()[0]

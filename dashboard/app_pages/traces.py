@@ -1,4 +1,8 @@
-"""Traces: filter, sort and page the traces of the window; selecting a row opens it."""
+"""Traces: filter, sort and page the traces of the window; selecting a row opens it.
+
+A link sets the filters it names once (analytics.traces.links: project, since, until, task,
+service, model, provider, prompt_name, prompt_version, attr, sort, outcome), e.g. an alert's
+link to the traces that broke a budget; the others start cleared."""
 
 import polars as pl
 import streamlit as st
@@ -6,7 +10,7 @@ import streamlit as st
 from spanlake.analytics.traces.filters import MAX_PAGE, SORTS, Page
 from spanlake.dashboard import data
 from spanlake.dashboard.components import table
-from spanlake.dashboard.context import current
+from spanlake.dashboard.context import current, link_in_url, link_key
 
 ANY = "Any"
 ERRORS = {ANY: None, "With errors": True, "Without errors": False}
@@ -24,17 +28,59 @@ def parse_attributes(text: str) -> dict[str, str]:
     return out
 
 
+# widget key → the link's TraceFilters field it starts from
+LINKED = {"traces_service": "service", "traces_model": "model", "traces_outcome": "outcome", "traces_task": "task_name",
+          "traces_provider": "provider", "traces_prompt_name": "prompt_name",
+          "traces_prompt_version": "prompt_version"}  # fmt: skip
+CLEARED = ("traces_text", "traces_errors", "traces_min_ms", "traces_max_ms", "traces_min_cost", "traces_max_cost")
+
+
+def apply_link() -> None:
+    """Set the filters from the URL's link, the first time this link is seen."""
+    link = link_in_url()
+    if link is None or st.session_state.get("traces_link") == link_key():
+        return
+    st.session_state["traces_link"] = link_key()
+    f = link.filters
+    for key, name in LINKED.items():
+        st.session_state[key] = getattr(f, name) or ANY
+    st.session_state["traces_attrs"] = "\n".join(f"{k} = {v}" for k, v in f.attributes.items())
+    st.session_state["traces_sort"] = link.sort or "start_time"
+    st.session_state["traces_desc"] = True
+    for key in CLEARED:
+        st.session_state.pop(key, None)
+    for problem in link.problems:
+        st.warning(f"Ignored from the link: {problem}")
+
+
+def pick(where: object, label: str, values: list[str], key: str) -> str:
+    """A selectbox of Any and `values` (and the value a link chose, when the window has none of it)."""
+    chosen = st.session_state.get(key)
+    options = [ANY, *values, *([chosen] if isinstance(chosen, str) and chosen not in (ANY, *values) else [])]
+    return str(where.selectbox(label, options, key=key))  # type: ignore[attr-defined]
+
+
+def chosen(value: str) -> str | None:
+    return None if value == ANY else value
+
+
 ctx = current()
 st.title("Traces")
+apply_link()
 facets = data.facets(ctx.data_dir, ctx.trace_filters())
 
 with st.container(border=True):
     c = st.columns([3, 2, 2, 2, 2])
     text = c[0].text_input("Search inputs and outputs", key="traces_text", placeholder="text in prompts, answers, docs")
-    service = c[1].selectbox("Service", [ANY, *facets["services"]], key="traces_service")
-    model = c[2].selectbox("Model", [ANY, *facets["models"]], key="traces_model")
+    service = pick(c[1], "Service", facets["services"], "traces_service")
+    model = pick(c[2], "Model", facets["models"], "traces_model")
     outcome = c[3].selectbox("Outcome", [ANY, "success", "failure", "unknown"], key="traces_outcome")
     errors = c[4].selectbox("Errors", list(ERRORS), key="traces_errors")
+    c = st.columns([3, 2, 2, 2, 2])
+    task = pick(c[0], "Task", facets["task_names"], "traces_task")
+    provider = pick(c[1], "Provider", facets["providers"], "traces_provider")
+    prompt_name = pick(c[2], "Prompt", facets["prompt_names"], "traces_prompt_name")
+    prompt_version = pick(c[3], "Prompt version", facets["prompt_versions"], "traces_prompt_version")
     c = st.columns([2, 2, 2, 2, 3])
     min_ms = c[0].number_input("Min latency (ms)", min_value=0.0, value=None, key="traces_min_ms")
     max_ms = c[1].number_input("Max latency (ms)", min_value=0.0, value=None, key="traces_max_ms")
@@ -48,9 +94,13 @@ with st.container(border=True):
 
 f = ctx.trace_filters(
     text=text.strip() or None,
-    service=None if service == ANY else service,
-    model=None if model == ANY else model,
-    outcome=None if outcome == ANY else outcome,
+    service=chosen(service),
+    model=chosen(model),
+    outcome=chosen(outcome),
+    task_name=chosen(task),
+    provider=chosen(provider),
+    prompt_name=chosen(prompt_name),
+    prompt_version=chosen(prompt_version),
     has_error=ERRORS[errors],
     min_ms=min_ms,
     max_ms=max_ms,

@@ -39,6 +39,7 @@ class ApiContext:
     default_project: str = DEFAULT_PROJECT
     auth: Authenticator = DISABLED
     queries: QueryPool | None = None
+    budget_watch: Any = None  # server.budget_watch.BudgetWatch, where the server runs one
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def analytics(self) -> Any:

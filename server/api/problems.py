@@ -50,7 +50,7 @@ DESCRIPTIONS = {
     401: "No key, an unknown key or a revoked key (authentication on)",
     403: "The key may not do this: a read key writing, another project's key, or not an admin key",
     404: "No such resource in the key's project",
-    409: "Conflict: someone saved a newer version first",
+    409: "Conflict: someone saved a newer version first, or the name is taken",
     413: "Request body over the size limit",
     415: "Wrong Content-Type",
     422: "A parameter has the wrong type or is out of range",
@@ -64,6 +64,13 @@ class NotFound(ExportError):
 
     http_status = 404
     grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class Conflict(ExportError):
+    """The resource exists already (a create naming a taken name): HTTP 409."""
+
+    http_status = 409
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class FieldProblem(BaseModel):

@@ -19,6 +19,7 @@ from spanlake.collector.auth import FailureLimiter
 from spanlake.storage.keys import KeyStore, keys_path
 from tests.server.api_helpers import HEX, WINDOW, Api, problem_of
 
+BUDGET = {"metric": "traffic", "window": "1h", "critical": 1}
 ALPHA_MARKERS = ("alpha", HEX["T2"], HEX["T3"], "search fox", "svc-b", "acme-1", "ana-alpha")
 BETA_MARKERS = ("beta", "beta-secret", "beta-only", HEX["B1"], "bo-beta")
 
@@ -86,6 +87,18 @@ def _calls(alpha_key_id: str) -> dict[tuple[str, str], Call]:
         ("PUT", "/api/v1/saved-filters/{name}"): Call(
             "PUT", "/api/v1/saved-filters/other", body={"filters": {"outcome": "failure"}}, need="write"
         ),
+        ("GET", "/api/v1/budgets"): Call("GET", "/api/v1/budgets"),
+        ("GET", "/api/v1/budgets/check"): Call("GET", "/api/v1/budgets/check", {"at": WINDOW["until"]}),
+        ("GET", "/api/v1/budgets/status"): Call("GET", "/api/v1/budgets/status"),
+        ("GET", "/api/v1/budgets/{name}"): Call("GET", "/api/v1/budgets/spend"),
+        ("POST", "/api/v1/budgets"): Call(
+            "POST", "/api/v1/budgets", body={"name": "other", **BUDGET}, need="admin", body_project=True
+        ),
+        ("PUT", "/api/v1/budgets/{name}"): Call(
+            "PUT", "/api/v1/budgets/another", body=BUDGET, need="admin", body_project=True
+        ),
+        ("DELETE", "/api/v1/budgets/{name}"): Call("DELETE", "/api/v1/budgets/spend", need="admin"),
+        ("GET", "/api/v1/destinations"): Call("GET", "/api/v1/destinations", need="admin"),
     }
     from spanlake.server.api.reports import REPORTS
 
@@ -104,6 +117,8 @@ def isolated(api_v1: Api) -> tuple[Api, dict[tuple[str, str], Call]]:
     assert api_v1.call("POST", "/api/v1/datasets/golden/items", "alpha:write", items).status_code == 200
     api_v1.c.flush()
     assert api_v1.call("POST", "/api/v1/datasets/golden/versions", "alpha:write").status_code == 200
+    spend = {"metric": "spend", "window": "1h", "critical": 0.001}
+    assert api_v1.call("PUT", "/api/v1/budgets/spend", "alpha:admin", spend).status_code == 200
     saved = {"filters": {"outcome": "failure"}}
     assert api_v1.call("PUT", "/api/v1/saved-filters/failures", "alpha:write", saved).status_code == 200
     spare = KeyStore(keys_path(api_v1.c.data_dir)).create("alpha", "read", "spare")[0]
@@ -132,7 +147,8 @@ def test_beta_gets_404_for_alpha_resources(isolated: tuple[Api, dict[tuple[str, 
     api, calls = isolated
     for op in ("GET /api/v1/traces/{trace_id}", "GET /api/v1/traces/{trace_id}/spans/{span_id}",
                "GET /api/v1/datasets/{name}", "GET /api/v1/datasets/{name}/export",
-               "DELETE /api/v1/keys/{key_id}"):  # fmt: skip
+               "DELETE /api/v1/keys/{key_id}", "GET /api/v1/budgets/{name}",
+               "DELETE /api/v1/budgets/{name}"):  # fmt: skip
         call = calls[tuple(op.split(" ", 1))]  # type: ignore[index]
         problem_of(_send(api, call, f"beta:{call.need}"), 404)
     # T1 exists in both projects: each key sees its own.

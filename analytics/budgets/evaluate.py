@@ -1,0 +1,73 @@
+"""Every budget of a set evaluated once, in one call: what `spanlake budgets check`, the API's
+/budgets/check and the server's budget watch (in one query-worker call) all run. The result
+is plain, picklable data: it crosses from a query worker to the server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from spanlake.analytics.budgets.definition import Budget
+from spanlake.analytics.budgets.measure import Reading, measure
+from spanlake.analytics.runner import Analytics
+
+log = logging.getLogger(__name__)
+BREACHED = ("warning", "critical")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The readings of the budgets evaluated at `at`, and the budgets that could not be
+    (`failures`: (budget key, why)), in the order the budgets were given."""
+
+    at: datetime
+    readings: tuple[Reading, ...]
+    failures: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def breached(self) -> list[Reading]:
+        return [r for r in self.readings if r.level in BREACHED]
+
+
+def measure_all(an: Analytics, budgets: Sequence[Budget], at: datetime) -> Evaluation:
+    """Each budget's reading at `at`; a budget whose figure cannot be computed is a failure,
+    never a reason to skip the others."""
+    readings: list[Reading] = []
+    failures: list[tuple[str, str]] = []
+    for b in budgets:
+        try:
+            readings.append(measure(an, b, at))
+        except Exception as e:  # one budget's bad query must not hide every other budget's state
+            log.warning("budget %s could not be evaluated: %s", b.key, e, exc_info=True)
+            failures.append((b.key, f"{type(e).__name__}: {e}"))
+    return Evaluation(at, tuple(readings), tuple(failures))
+
+
+def reading_dict(r: Reading) -> dict[str, Any]:
+    """A reading as JSON-ready data (the API's and `budgets check --format json`'s shape)."""
+    b = r.budget
+
+    def figure(f: Any) -> dict[str, Any] | None:
+        if f is None:
+            return None
+        return {"value": f.value, "samples": f.samples, "since": f.since.isoformat(), "until": f.until.isoformat()}
+
+    return {
+        "name": b.name,
+        "project": b.project,
+        "metric": b.metric,
+        "unit": b.spec.unit,
+        "level": r.level,
+        "value": r.figure.value,
+        "samples": r.figure.samples,
+        "min_samples": b.min_samples,
+        "warning_at": r.warning_at,
+        "critical_at": r.critical_at,
+        "window": {"since": r.figure.since.isoformat(), "until": r.figure.until.isoformat()},
+        "baseline": None if b.baseline is None else {"text": b.baseline.text, **(figure(r.baseline) or {})},
+        "reason": r.reason,
+        "at": r.at.isoformat(),
+    }
