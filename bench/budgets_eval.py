@@ -7,7 +7,7 @@ The budgets mix every metric over the lake's services, models and prompt version
 windows of 15 minutes to 24 hours ending at a ragged instant (minutes into an hour, so
 every window has raw edges), a quarter of them relative to a baseline ("7d ago" is outside
 the lake: no data; "previous 1h"). The cycle evaluates all of them as the server does
-(`evaluate_all`: every distinct report run once) at the last day of the lake; rollups must
+(`measure_all`: every distinct report run once) at the last day of the lake; rollups must
 have been built (`analytics_lake.py` builds them). Prints the median cycle time.
 """
 
@@ -21,9 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from spanlake.analytics.budgets.definition import budget_from_dict
-from spanlake.analytics.budgets.measure import evaluate_all
+from spanlake.analytics.budgets.evaluate import measure_all
 from spanlake.analytics.budgets.metrics import METRICS
-from spanlake.analytics.reports.registry import REPORTS
 from spanlake.analytics.pricing import PriceBook, PriceOverride
 from spanlake.analytics.runner import Analytics
 
@@ -36,8 +35,6 @@ def budgets(n: int) -> list:
     windows = ["15m", "1h", "6h", "24h"]
     out = []
     combos = itertools.cycle(itertools.product(METRICS, scopes, windows))
-    if "feedback" not in REPORTS:  # before the feedback report exists
-        combos = itertools.cycle(itertools.product([m for m in METRICS if METRICS[m].report != "feedback"], scopes, windows))
     for i in range(n):
         metric, scope, window = next(combos)
         spec = METRICS[metric]
@@ -70,7 +67,7 @@ def main() -> None:
     times, levels = [], {}
     for _ in range(args.cycles):
         t0 = time.perf_counter()
-        readings = evaluate_all(an, found, at)
+        readings = measure_all(an, found, at).readings
         times.append(time.perf_counter() - t0)
         levels = {r.level: sum(1 for x in readings if x.level == r.level) for r in readings}
     print(f"budgets               {len(found)} ({', '.join(f'{k} {v}' for k, v in sorted(levels.items()))})")

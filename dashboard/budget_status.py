@@ -13,7 +13,7 @@ from typing import Any
 import altair as alt
 
 from spanlake.analytics.budgets.definition import FILE_NAME, Budget, BudgetError, read
-from spanlake.server.alerts.links import order_for, trace_link, traces_link
+from spanlake.server.alerts.links import trace_link, traces_link
 from spanlake.server.alerts.state import AlertState
 from spanlake.server.alerts.store import AlertStore, Delivery
 
@@ -49,8 +49,7 @@ class BudgetStatus:
         """The Traces page over the budget's last window, sorted by what breaks it."""
         at = self.state.last.at if self.state is not None and self.state.last is not None else None
         until = at or datetime.now().astimezone()
-        sort, outcome = order_for(self.budget.metric)
-        return traces_link(dashboard, self.budget, until - self.budget.window, until, sort, outcome)
+        return traces_link(dashboard, self.budget, until - self.budget.window, until)
 
 
 def load(data_dir: str, project: str | None, default_project: str = "default") -> tuple[list[BudgetStatus], str | None]:

@@ -40,7 +40,7 @@ from spanlake.collector.connection_limits import http_server_options
 from spanlake.server.dashboard import Dashboard, start_for_up
 from spanlake.server.demo import FirstStartDemo
 from spanlake.server.http import ApiMount, HttpParts, make_http_app
-from spanlake.server.query_workers import QueryLimits, QueryPool
+from spanlake.server.query_workers import Local, QueryLimits, QueryPool
 from spanlake.storage.layout import LAKE_ENV, DataDir
 from spanlake.storage.signin import DEFAULT_PROXY_HEADER
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 Role = Literal["all", "ingest", "api", "compactor"]
 ROLES: tuple[Role, ...] = ("all", "ingest", "api", "compactor")
 ROLE_ENV = "SPANLAKE_ROLE"
+# Where people open the dashboard, for the links in alerts (default: the dashboard this server starts).
+DASHBOARD_URL_ENV = "SPANLAKE_DASHBOARD_URL"
 WRITES = {"all", "ingest", "api"}  # runs a WAL and a flusher (the api role for label and dataset writes)
 RECEIVES = {"all", "ingest"}
 SERVES_API = {"all", "api"}
@@ -105,6 +107,7 @@ class Server:
         self.rollups: Any = None
         self.queries: QueryPool | None = None  # heavy API reads (the roles that serve the API)
         self.budget_watch: Any = None  # server.budget_watch.BudgetWatch (the roles that serve the API)
+        self.alerts: Any = None  # server.alerts.engine.Alerts, fed by the budget watch
         self._stack = AsyncExitStack()
 
     @property
@@ -153,11 +156,12 @@ class Server:
             stack.push_async_callback(asyncio.to_thread, upkeep.stop)
         if self.role in SERVES_API and self.options.rollups:
             self._start_rollups()
-        if self.budget_watch is not None:
-            self.budget_watch.start()
-            stack.push_async_callback(self.budget_watch.stop)
         if self.dashboard_wanted:
             self._start_dashboard()
+        if self.budget_watch is not None:
+            self._start_alerts()
+            self.budget_watch.start()
+            stack.push_async_callback(self.budget_watch.stop)
         if on_ready is not None:
             on_ready(self)
         self.first_demo.start(self.endpoints.http, self.dashboard_url)
@@ -231,6 +235,31 @@ class Server:
 
         budgets = BudgetsFile(self.data_dir.root, self.config.default_project)
         return BudgetWatch(budgets, queries, interval_from_env())
+
+    def _start_alerts(self) -> None:
+        """The alerts engine behind the budget watch: states, notifications, their delivery."""
+        from spanlake.analytics.budgets.measure import worst_traces  # optional dependency: not for ingest
+        from spanlake.server.alerts.engine import Alerts, AlertsBusy  # optional dependency: not for ingest
+
+        watch, queries, loop = self.budget_watch, self.queries, asyncio.get_running_loop()
+        assert watch is not None and queries is not None
+
+        def worst(budget: Any, since: Any, until: Any) -> list[str]:
+            # called from the sink's thread while the loop runs: the query goes to a worker
+            query = queries.run(worst_traces, Local.ANALYTICS, budget, since, until)
+            return asyncio.run_coroutine_threadsafe(query, loop).result(timeout=120)
+
+        url = os.environ.get(DASHBOARD_URL_ENV) or (
+            self.dashboard_url if self.dashboard_url.startswith("http") else None
+        )
+        try:
+            self.alerts = Alerts(self.data_dir, watch.budgets.current, url, worst)
+        except AlertsBusy as e:
+            self.options.say(f"alerts: off on this node ({e})")
+            return
+        self.alerts.start()
+        self._stack.push_async_callback(asyncio.to_thread, self.alerts.stop)
+        watch.sink = self.alerts.record
 
     def _start_dashboard(self) -> None:
         cfg, dash = self.config, self.options.dashboard

@@ -10,9 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import polars as pl
+
 from spanlake.analytics.budgets.definition import Budget
 from spanlake.analytics.budgets.measure import Reading, measure
+from spanlake.analytics.reports.registry import run_report
 from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 
 log = logging.getLogger(__name__)
 BREACHED = ("warning", "critical")
@@ -34,12 +38,21 @@ class Evaluation:
 
 def measure_all(an: Analytics, budgets: Sequence[Budget], at: datetime) -> Evaluation:
     """Each budget's reading at `at`; a budget whose figure cannot be computed is a failure,
-    never a reason to skip the others."""
+    never a reason to skip the others. Each distinct report run (name, filters, parameters) is
+    made once: budgets on several metrics of one scope and window share it."""
     readings: list[Reading] = []
     failures: list[tuple[str, str]] = []
+    runs: dict[str, tuple[pl.DataFrame, str]] = {}
+
+    def run(an: Analytics, name: str, f: Filters, **kw: Any) -> tuple[pl.DataFrame, str]:
+        key = repr((name, f, sorted(kw.items())))
+        if key not in runs:
+            runs[key] = run_report(an, name, f, **kw)
+        return runs[key]
+
     for b in budgets:
         try:
-            readings.append(measure(an, b, at))
+            readings.append(measure(an, b, at, run=run))
         except Exception as e:  # one budget's bad query must not hide every other budget's state
             log.warning("budget %s could not be evaluated: %s", b.key, e, exc_info=True)
             failures.append((b.key, f"{type(e).__name__}: {e}"))

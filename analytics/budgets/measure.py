@@ -16,7 +16,7 @@ unpriced calls), where an empty window is a figure, 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -78,7 +78,7 @@ class Reading:
     reason: str  # one line: why this level
 
 
-RunReport = Callable[..., tuple[pl.DataFrame, str]]
+RunReport = Callable[..., tuple[pl.DataFrame, str]]  # run_report, or a memo of it (evaluate.measure_all)
 
 
 def measure(
@@ -98,22 +98,6 @@ def measure(
             if budget.spec.additive:  # a sum over 7 days against one window's: its average per window
                 base = per_window(base, budget.window / budget.baseline.length)
     return classify(budget, at, figure, base)
-
-
-def evaluate_all(
-    an: Analytics, budgets: Sequence[Budget], at: datetime, options: TaskOptions | None = None
-) -> list[Reading]:
-    """Every budget at `at`, each distinct report (name, filters, parameters) run once: budgets
-    on several metrics of one scope and window share the report they are read from."""
-    cache: dict[str, tuple[pl.DataFrame, str]] = {}
-
-    def run(an: Analytics, name: str, f: Filters, **kw: object) -> tuple[pl.DataFrame, str]:
-        key = repr((name, f, sorted(kw.items())))
-        if key not in cache:
-            cache[key] = run_report(an, name, f, **kw)  # type: ignore[arg-type]
-        return cache[key]
-
-    return [measure(an, b, at, options, run) for b in budgets]
 
 
 def figure_of(

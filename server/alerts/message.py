@@ -14,7 +14,7 @@ from typing import Any
 
 from spanlake.analytics.budgets.definition import SCOPE_KEYS, Budget, format_duration
 from spanlake.analytics.budgets.measure import Reading
-from spanlake.server.alerts.links import iso, order_for, trace_link, traces_link
+from spanlake.server.alerts.links import iso, trace_link, traces_link
 from spanlake.server.alerts.state import Event
 
 TITLES = {
@@ -66,8 +66,7 @@ def build(
     links: dict[str, Any] = {"traces": None}
     worst_traces = [{"trace_id": t, "url": None} for t in worst]
     if dashboard_url:
-        sort, outcome = order_for(budget.metric)
-        links["traces"] = traces_link(dashboard_url, budget, since, until, sort, outcome)
+        links["traces"] = traces_link(dashboard_url, budget, since, until)
         worst_traces = [{"trace_id": t, "url": trace_link(dashboard_url, budget.project, t)} for t in worst]
     data = {
         "event": event.kind,

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from spanlake.analytics.budgets.definition import Baseline, Destination
+from spanlake.analytics.traces.links import parse_link
 from spanlake.server.alerts import message
 from spanlake.server.alerts.destinations import dedup_key, pagerduty_body, slack_body, teams_body
-from spanlake.server.alerts.links import order_for, trace_link, traces_link
+from spanlake.server.alerts.links import trace_link, traces_link
 from spanlake.server.alerts.state import step
 from tests.server.alert_helpers import budget, minutes, reading
 
@@ -21,10 +23,10 @@ def test_traces_link_carries_every_scope_parameter_that_is_set():
         service="api", model="gpt-4o", provider="openai", prompt_name="answer", prompt_version="v3",
         attributes={"tenant": "acme", "tier": "gold & co"},
     )  # fmt: skip
-    assert traces_link("http://dash:8501/", b, SINCE, UNTIL, "cost", "failure") == (
+    assert traces_link("http://dash:8501/", b, SINCE, UNTIL) == (
         "http://dash:8501/traces?project=demo&since=2026-12-05T09%3A45%3A00Z&until=2026-12-05T10%3A00%3A00Z"
         "&task=answer&service=api&model=gpt-4o&provider=openai&prompt_name=answer&prompt_version=v3"
-        "&attr=tenant%3Dacme&attr=tier%3Dgold+%26+co&sort=cost&outcome=failure"
+        "&attr=tenant%3Dacme&attr=tier%3Dgold+%26+co&sort=duration"
     )
 
 
@@ -32,7 +34,7 @@ def test_traces_link_leaves_out_what_is_not_set():
     b = budget(task=None)
     naive_since = datetime(2026, 12, 5, 9, 45)  # naive times are UTC
     assert traces_link("https://x", b, naive_since, UNTIL) == (
-        "https://x/traces?project=demo&since=2026-12-05T09%3A45%3A00Z&until=2026-12-05T10%3A00%3A00Z"
+        "https://x/traces?project=demo&since=2026-12-05T09%3A45%3A00Z&until=2026-12-05T10%3A00%3A00Z&sort=duration"
     )
 
 
@@ -42,12 +44,21 @@ def test_trace_link():
     )
 
 
-def test_order_for_each_kind_of_metric():
-    assert order_for("p95_latency") == ("duration", None)
-    assert order_for("cost_per_successful_task") == ("cost", None)
-    assert order_for("success_rate") == (None, "failure")
-    assert order_for("timeout_rate") == (None, "failure")
-    assert order_for("traffic") == (None, None)
+def test_the_link_orders_by_what_broke_the_budget_and_the_traces_page_reads_it_back():
+    for metric, sort, outcome in (
+        ("p95_latency", "duration_ms", None),
+        ("cost_per_successful_task", "cost_usd", None),
+        ("success_rate", "start_time", "failure"),
+        ("timeout_rate", "start_time", "failure"),
+        ("traffic", "start_time", None),
+    ):
+        url = traces_link("http://dash", budget(metric=metric, warning=1.0 if metric != "success_rate" else 0.9,
+                                                critical=None), SINCE, UNTIL)  # fmt: skip
+        query = parse_qs(urlsplit(url).query)
+        link = parse_link(query)
+        assert link is not None and not link.problems, url
+        assert (link.sort, link.filters.outcome) == (sort, outcome), metric
+        assert (link.filters.since, link.filters.until, link.filters.task_name) == (SINCE, UNTIL, "answer")
 
 
 def test_a_relative_budget_s_message_holds_the_baseline_and_the_thresholds_it_implies():
