@@ -66,6 +66,8 @@ class Analytics:
         self.prices = prices
         self.labels = labels or lake_labels(self.lake)
         self._lake_labels = labels is None
+        # analytics.rollups.row_cache.RowCache while budgets are evaluated (else None)
+        self.row_cache: Any = None
 
     def run(
         self, src: SpanSource, body: Callable[[Params], str], tables: Mapping[str, pa.Table] | None = None

@@ -62,14 +62,15 @@ def quantiles(
     """Per group of `keys`: merge the `<name>_b`/`<name>_n` histograms of `rows` and return the
     quantiles `qs` as columns `out` (NULL for a group without values)."""
     keys = list(keys)
+    lazy = rows.lazy()  # one plan, collected once (each eager step would be a collect of its own)
     if not keys:
-        rows = rows.with_columns(pl.lit(0).alias("_all"))
+        lazy = lazy.with_columns(pl.lit(0).alias("_all"))
         keys = ["_all"]
     b, n = f"{name}_b", f"{name}_n"
     lo, hi = f"{name}_min", f"{name}_max"
-    bounds = rows.group_by(keys).agg(pl.col(lo).min().alias("_lo"), pl.col(hi).max().alias("_hi"))
+    bounds = lazy.group_by(keys).agg(pl.col(lo).min().alias("_lo"), pl.col(hi).max().alias("_hi"))
     hist = (
-        rows.select([*keys, b, n])
+        lazy.select([*keys, b, n])
         .filter(pl.col(b).list.len() > 0)
         .explode([b, n])
         .group_by([*keys, b])
@@ -95,7 +96,7 @@ def quantiles(
         a = pl.col(f"_{o}_lo").clip(pl.col("_lo"), pl.col("_hi"))
         c = pl.col(f"_{o}_hi").clip(pl.col("_lo"), pl.col("_hi"))
         cols.append((a + pl.col(f"_{o}_f") * (c - a)).alias(o))
-    result = per.select([*keys, *cols])
+    result = per.select([*keys, *cols]).collect()
     if keys == ["_all"]:
         result = result.drop("_all")
     return result

@@ -4,10 +4,11 @@ is plain, picklable data: it crosses from a query worker to the server."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -15,10 +16,12 @@ import polars as pl
 from spanlake.analytics.budgets.definition import Budget
 from spanlake.analytics.budgets.measure import Reading, measure
 from spanlake.analytics.reports.registry import run_report
+from spanlake.analytics.rollups.row_cache import RowCache
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 
 log = logging.getLogger(__name__)
+_CACHES: dict[str, RowCache] = {}  # data directory → its rows, kept by this process between cycles
 BREACHED = ("warning", "critical")
 
 
@@ -36,10 +39,21 @@ class Evaluation:
         return [r for r in self.readings if r.level in BREACHED]
 
 
-def measure_all(an: Analytics, budgets: Sequence[Budget], at: datetime) -> Evaluation:
+def measure_all(an: Analytics, budgets: Sequence[Budget], at: datetime, *, cache: bool = True) -> Evaluation:
     """Each budget's reading at `at`; a budget whose figure cannot be computed is a failure,
     never a reason to skip the others. Each distinct report run (name, filters, parameters) is
-    made once: budgets on several metrics of one scope and window share it."""
+    made once: budgets on several metrics of one scope and window share it.
+
+    With `cache` (the default), windows end at the end of `at`'s minute (so they start on a
+    minute too) and the reports read their rollup rows from this process's RowCache, kept
+    between calls: each cycle then builds from raw spans only the lake hours that changed
+    (analytics.rollups.row_cache). Without it every report runs as the CLI runs it."""
+    if cache:
+        at = ceil_minute(at)
+        kept = _CACHES.setdefault(str(an.lake.data_dir.root), RowCache())
+        kept.begin(an, at)
+        an = copy.copy(an)  # the caller's Analytics keeps reading without the cache
+        an.row_cache = kept
     readings: list[Reading] = []
     failures: list[tuple[str, str]] = []
     runs: dict[str, tuple[pl.DataFrame, str]] = {}
@@ -57,6 +71,12 @@ def measure_all(an: Analytics, budgets: Sequence[Budget], at: datetime) -> Evalu
             log.warning("budget %s could not be evaluated: %s", b.key, e, exc_info=True)
             failures.append((b.key, f"{type(e).__name__}: {e}"))
     return Evaluation(at, tuple(readings), tuple(failures))
+
+
+def ceil_minute(t: datetime) -> datetime:
+    """`t` rounded up to a whole minute."""
+    floor = t.replace(second=0, microsecond=0)
+    return floor if floor == t else floor + timedelta(minutes=1)
 
 
 def reading_dict(r: Reading) -> dict[str, Any]:

@@ -172,9 +172,9 @@ CALL_METRICS = ["calls", "input_tokens", "cache_read_tokens", "cache_write_token
 TASK_METRICS = ["tasks", "successful_tasks", "failed_tasks", "task_cost_usd", "task_unpriced_calls"]
 
 
-def build_calls(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
-    """Cost report call totals (`call_totals`) per hour."""
-    return call_totals(an, f, CALL_KEYS, bucket="hour")
+def build_calls(an: Analytics, f: Filters, options: TaskOptions, bucket: str = "hour") -> pl.DataFrame:
+    """Cost report call totals (`call_totals`) per hour (or minute)."""
+    return call_totals(an, f, CALL_KEYS, bucket=bucket)
 
 
 def build_unpriced(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
@@ -192,7 +192,7 @@ def build_unpriced(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFr
     return an.run(SpanSource(f, group, categories=BILLABLE_CATEGORIES), body)
 
 
-CALLS = Table("calls", CALL_KEYS, build_calls, no_reach)
+CALLS = Table("calls", CALL_KEYS, build_calls, no_reach, minute_grain=True)
 UNPRICED = Table("unpriced", UNPRICED_KEYS, build_unpriced, no_reach)
 
 

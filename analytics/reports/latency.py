@@ -208,10 +208,10 @@ def _order(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 STEP_KEYS = ("level", *CALL_KEYS, "name")
 
 
-def build_steps(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+def build_steps(an: Analytics, f: Filters, options: TaskOptions, bucket: str = "hour") -> pl.DataFrame:
     """Step latency per category (`level`): counts, errors, timeouts, slow, repeats, retries, durations, TTFT."""
     dims = {**{k: SPAN_DIMS[k] for k in STEP_KEYS if k != "level"}, "level": "category"}
-    group = GroupBy(STEP_KEYS, (), "hour")
+    group = GroupBy(STEP_KEYS, (), bucket)
 
     def body(p: Params) -> str:
         slow = p.add(DEFAULT_SLOW_MS)
@@ -232,7 +232,7 @@ def build_steps(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame
     return df.select([*head[:at], "repeats", "retries", *head[at:]])
 
 
-STEPS = Table("steps", STEP_KEYS, build_steps, lambda o: (hours(RETRY_LOOKBACK), 0))
+STEPS = Table("steps", STEP_KEYS, build_steps, lambda o: (hours(RETRY_LOOKBACK), 0), minute_grain=True)
 
 
 def latency_rolled(an: Analytics, q: Request) -> Result | None:

@@ -17,9 +17,9 @@ from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, 
 TASK_KEYS = (*COST_DIMS, "name", "task_name", "outcome", "outcome_source")
 
 
-def build_tasks(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+def build_tasks(an: Analytics, f: Filters, options: TaskOptions, bucket: str = "hour") -> pl.DataFrame:
     """Tasks by outcome and source: counts, cost, errors, timeouts, slow (> DEFAULT_SLOW_MS), checks, durations."""
-    group = GroupBy(TASK_KEYS, (), "hour")
+    group = GroupBy(TASK_KEYS, (), bucket)
 
     def body(p: Params) -> str:
         slow = p.add(DEFAULT_SLOW_MS)
@@ -43,7 +43,7 @@ def build_tasks(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame
     return an.run(task_source(f, group, options), body)
 
 
-TASKS = Table("tasks", TASK_KEYS, build_tasks, task_reach, labels=True)
+TASKS = Table("tasks", TASK_KEYS, build_tasks, task_reach, labels=True, minute_grain=True)
 
 
 def task_columns() -> list[pl.Expr]:

@@ -169,9 +169,9 @@ CHECK_KEYS = ("validator", *COST_DIMS, "task_name")
 MESSAGE_KEYS = ("validator", "pattern", *CALL_KEYS)
 
 
-def build_checks(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFrame:
+def build_checks(an: Analytics, f: Filters, options: TaskOptions, bucket: str = "hour") -> pl.DataFrame:
     """Validation checks and failures per validator, model, prompt and task name."""
-    group = GroupBy(CHECK_KEYS, (), "hour")
+    group = GroupBy(CHECK_KEYS, (), bucket)
 
     def body(p: Params) -> str:
         return f"""{checks_ctes(f, options, p)}
@@ -194,7 +194,9 @@ def build_messages(an: Analytics, f: Filters, options: TaskOptions) -> pl.DataFr
     return an.run(failure_messages_source(f), body)
 
 
-CHECKS = Table("checks", CHECK_KEYS, build_checks, lambda o: (hours(o.horizon + o.skew), hours(o.horizon)))
+CHECKS = Table(
+    "checks", CHECK_KEYS, build_checks, lambda o: (hours(o.horizon + o.skew), hours(o.horizon)), minute_grain=True
+)
 MESSAGES = Table("messages", MESSAGE_KEYS, build_messages, no_reach)
 
 

@@ -130,6 +130,23 @@ def _linked_cached(an: Analytics, changed: set[datetime], among: set[datetime]) 
     return _LINKED[key]
 
 
+def changed_since(
+    an: Analytics,
+    table: Table,
+    options: TaskOptions,
+    then: dict[datetime, str],
+    now: dict[datetime, str],
+    among: set[datetime],
+) -> set[datetime]:
+    """The hours of `among` whose rows of `table` a change of the lake between two snapshots of
+    its signatures (`source_signatures`) can have changed (as `fresh_hours` decides)."""
+    changed = {h for h in then.keys() | now.keys() if then.get(h) != now.get(h)}
+    if not changed:
+        return set()
+    lake = set(now)
+    return affected(table, options, changed, lake, lambda: _linked_cached(an, changed & lake, among)) & among
+
+
 def fresh_hours(
     an: Analytics, table: Table, since: datetime, until: datetime, options: TaskOptions | None = None
 ) -> set[datetime]:

@@ -48,6 +48,8 @@ class Table:
     labels: bool = False
     # the dimension filters its rows carry (the overview's rows have no provider or prompt name)
     filters: tuple[str, ...] = ("project", "service", "provider", "prompt_name", "prompt_version")
+    # its builder also takes bucket="minute" (rows per minute: analytics.rollups.row_cache)
+    minute_grain: bool = False
 
 
 def hours(d: timedelta) -> int:
