@@ -26,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -96,7 +98,9 @@ def wait_quiet(pid: int, timeout_s: float = 20.0) -> None:
         last = now
 
 
-def start_collector(data_dir: Path, rollups: bool = False) -> tuple[subprocess.Popen[str], str]:
+def start_collector(
+    data_dir: Path, rollups: bool = False, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """`spanlake up` without dashboard and demo; without the analytics rollup job unless `rollups`
     (its first run starts 5 s after start-up, in the middle of the load, and bills its DuckDB
     queries to the collector process)."""
@@ -104,6 +108,7 @@ def start_collector(data_dir: Path, rollups: bool = False) -> tuple[subprocess.P
     env = dict(os.environ)
     if not rollups:
         env["SPANLAKE_ROLLUP_INTERVAL"] = "0"
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         # The collector alone: its RSS is what the target is about, not the dashboard's.
         [exe, "up", "--data-dir", str(data_dir), "--grpc-port", "0", "--http-port", "0", "--no-dashboard", "--no-demo"],
@@ -199,6 +204,79 @@ def lake_bytes(data_dir: Path) -> tuple[int, int]:
     return total, total - content
 
 
+@dataclass
+class Ingest:
+    """One end-to-end run: seconds to acknowledge and to see every span, request latencies,
+    peak RSS (whole tree and per process, KiB) and CPU seconds of the collector and its children."""
+
+    data_dir: Path
+    total: int
+    acked_at: float
+    visible_at: float
+    latencies_s: list[float]
+    refused: int
+    peak: int
+    peaks: dict[int, int]
+    main_cpu: float
+    kids_cpu: float
+    collector_pid: int
+
+
+def ingest_once(
+    bodies: list[bytes], spans_per_body: int, clients: int, rollups: bool = False,
+    env: dict[str, str] | None = None, prepare: Callable[[Path], None] | None = None,
+) -> Ingest:  # fmt: skip
+    """Start a collector on a fresh data directory (`prepare` writes into it first; `env` adds
+    to its environment), send `bodies` and wait until every span is visible."""
+    total = len(bodies) * spans_per_body
+    data_dir = Path(tempfile.mkdtemp(prefix="spanlake-bench-"))
+    if prepare is not None:
+        prepare(data_dir)
+    proc, url = start_collector(data_dir, rollups, env)
+    peak = 0
+    stop = threading.Event()
+
+    wait_quiet(proc.pid)
+    cpu_at_start = tree_cpu_s(proc.pid)
+    cpu_seen: dict[int, float] = dict(cpu_at_start)
+    peaks: dict[int, int] = {}  # pid -> its own peak RSS, KiB
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss_kib(proc.pid, peaks))
+            for p, sec in tree_cpu_s(proc.pid).items():
+                cpu_seen[p] = max(cpu_seen.get(p, 0.0), sec)
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    lake = Lake(data_dir)
+    try:
+        start = time.perf_counter()
+        result = send_all(url, bodies, spans_per_body, clients)
+        acked_at = time.perf_counter() - start
+        visible = 0
+        while visible < total:
+            visible = lake.query("SELECT count(*) AS n FROM spans").column("n")[0].as_py()
+            if time.perf_counter() - start > 600:
+                raise RuntimeError(f"only {visible}/{total} spans visible after 600 s")
+            if visible < total:
+                time.sleep(0.2)
+        visible_at = time.perf_counter() - start
+    finally:
+        stop.set()
+        watcher.join()
+        for p, sec in tree_cpu_s(proc.pid).items():
+            cpu_seen[p] = max(cpu_seen.get(p, 0.0), sec)
+        proc.terminate()
+        proc.wait(timeout=60)
+    main_cpu = cpu_seen.get(proc.pid, 0.0) - cpu_at_start.get(proc.pid, 0.0)
+    kids_cpu = sum(sec - cpu_at_start.get(p, 0.0) for p, sec in cpu_seen.items() if p != proc.pid)
+    return Ingest(data_dir, total, acked_at, visible_at, result.latencies_s, result.refused, peak, peaks,
+                  main_cpu, kids_cpu, proc.pid)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spans", type=int, default=300_000, help="total spans to send")
@@ -223,62 +301,23 @@ def main() -> None:
         f"in {time.perf_counter() - t0:.1f}s"
     )
 
-    data_dir = Path(tempfile.mkdtemp(prefix="spanlake-bench-"))
-    proc, url = start_collector(data_dir, args.rollups)
-    peak = 0
-    stop = threading.Event()
-
-    wait_quiet(proc.pid)
-    cpu_at_start = tree_cpu_s(proc.pid)
-    cpu_seen: dict[int, float] = dict(cpu_at_start)
-    peaks: dict[int, int] = {}  # pid -> its own peak RSS, KiB
-
-    def watch() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, tree_rss_kib(proc.pid, peaks))
-            for p, sec in tree_cpu_s(proc.pid).items():
-                cpu_seen[p] = max(cpu_seen.get(p, 0.0), sec)
-            time.sleep(0.1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    lake = Lake(data_dir)
-    try:
-        start = time.perf_counter()
-        result = send_all(url, bodies, spans_per_body, args.clients)
-        acked_at = time.perf_counter() - start
-        visible = 0
-        while visible < total:
-            visible = lake.query("SELECT count(*) AS n FROM spans").column("n")[0].as_py()
-            if time.perf_counter() - start > 600:
-                raise RuntimeError(f"only {visible}/{total} spans visible after 600 s")
-            if visible < total:
-                time.sleep(0.2)
-        visible_at = time.perf_counter() - start
-    finally:
-        stop.set()
-        watcher.join()
-        for p, sec in tree_cpu_s(proc.pid).items():
-            cpu_seen[p] = max(cpu_seen.get(p, 0.0), sec)
-        proc.terminate()
-        proc.wait(timeout=60)
+    run = ingest_once(bodies, spans_per_body, args.clients, args.rollups)
+    data_dir, acked_at, visible_at, peak, peaks = run.data_dir, run.acked_at, run.visible_at, run.peak, run.peaks
     total_b, no_content_b = lake_bytes(data_dir)
-    lat = sorted(result.latencies_s)
+    lat = sorted(run.latencies_s)
     print(f"spans sent            {total}")
-    print(f"acknowledged          {total / acked_at:,.0f} spans/s ({acked_at:.1f}s, {result.refused} refusals retried)")
+    print(f"acknowledged          {total / acked_at:,.0f} spans/s ({acked_at:.1f}s, {run.refused} refusals retried)")
     print(f"visible in `spans`    {total / visible_at:,.0f} spans/s end to end ({visible_at:.1f}s)")
     print(
         f"request latency       p50 {statistics.median(lat) * 1000:.0f} ms, "
         f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms"
     )
-    others = ", ".join(f"{kib / 1024:.0f}" for p, kib in sorted(peaks.items()) if p != proc.pid)
+    others = ", ".join(f"{kib / 1024:.0f}" for p, kib in sorted(peaks.items()) if p != run.collector_pid)
     print(
         f"collector peak RSS    {peak / 1024:.0f} MiB (each process's own peak: receiver "
-        f"{peaks.get(proc.pid, 0) / 1024:.0f} MiB; children {others} MiB)"
+        f"{peaks.get(run.collector_pid, 0) / 1024:.0f} MiB; children {others} MiB)"
     )
-    main_cpu = cpu_seen.get(proc.pid, 0.0) - cpu_at_start.get(proc.pid, 0.0)
-    kids_cpu = sum(sec - cpu_at_start.get(p, 0.0) for p, sec in cpu_seen.items() if p != proc.pid)
+    main_cpu, kids_cpu = run.main_cpu, run.kids_cpu
     per_span = (main_cpu + kids_cpu) * 1e6 / total
     print(
         f"collector CPU         {per_span:.1f} µs/span (receiver {main_cpu * 1e6 / total:.1f}, "
