@@ -25,7 +25,7 @@ for s in budgets.open_alerts:  # open alerts first: what needs someone now
     )
 for state in budgets.unknown_open:  # the budgets file does not declare it (or does not parse)
     st.error(
-        f"Budget **{budget_status.md_text(state.key)}** has an open {state.severity} alert. [Budgets](./budgets)",
+        f"Budget **{budget_status.md_text(state.key)}** has an open {state.severity} alert. [All budgets](./budgets)",
         icon=":material/notifications_active:",
     )
 facets = data.facets(ctx.data_dir, ctx.trace_filters())
