@@ -342,6 +342,16 @@ def thresholds_of(b: Budget, rows: list[dict[str, Any]]) -> dict[str, float]:
     return {k: v for k, v in (("warning", b.warning), ("critical", b.critical)) if v is not None}
 
 
+def time_format(rows: list[dict[str, Any]]) -> str:
+    """The time axis' format for the span the rows cover: seconds within minutes, dates past a day."""
+    try:
+        first, last = datetime.fromisoformat(rows[0]["at"]), datetime.fromisoformat(rows[-1]["at"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return "%H:%M"
+    span = last - first
+    return "%H:%M:%S" if span < timedelta(minutes=15) else "%b %d %H:%M" if span > timedelta(days=1) else "%H:%M"
+
+
 def trend_chart(rows: list[dict[str, Any]], b: Budget, title: str) -> alt.LayerChart:
     """The figure over time (points coloured by level; times in UTC), with the warning and
     critical thresholds drawn as dashed, labelled rules."""
@@ -352,25 +362,30 @@ def trend_chart(rows: list[dict[str, Any]], b: Budget, title: str) -> alt.LayerC
         for r in rows
     ]  # fmt: skip
     x = alt.X("at:T", title=None, scale=alt.Scale(type="utc"),
-              axis=alt.Axis(format="%H:%M", labelOverlap=True, tickCount=8))  # fmt: skip
+              axis=alt.Axis(format=time_format(rows), labelOverlap=True, tickCount=8))  # fmt: skip
     y = alt.Y("figure:Q", title=_UNIT_TITLE.get(b.spec.unit) or None, axis=alt.Axis(format=fmt, tickCount=5),
               scale=alt.Scale(zero=True))  # fmt: skip
     base = alt.Chart(alt.Data(values=values))
     line = base.mark_line(color="#6c8ebf").encode(x=x, y=y)
     level_scale = alt.Scale(domain=[k.replace("_", " ") for k in _LEVEL_COLORS], range=list(_LEVEL_COLORS.values()))
-    points = base.mark_point(filled=True, size=60).encode(
+    points = base.mark_point(filled=True, size=60 if len(rows) <= 60 else 15).encode(
         x=x,
         y=y,
         color=alt.Color("level:N", scale=level_scale, legend=None),
         tooltip=[alt.Tooltip("when:N", title="evaluated"), alt.Tooltip("shown:N", title="figure"), "level:N"],
     )
     layers: list[Any] = [line, points]
-    for what, value in thresholds_of(b, rows).items():
+    thresholds = thresholds_of(b, rows)
+    for what, value in thresholds.items():
         color = _LEVEL_COLORS[what]
         rule = alt.Chart(alt.Data(values=[{"y": value, "what": what, "shown": fmt_value(b.spec.unit, value)}]))
         tip = [alt.Tooltip("what:N", title="threshold"), alt.Tooltip("shown:N", title="at")]
         layers.append(rule.mark_rule(color=color, strokeDash=[6, 4], strokeWidth=1.5).encode(y="y:Q", tooltip=tip))
-        label = rule.mark_text(align="right", dx=-2, dy=-6, color=color, fontSize=11)
+        # right of the plot, clear of the line; the lower of two labels a little lower, the upper higher
+        below = len(thresholds) > 1 and value < max(thresholds.values())
+        above = len(thresholds) > 1 and not below
+        label = rule.mark_text(align="left", baseline="middle", dx=4, dy=5 if below else -5 if above else 0,
+                               color=color, fontSize=11)  # fmt: skip
         layers.append(label.encode(x=alt.value({"expr": "width"}), y="y:Q", text="what:N"))
     chart = alt.layer(*layers).resolve_scale(y="shared")
     return chart.properties(height=200, title=alt.TitleParams(title, anchor="start", fontSize=13, fontWeight="normal"))

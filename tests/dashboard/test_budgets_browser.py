@@ -18,11 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from spanlake.server.alerts.store import AlertStore
+from spanlake.server.budget_watch import INTERVAL_ENV
 from tests.dashboard.budgets_data import FAILED_IN_SCOPE, BudgetsDir, build
 from tests.dashboard.conftest import CHROMIUM
-from tests.dashboard.test_browser import DOCS_IMG
+from tests.dashboard.test_browser import DOCS_IMG, free_port
 from tests.dashboard.test_cli import SPANLAKE, _line
 from tests.dashboard.test_signin_browser import stop
+from tests.demo.test_up import wait_for
 from tests.examples.helpers import clean_env
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -52,6 +55,12 @@ def screenshot(page: object, name: str, tmp: Path) -> None:
         shutil.copy(path, DOCS_IMG / name)
 
 
+def history_shown(budget: object) -> None:
+    """Wait for the budget's alert history table (its grid's accessible cells)."""
+    cell = budget.locator('[data-testid="stDataFrame"] [role="gridcell"]').filter(has_text="firing")  # type: ignore[attr-defined]
+    cell.first.wait_for(state="attached", timeout=WAIT_MS)
+
+
 def test_the_firing_budget_its_trend_and_its_traces(
     dashboard: tuple[str, BudgetsDir], browser: object, tmp_path: Path
 ) -> None:
@@ -74,6 +83,7 @@ def test_the_firing_budget_its_trend_and_its_traces(
     assert sorted(chart.locator("g.mark-text.role-mark text").all_text_contents()) == ["critical", "warning"]
     assert chart.locator("g.mark-symbol.role-mark path").count() == 3  # one point per evaluation
     assert chart.locator("g.mark-line.role-mark path").count() == 1
+    history_shown(firing)
     screenshot(page, "budgets.png", tmp_path)
 
     button = firing.get_by_role("link", name="Open the traces that break it")
@@ -88,3 +98,55 @@ def test_the_firing_budget_its_trend_and_its_traces(
     assert shown == FAILED_IN_SCOPE  # shop's failed `answer` tasks of the budget's window, newest first
     traces.close()
     page.close()
+
+
+def test_the_demo_first_start_shows_a_firing_budget(browser: object, tmp_path: Path) -> None:
+    """`spanlake up` on an empty data directory: the demo declares its budgets and sends its
+    traffic; its success rate (successes / tickets, from demo.log) is under the critical 0.8,
+    so the Budgets page shows answer-ticket-success firing, and its button opens the failed
+    tickets (failures and errors, from demo.log)."""
+    data = tmp_path / "data"
+    out = tmp_path / "up.out"
+    ports = [str(free_port()) for _ in range(3)]
+    cmd = [SPANLAKE, "up", "--data-dir", str(data), "--http-port", ports[0], "--grpc-port", ports[1],
+           "--dashboard-port", ports[2]]  # fmt: skip
+    with open(out, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, text=True,
+                                env=clean_env(**{INTERVAL_ENV: "2"}))  # fmt: skip
+    try:
+        wait_for(lambda: "Press Ctrl+C" in out.read_text() or proc.poll() is not None, 60, "spanlake up")
+        assert proc.poll() is None, out.read_text()
+        demo_log = data / "demo.log"
+        done = lambda: demo_log.exists() and "What to look at next" in demo_log.read_text()  # noqa: E731
+        wait_for(done, 60, f"the demo: {out.read_text()}")
+        said = demo_log.read_text()
+        line = said.split("outcomes", 1)[1].split("\n", 1)[0]  # "  success 42 · failure 16 · error 2"
+        outcomes = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", line)}
+        tickets, failed = sum(outcomes.values()), outcomes.get("failure", 0) + outcomes.get("error", 0)
+        success = outcomes["success"] / tickets
+        assert tickets >= 20 and success < 0.8, said  # the budget's min_samples and critical threshold
+        alerts = AlertStore(data / "alerts")
+
+        def fired_on_everything() -> bool:
+            s = alerts.states().get("demo/answer-ticket-success")
+            return s is not None and s.status == "firing" and s.last is not None and s.last.samples == tickets
+
+        wait_for(fired_on_everything, 60, "the demo's success budget to fire on all its tickets")
+
+        page = browser.new_page(viewport={"width": 1440, "height": 1300})  # type: ignore[attr-defined]
+        page.goto(f"http://127.0.0.1:{ports[2]}/budgets")
+        firing = page.locator('[data-testid="stExpander"]').filter(has_text="answer-ticket-success")
+        firing.wait_for(timeout=WAIT_MS)
+        assert "firing · critical" in firing.locator("summary").inner_text()
+        figure = firing.locator('[data-testid="stMetric"]').first.inner_text().split("\n")
+        assert (figure[0], figure[-1]) == ("Success rate (1d)", f"{success * 100:.1f}%")
+        firing.locator('[data-testid="stVegaLiteChart"] svg g.mark-line.role-mark path').wait_for(timeout=WAIT_MS)
+        page.locator('[data-testid="stExpander"]').filter(has_text="daily-spend").wait_for(timeout=WAIT_MS)
+        history_shown(firing)
+        screenshot(page, "budgets-demo.png", tmp_path)
+        with page.expect_popup() as opened:
+            firing.get_by_role("link", name="Open the traces that break it").click()
+        opened.value.get_by_text(f"{failed} traces").first.wait_for(timeout=WAIT_MS)
+        page.close()
+    finally:
+        stop(proc)
