@@ -17,12 +17,11 @@ import altair as alt
 
 from spanlake.analytics.budgets.definition import FILE_NAME, Budget, BudgetError, format_duration, read
 from spanlake.analytics.budgets.measure import sort_for
-from spanlake.dashboard.components import fmt_cost, fmt_ms, fmt_pct
+from spanlake.dashboard.components import NONE, fmt_cost, fmt_ms, fmt_pct
 from spanlake.server.alerts.links import traces_link
 from spanlake.server.alerts.state import AlertState, Seen
 from spanlake.server.alerts.store import AlertStore, Delivery
 
-NONE = "—"
 MAX_SCOPE = 60  # characters of the scope in an expander's header (the caption has all of it)
 TREND_HOURS = 24
 # The order budgets are listed in: what needs someone first.
@@ -229,8 +228,8 @@ def link_order(b: Budget) -> str:
     return {"duration": "slowest first", "cost": "most expensive first"}.get(str(how["sort"]), "newest first")
 
 
-def when(t: datetime | str | None) -> str:
-    """A time as `2025-06-02 10:15 UTC`."""
+def when(t: Any) -> str:
+    """A time (datetime or ISO text) as `2025-06-02 10:15 UTC`; anything else as it is."""
     if t is None:
         return ""
     if isinstance(t, str):
@@ -238,6 +237,8 @@ def when(t: datetime | str | None) -> str:
             t = datetime.fromisoformat(t)
         except ValueError:
             return t
+    if not isinstance(t, datetime):
+        return str(t)
     t = t if t.tzinfo else t.replace(tzinfo=UTC)
     return f"{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
@@ -261,6 +262,7 @@ def history_rows(b: Budget, events: list[dict[str, Any]]) -> list[dict[str, Any]
     for e in events:
         last = e.get("last") or {}
         figure = last.get("figure") if isinstance(last, dict) else None
+        figure = figure if isinstance(figure, int | float) and not isinstance(figure, bool) else None
         seen = _seen(last)
         out.append({
             "when": when(e.get("at")),
@@ -323,7 +325,17 @@ def undelivered(data_dir: str, project: str | None, limit: int = 50) -> list[dic
 def trend(data_dir: str, key: str, hours: float = TREND_HOURS) -> list[dict[str, Any]]:
     """The budget's evaluations of the last `hours`, oldest first."""
     since = datetime.now(UTC) - timedelta(hours=hours)
-    return AlertStore(Path(data_dir) / "alerts").readings(key, since)
+    return [r for r in AlertStore(Path(data_dir) / "alerts").readings(key, since) if _is_reading(r)]
+
+
+def _is_reading(r: dict[str, Any]) -> bool:
+    """A line of readings.jsonl the chart can draw (a hand-edited or torn one is left out)."""
+    try:
+        datetime.fromisoformat(r["at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    figure = r.get("figure")
+    return figure is None or (isinstance(figure, int | float) and not isinstance(figure, bool))
 
 
 _AXIS_FORMAT = {"ms": ",.0f", "usd": "$,.4~f", "fraction": ".0%", "count": ",.0f", "score": ",.2f"}

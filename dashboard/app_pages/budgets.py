@@ -41,6 +41,12 @@ if not statuses and not found.error:
         icon=":material/info:",
     )
 
+if statuses and all(s.state is None for s in statuses):
+    st.info(
+        "Not evaluated yet: the server (`spanlake up`) evaluates budgets every minute and keeps their states "
+        "in `alerts/` of the data directory. `spanlake budgets check` evaluates them once, now.",
+        icon=":material/schedule:",
+    )
 if statuses:
     m = st.columns(4)
     m[0].metric("Budgets", fmt_int(len(statuses)))

@@ -24,7 +24,7 @@ for s in budgets.open_alerts:  # open alerts first: what needs someone now
         icon=":material/notifications_active:",
     )
 for state in budgets.unknown_open:  # the budgets file does not declare it (or does not parse)
-    st.error(
+    (st.error if state.severity == "critical" else st.warning)(
         f"Budget **{budget_status.md_text(state.key)}** has an open {state.severity} alert. [All budgets](./budgets)",
         icon=":material/notifications_active:",
     )

@@ -16,7 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from spanlake.analytics.budgets.definition import budget_from_dict
 from spanlake.analytics.traces.links import parse_link
+from spanlake.dashboard import budget_status
 from tests.dashboard.budgets_data import FAILED_IN_SCOPE, BudgetsDir, build
 from tests.dashboard.conftest import APP, TIMEOUT_S
 from tests.dashboard.test_pages import elements
@@ -88,7 +90,7 @@ def test_budgets_in_order_with_figures_in_their_units(open_page: Open, budgets_d
     assert plain(cost.caption[0].value).startswith("$0.008: within the thresholds · scope: task answer")
     assert metrics_of(p95) == [("P95 latency (1h)", "740 ms"), ("Warning at", "3.00 s"), ("Critical at", "5.00 s"),
                                ("Samples", "4")]  # fmt: skip
-    assert metrics_of(lookup) == [("Success rate (1h)", "—"), ("Warning at", "90.0%"), ("Critical at", "80.0%"),
+    assert metrics_of(lookup) == [("Success rate (1h)", "-"), ("Warning at", "90.0%"), ("Critical at", "80.0%"),
                                   ("Samples", "0")]  # fmt: skip
     assert plain(lookup.caption[0].value).startswith("no data: 0 tasks, fewer than 5 · scope: task lookup")
     assert [b.proto.label for b in of_type(lookup, "link_button")] == ["Open its traces"]
@@ -218,3 +220,52 @@ def page_link(open_page: Open, budgets_dir: BudgetsDir) -> str:
     """The Budgets page's link to the firing budget's traces (the Overview's must be the same)."""
     [button] = of_type(open_page(budgets_dir.root).expander[0], "link_button")
     return str(button.proto.url)
+
+
+def test_budgets_the_server_has_not_evaluated_yet(open_page: Open, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "budgets.toml").write_text(
+        '[[budget]]\nname = "p95"\nproject = "shop"\nmetric = "p95_latency"\nwindow = "15m"\nwarning = 2500\n'
+    )
+    at = open_page(root, project=None)
+    assert at.info[0].value.startswith("Not evaluated yet: the server (`spanlake up`) evaluates budgets")
+    [budget] = at.expander
+    assert budget.label == ":gray-badge[not evaluated yet] **shop / p95** · p95 latency · 15m"
+    assert metrics_of(budget) == [("P95 latency (15m)", "-"), ("Warning at", "2.50 s"), ("Critical at", "-"),
+                                  ("Samples", "-")]  # fmt: skip
+    assert plain(budget.caption[0].value) == "not evaluated yet · scope: the whole project"
+    [button] = of_type(budget, "link_button")
+    link = parse_link(parse_qs(urlsplit(button.proto.url).query))
+    assert link is not None and link.sort == "duration_ms" and link.filters.outcome is None  # slowest first
+    assert link.filters.until - link.filters.since == timedelta(minutes=15)  # type: ignore[operator]
+
+
+def test_a_long_scope_is_shortened_in_the_header_and_shown_as_written() -> None:
+    scope = {"model": "gpt-4o[mini]", "attributes": {"tenant": "acme_*corp*", "region": "eu-west-" + "x" * 60}}
+    b = budget_from_dict({"name": "p95", "metric": "p95_latency", "window": "15m", "warning": 1, **scope}, "shop")
+    full = "model gpt-4o[mini] · tenant = acme_*corp* · region = eu-west-" + "x" * 60
+    assert budget_status.scope_text(b) == full
+    header = budget_status.header(budget_status.BudgetStatus(b, None), with_project=False)
+    shown = header.split("** · p95 latency · ", 1)[1].rsplit(" · 15m", 1)[0]
+    assert shown == budget_status.md_text(full[:59].rstrip() + "…")
+    assert plain(shown) == full[:59] + "…" and "\\[" in shown and "\\*corp\\*" in shown  # never markup
+
+
+def test_damaged_alert_files_never_break_the_page(open_page: Open, budgets_dir: BudgetsDir, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(budgets_dir.root, root)
+    alerts = root / "alerts"
+    (alerts / "state.json").write_text("garbage{")
+    with open(alerts / "readings.jsonl", "a") as f:
+        f.write('{"at": 5, "key": "shop/answer-errors", "figure": "high"}\n{"torn": \n')
+    with open(alerts / "events.jsonl", "a") as f:
+        f.write('{"kind": "firing", "key": "shop/answer-errors", "last": {"at": "x", "figure": "high"}}\n')
+    at = open_page(root)
+    assert [e.label.split("] ", 1)[0] for e in at.expander] == [":gray-badge[not evaluated yet"] * 4  # no state
+    errors = next(e for e in at.expander if "answer-errors" in e.label)
+    [chart] = of_type(errors, "vega_lite_chart")
+    assert len(json.loads(chart.proto.spec)["layer"][0]["data"]["values"]) == 3  # the three real evaluations
+    history = errors.dataframe[0].value.to_dict("records")
+    assert history[0] == {"when": "", "event": "firing", "severity": "", "notified": False, "figure": "-", "why": ""}
+    assert [r["event"] for r in history[1:]] == ["escalated", "firing"]
