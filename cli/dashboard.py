@@ -108,8 +108,8 @@ def dashboard_auth_options(fn: Callable[..., None]) -> Callable[..., None]:
 def dashboard(
     data_dir: Path, host: str, port: int, dashboard_auth: str, dashboard_auth_header: str, url: str | None
 ) -> None:
-    """Serve the dashboard (traces, trace view, sessions, overview, reports, labelling queue,
-    datasets) until Ctrl+C.
+    """Serve the dashboard (traces, trace view, sessions, overview, reports, budgets, labelling
+    queue, datasets) until Ctrl+C.
 
     It reads the lake, so it can run next to `spanlake up` or on another machine sharing the
     data directory; labels and dataset changes go through the running spanlake's API (--url).

@@ -10,13 +10,22 @@ ANY = "Any"
 
 ctx = current()
 st.title("Overview")
-firing = [s for s in budget_status.load(ctx.data_dir, ctx.project)[0] if s.firing]
-for s in firing:  # firing budgets first: what needs someone now
-    b, last = s.budget, s.state.last if s.state else None
-    box = st.error if s.state and s.state.severity == "critical" else st.warning
+budgets = budget_status.load(ctx.data_dir, ctx.project)
+for s in budgets.open_alerts:  # open alerts first: what needs someone now
+    b, state = s.budget, s.state
+    assert state is not None  # an open alert has a state
+    name = budget_status.md_text(f"{b.project} / {b.name}" if ctx.project is None else b.name)
+    what = "is firing" if state.status == "firing" else "has no data since it fired"
+    box = st.error if state.severity == "critical" else st.warning
     box(
-        f"Budget **{b.project} / {b.name}** is firing ({s.state.severity if s.state else ''}): {b.metric} "
-        f"{last.reason if last else ''}. [Open its traces]({s.traces_url()}) · [Budgets](./budgets)",
+        f"Budget **{name}** {what} ({state.severity}): {budget_status.metric_name(b)}, "
+        f"{budget_status.md_text(budget_status.describe(b, s.last))}. "
+        f"[Open the traces that break it]({s.traces_url()}) · [All budgets](./budgets)",
+        icon=":material/notifications_active:",
+    )
+for state in budgets.unknown_open:  # the budgets file does not declare it (or does not parse)
+    (st.error if state.severity == "critical" else st.warning)(
+        f"Budget **{budget_status.md_text(state.key)}** has an open {state.severity} alert. [All budgets](./budgets)",
         icon=":material/notifications_active:",
     )
 facets = data.facets(ctx.data_dir, ctx.trace_filters())
