@@ -12,7 +12,7 @@ ctx = current()
 st.title("Budgets")
 st.caption(
     "Budgets are declared in `budgets.toml` in the data directory, with `spanlake budgets add`, or through "
-    "`/api/v1/budgets`; the running server evaluates them every minute and alerts (docs/alerts.md). "
+    "`/api/v1/budgets`; the running server evaluates them every minute and alerts (docs/budgets.md, docs/alerts.md). "
     "The sidebar's time range does not apply here: each budget has its own window."
 )
 
