@@ -32,6 +32,7 @@ from spanlake.storage.reader import Lake
 from tests.analytics.traces import agent_app as app
 from tests.analytics.traces.runner import run_agents
 from tests.dashboard.conftest import CHROMIUM
+from tests.net import free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
@@ -50,12 +51,6 @@ input_mtok = 0.15
 output_mtok = 0.6
 """
 WAIT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -5,7 +5,6 @@ The lockout holds, survives a restart of the dashboard, and `spanlake users unlo
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ from spanlake.storage.users import UserStore
 from tests.dashboard.conftest import APP
 from tests.dashboard.test_cli import SPANLAKE
 from tests.examples.helpers import clean_env
+from tests.net import free_port
 
 PASSWORD = "s3cret-admin"
 WRONG = "Wrong user name or password."
 LOCKED = "Too many failed sign-ins for this user."
 SIGNED_IN = "Signed in as admin (admin)"
 WAIT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Dashboard:

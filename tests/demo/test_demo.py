@@ -16,7 +16,7 @@ from spanlake.cli.main import cli
 from spanlake.demo.tickets import plan
 from tests.conftest import RunningCollector, start_collector
 from tests.examples.helpers import attr, clean_env, document_ids, finish, popen
-from tests.sdk.conftest import free_port
+from tests.net import free_port
 
 SEED, TICKETS = 7, 40
 ARGS = ["--seed", str(SEED), "--tickets", str(TICKETS), "--time-scale", "0.2", "--json", "--quiet"]

@@ -23,7 +23,7 @@ import pytest
 
 from spanlake.cli.main import cli
 from tests.collector.test_recovery import spanlake_command
-from tests.storage.conftest import free_port
+from tests.net import free_port
 
 yaml = pytest.importorskip("yaml", reason="pip install pyyaml")
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -120,12 +119,6 @@ def run_form(form: str, marker: Any, body: Callable[[Any], Any]) -> Any:
 
         return asyncio.run(aw())
     raise ValueError(form)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import spanlake.sdk as sl
 from tests.conftest import RunningCollector
-from tests.sdk.conftest import free_port
+from tests.net import free_port
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

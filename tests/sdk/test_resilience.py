@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import spanlake.sdk as sl
 from spanlake.sdk._state import STATE
-from tests.sdk.conftest import FORMS, FakeCollector, free_port, run_form
+from tests.net import free_port
+from tests.sdk.conftest import FORMS, FakeCollector, run_form
 
 
 def _app_workload() -> list[Any]:

@@ -6,7 +6,6 @@ an SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from spanlake.analytics.budgets.definition import Budget
 from spanlake.analytics.budgets.measure import Figure, Reading, classify
+from tests.net import free_port
 
 T0 = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -50,12 +50,6 @@ def reading(b: Budget, at: datetime, value: float | None, samples: int = 50, bas
         shift = b.baseline.length
         baseline = Figure(base, samples, at - b.window - shift, at - shift)
     return classify(b, at, fig, baseline)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

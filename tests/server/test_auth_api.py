@@ -157,7 +157,7 @@ def test_up_gives_its_dashboard_the_internal_token(tmp_path: Path) -> None:
     import sys
     import time
 
-    from tests.storage.conftest import free_port
+    from tests.net import free_port
 
     data_dir = tmp_path / "data"
     out = tmp_path / "up.out"
