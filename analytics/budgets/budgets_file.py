@@ -45,7 +45,7 @@ BUDGET_ORDER = ("name", "project", "description", "metric", "step", "task", "ser
 DESTINATION_ORDER = ("name", "type", "url", "secret_env", "routing_key_env", "to", "from", "smtp")
 NEW_FILE_MODE = 0o644  # names of environment variables, never secrets: readable like prices.toml
 HEADER = (
-    "# Budgets and alert destinations (docs: analytics/budgets/definition.py, `spanlake budgets --help`).\n"
+    "# Budgets and alert destinations (docs/budgets.md, docs/alerts.md, `spanlake budgets --help`).\n"
     "# Edit by hand or with `spanlake budgets add/remove`; the server reloads this file when it changes.\n\n"
 )
 
