@@ -65,10 +65,8 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     return lo, hi
 
 
-def rate_difference(
-    s_a: int, n_a: int, s_b: int, n_b: int, confidence: float = 0.95
-) -> tuple[float, float, float]:
-    """(b − a, lower, upper): the difference of the rates s_b/n_b − s_a/n_a and its interval by
+def rate_difference(s_a: int, n_a: int, s_b: int, n_b: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(b - a, lower, upper): the difference of the rates s_b/n_b - s_a/n_a and its interval by
     Newcombe's hybrid score method (method 10 of Newcombe 1998, from the two Wilson intervals).
 
     With an empty side the difference is undefined: (NaN, -1.0, 1.0)."""
