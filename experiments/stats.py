@@ -9,7 +9,7 @@ Conventions, the same in every function here:
   `cost_per_success`, no success). A comparison with NaN is False: a gate reading one must
   treat it as "not enough data", never as a pass.
 - Percentiles are DuckDB's `quantile_cont` (linear interpolation between the order statistics
-  around (n - 1) * q), bit for bit in `quantile_cont`, so p50/p95 equal spanlake's reports;
+  around (n - 1) * q; `quantile_cont` to the bit), so p50/p95 equal spanlake's reports;
   missing values (NaN, the reports' NULL) are left out of every statistic, as SQL aggregates
   leave NULLs out.
 """
@@ -82,7 +82,9 @@ def rate_difference(s_a: int, n_a: int, s_b: int, n_b: int, confidence: float = 
 
 
 def quantile_cont(values: Sequence[float] | Floats, q: float) -> float:
-    """DuckDB's `quantile_cont(x, q)`, to the bit: NaN left out; NaN when no value is left."""
+    """DuckDB's `quantile_cont(x, q)`: NaN left out; NaN when no value is left. To the bit where
+    DuckDB's build fuses the interpolation's multiply-add (its x86-64 wheels do), else within
+    one unit in the last place."""
     x = np.asarray(values, dtype=np.float64)
     x = np.sort(x[~np.isnan(x)])
     if x.size == 0:

@@ -151,7 +151,9 @@ def test_sides_equal_the_compare_report(an: Analytics) -> None:
         mine = figures(side)
         report = {k: rows[side.name][k] for k in want}
         assert mine == pytest.approx(want) and report == pytest.approx(want)
-        assert (mine["tasks"], mine["p50_ms"], mine["p95_ms"]) == (report["tasks"], report["p50_ms"], report["p95_ms"])
+        assert mine["tasks"] == report["tasks"]
+        for k in ("p50_ms", "p95_ms"):  # the same interpolation (to the bit on DuckDB's x86-64 wheels)
+            assert abs(mine[k] - report[k]) <= math.ulp(report[k])
     assert used == "raw"
 
 

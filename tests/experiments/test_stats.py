@@ -99,7 +99,9 @@ def test_rate_difference_empty_side_and_bad_input() -> None:
         wilson(1.5, 2)  # type: ignore[arg-type]
 
 
-def test_quantile_cont_equals_duckdb_to_the_bit() -> None:
+def test_quantile_cont_equals_duckdb() -> None:
+    """To the bit on DuckDB's x86-64 wheels (which fuse the interpolation's multiply-add);
+    other builds may round the last bit differently."""
     rng = np.random.default_rng(7)
     con = duckdb.connect()
     for n in (1, 2, 3, 10, 99, 250):
@@ -109,7 +111,7 @@ def test_quantile_cont_equals_duckdb_to_the_bit() -> None:
         for q in (0.5, 0.95, 0.3):
             (want,) = con.execute(f"SELECT quantile_cont(v, {q}) FROM (SELECT unnest(?) AS v)", [values]).fetchone()
             got = quantile_cont(x, q)
-            assert got == want or (want is None and math.isnan(got))
+            assert (want is None and math.isnan(got)) or abs(got - want) <= math.ulp(want)
     assert math.isnan(quantile_cont([], 0.5)) and math.isnan(quantile_cont([math.nan], 0.5))
     # by hand: position (n - 1) · q = 0.5 → 100 + 0.5 · 100; 1.9 → 200 + 0.9 · 200
     assert quantile_cont([200, 100], 0.5) == 150 and quantile_cont([100, 400, 200], 0.95) == pytest.approx(380)
