@@ -186,10 +186,11 @@ def bootstrap_ratio(
 
 
 def paired_flips(a: Mapping[str, bool], b: Mapping[str, bool]) -> tuple[list[str], list[str]]:
-    """(regressed, improved): keys in both, True in a and False in b, resp. False → True; sorted."""
-    both = a.keys() & b.keys()
-    regressed = sorted(k for k in both if a[k] is True and b[k] is False)
-    improved = sorted(k for k in both if a[k] is False and b[k] is True)
+    """(regressed, improved): keys in both, True in a and False in b, resp. False → True; sorted.
+    None (undecided, as Item.success can be) is neither."""
+    both = [k for k in a.keys() & b.keys() if a[k] is not None and b[k] is not None]
+    regressed = sorted(k for k in both if bool(a[k]) and not bool(b[k]))
+    improved = sorted(k for k in both if not bool(a[k]) and bool(b[k]))
     return regressed, improved
 
 

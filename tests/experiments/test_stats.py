@@ -245,9 +245,10 @@ def test_bad_input_is_a_clear_error() -> None:
 
 
 def test_paired_flips() -> None:
-    a = {"q1": True, "q2": True, "q3": False, "q4": False, "q5": True}
-    b = {"q2": False, "q1": False, "q3": True, "q4": False, "q6": False}
-    assert paired_flips(a, b) == (["q1", "q2"], ["q3"])  # q5, q6: only on one side
+    a = {"q1": True, "q2": True, "q3": False, "q4": False, "q5": True, "q7": None, "q8": np.bool_(True)}
+    b = {"q2": False, "q1": False, "q3": True, "q4": False, "q6": False, "q7": True, "q8": np.bool_(False)}
+    # q5, q6: only on one side; q7 was undecided in a: neither
+    assert paired_flips(a, b) == (["q1", "q2", "q8"], ["q3"])  # type: ignore[arg-type]
 
 
 # --- properties ---------------------------------------------------------------------------------
