@@ -214,7 +214,7 @@ def _successes(given: Sequence[bool] | None, n: int, side: str) -> Bools:
 
 
 def _ratio(num: Any, den: Any) -> Any:
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return num / den
 
 
