@@ -16,6 +16,18 @@ from spanlake.analytics.task_outcomes import TASK_DIMS, TaskOptions, task_ctes, 
 BY = ("prompt_version", "model", "prompt_name", "provider", "service", "task_name")
 
 
+def compared_tasks(filters: Filters, by: str, a: str, b: str, options: TaskOptions, p: Params) -> str:
+    """CTEs after the span relation (read with `task_source(filters, GroupBy(), options)`): the
+    task CTEs and `compared`, the tasks whose `by` is `a` or `b`, that value in column `side`.
+    The one definition of the compared tasks: the compare report aggregates it, the production
+    gate (experiments.production) reads its rows."""
+    if by not in BY:
+        raise ValueError(f"compare by one of {', '.join(BY)}")
+    col = TASK_DIMS[by]
+    return f"""{task_ctes(filters, GroupBy(), options, p)},
+    compared AS (SELECT {col} AS side, * FROM tasks WHERE {col} IN ({p.add(a)}, {p.add(b)}))"""
+
+
 def compare(
     an: Analytics,
     filters: Filters,
@@ -35,12 +47,10 @@ def compare(
     if by not in BY:
         raise ValueError(f"compare by one of {', '.join(BY)}")
     options = options or TaskOptions()
-    col = TASK_DIMS[by]
 
     def body(p: Params) -> str:
-        pa_, pb = p.add(a), p.add(b)
-        return f"""{task_ctes(filters, GroupBy(), options, p)}
-        SELECT {col} AS "{by}", count(*) AS tasks,
+        return f"""{compared_tasks(filters, by, a, b, options, p)}
+        SELECT side AS "{by}", count(*) AS tasks,
           count(*) FILTER (WHERE outcome = 'success') / count(*) AS success_rate,
           sum(cost_usd) / count(*) AS cost_per_task,
           sum(cost_usd) / nullif(count(*) FILTER (WHERE outcome = 'success'), 0) AS cost_per_successful_task,
@@ -49,7 +59,7 @@ def compare(
           quantile_cont(duration_ms, 0.95) AS p95_ms,
           avg(CASE WHEN status_code = 'ERROR' THEN 1.0 ELSE 0.0 END) AS error_rate,
           sum(validation_failures) / nullif(sum(validations), 0) AS validation_failure_rate
-        FROM tasks WHERE {col} IN ({pa_}, {pb}) GROUP BY ALL"""
+        FROM compared GROUP BY ALL"""
 
     df = an.run(task_source(filters, GroupBy(), options), body)
     rows = {r[by]: r for r in df.to_dicts()}
