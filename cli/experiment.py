@@ -34,7 +34,7 @@ from spanlake.experiments import markdown, offline
 from spanlake.experiments.apps import AppLoadError, load_app
 from spanlake.experiments.compare import compare_sides, comparison_dict, side_figures
 from spanlake.experiments.gate import GateError, GateResult, evaluate, load_rules
-from spanlake.experiments.items import DatasetRef
+from spanlake.experiments.items import DatasetRef, resolve
 from spanlake.experiments.run import (
     DEFAULT_CONCURRENCY,
     DEFAULT_ENDPOINT,
@@ -242,12 +242,14 @@ def run_cmd(
                 wait_s=wait_s,
             )
         scorers = make_scorers(settings.checks, settings.schema)
+        if resume_id is None:
+            if not dd.has_lake():
+                raise Refused(f"no lake at {dd.lake_location}: pass the --data-dir (or --lake) spanlake up uses")
+            resolve(dd, dataset_project, ref)  # a version that does not exist: before anything else
         app = load_app(settings.app)
         if (why := probe(settings.endpoint)) is not None:
             raise Refused(f"no spanlake at {settings.endpoint} ({why}): start it with `spanlake up` or pass --endpoint")
         if resume_id is None:
-            if not dd.has_lake():
-                raise Refused(f"no lake at {dd.lake_location}: pass the --data-dir (or --lake) spanlake up uses")
             exp = start(store, dd, dataset_project, ref, settings)
             click.echo(f"experiment {exp.id} ({ref.name}@{exp.record['dataset']['version']}, {settings.app})", err=True)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

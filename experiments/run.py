@@ -47,6 +47,7 @@ TASK_NAME = "experiment_item"
 SERVICE_NAME = "spanlake-experiment"
 PROJECT_SUFFIX = "-experiments"
 FLUSH_S = 30.0
+COMMIT_EVERY_S = 0.2  # finished items are committed (spans sent, lines fsynced) in batches this often
 MAX_ERROR = 2000  # characters of an exception message kept
 
 
@@ -212,11 +213,22 @@ async def _run_items(
     app: App,
     scorers: Sequence[Scorer],
     settings: Settings,
-    append: Callable[[dict[str, Any]], None],
+    commit: Callable[[list[dict[str, Any]]], None],
+    committed: Callable[[list[dict[str, Any]]], None],
 ) -> None:
+    """Run `items` with `settings.concurrency` workers. Finished items are committed in small
+    batches (`commit`: spans handed to spanlake, then the lines fsynced), so a result line
+    never exists without its trace having been sent; `committed` is told afterwards."""
     queue: asyncio.Queue[DatasetItem] = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)
+    pending: list[dict[str, Any]] = []
+    workers_done = False
+
+    def take() -> list[dict[str, Any]]:
+        batch = pending[:]
+        del pending[:]
+        return batch
 
     async def worker() -> None:
         while True:
@@ -224,11 +236,30 @@ async def _run_items(
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            append(await run_item(exp, item, app, scorers, settings))
+            pending.append(await run_item(exp, item, app, scorers, settings))
 
+    async def committer() -> None:
+        while True:
+            await asyncio.sleep(COMMIT_EVERY_S)
+            batch = take()
+            if batch:
+                await asyncio.to_thread(commit, batch)
+                committed(batch)
+            elif workers_done:
+                return
+
+    committing = asyncio.create_task(committer())
     try:
         await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, max(1, len(items))))))
+        workers_done = True
+        await committing
     finally:
+        if not committing.done():
+            committing.cancel()
+        batch = take()  # interrupted: items that finished are kept all the same
+        if batch:
+            commit(batch)
+            committed(batch)
         await app.aclose()
 
 
@@ -270,21 +301,26 @@ def run(
         if on_start is not None:
             on_start(len(items), report.skipped)
 
-        def append(row: dict[str, Any]) -> None:
-            writer.append(row)  # durable before the next item is counted
-            report.ran += 1
-            report.errors += row["status"] == "error"
-            report.timeouts += row["status"] == "timeout"
-            if on_result is not None:
-                on_result(row)
-
         trace_project = exp.record["trace_project"]
         service = os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME
         handle = sl.setup(endpoint=settings.endpoint, service_name=service, project=trace_project)
+
+        def commit(rows: list[dict[str, Any]]) -> None:
+            report.flushed = handle.flush(FLUSH_S) and report.flushed  # the items' spans first
+            writer.append(rows)
+
+        def committed(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                report.ran += 1
+                report.errors += row["status"] == "error"
+                report.timeouts += row["status"] == "timeout"
+                if on_result is not None:
+                    on_result(row)
+
         try:
-            asyncio.run(_run_items(exp, todo, app, scorers, settings, append))
+            asyncio.run(_run_items(exp, todo, app, scorers, settings, commit, committed))
         finally:
-            report.flushed = handle.flush(FLUSH_S)
+            report.flushed = handle.flush(FLUSH_S) and report.flushed
             handle.shutdown()
         results = exp.results()
         an = Analytics(Lake(data_dir))

@@ -20,7 +20,8 @@ import fcntl
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,11 +245,12 @@ class Store:
 
 
 class ResultWriter:
-    """Appends result lines, each fsynced before `append` returns. Opening it cuts off a torn
-    last line left by a crash, so the next line starts on a line of its own."""
+    """Appends result lines, fsynced before `append` returns. Opening it cuts off a torn last
+    line left by a crash, so the next line starts on a line of its own."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
         existed = path.exists()
         self._f = open(path, "ab")  # noqa: SIM115 - a long-lived handle, closed by close()
         if existed:
@@ -256,13 +258,18 @@ class ResultWriter:
         else:
             fsync_dir(path.parent)
 
-    def append(self, row: Mapping[str, Any]) -> None:
-        line = _json(dict(row)) + b"\n"
-        if len(line) > MAX_LINE:
-            raise ExperimentError(f"result of item {row.get('item_id')!r} is larger than {MAX_LINE} bytes")
-        self._f.write(line)
-        self._f.flush()
-        os.fsync(self._f.fileno())
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write `rows`, one line each, and fsync once (safe to call from several threads)."""
+        lines = []
+        for row in rows:
+            line = _json(dict(row)) + b"\n"
+            if len(line) > MAX_LINE:
+                raise ExperimentError(f"result of item {row.get('item_id')!r} is larger than {MAX_LINE} bytes")
+            lines.append(line)
+        with self._lock:
+            self._f.write(b"".join(lines))
+            self._f.flush()
+            os.fsync(self._f.fileno())
 
     def close(self) -> None:
         self._f.close()
