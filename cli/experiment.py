@@ -281,7 +281,9 @@ def run_cmd(
         f"{report.timeouts} timeout(s); success {rate} ({figures.successes}/{figures.items}); "
         f"lake figures for {report.figures}/{report.figures_expected} item(s) in {report.seconds:.1f} s"
     )
-    if report.figures < report.figures_expected:
+    if report.figures_error:
+        click.echo(f"  could not read cost and latency from the lake: {report.figures_error}", err=True)
+    elif report.figures < report.figures_expected:
         click.echo(
             f"  some traces had not reached the lake at {dd.lake_location} after {settings.wait_s:g} s: "
             f"`spanlake experiment run --resume {exp.id}` reads them again",

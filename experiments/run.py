@@ -153,6 +153,7 @@ class Report:
     flushed: bool = True
     figures: int = 0  # items with figures from the lake
     figures_expected: int = 0
+    figures_error: str | None = None  # reading the lake failed (the results are kept)
     seconds: float = 0.0
 
 
@@ -323,9 +324,15 @@ def run(
             report.flushed = handle.flush(FLUSH_S) and report.flushed
             handle.shutdown()
         results = exp.results()
-        an = Analytics(Lake(data_dir))
-        figures, expected = collect_figures(an, exp.id, trace_project, results, settings.wait_s, on_figures)
-        store.write_figures(exp, figures, collected_at=_now(), expected=expected, found=len(figures))
+        try:
+            an = Analytics(Lake(data_dir))
+            figures, expected = collect_figures(an, exp.id, trace_project, results, settings.wait_s, on_figures)
+        except Exception as e:  # the results stand; `--resume` reads the figures again
+            report.figures_error = f"{type(e).__name__}: {e}"[:MAX_ERROR]
+            figures, expected = {}, sum(1 for r in results.values() if r.get("trace_id"))
+        store.write_figures(
+            exp, figures, collected_at=_now(), expected=expected, found=len(figures), error=report.figures_error
+        )
         report.figures, report.figures_expected = len(figures), expected
         store.update(exp, status="finished", finished_at=_now(), items=len(results))
     report.seconds = time.monotonic() - started

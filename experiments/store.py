@@ -7,9 +7,10 @@
 
 `<project>` is the dataset's project. Ids sort by creation time (`exp-20261205-153012-ab12`).
 
-Exactly once: a result line is written (and fsynced) only after its item finished, by the one
-process holding `run.lock`, and a resumed run skips every item that has a line. An item in
-flight when the process died has no line, so it runs again, once. A line torn by a crash in the
+Exactly once: a result line is written (and fsynced) only after its item finished and its spans
+were handed to spanlake (experiments.run), by the one process holding `run.lock`, and a resumed
+run skips every item that has a line. An item in flight when the process died has no line, so
+it runs again, once. A line torn by a crash in the
 middle of a write (no final newline) is ignored by readers and cut off before the next append.
 """
 
