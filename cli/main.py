@@ -63,6 +63,8 @@ COMMANDS = {
     "dashboard": "spanlake.cli.dashboard:dashboard",
     "dataset": "spanlake.cli.dataset:dataset",
     "demo": "spanlake.cli.demo:demo",
+    "experiment": "spanlake.cli.experiment:experiment",
+    "gate": "spanlake.cli.experiment:gate",
     "keys": "spanlake.cli.keys:keys",
     "labels": "spanlake.cli.labels:labels",
     "query": "spanlake.cli.lake_commands:query",
@@ -229,4 +231,4 @@ def up(
 
 
 if __name__ == "__main__":
-    cli()
+    cli(prog_name="spanlake")

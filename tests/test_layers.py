@@ -15,7 +15,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["cli", "collector", "storage", "analytics", "server", "dashboard", "demo", "sdk/src/spanlake/sdk"]
+PACKAGES = [
+    "cli",
+    "collector",
+    "storage",
+    "analytics",
+    "server",
+    "experiments",
+    "dashboard",
+    "demo",
+    "sdk/src/spanlake/sdk",
+]
 MARK = "# optional dependency:"
 
 

@@ -25,6 +25,11 @@ ESCALATION_REASON = "spanlake.escalation.reason"
 ESCALATION_TO = "spanlake.escalation.to"
 SPAN_CATEGORY = "spanlake.span.category"  # explicit category override written by the SDK
 RESOURCE_PROJECT = "spanlake.project"  # resource attribute
+# Experiments (`spanlake experiment run`): on every span of an item's trace, task included.
+EXPERIMENT_ID = "spanlake.experiment.id"  # exp-20261205-153012-ab12
+EXPERIMENT_ITEM_ID = "spanlake.experiment.item_id"  # the dataset example's id
+EXPERIMENT_DATASET = "spanlake.experiment.dataset"  # name@version
+EXPERIMENT_META_PREFIX = "spanlake.experiment.meta."  # + a run metadata key (`--meta model=gpt-4o`)
 
 # Values of SPAN_CATEGORY the SDK writes, per marker (a subset of storage.schema.CATEGORIES).
 CATEGORY_TASK = "task"

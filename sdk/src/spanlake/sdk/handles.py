@@ -108,6 +108,11 @@ class Task(Marked):
         """The outcome set so far (`success`, `failure`), or None."""
         return self._outcome
 
+    @property
+    def outcome_reason(self) -> str | None:
+        """The reason or note given with the outcome so far, or None."""
+        return self._reason
+
     def succeed(self, note: str | None = None) -> None:
         """Mark the task successful, with an optional note (stored as the outcome reason)."""
         self._outcome, self._reason = SUCCESS, note
