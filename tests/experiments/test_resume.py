@@ -28,7 +28,7 @@ def test_kill_9_then_resume_runs_each_item_exactly_once(tmp_path: Path) -> None:
         args += ["--endpoint", c.http, "--data-dir", str(c.data_dir), "--wait", "20"]
         env = os.environ | {"PYTHONPATH": str(ROOT)}
         child = subprocess.Popen(
-            [sys.executable, "-m", "tests.experiments.cli_main", *args],
+            [sys.executable, "-m", "spanlake.cli.main", *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
