@@ -21,8 +21,6 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spanlake.analytics.budgets.budgets_file import BudgetsFile
-from spanlake.analytics.budgets.definition import BudgetError, BudgetSet
 from spanlake.analytics.reports.compare import BY
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
@@ -33,7 +31,7 @@ from spanlake.cli.report import _parse_time
 from spanlake.experiments import markdown, offline
 from spanlake.experiments.apps import AppLoadError, load_app
 from spanlake.experiments.compare import compare_sides, comparison_dict, side_figures
-from spanlake.experiments.gate import GateError, GateResult, evaluate, load_rules
+from spanlake.experiments.gate import GateError, GateResult, evaluate, load_budgets, load_rules
 from spanlake.experiments.items import DatasetRef, resolve
 from spanlake.experiments.production import production_sides
 from spanlake.experiments.run import (
@@ -389,8 +387,7 @@ def _sides(store: Store, a_id: str, b_id: str) -> tuple[Side, Side, bool, list[E
         sa, sb = offline.experiment_side(a), offline.experiment_side(b)
     except ExperimentError as e:
         raise Refused(str(e)) from None
-    paired = (a.project, a.record["dataset"]["name"]) == (b.project, b.record["dataset"]["name"])
-    return sa, sb, paired, [a, b]
+    return sa, sb, offline.paired(a, b), [a, b]
 
 
 @experiment.command("compare")
@@ -424,15 +421,6 @@ def compare_cmd(baseline: str, candidate: str, fmt: str, confidence: float, data
             click.echo("(different datasets: compared as two samples, not item by item)")
 
 
-def _budgets(data_dir: Path) -> BudgetSet | None:
-    try:
-        return BudgetsFile(data_dir).read()
-    except FileNotFoundError:
-        return None
-    except (BudgetError, OSError) as e:
-        raise Refused(f"budgets.toml: {e}") from None
-
-
 def _production_sides(
     data_dir: Path, lake: str | None, project: str, by: str, a: str, b: str, since: str, until: str | None
 ) -> tuple[Side, Side]:
@@ -443,16 +431,6 @@ def _production_sides(
         return production_sides(an, filters, by, a, b)
     except ValueError as e:
         raise Refused(str(e)) from None
-
-
-def _write_summary(text: str, path: str | None) -> None:
-    if not path:
-        return
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
-    except OSError as e:
-        click.echo(f"warning: cannot write the job summary to {path}: {e}", err=True)
 
 
 @click.command("gate", context_settings={"max_content_width": 110})
@@ -542,11 +520,12 @@ def gate(
         sa, sb, paired, exps = _sides(Store(data_dir), baseline, candidate)
         link = offline.trace_links(exps)
     try:
-        result = evaluate(rules, sa, sb, paired=paired, budgets=_budgets(data_dir))
+        result = evaluate(rules, sa, sb, paired=paired, budgets=load_budgets(data_dir))
     except GateError as e:
         raise Refused(str(e)) from None
     text = markdown.gate_markdown(result, link)
-    _write_summary(text, summary_file)
+    if (why := markdown.append_summary(text, summary_file)) is not None:
+        click.echo(f"warning: {why}", err=True)
     if fmt == "json":
         click.echo(json.dumps(_gate_dict(result, link), indent=2, default=str))
     else:

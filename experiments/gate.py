@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from spanlake.analytics.budgets.definition import BudgetSet
+from spanlake.analytics.budgets.budgets_file import BudgetsFile
+from spanlake.analytics.budgets.definition import BudgetError, BudgetSet
 from spanlake.experiments.compare import Comparison, Delta, ItemDiff, compare_sides
 from spanlake.experiments.sides import Side
 
@@ -164,6 +165,17 @@ def load_rules(path: str | Path) -> GateRules:
     except UnicodeDecodeError:
         raise GateError(f"{p}: not UTF-8 text") from None
     return parse_rules(text, str(p))
+
+
+def load_budgets(data_dir: str | Path) -> BudgetSet | None:
+    """The budgets `budget = ...` rules read (`<data-dir>/budgets.toml`); None when there is no
+    such file, GateError when it cannot be used."""
+    try:
+        return BudgetsFile(Path(data_dir)).read()
+    except FileNotFoundError:
+        return None
+    except (BudgetError, OSError) as e:
+        raise GateError(f"budgets.toml: {e}") from None
 
 
 @dataclass

@@ -149,3 +149,16 @@ def gate_markdown(result: GateResult, link: Link | None = None) -> str:
         out.append(f"| `{r.rule}` | {MARKS[r.verdict]} {TITLES.get(r.verdict, r.verdict)} | {cell(r.detail, 400)} |")
     out.append("")
     return "\n".join(out) + "\n" + comparison_markdown(result.comparison, link)
+
+
+def append_summary(text: str, path: str | None) -> str | None:
+    """Append `text` to the job summary file `path` (GitHub Actions: $GITHUB_STEP_SUMMARY);
+    returns why it could not, or None."""
+    if not path:
+        return None
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as e:
+        return f"cannot write the job summary to {path}: {e}"
+    return None

@@ -36,6 +36,11 @@ def experiment_side(exp: Experiment, name: str | None = None) -> Side:
     return Side(name or exp.id, items)
 
 
+def paired(a: Experiment, b: Experiment) -> bool:
+    """Two experiments over the same dataset (project and name) are compared item by item."""
+    return (a.project, a.record["dataset"]["name"]) == (b.project, b.record["dataset"]["name"])
+
+
 def trace_links(experiments: list[Experiment]) -> Callable[[str, Item], str | None]:
     """link(side name, item) → the item's trace in the dashboard ($SPANLAKE_DASHBOARD_URL)."""
     projects = {e.id: e.record.get("trace_project") for e in experiments}

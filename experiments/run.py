@@ -18,15 +18,18 @@ item's cost, duration and outcome as the production analytics compute them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 import spanlake.sdk as sl
 from spanlake.analytics.runner import Analytics
@@ -34,7 +37,7 @@ from spanlake.experiments.apps import App
 from spanlake.experiments.figures import collect_figures
 from spanlake.experiments.items import DatasetItem, DatasetRef, load_items, resolve
 from spanlake.experiments.scoring import Scorer, decide, run_checks
-from spanlake.experiments.store import Experiment, ExperimentError, Store, cut_output
+from spanlake.experiments.store import Experiment, ExperimentError, ResultWriter, Store, cut_output
 from spanlake.sdk import attributes as A
 from spanlake.storage.layout import DataDir, valid_project
 from spanlake.storage.reader import Lake
@@ -170,23 +173,47 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def item_scope(exp: Experiment, item_id: str, meta: Mapping[str, str]) -> dict[str, str]:
+    """The attributes every span of an item's trace carries."""
+    dataset = exp.record["dataset"]
+    return {
+        A.EXPERIMENT_ID: exp.id,
+        A.EXPERIMENT_ITEM_ID: item_id,
+        A.EXPERIMENT_DATASET: f"{dataset['name']}@{dataset['version']}",
+    } | meta_attributes(meta)
+
+
+@contextlib.contextmanager
+def item_task(
+    exp: Experiment,
+    item_id: str,
+    meta: Mapping[str, str],
+    row: dict[str, Any],
+    parent: trace.SpanContext | None = None,
+) -> Iterator[sl.Task]:
+    """The item's context scope and SDK task span (`experiment_item`), whose trace and span ids
+    go into `row`. `parent`: start the task inside that span's trace (the pytest plugin puts
+    every test of one item in one trace); else it starts a trace of its own."""
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(parent))) if parent else None
+    try:
+        with sl.ContextScope(item_scope(exp, item_id, meta)), sl.task(TASK_NAME) as task:
+            ctx = task.span.get_span_context()
+            if ctx.is_valid:
+                row["trace_id"], row["span_id"] = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+            yield task
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+
+
 async def run_item(
     exp: Experiment, item: DatasetItem, app: App, scorers: Sequence[Scorer], settings: Settings
 ) -> dict[str, Any]:
     """Run one item inside its task span; returns its result line."""
-    dataset = exp.record["dataset"]
-    scope = {
-        A.EXPERIMENT_ID: exp.id,
-        A.EXPERIMENT_ITEM_ID: item.id,
-        A.EXPERIMENT_DATASET: f"{dataset['name']}@{dataset['version']}",
-    } | meta_attributes(settings.meta)
     row: dict[str, Any] = {"item_id": item.id, "started_at": _now(), "status": "ok"}
     t0 = time.perf_counter()
     try:
-        with sl.ContextScope(scope), sl.task(TASK_NAME) as task:
-            ctx = task.span.get_span_context()
-            if ctx.is_valid:
-                row["trace_id"], row["span_id"] = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+        with item_task(exp, item.id, settings.meta, row) as task:
             try:
                 raw = await app(item, settings.timeout_s)
             except TimeoutError:
@@ -302,13 +329,8 @@ def run(
         if on_start is not None:
             on_start(len(items), report.skipped)
 
-        trace_project = exp.record["trace_project"]
-        service = os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME
-        handle = sl.setup(endpoint=settings.endpoint, service_name=service, project=trace_project)
-
-        def commit(rows: list[dict[str, Any]]) -> None:
-            report.flushed = handle.flush(FLUSH_S) and report.flushed  # the items' spans first
-            writer.append(rows)
+        handle = start_tracing(settings.endpoint, exp.record["trace_project"])
+        commit = Committer(handle, writer)
 
         def committed(rows: list[dict[str, Any]]) -> None:
             for row in rows:
@@ -321,19 +343,61 @@ def run(
         try:
             asyncio.run(_run_items(exp, todo, app, scorers, settings, commit, committed))
         finally:
-            report.flushed = handle.flush(FLUSH_S) and report.flushed
-            handle.shutdown()
-        results = exp.results()
-        try:
-            an = Analytics(Lake(data_dir))
-            figures, expected = collect_figures(an, exp.id, trace_project, results, settings.wait_s, on_figures)
-        except Exception as e:  # the results stand; `--resume` reads the figures again
-            report.figures_error = f"{type(e).__name__}: {e}"[:MAX_ERROR]
-            figures, expected = {}, sum(1 for r in results.values() if r.get("trace_id"))
-        store.write_figures(
-            exp, figures, collected_at=_now(), expected=expected, found=len(figures), error=report.figures_error
+            report.flushed = commit.close()
+        report.figures, report.figures_expected, report.figures_error = finish(
+            store, data_dir, exp, settings.wait_s, on_figures
         )
-        report.figures, report.figures_expected = len(figures), expected
-        store.update(exp, status="finished", finished_at=_now(), items=len(results))
     report.seconds = time.monotonic() - started
     return report
+
+
+def start_tracing(endpoint: str, trace_project: str) -> sl.Spanlake:
+    """The SDK, exporting to the spanlake at `endpoint` into `trace_project` (service name
+    $OTEL_SERVICE_NAME, else `spanlake-experiment`)."""
+    service = os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME
+    return sl.setup(endpoint=endpoint, service_name=service, project=trace_project)
+
+
+class Committer:
+    """Commits finished items' result lines: first their spans are handed to spanlake (an SDK
+    flush), then the lines are appended and fsynced, so a line never exists without its trace
+    having been sent (store.py, "Exactly once"). One fsync per batch, not per item."""
+
+    def __init__(self, handle: sl.Spanlake, writer: ResultWriter) -> None:
+        self.handle = handle
+        self.writer = writer
+        self.flushed = True  # every flush so far finished in time
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        self.flushed = self.handle.flush(FLUSH_S) and self.flushed  # the items' spans first
+        self.writer.append(rows)
+
+    def close(self) -> bool:
+        """Flush what is left, stop the SDK; True when every flush finished in time."""
+        self.flushed = self.handle.flush(FLUSH_S) and self.flushed
+        self.handle.shutdown()
+        return self.flushed
+
+
+def finish(
+    store: Store,
+    data_dir: DataDir,
+    exp: Experiment,
+    wait_s: float,
+    on_figures: Callable[[int, int], None] | None = None,
+) -> tuple[int, int, str | None]:
+    """Read every finished item's cost, duration and outcome from the lake (waiting at most
+    `wait_s` for its trace), store them and mark the experiment finished. Returns (items with
+    figures, items expected, why reading the lake failed or None: the results stand and
+    `--resume` reads the figures again)."""
+    results = exp.results()
+    error = None
+    try:
+        an = Analytics(Lake(data_dir))
+        figures, expected = collect_figures(an, exp.id, exp.record["trace_project"], results, wait_s, on_figures)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"[:MAX_ERROR]
+        figures, expected = {}, sum(1 for r in results.values() if r.get("trace_id"))
+    store.write_figures(exp, figures, collected_at=_now(), expected=expected, found=len(figures), error=error)
+    store.update(exp, status="finished", finished_at=_now(), items=len(results))
+    return len(figures), expected, error
