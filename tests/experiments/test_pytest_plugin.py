@@ -247,3 +247,84 @@ def test_the_plugin_is_inert_without_its_options(pytester: pytest.Pytester) -> N
     items = pytester.runpytest_subprocess("test_items.py", "-rs")
     items.assert_outcomes(skipped=1)
     assert "no dataset (run pytest with --spanlake-dataset NAME@VERSION)" in items.stdout.str()
+
+
+TWO_TESTS = """
+import pytest
+
+import spanlake.sdk as sl
+
+
+def call(input_tokens, output_tokens):
+    with sl.llm_call("acme-1", "openai") as c:
+        c.set_usage(input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+@pytest.fixture
+def short_limit(spanlake_item):
+    if spanlake_item.id == "item-4":
+        raise OSError("limits file missing")
+    return 20
+
+
+def test_answer(spanlake_item):
+    call(100, 50)
+    spanlake_item.record("answer " + spanlake_item.input.split()[-1])
+    assert spanlake_item.id != "item-6", "wrong on purpose"
+
+
+def test_short(spanlake_item, short_limit):
+    call(10, 10)
+    if spanlake_item.id == "item-3":
+        raise RuntimeError("upstream refused")
+    assert len(spanlake_item.input) < short_limit
+"""
+
+
+def test_several_tests_of_an_item_make_one_result_and_share_its_trace(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, lake: RunningCollector
+) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_two=TWO_TESTS)
+    result, exp_id = session(pytester, monkeypatch, lake, "v1")
+    # 20 tests: item-6 fails test_answer, item-3 raises in test_short, item-4's fixture errors
+    result.assert_outcomes(passed=17, failed=2, errors=1)
+    exp = Store(lake.data_dir).get(exp_id)
+    results = exp.results()
+    assert sorted(results) == sorted(ITEMS)
+    zero = results["item-0"]
+    assert zero["checks"] == {"test_answer": True, "test_short": True} and zero["success"] is True
+    assert zero["output"] == "answer 0"  # only test_answer records
+    six = results["item-6"]
+    assert six["checks"] == {"test_answer": False, "test_short": True} and six["failure_mode"] == "test_answer"
+    assert six["messages"]["test_answer"].startswith("AssertionError: wrong on purpose")
+    three = results["item-3"]
+    assert (three["status"], three["failure_mode"], three["error"]) == (
+        "error",
+        "error",
+        "RuntimeError: upstream refused",
+    )
+    assert three["tests"] == {"test_answer": "passed", "test_short": "error"}
+    four = results["item-4"]
+    assert four["status"] == "error" and four["error"] == "setup: OSError: limits file missing"
+    assert four["tests"] == {"test_answer": "passed", "test_short": "error"}
+
+    # both tests of an item in one trace: the first test's task is the root, the second its child;
+    # the item's cost counts both model calls ($0.20 + $0.03), item-4's second test never ran
+    tasks = lake.query(
+        """SELECT attr_str(attributes, 'spanlake.experiment.item_id') AS item, trace_id, span_id, parent_span_id
+           FROM spans_raw WHERE attr_str(attributes, 'spanlake.experiment.id') = $id AND name = 'experiment_item'
+           ORDER BY start_time""",
+        {"id": exp_id},
+    )
+    zero_tasks = [t for t in tasks if t["item"] == "item-0"]
+    assert len(zero_tasks) == 2 and zero_tasks[0]["trace_id"] == zero_tasks[1]["trace_id"] == zero["trace_id"]
+    assert zero_tasks[0]["span_id"] == zero["span_id"] and zero_tasks[1]["parent_span_id"] == zero["span_id"]
+    figures = exp.figures()
+    assert figures["item-0"]["cost_usd"] == pytest.approx(0.23, abs=1e-12) and figures["item-0"]["llm_calls"] == 2
+    assert figures["item-3"]["cost_usd"] == pytest.approx(0.23, abs=1e-12)
+    assert figures["item-4"]["cost_usd"] == pytest.approx(0.2, abs=1e-12) and figures["item-4"]["llm_calls"] == 1
+    f = side_figures(experiment_side(exp))
+    assert (f.successes, f.failures, f.errors) == (7, 3, 2)
+    assert f.failure_modes == {"error": 2, "test_answer": 1}
