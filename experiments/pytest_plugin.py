@@ -128,8 +128,8 @@ def pytest_configure(config: pytest.Config) -> None:
     given = settings(config)
     if given is None:
         return
-    # optional dependency: the experiment machinery (DuckDB, Polars, the SDK) loads only when enabled
-    from spanlake.experiments.pytest_session import ExperimentSession
+    # The experiment machinery (DuckDB, Polars, the SDK) takes 1-2 s to import: only when enabled.
+    from spanlake.experiments.pytest_session import ExperimentSession  # optional dependency: slow, on demand
 
     config.pluginmanager.register(ExperimentSession(config, **given), PLUGIN_NAME)
 
