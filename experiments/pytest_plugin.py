@@ -143,4 +143,4 @@ def spanlake_item(request: pytest.FixtureRequest) -> Any:
     session = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     if session is None or not hasattr(request, "param"):
         pytest.skip("spanlake_item: no dataset (run pytest with --spanlake-dataset NAME@VERSION)")
-    return session.item_for(request.node.nodeid, request.param)
+    return session.item_for(request.param)

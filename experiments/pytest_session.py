@@ -108,11 +108,17 @@ class ItemTest:
     wall_ms: float = 0.0
 
 
+def param_id(item_id: str) -> str:
+    """The item's part of a test's id (`test_answer[<this>]`): the item id, ASCII-escaped as
+    pytest would, so that `check_name` finds it."""
+    return item_id.encode("unicode_escape").decode("ascii")
+
+
 def check_name(item: pytest.Item, item_id: str) -> str:
     """A test's name as a check: its node id without the file and without the item's id."""
     name = item.nodeid.split("::", 1)[-1]
     base, _, params = name.partition("[")
-    rest = params.removesuffix("]").replace(item_id, "", 1).strip("-")
+    rest = params.removesuffix("]").replace(param_id(item_id), "", 1).strip("-")
     return f"{base}[{rest}]" if rest else base
 
 
@@ -218,7 +224,7 @@ class ExperimentSession:
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if FIXTURE in metafunc.fixturenames:
-            metafunc.parametrize(FIXTURE, self.items, ids=[i.id for i in self.items], indirect=True)
+            metafunc.parametrize(FIXTURE, self.items, ids=[param_id(i.id) for i in self.items], indirect=True)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for node in session.items:
@@ -243,7 +249,7 @@ class ExperimentSession:
         self.store.update(self.exp, runner="pytest", tests=len(self.tests))
         self.committer = Committer(start_tracing(settings.endpoint, self.exp.record["trace_project"]), writer)
 
-    def item_for(self, nodeid: str, item: DatasetItem) -> SpanlakeItem:
+    def item_for(self, item: DatasetItem) -> SpanlakeItem:
         """The fixture's value for one test."""
         return SpanlakeItem(item)
 
@@ -332,7 +338,7 @@ class ExperimentSession:
                     session.exitstatus = pytest.ExitCode.TESTS_FAILED
             return
         try:
-            self._finish_experiment()
+            self._finish_experiment(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
         finally:
             self.stack.close()  # the run lock
         if gating:
@@ -344,18 +350,19 @@ class ExperimentSession:
                 code = int(session.exitstatus)
                 self.verdict_line = f"the session {'passes' if ok else 'fails'} ({why}; exit code {code})"
 
-    def _finish_experiment(self) -> None:
+    def _finish_experiment(self, interrupted: bool) -> None:
         assert self.exp is not None and self.committer is not None
         for item_id in [i for i, n in self.remaining.items() if n > 0]:  # interrupted (-x, Ctrl-C)
             self._done(item_id)
         self._commit()
         flushed = self.committer.close()
+        wait_s = 0.0 if interrupted else self.wait_s  # Ctrl-C: read what is there, at once
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        if reporter is not None and wait_s > 0:
             reporter.write_line(
-                f"spanlake: reading the experiment's cost and latency from the lake (at most {self.wait_s:g} s)"
+                f"spanlake: reading the experiment's cost and latency from the lake (at most {wait_s:g} s)"
             )
-        found, expected, error = finish(self.store, self.data_dir, self.exp, self.wait_s)
+        found, expected, error = finish(self.store, self.data_dir, self.exp, wait_s)
         side = offline.experiment_side(self.exp)
         wins = sum(i.success is True for i in side.items)
         ds = self.exp.record["dataset"]
