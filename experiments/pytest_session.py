@@ -205,7 +205,6 @@ class ExperimentSession:
             raise pytest.UsageError(
                 f"spanlake: no spanlake at {endpoint} ({why}): start it or pass --spanlake-endpoint"
             )
-        self.by_id = {i.id: i for i in self.items}
         self.tests: dict[str, ItemTest] = {}  # by node id
         self.remaining: dict[str, int] = {}  # tests still to finish, by item id
         self.parents: dict[str, trace.SpanContext] = {}  # the trace each item's tests share
