@@ -1,0 +1,86 @@
+"""One model call, two spans: which LLM spans repeat a call that a client's own span counts.
+
+A client library that traces itself (the anthropic client 2.x: scope `com.anthropic.sdk.python`)
+emits a span per API call, and an instrumentation (OpenInference, OpenLLMetry) emits another
+LLM span for the same call. The rule (docs/instrumentations.md, "One call, two spans"): an
+LLM span that is not a client's own is a **duplicate** of a client's LLM span of the same
+trace when
+
+- it is that span's parent, or a sibling (same parent) that encloses it in time, and
+- both name the same model (requested, else answering), and
+- for a sibling, their `gen_ai.response.id` agree when both have one.
+
+The client's span counts (its numbers are the most complete); the duplicate counts as no call,
+no tokens and no cost, and stays in the trace. Pairing needs both spans, which may arrive in
+different batches, so it is decided when the lake is read, never written: the stored rows
+stay as received.
+
+Every reader builds the same CTEs from here: analytics' span relation (analytics.spans), the
+trace list's lean relation (analytics.traces.relation) and the `traces` view (storage.reader).
+The pairing is one narrow read of the LLM spans joined with itself on (project, trace, model);
+attributes (the response ids) are read only for sibling candidates. Readers skip it when the
+window holds no client span (analytics.spans.pairing_needed).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+# Scopes of client libraries that emit their own span for every API call (observed with the
+# real libraries in tests/collector/test_instrumentations_*.py).
+CLIENT_SCOPES = ("com.anthropic.sdk.python",)
+RESPONSE_ID_KEY = "gen_ai.response.id"
+# Stored starts are whole microseconds, ends start + the exact duration: a sibling that ends
+# with the client's span may look up to 1 µs early.
+END_SLACK_NS = 1000
+# A client's span starts as the instrumentation's span has just started (it is called inside
+# it), so a window's duplicates are found from the client spans starting up to this long after
+# the window's end (a call that straddles an hour counts once in hourly rollups too).
+PAIR_LOOKAHEAD = timedelta(minutes=5)
+
+_SCOPES = "(" + ", ".join(f"'{s}'" for s in CLIENT_SCOPES) + ")"
+IS_CLIENT_CALL = f"(category = 'llm' AND scope_name IN {_SCOPES})"
+
+
+def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
+    """CTEs ending in `<name>` (project, trace_id, span_id, duplicate_of): each LLM span of
+    `source` matching `where` that duplicates a client's span (also matching `where`), with the
+    id of that span (the earliest, if several).
+
+    One narrow read of the LLM spans; attributes (the response ids) are read only for the
+    sibling candidates. Rows of `source` may repeat (re-sent spans): each duplicate comes out once.
+    """
+    return f"""{name}_llm AS (
+      SELECT project, trace_id, span_id, parent_span_id, coalesce(request_model, response_model) AS model,
+        epoch_ns(start_time) AS lo, epoch_ns(start_time) + duration_ns AS hi,
+        coalesce(scope_name IN {_SCOPES}, false) AS is_client
+      FROM {source} WHERE ({where}) AND category = 'llm'
+    ),
+    {name}_cand AS (
+      SELECT i.project, i.trace_id, i.span_id, c.span_id AS c_span_id, c.lo AS c_lo,
+        c.parent_span_id = i.span_id AS is_parent
+      FROM {name}_llm i JOIN {name}_llm c ON c.project = i.project AND c.trace_id = i.trace_id AND c.model = i.model
+      WHERE c.is_client AND NOT i.is_client
+        AND (c.parent_span_id = i.span_id
+             OR (c.parent_span_id = i.parent_span_id AND c.lo >= i.lo AND c.hi <= i.hi + {END_SLACK_NS}))
+    ),
+    {name}_rid AS (
+      SELECT DISTINCT project, trace_id, span_id, attr_str(attributes, '{RESPONSE_ID_KEY}') AS rid
+      FROM {source} WHERE ({where}) AND category = 'llm' AND span_id IN (
+        SELECT span_id FROM {name}_cand WHERE NOT is_parent
+        UNION ALL SELECT c_span_id FROM {name}_cand WHERE NOT is_parent)
+    ),
+    {name} AS (
+      SELECT k.project, k.trace_id, k.span_id, arg_min(k.c_span_id, (k.c_lo, k.c_span_id)) AS duplicate_of
+      FROM {name}_cand k
+      LEFT JOIN {name}_rid ri ON ri.project = k.project AND ri.trace_id = k.trace_id AND ri.span_id = k.span_id
+      LEFT JOIN {name}_rid rc ON rc.project = k.project AND rc.trace_id = k.trace_id AND rc.span_id = k.c_span_id
+      WHERE k.is_parent OR ri.rid IS NULL OR rc.rid IS NULL OR ri.rid = rc.rid
+      GROUP BY k.project, k.trace_id, k.span_id
+    )"""
+
+
+def has_client_calls_sql(client_where: str, source: str = "spans_raw") -> str:
+    """`SELECT EXISTS (...) AS found`: whether any client span matches `client_where` (when none
+    does, no span can be a duplicate and readers skip the pairing joins)."""
+    return f"SELECT EXISTS (SELECT 1 FROM {source} WHERE ({client_where}) AND {IS_CLIENT_CALL}) AS found"
