@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-# Scopes of client libraries that emit their own span for every API call (observed with the
-# real libraries in tests/collector/test_instrumentations_*.py).
+# Scopes of client libraries that emit their own span for every API call, each also with a
+# `.<platform>` suffix (the anthropic client's Foundry, Bedrock and Vertex clients:
+# `com.anthropic.sdk.python.foundry`, ...). Observed with the real libraries in
+# tests/collector/test_instrumentations_anthropic.py; google-genai 3.x and openai 3.x emit none.
 CLIENT_SCOPES = ("com.anthropic.sdk.python",)
 RESPONSE_ID_KEY = "gen_ai.response.id"
 # Stored starts are whole microseconds, ends start + the exact duration: a sibling that ends
@@ -38,8 +40,8 @@ END_SLACK_NS = 1000
 # the window's end (a call that straddles an hour counts once in hourly rollups too).
 PAIR_LOOKAHEAD = timedelta(minutes=5)
 
-_SCOPES = "(" + ", ".join(f"'{s}'" for s in CLIENT_SCOPES) + ")"
-IS_CLIENT_CALL = f"(category = 'llm' AND scope_name IN {_SCOPES})"
+IS_CLIENT_SCOPE = "(" + " OR ".join(f"scope_name = '{s}' OR starts_with(scope_name, '{s}.')" for s in CLIENT_SCOPES) + ")"
+IS_CLIENT_CALL = f"(category = 'llm' AND {IS_CLIENT_SCOPE})"
 
 
 def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
@@ -53,7 +55,7 @@ def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
     return f"""{name}_llm AS (
       SELECT project, trace_id, span_id, parent_span_id, coalesce(request_model, response_model) AS model,
         epoch_ns(start_time) AS lo, epoch_ns(start_time) + duration_ns AS hi,
-        coalesce(scope_name IN {_SCOPES}, false) AS is_client
+        coalesce({IS_CLIENT_SCOPE}, false) AS is_client
       FROM {source} WHERE ({where}) AND category = 'llm'
     ),
     {name}_cand AS (
