@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
-from spanlake.storage.call_pairs import PAIR_LOOKAHEAD, duplicate_ctes, has_client_calls_sql
+from spanlake.storage.call_pairs import PAIR_LOOKAHEAD, duplicate_ctes, has_client_calls_sql, no_duplicates_cte
 from spanlake.storage.reader import KEY_POINTER_SQL, ROOT_PREDICATE, fetch_arrow
 from spanlake.storage.schema import SPANS
 
@@ -370,10 +370,11 @@ def _where(src: SpanSource, p: Params) -> str:
 
 
 def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: list[str], pair_calls: bool = True) -> str:
-    """CTEs `dedup_sp` → `sp`: filtered, de-duplicated spans with `duplicate_of` and cost columns.
+    """CTEs `dedup_sp` → `sl_dup` (the duplicate calls, storage.call_pairs) → `sp`: filtered,
+    de-duplicated spans with `duplicate_of` and cost columns.
 
-    `pair_calls=False` (when `pairing_needed` says the window has no client span) leaves every
-    `duplicate_of` NULL without the pairing joins."""
+    `pair_calls=False` (when `pairing_needed` says the window has no client span) leaves
+    `sl_dup` empty and every `duplicate_of` NULL without the pairing joins."""
     f = src.filters
     where = _where(src, p)
     attr_match = attr_predicate(f, p)
@@ -396,9 +397,7 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
         coalesce(request_model, response_model) AS model, {price_model} AS price_model,
         duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root,
         ({attr_match}) AS attr_match, {tier_expr} AS service_tier"""
-    pairs = ""
-    if pair_calls:
-        pairs = duplicate_ctes("sl_dup", pair_where(src, p)) + ",\n    "
+    pairs = duplicate_ctes("sl_dup", pair_where(src, p)) if pair_calls else no_duplicates_cte("sl_dup")
     join = _DUP_JOIN if pair_calls else _NO_DUP_JOIN
     # Rows of spans_raw_once are distinct already (storage.reader.split_unique_files).
     return f"""dedup_sp AS (
@@ -406,7 +405,8 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
       UNION ALL
       SELECT DISTINCT ON (project, trace_id, span_id) * FROM ({select} FROM spans_raw_rest WHERE {where})
     ),
-    {pairs}sp AS ({_priced_sql(join) if src.priced else _unpriced_sql(join)}
+    {pairs},
+    sp AS ({_priced_sql(join) if src.priced else _unpriced_sql(join)}
     )"""
 
 

@@ -40,14 +40,16 @@ END_SLACK_NS = 1000
 # the window's end (a call that straddles an hour counts once in hourly rollups too).
 PAIR_LOOKAHEAD = timedelta(minutes=5)
 
-IS_CLIENT_SCOPE = "(" + " OR ".join(f"scope_name = '{s}' OR starts_with(scope_name, '{s}.')" for s in CLIENT_SCOPES) + ")"
+IS_CLIENT_SCOPE = (
+    "(" + " OR ".join(f"scope_name = '{s}' OR starts_with(scope_name, '{s}.')" for s in CLIENT_SCOPES) + ")"
+)
 IS_CLIENT_CALL = f"(category = 'llm' AND {IS_CLIENT_SCOPE})"
 
 
 def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
-    """CTEs ending in `<name>` (project, trace_id, span_id, duplicate_of): each LLM span of
-    `source` matching `where` that duplicates a client's span (also matching `where`), with the
-    id of that span (the earliest, if several).
+    """CTEs ending in `<name>` (project, trace_id, span_id, parent_span_id, duplicate_of): each
+    LLM span of `source` matching `where` that duplicates a client's span (also matching
+    `where`), its parent, and the id of that client's span (the earliest, if several).
 
     One narrow read of the LLM spans; attributes (the response ids) are read only for the
     sibling candidates. Rows of `source` may repeat (re-sent spans): each duplicate comes out once.
@@ -59,7 +61,7 @@ def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
       FROM {source} WHERE ({where}) AND category = 'llm'
     ),
     {name}_cand AS (
-      SELECT i.project, i.trace_id, i.span_id, c.span_id AS c_span_id, c.lo AS c_lo,
+      SELECT i.project, i.trace_id, i.span_id, i.parent_span_id, c.span_id AS c_span_id, c.lo AS c_lo,
         c.parent_span_id = i.span_id AS is_parent
       FROM {name}_llm i JOIN {name}_llm c ON c.project = i.project AND c.trace_id = i.trace_id AND c.model = i.model
       WHERE c.is_client AND NOT i.is_client
@@ -73,7 +75,8 @@ def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
         UNION ALL SELECT c_span_id FROM {name}_cand WHERE NOT is_parent)
     ),
     {name} AS (
-      SELECT k.project, k.trace_id, k.span_id, arg_min(k.c_span_id, (k.c_lo, k.c_span_id)) AS duplicate_of
+      SELECT k.project, k.trace_id, k.span_id, any_value(k.parent_span_id) AS parent_span_id,
+        arg_min(k.c_span_id, (k.c_lo, k.c_span_id)) AS duplicate_of
       FROM {name}_cand k
       LEFT JOIN {name}_rid ri ON ri.project = k.project AND ri.trace_id = k.trace_id AND ri.span_id = k.span_id
       LEFT JOIN {name}_rid rc ON rc.project = k.project AND rc.trace_id = k.trace_id AND rc.span_id = k.c_span_id
@@ -86,3 +89,9 @@ def has_client_calls_sql(client_where: str, source: str = "spans_raw") -> str:
     """`SELECT EXISTS (...) AS found`: whether any client span matches `client_where` (when none
     does, no span can be a duplicate and readers skip the pairing joins)."""
     return f"SELECT EXISTS (SELECT 1 FROM {source} WHERE ({client_where}) AND {IS_CLIENT_CALL}) AS found"
+
+
+def no_duplicates_cte(name: str) -> str:
+    """`<name>` with the columns of duplicate_ctes' result and no row (a window without client spans)."""
+    cols = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in ("project", "trace_id", "span_id", "parent_span_id"))
+    return f"{name} AS (SELECT {cols}, CAST(NULL AS VARCHAR) AS duplicate_of WHERE false)"
