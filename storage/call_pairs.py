@@ -49,7 +49,7 @@ IS_CLIENT_CALL = f"(category = 'llm' AND {IS_CLIENT_SCOPE})"
 def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
     """CTEs ending in `<name>` (project, trace_id, span_id, parent_span_id, duplicate_of): each
     LLM span of `source` matching `where` that duplicates a client's span (also matching
-    `where`), its parent, and the id of that client's span (the earliest, if several).
+    `where`), its parent, and the id of that client's span (the lowest, if several).
 
     One narrow read of the LLM spans; attributes (the response ids) are read only for the
     sibling candidates. Rows of `source` may repeat (re-sent spans): each duplicate comes out once.
@@ -61,7 +61,7 @@ def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
       FROM {source} WHERE ({where}) AND category = 'llm'
     ),
     {name}_cand AS (
-      SELECT i.project, i.trace_id, i.span_id, i.parent_span_id, c.span_id AS c_span_id, c.lo AS c_lo,
+      SELECT i.project, i.trace_id, i.span_id, i.parent_span_id, c.span_id AS c_span_id,
         c.parent_span_id = i.span_id AS is_parent
       FROM {name}_llm i JOIN {name}_llm c ON c.project = i.project AND c.trace_id = i.trace_id AND c.model = i.model
       WHERE c.is_client AND NOT i.is_client
@@ -76,7 +76,7 @@ def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
     ),
     {name} AS (
       SELECT k.project, k.trace_id, k.span_id, any_value(k.parent_span_id) AS parent_span_id,
-        arg_min(k.c_span_id, (k.c_lo, k.c_span_id)) AS duplicate_of
+        min(k.c_span_id) AS duplicate_of
       FROM {name}_cand k
       LEFT JOIN {name}_rid ri ON ri.project = k.project AND ri.trace_id = k.trace_id AND ri.span_id = k.span_id
       LEFT JOIN {name}_rid rc ON rc.project = k.project AND rc.trace_id = k.trace_id AND rc.span_id = k.c_span_id
