@@ -40,23 +40,31 @@ END_SLACK_NS = 1000
 # the window's end (a call that straddles an hour counts once in hourly rollups too).
 PAIR_LOOKAHEAD = timedelta(minutes=5)
 
-IS_CLIENT_SCOPE = (
-    "(" + " OR ".join(f"scope_name = '{s}' OR starts_with(scope_name, '{s}.')" for s in CLIENT_SCOPES) + ")"
-)
+# Plain SQL that DuckDB and Spark both run (analytics.spark).
+IS_CLIENT_SCOPE = "(" + " OR ".join(f"scope_name = '{s}' OR scope_name LIKE '{s}.%'" for s in CLIENT_SCOPES) + ")"
 IS_CLIENT_CALL = f"(category = 'llm' AND {IS_CLIENT_SCOPE})"
 
 
-def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
+def duplicate_ctes(
+    name: str,
+    where: str,
+    source: str = "spans_raw",
+    *,
+    start_ns: str = "epoch_ns(start_time)",
+    response_id: str = f"attr_str(attributes, '{RESPONSE_ID_KEY}')",
+) -> str:
     """CTEs ending in `<name>` (project, trace_id, span_id, parent_span_id, duplicate_of): each
     LLM span of `source` matching `where` that duplicates a client's span (also matching
     `where`), its parent, and the id of that client's span (the lowest, if several).
 
     One narrow read of the LLM spans; attributes (the response ids) are read only for the
     sibling candidates. Rows of `source` may repeat (re-sent spans): each duplicate comes out once.
+    `start_ns` and `response_id` are the SQL of a span's start in ns and of its response id (the
+    defaults are DuckDB's; analytics.spark passes Spark's).
     """
     return f"""{name}_llm AS (
       SELECT project, trace_id, span_id, parent_span_id, coalesce(request_model, response_model) AS model,
-        epoch_ns(start_time) AS lo, epoch_ns(start_time) + duration_ns AS hi,
+        {start_ns} AS lo, {start_ns} + duration_ns AS hi,
         coalesce({IS_CLIENT_SCOPE}, false) AS is_client
       FROM {source} WHERE ({where}) AND category = 'llm'
     ),
@@ -69,7 +77,7 @@ def duplicate_ctes(name: str, where: str, source: str = "spans_raw") -> str:
              OR (c.parent_span_id = i.parent_span_id AND c.lo >= i.lo AND c.hi <= i.hi + {END_SLACK_NS}))
     ),
     {name}_rid AS (
-      SELECT DISTINCT project, trace_id, span_id, attr_str(attributes, '{RESPONSE_ID_KEY}') AS rid
+      SELECT DISTINCT project, trace_id, span_id, {response_id} AS rid
       FROM {source} WHERE ({where}) AND category = 'llm' AND span_id IN (
         SELECT span_id FROM {name}_cand WHERE NOT is_parent
         UNION ALL SELECT c_span_id FROM {name}_cand WHERE NOT is_parent)
