@@ -87,11 +87,18 @@ class Analytics:
             con.register("task_labels", self._labels())
             for name, table in (tables or {}).items():
                 con.register(name, table)
-            return [self._run_on(con, src, body) for src, body in jobs]
+            seen: dict[str, bool] = {}  # pairing_needed's answers on this connection
+            return [self._run_on(con, src, body, seen) for src, body in jobs]
         finally:
             con.close()
 
-    def _run_on(self, con: duckdb.DuckDBPyConnection, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:
+    def _run_on(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        src: SpanSource,
+        body: Callable[[Params], str],
+        seen: dict[str, bool] | None = None,
+    ) -> pl.DataFrame:
         pairs: list[dict[str, Any]] = []
         if src.priced:
             p0 = Params()
@@ -99,7 +106,7 @@ class Analytics:
         table = self.prices.table((r["provider"], r["model"]) for r in pairs)
         con.register("prices", table)
         p = Params()
-        pair = pairing_needed(con, src)
+        pair = pairing_needed(con, src, seen)
         ctes = span_ctes(src, p, PriceBook.tier_models(table), PriceBook.service_tier_keys(table), pair)
         sql = f"WITH RECURSIVE {ctes},\n{body(p)}"
         df: pl.DataFrame = pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[assignment]

@@ -326,12 +326,19 @@ def pair_where(src: SpanSource, p: Params) -> str:
     return _where(wide, p)
 
 
-def pairing_needed(con: duckdb.DuckDBPyConnection, src: SpanSource) -> bool:
+def pairing_needed(con: duckdb.DuckDBPyConnection, src: SpanSource, seen: dict[str, bool] | None = None) -> bool:
     """Whether the source's window holds a client library's own LLM span (otherwise no span can
-    be a duplicate, and span_ctes skips the pairing joins)."""
+    be a duplicate, and span_ctes skips the pairing joins). `seen` remembers the answers given
+    on this connection (the jobs of one report often read the same window)."""
     p = Params()
-    found = fetch_arrow(con, has_client_calls_sql(pair_where(src, p)), p.values)
-    return bool(found["found"][0].as_py())
+    sql = has_client_calls_sql(pair_where(src, p))
+    key = f"{sql}\x00{sorted((k, str(v)) for k, v in p.values.items())}"
+    if seen is not None and key in seen:
+        return seen[key]
+    found = bool(fetch_arrow(con, sql, p.values)["found"][0].as_py())
+    if seen is not None:
+        seen[key] = found
+    return found
 
 
 def pairs_sql(src: SpanSource, p: Params) -> str:
