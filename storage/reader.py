@@ -17,7 +17,7 @@ Views:
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
   logs                 one row per distinct log record
   duplicate_calls      one row per LLM span that repeats a call a client's own span counts
-                       (project, trace_id, span_id, duplicate_of; see storage.call_pairs)
+                       (project, trace_id, span_id, parent_span_id, duplicate_of: storage.call_pairs)
   labels               one row per label event (feedback, reviews, judges); history kept
   dataset_events       one row per dataset membership event (dataset_events_raw: as stored)
   traces               one row per trace (see storage.schema.TRACES_COLUMNS); a duplicate call
