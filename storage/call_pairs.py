@@ -45,6 +45,22 @@ IS_CLIENT_SCOPE = "(" + " OR ".join(f"scope_name = '{s}' OR scope_name LIKE '{s}
 IS_CLIENT_CALL = f"(category = 'llm' AND {IS_CLIENT_SCOPE})"
 
 
+def _llm_spans(where: str, source: str, start_ns: str, extra: str = "") -> str:
+    return f"""SELECT project, trace_id, span_id, parent_span_id, coalesce(request_model, response_model) AS model,
+        {start_ns} AS lo, {start_ns} + duration_ns AS hi, coalesce({IS_CLIENT_SCOPE}, false) AS is_client{extra}
+      FROM {source} WHERE ({where}) AND category = 'llm'"""
+
+
+# The rule between an LLM span `i` that is not a client's and a client's span `c`: same trace
+# and model; `c`'s parent is `i`, or `c` is a sibling `i` encloses in time. Then, for a
+# sibling, the response ids (`ri`, `rc`) agree when both are known.
+_SAME_CALL = f"""c.project = i.project AND c.trace_id = i.trace_id AND c.model = i.model
+      AND c.is_client AND NOT i.is_client
+      AND (c.parent_span_id = i.span_id
+           OR (c.parent_span_id = i.parent_span_id AND c.lo >= i.lo AND c.hi <= i.hi + {END_SLACK_NS}))"""
+_SAME_RESPONSE = "(is_parent OR ri IS NULL OR rc IS NULL OR ri = rc)"
+
+
 def duplicate_ctes(
     name: str,
     where: str,
@@ -57,24 +73,19 @@ def duplicate_ctes(
     LLM span of `source` matching `where` that duplicates a client's span (also matching
     `where`), its parent, and the id of that client's span (the lowest, if several).
 
-    One narrow read of the LLM spans; attributes (the response ids) are read only for the
-    sibling candidates. Rows of `source` may repeat (re-sent spans): each duplicate comes out once.
-    `start_ns` and `response_id` are the SQL of a span's start in ns and of its response id (the
-    defaults are DuckDB's; analytics.spark passes Spark's).
+    For reports over a window: one narrow read of the LLM spans, joined with itself; attributes
+    (the response ids) are read only for the sibling candidates. Rows of `source` may repeat
+    (re-sent spans): each duplicate comes out once. `start_ns` and `response_id` are the SQL of a
+    span's start in ns and of its response id (the defaults are DuckDB's; analytics.spark passes
+    Spark's).
     """
     return f"""{name}_llm AS (
-      SELECT project, trace_id, span_id, parent_span_id, coalesce(request_model, response_model) AS model,
-        {start_ns} AS lo, {start_ns} + duration_ns AS hi,
-        coalesce({IS_CLIENT_SCOPE}, false) AS is_client
-      FROM {source} WHERE ({where}) AND category = 'llm'
+      {_llm_spans(where, source, start_ns)}
     ),
     {name}_cand AS (
       SELECT i.project, i.trace_id, i.span_id, i.parent_span_id, c.span_id AS c_span_id,
         c.parent_span_id = i.span_id AS is_parent
-      FROM {name}_llm i JOIN {name}_llm c ON c.project = i.project AND c.trace_id = i.trace_id AND c.model = i.model
-      WHERE c.is_client AND NOT i.is_client
-        AND (c.parent_span_id = i.span_id
-             OR (c.parent_span_id = i.parent_span_id AND c.lo >= i.lo AND c.hi <= i.hi + {END_SLACK_NS}))
+      FROM {name}_llm i JOIN {name}_llm c ON {_SAME_CALL}
     ),
     {name}_rid AS (
       SELECT DISTINCT project, trace_id, span_id, {response_id} AS rid
@@ -85,12 +96,30 @@ def duplicate_ctes(
     {name} AS (
       SELECT k.project, k.trace_id, k.span_id, any_value(k.parent_span_id) AS parent_span_id,
         min(k.c_span_id) AS duplicate_of
-      FROM {name}_cand k
-      LEFT JOIN {name}_rid ri ON ri.project = k.project AND ri.trace_id = k.trace_id AND ri.span_id = k.span_id
-      LEFT JOIN {name}_rid rc ON rc.project = k.project AND rc.trace_id = k.trace_id AND rc.span_id = k.c_span_id
-      WHERE k.is_parent OR ri.rid IS NULL OR rc.rid IS NULL OR ri.rid = rc.rid
+      FROM (
+        SELECT k.*, r_i.rid AS ri, r_c.rid AS rc FROM {name}_cand k
+        LEFT JOIN {name}_rid r_i ON r_i.project = k.project AND r_i.trace_id = k.trace_id AND r_i.span_id = k.span_id
+        LEFT JOIN {name}_rid r_c ON r_c.project = k.project AND r_c.trace_id = k.trace_id AND r_c.span_id = k.c_span_id
+      ) k
+      WHERE {_SAME_RESPONSE}
       GROUP BY k.project, k.trace_id, k.span_id
     )"""
+
+
+def duplicates_sql(source: str = "spans_raw") -> str:
+    """The result of duplicate_ctes over all of `source`, as one query a filter on project and
+    trace id reaches (the `duplicate_calls` view: a trace's lookup reads that trace only).
+    Response ids are read with the LLM spans."""
+    rid = f", attr_str(attributes, '{RESPONSE_ID_KEY}') AS rid"
+    return f"""SELECT project, trace_id, span_id, any_value(parent_span_id) AS parent_span_id,
+        min(c_span_id) AS duplicate_of
+      FROM (
+        SELECT i.project, i.trace_id, i.span_id, i.parent_span_id, c.span_id AS c_span_id,
+          c.parent_span_id = i.span_id AS is_parent, i.rid AS ri, c.rid AS rc
+        FROM ({_llm_spans("TRUE", source, "epoch_ns(start_time)", rid)}) i
+        JOIN ({_llm_spans("TRUE", source, "epoch_ns(start_time)", rid)}) c ON {_SAME_CALL}
+      ) WHERE {_SAME_RESPONSE}
+      GROUP BY project, trace_id, span_id"""
 
 
 def has_client_calls_sql(client_where: str, source: str = "spans_raw") -> str:

@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from spanlake.storage.call_pairs import duplicate_ctes
+from spanlake.storage.call_pairs import duplicates_sql
 from spanlake.storage.late import (
     Hour,
     covered_hours,
@@ -310,7 +310,7 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         "FROM (SELECT * FROM spans_raw_once UNION ALL "
         "SELECT DISTINCT ON (project, trace_id, span_id) * FROM spans_raw_rest)",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
-        f"CREATE OR REPLACE VIEW duplicate_calls AS WITH {duplicate_ctes('dup', 'TRUE')} SELECT * FROM dup",
+        f"CREATE OR REPLACE VIEW duplicate_calls AS {duplicates_sql()}",
         f"""CREATE OR REPLACE VIEW traces AS
         SELECT project, trace_id,
           any_value(span_id) FILTER (WHERE is_root) AS root_span_id,
