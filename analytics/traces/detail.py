@@ -74,10 +74,11 @@ class TraceDetail:
 
     def summary(self) -> dict[str, Any]:
         """Headline figures: name, outcome, duration, spans, calls, tokens, cost, errors."""
-        billable = [s for s in self.spans if s["category"] in BILLABLE_CATEGORIES and s["duplicate_of"] is None]
+        # the LLM and embedding calls, each once (not a second span of a call a client's own span counts)
+        calls = [s for s in self.spans if s["category"] in BILLABLE_CATEGORIES and s["duplicate_of"] is None]
         tasks = [s for s in self.spans if s["category"] == "task" or s["task_name"]]
         head = tasks[0] if tasks else next((s for s in self.spans if s["is_root"]), self.spans[0])
-        priced = [s["cost_usd"] for s in billable if s["cost_usd"] is not None]
+        priced = [s["cost_usd"] for s in calls if s["cost_usd"] is not None]
         outcome = head["task_outcome"]
         if outcome is None:
             failed = any(v["passed"] is False for v in self.validations) or head["status_code"] == "ERROR"
@@ -89,11 +90,11 @@ class TraceDetail:
             "start_time": self.start_time,
             "duration_ms": self.duration_ms,
             "spans": len(self.spans),
-            "llm_calls": sum(1 for s in billable if s["category"] == "llm"),
-            "input_tokens": sum(s["input_tokens"] or 0 for s in billable),
-            "output_tokens": sum(s["output_tokens"] or 0 for s in billable),
+            "llm_calls": sum(1 for s in calls if s["category"] == "llm"),
+            "input_tokens": sum(s["input_tokens"] or 0 for s in calls),
+            "output_tokens": sum(s["output_tokens"] or 0 for s in calls),
             "cost_usd": sum(priced) if priced else None,
-            "unpriced_calls": sum(1 for s in billable if s["unpriced"]),
+            "unpriced_calls": sum(1 for s in calls if s["unpriced"]),
             "errors": sum(1 for s in self.spans if s["status_code"] == "ERROR"),
             "session_id": next((s["session_id"] for s in self.spans if s["session_id"]), None),
             "service_name": head["service_name"],
