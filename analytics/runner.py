@@ -11,7 +11,8 @@ import polars as pl
 import pyarrow as pa
 
 from spanlake.analytics.pricing import PriceBook
-from spanlake.analytics.spans import MACROS, Params, SpanSource, pairs_sql, span_ctes
+from spanlake.analytics.spans import MACROS, Params, SpanSource, pairing_needed, pairs_sql, span_ctes
+from spanlake.storage.call_pairs import PAIR_LOOKAHEAD
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake, fetch_arrow
 from spanlake.storage.schema import TASK_LABELS_SCHEMA
@@ -86,11 +87,18 @@ class Analytics:
             con.register("task_labels", self._labels())
             for name, table in (tables or {}).items():
                 con.register(name, table)
-            return [self._run_on(con, src, body) for src, body in jobs]
+            seen: dict[str, bool] = {}  # pairing_needed's answers on this connection
+            return [self._run_on(con, src, body, seen) for src, body in jobs]
         finally:
             con.close()
 
-    def _run_on(self, con: duckdb.DuckDBPyConnection, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:
+    def _run_on(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        src: SpanSource,
+        body: Callable[[Params], str],
+        seen: dict[str, bool] | None = None,
+    ) -> pl.DataFrame:
         pairs: list[dict[str, Any]] = []
         if src.priced:
             p0 = Params()
@@ -98,7 +106,8 @@ class Analytics:
         table = self.prices.table((r["provider"], r["model"]) for r in pairs)
         con.register("prices", table)
         p = Params()
-        ctes = span_ctes(src, p, PriceBook.tier_models(table), PriceBook.service_tier_keys(table))
+        pair = pairing_needed(con, src, seen)
+        ctes = span_ctes(src, p, PriceBook.tier_models(table), PriceBook.service_tier_keys(table), pair)
         sql = f"WITH RECURSIVE {ctes},\n{body(p)}"
         df: pl.DataFrame = pl.from_arrow(fetch_arrow(con, sql, p.values))  # type: ignore[assignment]
         renames = {alias: name for alias, name in src.group.renames.items() if alias in df.columns}
@@ -114,13 +123,14 @@ class Analytics:
 
     def _connect(self, sources: Sequence[SpanSource]) -> duckdb.DuckDBPyConnection:
         """A connection whose views read only the partitions of the sources' windows (widened as
-        they ask), or the whole lake when a window is open-ended. Each source's SQL bounds its
-        own window, so a view over more partitions changes no result."""
+        they ask, and by the call pairing's look-ahead), or the whole lake when a window is
+        open-ended. Each source's SQL bounds its own window, so a view over more partitions
+        changes no result."""
         filters = [s.filters for s in sources]
         if any(f.since is None or f.until is None for f in filters):
             return self.lake.connect()
         since = min(s.filters.since - s.widen_before for s in sources)  # type: ignore[operator]
-        until = max(s.filters.until + s.widen_after for s in sources)  # type: ignore[operator]
+        until = max(s.filters.until + s.widen_after + PAIR_LOOKAHEAD for s in sources)  # type: ignore[operator]
         projects = {f.project for f in filters}
         return connect_window(self.lake, since, until, projects.pop() if len(projects) == 1 else None)
 

@@ -6,8 +6,10 @@ allow-lists below.
 
 The span relation reads `spans_raw` (so filters and partition pruning apply before the
 de-duplication, and big columns such as `content` are never read unless a report asks),
-keeps one row per (project, trace_id, span_id), and prices each LLM/embedding call by
-joining the price table registered as `prices` (see analytics.pricing).
+keeps one row per (project, trace_id, span_id), marks the LLM spans that only repeat a call a
+client library's own span counts (`duplicate_of`, storage.call_pairs), and prices each
+LLM/embedding call by joining the price table registered as `prices` (see analytics.pricing).
+A duplicate is not `billable`: it has no cost and its tokens count nowhere.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
+
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
-from spanlake.storage.reader import KEY_POINTER_SQL, ROOT_PREDICATE
+from spanlake.storage.call_pairs import PAIR_LOOKAHEAD, duplicate_ctes, has_client_calls_sql, no_duplicates_cte
+from spanlake.storage.reader import KEY_POINTER_SQL, ROOT_PREDICATE, fetch_arrow
 from spanlake.storage.schema import SPANS
 
 BUCKETS = ("minute", "hour", "day", "week", "month")
@@ -281,23 +286,25 @@ SPAN_COST_SQL = """CASE WHEN pr.model IS NOT NULL THEN
         END"""
 
 
-def _unpriced_sql() -> str:
+# A call is billable when it is an LLM/embedding span with token counts that no other span
+# of its call counts already (`d`: the duplicate marks, storage.call_pairs).
+_BILLABLE_SQL = f"""(s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL)
+          AND d.duplicate_of IS NULL)"""
+
+
+def _unpriced_sql(dup_join: str) -> str:
     return f"""
-      SELECT s.*,
-        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
-          AS billable,
+      SELECT s.*, d.duplicate_of, {_BILLABLE_SQL} AS billable,
         CAST(NULL AS DOUBLE) AS cost_usd, false AS unpriced
-      FROM dedup_sp s"""
+      FROM dedup_sp s {dup_join}"""
 
 
-def _priced_sql() -> str:
+def _priced_sql(dup_join: str) -> str:
     return f"""
-      SELECT s.*,
-        (s.category IN {BILLABLE_CATEGORIES} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
-          AS billable,
-        {SPAN_COST_SQL} AS cost_usd,
+      SELECT s.*, d.duplicate_of, {_BILLABLE_SQL} AS billable,
+        CASE WHEN d.duplicate_of IS NULL THEN {SPAN_COST_SQL} END AS cost_usd,
         (billable AND pr.model IS NULL) AS unpriced
-      FROM dedup_sp s LEFT JOIN prices pr
+      FROM dedup_sp s {dup_join} LEFT JOIN prices pr
         ON s.category IN {BILLABLE_CATEGORIES}
         AND pr.provider = coalesce(s.provider, '') AND pr.model = s.price_model
         AND s.start_time >= pr.valid_from AND s.start_time < pr.valid_to
@@ -305,6 +312,33 @@ def _priced_sql() -> str:
         AND epoch_us(s.start_time) % 86400000000 < pr.tod_hi_us
         AND coalesce(s.input_tokens, 0) > pr.tier_lo AND coalesce(s.input_tokens, 0) <= pr.tier_hi
         AND pr.service_tier = s.service_tier"""
+
+
+_DUP_JOIN = "LEFT JOIN sl_dup d ON d.project = s.project AND d.trace_id = s.trace_id AND d.span_id = s.span_id"
+_NO_DUP_JOIN = "CROSS JOIN (SELECT CAST(NULL AS VARCHAR) AS duplicate_of) d"
+
+
+def pair_where(src: SpanSource, p: Params) -> str:
+    """Where the call pairing reads LLM spans: the source's window, PAIR_LOOKAHEAD longer (the
+    client spans of calls that start at its end), and span-level filters, any category (a
+    superset of the relation's spans: only those in it are marked)."""
+    wide = replace(src, categories=None, outside_window_traces_only=False, widen_after=src.widen_after + PAIR_LOOKAHEAD)
+    return _where(wide, p)
+
+
+def pairing_needed(con: duckdb.DuckDBPyConnection, src: SpanSource, seen: dict[str, bool] | None = None) -> bool:
+    """Whether the source's window holds a client library's own LLM span (otherwise no span can
+    be a duplicate, and span_ctes skips the pairing joins). `seen` remembers the answers given
+    on this connection (the jobs of one report often read the same window)."""
+    p = Params()
+    sql = has_client_calls_sql(pair_where(src, p))
+    key = f"{sql}\x00{sorted((k, str(v)) for k, v in p.values.items())}"
+    if seen is not None and key in seen:
+        return seen[key]
+    found = bool(fetch_arrow(con, sql, p.values)["found"][0].as_py())
+    if seen is not None:
+        seen[key] = found
+    return found
 
 
 def pairs_sql(src: SpanSource, p: Params) -> str:
@@ -316,8 +350,8 @@ def pairs_sql(src: SpanSource, p: Params) -> str:
     )
 
 
-def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: list[str]) -> str:
-    """CTEs `dedup_sp` → `sp`: filtered, de-duplicated spans with cost columns."""
+def _where(src: SpanSource, p: Params) -> str:
+    """The predicates of the source's spans_raw rows (window, categories, span-level filters)."""
     f = src.filters
     preds = window_predicates(src, p)
     if src.categories is not None:
@@ -335,11 +369,22 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
             f"(({' AND '.join(bounds) or 'TRUE'}) OR trace_id IN (SELECT trace_id FROM spans_raw WHERE "
             f"{' AND '.join(inner) or 'TRUE'} AND trace_id IN ({near})))"
         )
-    attr_match = attr_predicate(f, p)
     if src.span_level_filters:
         preds += dim_predicates(f, p, RAW_FILTER_COLUMNS)
         if f.attributes:
-            preds.append(attr_match)
+            preds.append(attr_predicate(f, p))
+    return " AND ".join(preds) or "TRUE"
+
+
+def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: list[str], pair_calls: bool = True) -> str:
+    """CTEs `dedup_sp` → `sl_dup` (the duplicate calls, storage.call_pairs) → `sp`: filtered,
+    de-duplicated spans with `duplicate_of` and cost columns.
+
+    `pair_calls=False` (when `pairing_needed` says the window has no client span) leaves
+    `sl_dup` empty and every `duplicate_of` NULL without the pairing joins."""
+    f = src.filters
+    where = _where(src, p)
+    attr_match = attr_predicate(f, p)
     g_attrs = "".join(f"attr_str(attributes, {p.add(k)}) AS g_attr_{i}, " for i, k in enumerate(src.group.attrs))
     price_model = "coalesce(response_model, request_model)"
     tier_expr = "''"
@@ -355,18 +400,20 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
             f"IS NOT NULL THEN {raw} ELSE '' END) ELSE '' END"
         )
     extra = "".join(f"{c}, " for c in src.extra_columns)
-    where = " AND ".join(preds) or "TRUE"
     select = f"""SELECT {", ".join(BASE_COLUMNS)}, {extra}{g_attrs}
         coalesce(request_model, response_model) AS model, {price_model} AS price_model,
         duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root,
         ({attr_match}) AS attr_match, {tier_expr} AS service_tier"""
+    pairs = duplicate_ctes("sl_dup", pair_where(src, p)) if pair_calls else no_duplicates_cte("sl_dup")
+    join = _DUP_JOIN if pair_calls else _NO_DUP_JOIN
     # Rows of spans_raw_once are distinct already (storage.reader.split_unique_files).
     return f"""dedup_sp AS (
       {select} FROM spans_raw_once WHERE {where}
       UNION ALL
       SELECT DISTINCT ON (project, trace_id, span_id) * FROM ({select} FROM spans_raw_rest WHERE {where})
     ),
-    sp AS ({_priced_sql() if src.priced else _unpriced_sql()}
+    {pairs},
+    sp AS ({_priced_sql(join) if src.priced else _unpriced_sql(join)}
     )"""
 
 

@@ -11,7 +11,8 @@ aggregations, so the numbers agree (tests/engines/test_spark.py runs both on one
 What differs from the DuckDB reports: tasks are those a trace has exactly one of, at its
 root (the common case; nested tasks need a recursive walk, and such traces are counted
 in `unsupported_traces` instead); a step's attempt before it (for repeats and retries) is
-looked for inside the window only (DuckDB also reads the hour before); human labels are
+looked for inside the window only (DuckDB also reads the hour before), and so is the
+client's span of a duplicate call (DuckDB reads 5 minutes past the end); human labels are
 not read; group-by keys are the plain dimensions in SPAN_KEYS / TASK_KEYS (no time buckets
 or attributes). Percentiles are exact and linearly interpolated in both engines (Spark
 `percentile`, DuckDB `quantile_cont`).
@@ -32,6 +33,7 @@ import pyarrow as pa
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS, PriceBook
 from spanlake.analytics.reports.latency import DEFAULT_SLOW_MS, RETRY_LOOKBACK
 from spanlake.analytics.spans import BASE_COLUMNS, BILLABLE_CATEGORIES, SPAN_COST_SQL, STEP_CATEGORIES, Filters
+from spanlake.storage.call_pairs import RESPONSE_ID_KEY, duplicate_ctes
 from spanlake.storage.late import late_prefix
 from spanlake.storage.schema import LOGS, SPANS, Table
 
@@ -121,7 +123,8 @@ def _keys(group_by: Sequence[str], allowed: dict[str, str]) -> tuple[str, str]:
 
 
 def span_ctes(where: str, tier_models: Sequence[str] = (), tier_keys: Sequence[str] = ()) -> str:
-    """`sp`: deduplicated spans (earliest delivery) with model, duration, root flag and cost."""
+    """`sp`: deduplicated spans (earliest delivery) with model, duration, root flag, cost and
+    `duplicate_of` (an LLM span repeating a call a client's own span counts: storage.call_pairs)."""
     tier = "''"
     if tier_models:
         lookups = ", ".join(f"get_json_object(attributes, {_quote('$[' + repr(k) + ']')})" for k in SERVICE_TIER_KEYS)
@@ -134,7 +137,10 @@ def span_ctes(where: str, tier_models: Sequence[str] = (), tier_keys: Sequence[s
             f"THEN {raw} ELSE '' END"
         )
     billable = str(BILLABLE_CATEGORIES)
-    return f"""raw_sp AS (
+    rid = f"get_json_object(attributes, {_quote('$[' + repr(RESPONSE_ID_KEY) + ']')})"
+    dup = duplicate_ctes("dup", where, start_ns="unix_micros(start_time) * 1000", response_id=rid)
+    return f"""{dup},
+    raw_sp AS (
       SELECT {", ".join(BASE_COLUMNS)}, attributes, ingested_at,
         coalesce(request_model, response_model) AS model,
         coalesce(response_model, request_model) AS price_model,
@@ -149,11 +155,14 @@ def span_ctes(where: str, tier_models: Sequence[str] = (), tier_keys: Sequence[s
     ),
     tiered AS (SELECT *, {tier} AS service_tier FROM dedup),
     sp AS (
-      SELECT s.*,
-        (s.category IN {billable} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL)) AS billable,
-        {SPAN_COST_SQL} AS cost_usd,
+      SELECT s.*, d.duplicate_of,
+        (s.category IN {billable} AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL)
+          AND d.duplicate_of IS NULL) AS billable,
+        CASE WHEN d.duplicate_of IS NULL THEN {SPAN_COST_SQL} END AS cost_usd,
         pr.model IS NULL AS no_price
-      FROM tiered s LEFT JOIN prices pr
+      FROM tiered s
+      LEFT JOIN dup d ON d.project = s.project AND d.trace_id = s.trace_id AND d.span_id = s.span_id
+      LEFT JOIN prices pr
         ON s.category IN {billable}
         AND pr.provider = coalesce(s.provider, '') AND pr.model = s.price_model
         AND s.start_time >= pr.valid_from AND s.start_time < pr.valid_to
@@ -195,14 +204,15 @@ def task_ctes(default_outcome: str) -> str:
 
 
 def latency_metrics(duration: str, slow_ms: float) -> str:
+    # 1.0D: a DOUBLE average (a 1.0 literal is a DECIMAL, whose average keeps 5 decimals: 1/12 → 0.08333)
     qs = "".join(f"percentile({duration}, {q}) AS p{int(q * 100)}_ms, " for q in (0.5, 0.9, 0.95, 0.99))
     return (
         "count(*) AS count, "
-        "avg(CASE WHEN status_code = 'ERROR' THEN 1.0 ELSE 0.0 END) AS error_rate, "
+        "avg(CASE WHEN status_code = 'ERROR' THEN 1.0D ELSE 0.0D END) AS error_rate, "
         f"avg(CASE WHEN {_TIMEOUT.format(c='error_type')} OR {_TIMEOUT.format(c='status_message')} "
-        "THEN 1.0 ELSE 0.0 END) AS timeout_rate, "
+        "THEN 1.0D ELSE 0.0D END) AS timeout_rate, "
         f"{qs}max({duration}) AS max_ms, "
-        f"avg(CASE WHEN {duration} > {float(slow_ms)} THEN 1.0 ELSE 0.0 END) AS slow_share"
+        f"avg(CASE WHEN {duration} > {float(slow_ms)} THEN 1.0D ELSE 0.0D END) AS slow_share"
     )
 
 
@@ -258,15 +268,21 @@ class SparkReports:
             )
         steps = self._rows(
             f"""WITH {ctes},
+            calls AS (  -- a client's span under its duplicate is an attempt under the duplicate's parent
+              SELECT s.*, coalesce(w.parent_span_id, s.parent_span_id) AS attempt_parent
+              FROM sp s LEFT JOIN dup w ON w.project = s.project AND w.trace_id = s.trace_id
+                AND w.span_id = s.parent_span_id AND w.duplicate_of = s.span_id
+              WHERE s.category IN ({cats}) AND s.duplicate_of IS NULL
+            ),
             steps AS (
               SELECT *,
-                parent_span_id IS NOT NULL
+                attempt_parent IS NOT NULL
                   AND unix_micros(start_time) - unix_micros(lag(start_time) OVER attempts) <= {lookback} AS is_repeat,
-                parent_span_id IS NOT NULL
+                attempt_parent IS NOT NULL
                   AND unix_micros(start_time) - unix_micros(lag(start_time) OVER attempts) <= {lookback}
                   AND lag(status_code) OVER attempts = 'ERROR' AS is_retry
-              FROM sp WHERE category IN ({cats})
-              WINDOW attempts AS (PARTITION BY project, trace_id, parent_span_id, name ORDER BY start_time, span_id)
+              FROM calls
+              WINDOW attempts AS (PARTITION BY project, trace_id, attempt_parent, name ORDER BY start_time, span_id)
             )
             SELECT category AS level, {step_sel}{latency_metrics("duration_ms", slow_ms)},
               count(time_to_first_token_ms) AS ttft_count,

@@ -16,9 +16,12 @@ Views:
   spans_raw_rest       the other rows of spans_raw (de-duplicate these)
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
   logs                 one row per distinct log record
+  duplicate_calls      one row per LLM span that repeats a call a client's own span counts
+                       (project, trace_id, span_id, parent_span_id, duplicate_of: storage.call_pairs)
   labels               one row per label event (feedback, reviews, judges); history kept
   dataset_events       one row per dataset membership event (dataset_events_raw: as stored)
-  traces               one row per trace (see storage.schema.TRACES_COLUMNS)
+  traces               one row per trace (see storage.schema.TRACES_COLUMNS); a duplicate call
+                       counts in neither llm_calls nor the token sums
 Macros:
   attr(json, key)      value of the attribute named exactly `key` in a JSON object column, as JSON
   attr_str(json, key)  the same as text
@@ -36,6 +39,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from spanlake.storage.call_pairs import duplicates_sql
 from spanlake.storage.late import (
     Hour,
     covered_hours,
@@ -62,6 +66,8 @@ _DUCKDB_TYPES = {
 HIVE_TYPES = "{'project': VARCHAR, 'date': DATE, 'hour': INTEGER}"
 ROOT_PREDICATE = "(parent_span_id IS NULL OR (coalesce(flags, 0) & 768) = 768)"  # 768: parent is remote
 GENAI_CATEGORIES = "('llm', 'embedding')"
+COUNTED = "duplicate_of IS NULL"  # not a second span of a call a client's own span counts
+GENAI_CALL = f"(category IN {GENAI_CATEGORIES} AND {COUNTED})"
 
 # Files can vanish between DuckDB listing and opening them when compaction replaces them
 # (DuckDB lists them while binding the views, opens them while executing). The query is
@@ -289,6 +295,7 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
     labels_sql = sources.get(LABELS.name) or source_sql(data_dir, LABELS)
     datasets_sql = sources.get(DATASET_EVENTS.name) or source_sql(data_dir, DATASET_EVENTS)
     return [
+        *MACRO_DDL,  # first: views use them
         f"CREATE OR REPLACE VIEW spans_raw_once AS {sources['spans_raw_once']}",
         f"CREATE OR REPLACE VIEW spans_raw_rest AS {sources['spans_raw_rest']}",
         "CREATE OR REPLACE VIEW spans_raw AS SELECT * FROM spans_raw_once UNION ALL SELECT * FROM spans_raw_rest",
@@ -303,6 +310,7 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         "FROM (SELECT * FROM spans_raw_once UNION ALL "
         "SELECT DISTINCT ON (project, trace_id, span_id) * FROM spans_raw_rest)",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
+        f"CREATE OR REPLACE VIEW duplicate_calls AS {duplicates_sql()}",
         f"""CREATE OR REPLACE VIEW traces AS
         SELECT project, trace_id,
           any_value(span_id) FILTER (WHERE is_root) AS root_span_id,
@@ -313,14 +321,15 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
           coalesce(any_value(duration_ms) FILTER (WHERE is_root),
                    date_diff('microsecond', min(start_time), max(end_time)) / 1000.0) AS duration_ms,
           count(*) AS span_count,
-          count(*) FILTER (WHERE category = 'llm') AS llm_calls,
-          coalesce(sum(input_tokens) FILTER (WHERE category IN {GENAI_CATEGORIES}), 0)::BIGINT AS input_tokens,
-          coalesce(sum(output_tokens) FILTER (WHERE category IN {GENAI_CATEGORIES}), 0)::BIGINT AS output_tokens,
-          coalesce(sum(total_tokens) FILTER (WHERE category IN {GENAI_CATEGORIES}), 0)::BIGINT AS total_tokens,
+          count(*) FILTER (WHERE category = 'llm' AND {COUNTED}) AS llm_calls,
+          coalesce(sum(input_tokens) FILTER (WHERE {GENAI_CALL}), 0)::BIGINT AS input_tokens,
+          coalesce(sum(output_tokens) FILTER (WHERE {GENAI_CALL}), 0)::BIGINT AS output_tokens,
+          coalesce(sum(total_tokens) FILTER (WHERE {GENAI_CALL}), 0)::BIGINT AS total_tokens,
           bool_or(status_code = 'ERROR') AS has_error,
           bool_or(is_root) AS is_complete
-        FROM spans GROUP BY project, trace_id""",
-        *MACRO_DDL,
+        FROM (SELECT s.*, d.duplicate_of FROM spans s LEFT JOIN duplicate_calls d
+              ON d.project = s.project AND d.trace_id = s.trace_id AND d.span_id = s.span_id)
+        GROUP BY project, trace_id""",
     ]
 
 

@@ -69,9 +69,12 @@ def steps_ctes(
     parent, name) (two independent 64-bit hashes, the odds of a clash below those of two random
     trace ids meeting), then start time and span id: a window partitioned by those four strings
     and carrying every measured column cost 2-3x more at 8M steps. Filters apply after the
-    attempts are matched, so the attempt before may be of another model or prompt.
+    attempts are matched, so the attempt before may be of another model or prompt. A span that
+    duplicates a client's own span of one call (`duplicate_of`) is neither a step nor an attempt;
+    a client's span whose parent is that duplicate is an attempt under the duplicate's parent
+    (an app's retry calls the instrumented method again: the duplicates are the siblings).
     """
-    preds = dim_predicates(filters, p, RAW_FILTER_COLUMNS)
+    preds = ["duplicate_of IS NULL", *dim_predicates(filters, p, RAW_FILTER_COLUMNS)]
     if filters.since is not None:
         preds.append(f"start_time >= {p.add(filters.since)}")
     if filters.attributes:
@@ -86,7 +89,11 @@ def steps_ctes(
         status_code = 'ERROR' AS failed,
         hash(project, trace_id, parent_span_id, name) AS a1,
         hash(concat_ws(chr(31), project, trace_id, parent_span_id, coalesce(name, chr(30)))) AS a2
-      FROM {spans} WHERE parent_span_id IS NOT NULL
+      FROM (
+        SELECT s.* EXCLUDE (parent_span_id), coalesce(w.parent_span_id, s.parent_span_id) AS parent_span_id
+        FROM {spans} s LEFT JOIN sl_dup w ON w.project = s.project AND w.trace_id = s.trace_id
+          AND w.span_id = s.parent_span_id AND w.duplicate_of = s.span_id
+      ) WHERE parent_span_id IS NOT NULL AND duplicate_of IS NULL
     ),
     step_repeats AS (
       SELECT g, count(*) FILTER (WHERE is_repeat) AS repeats,

@@ -47,8 +47,9 @@ ORDER BY record_id"""
 class TraceDetail:
     """Everything the trace view shows. `spans` are in tree order (parents before children,
     siblings by start time), each a dict of the span's columns plus `depth`, `offset_ms`
-    (start relative to the trace's start), `cost_usd`, `unpriced`, `logs` and `messages`;
-    JSON columns are parsed."""
+    (start relative to the trace's start), `cost_usd`, `unpriced`, `duplicate_of` (the client's
+    own span of the call this LLM span repeats: it counts as no call, no tokens and no cost;
+    storage.call_pairs), `logs` and `messages`; JSON columns are parsed."""
 
     trace_id: str
     project: str
@@ -73,10 +74,11 @@ class TraceDetail:
 
     def summary(self) -> dict[str, Any]:
         """Headline figures: name, outcome, duration, spans, calls, tokens, cost, errors."""
-        billable = [s for s in self.spans if s["category"] in BILLABLE_CATEGORIES]
+        # the LLM and embedding calls, each once (not a second span of a call a client's own span counts)
+        calls = [s for s in self.spans if s["category"] in BILLABLE_CATEGORIES and s["duplicate_of"] is None]
         tasks = [s for s in self.spans if s["category"] == "task" or s["task_name"]]
         head = tasks[0] if tasks else next((s for s in self.spans if s["is_root"]), self.spans[0])
-        priced = [s["cost_usd"] for s in billable if s["cost_usd"] is not None]
+        priced = [s["cost_usd"] for s in calls if s["cost_usd"] is not None]
         outcome = head["task_outcome"]
         if outcome is None:
             failed = any(v["passed"] is False for v in self.validations) or head["status_code"] == "ERROR"
@@ -88,11 +90,11 @@ class TraceDetail:
             "start_time": self.start_time,
             "duration_ms": self.duration_ms,
             "spans": len(self.spans),
-            "llm_calls": sum(1 for s in self.spans if s["category"] == "llm"),
-            "input_tokens": sum(s["input_tokens"] or 0 for s in billable),
-            "output_tokens": sum(s["output_tokens"] or 0 for s in billable),
+            "llm_calls": sum(1 for s in calls if s["category"] == "llm"),
+            "input_tokens": sum(s["input_tokens"] or 0 for s in calls),
+            "output_tokens": sum(s["output_tokens"] or 0 for s in calls),
             "cost_usd": sum(priced) if priced else None,
-            "unpriced_calls": sum(1 for s in billable if s["unpriced"]),
+            "unpriced_calls": sum(1 for s in calls if s["unpriced"]),
             "errors": sum(1 for s in self.spans if s["status_code"] == "ERROR"),
             "session_id": next((s["session_id"] for s in self.spans if s["session_id"]), None),
             "service_name": head["service_name"],
@@ -139,15 +141,16 @@ def _fetch_logs(con: duckdb.DuckDBPyConnection, trace_id: str, spans: list[dict[
     return rows
 
 
-def _costs(an: Analytics, raw: pa.Table, trace_id: str) -> dict[str, tuple[float | None, bool]]:
-    """span_id → (cost_usd, unpriced) of the trace's calls, priced by the analytics span
-    relation over exactly these rows (relation.price_rows: no second read of the lake)."""
+def _costs(an: Analytics, raw: pa.Table, trace_id: str) -> dict[str, tuple[float | None, bool, str | None]]:
+    """span_id → (cost_usd, unpriced, duplicate_of) of the trace's calls, priced and paired by
+    the analytics span relation over exactly these rows (relation.price_rows: no second read
+    of the lake)."""
     categories = set(raw["category"].to_pylist())
     if not categories & set(BILLABLE_CATEGORIES):
         return {}
     src = SpanSource(Filters(), categories=BILLABLE_CATEGORIES)
-    df = price_rows(an, raw, src, lambda p: "_ AS (SELECT 1) SELECT span_id, cost_usd, unpriced FROM sp")
-    return {r["span_id"]: (r["cost_usd"], bool(r["unpriced"])) for r in df.to_dicts()}
+    df = price_rows(an, raw, src, lambda p: "_ AS (SELECT 1) SELECT span_id, cost_usd, unpriced, duplicate_of FROM sp")
+    return {r["span_id"]: (r["cost_usd"], bool(r["unpriced"]), r["duplicate_of"]) for r in df.to_dicts()}
 
 
 def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -275,7 +278,7 @@ def trace_detail(
         for col in JSON_COLUMNS:
             r[col] = json.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
         r["offset_ms"] = (r["start_time_unix_nano"] - t0) / 1e6
-        r["cost_usd"], r["unpriced"] = costs.get(r["span_id"], (None, False))
+        r["cost_usd"], r["unpriced"], r["duplicate_of"] = costs.get(r["span_id"], (None, False, None))
         r["logs"] = by_span.get(r["span_id"], [])
         r["messages"] = span_messages(r["content"], r["logs"]) if r["category"] != "embedding" else []
     spans = tree_order(rows)

@@ -20,6 +20,7 @@ from spanlake.analytics.spans import BUCKETS, Filters, Params, SpanSource
 from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.analytics.traces.filters import HORIZON, SKEW
 from spanlake.analytics.traces.relation import SP_SRC, Window, priced_ctes, run_on_lake, trace_cte
+from spanlake.storage.call_pairs import PAIR_LOOKAHEAD
 
 METRICS = (
     "tasks",
@@ -103,8 +104,8 @@ def tasks_sql(
 
 
 def lake_window(since: datetime | None, until: datetime | None, project: str | None) -> Window:
-    """The partitions the tasks of [since, until) are read from."""
-    return (since - SKEW if since else None, until + HORIZON if until else None, project)
+    """The partitions the tasks of [since, until) are read from (with the call pairing's look-ahead)."""
+    return (since - SKEW if since else None, until + HORIZON + PAIR_LOOKAHEAD if until else None, project)
 
 
 def overview(an: Analytics, filters: Filters, *, bucket: str | None = None, source: str = "auto") -> Overview:

@@ -27,8 +27,17 @@ import pyarrow as pa
 
 from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.runner import Analytics
-from spanlake.analytics.spans import BILLABLE_CATEGORIES, Params, SpanSource, attr_predicate, pairs_sql, span_ctes
+from spanlake.analytics.spans import (
+    BILLABLE_CATEGORIES,
+    Params,
+    SpanSource,
+    attr_predicate,
+    pairing_needed,
+    pairs_sql,
+    span_ctes,
+)
 from spanlake.analytics.task_outcomes import IS_TASK
+from spanlake.storage.call_pairs import duplicate_ctes
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import MACRO_DDL, ROOT_PREDICATE, fetch_arrow, retry_vanished
 from spanlake.storage.schema import TASK_LABELS_SCHEMA
@@ -36,6 +45,11 @@ from spanlake.storage.window import connect_window
 
 PRICED = ("cost_usd", "unpriced")
 BILLABLE = f"category IN {BILLABLE_CATEGORIES}"
+# A call counts once: an LLM span that repeats a client's own span of the call does not
+# (storage.call_pairs); `duplicate_of` is computed, not read.
+COUNTED = "duplicate_of IS NULL"
+DUP = ("duplicate_of",)
+COMPUTED = (*PRICED, *DUP)
 
 # name → (aggregate over the span relation, raw columns it reads)
 AGGREGATES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -76,9 +90,15 @@ AGGREGATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "validations": ("count(validation_passed)", ("validation_passed",)),
     "validation_failures": ("count(*) FILTER (WHERE validation_passed = false)", ("validation_passed",)),
     "span_count": ("count(*)", ()),
-    "llm_calls": ("count(*) FILTER (WHERE category = 'llm')", ()),
-    "input_tokens": (f"coalesce(sum(input_tokens) FILTER (WHERE {BILLABLE}), 0)::BIGINT", ("input_tokens",)),
-    "output_tokens": (f"coalesce(sum(output_tokens) FILTER (WHERE {BILLABLE}), 0)::BIGINT", ("output_tokens",)),
+    "llm_calls": (f"count(*) FILTER (WHERE category = 'llm' AND {COUNTED})", DUP),
+    "input_tokens": (
+        f"coalesce(sum(input_tokens) FILTER (WHERE {BILLABLE} AND {COUNTED}), 0)::BIGINT",
+        ("input_tokens", *DUP),
+    ),
+    "output_tokens": (
+        f"coalesce(sum(output_tokens) FILTER (WHERE {BILLABLE} AND {COUNTED}), 0)::BIGINT",
+        ("output_tokens", *DUP),
+    ),
     "cost_usd": ("sum(cost_usd)", PRICED),
     "unpriced_calls": ("count(*) FILTER (WHERE unpriced)", PRICED),
     "has_error": ("bool_or(status_code = 'ERROR')", ("status_code",)),
@@ -134,16 +154,23 @@ def raw_columns(names: Iterable[str]) -> list[str]:
     cols: dict[str, None] = {}
     for n in closure(names):
         cols.update(dict.fromkeys(AGGREGATES[n][1]))
-    return [c for c in cols if c not in PRICED]
+    return [c for c in cols if c not in COMPUTED]
+
+
+def counts_calls(names: Iterable[str]) -> bool:
+    """Whether these aggregates count calls or their tokens (so they read `duplicate_of`)."""
+    return any("duplicate_of" in AGGREGATES[n][1] for n in closure(names))
 
 
 def needs_price(names: Iterable[str]) -> bool:
     return any(AGGREGATES[n][1] == PRICED for n in closure(names))
 
 
-def lean_cte(window: list[str], names: Iterable[str], extra: Iterable[str] = ()) -> str:
+def lean_cte(window: list[str], names: Iterable[str], extra: Iterable[str] = (), pairs: str | None = None) -> str:
     """`src`: de-duplicated spans of the window with the columns these aggregates read.
-    `extra` are more select items (e.g. an `attr_match` expression).
+    `extra` are more select items (e.g. an `attr_match` expression). When the aggregates count
+    calls, `src` has `duplicate_of` (storage.call_pairs) from the client spans matching `pairs`
+    (analytics.spans.pair_where), or NULL everywhere when `pairs` is None (none there).
 
     When the aggregates are only DEDUP_FREE ones (a duplicate span row cannot change them,
     e.g. the trace's start is a min), the spans are not de-duplicated: the same traces and
@@ -152,10 +179,17 @@ def lean_cte(window: list[str], names: Iterable[str], extra: Iterable[str] = ())
     more = "".join(f"{e}, " for e in extra)
     where = " AND ".join(window) or "TRUE"
     distinct = "" if set(closure(names)) <= DEDUP_FREE else "DISTINCT ON (project, trace_id, span_id) "
-    return f"""src AS (
-      SELECT {distinct}project, trace_id, span_id, start_time, category,
+    spans = f"""SELECT {distinct}project, trace_id, span_id, start_time, category,
         request_model, response_model, {cols}{more}{ROOT_PREDICATE} AS is_root, {IS_TASK} AS is_task
-      FROM spans_raw WHERE {where}
+      FROM spans_raw WHERE {where}"""
+    if not counts_calls(names):
+        return f"src AS ({spans})"
+    if pairs is None:
+        return f"src AS (SELECT *, CAST(NULL AS VARCHAR) AS duplicate_of FROM ({spans}))"
+    return f"""{duplicate_ctes("lean_dup", pairs)},
+    src AS (
+      SELECT s.*, d.duplicate_of FROM ({spans}) s
+      LEFT JOIN lean_dup d ON d.project = s.project AND d.trace_id = s.trace_id AND d.span_id = s.span_id
     )"""
 
 
@@ -214,7 +248,8 @@ def priced_ctes(con: duckdb.DuckDBPyConnection, an: Analytics, src: SpanSource, 
     pairs = fetch_arrow(con, pairs_sql(src, p0), p0.values).to_pylist()
     prices = an.prices.table((r["provider"], r["model"]) for r in pairs)
     con.register("prices", prices)
-    return span_ctes(src, p, PriceBook.tier_models(prices), PriceBook.service_tier_keys(prices))
+    pair = pairing_needed(con, src)
+    return span_ctes(src, p, PriceBook.tier_models(prices), PriceBook.service_tier_keys(prices), pair)
 
 
 def price_rows(an: Analytics, raw: pa.Table, src: SpanSource, body: Callable[[Params], str]) -> pl.DataFrame:

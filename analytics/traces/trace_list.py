@@ -20,12 +20,13 @@ import duckdb
 import polars as pl
 
 from spanlake.analytics.runner import Analytics
-from spanlake.analytics.spans import Filters, Params, SpanSource, window_predicates
+from spanlake.analytics.spans import Filters, Params, SpanSource, pair_where, pairing_needed, window_predicates
 from spanlake.analytics.traces.filters import HORIZON, SKEW, SORTS, Page, TraceFilters
 from spanlake.analytics.traces.relation import (
     SP_SRC,
     Window,
     attr_match,
+    counts_calls,
     lean_cte,
     needs_price,
     price_rows,
@@ -33,6 +34,7 @@ from spanlake.analytics.traces.relation import (
     run_on_lake,
     trace_cte,
 )
+from spanlake.storage.call_pairs import PAIR_LOOKAHEAD
 from spanlake.storage.reader import fetch_arrow
 
 EXTRA_COLUMNS = ("session_id", "user_id")
@@ -133,7 +135,9 @@ def matching_ctes(
     else:
         extra = [attr_match(f.window(), p)] if f.attributes else []
         extra += [name for name in ("provider", "prompt_name") if getattr(f, name) is not None]
-        spans = lean_cte(window_predicates(span_source(f), p), wanted, extra)
+        src = span_source(f)
+        pairs = pair_where(src, p) if counts_calls(wanted) and pairing_needed(con, src) else None
+        spans = lean_cte(window_predicates(src, p), wanted, extra, pairs)
     hits = _hits_cte(f, p) if f.text else ""
     where = " AND ".join(preds) or "TRUE"
     return f"""{spans},
@@ -169,10 +173,11 @@ def list_traces(an: Analytics, f: TraceFilters, page: Page | None = None) -> Tra
 
 
 def window(f: TraceFilters) -> Window:
-    """The partitions a trace list reads: the window widened by SKEW and HORIZON."""
+    """The partitions a trace list reads: the window widened by SKEW and HORIZON (and the
+    call pairing's look-ahead)."""
     return (
         f.since - SKEW if f.since is not None else None,
-        f.until + HORIZON if f.until is not None else None,
+        f.until + HORIZON + PAIR_LOOKAHEAD if f.until is not None else None,
         f.project,
     )
 

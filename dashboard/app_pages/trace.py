@@ -14,7 +14,8 @@ from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import add_to_dataset, label_form, relevance_form, save_label, show_history
 
 OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
-SPAN_COLUMNS = ["span", "category", "model", "input_tokens", "output_tokens", "duration_ms", "status_code", "cost_usd"]
+SPAN_COLUMNS = ["span", "category", "model", "input_tokens", "output_tokens", "duration_ms", "status_code", "cost_usd",
+                "counted"]  # fmt: skip
 
 
 def hint(text: str | None) -> datetime | None:
@@ -82,6 +83,8 @@ with tabs[1]:
                 "duration_ms": sp["duration_ms"],
                 "status_code": sp["status_code"],
                 "cost_usd": sp["cost_usd"],
+                # a second span of a call the client's own span counts (docs/instrumentations.md)
+                "counted": "duplicate" if sp["duplicate_of"] else "",
             }
             for sp in d.spans
         ]
@@ -99,6 +102,13 @@ with tabs[1]:
     c[2].metric("Latency", fmt_ms(sp["duration_ms"]))
     c[3].metric("Status", sp["status_code"])
     c[4].metric("Cost", fmt_cost(sp["cost_usd"], int(sp["unpriced"])))
+    if sp["duplicate_of"]:
+        st.caption(
+            esc(
+                f"Another span of the call that span {sp['duplicate_of']} (the client library's own) describes: "
+                "that span counts; this one counts as no call, no tokens and no cost."
+            )
+        )
     if sp["status_message"]:
         st.text(f"Status message: {sp['status_message']}")
     if sp["messages"]:

@@ -92,7 +92,10 @@ class TraceOut(BaseModel):
     trace_id: str
     project: str
     summary: dict[str, Any]
-    spans: list[dict[str, Any]] = Field(description="Parents before children; each with `depth`, `logs`, `messages`")
+    spans: list[dict[str, Any]] = Field(
+        description="Parents before children; each with `depth`, `logs`, `messages`, `cost_usd`, `duplicate_of` "
+        "(set on an LLM span that repeats a call the client library's own span counts: it counts as no call)"
+    )
     conversation: list[dict[str, Any]]
     documents: list[dict[str, Any]]
     validations: list[dict[str, Any]]

@@ -21,9 +21,10 @@ T0_NS = int(T0.timestamp()) * 10**9
 MS = 1_000_000  # ns
 
 
-def write(data_dir: Path, spans: list[Span], resource: dict[str, Any] | None = None) -> None:
-    """Decode an export request exactly as the collector does and publish it as one file per partition."""
-    batch = decode_spans(make_request(spans, resource), ingested_at_ns=time.time_ns())
+def write(data_dir: Path, spans: list[Span], resource: dict[str, Any] | None = None, scope: str = "tests") -> None:
+    """Decode an export request (its spans from instrumentation `scope`) exactly as the collector
+    does and publish it as one file per partition."""
+    batch = decode_spans(make_request(spans, resource, scope), ingested_at_ns=time.time_ns())
     LakeWriter(DataDir(data_dir).create()).write_batch(SPANS, batch, uuid.uuid4().hex)
 
 

@@ -32,7 +32,7 @@ WEATHER_TOOL = {
     "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
 }
 MAX_TOKENS = 64
-SCENARIOS = ("chat", "cache_1h", "stream", "stream_helper", "async_chat", "tools", "thinking", "error")
+SCENARIOS = ("chat", "cache_1h", "stream", "stream_helper", "async_chat", "tools", "thinking", "error", "foundry")
 PACKAGES = {
     "sdk": None,
     "openinference": "openinference-instrumentation-anthropic",
@@ -95,6 +95,11 @@ def _run(name: str, client: Any) -> None:
             messages=user,
             thinking={"type": "enabled", "budget_tokens": 32},
         )
+    elif name == "foundry":  # a platform client (AnthropicFoundry), same request as chat
+        import anthropic
+
+        foundry = anthropic.AnthropicFoundry(base_url=str(client.base_url), api_key="sk-ant-fake", max_retries=0)
+        foundry.messages.create(model=MODEL, max_tokens=MAX_TOKENS, system=_system(None), messages=user)
     elif name == "error":
         import anthropic
 

@@ -27,8 +27,12 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price
 
+from spanlake.analytics.reports.cost import call_totals
 from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import trace_detail
+from spanlake.analytics.traces.filters import Page, TraceFilters
+from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_anthropic import FakeAnthropic
 from tests.collector import instrumented_anthropic as client
 from tests.collector.instrumented_runs import Runs as BaseRuns
@@ -263,29 +267,86 @@ def test_thinking_text_is_kept(runs: Runs) -> None:
 # --- one call, two spans ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("config", "relation"), [("openinference_sdk", "parent"), ("openllmetry_sdk", "sibling")])
-def test_one_call_two_spans_current_behaviour(runs: Runs, config: str, relation: str) -> None:
-    """With a global tracer provider, the client's own span and the instrumentation's both describe the call.
+TWO_SPANS = [("openinference_sdk", "parent"), ("openllmetry_sdk", "sibling")]
+# Every scenario, the failed call (no usage) and the chat call from a platform client (AnthropicFoundry,
+# whose own spans have the scope `com.anthropic.sdk.python.foundry`).
+CALLS: dict[str, dict[str, Any] | None] = {**EXPECTED, "error": None, "foundry": CHAT}
+SDK_SCOPES = {scenario: SDK_SCOPE + (".foundry" if scenario == "foundry" else "") for scenario in CALLS}
 
-    Today spanlake stores and counts both: the trace total is twice the call's tokens. This test
-    pins that behaviour (the de-duplication rule is still to be built, docs/instrumentations.md).
-    """
+
+@pytest.mark.parametrize(("config", "relation"), TWO_SPANS)
+def test_one_call_two_spans_are_related_as_documented(runs: Runs, config: str, relation: str) -> None:
+    """With a global tracer provider, the client's own span and the instrumentation's both
+    describe the call, each with the full numbers; the instrumentation's is its parent or an
+    enclosing sibling (docs/instrumentations.md, "One call, two spans")."""
     library = CONFIGS[config].library
-    for scenario in EXPECTED:
-        sdk, inst = runs.call(config, scenario, SDK_SCOPE), runs.call(config, scenario, SCOPES[library])
-        _check(sdk, "sdk", scenario)
-        _check(inst, library, scenario)
+    for scenario, exp in CALLS.items():
+        sdk, inst = runs.call(config, scenario, SDK_SCOPES[scenario]), runs.call(config, scenario, SCOPES[library])
+        if scenario == "foundry":  # the client's span as for chat; OpenInference names the platform's provider
+            _check(sdk, "sdk", "chat")
+            assert inst["provider"] == {"openinference": "azure.ai.openai", "openllmetry": "anthropic"}[library]
+            assert (inst["request_model"], inst["input_tokens"], inst["output_tokens"]) == (client.MODEL, 16, 8)
+        elif exp is not None:
+            _check(sdk, "sdk", scenario)
+            _check(inst, library, scenario)
         if relation == "parent" and scenario != "stream_helper":
             # OpenInference wraps messages.create: the client's span is its child ...
-            assert sdk["parent_span_id"] == inst["span_id"]
+            assert sdk["parent_span_id"] == inst["span_id"], scenario
         else:  # ... but its `messages.stream` span, and OpenLLMetry's, are siblings of the client's span
-            assert sdk["parent_span_id"] == inst["parent_span_id"]
-            assert inst["start_time"] <= sdk["start_time"] <= sdk["end_time"] <= inst["end_time"]
-    (trace,) = runs.collector.query(
-        "SELECT * FROM traces WHERE project = ? AND trace_id = ?", [config, runs.trace(config, "chat")]
-    )
-    assert (trace["span_count"], trace["llm_calls"]) == (3, 2)
-    assert trace["input_tokens"] == 2 * CHAT["in"]
+            assert sdk["parent_span_id"] == inst["parent_span_id"], scenario
+            assert inst["start_time"] <= sdk["start_time"] <= sdk["end_time"] <= inst["end_time"], scenario
+
+
+@pytest.mark.parametrize(("config", "relation"), TWO_SPANS)
+def test_one_call_two_spans_counts_once(runs: Runs, config: str, relation: str) -> None:
+    """Every figure counts the call once, with the client's numbers: the traces view, the trace
+    detail, the trace list and the cost report; both spans stay in the trace."""
+    library = CONFIGS[config].library
+    an = Analytics(runs.collector.data_dir)
+    listed = {r["trace_id"]: r for r in list_traces(an, TraceFilters(project=config), Page(limit=50)).rows.to_dicts()}
+    for scenario, exp in CALLS.items():
+        trace_id = runs.trace(config, scenario)
+        sdk, inst = runs.call(config, scenario, SDK_SCOPES[scenario]), runs.call(config, scenario, SCOPES[library])
+        want = (1, exp["in"], exp["out"]) if exp is not None else (1, 0, 0)
+        (trace,) = runs.collector.query("SELECT * FROM traces WHERE project = ? AND trace_id = ?", [config, trace_id])
+        assert (trace["span_count"], trace["llm_calls"], trace["input_tokens"], trace["output_tokens"]) == (
+            3,
+            *want,
+        ), scenario
+        assert runs.collector.query(
+            "SELECT span_id, duplicate_of FROM duplicate_calls WHERE project = ? AND trace_id = ?", [config, trace_id]
+        ) == [{"span_id": inst["span_id"], "duplicate_of": sdk["span_id"]}], scenario
+        detail = trace_detail(an, trace_id, config)
+        assert detail is not None
+        s = detail.summary()
+        assert (s["spans"], s["llm_calls"], s["input_tokens"], s["output_tokens"]) == (3, *want), scenario
+        by_id = {x["span_id"]: x for x in detail.spans}
+        assert (by_id[inst["span_id"]]["duplicate_of"], by_id[inst["span_id"]]["cost_usd"]) == (sdk["span_id"], None)
+        assert by_id[sdk["span_id"]]["duplicate_of"] is None
+        row = listed[trace_id]
+        assert (row["llm_calls"], row["input_tokens"], row["output_tokens"]) == want, scenario
+        cost = _cost(exp) if exp is not None else None
+        for got in (s["cost_usd"], row["cost_usd"], by_id[sdk["span_id"]]["cost_usd"]):
+            assert got == (pytest.approx(cost, rel=1e-9, abs=1e-12) if cost is not None else None), scenario
+    # The cost report of the project: the client's numbers once per call (the failed call has
+    # no usage, so it is no billable call), exactly what the client's spans alone report.
+    (totals,) = call_totals(an, Filters(project=config)).to_dicts()
+    (alone,) = call_totals(an, Filters(project="sdk")).to_dicts()
+    calls = [e for e in CALLS.values() if e is not None]
+    by_hand = {
+        "calls": 8,
+        "input_tokens": 6 * 16 + 7 + 6,  # chat, cache_1h, stream, stream_helper, async_chat, foundry; tools; thinking
+        "output_tokens": 6 * 8 + 3 + 16,
+        "cache_read_tokens": 6 * 5,
+        "cache_write_tokens": 6 * 5,
+        "reasoning_tokens": THINKING["reasoning"],
+        "unpriced_calls": 0,
+    }
+    assert by_hand == {**by_hand, "calls": len(calls), "input_tokens": sum(e["in"] for e in calls),
+                       "output_tokens": sum(e["out"] for e in calls)}  # fmt: skip
+    for got in (totals, alone):
+        assert {k: got[k] for k in by_hand} == by_hand
+        assert got["cost_usd"] == pytest.approx(sum(_cost(e) for e in calls), rel=1e-9)
 
 
 def test_fake_server_rule_over_raw_http() -> None:

@@ -27,6 +27,7 @@ from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
 from spanlake.storage.schema import SPANS
 from spanlake.storage.writer import LakeWriter
+from tests.analytics import test_call_pairs as call_pairs
 from tests.conftest import start_collector
 from tests.factories import make_request, make_span
 
@@ -245,3 +246,29 @@ def test_spark_reads_the_late_arrival_area(tmp_path: Path, spark: Any) -> None:
     duck = [tuple(r.values()) for r in Lake(dd).query(sql).to_pylist()]
     assert len(ours) == 6 and all(n == 1 for *_, n in ours)
     assert ours == duck
+
+
+def test_spark_counts_one_call_once(tmp_path: Path, spark: Any) -> None:
+    """On tests/analytics/test_call_pairs.py's lake (a client library's own span and an
+    instrumentation's of one call, and calls that are not pairs), Spark counts what DuckDB
+    counts: each call once, with the client's numbers, and the retry under instrumented calls."""
+    call_pairs.build(tmp_path)
+    prices = PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1.0, output_mtok=2.0)], use_database=False)
+    an = Analytics(tmp_path, prices=prices)
+    register_lake(spark, str(Lake(tmp_path).data_dir.lake))
+    reports = SparkReports(spark, prices, default_outcome="success")
+    options = TaskOptions(default_outcome="success")
+    duck = cost(an, Filters(), ["model"], options=options)
+    ours = reports.cost(Filters(), ["model"])
+    assert_rows_match(duck.select(list(ours["calls"][0])), ours["calls"], ["model"])
+    assert {r["model"]: (r["calls"], r["input_tokens"], r["output_tokens"]) for r in ours["calls"]} == {
+        "acme-1": (10, 6710, 671),
+        "acme-2": (1, 50, 5),
+    }
+    (tasks,) = reports.cost(Filters())["tasks"]
+    assert tasks["task_cost_usd"] == pytest.approx((6760 + 2 * 676) / 1e6)
+    steps = latency(an, Filters(), options=options).filter(pl.col("level") != "task")
+    ours_steps = reports.latency(Filters())["steps"]
+    assert_rows_match(steps, ours_steps, ["level"])
+    (llm,) = [r for r in ours_steps if r["level"] == "llm"]
+    assert (llm["count"], llm["repeats"], llm["retries"]) == (12, 1, 1)
