@@ -29,8 +29,8 @@ from spanlake.experiments.store import ID_RE, Experiment, ExperimentError, NoSuc
 from spanlake.server.api.common import ApiContext, jsonable, project_for
 from spanlake.server.api.problems import Conflict, NotFound, responses
 
-ID_HELP = "An experiment id, like exp-20261205-153012-ab12"
-ExperimentId = Annotated[str, PathParam(pattern=ID_RE.pattern, description=ID_HELP)]
+EXAMPLE_A, EXAMPLE_B = "exp-20261205-153012-ab12", "exp-20261205-154501-9f3c"  # as in docs/experiments.md
+ExperimentId = Annotated[str, PathParam(pattern=ID_RE.pattern, description="An experiment id", examples=[EXAMPLE_B])]
 Confidence = Annotated[float, Query(ge=0.5, le=0.999, description="Of every interval (as --confidence)")]
 
 
@@ -139,9 +139,14 @@ class ComparisonOut(BaseModel):
     changed_output: list[DiffOut] = Field(description="Same verdict, different output")
 
 
+def _relative(store: Store, message: str) -> str:
+    """A message naming files relative to the data directory (the server's paths stay private)."""
+    return message.replace(str(store.root.parent) + "/", "")
+
+
 def _damaged(store: Store, e: ExperimentError) -> Conflict:
-    """A damaged experiment (409), its files named relative to the data directory."""
-    return Conflict(str(e).replace(str(store.root.parent) + "/", ""))
+    """A damaged experiment: 409, naming the file and line."""
+    return Conflict(_relative(store, str(e)))
 
 
 def _get(store: Store, experiment_id: str, project: str | None) -> Experiment:
@@ -156,7 +161,12 @@ def _get(store: Store, experiment_id: str, project: str | None) -> Experiment:
 
 def list_experiments(root: str, project: str | None) -> list[dict[str, Any]]:
     """The summary rows; runs in a query worker."""
-    return jsonable(offline.summary_rows(Store(root), project))  # type: ignore[no-any-return]
+    store = Store(root)
+    rows = offline.summary_rows(store, project)
+    for row in rows:
+        if row["error"] is not None:
+            row["error"] = _relative(store, row["error"])
+    return jsonable(rows)  # type: ignore[no-any-return]
 
 
 def show_experiment(root: str, project: str | None, experiment_id: str) -> dict[str, Any]:
@@ -196,8 +206,8 @@ def make_experiments_router(ctx: ApiContext) -> APIRouter:
     @router.get("/compare", response_model=ComparisonOut, responses=one_errors)
     async def compare(
         principal: Annotated[Principal | None, reader],
-        a: Annotated[str, Query(pattern=ID_RE.pattern, description="The baseline experiment's id")],
-        b: Annotated[str, Query(pattern=ID_RE.pattern, description="The candidate experiment's id")],
+        a: Annotated[str, Query(pattern=ID_RE.pattern, description="The baseline's id", examples=[EXAMPLE_A])],
+        b: Annotated[str, Query(pattern=ID_RE.pattern, description="The candidate's id", examples=[EXAMPLE_B])],
         project: str | None = None,
         confidence: Confidence = 0.95,
     ) -> Any:
