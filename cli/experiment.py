@@ -299,7 +299,7 @@ fmt_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]
 def list_cmd(project: str | None, fmt: str, data_dir: Path) -> None:
     """List experiments, newest first: dataset, app, metadata, status, success rate, cost, p95."""
     try:
-        rows = offline.summary_rows(Store(data_dir), project)
+        rows = offline.summary_rows(Store(data_dir).list(project))
     except ExperimentError as e:
         raise Refused(str(e)) from None
     if fmt == "json":

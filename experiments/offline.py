@@ -9,14 +9,14 @@ the detail with every item, and the comparison of two runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from spanlake.analytics.datasets import trace_url
 from spanlake.experiments.compare import Comparison, compare_sides, comparison_dict, side_figures
 from spanlake.experiments.scoring import decide
 from spanlake.experiments.sides import Item, Side
-from spanlake.experiments.store import Experiment, ExperimentError, Store
+from spanlake.experiments.store import Experiment, ExperimentError
 
 Link = Callable[[str, Item], str | None]
 
@@ -87,11 +87,11 @@ def summary_row(exp: Experiment) -> dict[str, Any]:
     }
 
 
-def summary_rows(store: Store, project: str | None = None) -> list[dict[str, Any]]:
-    """`summary_row` of every experiment (of `project`), newest first; one whose results cannot
+def summary_rows(experiments: Iterable[Experiment]) -> list[dict[str, Any]]:
+    """`summary_row` of each experiment (`Store.list()`: newest first); one whose results cannot
     be read is listed with status `damaged` and the reason in `error`."""
     rows = []
-    for exp in store.list(project):
+    for exp in experiments:
         try:
             rows.append(summary_row(exp) | {"error": None})
         except ExperimentError as e:

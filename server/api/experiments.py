@@ -162,7 +162,7 @@ def _get(store: Store, experiment_id: str, project: str | None) -> Experiment:
 def list_experiments(root: str, project: str | None) -> list[dict[str, Any]]:
     """The summary rows; runs in a query worker."""
     store = Store(root)
-    rows = offline.summary_rows(store, project)
+    rows = offline.summary_rows(store.list(project))
     for row in rows:
         if row["error"] is not None:
             row["error"] = _relative(store, row["error"])
