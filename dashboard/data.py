@@ -215,7 +215,7 @@ def experiment_gate(data_dir: str, a: str, b: str, rules_text: str) -> GateResul
         budgets = BudgetsFile(data_dir).read()
     except (FileNotFoundError, BudgetError, OSError):
         budgets = None  # a `budget` rule then says no budgets file was read
-    rules = parse_rules(rules_text, "the rules")
+    rules = parse_rules(rules_text, "gate rules")
     side_a, side_b = offline.experiment_side(ea), offline.experiment_side(eb)
     return evaluate(rules, side_a, side_b, paired=offline.paired(ea, eb), budgets=budgets)
 

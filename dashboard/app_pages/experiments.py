@@ -127,7 +127,7 @@ if rules_text:
         try:
             result = data.experiment_gate(ctx.data_dir, picked[0], b, rules_text)
         except GateError as e:
-            st.error(f"Gate rules: {esc(e)}", icon=":material/error:")
+            st.error(esc(e), icon=":material/error:")
             break
         v = ev.verdict(result.verdict)
         st.markdown(
