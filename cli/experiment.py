@@ -349,7 +349,7 @@ def show_cmd(experiment_id: str, fmt: str, data_dir: Path) -> None:
         click.echo("  failure modes: " + ", ".join(f"{k} {v}" for k, v in figures["failure_modes"].items()))
     columns = ("item_id", "success", "failure_mode", "cost_usd", "duration_ms", "output", "trace_url")
     shown_rows = [
-        {k: r[k] for k in columns} | {"output": (r["output"] if r["error"] is None else r["error"] or "")[:120]}
+        {k: r[k] for k in columns} | {"output": ((r["output"] if r["error"] is None else r["error"]) or "")[:120]}
         for r in shown["items"]
     ]
     table = pa.Table.from_pylist(shown_rows) if shown_rows else pa.table({"item_id": pa.array([], pa.string())})
