@@ -14,10 +14,9 @@ $SPANLAKE_DEMO_TIME_SCALE scales the latencies as for `spanlake demo`. The model
 traced by the openai-v2 instrumentation into the item's trace and priced like production.
 
 It returns the assistant's reply and marks the item successful. A ticket the assistant could not
-answer fails with a short
-failure mode (FAILURE_MODES: blocked, refund_review, ungrounded, pii_leak, invalid_reply, for
-`[no_critical_regressions]` rules); an exception that escaped the assistant is raised, so the
-item is recorded as an error.
+answer fails with a short failure mode (FAILURE_MODES: blocked, refund_review, ungrounded,
+pii_leak, invalid_reply, for `[no_critical_regressions]` rules); an exception that escaped the
+assistant is raised, so the item is recorded as an error.
 """
 
 from __future__ import annotations
