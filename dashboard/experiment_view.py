@@ -118,6 +118,12 @@ def diffs(c: Comparison, which: str) -> list[ItemDiff]:
     return [ItemDiff(str(i.key), i, by_b[i.key]) for i in c.sides[0].items if i.key in by_b]
 
 
+def first_filter(counts: Mapping[str, int]) -> str:
+    """The filter a comparison opens on: the first of regressed, improved, changed with items,
+    else all."""
+    return next((f for f in FILTERS[:-1] if counts.get(f)), "all")
+
+
 def trace_link(project: str | None, item: Item) -> str | None:
     """The item's trace on this dashboard's Trace page (relative, so it opens on the same host)."""
     if item.trace_id is None or project is None:

@@ -155,11 +155,14 @@ else:
     n, comp = paired[0]
 b_id = picked[n]
 counts = {f: len(ev.diffs(comp, f)) for f in ev.FILTERS}
+if st.session_state.get("_experiments_filter_for") != (picked[0], b_id):  # another pair: start afresh
+    st.session_state["_experiments_filter_for"] = (picked[0], b_id)
+    st.session_state.pop("experiments_filter", None)
 which = st.segmented_control(
     "Show",
     ev.FILTERS,
     key="experiments_filter",
-    default="regressed",
+    default=ev.first_filter(counts),
     format_func=lambda f: f"{ev.FILTER_TITLES[f]} ({counts[f]})",
     help=" · ".join(f"{ev.FILTER_TITLES[f]}: {ev.FILTER_HELP[f]}" for f in ev.FILTERS),
 )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from spanlake.dashboard import experiment_view as ev
 from spanlake.experiments.store import Store
 from tests.conftest import start_collector
 from tests.dashboard.conftest import APP, TIMEOUT_S
@@ -213,3 +214,10 @@ def test_the_trace_project_lists_them_too_and_an_empty_data_dir_says_how_to_run_
     assert not at.exception and not at.dataframe
     [info] = at.info
     assert info.value.startswith("No experiments on any project yet.") and "spanlake experiment run" in info.value
+
+
+def test_a_comparison_opens_on_its_first_filter_with_items() -> None:
+    counts = {"regressed": 0, "improved": 2, "changed": 1, "all": 12}
+    assert ev.first_filter(counts) == "improved"
+    assert ev.first_filter(counts | {"improved": 0}) == "changed"
+    assert ev.first_filter(dict.fromkeys(counts, 0) | {"all": 12}) == "all"  # the demo's v1 / v2: none changed
