@@ -19,9 +19,11 @@ from streamlit.testing.v1 import AppTest
 
 from spanlake.dashboard import experiment_view as ev
 from spanlake.experiments.store import Store
+from spanlake.storage.users import UserStore
 from tests.conftest import start_collector
 from tests.dashboard.conftest import APP, TIMEOUT_S
 from tests.dashboard.test_pages import elements
+from tests.dashboard.test_signin import sign_in
 from tests.experiments.helpers import run_designed_pair, run_experiment
 
 
@@ -221,3 +223,23 @@ def test_a_comparison_opens_on_its_first_filter_with_items() -> None:
     assert ev.first_filter(counts) == "improved"
     assert ev.first_filter(counts | {"improved": 0}) == "changed"
     assert ev.first_filter(dict.fromkeys(counts, 0) | {"all": 12}) == "all"  # the demo's v1 / v2: none changed
+
+
+def test_signed_in_users_see_the_experiments_of_their_projects_only(
+    runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = UserStore(tmp_path / "users.json")
+    users.add("vera", "viewer", "s3cret-vera", ("other",))
+    users.add("ana", "labeller", "s3cret-ana", ("shop",))
+    monkeypatch.setenv("SPANLAKE_DATA_DIR", str(runs.data_dir))
+    monkeypatch.setenv("SPANLAKE_DASHBOARD_AUTH", "password")
+    monkeypatch.setenv("SPANLAKE_USERS_FILE", str(users.path))
+    monkeypatch.setenv("SPANLAKE_SIGNIN_FILE", str(tmp_path / "signin.json"))
+    for name, seen in (("vera", []), ("ana", [runs.c, runs.b, runs.a])):
+        at = sign_in(AppTest.from_file(APP, default_timeout=TIMEOUT_S).run(), name, f"s3cret-{name}")
+        at.switch_page("app_pages/experiments.py").run()
+        assert not at.exception
+        if seen:
+            assert [r["id"] for r in frames(at)[0]] == seen
+        else:
+            assert not at.dataframe and at.info[0].value.startswith("No experiments on project other yet.")
