@@ -308,9 +308,29 @@ def list_cmd(project: str | None, fmt: str, data_dir: Path) -> None:
     if not rows:
         click.echo("no experiments yet: `spanlake experiment run --help`")
         return
-    if all(r["error"] is None for r in rows):
-        rows = [{k: v for k, v in r.items() if k != "error"} for r in rows]
-    print_table(pa.Table.from_pylist(rows), fmt)
+    print_table(pa.Table.from_pylist([_list_cells(r, rows) for r in rows]), fmt)
+
+
+def _list_cells(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A row of the list as a person reads it (`--format json` keeps the numbers)."""
+    rate = row["success_rate"]
+    cells = {
+        "id": row["id"],
+        "dataset": row["dataset"],
+        "meta": row["meta"],
+        "status": row["status"],
+        "items": row["items"],
+        "success": None if rate is None else f"{rate:.1%}",
+        "$ / success": markdown.usd_text(row["cost_per_successful_task"]),
+        "p95": markdown.ms_text(row["p95_ms"]),
+        "created (UTC)": str(row["created_at"] or "")[:16].replace("T", " "),
+        "app": row["app"],
+    }
+    if len({r["project"] for r in rows}) > 1:
+        cells["project"] = row["project"]
+    if any(r["error"] is not None for r in rows):
+        cells["error"] = row["error"]
+    return cells
 
 
 def _get(store: Store, experiment_id: str) -> Experiment:
