@@ -13,6 +13,7 @@ from spanlake.experiments.gate import GateError
 from spanlake.experiments.store import ExperimentError
 
 CONFIDENCES = (0.8, 0.9, 0.95, 0.99)
+MAX_ITEMS = 1000  # rows of the items table (and choices of the item picker)
 RULES_EXAMPLE = """min_items = 30
 [success_rate]
 max_drop_points = 2
@@ -172,6 +173,11 @@ projects = (by_id[picked[0]]["trace_project"], by_id[b_id]["trace_project"])
 if not shown:
     st.caption(f"No {ev.FILTER_TITLES[which].lower()} items between A and {ev.letter(n)}.")
     st.stop()
+if len(shown) > MAX_ITEMS:
+    st.caption(
+        f"The first {MAX_ITEMS:,} of {len(shown):,} items (`spanlake experiment compare --format json` lists all)."
+    )
+    shown = shown[:MAX_ITEMS]
 event = st.dataframe(
     ev.item_rows(shown, *projects),
     hide_index=True,
