@@ -104,18 +104,20 @@ def failure_mode_rows(comparisons: Sequence[Comparison]) -> list[dict[str, Any]]
 
 
 def diffs(c: Comparison, which: str) -> list[ItemDiff]:
-    """The items of one filter: regressed, improved, changed (same verdict, other output) or all
-    (every item both runs have, in the baseline's order)."""
+    """The items of one filter, by item id: regressed, improved, changed (same verdict, other
+    output) or all (every item both runs have)."""
     if which == "regressed":
-        return list(c.regressed)
-    if which == "improved":
-        return list(c.improved)
-    if which == "changed":
-        return list(c.changed)
-    if c.sides is None:
-        return []
-    by_b = {i.key: i for i in c.sides[1].items}
-    return [ItemDiff(str(i.key), i, by_b[i.key]) for i in c.sides[0].items if i.key in by_b]
+        rows = list(c.regressed)
+    elif which == "improved":
+        rows = list(c.improved)
+    elif which == "changed":
+        rows = list(c.changed)
+    elif c.sides is None:
+        rows = []
+    else:
+        by_b = {i.key: i for i in c.sides[1].items}
+        rows = [ItemDiff(str(i.key), i, by_b[i.key]) for i in c.sides[0].items if i.key in by_b]
+    return sorted(rows, key=lambda d: d.key)
 
 
 def first_filter(counts: Mapping[str, int]) -> str:
