@@ -30,7 +30,7 @@ from spanlake.cli.output import print_table
 from spanlake.cli.report import _parse_time
 from spanlake.experiments import markdown, offline
 from spanlake.experiments.apps import AppLoadError, load_app
-from spanlake.experiments.compare import compare_sides, comparison_dict, side_figures
+from spanlake.experiments.compare import comparison_dict, side_figures
 from spanlake.experiments.gate import GateError, GateResult, evaluate, load_budgets, load_rules
 from spanlake.experiments.items import DatasetRef, resolve
 from spanlake.experiments.production import production_sides
@@ -287,25 +287,6 @@ def run_cmd(
         click.echo("  warning: not every span was delivered to spanlake in time", err=True)
 
 
-def _experiment_row(e: Experiment) -> dict[str, Any]:
-    ds = e.record.get("dataset", {})
-    side = offline.experiment_side(e)
-    f = side_figures(side)
-    return {
-        "id": e.id,
-        "project": e.project,
-        "dataset": f"{ds.get('name')}@{ds.get('version')}",
-        "app": e.record.get("app"),
-        "meta": " ".join(f"{k}={v}" for k, v in (e.record.get("meta") or {}).items()),
-        "status": e.status,
-        "items": f"{f.items}/{ds.get('examples')}",
-        "success_rate": None if f.success_rate is None else round(f.success_rate, 4),
-        "cost_per_successful_task": f.cost_per_successful_task,
-        "p95_ms": None if f.p95_ms is None else round(f.p95_ms, 1),
-        "created_at": e.record.get("created_at"),
-    }
-
-
 fmt_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
 
@@ -316,7 +297,7 @@ fmt_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]
 def list_cmd(project: str | None, fmt: str, data_dir: Path) -> None:
     """List experiments, newest first: dataset, app, metadata, status, success rate, cost, p95."""
     try:
-        rows = [_experiment_row(e) for e in Store(data_dir).list(project)]
+        rows = offline.summary_rows(Store(data_dir).list(project))
     except ExperimentError as e:
         raise Refused(str(e)) from None
     if fmt == "json":
@@ -325,7 +306,29 @@ def list_cmd(project: str | None, fmt: str, data_dir: Path) -> None:
     if not rows:
         click.echo("no experiments yet: `spanlake experiment run --help`")
         return
-    print_table(pa.Table.from_pylist(rows), fmt)
+    print_table(pa.Table.from_pylist([_list_cells(r, rows) for r in rows]), fmt)
+
+
+def _list_cells(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A row of the list as a person reads it (`--format json` keeps the numbers)."""
+    rate = row["success_rate"]
+    cells = {
+        "id": row["id"],
+        "dataset": row["dataset"],
+        "meta": row["meta"],
+        "status": row["status"],
+        "items": row["items"],
+        "success": None if rate is None else f"{rate:.1%}",
+        "$ / success": markdown.usd_text(row["cost_per_successful_task"]),
+        "p95": markdown.ms_text(row["p95_ms"]),
+        "created (UTC)": str(row["created_at"] or "")[:16].replace("T", " "),
+        "app": row["app"],
+    }
+    if len({r["project"] for r in rows}) > 1:
+        cells["project"] = row["project"]
+    if any(r["error"] is not None for r in rows):
+        cells["error"] = row["error"]
+    return cells
 
 
 def _get(store: Store, experiment_id: str) -> Experiment:
@@ -343,42 +346,32 @@ def show_cmd(experiment_id: str, fmt: str, data_dir: Path) -> None:
     """Show an experiment: its settings, aggregates and every item's result."""
     exp = _get(Store(data_dir), experiment_id)
     try:
-        side = offline.experiment_side(exp)
+        shown = offline.detail(exp)
+        row = offline.summary_row(exp)
     except ExperimentError as e:
         raise Refused(str(e)) from None
-    link = offline.trace_links([exp])
-    items = [
-        {
-            "item_id": i.key,
-            "success": i.success,
-            "failure_mode": i.failure_mode,
-            "cost_usd": i.cost_usd,
-            "duration_ms": None if i.duration_ms is None else round(i.duration_ms, 1),
-            "output": i.output if i.error is None else i.error,
-            "trace_url": link(exp.id, i),
-        }
-        for i in side.items
-    ]
-    figures = side_figures(side)
     if fmt == "json":
-        out = {"experiment": exp.record | {"status": exp.status}, "figures": figures.__dict__, "items": items}
-        out["lake_figures"] = exp.figures_info()
-        click.echo(json.dumps(out, indent=2, default=str))
+        click.echo(json.dumps(shown, indent=2, default=str))
         return
-    row = _experiment_row(exp)
+    figures = shown["figures"]
     click.echo(f"{exp.id}  {row['dataset']} ({exp.project})  app {row['app']}  {row['status']}")
     click.echo(f"  traces in project {exp.record.get('trace_project')}; metadata: {row['meta'] or 'none'}")
-    rate = "n/a" if figures.success_rate is None else f"{figures.success_rate:.1%}"
-    cps = figures.cost_per_successful_task
+    rate = "n/a" if figures["success_rate"] is None else f"{figures['success_rate']:.1%}"
+    cps = figures["cost_per_successful_task"]
     click.echo(
-        f"  success {rate} ({figures.successes}/{figures.items}, {figures.undecided} undecided), "
-        f"errors {figures.errors}, cost per successful task {'n/a' if cps is None else f'${cps:.6f}'}, "
-        f"p50 {figures.p50_ms or 0:.0f} ms, p95 {figures.p95_ms or 0:.0f} ms"
+        f"  success {rate} ({figures['successes']}/{figures['items']}, {figures['undecided']} undecided), "
+        f"errors {figures['errors']}, cost per successful task {'n/a' if cps is None else f'${cps:.6f}'}, "
+        f"p50 {figures['p50_ms'] or 0:.0f} ms, p95 {figures['p95_ms'] or 0:.0f} ms"
     )
-    if figures.failure_modes:
-        click.echo("  failure modes: " + ", ".join(f"{k} {v}" for k, v in figures.failure_modes.items()))
-    shown = [r | {"output": (r["output"] or "")[:120]} for r in items]
-    print_table(pa.Table.from_pylist(shown) if shown else pa.table({"item_id": pa.array([], pa.string())}), "table")
+    if figures["failure_modes"]:
+        click.echo("  failure modes: " + ", ".join(f"{k} {v}" for k, v in figures["failure_modes"].items()))
+    columns = ("item_id", "success", "failure_mode", "cost_usd", "duration_ms", "output", "trace_url")
+    shown_rows = [
+        {k: r[k] for k in columns} | {"output": ((r["output"] if r["error"] is None else r["error"]) or "")[:120]}
+        for r in shown["items"]
+    ]
+    table = pa.Table.from_pylist(shown_rows) if shown_rows else pa.table({"item_id": pa.array([], pa.string())})
+    print_table(table, "table")
 
 
 def _sides(store: Store, a_id: str, b_id: str) -> tuple[Side, Side, bool, list[Experiment]]:
@@ -408,8 +401,13 @@ def compare_cmd(baseline: str, candidate: str, fmt: str, confidence: float, data
     Example:
       spanlake experiment compare exp-20261205-153012-ab12 exp-20261205-154501-9f3c --format markdown
     """
-    sa, sb, paired, exps = _sides(Store(data_dir), baseline, candidate)
-    c = compare_sides(sa, sb, paired=paired, confidence=confidence)
+    store = Store(data_dir)
+    exps = [_get(store, baseline), _get(store, candidate)]
+    try:
+        c = offline.compare_experiments(*exps, confidence=confidence)
+    except ExperimentError as e:
+        raise Refused(str(e)) from None
+    paired = c.paired
     link = offline.trace_links(exps)
     if fmt == "json":
         click.echo(json.dumps(comparison_dict(c, link), indent=2, default=str))

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import streamlit as st
 
 from spanlake.analytics import dataset_export, label_queue, labels
 from spanlake.analytics import datasets as ds
+from spanlake.analytics.budgets.budgets_file import BudgetsFile
+from spanlake.analytics.budgets.definition import BudgetError
 from spanlake.analytics.reports.registry import run_report
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces import detail, overview, trace_list
 from spanlake.analytics.traces.filters import Page, TraceFilters
+from spanlake.experiments import offline
+from spanlake.experiments.compare import Comparison
+from spanlake.experiments.gate import GateResult, evaluate, parse_rules
+from spanlake.experiments.items import DatasetItem, DatasetRef, load_items, resolve
+from spanlake.experiments.store import Store
 from spanlake.storage import datasets as stored
 from spanlake.storage.label_schema import LabelSchema, LabelSchemas
 from spanlake.storage.layout import DataDir
@@ -178,6 +186,47 @@ def export(data_dir: str, project: str, name: str, version: int, fmt: str, targe
     return dataset_export.export_bytes(stored.read_examples(dd, v), v.manifest, fmt, opts)
 
 
+# --- experiments (files under <data-dir>/experiments/, written by `spanlake experiment run`) ------
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def experiments(data_dir: str, project: str | None) -> list[dict[str, Any]]:
+    """Summary rows (experiments.offline.summary_row, with `trace_project`) of the experiments
+    on `project`'s datasets or tracing into `project` (every one when None), newest first."""
+    found = [e for e in Store(data_dir).list() if project in (None, e.project, e.record.get("trace_project"))]
+    traces = {e.id: e.record.get("trace_project") for e in found}
+    return [r | {"trace_project": traces[r["id"]]} for r in offline.summary_rows(found)]
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def experiment_comparison(data_dir: str, a: str, b: str, confidence: float) -> Comparison:
+    """Candidate `b` against baseline `a`, as `spanlake experiment compare` computes it."""
+    store = Store(data_dir)
+    return offline.compare_experiments(store.get(a), store.get(b), confidence)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def experiment_gate(data_dir: str, a: str, b: str, rules_text: str) -> GateResult:
+    """The release gate (`spanlake gate --baseline a --candidate b`) with rules given as TOML
+    text; GateError for rules it cannot use."""
+    store = Store(data_dir)
+    ea, eb = store.get(a), store.get(b)
+    try:
+        budgets = BudgetsFile(data_dir).read()
+    except (FileNotFoundError, BudgetError, OSError):
+        budgets = None  # a `budget` rule then says no budgets file was read
+    rules = parse_rules(rules_text, "gate rules")
+    side_a, side_b = offline.experiment_side(ea), offline.experiment_side(eb)
+    return evaluate(rules, side_a, side_b, paired=offline.paired(ea, eb), budgets=budgets)
+
+
+@st.cache_data(max_entries=MAX_ENTRIES, show_spinner=False)
+def experiment_dataset(data_dir: str, project: str, name: str, version: int) -> dict[str, DatasetItem]:
+    """The items of a frozen dataset version by id (frozen versions never change: no TTL)."""
+    dd = analytics(data_dir).lake.data_dir
+    return {i.id: i for i in load_items(dd, resolve(dd, project, DatasetRef(name, version)))}
+
+
 def saved_filters(data_dir: str) -> SavedFilters:
     return SavedFilters(data_dir)
 
@@ -191,5 +240,7 @@ def clear_labels() -> None:
 def clear() -> None:
     """Forget cached results (the Refresh button)."""
     for fn in (trace_page, facets, trace, sessions, session_traces, overview_of, report, compare):
+        fn.clear()
+    for fn in (experiments, experiment_comparison, experiment_gate):
         fn.clear()
     clear_labels()

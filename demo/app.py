@@ -13,6 +13,9 @@ they mean. Per ticket (one task, one trace), inside `session()` and `prompt("sup
    validated (`json_schema:Reply`); invalid JSON or a provider error → fallback to gpt-4o;
 6. `grounded` (an article matched) and `no_pii` (no phone number in the reply) validations;
    a failure escalates to a human and fails the task.
+
+The task records the ticket's text, redacted, as its input (`gen_ai.task.input`, content), so
+a dataset built from the demo's traces holds the tickets (demo/experiment_app.py runs them again).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from spanlake.demo.tickets import PROMPT_NAME, Ticket
 PRIMARY, BIGGER = "gpt-4o-mini", "gpt-4o"
 SUMMARIZER, SUMMARIZER_PROVIDER = "llama-3.1-8b-instruct", "vllm"
 REFUND_LIMIT = 150
+TASK_INPUT = "gen_ai.task.input"  # content: kept only when the SDK captures content
 SYSTEM = {
     "v1": "You are Acme's support assistant. Reply in JSON with an 'answer' field.",
     "v2": "You are Acme's support assistant. Answer only from the articles below, in one or two "
@@ -119,6 +123,8 @@ class SupportAssistant:
                 sl.task("answer_ticket", attributes=attrs) as task,
             ):
                 result.trace_id = sl.current_trace_id()
+                if task.capture_content:  # the ticket, redacted: what a dataset item's input is
+                    task.set_attribute(TASK_INPUT, EMAIL.sub("[email]", ticket.text))
                 try:
                     result.answer = self._handle(ticket, rng, result)
                     task.succeed()

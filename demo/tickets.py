@@ -7,6 +7,7 @@ sessions, prompt versions, users and feedback intentions.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 PROMPT_NAME = "support_answer"
@@ -126,3 +127,48 @@ def plan(seed: int, n: int) -> list[Ticket]:
                 )
             )
     return tickets
+
+
+# How each placeholder of a template reads back out of a ticket's text (`parse`).
+_SLOTS = {
+    "order": r"(?P<order>A\d{5})",
+    "amount": r"(?P<amount>\d+)",
+    "city": r"(?P<city>[A-Z][a-z]+)",
+    "item": r".+?",
+    "email": r".+?",  # an address, or `[email]` once redacted
+    "phone": r".+?",
+    "day": r".+?",
+}
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """The template as a regex; a final '.' is optional (redaction takes it with an address)."""
+    body = re.sub(r"\\\{(\w+)\\\}", lambda m: _SLOTS[m.group(1)], re.escape(template))
+    return re.compile(body.removesuffix(r"\.") + r"\.?" if body.endswith(r"\.") else body)
+
+
+_PATTERNS = [(intent, _pattern(t)) for intent, (_, templates) in INTENTS.items() for t in templates]
+_ORDER = re.compile(r"\bA\d{5}\b")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a ticket's text says: its intent (`other` when no template matches) and the order,
+    amount and city it names (empty, 0 when it names none)."""
+
+    intent: str
+    order_id: str = ""
+    amount: int = 0
+    city: str = ""
+
+
+def parse(text: str) -> Parsed:
+    """Read a planned ticket's text back (the inverse of `plan`'s templates): for a dataset
+    built from the demo's traces, whose items hold the text only."""
+    for intent, pattern in _PATTERNS:
+        if m := pattern.fullmatch(text.strip()):
+            slots = m.groupdict()
+            amount = slots.get("amount")
+            return Parsed(intent, slots.get("order") or "", int(amount) if amount else 0, slots.get("city") or "")
+    order = _ORDER.search(text)
+    return Parsed("other", order.group() if order else "")

@@ -27,17 +27,18 @@ def cell(value: Any, width: int = CELL) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", "<br>") or "″″"
 
 
-def _rate(f: Figures) -> str:
+def rate_text(f: Figures) -> str:
+    """`90.0% [59.6%, 98.2%] (9/10)`: the success rate, its interval and counts."""
     if f.success_rate is None:
         return "—"
     return f"{f.success_rate:.1%} [{f.success_low:.1%}, {f.success_high:.1%}] ({f.successes}/{f.items})"
 
 
-def _usd(x: float | None) -> str:
+def usd_text(x: float | None) -> str:
     return "—" if x is None else f"${x:.6f}".rstrip("0").rstrip(".") if x < 1 else f"${x:,.2f}"
 
 
-def _ms(x: float | None) -> str:
+def ms_text(x: float | None) -> str:
     return "—" if x is None else f"{x:,.0f} ms"
 
 
@@ -54,23 +55,29 @@ def delta_text(d: Delta) -> str:
     return f"{fmt(d.estimate)} [{fmt(d.low)}, {fmt(d.high)}]"
 
 
-def figures_table(c: Comparison) -> list[str]:
+def figure_rows(c: Comparison) -> list[tuple[str, str, str, str]]:
+    """(figure, baseline, candidate, candidate vs baseline) for each aggregate, as text."""
     a, b = c.a, c.b
-    rows = [
+    return [
         ("items", str(a.items), str(b.items), ""),
-        ("success rate", _rate(a), _rate(b), delta_text(c.deltas["success_rate"])),
-        ("cost per task", _usd(a.cost_per_task), _usd(b.cost_per_task), delta_text(c.deltas["cost_per_task"])),
+        ("success rate", rate_text(a), rate_text(b), delta_text(c.deltas["success_rate"])),
+        ("cost per task", usd_text(a.cost_per_task), usd_text(b.cost_per_task), delta_text(c.deltas["cost_per_task"])),
         (
             "cost per successful task",
-            _usd(a.cost_per_successful_task),
-            _usd(b.cost_per_successful_task),
+            usd_text(a.cost_per_successful_task),
+            usd_text(b.cost_per_successful_task),
             delta_text(c.deltas["cost_per_successful_task"]),
         ),
-        ("p50 latency", _ms(a.p50_ms), _ms(b.p50_ms), delta_text(c.deltas["p50_latency"])),
-        ("p95 latency", _ms(a.p95_ms), _ms(b.p95_ms), delta_text(c.deltas["p95_latency"])),
+        ("p50 latency", ms_text(a.p50_ms), ms_text(b.p50_ms), delta_text(c.deltas["p50_latency"])),
+        ("p95 latency", ms_text(a.p95_ms), ms_text(b.p95_ms), delta_text(c.deltas["p95_latency"])),
         ("errors and timeouts", str(a.errors), str(b.errors), ""),
         ("undecided", str(a.undecided), str(b.undecided), ""),
     ]
+
+
+def figures_table(c: Comparison) -> list[str]:
+    a, b = c.a, c.b
+    rows = figure_rows(c)
     out = [
         f"| {c.confidence:.0%} intervals | baseline `{cell(a.name, 60)}` | candidate `{cell(b.name, 60)}` "
         "| candidate vs baseline |",

@@ -49,6 +49,10 @@ class ExperimentError(Exception):
     """A clear, user-facing problem with an experiment (unknown id, busy, damaged file)."""
 
 
+class NoSuchExperiment(ExperimentError):
+    """No experiment has this id (in the project asked about)."""
+
+
 def new_id(now: datetime | None = None) -> str:
     """`exp-YYYYMMDD-HHMMSS-xxxx` (UTC, 4 random hex digits): sorts by creation time."""
     now = now or datetime.now(UTC)
@@ -205,7 +209,7 @@ class Store:
                 except orjson.JSONDecodeError as e:
                     raise ExperimentError(f"{folder / RECORD}: damaged ({e})") from None
         where = f"project {project!r}" if project else str(self.root)
-        raise ExperimentError(f"no experiment {experiment_id} in {where} (`spanlake experiment list` shows them)")
+        raise NoSuchExperiment(f"no experiment {experiment_id} in {where} (`spanlake experiment list` shows them)")
 
     def list(self, project: str | None = None) -> list[Experiment]:
         """Every experiment (of `project`), newest first."""

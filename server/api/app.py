@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from spanlake.server.api.admin import make_admin_router, read_lake
 from spanlake.server.api.budgets import make_budgets_router
 from spanlake.server.api.common import ApiContext
+from spanlake.server.api.experiments import make_experiments_router
 from spanlake.server.api.labels import make_labels_router
 from spanlake.server.api.reports import make_reports_router
 from spanlake.server.api.saved_filters import make_saved_filters_router
@@ -27,4 +28,5 @@ def mount_api(app: FastAPI, parts: HttpParts) -> Callable[[], None]:
     app.include_router(make_admin_router(ctx))
     app.include_router(make_saved_filters_router(ctx))
     app.include_router(make_budgets_router(ctx))
+    app.include_router(make_experiments_router(ctx))
     return lambda: read_lake(ctx)

@@ -6,47 +6,25 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from spanlake.cli.main import cli
 from spanlake.experiments.compare import compare_sides, side_figures
 from spanlake.experiments.offline import experiment_side
 from spanlake.experiments.store import Store
 from tests.conftest import RunningCollector, start_collector
-from tests.experiments.helpers import DATASET, ITEMS, PROJECT, freeze_items
+from tests.experiments.helpers import DATASET, ITEMS, invoke, run_designed_pair
 
 BASE_COST, CHEAP_COST = 0.2, 0.1  # 100 in / 50 out tokens; 50 in / 25 out (fake_app.py)
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-
-def run_experiment(c: RunningCollector, app: str, version: str, *extra: str) -> str:
-    args = ["experiment", "run", "--dataset", f"{DATASET}@1", "--dataset-project", PROJECT, "--app", app]
-    args += ["--check", "exact", "--meta", f"prompt_version={version}", "--meta", "model=acme-1"]
-    args += ["--endpoint", c.http, "--data-dir", str(c.data_dir), "--quiet", "--wait", "30", *extra]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    m = re.search(r"(exp-\d{8}-\d{6}-[0-9a-f]{4}): 10 item\(s\) run", result.output)
-    assert m, result.output
-    assert "lake figures for 10/10 item(s)" in result.output, result.output
-    return m.group(1)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCollector, str, str]]:
     running, stop = start_collector(tmp_path_factory.mktemp("experiments") / "data")
     try:
-        freeze_items(running.data_dir)
-        a = run_experiment(running, "tests.experiments.fake_app:baseline", "v1", "--concurrency", "3")
-        b = run_experiment(running, "tests.experiments.fake_app:candidate", "v2")
+        a, b = run_designed_pair(running)
         yield running, a, b
     finally:
         stop()

@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from spanlake.experiments.store import Experiment, Store
+from spanlake.server.api.experiments import EXAMPLE_A, EXAMPLE_B
 from spanlake.server.api.limits import ENV_RATE
 from spanlake.storage.keys import KeyStore, keys_path
 from tests.conftest import RunningCollector, start_collector
@@ -69,6 +71,37 @@ def beta_requests() -> list[Any]:
         make_span("beta-only", B1, sid(1), b"", T0_NS + 7 * MS, 70 * MS),
     ]
     return [make_request(spans, {"service.name": "svc-a"})]
+
+
+def seed_experiments(data_dir: Path, project: str = "alpha") -> None:
+    """The two experiments the API's examples name (EXAMPLE_A, baseline, and EXAMPLE_B,
+    candidate), over alpha's dataset faq@1 of three items: the candidate regresses on q2 (its
+    `exact` check fails), improves q3 (the baseline raised), keeps q1; lake figures for q1-q2."""
+    store = Store(data_dir)
+    runs = {
+        EXAMPLE_A: [("q1", "ok", "a1", True), ("q2", "ok", "a2", True), ("q3", "error", None, None)],
+        EXAMPLE_B: [("q1", "ok", "a1", True), ("q2", "ok", "a2?", False), ("q3", "ok", "a3", True)],
+    }
+    for n, (exp_id, rows) in enumerate(runs.items()):
+        folder = store.folder(project, exp_id)
+        folder.mkdir(parents=True)
+        record = {"id": exp_id, "project": project, "dataset": {"name": "faq", "version": 1, "examples": 3},
+                  "app": "bot:answer", "checks": ["exact"], "meta": {"prompt_version": f"v{n + 1}"},
+                  "trace_project": f"{project}-experiments", "status": "finished",
+                  "created_at": (T0 + timedelta(minutes=n)).isoformat()}  # fmt: skip
+        exp = Experiment(folder, record)
+        store.save(exp)
+        lines = [
+            {"item_id": item, "status": status, "output": out, "error": None if out else "RuntimeError: down",
+             "checks": {} if ok is None else {"exact": ok}, "trace_id": f"{n}{i}".rjust(32, "0"),
+             "wall_ms": 100.0 * (i + 1)}
+            for i, (item, status, out, ok) in enumerate(rows)
+        ]  # fmt: skip
+        with store.running(exp) as results:
+            results.append(lines)
+        figures = {"q1": {"cost_usd": 0.001 * (n + 1), "duration_ms": 90.0},
+                   "q2": {"cost_usd": 0.002, "duration_ms": 150.0}}  # fmt: skip
+        store.write_figures(exp, figures, found=2, expected=3)
 
 
 @dataclass

@@ -10,12 +10,14 @@ a correct (empty) answer, never 5xx, never another project's data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from spanlake.collector.auth import FailureLimiter
+from spanlake.experiments.store import Store
 from spanlake.storage.keys import KeyStore, keys_path
 from tests.server.api_helpers import HEX, WINDOW, Api, problem_of
 
@@ -35,7 +37,7 @@ class Call:
     body_project: bool = False  # its body may name a project
 
 
-def _calls(alpha_key_id: str) -> dict[tuple[str, str], Call]:
+def _calls(alpha_key_id: str, experiment: str = "exp-20250602-100000-a1fa") -> dict[tuple[str, str], Call]:
     t2, span, b1 = HEX["T2"], "0000000000000002", HEX["B1"]
     report = {**WINDOW, "by": "service", "a": "svc-a", "b": "svc-b"}
     calls = {
@@ -99,6 +101,11 @@ def _calls(alpha_key_id: str) -> dict[tuple[str, str], Call]:
         ),
         ("DELETE", "/api/v1/budgets/{name}"): Call("DELETE", "/api/v1/budgets/spend", need="admin"),
         ("GET", "/api/v1/destinations"): Call("GET", "/api/v1/destinations", need="admin"),
+        ("GET", "/api/v1/experiments"): Call("GET", "/api/v1/experiments"),
+        ("GET", "/api/v1/experiments/compare"): Call(
+            "GET", "/api/v1/experiments/compare", {"a": experiment, "b": experiment}
+        ),
+        ("GET", "/api/v1/experiments/{experiment_id}"): Call("GET", f"/api/v1/experiments/{experiment}"),
     }
     from spanlake.server.api.reports import REPORTS
 
@@ -122,7 +129,19 @@ def isolated(api_v1: Api) -> tuple[Api, dict[tuple[str, str], Call]]:
     saved = {"filters": {"outcome": "failure"}}
     assert api_v1.call("PUT", "/api/v1/saved-filters/failures", "alpha:write", saved).status_code == 200
     spare = KeyStore(keys_path(api_v1.c.data_dir)).create("alpha", "read", "spare")[0]
-    return api_v1, _calls(spare.id)
+    return api_v1, _calls(spare.id, alpha_experiment(api_v1.c.data_dir))
+
+
+def alpha_experiment(data_dir: Path) -> str:
+    """An experiment on alpha's dataset `golden`, with one result (written by the real store)."""
+    store = Store(data_dir)
+    record = {"dataset": {"name": "golden", "version": 1, "examples": 1}, "app": "alpha.bot:answer",
+              "meta": {"prompt_version": "ana-alpha"}, "trace_project": "alpha-experiments"}  # fmt: skip
+    exp = store.create("alpha", record)
+    with store.running(exp) as results:
+        results.append([{"item_id": HEX["T2"], "status": "ok", "output": "search fox", "success": True}])
+    store.update(exp, status="finished")
+    return exp.id
 
 
 def test_every_operation_is_covered(isolated: tuple[Api, dict[tuple[str, str], Call]]) -> None:
@@ -148,7 +167,8 @@ def test_beta_gets_404_for_alpha_resources(isolated: tuple[Api, dict[tuple[str, 
     for op in ("GET /api/v1/traces/{trace_id}", "GET /api/v1/traces/{trace_id}/spans/{span_id}",
                "GET /api/v1/datasets/{name}", "GET /api/v1/datasets/{name}/export",
                "DELETE /api/v1/keys/{key_id}", "GET /api/v1/budgets/{name}",
-               "DELETE /api/v1/budgets/{name}"):  # fmt: skip
+               "DELETE /api/v1/budgets/{name}", "GET /api/v1/experiments/{experiment_id}",
+               "GET /api/v1/experiments/compare"):  # fmt: skip
         call = calls[tuple(op.split(" ", 1))]  # type: ignore[index]
         problem_of(_send(api, call, f"beta:{call.need}"), 404)
     # T1 exists in both projects: each key sees its own.
@@ -156,6 +176,11 @@ def test_beta_gets_404_for_alpha_resources(isolated: tuple[Api, dict[tuple[str, 
     assert [s["name"] for s in mine["spans"]] == ["beta-secret"] and mine["project"] == "beta"
     assert api.get("/api/v1/projects", "beta:read").json() == {"projects": [{"name": "beta"}]}
     assert {k["project"] for k in api.get("/api/v1/keys", "beta:admin").json()["keys"]} == {"beta"}
+    # alpha's own key reads alpha's experiment; beta's list is empty
+    exp = api.get(calls[("GET", "/api/v1/experiments/{experiment_id}")].path, "alpha:read")
+    assert exp.status_code == 200 and exp.json()["experiment"]["meta"] == {"prompt_version": "ana-alpha"}
+    assert [e["project"] for e in api.get("/api/v1/experiments", "alpha:read").json()["experiments"]] == ["alpha"]
+    assert api.get("/api/v1/experiments", "beta:read").json() == {"project": "beta", "experiments": []}
 
 
 @pytest.mark.parametrize("op", CALL_IDS)

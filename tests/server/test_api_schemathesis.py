@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from spanlake.server.api.limits import ENV_RATE
 from tests.conftest import start_collector
-from tests.server.api_helpers import PRICES, alpha_requests, send
+from tests.server.api_helpers import PRICES, alpha_requests, seed_experiments, send
 from tests.server.hostile_strings import hostile_text
 
 MAX_EXAMPLES = 15  # per operation and mode (positive, negative)
@@ -49,6 +49,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis
         for req in alpha_requests():
             send(running.http, req, None)
         running.flush()
+        seed_experiments(data_dir)
         yield schemathesis.openapi.from_url(f"{running.http}/api/v1/openapi.json")
     finally:
         stop()
