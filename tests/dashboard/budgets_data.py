@@ -163,7 +163,8 @@ def write_lake(root: Path, now: datetime) -> None:
 def build(root: Path) -> BudgetsDir:
     """Write the lake and the budgets, run the three evaluations through the alerts engine and
     wait until its three notifications are recorded failed."""
-    now = datetime.now(UTC).replace(microsecond=0)
+    # on a whole minute: the server's evaluations are (windows end at the end of a minute)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     DataDir(root).create()
     write_lake(root, now)
     (root / "budgets.toml").write_text(BUDGETS_TOML.format(port=closed_port()))

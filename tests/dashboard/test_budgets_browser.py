@@ -140,7 +140,10 @@ def test_the_demo_first_start_shows_a_firing_budget(browser: object, tmp_path: P
         assert "firing · critical" in firing.locator("summary").inner_text()
         figure = firing.locator('[data-testid="stMetric"]').first.inner_text().split("\n")
         assert (figure[0], figure[-1]) == ("Success rate (1d)", f"{success * 100:.1f}%")
-        firing.locator('[data-testid="stVegaLiteChart"] svg g.mark-line.role-mark path').wait_for(timeout=WAIT_MS)
+        # the trend's points (the evaluations of one minute share its end: one point until the next minute)
+        firing.locator('[data-testid="stVegaLiteChart"] svg g.mark-symbol.role-mark path').first.wait_for(
+            timeout=WAIT_MS
+        )
         page.locator('[data-testid="stExpander"]').filter(has_text="daily-spend").wait_for(timeout=WAIT_MS)
         history_shown(firing)
         screenshot(page, "budgets-demo.png", tmp_path)
