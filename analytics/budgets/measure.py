@@ -211,11 +211,6 @@ def _row(df: pl.DataFrame) -> dict | None:
     return df.row(0, named=True)
 
 
-def window_of(budget: Budget, at: datetime) -> tuple[datetime, datetime]:
-    """[since, until) of the budget's window ending at `at`."""
-    return at - budget.window, at
-
-
 # --- the traces that broke a budget ------------------------------------------------------------
 
 _LATENCY = ("p50_latency", "p95_latency", "p99_latency", "slow_share", "ttft_p95")

@@ -33,7 +33,7 @@ from spanlake.analytics.rollups.state import (
     price_fingerprint,
     source_signatures,
 )
-from spanlake.analytics.rollups.tables import HOUR, Table, floor_hour, hour_name, rollup_dir
+from spanlake.analytics.rollups.tables import HOUR, Table, floor_hour, hour_name, rollup_dir, whole_hours
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.task_outcomes import TaskOptions
@@ -116,7 +116,7 @@ class RowCache:
     def _rows(self, an: Analytics, cycle: _Cycle, table: Table, filters: Filters, options: TaskOptions) -> Result:
         since, until = filters.since, filters.until
         assert since is not None and until is not None
-        fresh = self._fresh(an, cycle, table, options) & _whole_hours(since, until)
+        fresh = self._fresh(an, cycle, table, options) & whole_hours(since, until)
         frames = [self._file_rows(an, table, h, filters.project) for h in sorted(fresh)]
         edges = False
         t = since
@@ -181,15 +181,6 @@ class RowCache:
             built = _Built(rows, cycle.signatures, labels, prices)
             self._minutes[key] = built
         return built.rows
-
-
-def _whole_hours(since: datetime, until: datetime) -> set[datetime]:
-    first = floor_hour(since) if since == floor_hour(since) else floor_hour(since) + HOUR
-    out, h = set(), first
-    while h + HOUR <= until:
-        out.add(h)
-        h += HOUR
-    return out
 
 
 def _slice(minutes: pl.DataFrame, since: datetime, until: datetime) -> pl.DataFrame:

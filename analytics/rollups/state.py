@@ -18,7 +18,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from spanlake.analytics.rollups.tables import HOUR, Table, ceil_hour, floor_hour, hour_name, parse_hour, rollup_dir
+from spanlake.analytics.rollups.tables import (
+    HOUR,
+    Table,
+    hour_name,
+    parse_hour,
+    rollup_dir,
+    whole_hours,
+)
 from spanlake.analytics.rollups.trace_index import hour_files, labelled_hours, linked_hours
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.task_outcomes import TaskOptions
@@ -156,8 +163,7 @@ def fresh_hours(
     state = load_state(rollup_dir(dd) / "state.json")
     if not state.get("hours") or state.get("prices") != price_fingerprint(an, options):
         return set()
-    first, last = ceil_hour(since), floor_hour(until)
-    hours = {first + i * HOUR for i in range(max(0, int((last - first) / HOUR)))}
+    hours = whole_hours(since, until)
     signatures = source_signatures(dd)
     changed = changed_hours(state, signatures)
     lake = set(signatures)
@@ -174,6 +180,5 @@ def is_fresh(
     an: Analytics, tables: Sequence[Table], since: datetime, until: datetime, options: TaskOptions | None = None
 ) -> bool:
     """True when `tables` cover every whole hour in [since, until) as the lake is now."""
-    first, last = ceil_hour(since), floor_hour(until)
-    n = max(0, int((last - first) / HOUR))
+    n = len(whole_hours(since, until))
     return all(len(fresh_hours(an, t, since, until, options)) == n for t in tables)

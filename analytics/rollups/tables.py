@@ -94,3 +94,9 @@ def floor_hour(t: datetime) -> datetime:
 def ceil_hour(t: datetime) -> datetime:
     f = floor_hour(t)
     return f if f == t else f + HOUR
+
+
+def whole_hours(since: datetime, until: datetime) -> set[datetime]:
+    """The UTC hours lying wholly inside [since, until)."""
+    first, last = ceil_hour(since), floor_hour(until)
+    return {first + i * HOUR for i in range(max(0, int((last - first) / HOUR)))}
