@@ -140,7 +140,7 @@ class RowCache:
         if key not in cycle.fresh:
             # one look over the whole span a budget can reach (windows and baselines of 31 days)
             until = floor_hour(cycle.at) + HOUR
-            cycle.fresh[key] = fresh_hours(an, table, until - 2 * KEEP, until, options)
+            cycle.fresh[key] = fresh_hours(an, table, until - 2 * KEEP, until, options, cycle.signatures)
         return cycle.fresh[key]
 
     def _file_rows(self, an: Analytics, table: Table, h: datetime, project: str | None) -> pl.DataFrame:

@@ -155,16 +155,22 @@ def changed_since(
 
 
 def fresh_hours(
-    an: Analytics, table: Table, since: datetime, until: datetime, options: TaskOptions | None = None
+    an: Analytics,
+    table: Table,
+    since: datetime,
+    until: datetime,
+    options: TaskOptions | None = None,
+    signatures: dict[datetime, str] | None = None,
 ) -> set[datetime]:
-    """The whole hours in [since, until) whose rows of `table` are up to date with the lake."""
+    """The whole hours in [since, until) whose rows of `table` are up to date with the lake
+    (`signatures`: the lake's `source_signatures`, when the caller has just read them)."""
     options = options or TaskOptions()
     dd = an.lake.data_dir
     state = load_state(rollup_dir(dd) / "state.json")
     if not state.get("hours") or state.get("prices") != price_fingerprint(an, options):
         return set()
     hours = whole_hours(since, until)
-    signatures = source_signatures(dd)
+    signatures = source_signatures(dd) if signatures is None else signatures
     changed = changed_hours(state, signatures)
     lake = set(signatures)
     stale = affected(table, options, changed, lake, lambda: _linked_cached(an, changed & lake, hours))
