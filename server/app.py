@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 Role = Literal["all", "ingest", "api", "compactor"]
 ROLES: tuple[Role, ...] = ("all", "ingest", "api", "compactor")
 ROLE_ENV = "SPANLAKE_ROLE"
-# Where people open the dashboard, for the links in alerts (default: the dashboard this server starts).
-DASHBOARD_URL_ENV = "SPANLAKE_DASHBOARD_URL"
 WRITES = {"all", "ingest", "api"}  # runs a WAL and a flusher (the api role for label and dataset writes)
 RECEIVES = {"all", "ingest"}
 SERVES_API = {"all", "api"}
@@ -239,6 +237,7 @@ class Server:
     def _start_alerts(self) -> None:
         """The alerts engine behind the budget watch: states, notifications, their delivery."""
         from spanlake.analytics.budgets.measure import worst_traces  # optional dependency: not for ingest
+        from spanlake.analytics.datasets import DASHBOARD_URL_ENV  # optional dependency: not for ingest
         from spanlake.server.alerts.engine import Alerts, AlertsBusy  # optional dependency: not for ingest
 
         watch, queries, loop = self.budget_watch, self.queries, asyncio.get_running_loop()
