@@ -1,7 +1,7 @@
 """The house rules that a tool can check: layers run one way, and imports sit at the top.
 
 Layers (pyproject.toml [tool.importlinter], docs/architecture.md): cli, dashboard, demo →
-server → experiments → collector | analytics (independent of each other) → storage → the SDK. A
+server → experiments → evaluators → collector | analytics (independent of each other) → storage → the SDK. A
 function-level import is allowed only for a heavy optional dependency, marked on its line
 with `# optional dependency: <why>`.
 """
@@ -22,6 +22,7 @@ PACKAGES = [
     "analytics",
     "server",
     "experiments",
+    "evaluators",
     "dashboard",
     "demo",
     "sdk/src/spanlake/sdk",
