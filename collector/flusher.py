@@ -101,6 +101,8 @@ class Flusher:
         self.segments_flushed = 0
         self.segments_failed = 0
         self.records_skipped = 0
+        self.files_written = 0  # Parquet files published
+        self.flush_seconds = 0.0  # time spent publishing the segments flushed (segments_flushed of them)
         self._outstanding = 0
         self._in_flight: set[Path] = set()  # submitted, not yet in the lake
         self._idle = threading.Condition()
@@ -236,11 +238,12 @@ class Flusher:
         replay = segment_instance(segment) != self.wal.instance
         dd = self.writer.data_dir
         args = (str(segment), str(dd.root), self.default_project, replay, dd.lake_location)
+        started = time.monotonic()
         if self._pool is None:
-            skipped = publish_segment(*args)
+            skipped, files = publish_segment(*args)
         else:
             try:
-                skipped = self._pool.submit(publish_segment, *args).result()
+                skipped, files = self._pool.submit(publish_segment, *args).result()
             except BrokenProcessPool:
                 self._restart_pool()
                 raise OSError(f"a flush worker died while writing {segment.name}") from None  # retried
@@ -249,6 +252,8 @@ class Flusher:
         fsync_dir(segment.parent)
         self.wal.segment_flushed(size)
         self.segments_flushed += 1
+        self.files_written += files
+        self.flush_seconds += time.monotonic() - started
 
 
 def exit_with_parent(parent: int) -> None:
@@ -276,9 +281,9 @@ def _worker_ready() -> bool:
 
 def publish_segment(
     segment_path: str, data_dir: str, default_project: str, replay: bool, lake: str | None = None
-) -> int:
+) -> tuple[int, int]:
     """Decode one WAL segment, write its rows into the lake and mark it flushed there;
-    returns the records skipped.
+    returns (records skipped, Parquet files written).
 
     A plain function of paths, so it can run in a worker process. On `replay` (a segment
     left by an earlier process) a segment already marked flushed is not written again, and
@@ -289,7 +294,7 @@ def publish_segment(
     stem = segment.stem
     if replay and writer.is_flushed(stem):
         log.info("WAL segment %s was published before the restart; not writing it again", segment.name)
-        return 0
+        return 0, 0
     with _gc_paused():
         return _publish(segment, writer, default_project, replay)
 
@@ -312,7 +317,7 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _publish(segment: Path, writer: LakeWriter, default_project: str, replay: bool) -> int:
+def _publish(segment: Path, writer: LakeWriter, default_project: str, replay: bool) -> tuple[int, int]:
     stem = segment.stem
     written: set[PurePath] = set()
     pending: dict[str, Batch] = {}  # table name -> rows not yet written
@@ -345,4 +350,4 @@ def _publish(segment: Path, writer: LakeWriter, default_project: str, replay: bo
         for rel in writer.remove_strays(stem, written, list(TABLES.values())):
             log.warning("replay of %s: removed stale %s", stem, rel)
     writer.mark_flushed(stem)
-    return skipped
+    return skipped, len(written)

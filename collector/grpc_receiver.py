@@ -44,6 +44,7 @@ def trailing_metadata(err: ExportError) -> tuple[tuple[str, bytes], ...]:
 
 def _handler(ingestor: Ingestor, spec: SignalSpec, auth: Authenticator) -> Callable:
     async def export(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        ingestor.stats.received(spec.name, "grpc", len(raw))
         try:
             principal = None
             if auth.enabled:
@@ -51,6 +52,7 @@ def _handler(ingestor: Ingestor, spec: SignalSpec, auth: Authenticator) -> Calla
                 principal = auth.authenticate(md.get("authorization"), "write", peer_host(context.peer()))
             response = await ingestor.export(spec, raw, "protobuf", principal.project if principal else None)
         except ExportError as e:
+            ingestor.stats.refuse(spec.name, "grpc", e)
             await context.abort(e.grpc_code, e.message, trailing_metadata=trailing_metadata(e))
         except Exception:
             log.exception("unexpected error in %s/Export", spec.name)

@@ -105,6 +105,7 @@ def make_otlp_router(
             peer = request.client.host if request.client else ""
             principal = auth.authenticate(request.headers.get("authorization"), "write", peer)
             body = await read_body(request, max_body_bytes)
+            ingestor.stats.received(spec.name, "http", len(body))
             content_encoding = request.headers.get("content-encoding", "identity").strip().lower()
             if content_encoding == "gzip":
                 body = gunzip(body, max_body_bytes)
@@ -113,6 +114,7 @@ def make_otlp_router(
             response = await ingestor.export(spec, body, encoding, principal.project if principal else None)
             return render(response, encoding)
         except ExportError as e:
+            ingestor.stats.refuse(spec.name, "http", e)
             return error_response(e, encoding)
         except Exception:
             log.exception("unexpected error handling %s", request.url.path)

@@ -29,6 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from spanlake.collector.errors import InvalidRequest
 from spanlake.collector.redact import PROJECT_REJECTED, Redaction, Redactor, redact_request, scrub_message
 from spanlake.collector.redact_rules import RuleSet
+from spanlake.collector.stats import IngestStats
 from spanlake.collector.validate import (
     DEFAULT_MAX_FUTURE_S,
     DEFAULT_MAX_PAST_S,
@@ -159,6 +160,7 @@ class Ingestor:
         self.default_project = default_project  # decides which redaction rules apply, as in the lake
         self.accepted = {"traces": 0, "logs": 0}
         self.rejected = {"traces": 0, "logs": 0}
+        self.stats = IngestStats()  # for /metrics (the receivers count requests and refusals)
 
     def _parse_redacted(
         self, spec: SignalSpec, body: bytes, encoding: Encoding, project: str | None, rules: RuleSet
@@ -194,6 +196,7 @@ class Ingestor:
             await asyncio.wrap_future(fut)
         self.accepted[spec.name] += verdict.accepted
         self.rejected[spec.name] += verdict.rejected
+        self.stats.items(spec.name, verdict.accepted, verdict.reasons)
         return response_for(spec, verdict)
 
     async def append(self, record: Record) -> None:

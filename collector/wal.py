@@ -190,6 +190,15 @@ class WriteAheadLog:
     def closed_segments(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{CLOSED_SUFFIX}"))
 
+    def oldest_unflushed_ns(self) -> int | None:
+        """When the oldest record not yet in the lake was written (its segment's creation, ns
+        since the epoch); None when everything written is flushed."""
+        closed = self.closed_segments()
+        if closed:
+            return int(closed[0].name.split("-", 1)[0])
+        path = self._path
+        return int(path.name.split("-", 1)[0]) if path is not None and self._size > 0 else None
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="spanlake-wal", daemon=True)
         self._thread.start()

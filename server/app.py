@@ -40,6 +40,7 @@ from spanlake.collector.connection_limits import http_server_options
 from spanlake.server.dashboard import Dashboard, start_for_up
 from spanlake.server.demo import FirstStartDemo
 from spanlake.server.http import ApiMount, HttpParts, make_http_app
+from spanlake.server.metrics import ServerMetrics
 from spanlake.server.query_workers import Local, QueryLimits, QueryPool
 from spanlake.storage.layout import LAKE_ENV, DataDir
 from spanlake.storage.signin import DEFAULT_PROXY_HEADER
@@ -106,6 +107,7 @@ class Server:
         self.queries: QueryPool | None = None  # heavy API reads (the roles that serve the API)
         self.budget_watch: Any = None  # server.budget_watch.BudgetWatch (the roles that serve the API)
         self.alerts: Any = None  # server.alerts.engine.Alerts, fed by the budget watch
+        self.upkeep: Any = None  # server.upkeep.LakeUpkeep (the roles that compact)
         self._stack = AsyncExitStack()
 
     @property
@@ -149,7 +151,7 @@ class Server:
             # Only this role compacts: its module loads DuckDB, which an ingest node never imports.
             from spanlake.server.upkeep import LakeUpkeep  # optional dependency: DuckDB, not for an ingest node
 
-            upkeep = LakeUpkeep(self.data_dir, cfg)
+            upkeep = self.upkeep = LakeUpkeep(self.data_dir, cfg)
             upkeep.start()
             stack.push_async_callback(asyncio.to_thread, upkeep.stop)
         if self.role in SERVES_API and self.options.rollups:
@@ -188,6 +190,7 @@ class Server:
             writer=PublishingWriter(c) if c is not None else None,
             wal=c.wal if c is not None else None,
             flusher=c.flusher if c is not None else None,
+            metrics=ServerMetrics(self).registry,
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from spanlake.collector.auth import DISABLED, Authenticator
+from spanlake.collector.errors import ExportError
 from spanlake.server.api import problems
 from spanlake.server.api.health import lake_reachable, make_health_router
 from spanlake.server.api.limits import API_PREFIX, ApiLimits, ApiLimitsMiddleware
@@ -42,6 +44,7 @@ class HttpParts:
     limits: ApiLimits | None = None
     queries: QueryPool | None = None  # heavy API reads run there (server.query_workers)
     budget_watch: Any = None  # server.budget_watch.BudgetWatch: the API shows its latest readings
+    metrics: CollectorRegistry | None = None  # served at /metrics (server/metrics.py)
 
 
 def make_http_app(parts: HttpParts) -> FastAPI:
@@ -63,8 +66,27 @@ def make_http_app(parts: HttpParts) -> FastAPI:
     if parts.api is not None:
         lake_check = parts.api(app, parts)
     app.include_router(make_health_router(lake_check, parts.wal, parts.flusher))
+    if parts.metrics is not None:
+        app.include_router(make_metrics_router(parts.metrics, auth))
     if auth.enabled:
         app.add_middleware(ApiScopeMiddleware, auth=auth)
     app.add_middleware(ApiLimitsMiddleware, limits=parts.limits or ApiLimits.from_env(), auth=auth)
     app.openapi = lambda: problems.openapi_of(app)  # type: ignore[method-assign]
     return app
+
+
+def make_metrics_router(registry: CollectorRegistry, auth: Authenticator) -> APIRouter:
+    """GET /metrics in the Prometheus text format; with authentication on, any valid key may read it."""
+    router = APIRouter()
+
+    @router.get("/metrics", tags=["health"], responses=problems.responses(401, 429))
+    def metrics(request: Request) -> Response:
+        """The server's own metrics (docs/metrics.md lists them), for Prometheus to scrape."""
+        try:
+            peer = request.client.host if request.client else ""
+            auth.authenticate(request.headers.get("authorization"), "read", peer)
+        except ExportError as e:
+            return problems.from_error(e, request.url.path)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

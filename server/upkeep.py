@@ -23,6 +23,8 @@ class LakeUpkeep:
         self.data_dir, self.config = data_dir, config
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.compactions = {"ok": 0, "failed": 0}  # runs, for /metrics
+        self.retentions = {"ok": 0, "failed": 0}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="spanlake-compactor", daemon=True)
@@ -42,7 +44,9 @@ class LakeUpkeep:
                 result = compact(self.data_dir, min_age_s=cfg.compact_min_age_s)
                 if result.partitions:
                     log.info("compacted %d files into %d", result.files_in, result.files_out)
+                self.compactions["ok"] += 1
             except Exception:
+                self.compactions["failed"] += 1
                 log.exception("compaction failed; will try again")
             if not cfg.retention or time.monotonic() < next_retention:
                 continue
@@ -52,5 +56,7 @@ class LakeUpkeep:
                     next_retention = time.monotonic() + cfg.retention_interval_s
                 if kept.partitions:
                     log.info("retention deleted %d partition(s), %d files", kept.partitions, kept.files)
+                self.retentions["ok"] += 1
             except Exception:
+                self.retentions["failed"] += 1
                 log.exception("retention failed; will try again")

@@ -39,6 +39,9 @@ class RollupSchedule:
     def __init__(self, data_dir: str | Path, lake: str | None = None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
         self.data_dir, self.lake, self.interval_s = data_dir, lake, interval_s
         self.runs = 0
+        self.failures = 0
+        self.last_success: float | None = None  # time.time() of the last run that succeeded
+        self.started_at = time.time()
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,10 +90,12 @@ class RollupSchedule:
             self._child = None
         if code == 0:
             self.runs += 1
+            self.last_success = time.time()
             self.last_error = None
             if err.strip():
                 log.info("%s", err.decode(errors="replace").strip())
         elif not self._stop.is_set():
+            self.failures += 1
             self.last_error = err.decode(errors="replace").strip()[-2000:] or f"exit code {code}"
             log.error("rollup job failed (will try again): %s", self.last_error)
 

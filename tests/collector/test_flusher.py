@@ -67,6 +67,7 @@ def test_gc_left_off_when_it_was_off(tmp_path: Path, gc_enabled: None) -> None:
     data_dir = DataDir(tmp_path / "data").create()
     segment = write_segment(data_dir, n_requests=3)
     gc.disable()
-    assert publish_segment(str(segment), str(data_dir.root), "default", False) == 0
+    skipped, files = publish_segment(str(segment), str(data_dir.root), "default", False)
     assert not gc.isenabled()
+    assert skipped == 0 and files == len(list(data_dir.lake.rglob("*.parquet"))) >= 1
     assert len(raw_counts(data_dir)) == 3 * SPANS_PER_REQUEST
