@@ -277,6 +277,62 @@ def ingest_once(
                   main_cpu, kids_cpu, proc.pid)  # fmt: skip
 
 
+def request_bodies(spans: int, cache: bool = True) -> tuple[list[bytes], int]:
+    """OTLP request bodies of about `spans` spans (loadgen's traces, 500 spans a request) and the
+    spans per body. Building millions of spans takes minutes: with `cache`, the bodies are kept in
+    $TMPDIR/spanlake-bench-bodies-<n>.bin (length-prefixed) and read back on the next run."""
+    traces_per_req = max(1, 500 // SPANS_PER_TRACE)
+    n_req = max(1, spans // (traces_per_req * SPANS_PER_TRACE))
+    per_body = traces_per_req * SPANS_PER_TRACE
+    path = Path(tempfile.gettempdir()) / f"spanlake-bench-bodies-{n_req * per_body}.bin"
+    if cache and path.exists():
+        data, bodies, at = path.read_bytes(), [], 0
+        while at < len(data):
+            size = int.from_bytes(data[at : at + 4], "little")
+            bodies.append(data[at + 4 : at + 4 + size])
+            at += 4 + size
+        if len(bodies) == n_req:
+            return bodies, per_body
+    bodies = [build_request(i * traces_per_req, traces_per_req, seed=i).SerializeToString() for i in range(n_req)]
+    if cache:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for b in bodies:
+                f.write(len(b).to_bytes(4, "little") + b)
+        os.replace(tmp, path)
+    return bodies, per_body
+
+
+def paired_ratios(
+    bodies: list[bytes],
+    per_body: int,
+    clients: int,
+    pairs: int,
+    without_env: dict[str, str],
+    with_env: dict[str, str],
+    prepare: Callable[[Path], None] | None = None,
+    describe: Callable[[Ingest], str] = lambda run: "",
+) -> list[float]:
+    """Ingest `bodies` in `pairs` pairs of runs, without then with a background job (`with_env`,
+    `prepare` writing its files into the data directory); prints each run and returns the
+    visible-spans/s ratios with/without of each pair."""
+    ratios = []
+    for i in range(pairs):
+        rates: dict[str, float] = {}
+        for name in ("without", "with"):
+            env, prep = (with_env, prepare) if name == "with" else (without_env, None)
+            run = ingest_once(bodies, per_body, clients, env=env, prepare=prep)
+            rates[name] = run.total / run.visible_at
+            cpu = (run.main_cpu + run.kids_cpu) * 1e6 / run.total
+            extra = describe(run) if name == "with" else ""
+            print(f"pair {i + 1} {name:8} {rates[name]:9,.0f} spans/s visible ({run.visible_at:.1f} s), "
+                  f"collector CPU {cpu:.1f} µs/span{extra}", flush=True)  # fmt: skip
+            shutil.rmtree(run.data_dir, ignore_errors=True)
+            time.sleep(2)
+        ratios.append(rates["with"] / rates["without"])
+    return ratios
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spans", type=int, default=300_000, help="total spans to send")

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tomlkit
 from budgets_eval import budgets
-from ingest_throughput import Ingest, ingest_once
-from loadgen import SPANS_PER_TRACE, build_request
+from ingest_throughput import Ingest, paired_ratios, request_bodies
 
 
 def declare(n: int) -> Callable[[Path], None]:
@@ -47,32 +44,15 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, default=100)
     ap.add_argument("--interval", type=float, default=10.0, help="SPANLAKE_BUDGET_INTERVAL of the run with budgets")
     args = ap.parse_args()
-    traces_per_req = max(1, 500 // SPANS_PER_TRACE)
-    n_req = max(1, args.spans // (traces_per_req * SPANS_PER_TRACE))
-    bodies = [build_request(i * traces_per_req, traces_per_req, seed=i).SerializeToString() for i in range(n_req)]
-    per_body = traces_per_req * SPANS_PER_TRACE
-    ratios = []
-    for i in range(args.pairs):
-        runs: dict[str, Ingest] = {}
-        for name in ("without", "with"):
-            if name == "with":
-                run = ingest_once(bodies, per_body, args.clients, env={"SPANLAKE_BUDGET_INTERVAL": str(args.interval)},
-                                  prepare=declare(args.budgets))  # fmt: skip
-                cycles = run.data_dir / "alerts" / "readings.jsonl"
-                evaluated = cycles.read_text().count("\n") // max(1, args.budgets) if cycles.exists() else 0
-            else:
-                run = ingest_once(bodies, per_body, args.clients, env={"SPANLAKE_BUDGET_INTERVAL": "0"})
-            runs[name] = run
-            rate = run.total / run.visible_at
-            cpu = (run.main_cpu + run.kids_cpu) * 1e6 / run.total
-            extra = f", {evaluated} evaluation cycle(s) of {args.budgets} budgets" if name == "with" else ""
-            print(f"pair {i + 1} {name:8} {rate:9,.0f} spans/s visible ({run.visible_at:.1f} s), "
-                  f"collector CPU {cpu:.1f} µs/span{extra}", flush=True)  # fmt: skip
-            shutil.rmtree(run.data_dir, ignore_errors=True)
-            time.sleep(2)
-        ratios.append(
-            (runs["with"].total / runs["with"].visible_at) / (runs["without"].total / runs["without"].visible_at)
-        )
+    bodies, per_body = request_bodies(args.spans)
+
+    def cycles(run: Ingest) -> str:
+        readings = run.data_dir / "alerts" / "readings.jsonl"
+        n = readings.read_text().count("\n") // max(1, args.budgets) if readings.exists() else 0
+        return f", {n} evaluation cycle(s) of {args.budgets} budgets"
+
+    ratios = paired_ratios(bodies, per_body, args.clients, args.pairs, {"SPANLAKE_BUDGET_INTERVAL": "0"},
+                           {"SPANLAKE_BUDGET_INTERVAL": str(args.interval)}, declare(args.budgets), cycles)  # fmt: skip
     print(f"ratio with/without    {statistics.mean(ratios):.3f} (pairs: {', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"machine               {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end")
     print(f"reproduce             python bench/ingest_with_budgets.py --spans {args.spans} --pairs {args.pairs} "
