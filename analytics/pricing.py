@@ -205,3 +205,31 @@ class PriceBook:
 def database_version() -> str:
     """Version of the bundled genai-prices data (shown in reports)."""
     return f"genai-prices {version('genai-prices')}"
+
+
+def call_cost(
+    book: PriceBook,
+    provider: str | None,
+    model: str,
+    at: datetime,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int = 0,
+    reasoning_tokens: int = 0,
+) -> float | None:
+    """The USD cost of one call at `at` (UTC), as the reports' join prices it (standard service
+    tier, the module docstring's formula); None when the model has no price."""
+    at_us = int(at.timestamp() * 1_000_000)
+    tod = at_us % DAY_US
+    for r in book.rows(provider, model):
+        if (
+            r["service_tier"] == ""
+            and r["valid_from"] <= at < r["valid_to"]
+            and r["tod_lo_us"] <= tod < r["tod_hi_us"]
+            and r["tier_lo"] < input_tokens <= r["tier_hi"]
+        ):
+            fresh = max(input_tokens - cache_read_tokens, 0) * r["input_mtok"]
+            cached = cache_read_tokens * r["cache_read_mtok"]
+            out = max(output_tokens - reasoning_tokens, 0) * r["output_mtok"] + reasoning_tokens * r["reasoning_mtok"]
+            return (fresh + cached + out) / 1e6 + r["request_price"]
+    return None

@@ -28,10 +28,38 @@ Every answer is a pure function of the request, so tests can assert exact number
 - Embeddings: one vector per input string, ``dimensions`` floats (default 8) from the string's
   hash; ``prompt_tokens`` = ``total_tokens`` = sum of ``words``; ``encoding_format`` float or base64.
 
+Judge models (``model`` starting ``judge-``; the word after ``judge-`` picks the behaviour, a
+further ``-suffix`` is ignored so tests can name distinct judges, e.g. ``judge-pass-b``). The
+reply text is the judge's answer, a JSON object ``{"verdict", "score", "failure_mode", "reason"}``;
+usage is counted as for any reply:
+
+- ``judge-pass``: verdict pass, score 1.0; ``judge-fail``: verdict fail, score 0.0, failure
+  mode ``hallucination``;
+- ``judge-malformed``: ``"I think the answer is fine."`` (not JSON);
+- ``judge-badmode``: verdict fail with failure mode ``not_a_failure_mode`` (in no project's list);
+- ``judge-grounded``: in the last user message, the answer is the text after the line starting
+  ``Answer:`` and the documents the text between the line starting ``Documents:`` and that
+  line; ``share`` = the answer's words (``judge_words``: lowercase runs of letters and digits,
+  every occurrence) found among the documents' words / the answer's words (0 with no words);
+  verdict pass when ``share >= 0.5``, else fail with failure mode ``hallucination``; score
+  ``round(share, 2)``;
+- ``judge-hash``: ``int(sha256(last user text)[:8], 16)`` even → pass (score 1.0), odd → fail
+  (score 0.0, ``hallucination``);
+- any other ``judge-*``: HTTP 400.
+
 Failure injection by model name: ``fail-<code>`` (e.g. ``fail-500``, ``fail-429``) answers that
 HTTP status with an OpenAI-style error body; ``slow-<ms>`` (e.g. ``slow-250``) waits that many
 ms before answering (before the first chunk when streaming); any other ``slow-*`` waits
 ``slow_delay_s``. Note the openai client retries 429/5xx twice unless ``max_retries=0``.
+
+Failure injection at run time (``POST`` endpoints), for "the endpoint is down" tests:
+``server.outage("429" | "503" | "hang", requests=N)`` makes the next N requests fail that way,
+``outage(kind, seconds=T)`` every request for T seconds (neither: until ``restore()``);
+``retry_after_s`` adds a ``Retry-After`` header to 429/503 answers. ``hang`` holds each request
+it takes without answering (so the client times out) until ``restore()``, the outage's
+``seconds`` are over, a new outage starts or the server stops; then it answers 503.
+``server.delay_s`` delays every chat request. Counters: ``server.requests`` (chat and embedding
+requests received), ``server.in_flight``, ``server.max_in_flight``.
 
 Run it: ``with FakeOpenAI() as server: OpenAI(base_url=server.base_url, api_key="x")``, or
 ``python -m spanlake.demo.fake_openai --port 8000``.
@@ -45,11 +73,13 @@ import base64
 import hashlib
 import inspect
 import json
+import re
 import socket
 import struct
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -63,6 +93,13 @@ TOOL_CALL_ID = "call_fake_0"
 TOOL_ARGUMENTS = '{"location": "Paris"}'
 DEFAULT_DIMENSIONS = 8
 MODELS = ("gpt-4o-mini", "gpt-4o", "o3-mini", "text-embedding-3-small")
+JUDGE_PREFIX = "judge-"
+JUDGE_BEHAVIOURS = ("pass", "fail", "malformed", "badmode", "grounded", "hash")
+JUDGE_FAILURE_MODE = "hallucination"
+MALFORMED_ANSWER = "I think the answer is fine."
+BAD_FAILURE_MODE = "not_a_failure_mode"
+OUTAGES = ("429", "503", "hang")
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def words(text: str) -> int:
@@ -91,19 +128,72 @@ def _digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def judge_words(text: str) -> list[str]:
+    """The judge's words: lowercase runs of letters and digits, in order, repeats kept."""
+    return _WORD.findall(text.lower())
+
+
+def grounded_share(prompt: str) -> float:
+    """The share of the answer's words (after the `Answer:` line) found in the documents
+    (between the `Documents:` line and the `Answer:` line); 0.0 when the answer has no words."""
+    lines = prompt.splitlines()
+    answer_at = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("Answer:")), None)
+    if answer_at is None:
+        return 0.0
+    answer = "\n".join([lines[answer_at].removeprefix("Answer:"), *lines[answer_at + 1 :]])
+    docs_at = next((i for i in range(answer_at) if lines[i].startswith("Documents:")), None)
+    documents = (
+        ""
+        if docs_at is None
+        else "\n".join([lines[docs_at].removeprefix("Documents:"), *lines[docs_at + 1 : answer_at]])
+    )
+    said, known = judge_words(answer), set(judge_words(documents))
+    return sum(w in known for w in said) / len(said) if said else 0.0
+
+
+def judge_answer(model: str, prompt: str) -> str:
+    """The fake judge's answer text for a `judge-*` model (see the module docstring)."""
+    behaviour = model.removeprefix(JUDGE_PREFIX).split("-")[0]
+    if behaviour == "malformed":
+        return MALFORMED_ANSWER
+    if behaviour == "grounded":
+        share = grounded_share(prompt)
+        verdict = "pass" if share >= 0.5 else "fail"
+        reason = f"{share:.0%} of the answer's words appear in the documents"
+        return _judge_json(verdict, round(share, 2), None if verdict == "pass" else JUDGE_FAILURE_MODE, reason)
+    if behaviour == "hash":
+        even = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) % 2 == 0
+        behaviour = "pass" if even else "fail"
+    if behaviour == "badmode":
+        return _judge_json("fail", 0.0, BAD_FAILURE_MODE, "a failure mode nobody declared")
+    if behaviour == "pass":
+        return _judge_json("pass", 1.0, None, "the answer meets the rubric")
+    return _judge_json("fail", 0.0, JUDGE_FAILURE_MODE, "the answer does not meet the rubric")
+
+
+def _judge_json(verdict: str, score: float, failure_mode: str | None, reason: str) -> str:
+    return json.dumps({"verdict": verdict, "score": score, "failure_mode": failure_mode, "reason": reason})
+
+
 def chat_reply(body: dict[str, Any]) -> dict[str, Any]:
     """Compute the reply to a chat request: text or tool call, finish reason and usage."""
     messages = body.get("messages") or []
     last = _last_user_text(messages)
     tools = body.get("tools") or []
     tool_call = None
-    if tools and "weather" in last.lower():
+    judge = str(body.get("model", "")).startswith(JUDGE_PREFIX)
+    if tools and "weather" in last.lower() and not judge:
         name = tools[0].get("function", {}).get("name", "tool")
         tool_call = {"id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
         text, finish, visible = None, "tool_calls", words(f"{name} {TOOL_ARGUMENTS}")
     else:
         fmt = (body.get("response_format") or {}).get("type")
-        text = json.dumps({"answer": last}) if fmt in ("json_object", "json_schema") else f"Fake reply: {last}"
+        if judge:
+            text = judge_answer(body["model"], last)
+        elif fmt in ("json_object", "json_schema"):
+            text = json.dumps({"answer": last})
+        else:
+            text = f"Fake reply: {last}"
         finish = "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if limit is not None and words(text) > int(limit):
@@ -201,14 +291,88 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
 
 
-def create_app(slow_delay_s: float = 1.0) -> FastAPI:
-    """The FastAPI app; `slow_delay_s` is the delay of a `slow-*` model without a number."""
+@dataclass
+class Faults:
+    """The run-time switches and counters a FakeOpenAI shares with its app (thread-safe)."""
+
+    kind: str | None = None  # one of OUTAGES while an outage is on
+    remaining: int | None = None  # requests the outage still takes (None: no count)
+    until: float | None = None  # time.monotonic() the outage ends (None: no deadline)
+    retry_after_s: float | None = None
+    delay_s: float = 0.0
+    stopping: bool = False
+    release: threading.Event = field(default_factory=threading.Event, repr=False)
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def start(self, kind: str, requests: int | None, seconds: float | None, retry_after_s: float | None) -> None:
+        if kind not in OUTAGES:
+            raise ValueError(f"outage kind must be one of {', '.join(OUTAGES)}, not {kind!r}")
+        with self.lock:
+            self.release.set()  # requests hung by an earlier outage are let go
+            self.release = threading.Event()
+            self.kind, self.remaining, self.retry_after_s = kind, requests, retry_after_s
+            self.until = None if seconds is None else time.monotonic() + seconds
+
+    def stop(self) -> None:
+        with self.lock:
+            self.kind = self.remaining = self.until = None
+            self.release.set()
+
+    def take(self) -> tuple[str, threading.Event, float | None] | None:
+        """The outage this request gets, if any (counted against `requests`): its kind, the
+        event that releases a hung request, and its deadline."""
+        with self.lock:
+            if self.kind is None or (self.until is not None and time.monotonic() >= self.until):
+                self.kind = None
+                return None
+            taken = (self.kind, self.release, self.until)
+            if self.remaining is not None:
+                self.remaining -= 1
+                if self.remaining <= 0:
+                    self.kind = None
+            return taken
+
+    def enter(self) -> None:
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+def create_app(slow_delay_s: float = 1.0, faults: Faults | None = None) -> FastAPI:
+    """The FastAPI app; `slow_delay_s` is the delay of a `slow-*` model without a number;
+    `faults`: the run-time switches (FakeOpenAI passes its own)."""
+    faults = faults or Faults()
     # Newer FastAPI traces itself into any configured global provider; a fake must stay invisible.
     off = {"tracing": False, "metrics": False, "logs": False}
     quiet = {"telemetry": off} if "telemetry" in inspect.signature(FastAPI).parameters else {}
     app = FastAPI(title="spanlake fake OpenAI", **quiet)  # type: ignore[arg-type]
 
+    async def outage() -> JSONResponse | None:
+        if (taken := faults.take()) is None:
+            return None
+        kind, release, until = taken
+        if kind == "hang":
+            while not (release.is_set() or faults.stopping or (until is not None and time.monotonic() >= until)):
+                await asyncio.sleep(0.02)
+            return _error(503, "injected outage ended while the request hung", "server_error")
+        status = int(kind)
+        error_type = "rate_limit_exceeded" if status == 429 else "server_error"
+        response = _error(status, f"injected outage ({status})", error_type)
+        if faults.retry_after_s is not None:
+            response.headers["retry-after"] = f"{faults.retry_after_s:g}"
+        return response
+
     async def inject(model: str) -> JSONResponse | None:
+        if (down := await outage()) is not None:
+            return down
         if model.startswith("fail-"):
             code = model.removeprefix("fail-")
             status = int(code) if code.isdigit() and 400 <= int(code) <= 599 else 500
@@ -223,8 +387,19 @@ def create_app(slow_delay_s: float = 1.0) -> FastAPI:
         body = await request.json()
         if not body.get("model") or not isinstance(body.get("messages"), list):
             return _error(400, "model and messages are required", "invalid_request_error")
-        if (failure := await inject(body["model"])) is not None:
-            return failure
+        model = str(body["model"])
+        if model.startswith(JUDGE_PREFIX) and model.removeprefix(JUDGE_PREFIX).split("-")[0] not in JUDGE_BEHAVIOURS:
+            return _error(
+                400, f"unknown judge model {model!r}: judge-<{'|'.join(JUDGE_BEHAVIOURS)}>", "invalid_request_error"
+            )
+        faults.enter()
+        try:
+            if faults.delay_s:
+                await asyncio.sleep(faults.delay_s)
+            if (failure := await inject(model)) is not None:
+                return failure
+        finally:
+            faults.leave()
         reply = chat_reply(body)
         if body.get("stream"):
             return StreamingResponse(_stream(body, reply), media_type="text/event-stream")
@@ -236,8 +411,12 @@ def create_app(slow_delay_s: float = 1.0) -> FastAPI:
         model = body.get("model")
         if not model:
             return _error(400, "model is required", "invalid_request_error")
-        if (failure := await inject(model)) is not None:
-            return failure
+        faults.enter()
+        try:
+            if (failure := await inject(model)) is not None:
+                return failure
+        finally:
+            faults.leave()
         raw = body.get("input")
         texts = [raw] if isinstance(raw, str) else [x if isinstance(x, str) else " ".join(map(str, x)) for x in raw]
         dims = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
@@ -276,6 +455,46 @@ class FakeOpenAI:
         self._slow_delay_s = slow_delay_s
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.faults = Faults()
+
+    def outage(
+        self,
+        kind: str,
+        *,
+        requests: int | None = None,
+        seconds: float | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """Answer the next `requests` requests (or all for `seconds`; neither: until `restore()`)
+        with 429, 503, or hang (no answer until `restore()`, the deadline, a new outage or `stop()`)."""
+        self.faults.start(kind, requests, seconds, retry_after_s)
+
+    def restore(self) -> None:
+        """End any outage now (hung requests then get a 503)."""
+        self.faults.stop()
+
+    @property
+    def delay_s(self) -> float:
+        """Seconds every chat request waits before it is answered (0 by default)."""
+        return self.faults.delay_s
+
+    @delay_s.setter
+    def delay_s(self, value: float) -> None:
+        self.faults.delay_s = value
+
+    @property
+    def requests(self) -> int:
+        """Chat and embedding requests received so far."""
+        return self.faults.requests
+
+    @property
+    def in_flight(self) -> int:
+        return self.faults.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests being answered at once so far."""
+        return self.faults.max_in_flight
 
     @property
     def url(self) -> str:
@@ -288,6 +507,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         """Bind (a free port when port is 0), serve in a daemon thread, return once ready."""
+        self.faults.stopping = False
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
@@ -308,10 +528,11 @@ class FakeOpenAI:
 
     def _app(self) -> FastAPI:
         """The app to serve (a subclass serves another fake on the same machinery)."""
-        return create_app(self._slow_delay_s)
+        return create_app(self._slow_delay_s, self.faults)
 
     def stop(self) -> None:
         """Ask uvicorn to exit and wait for the thread (open streams are cut after 5 s)."""
+        self.faults.stopping = True
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
