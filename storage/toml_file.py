@@ -330,7 +330,10 @@ class TomlFile(Generic[T]):
             except self._error as e:
                 raise self._error(f"{e} (fix the file by hand first; nothing was changed)") from None
             doc = tomlkit.parse(text) if text.strip() else tomlkit.parse(self._header)
-            result = edit(doc, old)
+            try:
+                result = edit(doc, old)
+            except tomlkit.exceptions.ConvertError as e:  # e.g. a null inside a list
+                raise self._error(f"refused, TOML cannot hold a value given: {e}") from None
             new_text = tomlkit.dumps(doc)
             try:
                 self._parse(new_text, str(self.path))
