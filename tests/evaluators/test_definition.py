@@ -173,6 +173,11 @@ def test_every_kind_is_read_with_its_defaults() -> None:
     assert (everything.project, everything.sample, everything.target, everything.queue_when) == (
         "default", 1.0, "trace", "disagree",
     )  # fmt: skip
+    # lines after the judge's template (whose text holds "key = ..." and "[not a header]") are counted right
+    assert [r.line for r in found.rules] == [86, 99]
+    assert error_of(EVERY_KIND.replace("sample = 0.1", "sample = 2")) == (
+        "evaluators.toml: line 90: rule 'answers': sample must be from 0 to 1, got 2"
+    )
     assert parse("").settings == Settings(quiet_period=timedelta(minutes=1), max_backlog=10_000)
 
 
