@@ -25,6 +25,7 @@ from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
 from spanlake.storage.call_pairs import PAIR_LOOKAHEAD, duplicate_ctes, has_client_calls_sql, no_duplicates_cte
 from spanlake.storage.reader import KEY_POINTER_SQL, ROOT_PREDICATE, fetch_arrow
 from spanlake.storage.schema import SPANS
+from spanlake.storage.toml_file import parse_duration  # also imported from here by the CLI and the API
 
 BUCKETS = ("minute", "hour", "day", "week", "month")
 BILLABLE_CATEGORIES = ("llm", "embedding")  # token counts elsewhere (agent, chain) are aggregates
@@ -58,18 +59,6 @@ RAW_FILTER_COLUMNS = {
 # Columns read from spans_raw (never content, never the raw attributes unless asked): the
 # schema's scanned columns.
 BASE_COLUMNS = tuple(c.name for c in SPANS.all_columns if c.scanned)
-
-
-def parse_duration(text: str) -> timedelta:
-    """'90s', '15m', '24h', '7d', '2w' → timedelta."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    text = text.strip().lower()
-    if len(text) < 2 or text[-1] not in units or not text[:-1].replace(".", "", 1).isdigit():
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
-    try:
-        return timedelta(**{units[text[-1]]: float(text[:-1])})
-    except OverflowError:
-        raise ValueError(f"duration too long: {text!r}") from None
 
 
 @dataclass(frozen=True)

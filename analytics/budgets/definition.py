@@ -29,7 +29,6 @@ parsed with tomlkit so that `spanlake budgets add/remove` and the API keep a use
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,17 +37,27 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-import tomlkit
-import tomlkit.exceptions
-
 from spanlake.analytics.budgets.metrics import METRICS, STEPS, Metric
-from spanlake.analytics.spans import Filters, parse_duration
+from spanlake.analytics.spans import Filters
+from spanlake.storage.toml_file import (
+    ENV_NAME,
+    NAME,
+    NAME_HELP,
+    array_of_tables,
+    duration,
+    format_duration,
+    load,
+    nth_line,
+    number,
+    parse_duration,
+    plain,
+    table_lines,
+)
 
 FILE_NAME = "budgets.toml"
 DESTINATION_TYPES = ("webhook", "slack", "teams", "pagerduty", "email")
 SCOPE_KEYS = ("task", "service", "model", "provider", "prompt_name", "prompt_version")
 MAX_WINDOW = timedelta(days=31)
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 RESERVED_NAMES = ("check", "status")  # /api/v1/budgets/check and /status
 _BASELINE = re.compile(r"^\s*(?:(?P<ago>\S+)\s+ago|previous\s+(?P<prev>\S+))\s*$", re.IGNORECASE)
 _BUDGET_KEYS = {
@@ -203,15 +212,6 @@ class BudgetSet:
         raise KeyError(name)
 
 
-def format_duration(d: timedelta) -> str:
-    """The shortest of '90s', '15m', '24h', '7d' that is exact."""
-    s = int(d.total_seconds())
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s and s % n == 0:
-            return f"{s // n}{unit}"
-    return f"{s}s"
-
-
 def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | None = None) -> Budget:
     """One budget from its table (file or API body); BudgetError saying what is wrong and where."""
     where = f"line {line}: " if line else ""
@@ -227,7 +227,7 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
     if unknown:
         raise fail(f"unknown key {', '.join(map(repr, unknown))}; keys: {', '.join(sorted(_BUDGET_KEYS))}")
     if not isinstance(name, str) or not NAME.match(name):
-        raise fail("needs a name: letters, digits, and . _ : - (at most 100)")
+        raise fail(f"needs a name: {NAME_HELP}")
     if name in RESERVED_NAMES:
         raise fail(f"{', '.join(RESERVED_NAMES)} are reserved (API paths); choose another name")
     project = raw.get("project", default_project)
@@ -255,11 +255,11 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
     ):
         raise fail('attributes must be a table of strings, e.g. attributes = { "tenant" = "acme" }')
-    window = _duration(raw.get("window"), "window", fail, required=True)
+    window = duration(raw.get("window"), "window", fail, required=True)
     assert window is not None
     if window > MAX_WINDOW:
         raise fail(f"window must be at most {format_duration(MAX_WINDOW)}")
-    thresholds = {k: _number(raw.get(k), k, fail) for k in ("warning", "critical")}
+    thresholds = {k: number(raw.get(k), k, fail) for k in ("warning", "critical")}
     if thresholds["warning"] is None and thresholds["critical"] is None:
         raise fail("needs a warning or a critical threshold (or both)")
     baseline = None
@@ -281,12 +281,12 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
         or not all(isinstance(d, str) for d in destinations)
     ):
         raise fail('destinations must be a list of destination names, e.g. ["team-hook"]')
-    slow_ms = _number(raw.get("slow_ms"), "slow_ms", fail)
+    slow_ms = number(raw.get("slow_ms"), "slow_ms", fail)
     if slow_ms is not None and (metric != "slow_share" or slow_ms < 0):
         raise fail("slow_ms applies to slow_share only, and is at least 0")
     renotify = timedelta(hours=1)
     if "renotify" in raw:
-        renotify = _duration(raw["renotify"], "renotify", fail, zero=True) or timedelta(0)
+        renotify = duration(raw["renotify"], "renotify", fail, zero=True) or timedelta(0)
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         raise fail("description must be text")
@@ -295,7 +295,7 @@ def budget_from_dict(raw: Mapping[str, Any], default_project: str, line: int | N
         critical=thresholds["critical"], step=step, task=scope["task"], service=scope["service"],
         model=scope["model"], provider=scope["provider"], prompt_name=scope["prompt_name"],
         prompt_version=scope["prompt_version"], attributes=dict(attributes), min_samples=min_samples,
-        for_=_duration(raw.get("for"), "for", fail, zero=True) or timedelta(0), baseline=baseline,
+        for_=duration(raw.get("for"), "for", fail, zero=True) or timedelta(0), baseline=baseline,
         destinations=tuple(destinations),
         renotify=renotify,
         slow_ms=slow_ms, description=description, line=line,
@@ -317,7 +317,7 @@ def destination_from_dict(raw: Mapping[str, Any], line: int | None = None) -> De
     if unknown:
         raise fail(f"unknown key {', '.join(map(repr, unknown))}; keys: {', '.join(sorted(_DESTINATION_KEYS))}")
     if not isinstance(name, str) or not NAME.match(name):
-        raise fail("needs a name: letters, digits, and . _ : - (at most 100)")
+        raise fail(f"needs a name: {NAME_HELP}")
     kind = raw.get("type")
     if kind not in DESTINATION_TYPES:
         raise fail(f"type must be one of {', '.join(DESTINATION_TYPES)}, got {kind!r}")
@@ -326,7 +326,7 @@ def destination_from_dict(raw: Mapping[str, Any], line: int | None = None) -> De
         raise fail(f"url must be an http:// or https:// URL, got {url!r}")
     for k in ("secret_env", "routing_key_env"):
         v = raw.get(k)
-        if v is not None and (not isinstance(v, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v)):
+        if v is not None and (not isinstance(v, str) or not ENV_NAME.match(v)):
             raise fail(f"{k} must name an environment variable, got {v!r}")
     if kind == "pagerduty" and not raw.get("routing_key_env"):
         raise fail("pagerduty needs routing_key_env (the environment variable holding the routing key)")
@@ -350,29 +350,19 @@ def destination_from_dict(raw: Mapping[str, Any], line: int | None = None) -> De
 
 def parse(text: str, default_project: str = "default", source: str = FILE_NAME) -> BudgetSet:
     """Every budget and destination of a budgets file; BudgetError naming the line of the first problem."""
-    try:
-        doc = tomlkit.parse(text)
-    except tomlkit.exceptions.ParseError as e:
-        raise BudgetError(f"{source}: line {e.line}: not valid TOML: {e}") from None
-    except tomlkit.exceptions.KeyAlreadyPresent as e:  # says which key, not where
-        m = re.search(r'Key "(.*)" already exists', str(e))
-        line = _duplicate_key_line(text, m.group(1)) if m else None
-        where = f"line {line}: " if line else ""
-        raise BudgetError(f"{source}: {where}not valid TOML: {e}") from None
-    except (tomlkit.exceptions.TOMLKitError, RecursionError) as e:
-        raise BudgetError(f"{source}: not valid TOML: {e or type(e).__name__}") from None
+    doc = load(text, source, BudgetError)
     unknown = sorted(set(doc) - {"budget", "destination"})
     if unknown:
         raise BudgetError(f"{source}: unknown table {', '.join(unknown)}; write [[budget]] and [[destination]]")
-    lines = _table_lines(text)
+    lines = table_lines(text, ("budget", "destination"))
     try:
         budgets = [
-            budget_from_dict(_plain(b), default_project, _nth(lines, "budget", i))
-            for i, b in enumerate(_array(doc, "budget"))
+            budget_from_dict(plain(b), default_project, nth_line(lines, "budget", i))
+            for i, b in enumerate(array_of_tables(doc, "budget", BudgetError))
         ]
         destinations = [
-            destination_from_dict(_plain(d), _nth(lines, "destination", i))
-            for i, d in enumerate(_array(doc, "destination"))
+            destination_from_dict(plain(d), nth_line(lines, "destination", i))
+            for i, d in enumerate(array_of_tables(doc, "destination", BudgetError))
         ]
     except BudgetError as e:
         raise BudgetError(f"{source}: {e}") from None
@@ -410,67 +400,6 @@ def read(path: Path, default_project: str = "default") -> BudgetSet:
     return parse(text, default_project, str(path))
 
 
-def _array(doc: Any, key: str) -> list[Any]:
-    got = doc.get(key, [])
-    if not isinstance(got, list):
-        raise BudgetError(f"{key} must be written [[{key}]] (an array of tables)")
-    return got
-
-
-def _plain(item: Any) -> Any:
-    return item.unwrap() if hasattr(item, "unwrap") else item
-
-
-def _table_lines(text: str) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {"budget": [], "destination": []}
-    for n, line in enumerate(text.splitlines(), 1):
-        m = re.match(r"^\s*\[\[\s*(budget|destination)\s*\]\]", line)
-        if m:
-            out[m.group(1)].append(n)
-    return out
-
-
-_KEY = re.compile(r"""^\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=""")
-
-
-def _duplicate_key_line(text: str, key: str) -> int | None:
-    """The line where `key` is set a second time in one table (None when not found)."""
-    seen: set[str] = set()
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith("["):
-            seen = set()
-            continue
-        m = _KEY.match(line)
-        if m:
-            k = next(g for g in m.groups() if g is not None)
-            if k == key and k in seen:
-                return n
-            seen.add(k)
-    return None
-
-
-def _nth(lines: dict[str, list[int]], key: str, i: int) -> int | None:
-    return lines[key][i] if i < len(lines[key]) else None
-
-
-def _duration(v: Any, key: str, fail: Any, *, required: bool = False, zero: bool = False) -> timedelta | None:
-    if v is None:
-        if required:
-            raise fail(f'needs a {key}, e.g. {key} = "15m"')
-        return None
-    if not isinstance(v, str):
-        raise fail(f'{key} must be a duration such as "15m", "1h", "24h", got {v!r}')
-    try:
-        d = parse_duration(v)
-    except ValueError as e:
-        raise fail(f"{key}: {e}") from None
-    if d < timedelta(0) or (d == timedelta(0) and not zero):
-        raise fail(f"{key} must be longer than 0, got {v!r}")
-    if d % timedelta(seconds=1):
-        raise fail(f"{key} must be a whole number of seconds, got {v!r}")
-    return d
-
-
 def _http_url(url: Any) -> bool:
     """An http(s) URL with a host."""
     if not isinstance(url, str):
@@ -480,14 +409,6 @@ def _http_url(url: Any) -> bool:
     except ValueError:  # e.g. an unclosed IPv6 bracket
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _number(v: Any, key: str, fail: Any) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise fail(f"{key} must be a number, got {v!r}")
-    return float(v)
 
 
 def _check_thresholds(spec: Metric, warning: float | None, critical: float | None, relative: bool, fail: Any) -> None:
