@@ -1,7 +1,8 @@
 """The evaluation watch: online rules (evaluators.online) as a background job of the roles that
 serve the API (all, api).
 
-Every SPANLAKE_EVAL_INTERVAL seconds (default 15; 0: off) one cycle runs in a child process
+Every SPANLAKE_EVAL_INTERVAL seconds (default 15; 0: off) one cycle (at most
+SPANLAKE_EVAL_BATCH complete traces, default 500) runs in a child process
 of its own at low priority (a one-worker server.query_workers.QueryPool, nice +10: ingest and
 the API's reads come first, and a slow judge never holds a query worker). The child finds
 the complete traces after the cursor, evaluates and returns what to write; this process then
@@ -45,6 +46,7 @@ from spanlake.storage.layout import DataDir
 log = logging.getLogger(__name__)
 
 INTERVAL_ENV = "SPANLAKE_EVAL_INTERVAL"
+BATCH_ENV = "SPANLAKE_EVAL_BATCH"  # complete traces per cycle (default evaluators.online.DEFAULT_BATCH)
 DEFAULT_INTERVAL_S = 15.0
 NICENESS = 10
 MAX_RETRY_ENTRIES = 100_000  # beyond this the oldest entries are given up (recorded as failed)
@@ -67,6 +69,16 @@ def interval_from_env() -> float:
         log.warning("%s=%r is not a number of seconds (0: off); using %s", INTERVAL_ENV, raw, DEFAULT_INTERVAL_S)
         value = DEFAULT_INTERVAL_S
     return value
+
+
+def batch_from_env() -> int:
+    """SPANLAKE_EVAL_BATCH: complete traces handled per cycle; a bad value is logged and the default used."""
+    raw = os.environ.get(BATCH_ENV, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    if raw:
+        log.warning("%s=%r is not a whole number above 0; using %s", BATCH_ENV, raw, DEFAULT_BATCH)
+    return DEFAULT_BATCH
 
 
 def _loads(raw: bytes) -> dict[str, Any]:
@@ -116,10 +128,11 @@ class EvaluationWatch:
         traces_endpoint: str | None = None,
         wal_dir: Path | None = None,
         destinations: Callable[[], Mapping[str, Destination]] | None = None,
-        batch: int = DEFAULT_BATCH,
+        batch: int | None = None,
     ) -> None:
         self.data_dir, self.evaluators, self.append = data_dir, evaluators, append
-        self.interval_s, self.traces_endpoint, self.wal_dir, self.batch = interval_s, traces_endpoint, wal_dir, batch
+        self.interval_s, self.traces_endpoint, self.wal_dir = interval_s, traces_endpoint, wal_dir
+        self.batch = batch or batch_from_env()
         root = data_dir.root
         self.cursor_file, self.retry_file, self.status_file = (
             state_file(root, n) for n in ("cursor", "retry", "status")
