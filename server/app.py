@@ -9,6 +9,7 @@ One lifecycle for every part a role runs, started in this order and stopped in r
     upkeep       compaction and retention                    (all, compactor; --no-compaction: off)
     rollups      the rollup schedule                         (all, api)
     budgets      the budget watch (server.budget_watch)      (all, api; SPANLAKE_BUDGET_INTERVAL=0: off)
+    evaluators   online rules (server.evaluation_watch)      (all, api; SPANLAKE_EVAL_INTERVAL=0: off)
     dashboard    the Streamlit child, supervised             (all, api; --no-dashboard: off)
     demo         the first-start demo child                  (all)
 
@@ -108,6 +109,7 @@ class Server:
         self.budget_watch: Any = None  # server.budget_watch.BudgetWatch (the roles that serve the API)
         self.alerts: Any = None  # server.alerts.engine.Alerts, fed by the budget watch
         self.upkeep: Any = None  # server.upkeep.LakeUpkeep (the roles that compact)
+        self.evaluation_watch: Any = None  # server.evaluation_watch.EvaluationWatch (the roles that serve the API)
         self._stack = AsyncExitStack()
 
     @property
@@ -162,6 +164,8 @@ class Server:
             self._start_alerts()
             self.budget_watch.start()
             stack.push_async_callback(self.budget_watch.stop)
+        if self.evaluation_watch is not None:
+            self._start_evaluation_watch()
         if on_ready is not None:
             on_ready(self)
         self.first_demo.start(self.endpoints.http, self.dashboard_url)
@@ -179,6 +183,7 @@ class Server:
             queries = self.queries = QueryPool(self.data_dir, QueryLimits.from_env())  # reads yield to ingest
             self._stack.push_async_callback(asyncio.to_thread, queries.stop)
             self.budget_watch = self._budget_watch(queries)
+            self.evaluation_watch = self._evaluation_watch()
         parts = HttpParts(
             self.data_dir,
             cfg.default_project,
@@ -187,6 +192,7 @@ class Server:
             api=api,
             queries=queries,
             budget_watch=self.budget_watch,
+            evaluation_watch=self.evaluation_watch,
             writer=PublishingWriter(c) if c is not None else None,
             wal=c.wal if c is not None else None,
             flusher=c.flusher if c is not None else None,
@@ -236,6 +242,40 @@ class Server:
 
         budgets = BudgetsFile(self.data_dir.root, self.config.default_project)
         return BudgetWatch(budgets, queries, interval_from_env())
+
+    def _evaluation_watch(self) -> Any:
+        """The online rules' watch (None when this node does not write: it appends labels to the WAL)."""
+        from spanlake.evaluators.evaluators_file import EvaluatorsFile  # optional dependency: not for ingest
+        from spanlake.server.evaluation_watch import EvaluationWatch  # optional dependency: not for ingest
+        from spanlake.server.evaluation_watch import interval_from_env as eval_interval  # optional dependency: idem
+
+        c = self.collector
+        if c is None:
+            return None
+        budgets = self.budget_watch.budgets if self.budget_watch is not None else None
+
+        def destinations() -> dict[str, Any]:
+            return {d.name: d for d in budgets.current().destinations} if budgets is not None else {}
+
+        return EvaluationWatch(
+            self.data_dir, EvaluatorsFile(self.data_dir.root), c.ingestor.append, eval_interval(),
+            wal_dir=c.wal.directory, destinations=destinations,
+        )  # fmt: skip
+
+    def _start_evaluation_watch(self) -> None:
+        """Start the online rules; judge spans go to this server's OTLP/HTTP endpoint where it receives."""
+        from spanlake.server.evaluation_watch import EvaluationBusy  # optional dependency: not for ingest
+
+        watch, endpoints = self.evaluation_watch, self.endpoints
+        assert endpoints is not None
+        if self.role in RECEIVES:
+            watch.traces_endpoint = f"{endpoints.http}/v1/traces"
+        try:
+            watch.start()
+        except EvaluationBusy as e:
+            self.options.say(f"online evaluators: off on this node ({e})")
+            return
+        self._stack.push_async_callback(watch.stop)
 
     def _start_alerts(self) -> None:
         """The alerts engine behind the budget watch: states, notifications, their delivery."""

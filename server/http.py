@@ -45,6 +45,7 @@ class HttpParts:
     queries: QueryPool | None = None  # heavy API reads run there (server.query_workers)
     budget_watch: Any = None  # server.budget_watch.BudgetWatch: the API shows its latest readings
     metrics: CollectorRegistry | None = None  # served at /metrics (server/metrics.py)
+    evaluation_watch: Any = None  # server.evaluation_watch.EvaluationWatch: the API shows its status
 
 
 def make_http_app(parts: HttpParts) -> FastAPI:

@@ -112,11 +112,13 @@ class ServerMetrics(Collector):
         if alerts is not None:
             n = outbox_pending(alerts.store.outbox / "pending")
             yield _gauge("spanlake_alert_notifications_pending", "Alert notifications waiting for delivery.", n)
-        evaluation = getattr(self.server, "evaluation_watch", None)
-        backlog = getattr(evaluation, "backlog", None)
-        if backlog is not None:
+        evaluation = self.server.evaluation_watch
+        if evaluation is not None:
+            status = evaluation.status()
             yield _gauge("spanlake_evaluation_backlog", "Complete traces waiting for the online evaluation rules.",
-                         backlog)  # fmt: skip
+                         status.get("backlog", 0))  # fmt: skip
+            yield _gauge("spanlake_evaluation_retries", "Evaluations waiting to be tried again (judge down, ...).",
+                         status.get("retry", 0))  # fmt: skip
 
 
 def outbox_pending(folder: Path) -> int:

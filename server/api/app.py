@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from spanlake.server.api.admin import make_admin_router, read_lake
 from spanlake.server.api.budgets import make_budgets_router
 from spanlake.server.api.common import ApiContext
+from spanlake.server.api.evaluators import make_evaluators_router
 from spanlake.server.api.experiments import make_experiments_router
 from spanlake.server.api.labels import make_labels_router
 from spanlake.server.api.reports import make_reports_router
@@ -21,7 +22,7 @@ from spanlake.server.http import HttpParts
 def mount_api(app: FastAPI, parts: HttpParts) -> Callable[[], None]:
     """Include every API router; returns /ready's lake check (a read of the newest hour)."""
     dd, auth = parts.data_dir, parts.auth
-    ctx = ApiContext(dd, parts.default_project, auth, parts.queries, parts.budget_watch)
+    ctx = ApiContext(dd, parts.default_project, auth, parts.queries, parts.budget_watch, parts.evaluation_watch)
     app.include_router(make_labels_router(parts.writer, dd, parts.default_project, auth, parts.queries))
     app.include_router(make_traces_router(ctx))
     app.include_router(make_reports_router(ctx))
@@ -29,4 +30,5 @@ def mount_api(app: FastAPI, parts: HttpParts) -> Callable[[], None]:
     app.include_router(make_saved_filters_router(ctx))
     app.include_router(make_budgets_router(ctx))
     app.include_router(make_experiments_router(ctx))
+    app.include_router(make_evaluators_router(ctx))
     return lambda: read_lake(ctx)

@@ -40,6 +40,7 @@ class ApiContext:
     auth: Authenticator = DISABLED
     queries: QueryPool | None = None
     budget_watch: Any = None  # server.budget_watch.BudgetWatch, where the server runs one
+    evaluation_watch: Any = None  # server.evaluation_watch.EvaluationWatch, where the server runs one
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def analytics(self) -> Any:

@@ -1,0 +1,491 @@
+"""Online rules: complete traces from a durable cursor, sampled per rule, evaluated, routed.
+
+One cycle (`run_cycle`, run by server/evaluation_watch.py in a low-priority child process):
+
+1. **Complete traces after the cursor.** A trace is complete when its newest span's
+   `ingested_at` is at or before the horizon (now - settings.quiet_period, and never past
+   what the lake holds yet: the server passes the oldest write-ahead-log segment still to
+   flush). They are taken oldest first by (newest ingested_at, project, trace id) — the
+   cursor is that triple of the last trace handled, so traces with equal timestamps are
+   neither skipped nor repeated — at most `batch` per cycle. When more than
+   settings.max_backlog are waiting, the oldest are skipped (counted in `skipped`).
+2. **Rules.** Each enabled rule takes the traces of its project that match its scope (the trace
+   list's filters: task, service, model, provider, prompt_name, prompt_version, attributes)
+   and that `sampled(rule.name, trace_id, rule.sample)` keeps.
+3. **Evaluation.** evaluators.target.load_targets builds the targets (the trace, or every span
+   of the rule's category); evaluators.run.evaluate runs each of the rule's evaluators on
+   each. A result is a label event (evaluators.result.label_event; its label_id is the same
+   every time, so a cycle redone after a crash writes nothing twice).
+4. **Actions**, per rule and target, on the verdicts of the rule's evaluators: `queue_when`
+   adds the trace to the dataset `queue.<rule>` (the labelling queue takes such a dataset as
+   its source), `dataset` adds it to that dataset (when `dataset_when`), `webhook` sends it to
+   that destination of budgets.toml (when `webhook_when`). `fail`: some verdict is fail;
+   `disagree`: two evaluators gave different verdicts; `always`: some evaluator answered.
+   Dataset events have deterministic ids too (the lake keeps one per event_id).
+
+Errors never stall the loop: a transient EvaluationError (the judge down, 429, a timeout)
+puts the (target, evaluator version) on the retry list, tried again from a later cycle with
+backoff (RETRY_FIRST_S doubling to RETRY_CAP_S) until it succeeds or is RETRY_MAX_AGE old
+(then recorded as failed); once an evaluator failed transiently in a cycle, its other targets
+of that cycle go to the retry list without a call. Any other error is recorded on the
+evaluator (count, last error, its trace) and the target is not retried.
+
+The cycle only reads: it returns what to write (`Outcome`); the server appends the events to
+its WAL and only then saves the cursor and the retry list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Params
+from spanlake.analytics.traces.filters import TraceFilters
+from spanlake.analytics.traces.relation import run_on_lake
+from spanlake.analytics.traces.trace_list import matching_ctes, window
+from spanlake.evaluators.definition import Evaluator, EvaluatorSet, Rule
+from spanlake.evaluators.result import EvaluationError, Result, label_event, label_id
+from spanlake.evaluators.run import Judges, evaluate
+from spanlake.evaluators.target import Target, load_targets
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 500  # complete traces handled per cycle
+RETRY_FIRST_S = 5.0
+RETRY_CAP_S = 600.0
+RETRY_MAX_AGE = timedelta(hours=24)
+QUEUE_PREFIX = "queue."  # the dataset a rule's queue_when adds to: queue.<rule>
+SCOPE_FILTERS = {  # a rule's scope key → the trace list's filter
+    "task": "task_name",
+    "service": "service",
+    "model": "model",
+    "provider": "provider",
+    "prompt_name": "prompt_name",
+    "prompt_version": "prompt_version",
+    "attributes": "attributes",
+}
+
+
+def sampled(rule_name: str, trace_id: str, rate: float) -> bool:
+    """Whether rule `rule_name` samples the trace: the first 32 bits of
+    sha256("<rule>:<trace id, lower-case hex>") as a fraction of 2**32, below `rate`."""
+    digest = hashlib.sha256(f"{rule_name}:{trace_id.lower()}".encode()).hexdigest()
+    return int(digest[:8], 16) / 2**32 < rate
+
+
+def queue_dataset(rule_name: str) -> str:
+    """The dataset a rule's `queue_when` adds traces to (the labelling queue's source)."""
+    return f"{QUEUE_PREFIX}{rule_name}"
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """The last trace handled: its newest span's ingested_at (µs since 1970), project, trace id."""
+
+    ingested_at_us: int = 0
+    project: str = ""
+    trace_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ingested_at_us": self.ingested_at_us, "project": self.project, "trace_id": self.trace_id}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Cursor:
+        if not d:
+            return cls()
+        return cls(int(d.get("ingested_at_us") or 0), str(d.get("project") or ""), str(d.get("trace_id") or ""))
+
+    @property
+    def at(self) -> datetime | None:
+        return datetime.fromtimestamp(self.ingested_at_us / 1e6, UTC) if self.ingested_at_us else None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one cycle works on (plain data: it crosses into the child process)."""
+
+    found: EvaluatorSet
+    cursor: Cursor
+    horizon: datetime  # traces whose newest span was ingested after this are not complete yet
+    now: datetime
+    retries: Sequence[Mapping[str, Any]] = ()  # due entries of the retry list
+    batch: int = DEFAULT_BATCH
+    data_dir: str | None = None  # for the judges (spend ledger)
+    traces_endpoint: str | None = None  # where judge spans go (the server's OTLP/HTTP endpoint)
+
+
+@dataclass
+class Outcome:
+    """What a cycle produced; the server writes it (labels and dataset events to the WAL)."""
+
+    cursor: Cursor
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    dataset_events: list[dict[str, Any]] = field(default_factory=list)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)  # {id, rule, project, destination, message}
+    handled: int = 0  # complete traces taken from the backlog
+    backlog: int = 0  # complete traces still waiting after this cycle
+    skipped: int = 0  # complete traces skipped (beyond max_backlog)
+    retry_put: dict[str, dict[str, Any]] = field(default_factory=dict)  # label_id → entry
+    retry_drop: list[str] = field(default_factory=list)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # "project/name" → counts of this cycle
+    rule_errors: dict[str, str] = field(default_factory=dict)  # "project/rule" → problem
+
+
+# --- 1. complete traces -----------------------------------------------------------------------
+
+_CANDIDATES = """
+WITH c AS (
+  SELECT project, trace_id, max(epoch_us(ingested_at)) AS last_us, min(start_time) AS trace_start
+  FROM spans_raw WHERE epoch_us(ingested_at) >= $c_us
+  GROUP BY project, trace_id
+  HAVING max(epoch_us(ingested_at)) <= $h_us
+     AND (max(epoch_us(ingested_at)) > $c_us
+          OR (project > $c_project OR (project = $c_project AND trace_id > $c_trace)))
+), n AS (
+  SELECT *, row_number() OVER (ORDER BY last_us, project, trace_id) AS rn, count(*) OVER () AS total FROM c
+)
+SELECT project, trace_id, last_us, trace_start, rn, total FROM n
+WHERE rn >= greatest(total - $max_backlog, 1) ORDER BY rn LIMIT $limit"""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    project: str
+    trace_id: str
+    last_us: int
+    trace_start: datetime
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.last_us, self.project, self.trace_id)
+
+
+def complete_traces(
+    an: Analytics, cursor: Cursor, horizon: datetime, batch: int, max_backlog: int
+) -> tuple[list[Candidate], Cursor, int, int]:
+    """(the next `batch` complete traces after `cursor`, the cursor past the skipped ones,
+    how many were skipped, how many wait after the batch)."""
+    params = {
+        "c_us": cursor.ingested_at_us,
+        "c_project": cursor.project,
+        "c_trace": cursor.trace_id,
+        "h_us": int(horizon.timestamp() * 1e6),
+        "max_backlog": max(max_backlog, 0),
+        "limit": batch + 1,
+    }
+    rows = an.lake.query(_CANDIDATES, params).to_pylist()
+    if not rows:
+        return [], cursor, 0, 0
+    total = int(rows[0]["total"])
+    skip = max(0, total - max(max_backlog, 0))
+    found = [Candidate(r["project"], r["trace_id"], int(r["last_us"]), r["trace_start"]) for r in rows]
+    if skip:  # the first row is the newest of the skipped ones: the cursor moves past it
+        cursor = found.pop(0).cursor
+    taken = found[:batch]
+    return taken, cursor, skip, total - skip - len(taken)
+
+
+# --- 2. rules: scope and sampling ---------------------------------------------------------------
+
+
+def scope_filters(rule: Rule, since: datetime, until: datetime) -> TraceFilters:
+    """The trace list's filters of a rule's scope, over [since, until)."""
+    kw: dict[str, Any] = {}
+    for key, value in rule.scope.items():
+        if key not in SCOPE_FILTERS:
+            raise ValueError(f"rule {rule.name!r}: unknown scope {key!r} (one of {', '.join(SCOPE_FILTERS)})")
+        kw[SCOPE_FILTERS[key]] = dict(value) if key == "attributes" else value
+    return TraceFilters(since=since, until=until, project=rule.project, **kw)
+
+
+def matching(an: Analytics, rule: Rule, traces: Sequence[Candidate]) -> set[str]:
+    """The trace ids of `traces` (of the rule's project) in the rule's scope."""
+    ids = [t.trace_id for t in traces if t.project == rule.project]
+    if not ids or not rule.scope:
+        return set(ids)
+    starts = [t.trace_start for t in traces if t.project == rule.project]
+    f = scope_filters(rule, min(starts), max(starts) + timedelta(microseconds=1))
+
+    def sql(con: duckdb.DuckDBPyConnection, p: Params) -> str:
+        ctes = matching_ctes(con, an, f, (), p)
+        return f"WITH {ctes}\nSELECT trace_id FROM tr WHERE trace_id IN (SELECT unnest({p.add(ids)}))"
+
+    return set(run_on_lake(an, sql, window(f))["trace_id"].to_list())
+
+
+# --- 3. and 4. evaluation and actions -----------------------------------------------------------
+
+_judges: dict[tuple[str | None, str | None], Any] = {}  # per process: judge clients live across cycles
+
+
+def judges_for(req: Request) -> Any:
+    """The process's Judges (one JudgeClient per evaluator version), None without judges."""
+    if not any(e.is_judge for e in req.found.evaluators):
+        return None
+    key = (req.data_dir, req.traces_endpoint)
+    if key not in _judges:
+        _judges[key] = Judges(data_dir=req.data_dir, traces_endpoint=req.traces_endpoint)
+    return _judges[key]
+
+
+def wants(when: str | None, verdicts: Sequence[str], answered: bool) -> bool:
+    """Whether an action with condition `when` fires on these verdicts."""
+    if when is None:
+        return False
+    if when == "always":
+        return answered
+    if when == "disagree":
+        return len(set(verdicts)) > 1
+    return "fail" in verdicts
+
+
+def dataset_event(
+    dataset: str, project: str, target: Target, rule: Rule, now_ns: int, start: datetime | None, why: dict[str, Any]
+) -> dict[str, Any]:
+    """An `add` dataset event with a deterministic id (the same rule adding the same item twice: one event)."""
+    trace_id = (target.trace_id or "").lower()
+    span_id = target.span_id.lower() if target.span_id else None
+    key = "\x00".join((project, dataset, trace_id, span_id or "", rule.name))
+    start_ns = int(start.timestamp() * 1e6) * 1000 if start is not None else None
+    return {
+        "event_id": "rl" + hashlib.sha256(key.encode()).hexdigest()[:30],
+        "dataset": dataset,
+        "op": "add",
+        "project": project,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "author": f"rule:{rule.name}",
+        "created_at_unix_nano": now_ns,
+        "trace_start_unix_nano": start_ns,
+        "metadata": {"rule": rule.name, **why},
+    }
+
+
+def _stat(out: Outcome, ev: Evaluator) -> dict[str, Any]:
+    return out.stats.setdefault(
+        f"{ev.project}/{ev.name}",
+        {"version": ev.version, "evaluated": 0, "passed": 0, "failed": 0, "not_applicable": 0, "errors": 0,
+         "transient": 0, "cost_usd": 0.0, "latency_ms": 0.0, "timed": 0, "last_error": None,
+         "last_error_trace": None},
+    )  # fmt: skip
+
+
+class _Cycle:
+    """The evaluation state of one cycle."""
+
+    def __init__(self, an: Analytics, req: Request, out: Outcome) -> None:
+        self.an, self.req, self.out = an, req, out
+        self.now_ns = int(req.now.timestamp() * 1e9)
+        self.results: dict[str, Result | None] = {}  # label_id → result (each evaluator version once)
+        self.tripped: dict[tuple[str, str, int], str] = {}  # evaluator version → its transient error
+        self.judges: Any = None
+        self.starts: dict[tuple[str, str], datetime] = {}
+
+    def judge_clients(self) -> Any:
+        if self.judges is None:
+            self.judges = judges_for(self.req) or False
+        return self.judges or None
+
+    def run(self, ev: Evaluator, target: Target, rule: Rule, retry: Mapping[str, Any] | None = None) -> Result | None:
+        """Evaluate once per cycle and evaluator version; errors go to the stats or the retry list."""
+        trace_id = target.trace_id or ""
+        lid = label_id(ev.project, trace_id, target.span_id, ev.name, ev.version)
+        if lid in self.results:
+            return self.results[lid]
+        if lid in self.out.retry_put and retry is None:
+            return None  # already waiting for a retry in this cycle
+        stat = _stat(self.out, ev)
+        tripped = self.tripped.get((ev.project, ev.name, ev.version))
+        if tripped is not None:
+            self.retry_later(lid, ev, target, rule, tripped, retry)
+            return None
+        try:
+            result = evaluate(ev, target, judges=self.judge_clients())
+        except EvaluationError as e:
+            if e.transient:
+                stat["transient"] += 1
+                self.tripped[(ev.project, ev.name, ev.version)] = str(e)
+                self.retry_later(lid, ev, target, rule, str(e), retry)
+            else:
+                self.results[lid] = None
+                self.error(stat, str(e), trace_id, lid if retry is not None else None)
+            return None
+        except Exception as e:  # an evaluator's own bug: recorded on it, never the loop's end
+            self.results[lid] = None
+            self.error(stat, f"{type(e).__name__}: {e}", trace_id, lid if retry is not None else None)
+            return None
+        self.results[lid] = result
+        if retry is not None:
+            self.out.retry_drop.append(lid)
+        if result is None:
+            stat["not_applicable"] += 1
+            return None
+        stat["evaluated"] += 1
+        stat["passed" if result.verdict == "pass" else "failed"] += result.verdict is not None
+        meta = result.metadata
+        if isinstance(meta.get("cost_usd"), int | float):
+            stat["cost_usd"] += float(meta["cost_usd"])
+        if isinstance(meta.get("latency_ms"), int | float):
+            stat["latency_ms"] += float(meta["latency_ms"])
+            stat["timed"] += 1
+        self.out.labels.append(
+            label_event(result, project=ev.project, trace_id=trace_id, span_id=target.span_id, name=ev.name,
+                        version=ev.version, decides_outcome=ev.decides_outcome, created_at_unix_nano=self.now_ns)
+        )  # fmt: skip
+        return result
+
+    def error(self, stat: dict[str, Any], message: str, trace_id: str, drop: str | None) -> None:
+        stat["errors"] += 1
+        stat["last_error"], stat["last_error_trace"] = message[:2000], trace_id
+        if drop is not None:
+            self.out.retry_drop.append(drop)
+
+    def retry_later(
+        self, lid: str, ev: Evaluator, target: Target, rule: Rule, error: str, old: Mapping[str, Any] | None
+    ) -> None:
+        now = self.req.now
+        entry = dict(old) if old is not None else {
+            "project": ev.project, "trace_id": target.trace_id, "span_id": target.span_id, "target": rule.target,
+            "rule": rule.name, "evaluator": ev.name, "version": ev.version, "first_at": now.isoformat(),
+            "attempts": 0, "trace_start": _iso(self.starts.get((ev.project, target.trace_id or ""))),
+        }  # fmt: skip
+        entry["attempts"] = int(entry.get("attempts", 0)) + 1
+        entry["last_error"] = error[:2000]
+        first = datetime.fromisoformat(entry["first_at"])
+        if now - first >= RETRY_MAX_AGE:
+            stat = _stat(self.out, ev)
+            self.error(stat, f"gave up after {entry['attempts']} attempts over 24 h: {error}", entry["trace_id"], lid)
+            return
+        delay = min(RETRY_FIRST_S * 2 ** (entry["attempts"] - 1), RETRY_CAP_S)
+        entry["next_at"] = (now + timedelta(seconds=delay)).isoformat()
+        self.out.retry_put[lid] = entry
+
+    def act(self, rule: Rule, target: Target, results: Sequence[Result | None]) -> None:
+        """The rule's actions on one target, by its evaluators' verdicts."""
+        verdicts = [r.verdict for r in results if r is not None and r.verdict is not None]
+        answered = any(r is not None for r in results)
+        start = self.starts.get((rule.project, target.trace_id or ""))
+        why = {"verdicts": verdicts}
+        if wants(rule.queue_when, verdicts, answered):
+            ds = queue_dataset(rule.name)
+            self.out.dataset_events.append(dataset_event(ds, rule.project, target, rule, self.now_ns, start, why))
+        if rule.dataset and wants(rule.dataset_when, verdicts, answered):
+            self.out.dataset_events.append(
+                dataset_event(rule.dataset, rule.project, target, rule, self.now_ns, start, why)
+            )
+        if rule.webhook and wants(rule.webhook_when, verdicts, answered):
+            self.out.webhooks.append(webhook_message(rule, target, results, self.req.now))
+
+
+def webhook_message(rule: Rule, target: Target, results: Sequence[Result | None], now: datetime) -> dict[str, Any]:
+    """A rule's webhook notification: its id is the same every time (receivers de-duplicate)."""
+    key = "\x00".join((rule.project, rule.name, target.trace_id or "", target.span_id or ""))
+    nid = "msg_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+    found = [
+        {"verdict": r.verdict, "score": r.score, "failure_mode": r.failure_mode, "comment": r.comment}
+        for r in results
+        if r is not None
+    ]
+    message = {
+        "type": "evaluation.rule",
+        "timestamp": now.isoformat(),
+        "data": {"rule": rule.name, "project": rule.project, "trace_id": target.trace_id, "span_id": target.span_id,
+                 "results": found},
+    }  # fmt: skip
+    return {"id": nid, "rule": rule.name, "project": rule.project, "destination": rule.webhook, "message": message}
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _evaluators_of(found: EvaluatorSet, rule: Rule, out: Outcome) -> list[Evaluator]:
+    evs = []
+    for name in rule.evaluators:
+        try:
+            evs.append(found.get(rule.project, name))
+        except KeyError:
+            out.rule_errors[f"{rule.project}/{rule.name}"] = f"no evaluator {name!r} in project {rule.project!r}"
+    return evs
+
+
+def _targets(an: Analytics, project: str, ids: Iterable[str], target: str) -> list[Target]:
+    ids = sorted(set(ids))
+    return list(load_targets(an, project, ids, target)) if ids else []
+
+
+def run_rules(cycle: _Cycle, traces: Sequence[Candidate]) -> None:
+    """Every enabled rule on the complete traces of this cycle."""
+    an, req, out = cycle.an, cycle.req, cycle.out
+    cycle.starts |= {(t.project, t.trace_id): t.trace_start for t in traces}
+    for rule in req.found.rules:
+        if not rule.enabled:
+            continue
+        rule_key = f"{rule.project}/{rule.name}"
+        try:
+            keep = [i for i in sorted(matching(an, rule, traces)) if sampled(rule.name, i, rule.sample)]
+            targets = _targets(an, rule.project, keep, rule.target)
+        except Exception as e:  # a bad scope, a target kind unknown: the rule's problem, not the loop's
+            log.warning("rule %s: %s", rule_key, e)
+            out.rule_errors[rule_key] = f"{type(e).__name__}: {e}"
+            continue
+        evs = _evaluators_of(req.found, rule, out)
+        for target in targets:
+            results = [cycle.run(ev, target, rule) for ev in evs]
+            cycle.act(rule, target, results)
+
+
+def run_retries(cycle: _Cycle) -> None:
+    """Try the due entries of the retry list again (the evaluator's current version only)."""
+    req, out = cycle.req, cycle.out
+    rules = {(r.project, r.name): r for r in req.found.rules}
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for e in req.retries:
+        groups.setdefault((e["project"], e["target"]), []).append(e)
+    for (project, target_kind), entries in groups.items():
+        try:
+            targets = _targets(cycle.an, project, (e["trace_id"] for e in entries), target_kind)
+        except Exception as exc:
+            log.warning("evaluation retries of %s: %s", project, exc)
+            continue  # tried again next cycle (the entries stay)
+        by_key = {(t.trace_id, t.span_id): t for t in targets}
+        for e in entries:
+            lid = label_id(project, e["trace_id"], e.get("span_id"), e["evaluator"], int(e["version"]))
+            cycle.starts[(project, e["trace_id"])] = (
+                datetime.fromisoformat(e["trace_start"]) if e.get("trace_start") else None  # type: ignore[assignment]
+            )
+            try:
+                ev = req.found.get(project, e["evaluator"])
+            except KeyError:
+                ev = None
+            target = by_key.get((e["trace_id"], e.get("span_id")))
+            if ev is None or ev.version != int(e["version"]) or target is None:
+                out.retry_drop.append(lid)  # the evaluator changed or went, or the trace is gone
+                continue
+            rule = rules.get((project, e.get("rule", ""))) or Rule(name=e.get("rule", ""), evaluators=(ev.name,))
+            result = cycle.run(ev, target, rule, retry=e)
+            if result is not None:
+                cycle.act(rule, target, [result])
+
+
+def run_cycle(an: Analytics, req: Request) -> Outcome:
+    """One cycle (see the module docstring); reads only, returns what to write."""
+    out = Outcome(cursor=req.cursor)
+    cycle = _Cycle(an, req, out)
+    if req.retries:
+        run_retries(cycle)
+    if any(r.enabled for r in req.found.rules):
+        traces, cursor, skipped, backlog = complete_traces(
+            an, req.cursor, req.horizon, req.batch, req.found.settings.max_backlog
+        )
+        run_rules(cycle, traces)
+        out.handled, out.skipped, out.backlog = len(traces), skipped, backlog
+        out.cursor = traces[-1].cursor if traces else cursor
+    return out
