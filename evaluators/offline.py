@@ -71,7 +71,9 @@ class OfflineError(Exception):
 @dataclass
 class Summary:
     """What a run did. `total`: targets (or items) found; `done_before`: already labelled by this
-    version, skipped; `evaluated` = passed + failed + scored + not_applicable + errors."""
+    version, skipped; each evaluated target is passed, failed, scored (a score alone),
+    not_applicable or an error; `errors` also counts results whose label the server refused
+    (a score outside the project's label schema range, say), which stay counted as their verdict."""
 
     total: int = 0
     done_before: int = 0
@@ -354,8 +356,10 @@ class OfflineRun:
     def _error(self, target: Target | None, message: str) -> None:
         self.summary.errors += 1
         if len(self.summary.error_messages) < KEPT_ERRORS:
-            where = f"{target.trace_id or target.item_id}" + (f":{target.span_id}" if target.span_id else "")
-            self.summary.error_messages.append(f"{where}: {message}" if target is not None else message)
+            if target is not None:
+                where = f"{target.trace_id or target.item_id}" + (f":{target.span_id}" if target.span_id else "")
+                message = f"{where}: {message}"
+            self.summary.error_messages.append(message)
 
 
 def run_dataset(
