@@ -139,7 +139,7 @@ def _print_rows(rows: list[dict[str, Any]], title: str | None = None) -> None:
     Console().print(table)
 
 
-def _print_doc(doc: Any, title: str) -> None:
+def _print_doc(doc: Any, title: str, name: str = "figure") -> None:
     """A document as tables: its plain figures as name/value rows, each list of rows as a table."""
     doc = _jsonable(doc)
     if isinstance(doc, list):
@@ -148,7 +148,7 @@ def _print_doc(doc: Any, title: str) -> None:
         else:
             click.echo(f"{title}: none")
         return
-    plain = [{"figure": k, "value": v} for k, v in doc.items() if not isinstance(v, list)]
+    plain = [{name: k, "value": v} for k, v in doc.items() if not isinstance(v, list)]
     if plain:
         _print_rows(plain, title)
     for k, v in doc.items():
@@ -224,7 +224,9 @@ def show_cmd(data_dir: Path, name: str, project: str | None, fmt: str) -> None:
     if fmt == "json":
         _dump(doc)
         return
-    _print_doc({k: v for k, v in doc.items() if k != "params"} | {"params": [dict(e.params)]}, f"{e.project}/{e.name}")
+    _print_doc(
+        {k: v for k, v in doc.items() if k != "params"} | {"params": [dict(e.params)]}, f"{e.project}/{e.name}", "field"
+    )
 
 
 def _value(text: str) -> Any:
