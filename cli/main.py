@@ -63,6 +63,8 @@ COMMANDS = {
     "dashboard": "spanlake.cli.dashboard:dashboard",
     "dataset": "spanlake.cli.dataset:dataset",
     "demo": "spanlake.cli.demo:demo",
+    "eval": "spanlake.cli.evaluators:eval_group",
+    "evaluators": "spanlake.cli.evaluators:evaluators",
     "experiment": "spanlake.cli.experiment:experiment",
     "gate": "spanlake.cli.experiment:gate",
     "keys": "spanlake.cli.keys:keys",

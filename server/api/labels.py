@@ -3,7 +3,12 @@
     POST /api/v1/feedback   {"trace_id", "span_id"?, "value"?: up|down, "score"?, "comment"?, "user_id"?, "project"?}
     POST /api/v1/labels     one label event or a list: {"trace_id", "span_id"?, "source"?: human|judge|api,
                             "author"?, "verdict"?: pass|fail, "failure_mode"?, "score"?, "comment"?,
-                            "expected_output"?, "metadata"?, "project"?}
+                            "expected_output"?, "metadata"?, "project"?, "label_id"?}
+
+A label may carry its own `label_id` (1 to 64 of A-Z a-z 0-9 _ -; else the server picks one): the
+lake keeps one event per (project, label_id), so a client that re-sends a label (an offline
+evaluator run resumed after Ctrl-C, `spanlake eval run`) writes it once. Evaluator results use
+the deterministic id of evaluators.result.label_id, the same one the online rules write.
 
 A relevance judgment is a label on a retrieval span with `metadata = {"relevant": {"<document id>":
 true|false, ...}}` (it needs no other field); a malformed `relevant` map is refused with 422,
@@ -47,6 +52,7 @@ TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{32}$")]
 SpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
 Text = Annotated[str, StringConstraints(max_length=64 * 1024)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+LabelId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 MAX_RELEVANT_DOCS = 10_000
@@ -120,6 +126,7 @@ class FeedbackIn(_Event):
 class LabelIn(_Event):
     """A label set by a reviewer, an automated judge or another system."""
 
+    label_id: LabelId | None = None  # a re-sent label_id counts once (idempotent writes)
     source: Literal["human", "judge", "api"] = "api"
     author: Name | None = None
     verdict: Literal["pass", "fail"] | None = None
@@ -152,6 +159,7 @@ def _event(model: FeedbackIn | LabelIn, now_ns: int) -> dict[str, Any]:
         event |= {"source": "user_feedback", "author": model.user_id, "value": model.value}
     else:
         event |= {
+            "label_id": model.label_id or event["label_id"],
             "source": model.source,
             "author": model.author,
             "verdict": model.verdict,

@@ -63,6 +63,27 @@ def test_labels_batch_and_history(collector: RunningCollector) -> None:
     assert collector.query("SELECT DISTINCT project FROM labels") == [{"project": "shop"}]
 
 
+def test_a_resent_label_id_counts_once(collector: RunningCollector) -> None:
+    """An offline evaluator run re-sends its labels after an interruption: the lake keeps one per
+    (project, label_id); a label without label_id gets a fresh one each time."""
+    judged = {"trace_id": TRACE, "source": "judge", "author": "tone@v1", "verdict": "fail", "label_id": "ev-1"}
+    r = post(collector, "labels", [judged, {**judged, "comment": "sent twice in one batch"}])
+    assert r.status_code == 200 and r.json()["label_ids"] == ["ev-1", "ev-1"]
+    assert post(collector, "labels", judged).json() == {"label_id": "ev-1"}
+    assert post(collector, "labels", {**judged, "project": "other"}).status_code == 200  # another project's id
+    plain = {"trace_id": TRACE, "source": "api", "verdict": "pass"}
+    ids = {post(collector, "labels", plain).json()["label_id"] for _ in range(2)}
+    assert len(ids) == 2 and "ev-1" not in ids
+    collector.flush()
+    rows = collector.query("SELECT project, label_id, count(*) AS n FROM labels GROUP BY ALL ORDER BY ALL")
+    assert rows == sorted(
+        [{"project": "default", "label_id": "ev-1", "n": 1}, {"project": "other", "label_id": "ev-1", "n": 1}]
+        + [{"project": "default", "label_id": i, "n": 1} for i in ids],
+        key=lambda r: (r["project"], r["label_id"]),
+    )
+    assert collector.query("SELECT count(*) AS n FROM labels_raw WHERE label_id = 'ev-1'") == [{"n": 4}]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "fragment"),
     [
@@ -77,6 +98,10 @@ def test_labels_batch_and_history(collector: RunningCollector) -> None:
         ("labels", [], "between 1 and 1000"),
         ("labels", [{"trace_id": TRACE, "verdict": "pass"}, {"trace_id": TRACE, "verdict": "maybe"}], "[1].verdict"),
         ("labels", "just a string", "body"),
+        ("labels", {"trace_id": TRACE, "verdict": "pass", "label_id": ""}, "label_id"),
+        ("labels", {"trace_id": TRACE, "verdict": "pass", "label_id": "a/b"}, "label_id"),
+        ("labels", {"trace_id": TRACE, "verdict": "pass", "label_id": "x" * 65}, "label_id"),
+        ("feedback", {"trace_id": TRACE, "value": "up", "label_id": "abc"}, "label_id"),
     ],
 )
 def test_bad_label_input(collector: RunningCollector, path: str, body: object, fragment: str) -> None:
