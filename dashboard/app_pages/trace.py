@@ -34,9 +34,8 @@ def judge_results(rows: list[dict[str, Any]], key: str) -> None:
         facts += [fmt_ms(r["latency_ms"])] if r["latency_ms"] is not None else []
         facts += ["decides the outcome"] if r["decides_outcome"] else []
         with st.container(border=True, key=f"{key}_{n}"):
-            st.markdown(
-                f":{color}-badge[{esc(r['verdict'] or 'scored')}] **{esc(r['evaluator'])}** " + esc(" · ".join(facts))
-            )
+            head = f":{color}-badge[{esc(r['verdict'] or 'scored')}] **{esc(r['evaluator'])}**"
+            st.markdown(head + (" · " + esc(" · ".join(facts)) if facts else ""))
             if r["reason"]:
                 st.text(r["reason"])
 

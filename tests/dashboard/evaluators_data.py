@@ -19,14 +19,14 @@ counts, not her first pass):
     1, span 2 (llm)         tone@v3 fail "too curt" (an evaluator no longer declared)
 
 groundedness@v1: 8 results, 4 pass / 4 fail → pass rate 50.0 %; cost .0036 in all; mean latency
-450 ms. Against people on T1–T7 (7 items; judge, people): (pass, pass) 1 [T1], (pass, fail) 2
+450 ms. Against people on T1-T7 (7 items; judge, people): (pass, pass) 1 [T1], (pass, fail) 2
 [T2, T6], (fail, fail) 3 [T3, T5, T7], (fail, pass) 1 [T4]. Observed agreement 4/7; judge
 marginals pass 3 / fail 4, people's pass 2 / fail 5: chance (3·2 + 4·5)/49 = 26/49; kappa =
-(28/49 − 26/49) / (1 − 26/49) = 2/23 = 0.087. Precision on fail = 3 / (3 + 1) = 75.0 %;
+(28/49 - 26/49) / (1 - 26/49) = 2/23 = 0.087. Precision on fail = 3 / (3 + 1) = 75.0 %;
 recall on fail = 3 / (3 + 2) = 60.0 %. Disagreements: T2, T4, T6.
 
-reply_json@v1: 3 results, 2 pass → 66.7 %; against people on T1–T3: (p, p), (p, f), (f, f):
-agreement 2/3, chance (2·1 + 1·2)/9 = 4/9, kappa = (6/9 − 4/9)/(5/9) = 0.4; precision on fail
+reply_json@v1: 3 results, 2 pass → 66.7 %; against people on T1-T3: (p, p), (p, f), (f, f):
+agreement 2/3, chance (2·1 + 1·2)/9 = 4/9, kappa = (6/9 - 4/9)/(5/9) = 0.4; precision on fail
 1/1 = 100 %, recall 1/2 = 50 %.
 """
 
