@@ -267,6 +267,14 @@ def trace_judge_results(data_dir: str, trace_id: str, project: str | None) -> pl
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def user_feedback(data_dir: str, project: str, trace_ids: tuple[str, ...]) -> pl.DataFrame:
+    """End users' current feedback (source user_feedback) on these traces."""
+    if not trace_ids:
+        return pl.DataFrame()
+    return labels.current_labels(analytics(data_dir).lake, project=project, source="user_feedback", trace_ids=trace_ids)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def evaluator_agreement(
     data_dir: str, project: str, name: str, version: int, since: datetime | None, until: datetime | None
 ) -> evaluator_view.Agreement:
@@ -292,7 +300,7 @@ def clear_labels() -> None:
     """After a label or dataset change: forget what depends on labels and datasets."""
     for fn in (label_history, agreement, queue, datasets, dataset_items, matching, trace_page, trace):
         fn.clear()
-    for fn in (judge_results, trace_judge_results, evaluator_agreement, evaluator_disagreements):
+    for fn in (judge_results, trace_judge_results, evaluator_agreement, evaluator_disagreements, user_feedback):
         fn.clear()
 
 

@@ -325,6 +325,33 @@ def disagreement_rows(project: str, rows: Iterable[Mapping[str, Any]]) -> list[d
     return out
 
 
+FEEDBACK_VERDICT = {"up": "pass", "down": "fail"}
+
+
+def feedback_disagreements(found: pl.DataFrame, feedback: pl.DataFrame) -> list[dict[str, Any]]:
+    """The results whose verdict differs from an end user's thumbs on the same target (up is a
+    pass, down a fail; the newest thumbs of a target counts), each with its trace."""
+    thumbs: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for f in feedback.sort("created_at", descending=True).to_dicts() if feedback.height else []:
+        if f.get("value") in FEEDBACK_VERDICT:
+            thumbs.setdefault((f["trace_id"], f["span_id"]), f)
+    out = []
+    for r in found.to_dicts():
+        f = thumbs.get((r["trace_id"], r["span_id"]))
+        if f is None or r["verdict"] not in ("pass", "fail") or FEEDBACK_VERDICT[f["value"]] == r["verdict"]:
+            continue
+        out.append({
+            "trace": trace_link(r["project"], r["trace_id"]),
+            "target": "trace" if r["span_id"] is None else f"span {r['span_id']}",
+            "judge": r["verdict"],
+            "judge's reason": _cut(r["comment"]),
+            "user": f"thumbs {f['value']}",
+            "user id": f.get("author") or "",
+            "user's comment": _cut(f.get("comment")),
+        })  # fmt: skip
+    return out
+
+
 # --- the trace view -------------------------------------------------------------------------------
 
 

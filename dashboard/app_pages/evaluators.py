@@ -149,6 +149,19 @@ if disagreements:
 else:
     st.caption("None: on every item people labelled, they and the judge agree (or people labelled none yet).")
 
+thumbs = evv.feedback_disagreements(
+    mine, data.user_feedback(ctx.data_dir, s.project, tuple(sorted(set(mine["trace_id"].to_list()))))
+)
+if thumbs:
+    st.markdown(f"**Disagreements with end users' feedback** ({len(thumbs):,}: thumbs up is a pass, down a fail)")
+    st.dataframe(
+        thumbs,
+        hide_index=True,
+        key="evaluators_feedback_disagreements",
+        width="stretch",
+        column_config={"trace": st.column_config.LinkColumn("trace", display_text="open")},
+    )
+
 st.subheader("Latest results")
 st.dataframe(
     evv.latest_rows(mine),

@@ -18,6 +18,9 @@ counts, not her first pass):
     8      pass             .0008    800   -               -
     1, span 2 (llm)         tone@v3 fail "too curt" (an evaluator no longer declared)
 
+End users' feedback (POST /api/v1/feedback): T1 thumbs up (agrees with groundedness' pass), T8
+thumbs down "made up" (disagrees with its pass: the one disagreement with feedback).
+
 groundedness@v1: 8 results, 4 pass / 4 fail → pass rate 50.0 %; cost .0036 in all; mean latency
 450 ms. Against people on T1-T7 (7 items; judge, people): (pass, pass) 1 [T1], (pass, fail) 2
 [T2, T6], (fail, fail) 3 [T3, T5, T7], (fail, pass) 1 [T4]. Observed agreement 4/7; judge
@@ -124,6 +127,10 @@ def build(root: Path) -> EvaluatorsDir:
                  "comment": f"{who} says {v}"}
                 for n, (who, v) in PEOPLE.items()
             ])  # fmt: skip
+            for n, value, comment in ((1, "up", None), (8, "down", "made up")):
+                body = {"trace_id": trace_hex(n), "project": "shop", "value": value, "user_id": f"u{n}"}
+                r = http.post("/api/v1/feedback", json=body | ({"comment": comment} if comment else {}))
+                assert r.status_code == 200, r.text
         running.flush()
     finally:
         stop()
