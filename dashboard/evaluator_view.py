@@ -23,6 +23,7 @@ import polars as pl
 from spanlake.evaluators.definition import Evaluator
 from spanlake.evaluators.result import parse_author
 
+MAX_BUTTONS = 12  # disagreements with a button of their own (the table links every one)
 COMMENT_CELL = 200  # characters of a judge's reason in a table (the trace view shows all)
 RESULT_COLUMNS = ("project", "trace_id", "span_id", "created_at", "evaluator", "version", "verdict", "score",
                   "failure_mode", "comment", "judge_model", "cost_usd", "latency_ms", "input_tokens",
@@ -282,6 +283,11 @@ def trace_link(project: str, trace_id: str, at: datetime | None = None) -> str:
     if at is not None:
         query["t"] = at.isoformat()
     return "./trace?" + urlencode(query)
+
+
+def short_id(trace_id: str) -> str:
+    """A trace id short enough for a button, both ends kept: `4bf92f…4736`."""
+    return trace_id if len(trace_id) <= 12 else f"{trace_id[:6]}…{trace_id[-4:]}"
 
 
 def _cut(text: Any) -> str:

@@ -146,6 +146,14 @@ if disagreements:
             "judge score": st.column_config.NumberColumn(format="%.2f"),
         },
     )
+    row = st.container(horizontal=True)
+    for r in disagreements[: evv.MAX_BUTTONS]:
+        row.link_button(
+            f"Trace {evv.short_id(str(r['trace_id']))}",
+            evv.trace_link(s.project, str(r["trace_id"])),
+            icon=":material/account_tree:",
+            help=f"Judge {r.get('judge_verdict')}, people {r.get('human_verdict')}: open the trace",
+        )
 else:
     st.caption("None: on every item people labelled, they and the judge agree (or people labelled none yet).")
 
