@@ -275,21 +275,22 @@ def user_feedback(data_dir: str, project: str, trace_ids: tuple[str, ...]) -> pl
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
-def evaluator_agreement(
-    data_dir: str, project: str, name: str, version: int, since: datetime | None, until: datetime | None
-) -> evaluator_view.Agreement:
-    """An evaluator version against people's current labels on the same items (evaluators.alignment)."""
-    a = evaluator_alignment.alignment(analytics(data_dir).lake, project, name, version, since=since, until=until)
-    return evaluator_view.Agreement(a.items, a.kappa, a.precision, a.recall, dict(a.confusion))
+def evaluator_agreements(
+    data_dir: str, project: str, since: datetime | None, until: datetime | None
+) -> dict[str, evaluator_view.Agreement]:
+    """Each evaluator version of `project` with results in [since, until) against people's current
+    labels on the same items (evaluators.alignment), by EvaluatorSummary.key."""
+    found = evaluator_alignment.project_alignment(analytics(data_dir).lake, project, since, until)
+    return {f"{project}/{a.evaluator}@v{a.version}": evaluator_view.agreement(a.overall) for a in found}
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def evaluator_disagreements(
     data_dir: str, project: str, name: str, version: int, since: datetime | None, until: datetime | None
 ) -> list[dict[str, Any]]:
-    """The items where the evaluator version and people differ."""
+    """The items where the evaluator version and people differ, the latest judged first."""
     lake = analytics(data_dir).lake
-    return list(evaluator_alignment.disagreements(lake, project, name, version, since=since, until=until))
+    return evaluator_alignment.project_disagreements(lake, project, name, version, since, until)
 
 
 def saved_filters(data_dir: str) -> SavedFilters:
@@ -300,7 +301,7 @@ def clear_labels() -> None:
     """After a label or dataset change: forget what depends on labels and datasets."""
     for fn in (label_history, agreement, queue, datasets, dataset_items, matching, trace_page, trace):
         fn.clear()
-    for fn in (judge_results, trace_judge_results, evaluator_agreement, evaluator_disagreements, user_feedback):
+    for fn in (judge_results, trace_judge_results, evaluator_agreements, evaluator_disagreements, user_feedback):
         fn.clear()
 
 

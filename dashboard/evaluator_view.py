@@ -24,6 +24,7 @@ from spanlake.evaluators.definition import Evaluator
 from spanlake.evaluators.result import parse_author
 
 MAX_BUTTONS = 12  # disagreements with a button of their own (the table links every one)
+VERDICTS = ("pass", "fail")
 COMMENT_CELL = 200  # characters of a judge's reason in a table (the trace view shows all)
 RESULT_COLUMNS = ("project", "trace_id", "span_id", "created_at", "evaluator", "version", "verdict", "score",
                   "failure_mode", "comment", "judge_model", "cost_usd", "latency_ms", "input_tokens",
@@ -109,6 +110,12 @@ class Agreement:
     precision: float | None = None  # of the judge's "fail", people's fail being the truth
     recall: float | None = None
     confusion: Mapping[tuple[str, str], int] | None = None  # (judge verdict, people's verdict) → items
+
+
+def agreement(figures: Any) -> Agreement:
+    """An Agreement from evaluators.alignment's Figures (confusion keyed `judge_pass_human_fail`, ...)."""
+    confusion = {(j, h): int(figures.confusion.get(f"judge_{j}_human_{h}", 0)) for j in VERDICTS for h in VERDICTS}
+    return Agreement(figures.items, figures.kappa, figures.precision, figures.recall, confusion)
 
 
 @dataclass(frozen=True)

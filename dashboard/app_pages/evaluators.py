@@ -38,9 +38,9 @@ if not versions:
     st.stop()
 
 agreements = {
-    s.key: data.evaluator_agreement(ctx.data_dir, s.project, s.name, s.version, ctx.since, ctx.until)
-    for s in versions
-    if s.results
+    k: a
+    for project in sorted({s.project for s in versions if s.results})
+    for k, a in data.evaluator_agreements(ctx.data_dir, project, ctx.since, ctx.until).items()
 }
 judged = sum(s.passed + s.failed for s in versions)
 costs = [s.cost_usd for s in versions if s.cost_usd is not None]
