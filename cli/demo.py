@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import urllib.request
 from typing import Any
 
@@ -40,13 +41,17 @@ def probe(endpoint: str, timeout_s: float = 3.0) -> str | None:
         return str(getattr(e, "reason", None) or e)
 
 
-def next_steps(summary: Any, dashboard_url: str) -> list[str]:
+def next_steps(summary: Any, dashboard_url: str, evaluators: bool = False) -> list[str]:
     """Lines telling a newcomer what to look at, with trace ids from this run."""
     failed = next((r for r in summary.results if r.outcome == "failure" and r.escalations), None)
     errored = next((r for r in summary.results if r.outcome == "error"), None)
     running = dashboard_url.startswith("http")
     if running:
         lines = [f"  dashboard      {dashboard_url}  (Traces, Sessions, Overview, Reports: pick project demo)"]
+        if evaluators:
+            lines.append(
+                f"  evaluators     {dashboard_url}/evaluators  (a judge's verdicts against your users' feedback)"
+            )
     else:
         lines = ["  dashboard      not running (spanlake up --no-dashboard); `spanlake dashboard` starts it"]
     for label, r in (("an escalation", failed), ("an exception", errored)):
@@ -71,7 +76,7 @@ def next_steps(summary: Any, dashboard_url: str) -> list[str]:
     return lines
 
 
-def print_summary(summary: Any, dashboard_url: str) -> None:
+def print_summary(summary: Any, dashboard_url: str, evaluators: bool = False) -> None:
     """The final summary: what happened, then what to look at next."""
 
     def counts(c: Any) -> str:
@@ -96,7 +101,7 @@ def print_summary(summary: Any, dashboard_url: str) -> None:
     if not summary.flushed:
         click.echo("  warning: not every span was delivered in time; see the collector's log")
     click.echo("\nWhat to look at next:")
-    for line in next_steps(summary, dashboard_url):
+    for line in next_steps(summary, dashboard_url, evaluators):
         click.echo(line)
 
 
@@ -125,6 +130,14 @@ def print_summary(summary: Any, dashboard_url: str) -> None:
 )  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome per ticket as JSON lines at the end.")
+@click.option(
+    "--judge-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    hidden=True,
+    help="Also serve the fake OpenAI-compatible judge on this loopback port, and keep serving it after the "
+    "tickets until stopped (what `spanlake up` runs on a first start, for the demo's evaluators).",
+)
 def demo(
     endpoint: str,
     tickets: int,
@@ -134,6 +147,7 @@ def demo(
     dashboard_url: str,
     quiet: bool,
     as_json: bool,
+    judge_port: int | None,
 ) -> None:
     """Run a demo support assistant against a running spanlake, into project `demo`.
 
@@ -151,6 +165,11 @@ def demo(
 
     if (why := probe(endpoint)) is not None:
         raise click.ClickException(f"no spanlake at {endpoint} ({why}); start it with `spanlake up` or pass --endpoint")
+    judge = None
+    if judge_port is not None:
+        from spanlake.demo.fake_openai import FakeOpenAI  # optional dependency: the `demo` extra, as run_demo
+
+        judge = FakeOpenAI(port=judge_port).start()  # before the first trace: the judge may be called soon after
     columns = (TextColumn("answering tickets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=quiet) as progress:
         bar = progress.add_task("tickets", total=tickets)
@@ -162,7 +181,7 @@ def demo(
             time_scale=time_scale,
             on_result=lambda r: progress.advance(bar),
         )
-    print_summary(summary, dashboard_url)
+    print_summary(summary, dashboard_url, evaluators=judge is not None)
     if as_json:
         for r in summary.results:
             row = {"index": r.ticket.index, "trace_id": r.trace_id, "outcome": r.outcome, "reason": r.reason,
@@ -172,6 +191,10 @@ def demo(
             click.echo(json.dumps(row))
         for f in summary.feedback:
             click.echo(json.dumps({"feedback": f.__dict__}))
+    if judge is not None:
+        click.echo(f"\nserving the demo's judge at {judge.base_url} until stopped", nl=True)
+        sys.stdout.flush()
+        threading.Event().wait()  # until SIGTERM (the server stopping) or the parent's death
 
 
 def _child_main() -> None:  # pragma: no cover - runs in the background child

@@ -24,6 +24,10 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces import detail, overview, trace_list
 from spanlake.analytics.traces.filters import Page, TraceFilters
+from spanlake.dashboard import evaluator_view
+from spanlake.evaluators import alignment as evaluator_alignment
+from spanlake.evaluators.definition import Evaluator, EvaluatorError
+from spanlake.evaluators.evaluators_file import EvaluatorsFile
 from spanlake.experiments import offline
 from spanlake.experiments.compare import Comparison
 from spanlake.experiments.gate import GateResult, evaluate, parse_rules
@@ -227,6 +231,68 @@ def experiment_dataset(data_dir: str, project: str, name: str, version: int) -> 
     return {i.id: i for i in load_items(dd, resolve(dd, project, DatasetRef(name, version)))}
 
 
+# --- evaluators (declared in <data-dir>/evaluators.toml; their results are judge labels) ----------
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _evaluators_file(data_dir: str) -> EvaluatorsFile:
+    return EvaluatorsFile(data_dir)
+
+
+def evaluators(data_dir: str, project: str | None) -> tuple[list[Evaluator], str | None]:
+    """The evaluators declared for `project` (every project's when None), current versions, and
+    the evaluators file's problem when it does not parse (its last good set is then kept)."""
+    file = _evaluators_file(data_dir)
+    try:
+        found = file.current().evaluators
+    except (EvaluatorError, OSError) as e:
+        return [], str(e)
+    return [e for e in found if project is None or e.project == project], file.error
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def judge_results(data_dir: str, project: str | None, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+    """Current judge labels set in [since, until) as result rows (dashboard.evaluator_view.results)."""
+    lake = analytics(data_dir).lake
+    return evaluator_view.results(
+        labels.current_labels(lake, project=project, source="judge", since=since, until=until)
+    )
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def trace_judge_results(data_dir: str, trace_id: str, project: str | None) -> pl.DataFrame:
+    """A trace's current judge results (the trace's and its spans')."""
+    lake = analytics(data_dir).lake
+    return evaluator_view.results(labels.current_labels(lake, project=project, source="judge", trace_ids=[trace_id]))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def user_feedback(data_dir: str, project: str, trace_ids: tuple[str, ...]) -> pl.DataFrame:
+    """End users' current feedback (source user_feedback) on these traces."""
+    if not trace_ids:
+        return pl.DataFrame()
+    return labels.current_labels(analytics(data_dir).lake, project=project, source="user_feedback", trace_ids=trace_ids)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def evaluator_agreements(
+    data_dir: str, project: str, since: datetime | None, until: datetime | None
+) -> dict[str, evaluator_view.Agreement]:
+    """Each evaluator version of `project` with results in [since, until) against people's current
+    labels on the same items (evaluators.alignment), by EvaluatorSummary.key."""
+    found = evaluator_alignment.project_alignment(analytics(data_dir).lake, project, since, until)
+    return {f"{project}/{a.evaluator}@v{a.version}": evaluator_view.agreement(a.overall) for a in found}
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def evaluator_disagreements(
+    data_dir: str, project: str, name: str, version: int, since: datetime | None, until: datetime | None
+) -> list[dict[str, Any]]:
+    """The items where the evaluator version and people differ, the latest judged first."""
+    lake = analytics(data_dir).lake
+    return evaluator_alignment.project_disagreements(lake, project, name, version, since, until)
+
+
 def saved_filters(data_dir: str) -> SavedFilters:
     return SavedFilters(data_dir)
 
@@ -234,6 +300,8 @@ def saved_filters(data_dir: str) -> SavedFilters:
 def clear_labels() -> None:
     """After a label or dataset change: forget what depends on labels and datasets."""
     for fn in (label_history, agreement, queue, datasets, dataset_items, matching, trace_page, trace):
+        fn.clear()
+    for fn in (judge_results, trace_judge_results, evaluator_agreements, evaluator_disagreements, user_feedback):
         fn.clear()
 
 

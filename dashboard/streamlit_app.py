@@ -38,6 +38,7 @@ page = st.navigation(
         st.Page(PAGES_DIR / "queue.py", title="Labelling queue", icon=":material/rule:", url_path="queue"),
         st.Page(PAGES_DIR / "datasets.py", title="Datasets", icon=":material/dataset:", url_path="datasets"),
         st.Page(PAGES_DIR / "experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
+        st.Page(PAGES_DIR / "evaluators.py", title="Evaluators", icon=":material/fact_check:", url_path="evaluators"),
     ]
 )
 sidebar(link_in_url() if page is TRACES else None)  # a link to the Traces page names its project and window

@@ -1,12 +1,20 @@
 """The first-start demo of `spanlake up`: with an empty local lake, run the demo app once in a
 background process (`python -m spanlake.cli.demo --quiet`), into project `demo`, logging to
 `<data-dir>/demo.log`; the child is reaped as soon as it ends and stopped with the server.
+
+It also declares what a team would for the demo's support assistant, when the data directory
+has no such file yet: budgets (`budgets.toml`) and evaluators with a rule that runs them
+(`evaluators.toml`). The groundedness judge calls the fake OpenAI-compatible server that the demo
+child keeps serving on a loopback port chosen here (`--judge-port`) until the server stops, so
+the judge's base_url is right from the first start and the demo's traces get judged once they
+are complete (after the file's quiet period).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -66,6 +74,56 @@ window = "24h"
 warning = 30
 critical = 40
 """
+EVALUATORS_NAME = "evaluators.toml"
+JUDGE_URL = "{judge_url}"  # replaced by the judge's base_url (the template's own braces stay as they are)
+# Written on the first start when the data directory has no evaluators file. The rule judges every
+# `answer_ticket` trace; the fake judge (demo/fake_openai.py, model judge-grounded) passes an
+# answer when at least half of its words appear in the retrieved documents, so it fails some
+# answers the demo's users liked and passes some they did not: disagreements on the Evaluators page.
+DEMO_EVALUATORS = """\
+# Evaluators of the demo support assistant (project demo), written by the first `spanlake up`.
+# The server runs the rule below on the demo's traces once no span arrived for `quiet_period`;
+# see the results on the dashboard's Evaluators page and on each trace (docs/evaluators.md).
+# The groundedness judge is the demo's fake OpenAI-compatible server (model judge-grounded), served
+# on a loopback port by the `spanlake up` that ran the demo, as long as that one runs.
+
+[settings]
+quiet_period = "10s"
+
+[[evaluator]]
+name = "groundedness"
+project = "demo"
+kind = "llm_judge"
+description = "Is the answer supported by the help-center articles it retrieved?"
+base_url = "{judge_url}"
+model = "judge-grounded"
+template = \"\"\"Is the answer supported by the retrieved documents? Fail it when it says what they do not.
+Question: {input}
+Documents:
+{documents}
+Answer:
+{output}\"\"\"
+timeout_s = 10
+retries = 2
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.6
+
+[[evaluator]]
+name = "reply_json"
+project = "demo"
+kind = "json_schema"
+description = "The reply is JSON with a non-empty answer (the app's Reply schema)."
+schema = { type = "object", required = ["answer"], properties = { answer = { type = "string", minLength = 1 } } }
+
+[[rule]]
+name = "judge-answers"
+project = "demo"
+evaluators = ["groundedness", "reply_json"]
+sample = 1.0
+target = "trace"
+task = "answer_ticket"
+queue_when = "fail"
+"""
 REAP_POLL_S = 0.5
 
 
@@ -108,6 +166,13 @@ def lake_is_empty(data_dir: Path, lake: str | None) -> bool:
         return False  # cannot tell (e.g. object storage unreachable): do not run
 
 
+def free_port() -> int:
+    """A loopback port free now (the demo child binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class FirstStartDemo:
     """`spanlake up`'s demo: decided before the collector starts (it may replay its log into the
     lake), started once the collector listens, stopped with it. Never raises."""
@@ -133,6 +198,9 @@ class FirstStartDemo:
         self.write_budgets()
         endpoint = http_endpoint.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//127.0.0.1:")
         cmd = [sys.executable, "-m", "spanlake.cli.demo", "--endpoint", endpoint, "--quiet"]
+        judge_port = free_port()
+        if self.write_evaluators(f"http://127.0.0.1:{judge_port}/v1"):
+            cmd += ["--judge-port", str(judge_port)]  # the child serves the judge until it is stopped
         if dashboard_url is not None:  # not a URL when `spanlake up` runs without one
             cmd += ["--dashboard-url", dashboard_url if dashboard_url.startswith("http") else "off"]
         try:
@@ -154,15 +222,26 @@ class FirstStartDemo:
 
     def write_budgets(self) -> None:
         """Declare the demo's budgets, unless the data directory has a budgets file already."""
-        path = self.log.parent / BUDGETS_NAME
-        tmp = path.with_name(f".{BUDGETS_NAME}.demo")
+        self._write_new(BUDGETS_NAME, DEMO_BUDGETS, "budgets")
+
+    def write_evaluators(self, judge_url: str) -> bool:
+        """Declare the demo's evaluators and rule (the judge at `judge_url`), unless the data
+        directory has an evaluators file already; whether they were written."""
+        return self._write_new(EVALUATORS_NAME, DEMO_EVALUATORS.replace(JUDGE_URL, judge_url), "evaluators")
+
+    def _write_new(self, name: str, text: str, what: str) -> bool:
+        path = self.log.parent / name
+        tmp = path.with_name(f".{name}.demo")
         try:
-            tmp.write_text(DEMO_BUDGETS, encoding="utf-8")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text, encoding="utf-8")
             os.link(tmp, path)  # whole or not at all, and never over a file that appeared meanwhile
+            return True
         except FileExistsError:
-            pass
+            return False
         except OSError as e:
-            self.say(f"demo: could not write its budgets ({e})")
+            self.say(f"demo: could not write its {what} ({e})")
+            return False
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -1,13 +1,16 @@
 """One trace: `?trace=<id>` (optional `project`, `t` time hint). Timeline, tree, conversation,
-documents, validations, markers and the raw spans; labels (on the trace or a span) with their
-history, and "add to dataset"."""
+documents, validations, markers and the raw spans; the evaluators' results (judge labels), on
+the trace and on each span, apart from people's labels; labels (on the trace or a span) with
+their history, and "add to dataset"."""
 
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 import streamlit as st
 
 from spanlake.dashboard import data
+from spanlake.dashboard import evaluator_view as evv
 from spanlake.dashboard.auth import may_see
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, waterfall
 from spanlake.dashboard.context import current, reviewer
@@ -16,6 +19,25 @@ from spanlake.dashboard.labelling import add_to_dataset, label_form, relevance_f
 OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
 SPAN_COLUMNS = ["span", "category", "model", "input_tokens", "output_tokens", "duration_ms", "status_code", "cost_usd",
                 "counted"]  # fmt: skip
+
+
+def judge_results(rows: list[dict[str, Any]], key: str) -> None:
+    """Evaluator results: a line each (verdict, evaluator@version, score, failure mode, judge, cost,
+    latency) with the judge's reason as plain text."""
+    for n, r in enumerate(rows):
+        color = {"pass": "green", "fail": "red"}.get(r["verdict"], "gray")
+        facts = [r["target"]] if r["span_id"] is not None else []
+        facts += [f"score {r['score']:g}"] if r["score"] is not None else []
+        facts += [f"failure mode {r['failure_mode']}"] if r["failure_mode"] else []
+        facts += [f"judge {r['judge_model']}"] if r["judge_model"] else []
+        facts += [fmt_cost(r["cost_usd"])] if r["cost_usd"] is not None else []
+        facts += [fmt_ms(r["latency_ms"])] if r["latency_ms"] is not None else []
+        facts += ["decides the outcome"] if r["decides_outcome"] else []
+        with st.container(border=True, key=f"{key}_{n}"):
+            head = f":{color}-badge[{esc(r['verdict'] or 'scored')}] **{esc(r['evaluator'])}**"
+            st.markdown(head + (" · " + esc(" · ".join(facts)) if facts else ""))
+            if r["reason"]:
+                st.text(r["reason"])
 
 
 def hint(text: str | None) -> datetime | None:
@@ -64,6 +86,18 @@ m[5].metric("Errors", s["errors"])
 st.subheader("Timeline")
 st.altair_chart(waterfall(d.spans), width="stretch")
 
+names = {sp["span_id"]: sp["name"] for sp in d.spans}
+judged = evv.on_trace(data.trace_judge_results(ctx.data_dir, d.trace_id, d.project), names)
+on_the_trace = [r for r in judged if r["span_id"] is None]
+if judged:
+    st.subheader("Evaluator results")
+    st.caption(
+        "Labels of source `judge` (evaluators.toml; the Evaluators page compares them with people's labels). "
+        + (f"{len(judged) - len(on_the_trace)} more on spans: see the Spans tab." if len(judged) > len(on_the_trace)
+           else "")
+    )  # fmt: skip
+    judge_results(on_the_trace, "trace_judge")
+
 tabs = st.tabs(["Conversation", "Spans", "Retrieved documents", "Validations & markers", "Raw"])
 with tabs[0]:
     if d.conversation:
@@ -111,6 +145,10 @@ with tabs[1]:
         )
     if sp["status_message"]:
         st.text(f"Status message: {sp['status_message']}")
+    span_judged = [r for r in judged if r["span_id"] == sp["span_id"]]
+    if span_judged:
+        st.markdown("**Evaluator results on this span**")
+        judge_results(span_judged, "span_judge")
     if sp["messages"]:
         chat(sp["messages"])
     st.markdown("**Attributes**")
@@ -179,9 +217,12 @@ else:
         label_id = save_label(d.project, d.trace_id, span_id, author, fields, schema, {"via": "dashboard"})
         if label_id:
             st.success(f"Label saved by {esc(author)} ({label_id}).")
-names = {sp["span_id"]: sp["name"] for sp in d.spans}
-st.markdown("**History** (every label event on this trace and its spans, newest first)")
-show_history(data.label_history(ctx.data_dir, d.trace_id, d.project), names, "trace_label_history")
+st.markdown(
+    "**History** (every label event of people and systems on this trace and its spans, newest first; "
+    "evaluator results are above)"
+)
+history = data.label_history(ctx.data_dir, d.trace_id, d.project)
+show_history(history.filter(pl.col("source") != "judge"), names, "trace_label_history")
 
 st.subheader("Add to dataset")
 if author is None:

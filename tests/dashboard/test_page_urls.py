@@ -25,7 +25,8 @@ def dashboard(seeded_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> obj
 @pytest.mark.parametrize(
     ("path", "heading"),
     [("/traces", "Traces"), ("/", "Traces"), ("/sessions", "Sessions"), ("/reports", "Reports"),
-     ("/overview", "Overview"), ("/datasets", "Datasets"), ("/experiments", "Experiments")],
+     ("/overview", "Overview"), ("/datasets", "Datasets"), ("/experiments", "Experiments"),
+     ("/evaluators", "Evaluators")],
 )  # fmt: skip
 def test_pages_answer_at_their_own_address(dashboard: str, browser: object, path: str, heading: str) -> None:
     page = browser.new_page(viewport={"width": 1440, "height": 1000})  # type: ignore[attr-defined]

@@ -233,3 +233,27 @@ def test_first_start_is_local_and_empty_only(tmp_path: Any) -> None:
     (tmp_path / "replay" / "wal" / "1-a.wal").write_bytes(b"x")
     assert not lake_is_empty(tmp_path / "replay", None)  # the log will be replayed into the lake
     assert not FirstStartDemo(tmp_path / "new", None, disabled=True).wanted
+
+
+def test_first_start_declares_the_demos_evaluators(tmp_path: Any) -> None:
+    """The demo's evaluators file parses; its judge is the URL given, its template shows the fake
+    judge the documents and the answer; a file already there is left alone."""
+    from spanlake.evaluators.definition import parse
+    from spanlake.server.demo import FirstStartDemo
+
+    first = FirstStartDemo(tmp_path, None, disabled=False)
+    assert first.write_evaluators("http://127.0.0.1:5/v1")
+    found = parse((tmp_path / "evaluators.toml").read_text(), "default")
+    judge = found.get("demo", "groundedness")
+    assert (judge.kind, judge.params["base_url"], judge.params["model"]) == (
+        "llm_judge", "http://127.0.0.1:5/v1", "judge-grounded"
+    )  # fmt: skip
+    assert "\nDocuments:\n{documents}\nAnswer:\n{output}" in judge.params["template"]
+    assert found.get("demo", "reply_json").kind == "json_schema"
+    (rule,) = found.rules
+    assert (rule.evaluators, rule.sample, rule.target, rule.queue_when) == (
+        ("groundedness", "reply_json"), 1.0, "trace", "fail"
+    )  # fmt: skip
+    (tmp_path / "evaluators.toml").write_text("# the team's own\n")
+    assert not first.write_evaluators("http://127.0.0.1:6/v1")
+    assert (tmp_path / "evaluators.toml").read_text() == "# the team's own\n"

@@ -1,14 +1,19 @@
 """`spanlake up` on a first start with an empty lake runs the demo once, in the background,
-into project `demo`; not again on the next start, and not with SPANLAKE_NO_DEMO."""
+into project `demo`; not again on the next start, and not with SPANLAKE_NO_DEMO. It declares the
+demo's evaluators, whose judge (the demo's fake server) answers at the file's base_url while
+that `spanlake up` runs."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 from spanlake.storage.reader import Lake
 from tests.examples.helpers import ROOT, clean_env
@@ -63,16 +68,28 @@ def test_first_start_runs_the_demo_once(tmp_path: Path) -> None:
         assert DEMO_LINE in first.wait_started(), first.output()
         demo_log = fresh / "demo.log"
         wait_for(lambda: demo_log.exists() and "What to look at next" in demo_log.read_text(), 120, "the demo")
+        found = re.search(r'^base_url = "(http://127\.0\.0\.1:\d+/v1)"$', (fresh / "evaluators.toml").read_text(), re.M)
+        assert found is not None, (fresh / "evaluators.toml").read_text()
+        judge_url = found.group(1)
+        ask = {"model": "judge-grounded", "messages": [{"role": "user", "content": "Documents:\na b\nAnswer:\na b"}]}
+        answer = httpx.post(f"{judge_url}/chat/completions", json=ask, timeout=10)  # after the tickets: still served
+        assert answer.status_code == 200, answer.text
     finally:
         first.stop()
         off.stop()
-    assert not (opted_out / "demo.log").exists()
+    assert not (opted_out / "demo.log").exists() and not (opted_out / "evaluators.toml").exists()
+    try:
+        httpx.post(f"{judge_url}/chat/completions", json=ask, timeout=5)
+        raise AssertionError("the demo's judge still answers after `spanlake up` stopped")
+    except httpx.TransportError:
+        pass
     why = f"up:\n{first.output()}\ndemo.log:\n{demo_log.read_text()}"
     assert "spanlake demo: 8 support tickets answered" in demo_log.read_text(), why
     assert "dashboard      not running (spanlake up --no-dashboard)" in demo_log.read_text(), why
     assert "127.0.0.1:8501" not in demo_log.read_text(), "no link to a dashboard that is not running"
     lake = Lake(fresh)
-    assert lake.query("SELECT DISTINCT project FROM spans").to_pylist() == [{"project": "demo"}], why
+    projects = {r["project"] for r in lake.query("SELECT DISTINCT project FROM spans").to_pylist()}
+    assert "demo" in projects and projects <= {"demo", "demo-evaluators"}, why  # the judge's own calls
     assert lake.query("SELECT count(*) AS n FROM spans WHERE category = 'task'").to_pylist() == [{"n": 8}], why
     assert lake.query("SELECT count(*) AS n FROM labels WHERE project = 'demo'").to_pylist()[0]["n"] > 0
 
