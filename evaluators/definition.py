@@ -60,6 +60,11 @@ from spanlake.storage.toml_file import (
 )
 
 FILE_NAME = "evaluators.toml"
+# Params that change how an evaluator is run, not what it judges: no new version when they change.
+OPERATIONAL_PARAMS = frozenset(
+    ("base_url", "api_key_env", "timeout_s", "retries", "concurrency", "daily_spend_usd",
+     "input_usd_per_mtok", "output_usd_per_mtok")
+)  # fmt: skip
 CODE_KINDS = KINDS[:-1]
 WHEN = ("fail", "disagree", "always")
 DEFAULT_QUIET = timedelta(minutes=1)
@@ -91,8 +96,11 @@ class Evaluator:
 
     @property
     def fingerprint(self) -> str:
-        """What makes a version: kind, params and decides_outcome (not the description)."""
-        doc = {"kind": self.kind, "params": self.params, "decides_outcome": self.decides_outcome}
+        """What makes a version: kind, params and decides_outcome — what the evaluator judges
+        and how. Not the description, nor how a judge is reached and paced (OPERATIONAL_PARAMS:
+        moving the endpoint, raising a timeout or the spend cap judges the same way)."""
+        params = {k: v for k, v in self.params.items() if k not in OPERATIONAL_PARAMS}
+        doc = {"kind": self.kind, "params": params, "decides_outcome": self.decides_outcome}
         return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     @property

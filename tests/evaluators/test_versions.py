@@ -92,3 +92,18 @@ def test_processes_assigning_at_once_agree(tmp_path: Path) -> None:
             if key.startswith(name + ":"):
                 e = evaluator_from_dict({"name": name, "kind": "regex", "pattern": key.split(":", 1)[1]})
                 assert by_fingerprint[e.fingerprint] == version
+
+
+def test_moving_a_judge_or_pacing_it_is_the_same_version(tmp_path: Path) -> None:
+    def judge(**extra: Any) -> Evaluator:
+        raw = {"name": "grounded", "kind": "llm_judge", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+               "template": "Q: {input}\nA: {output}"} | extra  # fmt: skip
+        return evaluator_from_dict(raw, "support")
+
+    registry = VersionRegistry(tmp_path)
+    (first,) = registry.assign([judge()])
+    moved = judge(base_url="http://judge.internal/v1", timeout_s=90, retries=5, concurrency=16,
+                  daily_spend_usd=20, api_key_env="JUDGE_KEY", input_usd_per_mtok=1, output_usd_per_mtok=2)  # fmt: skip
+    assert registry.assign([moved])[0].version == first.version == 1
+    assert registry.assign([judge(model="m2")])[0].version == 2  # another judge model judges differently
+    assert registry.assign([judge(template="Q: {input}\nA: {output}\nBe strict.")])[0].version == 3
