@@ -53,20 +53,6 @@ OUTCOME_SOURCES = ("label", "judge", "app", "validation", "error", "default")
 IS_TASK = "(category = 'task' OR task_name IS NOT NULL)"
 MAX_DEPTH = 64  # guards the descendant walk against malformed (cyclic) parent links
 
-
-def latest_label_cte(name: str = "latest_label") -> str:
-    """CTE `name`: per labelled task span (project, trace_id, span_id), the `outcome` its
-    verdicts decide and the `outcome_source` ('label' or 'judge'): the latest reviewer verdict,
-    else the latest deciding judge's (rules 1 and 2)."""
-    human = "coalesce(outcome_source, 'label') = 'label'"
-    return f"""{name} AS (
-      SELECT project, trace_id, span_id,
-        coalesce(arg_max(outcome, labeled_at) FILTER (WHERE {human}),
-                 arg_max(outcome, labeled_at) FILTER (WHERE outcome_source = 'judge')) AS outcome,
-        CASE WHEN count(*) FILTER (WHERE {human}) > 0 THEN 'label' ELSE 'judge' END AS outcome_source
-      FROM task_labels GROUP BY project, trace_id, span_id
-    )"""
-
 # Group-by name → column of the `tasks` relation.
 TASK_DIMS = {
     "project": "project",
@@ -105,6 +91,20 @@ class TaskOptions:
     def __post_init__(self) -> None:
         if self.default_outcome not in OUTCOMES:
             raise ValueError(f"default outcome must be one of {OUTCOMES}")
+
+
+def latest_label_cte(name: str = "latest_label") -> str:
+    """CTE `name`: per labelled task span (project, trace_id, span_id), the `outcome` its
+    verdicts decide and the `outcome_source` ('label' or 'judge'): the latest reviewer verdict,
+    else the latest deciding judge's (rules 1 and 2)."""
+    human = "coalesce(outcome_source, 'label') = 'label'"
+    return f"""{name} AS (
+      SELECT project, trace_id, span_id,
+        coalesce(arg_max(outcome, labeled_at) FILTER (WHERE {human}),
+                 arg_max(outcome, labeled_at) FILTER (WHERE outcome_source = 'judge')) AS outcome,
+        CASE WHEN count(*) FILTER (WHERE {human}) > 0 THEN 'label' ELSE 'judge' END AS outcome_source
+      FROM task_labels GROUP BY project, trace_id, span_id
+    )"""
 
 
 def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, *, priced: bool = True) -> SpanSource:
