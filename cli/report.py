@@ -59,7 +59,7 @@ HELP = (
     "  spanlake report validation -g validator,prompt_version\n"
     "  spanlake report compare --by model --a gpt-4o --b gpt-4o-mini --format json\n\n"
     "A task is a span the app marked as a task, else a trace's root span. Its outcome is decided by, in "
-    "order: a human label, the app's recorded outcome, a failed validation inside it, an error status, "
+    "order: a human label, a judge label of an evaluator that decides outcomes, the app's recorded outcome, a failed validation inside it, an error status, "
     "else --default-outcome. Cost is computed at query time from the genai-prices database and your "
     "overrides (--prices), so a corrected price fixes history; models without a price are listed by "
     "`spanlake report unpriced` and never counted as zero. See docs/analytics.md."
