@@ -30,6 +30,7 @@ from itertools import combinations
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from spanlake.storage.label_schema import LabelSchema
 from spanlake.storage.reader import Lake
@@ -98,6 +99,60 @@ def label_history(lake: Lake, trace_id: str, project: str | None = None) -> pl.D
     where = _where(project, None, [trace_id], None, None, params)
     sql = f"SELECT {LABEL_COLUMNS} FROM labels WHERE {where} ORDER BY created_at, ingested_at, label_id"
     return pl.from_arrow(lake.query(sql, params))  # type: ignore[return-value]
+
+
+# --- judges ---------------------------------------------------------------------------------
+
+JUDGE_SOURCE = "judge"
+# The current label of each evaluator version (author `<evaluator>@v<version>`) on each target,
+# with its evaluator and version (metadata.evaluator / evaluator_version, else the author's parts).
+JUDGE_LABELS_SCHEMA = pa.schema(
+    [
+        ("project", pa.string()),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("author", pa.string()),
+        ("evaluator", pa.string()),
+        ("evaluator_version", pa.int64()),
+        ("created_at", pa.timestamp("us", "UTC")),
+        ("verdict", pa.string()),
+        ("score", pa.float64()),
+        ("failure_mode", pa.string()),
+        ("comment", pa.string()),
+    ]
+)
+_JUDGE_SELECT = """SELECT project, trace_id, span_id, author,
+      coalesce(json_extract_string(metadata, '$.evaluator'), nullif(regexp_extract(author, '^(.*)@v[0-9]+$', 1), ''))
+        AS evaluator,
+      coalesce(TRY_CAST(json_extract_string(metadata, '$.evaluator_version') AS BIGINT),
+               TRY_CAST(nullif(regexp_extract(author, '@v([0-9]+)$', 1), '') AS BIGINT)) AS evaluator_version,
+      created_at, verdict, score, failure_mode, comment"""
+
+
+def has_label_files(lake: Lake) -> bool:
+    """Whether the lake may hold labels (always on object storage, where listing is not cheap)."""
+    dd = lake.data_dir
+    return dd.is_remote or any((dd.lake / "labels").glob("project=*/*/*/*.parquet"))
+
+
+def judge_labels(
+    lake: Lake,
+    project: str | None = None,
+    since: datetime | None = None,
+    trace_ids: Sequence[str] | None = None,
+    evaluator: str | None = None,
+) -> pa.Table:
+    """Current judge labels (JUDGE_LABELS_SCHEMA): one per (trace, span, evaluator version), set
+    at or after `since`, of `evaluator` when given (a name: every version; `name@vN`: that one)."""
+    if not has_label_files(lake):
+        return JUDGE_LABELS_SCHEMA.empty_table()
+    params: dict[str, Any] = {}
+    where = _where(project, JUDGE_SOURCE, trace_ids, since, None, params)
+    sql = f"""SELECT * FROM ({_JUDGE_SELECT} FROM ({current_labels_sql(where)}))"""
+    if evaluator is not None:
+        params["evaluator"] = evaluator
+        sql += " WHERE (evaluator = $evaluator OR author = $evaluator)"
+    return lake.query(sql, params).cast(JUDGE_LABELS_SCHEMA)
 
 
 # --- agreement ------------------------------------------------------------------------------

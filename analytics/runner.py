@@ -28,34 +28,59 @@ def no_labels() -> pa.Table:
     return TASK_LABELS_SCHEMA.empty_table()
 
 
-# Reviewer verdicts (source 'human') as task outcomes. A label on a whole trace (no span)
-# applies to the trace's root span. End-user feedback (thumbs) is not a verdict.
-HUMAN_TASK_LABELS_SQL = """
+# Verdicts that decide task outcomes (analytics.task_outcomes: a reviewer's before a judge's).
+# Reviewers: every verdict event of source 'human' (the latest wins). Judges: the current label
+# of each evaluator version (author) whose metadata says `decides_outcome`, with a verdict. A
+# label on a whole trace (no span) applies to the trace's root span. End-user feedback (thumbs)
+# is not a verdict.
+TASK_LABELS_SQL = """
 WITH human AS (
   SELECT project, trace_id, span_id, created_at AS labeled_at,
-         CASE verdict WHEN 'pass' THEN 'success' ELSE 'failure' END AS outcome
+         CASE verdict WHEN 'pass' THEN 'success' ELSE 'failure' END AS outcome, 'label' AS outcome_source
   FROM labels WHERE source = 'human' AND verdict IN ('pass', 'fail')
+), judge_current AS (
+  SELECT project, trace_id, span_id, created_at, verdict, metadata FROM labels WHERE source = 'judge'
+  QUALIFY row_number() OVER (PARTITION BY project, trace_id, span_id, author
+                             ORDER BY created_at DESC, ingested_at DESC, label_id DESC) = 1
+), judge AS (
+  SELECT project, trace_id, span_id, created_at AS labeled_at,
+         CASE verdict WHEN 'pass' THEN 'success' ELSE 'failure' END AS outcome, 'judge' AS outcome_source
+  FROM judge_current
+  WHERE verdict IN ('pass', 'fail') AND json_extract_string(metadata, '$.decides_outcome') = 'true'
+), verdicts AS (
+  SELECT * FROM human UNION ALL SELECT * FROM judge
 ), roots AS (
   SELECT project, trace_id, any_value(span_id) AS root_id FROM spans
-  WHERE is_root AND trace_id IN (SELECT trace_id FROM human WHERE span_id IS NULL)
+  WHERE is_root AND trace_id IN (SELECT trace_id FROM verdicts WHERE span_id IS NULL)
   GROUP BY project, trace_id
 )
-SELECT h.project, h.trace_id, coalesce(h.span_id, r.root_id) AS span_id, h.outcome, h.labeled_at
-FROM human h LEFT JOIN roots r ON r.project = h.project AND r.trace_id = h.trace_id
+SELECT h.project, h.trace_id, coalesce(h.span_id, r.root_id) AS span_id, h.outcome, h.labeled_at, h.outcome_source
+FROM verdicts h LEFT JOIN roots r ON r.project = h.project AND r.trace_id = h.trace_id
 WHERE coalesce(h.span_id, r.root_id) IS NOT NULL
 """
 
 
 def lake_labels(lake: Lake) -> LabelSource:
-    """The label source reading reviewer verdicts from the lake's `labels` view."""
-    return lambda: lake.query(HUMAN_TASK_LABELS_SQL)
+    """The label source reading reviewer and deciding judge verdicts from the lake's `labels` view."""
+    return lambda: lake.query(TASK_LABELS_SQL)
+
+
+def task_labels_table(labels: pa.Table) -> pa.Table:
+    """A label source's table as TASK_LABELS_SCHEMA (a source without `outcome_source` holds
+    reviewer verdicts: the column is added, NULL)."""
+    if not labels.num_rows:
+        return TASK_LABELS_SCHEMA.empty_table()
+    if "outcome_source" not in labels.column_names:
+        labels = labels.append_column("outcome_source", pa.nulls(labels.num_rows, pa.string()))
+    return labels.select(TASK_LABELS_SCHEMA.names).cast(TASK_LABELS_SCHEMA)
 
 
 class Analytics:
     """Entry point for reports over one lake.
 
     `prices` resolves model prices (defaults to genai-prices plus `<data_dir>/prices.toml`
-    if present); `labels` returns human task labels as a TASK_LABELS_SCHEMA table.
+    if present); `labels` returns the verdicts that decide task outcomes as a TASK_LABELS_SCHEMA
+    table (reviewers' and deciding judges', TASK_LABELS_SQL).
     """
 
     def __init__(
@@ -118,8 +143,7 @@ class Analytics:
         dd = self.lake.data_dir
         if self._lake_labels and not dd.is_remote and not any((dd.lake / "labels").glob("project=*/*/*/*.parquet")):
             return TASK_LABELS_SCHEMA.empty_table()
-        labels = self.labels()
-        return labels.cast(TASK_LABELS_SCHEMA) if labels.num_rows else TASK_LABELS_SCHEMA.empty_table()
+        return task_labels_table(self.labels())
 
     def _connect(self, sources: Sequence[SpanSource]) -> duckdb.DuckDBPyConnection:
         """A connection whose views read only the partitions of the sources' windows (widened as

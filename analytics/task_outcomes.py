@@ -7,11 +7,16 @@ task until it does.
 
 Outcome, first rule that applies:
   1. label       the latest human label on the task span (relation `task_labels`)
-  2. app         the outcome the app recorded on the task span (`task_outcome`)
-  3. validation  'failure' when a validation inside the task failed (validation_passed = false
+  2. judge       the latest judge label on the task span whose evaluator decides outcomes
+                 (`decides_outcome = true` in evaluators.toml, metadata.decides_outcome on the
+                 label): each evaluator version's current label counts, the latest of them wins
+  3. app         the outcome the app recorded on the task span (`task_outcome`)
+  4. validation  'failure' when a validation inside the task failed (validation_passed = false
                  on the task span or any span under it in the same trace)
-  4. error       'failure' when the task span's status is ERROR
-  5. default     TaskOptions.default_outcome ('unknown' unless configured)
+  5. error       'failure' when the task span's status is ERROR
+  6. default     TaskOptions.default_outcome ('unknown' unless configured)
+A verdict pass is 'success', fail 'failure'; a label on a whole trace applies to its root span
+(analytics.runner.TASK_LABELS_SQL builds `task_labels`).
 
 A task at the root of its trace (and the only task there) owns every span of the trace, even
 spans whose parent has not arrived yet; other tasks own the spans under them. Cost and tokens
@@ -43,7 +48,7 @@ from spanlake.analytics.spans import (
 )
 
 OUTCOMES = ("success", "failure", "unknown")
-OUTCOME_SOURCES = ("label", "app", "validation", "error", "default")
+OUTCOME_SOURCES = ("label", "judge", "app", "validation", "error", "default")
 # A span the app marked as a task (the SDK sets the category; other instrumentations a task name).
 IS_TASK = "(category = 'task' OR task_name IS NOT NULL)"
 MAX_DEPTH = 64  # guards the descendant walk against malformed (cyclic) parent links
@@ -86,6 +91,20 @@ class TaskOptions:
     def __post_init__(self) -> None:
         if self.default_outcome not in OUTCOMES:
             raise ValueError(f"default outcome must be one of {OUTCOMES}")
+
+
+def latest_label_cte(name: str = "latest_label") -> str:
+    """CTE `name`: per labelled task span (project, trace_id, span_id), the `outcome` its
+    verdicts decide and the `outcome_source` ('label' or 'judge'): the latest reviewer verdict,
+    else the latest deciding judge's (rules 1 and 2)."""
+    human = "coalesce(outcome_source, 'label') = 'label'"
+    return f"""{name} AS (
+      SELECT project, trace_id, span_id,
+        coalesce(arg_max(outcome, labeled_at) FILTER (WHERE {human}),
+                 arg_max(outcome, labeled_at) FILTER (WHERE outcome_source = 'judge')) AS outcome,
+        CASE WHEN count(*) FILTER (WHERE {human}) > 0 THEN 'label' ELSE 'judge' END AS outcome_source
+      FROM task_labels GROUP BY project, trace_id, span_id
+    )"""
 
 
 def task_source(filters: Filters, group: GroupBy, opts: TaskOptions, *, priced: bool = True) -> SpanSource:
@@ -192,10 +211,7 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params, sp
       SELECT t.*, {_prefixed("a")} FROM walk_spans t
       JOIN walk_agg a ON a.project = t.project AND a.trace_id = t.trace_id AND a.task_id = t.span_id
     ),
-    latest_label AS (
-      SELECT project, trace_id, span_id, arg_max(outcome, labeled_at) AS outcome
-      FROM task_labels GROUP BY project, trace_id, span_id
-    ),
+    {latest_label_cte()},
     tasks_all AS (
       SELECT t.project, t.trace_id, t.span_id, coalesce(t.task_name, t.name) AS task_name, t.name,
         t.start_time, t.duration_ms, t.service_name, t.status_code, t.error_type, t.status_message, t.attr_match,
@@ -209,7 +225,7 @@ def task_ctes(filters: Filters, group: GroupBy, opts: TaskOptions, p: Params, sp
              WHEN t.a_validation_failed THEN 'failure'
              WHEN t.status_code = 'ERROR' THEN 'failure'
              ELSE {default} END AS outcome,
-        CASE WHEN l.outcome IS NOT NULL THEN 'label'
+        CASE WHEN l.outcome IS NOT NULL THEN l.outcome_source
              WHEN t.task_outcome IS NOT NULL THEN 'app'
              WHEN t.a_validation_failed THEN 'validation'
              WHEN t.status_code = 'ERROR' THEN 'error'

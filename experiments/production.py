@@ -24,7 +24,7 @@ MAX_TASKS_PER_SIDE = 200_000
 SUCCESS = {"success": True, "failure": False}  # 'unknown' → None
 
 # The failure mode of each task span's latest failing reviewer verdict: the same label events
-# as the label outcome rule (analytics.runner.HUMAN_TASK_LABELS_SQL: source 'human', a label
+# as the label outcome rule (analytics.runner.TASK_LABELS_SQL: source 'human', a label
 # on a whole trace applies to its root span), latest first by created_at, then label_id.
 FAILURE_MODES_SQL = """
 WITH human AS (

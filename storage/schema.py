@@ -345,13 +345,15 @@ TRACES_COLUMNS = (
     Column("is_complete", pa.bool_(), False, "True once the root span has arrived."),
 )
 
-# Human verdicts on tasks, as reports read them (analytics.runner: the latest label of a task span wins).
+# Verdicts that decide task outcomes, as reports read them (analytics.runner, analytics.task_outcomes:
+# the latest reviewer verdict on a task span wins, else the latest deciding judge's).
 TASK_LABELS_COLUMNS = (
     Column("project", pa.string(), True, "Project."),
     Column("trace_id", pa.string(), True, "Trace id."),
     Column("span_id", pa.string(), True, "The task span."),
     Column("outcome", pa.string(), True, "success, failure or unknown."),
     Column("labeled_at", TIMESTAMP, True, "When the label was set."),
+    Column("outcome_source", pa.string(), True, "label (a reviewer; also when NULL) or judge (a deciding evaluator)."),
 )
 TASK_LABELS_SCHEMA = pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in TASK_LABELS_COLUMNS])
 

@@ -7,7 +7,8 @@ Figures: the latency metrics read the `latency` report's row of the step (`task`
 `retrieval`, `tool`); ttft_p95 and retry_rate its `llm` row (retries / LLM calls);
 success_rate, cost_per_task, cost_per_successful_task and traffic the `tasks` report; spend
 and unpriced_calls the call columns of `cost`; validation_failure_rate the `validation`
-report summed over validators; the feedback metrics the `feedback` report. A figure is None
+report summed over validators; the feedback metrics the `feedback` report; judge_pass_rate the
+`judge` report (every evaluator's current labels; samples: pass and fail verdicts). A figure is None
 when there is nothing to compute it from (no tasks, no successful task for the cost per
 successful task, only unpriced calls for spend): the budget is then at no-data, as it is when
 fewer than `min_samples` samples were seen — except for additive metrics (traffic, spend,
@@ -27,6 +28,7 @@ from spanlake.analytics.budgets.definition import Budget
 from spanlake.analytics.budgets.metrics import METRICS
 from spanlake.analytics.reports.common import TIMEOUT_PREDICATE
 from spanlake.analytics.reports.feedback import disliked_traces
+from spanlake.analytics.reports.judge import judge_failed_traces
 from spanlake.analytics.reports.registry import run_report
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, Filters, Params, SpanSource
@@ -195,6 +197,11 @@ def _compute(an: Analytics, b: Budget, f: Filters, options: TaskOptions, run: Ru
         if m == "negative_feedback_share":
             return _float(row.get("negative_share")), int(row.get("traces_with_value") or 0), source
         return _float(row.get("mean_score")), int(row.get("scores") or 0), source
+    if m == "judge_pass_rate":
+        df, source = run(an, "judge", f, options=options)
+        row = _row(df)
+        verdicts = int(row.get("passed") or 0) + int(row.get("failed") or 0) if row else 0
+        return (_float(row.get("pass_rate")) if row and verdicts else None), verdicts, source
     raise ValueError(f"no figure for metric {m!r}")
 
 
@@ -251,7 +258,8 @@ def worst_traces(
     a category (latency, errors, timeouts of `step`): the traces of the slowest, or of the latest
     failed or timed-out, steps; TTFT: the slowest first tokens; retries: the latest failed LLM
     calls; unpriced calls: the latest unpriced calls. Feedback: the traces voted down (latest
-    first), or the lowest scored. Traffic: none (there is no trace to show for its absence).
+    first), or the lowest scored. Judge pass rate: the traces a judge failed (latest judged first).
+    Traffic: none (there is no trace to show for its absence).
     """
     options = options or TaskOptions()
     m, f, step = budget.metric, budget.filters(since, until), budget.step
@@ -261,6 +269,8 @@ def worst_traces(
     if m in ("negative_feedback_share", "mean_feedback_score"):
         by = "down" if m == "negative_feedback_share" else "score"
         return disliked_traces(an, f, by, limit=n, options=options)
+    if m == "judge_pass_rate":
+        return judge_failed_traces(an, f, limit=n, options=options)
     if m == "ttft_p95":
         return _span_traces(an, f, n, options, ("llm",), "time_to_first_token_ms IS NOT NULL", "time_to_first_token_ms")
     if m == "retry_rate":

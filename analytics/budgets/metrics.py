@@ -70,6 +70,8 @@ METRICS: dict[str, Metric] = {
                "feedback", "fraction", "higher", "traces with a vote", default_min_samples=10),
         Metric("mean_feedback_score", "mean end-user feedback score (each user's latest per trace)", "feedback",
                "score", "lower", "feedback scores", default_min_samples=10),
+        Metric("judge_pass_rate", "evaluators' passes / verdicts on the window's traces (0..1; report judge)",
+               "judge", "fraction", "lower", "judge verdicts", default_min_samples=20),
         Metric("traffic", "tasks started in the window", "tasks", "count", "lower", "tasks", additive=True),
     )
 }  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 from spanlake.analytics.spans import Filters
 
 OUTCOMES = ("success", "failure", "unknown")
+JUDGE_VERDICTS = ("pass", "fail")
 # Sort name → column of the trace relation (identifiers only ever come from here).
 SORTS = {
     "start_time": "start_time",
@@ -32,7 +33,9 @@ class TraceFilters:
     [since, until). `model` matches any call's requested or answering model (`provider`,
     `prompt_name`: any span's); `attributes`
     match when any span has `attr = value`; `text` is a case-insensitive substring of any
-    span's name or content, or of any log record's body or attributes."""
+    span's name or content, or of any log record's body or attributes. `judge`: traces with
+    a current judge label of that verdict (on the trace or any span): `fail`, `pass`, or
+    `EVALUATOR:fail` (`EVALUATOR` a name, every version, or `name@vN`) — see `parse_judge`."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -52,10 +55,13 @@ class TraceFilters:
     prompt_version: str | None = None
     provider: str | None = None  # any LLM call of this provider
     prompt_name: str | None = None  # any span of this prompt
+    judge: str | None = None  # fail | pass | EVALUATOR:fail | EVALUATOR:pass
 
     def __post_init__(self) -> None:
         if self.outcome is not None and self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        if self.judge is not None:
+            parse_judge(self.judge)
 
     @classmethod
     def last(cls, span: timedelta, now: datetime | None = None, **kw: Any) -> TraceFilters:
@@ -69,6 +75,16 @@ class TraceFilters:
     def window(self) -> Filters:
         """The analytics filters that bound which spans are read (time, project, attributes)."""
         return Filters(since=self.since, until=self.until, project=self.project, attributes=dict(self.attributes))
+
+
+def parse_judge(text: str) -> tuple[str | None, str]:
+    """A judge filter as (evaluator or None for any, verdict): `fail` → (None, 'fail'),
+    `groundedness:fail` → ('groundedness', 'fail'). ValueError when it is neither."""
+    name, sep, verdict = text.strip().rpartition(":")
+    name = name.strip()
+    if verdict.strip() not in JUDGE_VERDICTS or (sep and not name):
+        raise ValueError(f"judge must be pass, fail or EVALUATOR:pass / EVALUATOR:fail, not {text!r}")
+    return (name or None), verdict.strip()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ expressions. Three span relations:
   in an in-memory DuckDB (the rows of one page of traces, or of one trace).
 
 Outcome (as analytics.task_outcomes, for the trace's first task span, else its root): the latest
-human label, else the app's recorded outcome, else 'failure' when a validation in the
+human label, else the latest judge label of an evaluator that decides outcomes, else the app's
+recorded outcome, else 'failure' when a validation in the
 trace failed or the task span is an ERROR, else 'unknown'.
 """
 
@@ -26,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from spanlake.analytics.pricing import PriceBook
-from spanlake.analytics.runner import Analytics
+from spanlake.analytics.runner import Analytics, task_labels_table
 from spanlake.analytics.spans import (
     BILLABLE_CATEGORIES,
     Params,
@@ -36,7 +37,7 @@ from spanlake.analytics.spans import (
     pairs_sql,
     span_ctes,
 )
-from spanlake.analytics.task_outcomes import IS_TASK
+from spanlake.analytics.task_outcomes import IS_TASK, latest_label_cte
 from spanlake.storage.call_pairs import duplicate_ctes
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import MACRO_DDL, ROOT_PREDICATE, fetch_arrow, retry_vanished
@@ -210,16 +211,11 @@ def trace_cte(names: Iterable[str], name: str = "tr_all", extra_aggs: Iterable[s
         else ""
     )
     out = "".join(f", {DERIVED[d][0]} AS {d}" for d in derived)
-    labels = (
-        "latest_label AS (SELECT project, trace_id, span_id, arg_max(outcome, labeled_at) AS label "
-        "FROM task_labels GROUP BY ALL),\n"
-        if label
-        else ""
-    )
+    labels = f"{latest_label_cte()},\n" if label else ""
     return f"""{labels}{name}_agg AS (
       SELECT project, trace_id, {sel}count(*) AS _n FROM src GROUP BY project, trace_id
     ),
-    {name} AS (SELECT a.* EXCLUDE (_n){", l.label" if label else ""}{out} FROM {name}_agg a {join})"""
+    {name} AS (SELECT a.* EXCLUDE (_n){", l.outcome AS label" if label else ""}{out} FROM {name}_agg a {join})"""
 
 
 def attr_match(f: Any, p: Params) -> str:
@@ -228,13 +224,12 @@ def attr_match(f: Any, p: Params) -> str:
 
 
 def labels_table(an: Analytics) -> pa.Table:
-    """Human task labels (empty without label files, which skips the labels query)."""
+    """Task verdicts (analytics.runner.TASK_LABELS_SQL; empty without label files, which skips the labels query)."""
     dd: DataDir = an.lake.data_dir
     root = dd.lake / "labels"
     if not root.is_dir() or not any(root.glob("project=*/date=*/hour=*/*.parquet")):
         return TASK_LABELS_SCHEMA.empty_table()
-    labels = an.labels()
-    return labels.cast(TASK_LABELS_SCHEMA) if labels.num_rows else TASK_LABELS_SCHEMA.empty_table()
+    return task_labels_table(an.labels())
 
 
 def register_common(con: duckdb.DuckDBPyConnection, an: Analytics) -> None:

@@ -1,4 +1,5 @@
-"""Trace lists and sessions: one row per trace, with its outcome, latency, tokens and cost.
+"""Trace lists and sessions: one row per trace, with its outcome, latency, tokens, cost and
+judge summary (its current judge labels' verdicts counted: "1 fail · 2 pass").
 
 A page is found in two steps, so the first page stays fast on a big lake:
 1. filter, sort and page the traces of the window computing only what the filters and the
@@ -18,10 +19,13 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from spanlake.analytics.labels import JUDGE_LABELS_SCHEMA, has_label_files, judge_labels
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters, Params, SpanSource, pair_where, pairing_needed, window_predicates
-from spanlake.analytics.traces.filters import HORIZON, SKEW, SORTS, Page, TraceFilters
+from spanlake.analytics.traces.filters import HORIZON, SKEW, SORTS, Page, TraceFilters, parse_judge
 from spanlake.analytics.traces.relation import (
     SP_SRC,
     Window,
@@ -48,6 +52,7 @@ LIST_COLUMNS = (
     "has_error, validation_failures, session_id, user_id, prompt_version, outcome_reason, is_complete"
 )
 MATCHED = ("model", "provider", "prompt_name")  # filters any span of the trace may satisfy
+JUDGE_MATCH = "EXISTS (SELECT 1 FROM judge_match j WHERE j.project = tr_all.project AND j.trace_id = tr_all.trace_id)"
 SESSION_NAMES = ("start_time", "session_id", "user_id", "outcome", "has_error", "total_tokens", "cost_usd",
                  "duration_ms")  # fmt: skip
 
@@ -112,7 +117,20 @@ def _predicates(f: TraceFilters, p: Params) -> tuple[list[str], list[str]]:
         preds.append("attr_match")
     if f.text:
         preds.append("trace_id IN (SELECT trace_id FROM hits)")
+    if f.judge is not None:
+        preds.append(JUDGE_MATCH)
     return preds, names
+
+
+def judged_traces(an: Analytics, f: TraceFilters) -> pa.Table:
+    """(project, trace_id) of the traces with a current judge label matching `f.judge`, among
+    labels set from the window's start (less the clock skew) on."""
+    assert f.judge is not None
+    name, verdict = parse_judge(f.judge)
+    since = f.since - SKEW if f.since is not None else None
+    labels = judge_labels(an.lake, f.project, since, evaluator=name)
+    matching = labels.filter(pc.equal(labels["verdict"], verdict)).select(["project", "trace_id"])
+    return matching.group_by(["project", "trace_id"]).aggregate([])
 
 
 def matching_ctes(
@@ -120,6 +138,8 @@ def matching_ctes(
 ) -> str:
     """CTEs ending in `tr`: the traces matching `f`, with `names` (plus what filters read)."""
     preds, filter_names = _predicates(f, p)
+    if f.judge is not None:
+        con.register("judge_match", judged_traces(an, f))
     wanted = (*names, *filter_names)
     extra_aggs = []
     if f.model is not None:
@@ -187,7 +207,8 @@ def trace_rows(
 ) -> pl.DataFrame:
     """Full rows (LIST_COLUMNS) of these traces (project, trace_id, start_time), in their order."""
     if not keys.height:
-        return pl.DataFrame(schema={c.split(" AS ")[-1].strip(): pl.Null for c in LIST_COLUMNS.split(", ")})
+        names = [c.split(" AS ")[-1].strip() for c in LIST_COLUMNS.split(", ")]
+        return pl.DataFrame(schema={c: pl.Null for c in (*names, "judge")})
     lo: datetime = keys["start_time"].min()  # type: ignore[assignment]
     params: dict[str, Any] = {"ids": keys["trace_id"].to_list(), "projects": keys["project"].unique().to_list()}
     params |= {"d0": lo.date(), "t0": lo}
@@ -203,7 +224,29 @@ def trace_rows(
     src = SpanSource(Filters(), span_level_filters=False, extra_columns=EXTRA_COLUMNS)
     rows = price_rows(an, raw, src, lambda p: f"{SP_SRC},\n{trace_cte(LIST_NAMES)}\nSELECT {LIST_COLUMNS} FROM tr_all")
     order = keys.select("project", "trace_id").with_row_index("_i")
-    return rows.join(order, on=["project", "trace_id"]).sort("_i").drop("_i")
+    rows = rows.join(order, on=["project", "trace_id"]).sort("_i").drop("_i")
+    return rows.join(judge_summaries(an, keys, lo - SKEW), on=["project", "trace_id"], how="left")
+
+
+def judge_summaries(an: Analytics, keys: pl.DataFrame, since: datetime) -> pl.DataFrame:
+    """(project, trace_id, judge) of these traces: their current judge verdicts counted, fails
+    first ("1 fail · 2 pass"); traces no judge gave a verdict are left out."""
+    empty = pl.DataFrame(schema={"project": pl.String, "trace_id": pl.String, "judge": pl.String})
+    if not keys.height or not has_label_files(an.lake):
+        return empty
+    table = judge_labels(an.lake, None, since, keys["trace_id"].to_list())
+    labels: pl.DataFrame = pl.from_arrow(table if table.num_rows else JUDGE_LABELS_SCHEMA.empty_table())  # type: ignore[assignment]
+    counts = (
+        labels.filter(pl.col("verdict").is_in(["fail", "pass"]))
+        .group_by("project", "trace_id")
+        .agg((pl.col("verdict") == "fail").sum().alias("fails"), (pl.col("verdict") == "pass").sum().alias("passes"))
+    )
+    if not counts.height:
+        return empty
+    fail = pl.when(pl.col("fails") > 0).then(pl.format("{} fail", "fails"))
+    passed = pl.when(pl.col("passes") > 0).then(pl.format("{} pass", "passes"))
+    summary = pl.concat_str([fail, passed], separator=" · ", ignore_nulls=True)
+    return counts.select("project", "trace_id", summary.alias("judge"))
 
 
 def count_traces(an: Analytics, f: TraceFilters) -> int:

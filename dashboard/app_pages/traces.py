@@ -7,14 +7,14 @@ link to the traces that broke a budget; the others start cleared."""
 import polars as pl
 import streamlit as st
 
-from spanlake.analytics.traces.filters import MAX_PAGE, SORTS, Page
+from spanlake.analytics.traces.filters import MAX_PAGE, SORTS, Page, parse_judge
 from spanlake.dashboard import data
 from spanlake.dashboard.components import table
 from spanlake.dashboard.context import current, link_in_url, link_key
 
 ANY = "Any"
 ERRORS = {ANY: None, "With errors": True, "Without errors": False}
-COLUMNS = ["start_time", "name", "outcome", "duration_ms", "llm_calls", "models", "total_tokens", "cost_usd",
+COLUMNS = ["start_time", "name", "outcome", "judge", "duration_ms", "llm_calls", "models", "total_tokens", "cost_usd",
            "has_error", "service_name", "session_id", "project", "trace_id", "open"]  # fmt: skip
 
 
@@ -32,7 +32,8 @@ def parse_attributes(text: str) -> dict[str, str]:
 LINKED = {"traces_service": "service", "traces_model": "model", "traces_outcome": "outcome", "traces_task": "task_name",
           "traces_provider": "provider", "traces_prompt_name": "prompt_name",
           "traces_prompt_version": "prompt_version"}  # fmt: skip
-CLEARED = ("traces_text", "traces_errors", "traces_min_ms", "traces_max_ms", "traces_min_cost", "traces_max_cost")
+CLEARED = ("traces_text", "traces_errors", "traces_min_ms", "traces_max_ms", "traces_min_cost", "traces_max_cost",
+           "traces_judge")  # fmt: skip
 
 
 def apply_link() -> None:
@@ -64,6 +65,18 @@ def chosen(value: str) -> str | None:
     return None if value == ANY else value
 
 
+def judge_filter(text: str) -> str | None:
+    """The judge filter typed (fail, pass, evaluator:fail), or None with a warning when it is not one."""
+    if not text.strip():
+        return None
+    try:
+        parse_judge(text)
+    except ValueError as e:
+        st.warning(f"Judge filter ignored: {e}")
+        return None
+    return text.strip()
+
+
 ctx = current()
 st.title("Traces")
 apply_link()
@@ -91,6 +104,7 @@ with st.container(border=True):
     sort = c[0].selectbox("Sort by", list(SORTS), key="traces_sort")
     descending = c[1].toggle("Descending", value=True, key="traces_desc")
     limit = int(c[2].selectbox("Rows per page", [25, 50, 100, 200, MAX_PAGE], index=1, key="traces_limit"))
+    judge = c[3].text_input("Judge", key="traces_judge", placeholder="fail, pass, or evaluator:fail")
 
 f = ctx.trace_filters(
     text=text.strip() or None,
@@ -107,6 +121,7 @@ f = ctx.trace_filters(
     min_cost=min_cost,
     max_cost=max_cost,
     attributes=parse_attributes(attrs),
+    judge=judge_filter(judge),
 )
 st.session_state["traces_filter"] = f  # "the current traces filter" for the Datasets and Labelling pages
 key = (f, sort, descending, limit)

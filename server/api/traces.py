@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from spanlake.analytics.labels import current_labels, label_history
 from spanlake.analytics.traces.detail import trace_detail
-from spanlake.analytics.traces.filters import MAX_PAGE, OUTCOMES, SORTS, Page, TraceFilters
+from spanlake.analytics.traces.filters import MAX_PAGE, OUTCOMES, SORTS, Page, TraceFilters, parse_judge
 from spanlake.analytics.traces.trace_list import list_traces as run
 from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
@@ -69,6 +69,7 @@ class TraceRow(BaseModel):
     prompt_version: str | None = None
     outcome_reason: str | None = None
     is_complete: bool | None = None
+    judge: str | None = Field(default=None, description='Current judge verdicts counted, e.g. "1 fail · 2 pass"')
 
 
 class TraceList(BaseModel):
@@ -163,6 +164,10 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
         session_id: str | None = None,
         task_name: str | None = None,
         prompt_version: str | None = None,
+        judge: Annotated[
+            str | None,
+            Query(description="Traces with a current judge label: fail, pass, EVALUATOR:fail or EVALUATOR@vN:pass"),
+        ] = None,
         sort: Sort = "start_time",
         order: Literal["asc", "desc"] = "desc",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_LIMIT,
@@ -176,6 +181,12 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
             offset, (start, end) = 0, window(since, until)
         for name, value in (("min_ms", min_ms), ("max_ms", max_ms), ("min_cost", min_cost), ("max_cost", max_cost)):
             finite(value, name)
+        judge = text(judge, "judge")
+        if judge is not None:
+            try:
+                parse_judge(judge)
+            except ValueError as e:
+                raise InvalidRequest(str(e)) from None
         filters = TraceFilters(
             since=start,
             until=end,
@@ -193,6 +204,7 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
             session_id=text(session_id, "session_id"),
             task_name=text(task_name, "task_name"),
             prompt_version=text(prompt_version, "prompt_version"),
+            judge=judge,
         )
         page = await ctx.query(run, Local.ANALYTICS, filters, Page(sort, order == "desc", limit, offset))
         more = encode_cursor(offset + page.rows.height, start, end) if page.has_next else None

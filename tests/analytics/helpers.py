@@ -1,4 +1,4 @@
-"""Write hand-built spans into a lake through the collector's decoder and the lake writer."""
+"""Write hand-built spans (and label events) into a lake through the collector's decoder and the lake writer."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from spanlake.collector.decode import decode_spans
+from spanlake.collector.decode import decode_labels, decode_spans
+from spanlake.evaluators.result import Result, label_event
 from spanlake.storage.layout import DataDir
-from spanlake.storage.schema import SPANS
+from spanlake.storage.schema import LABELS, SPANS
 from spanlake.storage.writer import LakeWriter
 from tests.factories import make_request, make_span
 
@@ -81,4 +83,58 @@ def llm(model: str, inp: int, version: str = "v1", **more: Any) -> dict[str, Any
         "gen_ai.prompt.version": version,
         "gen_ai.usage.input_tokens": inp,
         **more,
+    }
+
+
+def unix_ns(at: datetime) -> int:
+    return int(at.timestamp()) * 10**9 + at.microsecond * 1000
+
+
+def write_labels(data_dir: Path, events: list[dict[str, Any]]) -> None:
+    """Label events (the dicts of a WAL KIND_LABELS record) decoded and published as the flusher does."""
+    batch = decode_labels(orjson.dumps(events), time.time_ns(), None)
+    LakeWriter(DataDir(data_dir).create()).write_batch(LABELS, batch, uuid.uuid4().hex)
+
+
+def judge_event(
+    trace: int,
+    at: datetime,
+    verdict: str | None,
+    *,
+    name: str = "g",
+    version: int = 1,
+    span_id: int | None = None,
+    decides: bool = False,
+    score: float | None = None,
+    label_id: str | None = None,
+    **result: Any,
+) -> dict[str, Any]:
+    """An evaluator's label event (evaluators.result.label_event) on trace `trace` (its span
+    `span_id`), set at `at`; `label_id` replaces the deterministic id (a re-judged version)."""
+    event = label_event(
+        Result(verdict, score, **result),  # type: ignore[arg-type]
+        project="default",
+        trace_id=tid(trace).hex(),
+        span_id=sid(span_id).hex() if span_id is not None else None,
+        name=name,
+        version=version,
+        decides_outcome=decides,
+        created_at_unix_nano=unix_ns(at),
+    )
+    return event | ({"label_id": label_id} if label_id else {})
+
+
+def human_event(trace: int, at: datetime, verdict: str | None, *, author: str = "ana", span_id: int | None = None,
+                label_id: str | None = None, **fields: Any) -> dict[str, Any]:  # fmt: skip
+    """A reviewer's label event on trace `trace` (its span `span_id`), set at `at`."""
+    return {
+        "label_id": label_id or uuid.uuid4().hex,
+        "trace_id": tid(trace).hex(),
+        "span_id": sid(span_id).hex() if span_id is not None else None,
+        "created_at_unix_nano": unix_ns(at),
+        "project": "default",
+        "source": "human",
+        "author": author,
+        "verdict": verdict,
+        **fields,
     }

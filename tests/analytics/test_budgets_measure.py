@@ -24,7 +24,7 @@ from spanlake.analytics.task_outcomes import TaskOptions
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, PartitionKey
 from spanlake.storage.schema import LABELS
 from spanlake.storage.writer import LakeWriter
-from tests.analytics.helpers import T0, llm, span, tid, write
+from tests.analytics.helpers import T0, judge_event, llm, span, tid, write, write_labels
 
 MIN = 60_000  # ms
 H = 60 * MIN
@@ -127,6 +127,20 @@ def build(d: Path) -> None:
     feedback(d, 5, H + 55 * MIN, author="u2", value="up", score=5.0)
     feedback(d, 6, 2 * H + 1000, author="u1", value="down", score=1.0)  # F: outside
     feedback(d, 7, 1000, author="u1", value="down", score=1.0)  # G: outside
+    at = [T0 + timedelta(milliseconds=ms) for ms in (5 * MIN, 15 * MIN, 40 * MIN, 41 * MIN, H + 10 * MIN, H + 56 * MIN)]
+    write_labels(
+        d,
+        [
+            judge_event(1, at[0], "pass"),  # A
+            judge_event(2, at[1], "fail"),  # B
+            judge_event(3, at[2], "fail"),  # C
+            judge_event(3, at[3], "pass", name="h"),  # C, another evaluator
+            judge_event(4, at[4], None, score=0.5),  # D: a score, no verdict
+            judge_event(5, at[5], "pass"),  # E
+            judge_event(6, T0 + timedelta(milliseconds=2 * H + 5 * MIN), "fail"),  # F: outside
+            judge_event(7, at[0], "fail"),  # G: outside
+        ],
+    )
 
 
 # By hand over [10:00, 12:00).
@@ -169,6 +183,7 @@ HAND: dict[str, tuple[float | None, int]] = {
     "unpriced_calls": (1, 7),
     "negative_feedback_share": (2 / 4, 4),  # A up, B down, C down (u1's latest), E up; D has a score only
     "mean_feedback_score": ((2 + 5) / 2, 2),
+    "judge_pass_rate": (3 / 5, 5),  # A pass, B fail, C fail and pass (h), E pass; D's score is no verdict
     "traffic": (5, 5),
 }
 PERCENTILE = {k for k in HAND if k.split("/")[0].split("@")[0] in ("p50_latency", "p95_latency", "p99_latency")}
@@ -215,6 +230,9 @@ def report_value(an: Analytics, b: Budget, since: datetime, until: datetime, sou
     if m in ("negative_feedback_share", "mean_feedback_score"):
         df, used = run_report(an, "feedback", f, source=source)
         return df.row(0, named=True)["negative_share" if m == "negative_feedback_share" else "mean_score"], used
+    if m == "judge_pass_rate":
+        df, used = run_report(an, "judge", f, source=source)
+        return df.row(0, named=True)["pass_rate"], used
     df, used = run_report(an, "tasks", f, source=source)
     return df.row(0, named=True)["tasks" if m == "traffic" else m], used
 
@@ -265,7 +283,8 @@ def test_raw_figure_equals_the_hand_value_and_the_report(an: Analytics, key: str
 
 def test_rollups_figures_equal_the_hand_value_and_the_report(rolled: Analytics) -> None:
     an = rolled
-    raw_only = {"negative_feedback_share", "mean_feedback_score", "slow_share@300", "slow_share/tool@10"}
+    raw_only = {"negative_feedback_share", "mean_feedback_score", "judge_pass_rate", "slow_share@300",
+                "slow_share/tool@10"}  # fmt: skip
     for key, (value, samples) in HAND.items():
         b = budget(key)
         r = measure(an, b, AT)
@@ -285,6 +304,8 @@ def test_rollups_figures_equal_the_hand_value_and_the_report(rolled: Analytics) 
     assert measure(an, budget("traffic"), RAGGED_AT).figure.value == 4
     assert measure(an, budget("success_rate"), RAGGED_AT).figure.value == 0.5
     assert measure(an, budget("validation_failure_rate"), RAGGED_AT).figure.value == 0.5
+    # judges on C (fail, pass), E (pass), F (fail): 2 of 4
+    assert measure(an, budget("judge_pass_rate"), RAGGED_AT).figure.value == 0.5
 
 
 def test_a_task_scope(an: Analytics) -> None:
@@ -322,7 +343,8 @@ def test_empty_windows(an: Analytics) -> None:
     assert (r.figure.value, r.figure.samples, r.level) == (0, 0, "critical")  # zero traffic is a figure
     assert measure(an, budget("spend", warning=1.0), quiet).figure.value == 0.0
     assert measure(an, budget("spend", warning=1.0), quiet).level == "ok"
-    for key in ("p95_latency", "success_rate", "validation_failure_rate", "negative_feedback_share", "ttft_p95"):
+    for key in ("p95_latency", "success_rate", "validation_failure_rate", "negative_feedback_share", "ttft_p95",
+                "judge_pass_rate"):  # fmt: skip
         r = measure(an, budget(key), quiet)
         assert (r.level, r.figure.value, r.figure.samples) == ("no_data", None, 0), key
     # [11:00, 11:10): D only, which did not succeed: cost per successful task is undefined
@@ -412,6 +434,7 @@ WORST = {
     "unpriced_calls": ids(4),
     "negative_feedback_share": ids(3, 2),  # C's last vote (10:36) is later than B's (10:16)
     "mean_feedback_score": ids(4, 5),  # 2 (anonymous on D), 5 (u2 on E)
+    "judge_pass_rate": ids(3, 2),  # judged fail: C (10:40), B (10:15)
     "traffic": [],
 }
 

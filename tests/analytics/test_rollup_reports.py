@@ -28,7 +28,7 @@ from spanlake.analytics.traces.overview import overview
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, PartitionKey
 from spanlake.storage.schema import LABELS
 from spanlake.storage.writer import LakeWriter
-from tests.analytics.helpers import T0, llm, span, tid, write
+from tests.analytics.helpers import T0, judge_event, llm, span, tid, write, write_labels
 
 H = 3_600_000  # ms
 TASK, OUTCOME = "spanlake.task.name", "spanlake.task.outcome"
@@ -209,6 +209,26 @@ def test_a_label_after_the_rollup_overrides_the_outcome(an: Analytics) -> None:
     assert (t["successful_tasks"], t["from_label"], t["from_validation"]) == (3, 1, 0)
     o = overview(an, ALL, bucket="hour")
     assert o.source == "rollups" and (o.current["tasks"], o.current["successful_tasks"]) == (5, 3)
+
+
+def test_a_deciding_judge_after_the_rollup_decides_the_outcome(an: Analytics) -> None:
+    rollups.run(an)
+    at = datetime(2025, 6, 3, 9, tzinfo=UTC)
+    # trace 1 (a: app success) judged fail by an evaluator that decides; trace 6 (f: app failure)
+    # judged pass by one that does not
+    write_labels(
+        an.lake.data_dir.root,
+        [judge_event(1, at, "fail", decides=True), judge_event(6, at, "pass", name="h", decides=False)],
+    )
+    result = rollups.run(an)
+    # hours of the labelled traces: 10 (trace 1); 11 and 12 (trace 6 runs across 12:00)
+    assert result.labelled_hours == 3 and result.rebuilt["tasks"] == 3
+    check_all(an, [ALL], "rollups")
+    (t,) = run_report(an, "tasks", ALL, source="rollups")[0].to_dicts()
+    # a fails now (judge); e success (app); f failure (app); b validation; d error
+    assert (t["successful_tasks"], t["failed_tasks"], t["from_judge"], t["from_app"]) == (1, 4, 1, 2)
+    o = overview(an, ALL, bucket="hour")
+    assert o.source == "rollups" and (o.current["tasks"], o.current["successful_tasks"]) == (5, 1)
 
 
 LISTS = [

@@ -13,8 +13,10 @@ from spanlake.analytics.reports import task_list, tasks
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.task_outcomes import TaskOptions
+from spanlake.analytics.traces.filters import TraceFilters
+from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.storage.schema import TASK_LABELS_SCHEMA
-from tests.analytics.helpers import T0, span, tid, write
+from tests.analytics.helpers import T0, human_event, judge_event, span, tid, write, write_labels
 
 WINDOW = Filters(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
 PRICES = PriceBook(overrides=[PriceOverride(model="acme-1", input_mtok=1.0, output_mtok=1.0)], use_database=False)
@@ -188,3 +190,51 @@ def test_orphans_belong_to_a_root_task_but_not_to_a_nested_one(tmp_path: Path) -
     rows = {r["task_name"]: r for r in task_list(an, WINDOW, limit=10).to_dicts()}
     assert rows["root"]["cost_usd"] == pytest.approx(700 / 1e6)
     assert rows["nested"]["cost_usd"] is None and rows["nested"]["llm_calls"] == 0
+
+
+def test_a_deciding_judge_comes_after_people_and_before_the_app(tmp_path: Path) -> None:
+    _build(tmp_path)
+    t = [T0 + timedelta(minutes=10 + i) for i in range(4)]
+    write_labels(
+        tmp_path,
+        [
+            # A (app success): a deciding judge's fail on the task span decides → failure (judge)
+            judge_event(10, t[0], "fail", span_id=1, decides=True),
+            # B (validation failure): a deciding judge's pass on the whole trace (its root, the task)
+            judge_event(11, t[0], "pass", decides=True),
+            # C (error): a reviewer's pass beats a later deciding judge's fail → success (label)
+            human_event(12, t[0], "pass", span_id=1),
+            judge_event(12, t[1], "fail", span_id=1, decides=True),
+            # D (default): a judge without the mark does not decide
+            judge_event(13, t[0], "fail", decides=False),
+            # f (validation failure): two versions decide; the latest (v2's pass) wins
+            judge_event(15, t[0], "fail", span_id=1, version=1, decides=True),
+            judge_event(15, t[1], "pass", span_id=1, version=2, decides=True),
+            # g: v1 decided fail, then v1's newer label (no longer deciding) is current → validation
+            judge_event(15, t[0], "pass", span_id=3, decides=True),
+            judge_event(15, t[2], "fail", span_id=3, decides=False, label_id="regraded"),
+            # H: a score without a verdict decides nothing
+            judge_event(16, t[0], None, score=0.1, decides=True),
+        ],
+    )
+    an = Analytics(tmp_path, prices=PRICES)
+    got = _outcomes(task_list(an, WINDOW, limit=100).to_dicts())
+    assert got == {
+        "a": ("failure", "judge"),
+        "b": ("success", "judge"),
+        "c": ("success", "label"),
+        "D": ("unknown", "default"),
+        "e": ("unknown", "default"),
+        "f": ("success", "judge"),
+        "g": ("failure", "validation"),
+        "H": ("failure", "validation"),
+    }
+    (row,) = tasks(an, WINDOW).to_dicts()
+    # success b c f; failure a g H; unknown D e. Sources: judge a b f, label c, validation g H, default D e
+    assert (row["successful_tasks"], row["failed_tasks"], row["unknown_tasks"]) == (3, 3, 2)
+    assert (row["from_label"], row["from_judge"], row["from_app"], row["from_validation"]) == (1, 3, 0, 2)
+    assert (row["from_error"], row["from_default"]) == (0, 2)
+    # the trace list's outcome is its (first) task's, by the same rules (trace 15's f and g start together)
+    rows = list_traces(an, TraceFilters(since=WINDOW.since, until=WINDOW.until)).rows.to_dicts()
+    by_trace = {r["trace_id"]: r["outcome"] for r in rows}
+    assert [by_trace[tid(n).hex()] for n in (10, 11, 12, 13)] == ["failure", "success", "success", "unknown"]

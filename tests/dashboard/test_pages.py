@@ -45,6 +45,7 @@ def test_traces_table(open_app: Open) -> None:
     assert list(df["duration_ms"]) == [500.0, 3000.0, 1000.0]
     assert list(df["cost_usd"].round(6)) == [0.00001, 0.0024, 0.0002]
     assert list(df["models"]) == ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini"]
+    assert df["judge"].isna().all()  # no judge has labelled the seed
     assert list(df["open"])[2] == f"trace?trace={trace_hex(1)}&project=shop"
     assert at.button(key="traces_next").proto.disabled  # one page only
 
@@ -61,12 +62,16 @@ def test_traces_table(open_app: Open) -> None:
         ("number_input", "traces_min_ms", 2000.0, ["2"]),
         ("number_input", "traces_max_cost", 0.0001, ["3"]),
         ("selectbox", "traces_sort", "duration_ms", ["2", "1", "3"]),
+        ("text_input", "traces_judge", "fail", []),  # no judge has labelled the seed
+        ("text_input", "traces_judge", "maybe", ["3", "2", "1"]),  # not a judge filter: ignored, with a warning
     ],
 )
 def test_traces_filters_and_sort(open_app: Open, widget: str, key: str, value: Any, expected: list[str]) -> None:
     at = open_app()
     getattr(at, widget)(key=key).set_value(value).run()
     assert not at.exception
+    if value == "maybe":
+        assert "Judge filter ignored" in at.warning[0].value
     assert at.caption[0].value.startswith(f"{len(expected)} traces")
     if expected:
         assert [r[0] for r in trace_rows(at)] == expected

@@ -134,3 +134,19 @@ def test_unknown_and_malformed_ids(api_v1: Api) -> None:
     problem_of(api_v1.get(f"/api/v1/traces/{'ab' * 16}", "alpha:read"), 404)
     problem_of(api_v1.get("/api/v1/traces/not-a-trace-id", "alpha:read"), 422)
     problem_of(api_v1.get(f"/api/v1/traces/{T1}/spans/xyz", "alpha:read"), 422)
+
+
+def test_judge_filter_and_column(api_v1: Api) -> None:
+    # The collector is shared (test_one_trace adds a judge's pass on T1): this test's own evaluator only.
+    label = {"trace_id": T2, "source": "judge", "author": "tone@v7", "verdict": "fail",
+             "metadata": {"evaluator": "tone", "evaluator_version": 7}}  # fmt: skip
+    assert api_v1.call("POST", "/api/v1/labels", "alpha:write", label).status_code == 200
+    api_v1.c.flush()
+    assert ids(api_v1, judge="tone:fail") == [T2] and ids(api_v1, judge="tone@v7:fail") == [T2]
+    assert ids(api_v1, judge="tone:pass") == [] and ids(api_v1, judge="tone@v1:fail") == []
+    assert T2 in ids(api_v1, judge="fail")
+    rows = {t["trace_id"]: t for t in api_v1.get("/api/v1/traces", "alpha:read", **WINDOW).json()["traces"]}
+    assert rows[T2]["judge"] == "1 fail" and rows[T3]["judge"] is None
+    for bad in ("maybe", ":fail", "g:"):
+        body = problem_of(api_v1.get("/api/v1/traces", "alpha:read", **WINDOW, judge=bad), 400)
+        assert "judge must be" in body["detail"]
