@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import orjson
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -246,6 +247,8 @@ def markers(span: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Policy, fallback and escalation markers (`spanlake.<kind>.*` attributes)."""
     found: dict[str, dict[str, Any]] = {}
     for key, value in span["attributes"].items():
+        if not key.startswith("spanlake."):  # every marker prefix starts so (most keys do not)
+            continue
         for prefix, kind in MARKER_PREFIXES.items():
             if key.startswith(prefix):
                 found.setdefault(kind, {})[key.removeprefix(prefix)] = value
@@ -314,8 +317,17 @@ def assemble(
 def arrow_rows(table: pa.Table) -> list[dict[str, Any]]:
     """The table's rows as dicts (column by column: several times faster than Table.to_pylist)."""
     names = table.column_names
-    columns = [c.to_pylist() for c in table.columns]
+    columns = [_column_values(c) for c in table.columns]
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _column_values(column: pa.ChunkedArray) -> list[Any]:
+    t = column.type
+    if pa.types.is_timestamp(t) and t.tz == "UTC" and len(column):
+        # pyarrow builds tz-aware datetimes slowly; polars' naive ones with UTC attached are the same values
+        naive = pl.from_arrow(column).dt.replace_time_zone(None).to_list()  # type: ignore[union-attr]
+        return [v if v is None else v.replace(tzinfo=UTC) for v in naive]
+    return column.to_pylist()
 
 
 # --- many traces at once ----------------------------------------------------------------------
