@@ -68,7 +68,8 @@ class Target:
     retrieval spans in scope, `[{span_id, name, documents}]` (documents: how many it
     returned); `spans`: the trace's spans as dicts of storage.schema.SPANS columns (JSON
     columns parsed; plus TraceDetail's `depth`, `cost_usd`, `messages`, ...), in tree order —
-    empty for dataset items. `messages` falls back to the input (user) and output
+    from load_targets only the columns of SPAN_FIELDS and analytics' DETAIL_COLUMNS; empty
+    for dataset items. `messages` falls back to the input (user) and output
     (assistant) text when the trace recorded no messages. Latency is in ms, cost in USD.
     """
 
@@ -105,6 +106,13 @@ class Target:
         return (self.project, self.trace_id or self.item_id or "", self.span_id)
 
 
+# the span columns a Target's `spans` keep when loaded by load_targets (with analytics'
+# DETAIL_COLUMNS; the others — resource and scope attributes, links, exact end and ingest
+# times, cache tokens, ... — are left out: converting them is most of a batch's cost)
+SPAN_FIELDS = (
+    *("request_model", "response_model", "provider", "operation", "total_tokens", "tool_name"),
+    *("prompt_name", "prompt_version", "user_id", "error_type", "status_message"),
+)
 TARGETS = ("trace", *CATEGORIES)  # what a rule evaluates: the whole trace, or each span of a category
 BATCH = 5_000  # traces read per batch of load_targets
 TOOL_ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "input.value", "traceloop.entity.input")
@@ -328,7 +336,7 @@ def iter_targets(
     ids = list(dict.fromkeys(t.strip().lower() for t in trace_ids))
     for i in range(0, len(ids), batch):
         chunk = ids[i : i + batch]
-        details = trace_details(an, chunk, project, since, until)
+        details = trace_details(an, chunk, project, since, until, SPAN_FIELDS)
         out: list[Target] = []
         for tid in chunk:
             d = details.get(tid)

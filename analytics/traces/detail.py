@@ -7,7 +7,7 @@ read to the partitions of the days around it, which keeps the lookup fast on a b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -294,7 +294,8 @@ def assemble(
         by_span.setdefault(rec["span_id"], []).append(rec)
     for r in rows:
         for col in JSON_COLUMNS:
-            r[col] = orjson.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
+            if col in r:
+                r[col] = orjson.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
         r["offset_ms"] = (r["start_time_unix_nano"] - t0) / 1e6
         r["cost_usd"], r["unpriced"], r["duplicate_of"] = costs.get((trace_id, r["span_id"]), (None, False, None))
         r["logs"] = by_span.get(r["span_id"], [])
@@ -332,6 +333,13 @@ def _column_values(column: pa.ChunkedArray) -> list[Any]:
 
 # --- many traces at once ----------------------------------------------------------------------
 
+# what TraceDetail (its tree, messages, documents, validations, markers, summary) reads of a span
+DETAIL_COLUMNS = (
+    *("project", "trace_id", "span_id", "parent_span_id", "name", "start_time", "start_time_unix_nano"),
+    *("duration_ns", "duration_ms", "is_root", "status_code", "service_name", "category", "session_id"),
+    *("input_tokens", "output_tokens", "task_name", "task_outcome", "task_outcome_reason"),
+    *("validation_name", "validation_passed", "attributes", "content", "events"),
+)
 MANY_SPANS_SQL = f"""SELECT DISTINCT ON (project, trace_id, span_id) * EXCLUDE (date, hour),
   duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root
 FROM spans_raw WHERE project = $project AND trace_id IN (SELECT trace_id FROM wanted_traces)
@@ -343,11 +351,18 @@ ORDER BY record_id"""
 
 
 def trace_details(
-    an: Analytics, trace_ids: Iterable[str], project: str, since: datetime | None = None, until: datetime | None = None
+    an: Analytics,
+    trace_ids: Iterable[str],
+    project: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    columns: Sequence[str] | None = None,
 ) -> dict[str, TraceDetail]:
     """Many traces of `project` in three queries (spans, log records, prices), by trace id;
     traces with no span stored are left out. `since`/`until` bound the spans' start times
-    read (the partitions of that window only); without `since` the whole lake is read."""
+    read (the partitions of that window only); without `since` the whole lake is read.
+    `columns`: the span columns the spans' dicts keep (None: all; fewer is faster), besides
+    those the detail itself reads (DETAIL_COLUMNS)."""
     wanted = sorted({t.strip().lower() for t in trace_ids})
     if not wanted:
         return {}
@@ -376,6 +391,7 @@ def trace_details(
         r["attributes"] = loads(r["attributes"])
         logs_by_trace.setdefault(r.pop("trace_id"), []).append(r)
     rows_by_trace: dict[str, list[dict[str, Any]]] = {}
-    for r in arrow_rows(raw):
+    keep = raw if columns is None else raw.select([c for c in raw.column_names if c in {*columns, *DETAIL_COLUMNS}])
+    for r in arrow_rows(keep):
         rows_by_trace.setdefault(r["trace_id"], []).append(r)
     return {t: assemble(t, rows, logs_by_trace.get(t, []), costs) for t, rows in rows_by_trace.items()}
