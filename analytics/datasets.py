@@ -91,13 +91,14 @@ def _variables(spans: Sequence[Mapping[str, Any]]) -> tuple[str | None, Any]:
     return template, variables
 
 
-def item_parts(d: TraceDetail, span_id: str | None) -> dict[str, Any] | None:
+def item_parts(d: TraceDetail, span_id: str | None, summary: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """Input, output, context and metadata of the trace (span_id None) or one span of it (None
     when the trace has no such span): the example's columns, plus `head` (the task, root or
-    chosen span) and `documents` (the retrieved documents in scope, as TraceDetail.documents)."""
+    chosen span) and `documents` (the retrieved documents in scope, as TraceDetail.documents). `summary`: d.summary(),
+    when the caller has it already."""
     spans = sorted(d.spans, key=lambda s: s["start_time_unix_nano"])
     llm = [s for s in spans if s["category"] == "llm" and s["messages"]]
-    summary = d.summary()
+    summary = summary if summary is not None else d.summary()
     if span_id is None:
         head = next((s for s in spans if s["category"] == "task" or s["task_name"]), None)
         head = head or next((s for s in spans if s["is_root"]), spans[0])

@@ -24,6 +24,8 @@ analytics.datasets.item_parts):
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -123,10 +125,10 @@ TOOL_CALL_ID = "gen_ai.tool.call.id"
 def from_detail(detail: TraceDetail, span_id: str | None = None) -> Target:
     """The target of a trace (span_id None) or of one of its spans; LookupError when the trace
     has no span `span_id`."""
-    parts = item_parts(detail, span_id.lower() if span_id else None)
+    summary = detail.summary()
+    parts = item_parts(detail, span_id.lower() if span_id else None, summary)
     if parts is None:
         raise LookupError(f"trace {detail.trace_id} has no span {span_id}")
-    summary = detail.summary()
     head = parts["head"]
     spans = sorted(detail.spans, key=lambda s: s["start_time_unix_nano"])
     calls = _tool_calls(spans)
@@ -335,19 +337,40 @@ def iter_targets(
         since, until = first - SKEW, last + HORIZON
     ids = list(dict.fromkeys(t.strip().lower() for t in trace_ids))
     for i in range(0, len(ids), batch):
-        chunk = ids[i : i + batch]
-        details = trace_details(an, chunk, project, since, until, SPAN_FIELDS)
-        out: list[Target] = []
-        for tid in chunk:
-            d = details.get(tid)
-            if d is None:
-                continue
-            if target == "trace":
-                out.append(from_detail(d))
-            else:
-                spans = (s for s in d.spans if s["category"] == target and s["duplicate_of"] is None)
-                out += [from_detail(d, s["span_id"]) for s in spans]
+        with _gc_paused():
+            out = _batch(an, project, ids[i : i + batch], target, since, until)
         yield out
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is built: it makes hundreds of thousands of
+    small acyclic dicts, and the collector's passes over them were a third of the time.
+    Reference counting still frees everything; the pause lasts one batch."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _batch(
+    an: Analytics, project: str, ids: list[str], target: str, since: datetime | None, until: datetime | None
+) -> list[Target]:
+    details = trace_details(an, ids, project, since, until, SPAN_FIELDS)
+    out: list[Target] = []
+    for tid in ids:
+        d = details.get(tid)
+        if d is None:
+            continue
+        if target == "trace":
+            out.append(from_detail(d))
+        else:
+            spans = (s for s in d.spans if s["category"] == target and s["duplicate_of"] is None)
+            out += [from_detail(d, s["span_id"]) for s in spans]
+    return out
 
 
 def load_targets(
