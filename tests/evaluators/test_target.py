@@ -28,7 +28,8 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.detail import trace_detail
@@ -60,6 +61,9 @@ class Lake:
     b: str
     ids: dict[str, str]  # span name → span id (trace A)
     t0: datetime
+    sent: list[Any]  # the spans as exported
+    http: str
+    flush: Any
 
 
 def _llm(inp: int, out: int, inputs: list[Any], outputs: list[Any]) -> dict[str, Any]:
@@ -74,9 +78,11 @@ def _llm(inp: int, out: int, inputs: list[Any], outputs: list[Any]) -> dict[str,
     }
 
 
-def _send(endpoint: str, t0: int) -> tuple[str, str, dict[str, str]]:
+def _send(endpoint: str, t0: int) -> tuple[str, str, dict[str, str], list[Any]]:
     provider = TracerProvider(resource=Resource.create({"service.name": "support", "spanlake.project": "shop"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("tests.evaluators")
     ids: dict[str, str] = {}
 
@@ -116,8 +122,9 @@ def _send(endpoint: str, t0: int) -> tuple[str, str, dict[str, str]]:
     s.end(end_time=t0 + 2050 * MS)
     other.end(end_time=t0 + 2300 * MS)
     b = format(other.get_span_context().trace_id, "032x")
+    sent = list(memory.get_finished_spans())
     provider.shutdown()
-    return a, b, ids
+    return a, b, ids, sent
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +134,10 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     try:
         (data / "prices.toml").write_text(PRICES)
         t0 = time.time_ns() // 1000 * 1000 - 60 * 10**9
-        a, b, ids = _send(collector.http, t0)
+        a, b, ids, sent = _send(collector.http, t0)
         collector.flush()
-        yield Lake(Analytics(data), a, b, ids, datetime.fromtimestamp(t0 / 1e9, UTC))
+        t = datetime.fromtimestamp(t0 / 1e9, UTC)
+        yield Lake(Analytics(data), a, b, ids, t, sent, collector.http, collector.flush)
     finally:
         stop()
 
@@ -308,3 +316,16 @@ def test_from_example_by_hand() -> None:
     eq = Evaluator(name="eq", kind="fuzzy", params={"threshold": 0.5})
     # matching blocks "Yes", " ", "t", " 5 days." = 13 characters of 19 + 25: 2 * 13 / 44
     assert evaluate(eq, t) == Result("pass", round(26 / 44, 6))
+
+
+def test_a_span_received_twice_counts_once(lake: Lake) -> None:
+    """Last in this module: it sends trace A's tool span and chat #2 again (an exporter retry)."""
+    again = [s for s in lake.sent if s.name in ("lookup_order", "chat 2")]
+    assert OTLPSpanExporter(endpoint=f"{lake.http}/v1/traces").export(again) == SpanExportResult.SUCCESS
+    lake.flush()
+    stored = lake.an.lake.query("SELECT count(*) AS n FROM spans_raw WHERE trace_id = $t", {"t": lake.a})
+    assert stored.to_pylist() == [{"n": 7}]  # 5 spans, 2 of them twice
+    (a,) = load_targets(lake.an, "shop", [lake.a], around=lake.t0)
+    assert [s["name"] for s in a.spans] == ["answer_ticket", "retrieval kb", "chat 1", "lookup_order", "chat 2"]
+    assert (a.total_tokens, len(a.tool_calls)) == (300, 1)
+    assert a.cost_usd == pytest.approx(0.00035)
