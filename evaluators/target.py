@@ -359,7 +359,7 @@ def _gc_paused() -> Iterator[None]:
 def _batch(
     an: Analytics, project: str, ids: list[str], target: str, since: datetime | None, until: datetime | None
 ) -> list[Target]:
-    details = trace_details(an, ids, project, since, until, SPAN_FIELDS)
+    details = trace_details(an, ids, project, since, until, SPAN_FIELDS, with_markers=False)
     out: list[Target] = []
     for tid in ids:
         d = details.get(tid)

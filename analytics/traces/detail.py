@@ -285,6 +285,7 @@ def assemble(
     rows: list[dict[str, Any]],
     logs: list[dict[str, Any]],
     costs: Mapping[tuple[str, str], Cost],
+    with_markers: bool = True,
 ) -> TraceDetail:
     """The trace built from its raw span rows (SPANS_SQL's columns, JSON as text; changed in
     place), its log records and the costs of its calls ((trace_id, span_id) → (cost, unpriced, duplicate_of))."""
@@ -310,7 +311,7 @@ def assemble(
         conversation=merge_conversation(s["messages"] for s in in_order if s["messages"]),
         documents=[{"span_id": s["span_id"], "span_name": s["name"], **d} for s in in_order for d in documents(s)],
         validations=[v for s in in_order for v in validations(s)],
-        markers=[m for s in in_order for m in markers(s)],
+        markers=[m for s in in_order for m in markers(s)] if with_markers else [],
         orphan_logs=[rec for rec in logs if rec["span_id"] not in ids],
     )
 
@@ -370,12 +371,14 @@ def trace_details(
     since: datetime | None = None,
     until: datetime | None = None,
     columns: Sequence[str] | None = None,
+    with_markers: bool = True,
 ) -> dict[str, TraceDetail]:
     """Many traces of `project` in three queries (spans, log records, prices), by trace id;
     traces with no span stored are left out. `since`/`until` bound the spans' start times
     read (the partitions of that window only); without `since` the whole lake is read.
     `columns`: the span columns the spans' dicts keep (None: all; fewer is faster), besides
-    those the detail itself reads (DETAIL_COLUMNS)."""
+    those the detail itself reads (DETAIL_COLUMNS). `with_markers` False leaves `markers`
+    empty (they read every attribute of every span)."""
     wanted = sorted({t.strip().lower() for t in trace_ids})
     if not wanted:
         return {}
@@ -408,4 +411,4 @@ def trace_details(
     keep = raw if columns is None else raw.select([c for c in raw.column_names if c in {*columns, *DETAIL_COLUMNS}])
     for r in arrow_rows(keep):
         rows_by_trace.setdefault(r["trace_id"], []).append(r)
-    return {t: assemble(t, rows, logs_by_trace.get(t, []), costs) for t, rows in rows_by_trace.items()}
+    return {t: assemble(t, rows, logs_by_trace.get(t, []), costs, with_markers) for t, rows in rows_by_trace.items()}
