@@ -69,8 +69,9 @@ def main() -> None:
         an = Analytics(data_dir)
         now = datetime.now(UTC)
         window = (now - timedelta(minutes=10), now)  # loadgen traces start within the last second
-        totals, loads, verdicts = [], [], Counter[str]()
+        totals, loads, cpus, verdicts = [], [], [], Counter[str]()
         for _ in range(args.runs):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             targets = load_targets(an, "bench", ids, around=window)
             t1 = time.perf_counter()
@@ -80,6 +81,7 @@ def main() -> None:
                     r = evaluate(ev, target)
                     verdicts[f"{ev.name}:{r.verdict if r else 'n/a'}"] += 1
             totals.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
             loads.append(t1 - t0)
         if len(targets) != len(ids):
             raise SystemExit(f"loaded {len(targets)} targets of {len(ids)} traces")
@@ -87,6 +89,8 @@ def main() -> None:
         n = len(ids)
         print(f"lake                  {n} traces, {n * SPANS_PER_TRACE} spans (written in {written:.1f} s)")
         print(f"end to end            {n / total:,.0f} traces/s (median of {args.runs}: {total:.2f} s)")
+        cpu = statistics.median(cpus)  # this process's CPU time (DuckDB's threads included)
+        print(f"  per CPU second      {n / cpu:,.0f} traces/s ({cpu:.2f} CPU s: the figure on a busy machine)")
         print(f"  load_targets        {n / load:,.0f} traces/s ({load:.2f} s)")
         print(f"  2 code evaluators   {n / (total - load):,.0f} traces/s ({total - load:.2f} s)")
         print(f"results               {', '.join(f'{k} {v}' for k, v in sorted(verdicts.items()))}")
