@@ -116,7 +116,7 @@ SPAN_FIELDS = (
     *("prompt_name", "prompt_version", "user_id", "error_type", "status_message"),
 )
 TARGETS = ("trace", *CATEGORIES)  # what a rule evaluates: the whole trace, or each span of a category
-BATCH = 5_000  # traces read per batch of load_targets
+BATCH = 20_000  # traces read per batch of load_targets (each batch reads the window once)
 TOOL_ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "input.value", "traceloop.entity.input")
 TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
 TOOL_CALL_ID = "gen_ai.tool.call.id"
