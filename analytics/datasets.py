@@ -70,7 +70,8 @@ def _first(content: Mapping[str, Any], keys: Sequence[str]) -> str | None:
     return None
 
 
-def _chat(msgs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def chat_messages(msgs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as `{role, content?, tool_calls?, tool_call_id?}` (empty fields left out)."""
     keep = ("role", "content", "tool_calls", "tool_call_id")
     return [{k: m[k] for k in keep if m.get(k) not in (None, [])} | {"role": m["role"]} for m in msgs]
 
@@ -90,11 +91,14 @@ def _variables(spans: Sequence[Mapping[str, Any]]) -> tuple[str | None, Any]:
     return template, variables
 
 
-def _parts(d: TraceDetail, span_id: str | None) -> dict[str, Any] | None:
-    """Input, output, context and metadata of the trace (span_id None) or one span of it."""
+def item_parts(d: TraceDetail, span_id: str | None, summary: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Input, output, context and metadata of the trace (span_id None) or one span of it (None
+    when the trace has no such span): the example's columns, plus `head` (the task, root or
+    chosen span) and `documents` (the retrieved documents in scope, as TraceDetail.documents). `summary`: d.summary(),
+    when the caller has it already."""
     spans = sorted(d.spans, key=lambda s: s["start_time_unix_nano"])
     llm = [s for s in spans if s["category"] == "llm" and s["messages"]]
-    summary = d.summary()
+    summary = summary if summary is not None else d.summary()
     if span_id is None:
         head = next((s for s in spans if s["category"] == "task" or s["task_name"]), None)
         head = head or next((s for s in spans if s["is_root"]), spans[0])
@@ -136,7 +140,7 @@ def _parts(d: TraceDetail, span_id: str | None) -> dict[str, Any] | None:
     template, variables = _variables(scope)
     return {
         "input": text_in,
-        "input_messages": _chat(inputs),
+        "input_messages": chat_messages(inputs),
         "prompt_template": template,
         "prompt_variables": variables,
         "context": [x["content"] for x in docs if x["content"] is not None],
@@ -149,6 +153,8 @@ def _parts(d: TraceDetail, span_id: str | None) -> dict[str, Any] | None:
         "service_name": head["service_name"],
         "trace_start": d.start_time,
         "metadata": meta,
+        "head": head,
+        "documents": docs,
     }
 
 
@@ -206,7 +212,7 @@ def build_examples(
         if tid not in details:
             details[tid] = trace_detail(an, tid, project, m["trace_start"])
         d = details[tid]
-        parts = _parts(d, sid) if d is not None else None
+        parts = item_parts(d, sid) if d is not None else None
         if parts is None:
             if example_id in old:
                 rows.append(old[example_id])

@@ -7,13 +7,14 @@ read to the partitions of the days around it, which keeps the lookup fast on a b
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import orjson
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -22,7 +23,7 @@ from spanlake.analytics.spans import BILLABLE_CATEGORIES, Filters, SpanSource
 from spanlake.analytics.traces.filters import HORIZON, SKEW
 from spanlake.analytics.traces.messages import Message, as_text, loads, merge_conversation, span_messages
 from spanlake.analytics.traces.relation import price_rows
-from spanlake.storage.reader import ROOT_PREDICATE, fetch_arrow
+from spanlake.storage.reader import ROOT_PREDICATE, fetch_arrow, retry_vanished
 from spanlake.storage.trace_index import trace_hours
 from spanlake.storage.window import connect_window
 
@@ -31,6 +32,7 @@ EVALUATION_EVENT = "gen_ai.evaluation.result"
 VALIDATION_ERRORS = "spanlake.validation.errors"
 RECENT = timedelta(days=2)  # without a hint, look here before reading the whole lake
 LOG_DAYS = 1  # log records are read from the days around the spans
+Cost = tuple[float | None, bool, str | None]  # cost_usd, unpriced, duplicate_of
 JSON_COLUMNS = ("attributes", "content", "events", "links", "resource_attributes", "scope_attributes")
 
 SPANS_SQL = f"""SELECT DISTINCT ON (project, span_id) * EXCLUDE (date, hour),
@@ -141,16 +143,21 @@ def _fetch_logs(con: duckdb.DuckDBPyConnection, trace_id: str, spans: list[dict[
     return rows
 
 
-def _costs(an: Analytics, raw: pa.Table, trace_id: str) -> dict[str, tuple[float | None, bool, str | None]]:
-    """span_id → (cost_usd, unpriced, duplicate_of) of the trace's calls, priced and paired by
+def _costs(an: Analytics, raw: pa.Table) -> dict[tuple[str, str], Cost]:
+    """(trace_id, span_id) → (cost_usd, unpriced, duplicate_of) of the trace's calls, priced and paired by
     the analytics span relation over exactly these rows (relation.price_rows: no second read
     of the lake)."""
     categories = set(raw["category"].to_pylist())
     if not categories & set(BILLABLE_CATEGORIES):
         return {}
     src = SpanSource(Filters(), categories=BILLABLE_CATEGORIES)
-    df = price_rows(an, raw, src, lambda p: "_ AS (SELECT 1) SELECT span_id, cost_usd, unpriced, duplicate_of FROM sp")
-    return {r["span_id"]: (r["cost_usd"], bool(r["unpriced"]), r["duplicate_of"]) for r in df.to_dicts()}
+    df = price_rows(
+        an, raw, src, lambda p: "_ AS (SELECT 1) SELECT trace_id, span_id, cost_usd, unpriced, duplicate_of FROM sp"
+    )
+    return {
+        (r["trace_id"], r["span_id"]): (r["cost_usd"], bool(r["unpriced"]), r["duplicate_of"])
+        for r in df.iter_rows(named=True)
+    }
 
 
 def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -240,6 +247,8 @@ def markers(span: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Policy, fallback and escalation markers (`spanlake.<kind>.*` attributes)."""
     found: dict[str, dict[str, Any]] = {}
     for key, value in span["attributes"].items():
+        if not key.startswith("spanlake."):  # every marker prefix starts so (most keys do not)
+            continue
         for prefix, kind in MARKER_PREFIXES.items():
             if key.startswith(prefix):
                 found.setdefault(kind, {})[key.removeprefix(prefix)] = value
@@ -268,17 +277,28 @@ def trace_detail(
         raw, logs = _read(an.lake.connect(), trace_id, project)
     if not raw.num_rows:
         return None
-    rows = raw.to_pylist()
-    costs = _costs(an, raw, trace_id)
+    return assemble(trace_id, arrow_rows(raw), logs, _costs(an, raw))
+
+
+def assemble(
+    trace_id: str,
+    rows: list[dict[str, Any]],
+    logs: list[dict[str, Any]],
+    costs: Mapping[tuple[str, str], Cost],
+    with_markers: bool = True,
+) -> TraceDetail:
+    """The trace built from its raw span rows (SPANS_SQL's columns, JSON as text; changed in
+    place), its log records and the costs of its calls ((trace_id, span_id) → (cost, unpriced, duplicate_of))."""
     t0 = min(r["start_time_unix_nano"] for r in rows)
     by_span: dict[str | None, list[dict[str, Any]]] = {}
     for rec in logs:
         by_span.setdefault(rec["span_id"], []).append(rec)
     for r in rows:
         for col in JSON_COLUMNS:
-            r[col] = json.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
+            if col in r:
+                r[col] = orjson.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
         r["offset_ms"] = (r["start_time_unix_nano"] - t0) / 1e6
-        r["cost_usd"], r["unpriced"], r["duplicate_of"] = costs.get(r["span_id"], (None, False, None))
+        r["cost_usd"], r["unpriced"], r["duplicate_of"] = costs.get((trace_id, r["span_id"]), (None, False, None))
         r["logs"] = by_span.get(r["span_id"], [])
         r["messages"] = span_messages(r["content"], r["logs"]) if r["category"] != "embedding" else []
     spans = tree_order(rows)
@@ -291,6 +311,104 @@ def trace_detail(
         conversation=merge_conversation(s["messages"] for s in in_order if s["messages"]),
         documents=[{"span_id": s["span_id"], "span_name": s["name"], **d} for s in in_order for d in documents(s)],
         validations=[v for s in in_order for v in validations(s)],
-        markers=[m for s in in_order for m in markers(s)],
+        markers=[m for s in in_order for m in markers(s)] if with_markers else [],
         orphan_logs=[rec for rec in logs if rec["span_id"] not in ids],
     )
+
+
+def arrow_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The table's rows as dicts (column by column: several times faster than Table.to_pylist)."""
+    names = table.column_names
+    columns = [_column_values(c) for c in table.columns]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _column_values(column: pa.ChunkedArray) -> list[Any]:
+    t = column.type
+    if pa.types.is_timestamp(t) and t.tz == "UTC" and len(column):
+        # pyarrow builds tz-aware datetimes slowly; polars' naive ones with UTC attached are the same values
+        naive = pl.from_arrow(column).dt.replace_time_zone(None).to_list()  # type: ignore[union-attr]
+        return [v if v is None else v.replace(tzinfo=UTC) for v in naive]
+    return column.to_pylist()
+
+
+# --- many traces at once ----------------------------------------------------------------------
+
+# what TraceDetail (its tree, messages, documents, validations, markers, summary) reads of a span
+DETAIL_COLUMNS = (
+    *("project", "trace_id", "span_id", "parent_span_id", "name", "start_time", "start_time_unix_nano"),
+    *("duration_ns", "duration_ms", "is_root", "status_code", "service_name", "category", "session_id"),
+    *("input_tokens", "output_tokens", "task_name", "task_outcome", "task_outcome_reason"),
+    *("validation_name", "validation_passed", "attributes", "content", "events"),
+)
+# Without DISTINCT ON (sorting every column of every row costs more than the rest of the read):
+# the rare span stored twice is dropped afterwards (_first_copies).
+MANY_SPANS_SQL = f"""SELECT * EXCLUDE (date, hour), duration_ns / 1e6 AS duration_ms, {ROOT_PREDICATE} AS is_root
+FROM spans_raw WHERE project = $project AND trace_id IN (SELECT trace_id FROM wanted_traces)"""
+MANY_LOGS_SQL = """SELECT DISTINCT ON (record_id) record_id, trace_id, span_id, time, time_unix_nano,
+  observed_time_unix_nano, severity_text, event_name, body, attributes, scope_name
+FROM logs_raw WHERE project = $project AND trace_id IN (SELECT trace_id FROM wanted_traces)
+ORDER BY record_id"""
+
+
+def _first_copies(raw: pa.Table) -> pa.Table:
+    """Each (trace_id, span_id) once, its first ingested copy (as SPANS_SQL's DISTINCT ON)."""
+    if raw.group_by(["trace_id", "span_id"]).aggregate([]).num_rows == raw.num_rows:
+        return raw
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("raw_rows", raw)
+        sql = "SELECT DISTINCT ON (trace_id, span_id) * FROM raw_rows ORDER BY trace_id, span_id, ingested_at"
+        return fetch_arrow(con, sql)
+    finally:
+        con.close()
+
+
+def trace_details(
+    an: Analytics,
+    trace_ids: Iterable[str],
+    project: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    columns: Sequence[str] | None = None,
+    with_markers: bool = True,
+) -> dict[str, TraceDetail]:
+    """Many traces of `project` in three queries (spans, log records, prices), by trace id;
+    traces with no span stored are left out. `since`/`until` bound the spans' start times
+    read (the partitions of that window only); without `since` the whole lake is read.
+    `columns`: the span columns the spans' dicts keep (None: all; fewer is faster), besides
+    those the detail itself reads (DETAIL_COLUMNS). `with_markers` False leaves `markers`
+    empty (they read every attribute of every span)."""
+    wanted = sorted({t.strip().lower() for t in trace_ids})
+    if not wanted:
+        return {}
+    ids = pa.table({"trace_id": pa.array(wanted, pa.string())})
+
+    def attempt() -> tuple[pa.Table, pa.Table]:
+        con = connect_window(an.lake, since, until, project)
+        try:
+            con.register("wanted_traces", ids)
+            params = {"project": project}
+            raw = fetch_arrow(con, MANY_SPANS_SQL, params)
+            logs = fetch_arrow(con, MANY_LOGS_SQL, params) if raw.num_rows else pa.table({})
+            return raw, logs
+        finally:
+            con.close()
+
+    raw, logs = retry_vanished(attempt)
+    if not raw.num_rows:
+        return {}
+    raw = _first_copies(raw)
+    costs = _costs(an, raw)
+    log_rows = arrow_rows(logs) if logs.num_rows else []
+    log_rows.sort(key=lambda r: (r["time_unix_nano"], r["observed_time_unix_nano"], r["record_id"]))
+    logs_by_trace: dict[str, list[dict[str, Any]]] = {}
+    for r in log_rows:
+        r["body"] = loads(r["body"])
+        r["attributes"] = loads(r["attributes"])
+        logs_by_trace.setdefault(r.pop("trace_id"), []).append(r)
+    rows_by_trace: dict[str, list[dict[str, Any]]] = {}
+    keep = raw if columns is None else raw.select([c for c in raw.column_names if c in {*columns, *DETAIL_COLUMNS}])
+    for r in arrow_rows(keep):
+        rows_by_trace.setdefault(r["trace_id"], []).append(r)
+    return {t: assemble(t, rows, logs_by_trace.get(t, []), costs, with_markers) for t, rows in rows_by_trace.items()}

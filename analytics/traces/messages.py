@@ -244,9 +244,23 @@ def span_messages(content: Mapping[str, Any] | None, logs: Iterable[Mapping[str,
         if rec.get("event_name") == DETAILS_EVENT:
             attrs = loads(rec.get("attributes"))
             details = dict(attrs) if isinstance(attrs, Mapping) else {}
-    candidates = [_otel(content), _otel(details), _openinference(content), _openllmetry(content), _events(logs)]
-    inputs = next((i for i, _ in candidates if i), [])
-    outputs = next((o for _, o in candidates if o), [])
+    if not content and not logs:
+        return []
+    inputs: list[Message] = []
+    outputs: list[Message] = []
+    sources = (
+        lambda: _otel(content),
+        lambda: _otel(details),
+        lambda: _openinference(content),
+        lambda: _openllmetry(content),
+        lambda: _events(logs),
+    )
+    for source in sources:  # in order, until both directions have messages
+        found_in, found_out = source()
+        inputs = inputs or found_in
+        outputs = outputs or found_out
+        if inputs and outputs:
+            break
     if not inputs and content.get("gen_ai.prompt") is not None:
         inputs = [message("user", content.get("gen_ai.prompt"))]
     if not outputs and content.get("gen_ai.completion") is not None:
