@@ -416,10 +416,16 @@ def alignment_cmd(
     store = _store(data_dir)
     e = _evaluator(store, project, name)
     v = version or e.version
-    found = alignment_mod.alignment(_lake(data_dir, lake), e.project, e.name, version=v, by=by)
+    every = alignment_mod.project_alignment(_lake(data_dir, lake), e.project)
+    found = next((a.as_dict() for a in every if a.evaluator == e.name and a.version == v), None)
+    if found is not None and by is None:
+        found.pop("weeks")
     doc = {"project": e.project, "evaluator": e.name, "version": v, "alignment": found}
     if fmt == "json":
         _dump(doc)
+        return
+    if found is None:
+        click.echo(f"{author(e.name, v)} has no results in {e.project} yet")
         return
     _print_doc(found, f"{author(e.name, v)} against people ({e.project})")
 
@@ -440,7 +446,7 @@ def disagreements_cmd(
     store = _store(data_dir)
     e = _evaluator(store, project, name)
     v = version or e.version
-    found = alignment_mod.disagreements(_lake(data_dir, lake), e.project, e.name, version=v, limit=limit)
+    found = alignment_mod.project_disagreements(_lake(data_dir, lake), e.project, e.name, v, limit=limit)
     if fmt == "json":
         _dump({"project": e.project, "evaluator": e.name, "version": v, "disagreements": found})
         return

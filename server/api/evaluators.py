@@ -33,6 +33,7 @@ from spanlake.analytics.budgets.definition import NAME
 from spanlake.collector.auth import Principal, check_project
 from spanlake.collector.errors import InvalidRequest
 from spanlake.collector.http_receiver import read_body
+from spanlake.evaluators.alignment import project_alignment, project_disagreements
 from spanlake.evaluators.definition import Evaluator, EvaluatorError, EvaluatorSet, Rule
 from spanlake.evaluators.evaluators_file import EvaluatorsFile
 from spanlake.evaluators.online import queue_dataset
@@ -88,15 +89,13 @@ def _written(value: Any) -> Any:
 
 
 def _alignment(an: Any, project: str, name: str, version: int | None, since: Any, until: Any) -> Any:
-    from spanlake.evaluators.alignment import alignment  # optional dependency: helper C's module (issue 16)
-
-    return alignment(an, project, name, version=version, since=since, until=until)
+    """The evaluator's agreement with people: one entry per version (or the one asked for)."""
+    found = project_alignment(an.lake, project, since, until)
+    return [a.as_dict() for a in found if a.evaluator == name and (version is None or a.version == version)]
 
 
 def _disagreements(an: Any, project: str, name: str, version: int | None, since: Any, until: Any) -> Any:
-    from spanlake.evaluators.alignment import disagreements  # optional dependency: helper C's module (issue 16)
-
-    return disagreements(an, project, name, version=version, since=since, until=until)
+    return project_disagreements(an.lake, project, name, version, since, until)
 
 
 def _plain(value: Any) -> Any:
