@@ -126,7 +126,7 @@ def test_add_list_show_versions_remove(tmp_path: Path) -> None:
     assert "added evaluator 'slow' (threshold) of project 'shop'" in r.output
     listed = json.loads(run("evaluators", "list", "--data-dir", d, "--format", "json").output)
     assert [(e["name"], e["kind"], e["version"], e["author"], e["params"]) for e in listed] == [
-        ("slow", "threshold", 1, "slow@v1", {"metric": "latency_ms", "max": 3000})
+        ("slow", "threshold", 1, "slow@v1", {"metric": "latency_ms", "max": 3000.0, "failure_mode": "too_slow"})
     ]
     dup = run("evaluators", "add", "slow", "--data-dir", d, "--project", "shop", "--kind", "json_valid")
     assert dup.exit_code == 2 and "--replace" in dup.output
