@@ -25,7 +25,7 @@ from spanlake.storage.reader import (
     retry_vanished,
     view_ddl,
 )
-from spanlake.storage.schema import LOGS, SPANS, Table
+from spanlake.storage.schema import LOGS, METRICS, SPANS, Table
 
 MAX_HOURS = 72  # longer windows list whole days
 
@@ -33,7 +33,7 @@ MAX_HOURS = 72  # longer windows list whole days
 def connect_window(
     lake: Lake, since: datetime | None, until: datetime | None, project: str | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A lake connection whose `spans_raw`/`logs_raw` read only the partitions of the hours
+    """A lake connection whose `spans_raw`/`logs_raw`/`metrics_raw` read only the partitions of the hours
     (or days) [since, until] of `project` (all projects when None); the whole lake without
     `since` or on object storage. Other views (labels, dataset events) are empty."""
     dd = lake.data_dir
@@ -48,6 +48,7 @@ def connect_window(
 
     sources = local_span_sources(dd, dirs(SPANS), project)  # with the late area's rows (storage.late)
     sources[LOGS.name] = local_table_sql(dd, LOGS, dirs(LOGS), project)
+    sources[METRICS.name] = local_table_sql(dd, METRICS, dirs(METRICS), project)
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     for stmt in view_ddl(dd, sources):
