@@ -28,7 +28,10 @@ TEMPORALITY = {
 
 
 def _opt(point: Any, name: str) -> float | None:
-    return getattr(point, name) if point.HasField(name) else None
+    """An optional field's value, None when unset (a summary's `sum` is always set)."""
+    if point.DESCRIPTOR.fields_by_name[name].has_presence and not point.HasField(name):
+        return None
+    return getattr(point, name)
 
 
 def _exemplars(point: Any) -> str | None:

@@ -32,6 +32,8 @@ from spanlake.storage.layout import valid_project
 DATA_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 NO_RECORDED_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _UNSPECIFIED = AggregationTemporality.AGGREGATION_TEMPORALITY_UNSPECIFIED
+MAX_COUNT = 2**63 - 1  # counts are uint64 on the wire, int64 in the lake
+_TOO_MANY = "with a count over 2^63-1"
 
 Problem = Callable[[Any], "str | None"]
 
@@ -67,6 +69,8 @@ def _times(p: Any, min_ns: int, max_ns: int) -> str | None:
 
 
 def _exemplars(p: Any) -> str | None:
+    if "exemplars" not in p.DESCRIPTOR.fields_by_name:  # summaries have none
+        return None
     for e in p.exemplars:
         if (e.trace_id and len(e.trace_id) != 16) or (e.span_id and len(e.span_id) != 8):
             return "with an exemplar of invalid trace_id or span_id (need 16 and 8 bytes, or empty)"
@@ -94,6 +98,8 @@ def _stats(p: Any) -> str | None:
 
 def _histogram(p: Any) -> str | None:
     bounds, counts = list(p.explicit_bounds), list(p.bucket_counts)
+    if p.count > MAX_COUNT or any(c > MAX_COUNT for c in counts):
+        return _TOO_MANY
     if not _finite(*bounds) or any(b >= a for a, b in zip(bounds[1:], bounds, strict=False)):
         return "with explicit_bounds not finite and strictly increasing"
     if counts and len(counts) != len(bounds) + 1:
@@ -104,6 +110,8 @@ def _histogram(p: Any) -> str | None:
 
 
 def _exponential(p: Any) -> str | None:
+    if p.count > MAX_COUNT:
+        return _TOO_MANY
     buckets = sum(p.positive.bucket_counts) + sum(p.negative.bucket_counts) + p.zero_count
     if buckets != p.count:
         return "with bucket counts and zero_count that do not add up to count"
@@ -113,7 +121,9 @@ def _exponential(p: Any) -> str | None:
 
 
 def _summary(p: Any) -> str | None:
-    if p.HasField("sum") and not _finite(p.sum):
+    if p.count > MAX_COUNT:
+        return _TOO_MANY
+    if not _finite(p.sum):  # always present in a summary (no `optional`)
         return "with a non-finite sum"
     for q in p.quantile_values:
         if not (0.0 <= q.quantile <= 1.0) or not _finite(q.value):
