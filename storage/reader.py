@@ -70,6 +70,8 @@ _DUCKDB_TYPES = {
 HIVE_TYPES = "{'project': VARCHAR, 'date': DATE, 'hour': INTEGER}"
 ROOT_PREDICATE = "(parent_span_id IS NULL OR (coalesce(flags, 0) & 768) = 768)"  # 768: parent is remote
 GENAI_CATEGORIES = "('llm', 'embedding')"
+# Each metric data point once: a re-sent request repeats its points' ids.
+METRICS_VIEW = "CREATE OR REPLACE VIEW metrics AS SELECT DISTINCT ON (project, point_id) * FROM metrics_raw"
 COUNTED = "duplicate_of IS NULL"  # not a second span of a call a client's own span counts
 GENAI_CALL = f"(category IN {GENAI_CATEGORIES} AND {COUNTED})"
 
@@ -316,7 +318,7 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         "SELECT DISTINCT ON (project, trace_id, span_id) * FROM spans_raw_rest)",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
         f"CREATE OR REPLACE VIEW metrics_raw AS {metrics_sql}",
-        "CREATE OR REPLACE VIEW metrics AS SELECT DISTINCT ON (project, point_id) * FROM metrics_raw",
+        METRICS_VIEW,
         f"CREATE OR REPLACE VIEW duplicate_calls AS {duplicates_sql()}",
         f"""CREATE OR REPLACE VIEW traces AS
         SELECT project, trace_id,

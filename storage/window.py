@@ -18,6 +18,8 @@ import duckdb
 import pyarrow as pa
 
 from spanlake.storage.reader import (
+    MACRO_DDL,
+    METRICS_VIEW,
     Lake,
     fetch_arrow,
     local_span_sources,
@@ -53,6 +55,23 @@ def connect_window(
     con.execute("SET TimeZone = 'UTC'")
     for stmt in view_ddl(dd, sources):
         con.execute(stmt)
+    return con
+
+
+def connect_metrics(lake: Lake, project: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection with only the `metrics_raw` and `metrics` views (of `project`, or all) and the
+    attribute macros: a metrics query never lists the span files. On object storage, the whole-lake
+    connection."""
+    dd = lake.data_dir
+    if dd.is_remote:
+        return lake.connect()
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    for stmt in MACRO_DDL:
+        con.execute(stmt)
+    dirs = None if project is None else list((dd.lake / METRICS.name).glob(f"project={project}/date=*/hour=*"))
+    con.execute(f"CREATE OR REPLACE VIEW metrics_raw AS {local_table_sql(dd, METRICS, dirs, project)}")
+    con.execute(METRICS_VIEW)
     return con
 
 
