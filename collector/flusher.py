@@ -27,11 +27,13 @@ from pathlib import Path, PurePath
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from spanlake.collector.decode import Batch, decode_dataset_events, decode_labels, decode_logs, decode_spans
+from spanlake.collector.decode_metrics import decode_metrics
 from spanlake.collector.wal import (
     FAILED_SUFFIX,
     KIND_DATASETS,
     KIND_LABELS,
     KIND_LOGS,
+    KIND_METRICS,
     KIND_TRACES,
     WriteAheadLog,
     read_segment,
@@ -39,7 +41,7 @@ from spanlake.collector.wal import (
 )
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 from spanlake.storage.maintenance import exclusive, recover_interrupted
-from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPANS, TABLES, Table
+from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, METRICS, SPANS, TABLES, Table
 from spanlake.storage.writer import LakeWriter, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ DECODERS: dict[int, tuple[Table, Callable[[bytes, int, str | None, str], Batch]]
     KIND_LOGS: (LOGS, _decode_logs),
     KIND_LABELS: (LABELS, decode_labels),
     KIND_DATASETS: (DATASET_EVENTS, decode_dataset_events),
+    KIND_METRICS: (METRICS, decode_metrics),
 }
 
 

@@ -1,4 +1,4 @@
-"""OTLP/gRPC receiver: TraceService/Export and LogsService/Export.
+"""OTLP/gRPC receiver: TraceService/Export, LogsService/Export and MetricsService/Export.
 
 Requests arrive as raw bytes (no deserializer registered) and go through the same
 `Ingestor.export` path as OTLP/HTTP protobuf. Retryable refusals are UNAVAILABLE with a
@@ -17,12 +17,13 @@ from google.rpc import error_details_pb2, status_pb2
 from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.connection_limits import ConnectionLimits, grpc_server_options
 from spanlake.collector.errors import ExportError
-from spanlake.collector.ingest import LOGS, TRACES, Ingestor, SignalSpec
+from spanlake.collector.ingest import LOGS, METRICS, TRACES, Ingestor, SignalSpec
 
 log = logging.getLogger(__name__)
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
@@ -87,7 +88,7 @@ def make_grpc_server(
             *grpc_server_options(limits or ConnectionLimits()),
         ]
     )
-    for service, spec in ((TRACE_SERVICE, TRACES), (LOGS_SERVICE, LOGS)):
+    for service, spec in ((TRACE_SERVICE, TRACES), (LOGS_SERVICE, LOGS), (METRICS_SERVICE, METRICS)):
         method = grpc.unary_unary_rpc_method_handler(_handler(ingestor, spec, auth))  # raw bytes in and out
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": method}),))
     port = server.add_insecure_port(address)

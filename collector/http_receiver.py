@@ -1,4 +1,4 @@
-"""OTLP/HTTP receiver: POST /v1/traces and /v1/logs, protobuf or JSON, optionally gzipped.
+"""OTLP/HTTP receiver: POST /v1/traces, /v1/logs and /v1/metrics, protobuf or JSON, optionally gzipped.
 
 A router the server mounts on its HTTP app (server/http.py), beside the API when the role
 serves one.
@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from spanlake.collector.auth import DISABLED, Authenticator
 from spanlake.collector.errors import ExportError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from spanlake.collector.ingest import LOGS, TRACES, Encoding, Ingestor, SignalSpec
+from spanlake.collector.ingest import LOGS, METRICS, TRACES, Encoding, Ingestor, SignalSpec
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def make_otlp_router(
     ingestor: Ingestor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, auth: Authenticator = DISABLED
 ) -> APIRouter:
-    """POST /v1/traces and /v1/logs, for the server to mount on its HTTP app.
+    """POST /v1/traces, /v1/logs and /v1/metrics, for the server to mount on its HTTP app.
 
     With `auth` enabled, exports need a write key and are stored under its project (401/403)."""
     router = APIRouter()
@@ -127,5 +127,9 @@ def make_otlp_router(
     @router.post("/v1/logs", include_in_schema=False)
     async def logs(request: Request) -> Response:
         return await handle(LOGS, request)
+
+    @router.post("/v1/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return await handle(METRICS, request)
 
     return router

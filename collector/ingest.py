@@ -21,6 +21,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -37,26 +41,29 @@ from spanlake.collector.validate import (
     validate_logs,
     validate_traces,
 )
-from spanlake.collector.wal import KIND_LOGS, KIND_TRACES, Record, WriteAheadLog
+from spanlake.collector.validate_metrics import validate_metrics
+from spanlake.collector.wal import KIND_LOGS, KIND_METRICS, KIND_TRACES, Record, WriteAheadLog
 from spanlake.storage.layout import DEFAULT_PROJECT
 
 Encoding = Literal["protobuf", "json"]
-Signal = Literal["traces", "logs"]
+Signal = Literal["traces", "logs", "metrics"]
 
 
 @dataclass(frozen=True)
 class SignalSpec:
-    """What differs between the trace and log signals."""
+    """What differs between the trace, log and metric signals."""
 
     name: Signal
     request_type: type[Message]
     response_type: type[Message]
     wal_kind: int
-    item_noun: str  # for messages: "spans", "log records"
+    item_noun: str  # for messages: "spans", "log records", "data points"
 
 
 TRACES = SignalSpec("traces", ExportTraceServiceRequest, ExportTraceServiceResponse, KIND_TRACES, "spans")
 LOGS = SignalSpec("logs", ExportLogsServiceRequest, ExportLogsServiceResponse, KIND_LOGS, "log records")
+METRICS = SignalSpec("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse, KIND_METRICS, "data points")
+SIGNALS = (TRACES, LOGS, METRICS)
 
 # --- OTLP/JSON ------------------------------------------------------------------------
 # OTLP/JSON differs from proto3 JSON in one way that matters here: trace and span ids are
@@ -89,20 +96,51 @@ def _each(obj: dict[str, Any], *keys: str) -> list[Any]:
     return []
 
 
+_JSON_PATHS: dict[str, tuple[str, str, str]] = {  # top-level list, scoped list, item list
+    "traces": ("resourceSpans", "scopeSpans", "spans"),
+    "logs": ("resourceLogs", "scopeLogs", "logRecords"),
+    "metrics": ("resourceMetrics", "scopeMetrics", "metrics"),
+}
+_SNAKE = {
+    "resourceSpans": "resource_spans",
+    "scopeSpans": "scope_spans",
+    "resourceLogs": "resource_logs",
+    "scopeLogs": "scope_logs",
+    "logRecords": "log_records",
+    "resourceMetrics": "resource_metrics",
+    "scopeMetrics": "scope_metrics",
+    "dataPoints": "data_points",
+    "exponentialHistogram": "exponential_histogram",
+}
+_METRIC_DATA = ("gauge", "sum", "histogram", "exponentialHistogram", "summary")
+
+
+def _fix_metric_ids(metric: dict[str, Any], where: str, scrub: Callable[[str], str]) -> None:
+    """Exemplars carry trace and span ids: hex in OTLP/JSON, as in spans."""
+    for kind in _METRIC_DATA:
+        data = metric.get(kind, metric.get(_SNAKE.get(kind, kind)))
+        if not isinstance(data, dict):
+            continue
+        for n, point in enumerate(_each(data, "dataPoints", "data_points")):
+            if isinstance(point, dict):
+                for e, exemplar in enumerate(_each(point, "exemplars")):
+                    if isinstance(exemplar, dict):
+                        _hex_ids_to_base64(exemplar, f"{where}.{kind}.dataPoints[{n}].exemplars[{e}]", scrub)
+
+
 def _fix_json_ids(doc: Any, signal: Signal, scrub: Callable[[str], str]) -> None:
     if not isinstance(doc, dict):
         raise InvalidRequest("the request body must be a JSON object")
-    top, scoped, items = (
-        ("resourceSpans", "scopeSpans", "spans") if signal == "traces" else ("resourceLogs", "scopeLogs", "logRecords")
-    )
-    snake = {"resourceSpans": "resource_spans", "scopeSpans": "scope_spans", "resourceLogs": "resource_logs"}
-    snake |= {"scopeLogs": "scope_logs", "logRecords": "log_records"}
-    for i, r in enumerate(_each(doc, top, snake[top])):
-        for j, s in enumerate(_each(r, scoped, snake[scoped]) if isinstance(r, dict) else []):
-            for k, item in enumerate(_each(s, items, snake.get(items, items)) if isinstance(s, dict) else []):
+    top, scoped, items = _JSON_PATHS[signal]
+    for i, r in enumerate(_each(doc, top, _SNAKE[top])):
+        for j, s in enumerate(_each(r, scoped, _SNAKE[scoped]) if isinstance(r, dict) else []):
+            for k, item in enumerate(_each(s, items, _SNAKE.get(items, items)) if isinstance(s, dict) else []):
                 if not isinstance(item, dict):
                     continue
                 where = f"{top}[{i}].{scoped}[{j}].{items}[{k}]"
+                if signal == "metrics":
+                    _fix_metric_ids(item, where, scrub)
+                    continue
                 _hex_ids_to_base64(item, where, scrub)
                 for n, link in enumerate(_each(item, "links")):
                     if isinstance(link, dict):
@@ -136,10 +174,15 @@ def response_for(spec: SignalSpec, verdict: Verdict) -> Message:
         ps = resp.partial_success
         if spec.name == "traces":
             ps.rejected_spans = verdict.rejected
+        elif spec.name == "metrics":
+            ps.rejected_data_points = verdict.rejected
         else:
             ps.rejected_log_records = verdict.rejected
         ps.error_message = verdict.message
     return resp
+
+
+_VALIDATORS = {"traces": validate_traces, "logs": validate_logs, "metrics": validate_metrics}
 
 
 class Ingestor:
@@ -158,8 +201,8 @@ class Ingestor:
         self.max_past_s = max_past_s
         self.redactor = redactor
         self.default_project = default_project  # decides which redaction rules apply, as in the lake
-        self.accepted = {"traces": 0, "logs": 0}
-        self.rejected = {"traces": 0, "logs": 0}
+        self.accepted = {spec.name: 0 for spec in SIGNALS}
+        self.rejected = {spec.name: 0 for spec in SIGNALS}
         self.stats = IngestStats()  # for /metrics (the receivers count requests and refusals)
 
     def _parse_redacted(
@@ -181,7 +224,7 @@ class Ingestor:
             request, redaction = parse_request(body, encoding, spec), None
         else:  # regexes over every string: off the event loop
             request, redaction = await asyncio.to_thread(self._parse_redacted, spec, body, encoding, project, rules)
-        validate = validate_traces if spec.name == "traces" else validate_logs
+        validate = _VALIDATORS[spec.name]
         window = {"max_future_s": self.max_future_s, "max_past_s": self.max_past_s}
         verdict = validate(request, project, **window)  # type: ignore[arg-type]
         if redaction is not None and redaction.rejected:

@@ -139,6 +139,7 @@ def describe(rules: RuleSet) -> str:
 
 ID_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})  # opaque binary ids, stored as hex
 PROJECT_REJECTED = "with a project name that a redaction rule matches"
+_RESOURCES = {"traces": "resource_spans", "logs": "resource_logs", "metrics": "resource_metrics"}
 _PROJECT_KEYS = (A.RESOURCE_PROJECT, A.OI_PROJECT_NAME)  # in resource_project's order
 _STRING, _BYTES, _MESSAGE = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES, FieldDescriptor.TYPE_MESSAGE
 _KEY_VALUE, _ANY_VALUE = KeyValue.DESCRIPTOR, AnyValue.DESCRIPTOR
@@ -165,7 +166,7 @@ class Redaction:
 def redact_request(
     request: Message, signal: str, rules: RuleSet, project: str | None, default_project: str
 ) -> Redaction:
-    """Rewrite an ExportTraceServiceRequest or ExportLogsServiceRequest in place.
+    """Rewrite an ExportTraceServiceRequest, ExportLogsServiceRequest or ExportMetricsServiceRequest in place.
 
     `project` is the project an API key pins the request to; without one each resource's
     own project attribute decides (as in the lake). Every string and bytes field is
@@ -175,8 +176,7 @@ def redact_request(
     """
     request.DiscardUnknownFields()
     result = Redaction()
-    logs = signal == "logs"
-    entries = request.resource_logs if logs else request.resource_spans  # type: ignore[attr-defined]
+    entries = getattr(request, _RESOURCES[signal])
     refused = []
     for i, entry in enumerate(entries):
         deciding = None if project else deciding_project(entry.resource.attributes)
@@ -192,7 +192,7 @@ def redact_request(
         if not project and _project_of(entry) != (proj if deciding is not None else ""):
             refused.append(i)  # a rewritten key now names a project: store nothing rather than guess
     for i in reversed(refused):
-        result.rejected += _items(entries[i], logs)
+        result.rejected += _items(entries[i], signal)
         del entries[i]
     return result
 
@@ -216,9 +216,17 @@ def _project_of(entry: Message) -> str:
     return "" if deciding is None else deciding.value.string_value
 
 
-def _items(entry: Message, logs: bool) -> int:
-    if logs:
+def _items(entry: Message, signal: str) -> int:
+    """Items of one resource entry, as partial_success counts them (spans, log records, data points)."""
+    if signal == "logs":
         return sum(len(s.log_records) for s in entry.scope_logs)  # type: ignore[attr-defined]
+    if signal == "metrics":
+        return sum(
+            len(getattr(m, kind).data_points)
+            for s in entry.scope_metrics  # type: ignore[attr-defined]
+            for m in s.metrics
+            if (kind := m.WhichOneof("data"))
+        )
     return sum(len(s.spans) for s in entry.scope_spans)  # type: ignore[attr-defined]
 
 

@@ -26,6 +26,7 @@ MIGRATIONS: dict[int, str] = {
     1: "Initial schema: the `spans` and `logs` tables as listed above. Nothing to migrate.",
     2: "Added the `labels` table (new folder `lake/labels/`). Existing span and log files are unchanged.",
     3: "Added the `dataset_events` table (new folder `lake/dataset_events/`). Existing files are unchanged.",
+    4: "Added the `metrics` table (new folder `lake/metrics/`): OTLP metric data points. Existing files are unchanged.",
 }
 
 HEADER = """\
@@ -105,12 +106,14 @@ def anyvalue_section() -> list[str]:
 def views_section() -> list[str]:
     out = ["## Views (`spanlake query`, `storage.reader.Lake`)", ""]
     out += [
-        "- `spans_raw`, `logs_raw`: every stored row, re-sent duplicates included, with the partition keys.",
+        "- `spans_raw`, `logs_raw`, `metrics_raw`: every stored row, re-sent duplicates included, with the "
+        "partition keys.",
         "- `spans`: one row per (`project`, `trace_id`, `span_id`), all `spans_raw` columns plus:",
         "",
         *column_table(S.SPANS_DERIVED),
         "",
         "- `logs`: one row per (`project`, `record_id`), the `logs_raw` columns.",
+        "- `metrics`: one row per (`project`, `point_id`), the `metrics_raw` columns.",
         "- `traces`: one row per (`project`, `trace_id`), from `spans`:",
         "",
         *column_table(S.TRACES_COLUMNS),

@@ -71,7 +71,7 @@ def _span_problem(span: Any, min_ns: int, max_ns: int) -> str | None:
     return None
 
 
-_BAD_PROJECT = "with an invalid project name (letters, digits, '_', '.', '-'; at most 64)"
+BAD_PROJECT = "with an invalid project name (letters, digits, '_', '.', '-'; at most 64)"
 
 
 def _validate(
@@ -89,7 +89,7 @@ def _validate(
         if project_override is None:
             project = resource_project(key_values(resource_entry.resource.attributes))
             if not valid_project(project):
-                bad_project = _BAD_PROJECT
+                bad_project = BAD_PROJECT
         for scope_entry in scopes_of(resource_entry):
             items = items_of(scope_entry)
             if bad_project:
@@ -108,11 +108,13 @@ def _validate(
     return verdict
 
 
-def _max_ns(now_ns: int | None, max_future_s: int) -> int:
+def max_time_ns(now_ns: int | None, max_future_s: int) -> int:
+    """The latest time accepted: now plus the future window."""
     return (time.time_ns() if now_ns is None else now_ns) + max_future_s * 10**9
 
 
-def _min_ns(now_ns: int | None, max_past_s: int) -> int:
+def min_time_ns(now_ns: int | None, max_past_s: int) -> int:
+    """The earliest time accepted: now minus the past window (MIN_TIME_NS when unbounded)."""
     if max_past_s <= 0:
         return MIN_TIME_NS
     return max(MIN_TIME_NS, (time.time_ns() if now_ns is None else now_ns) - max_past_s * 10**9)
@@ -126,14 +128,14 @@ def validate_traces(
     max_past_s: int = DEFAULT_MAX_PAST_S,
 ) -> Verdict:
     """Remove invalid spans from `request` in place and report what was removed."""
-    min_ns = _min_ns(now_ns, max_past_s)
+    min_ns = min_time_ns(now_ns, max_past_s)
     return _validate(
         request.resource_spans,
         lambda rs: rs.scope_spans,
         lambda ss: ss.spans,
         lambda span, max_ns: _span_problem(span, min_ns, max_ns),
         project_override,
-        _max_ns(now_ns, max_future_s),
+        max_time_ns(now_ns, max_future_s),
     )
 
 
@@ -157,12 +159,12 @@ def validate_logs(
     max_past_s: int = DEFAULT_MAX_PAST_S,
 ) -> Verdict:
     """Remove invalid log records from `request` in place and report what was removed."""
-    min_ns = _min_ns(now_ns, max_past_s)
+    min_ns = min_time_ns(now_ns, max_past_s)
     return _validate(
         request.resource_logs,
         lambda rl: rl.scope_logs,
         lambda sl: sl.log_records,
         lambda rec, max_ns: _log_problem(rec, min_ns, max_ns),
         project_override,
-        _max_ns(now_ns, max_future_s),
+        max_time_ns(now_ns, max_future_s),
     )

@@ -43,6 +43,7 @@ KIND_TRACES = 1
 KIND_LOGS = 2
 KIND_LABELS = 3  # body: a JSON array of label events (server/api/labels.py)
 KIND_DATASETS = 4  # body: a JSON array of dataset membership events (server/api/datasets.py)
+KIND_METRICS = 5  # body: a serialized ExportMetricsServiceRequest
 
 _FRAME = struct.Struct("<II")
 _HEAD = struct.Struct("<BQH")

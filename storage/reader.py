@@ -11,11 +11,13 @@ included) into the Arrow scan. The views are the same either way.
 Every view includes the rows of the late-arrival area (storage.late) with the table's.
 
 Views:
-  spans_raw, logs_raw  every stored row, including re-sent duplicates
+  spans_raw, logs_raw, metrics_raw
+                       every stored row, including re-sent duplicates
   spans_raw_once       the rows of spans_raw known to be distinct (see split_unique_files)
   spans_raw_rest       the other rows of spans_raw (de-duplicate these)
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
   logs                 one row per distinct log record
+  metrics              one row per distinct metric data point (project, point_id)
   duplicate_calls      one row per LLM span that repeats a call a client's own span counts
                        (project, trace_id, span_id, parent_span_id, duplicate_of: storage.call_pairs)
   labels               one row per label event (feedback, reviews, judges); history kept
@@ -51,7 +53,7 @@ from spanlake.storage.late import (
 )
 from spanlake.storage.layout import COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir
 from spanlake.storage.objectstore import FileEntry
-from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, SPANS, Table
+from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, METRICS, SPANS, Table
 
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
@@ -61,11 +63,15 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.date32(): "DATE",
     pa.list_(pa.string()): "VARCHAR[]",
+    pa.list_(pa.int64()): "BIGINT[]",
+    pa.list_(pa.float64()): "DOUBLE[]",
 }
 
 HIVE_TYPES = "{'project': VARCHAR, 'date': DATE, 'hour': INTEGER}"
 ROOT_PREDICATE = "(parent_span_id IS NULL OR (coalesce(flags, 0) & 768) = 768)"  # 768: parent is remote
 GENAI_CATEGORIES = "('llm', 'embedding')"
+# Each metric data point once: a re-sent request repeats its points' ids.
+METRICS_VIEW = "CREATE OR REPLACE VIEW metrics AS SELECT DISTINCT ON (project, point_id) * FROM metrics_raw"
 COUNTED = "duplicate_of IS NULL"  # not a second span of a call a client's own span counts
 GENAI_CALL = f"(category IN {GENAI_CATEGORIES} AND {COUNTED})"
 
@@ -294,6 +300,7 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
     logs_sql = sources.get(LOGS.name) or source_sql(data_dir, LOGS)
     labels_sql = sources.get(LABELS.name) or source_sql(data_dir, LABELS)
     datasets_sql = sources.get(DATASET_EVENTS.name) or source_sql(data_dir, DATASET_EVENTS)
+    metrics_sql = sources.get(METRICS.name) or source_sql(data_dir, METRICS)
     return [
         *MACRO_DDL,  # first: views use them
         f"CREATE OR REPLACE VIEW spans_raw_once AS {sources['spans_raw_once']}",
@@ -310,6 +317,8 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         "FROM (SELECT * FROM spans_raw_once UNION ALL "
         "SELECT DISTINCT ON (project, trace_id, span_id) * FROM spans_raw_rest)",
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
+        f"CREATE OR REPLACE VIEW metrics_raw AS {metrics_sql}",
+        METRICS_VIEW,
         f"CREATE OR REPLACE VIEW duplicate_calls AS {duplicates_sql()}",
         f"""CREATE OR REPLACE VIEW traces AS
         SELECT project, trace_id,
@@ -362,7 +371,7 @@ class Lake:
             con.register(name, dataset)
             return remote_source_sql(name, table, True)
 
-        for table in (SPANS, LOGS, LABELS, DATASET_EVENTS):
+        for table in (SPANS, LOGS, LABELS, DATASET_EVENTS, METRICS):
             late_entries = late_files(dd, table)
             late = register(f"_{table.name}_late_dataset", table, late_dataset(dd, table, late_entries))
             if table is SPANS:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_VERSION_KEY = b"spanlake.schema_version"
 TABLE_KEY = b"spanlake.table"
 
@@ -319,7 +319,62 @@ DATASET_EVENTS = Table(
     ),
 )
 
-TABLES = {t.name: t for t in (SPANS, LOGS, LABELS, DATASET_EVENTS)}
+METRICS = Table(
+    name="metrics",
+    doc=(
+        "OTLP metric data points, one row per point (GenAI client metrics such as "
+        "`gen_ai.client.token.usage` among them). Cumulative points are stored as sent, running "
+        "totals included; readers take the latest point of a series (docs/analytics.md)."
+    ),
+    partitions=PARTITIONS,
+    unique_key=("point_id",),
+    order_by=("time", "point_id"),
+    columns=(
+        Column(
+            "point_id",
+            pa.string(),
+            False,
+            "Hash of the point with its metric, scope and resource; a re-sent point counts once.",
+        ),
+        Column("metric_name", pa.string(), False, "Metric name, e.g. `gen_ai.client.token.usage`."),
+        Column("description", pa.string(), True, "Metric description, when sent."),
+        Column("unit", pa.string(), True, "Metric unit (UCUM), e.g. `{token}`, `s`."),
+        Column("kind", pa.string(), False, "gauge, sum, histogram, exponential_histogram or summary."),
+        Column("temporality", pa.string(), True, "delta or cumulative (sums and histograms); NULL otherwise."),
+        Column("monotonic", pa.bool_(), True, "Whether a sum only goes up; NULL for other kinds."),
+        Column("start_time", TIMESTAMP, True, "Start of the point's aggregation window, UTC; NULL when unset."),
+        Column("time", TIMESTAMP, False, "End of the point's window (its time), UTC; partitions the table."),
+        Column("start_time_unix_nano", pa.int64(), False, "Exact start as sent (0 when unset)."),
+        Column("time_unix_nano", pa.int64(), False, "Exact time as sent."),
+        Column("value", pa.float64(), True, "Gauge or sum value (integers as doubles); NULL for other kinds."),
+        Column("count", pa.int64(), True, "Histogram or summary: number of measurements."),
+        Column("sum", pa.float64(), True, "Histogram or summary: sum of the measurements, when sent."),
+        Column("min", pa.float64(), True, "Histogram: smallest measurement, when sent."),
+        Column("max", pa.float64(), True, "Histogram: largest measurement, when sent."),
+        Column("bucket_counts", pa.list_(pa.int64()), True, "Histogram: count per bucket (one more than the bounds)."),
+        Column("explicit_bounds", pa.list_(pa.float64()), True, "Histogram: upper bounds of the buckets but the last."),
+        Column(
+            "exponential",
+            JSON,
+            True,
+            "Exponential histogram buckets: {scale, zero_count, zero_threshold, positive: {offset, bucket_counts}, "
+            "negative: {...}}.",
+        ),
+        Column("quantiles", JSON, True, "Summary: list of {quantile, value}."),
+        Column("flags", pa.int64(), True, "OTLP data point flags (1: no recorded value)."),
+        Column("exemplars", JSON, True, "Exemplars: list of {time_unix_nano, value, trace_id, span_id, attributes}."),
+        Column("attributes", JSON, False, "The point's attributes as a JSON object."),
+        Column("resource_attributes", JSON, False, "Resource attributes as a JSON object."),
+        Column("service_name", pa.string(), True, "Resource attribute `service.name`."),
+        Column("scope_name", pa.string(), True, "Instrumentation scope name."),
+        Column("scope_version", pa.string(), True, "Instrumentation scope version."),
+        Column("scope_attributes", JSON, True, "Instrumentation scope attributes as a JSON object."),
+        Column("metric_metadata", JSON, True, "The metric's `metadata` key-values as a JSON object, when sent."),
+        Column("ingested_at", TIMESTAMP, False, "When the collector made the point durable."),
+    ),
+)
+
+TABLES = {t.name: t for t in (SPANS, LOGS, LABELS, DATASET_EVENTS, METRICS)}
 
 # Columns the `spans` view derives on read (not stored).
 SPANS_DERIVED = (
@@ -372,3 +427,4 @@ class _Names:
 
 S = _Names(SPANS)  # e.g. S.input_tokens == "input_tokens"
 L = _Names(LOGS)
+M = _Names(METRICS)

@@ -18,6 +18,8 @@ import duckdb
 import pyarrow as pa
 
 from spanlake.storage.reader import (
+    MACRO_DDL,
+    METRICS_VIEW,
     Lake,
     fetch_arrow,
     local_span_sources,
@@ -25,7 +27,7 @@ from spanlake.storage.reader import (
     retry_vanished,
     view_ddl,
 )
-from spanlake.storage.schema import LOGS, SPANS, Table
+from spanlake.storage.schema import LOGS, METRICS, SPANS, Table
 
 MAX_HOURS = 72  # longer windows list whole days
 
@@ -33,7 +35,7 @@ MAX_HOURS = 72  # longer windows list whole days
 def connect_window(
     lake: Lake, since: datetime | None, until: datetime | None, project: str | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A lake connection whose `spans_raw`/`logs_raw` read only the partitions of the hours
+    """A lake connection whose `spans_raw`/`logs_raw`/`metrics_raw` read only the partitions of the hours
     (or days) [since, until] of `project` (all projects when None); the whole lake without
     `since` or on object storage. Other views (labels, dataset events) are empty."""
     dd = lake.data_dir
@@ -48,10 +50,28 @@ def connect_window(
 
     sources = local_span_sources(dd, dirs(SPANS), project)  # with the late area's rows (storage.late)
     sources[LOGS.name] = local_table_sql(dd, LOGS, dirs(LOGS), project)
+    sources[METRICS.name] = local_table_sql(dd, METRICS, dirs(METRICS), project)
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     for stmt in view_ddl(dd, sources):
         con.execute(stmt)
+    return con
+
+
+def connect_metrics(lake: Lake, project: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection with only the `metrics_raw` and `metrics` views (of `project`, or all) and the
+    attribute macros: a metrics query never lists the span files. On object storage, the whole-lake
+    connection."""
+    dd = lake.data_dir
+    if dd.is_remote:
+        return lake.connect()
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    for stmt in MACRO_DDL:
+        con.execute(stmt)
+    dirs = None if project is None else list((dd.lake / METRICS.name).glob(f"project={project}/date=*/hour=*"))
+    con.execute(f"CREATE OR REPLACE VIEW metrics_raw AS {local_table_sql(dd, METRICS, dirs, project)}")
+    con.execute(METRICS_VIEW)
     return con
 
 

@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 
@@ -89,4 +91,36 @@ def make_logs_request(records: list[Any], resource: dict[str, Any] | None = None
     sl = rl.scope_logs.add()
     sl.scope.name = "tests"
     sl.log_records.extend(records)
+    return req
+
+
+def make_sum(
+    name: str,
+    points: list[tuple[int, int, float | int, dict[str, Any]]],
+    cumulative: bool = True,
+    monotonic: bool = True,
+    unit: str = "",
+) -> Metric:
+    """A Sum metric; each point is (start_ns, time_ns, value, attributes), ints sent as as_int."""
+    m = Metric(name=name, unit=unit)
+    m.sum.aggregation_temporality = 2 if cumulative else 1
+    m.sum.is_monotonic = monotonic
+    for start, t, value, attrs in points:
+        p = m.sum.data_points.add(start_time_unix_nano=start, time_unix_nano=t, attributes=kvs(attrs))
+        if isinstance(value, int):
+            p.as_int = value
+        else:
+            p.as_double = value
+    return m
+
+
+def make_metrics_request(
+    metrics: list[Metric], resource: dict[str, Any] | None = None, scope: str = "tests"
+) -> ExportMetricsServiceRequest:
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.extend(kvs(resource if resource is not None else {"service.name": "test-service"}))
+    sm = rm.scope_metrics.add()
+    sm.scope.name = scope
+    sm.metrics.extend(metrics)
     return req

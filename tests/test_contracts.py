@@ -25,11 +25,13 @@ from spanlake.analytics.spans import BASE_COLUMNS
 from spanlake.cli.main import cli
 from spanlake.collector import schema_doc
 from spanlake.collector.decode import decode_logs, decode_spans
+from spanlake.collector.decode_metrics import decode_metrics
 from spanlake.collector.normalize import NORMALIZED_COLUMNS, normalize, normalize_reference
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
 from spanlake.storage.schema import (
     LOGS,
+    METRICS,
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     SPANS,
@@ -42,7 +44,7 @@ from spanlake.storage.schema import (
 )
 from spanlake.storage.trace_index import index_rows
 from spanlake.storage.writer import LakeWriter, columns_to_table
-from tests.factories import any_value, kvs, make_logs_request, make_request, make_span
+from tests.factories import any_value, kvs, make_logs_request, make_metrics_request, make_request, make_span, make_sum
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = time.time_ns()
@@ -57,6 +59,8 @@ DUCKDB_TYPES = {
     pa.date32(): "DATE",
     pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
     pa.list_(pa.string()): "VARCHAR[]",
+    pa.list_(pa.int64()): "BIGINT[]",
+    pa.list_(pa.float64()): "DOUBLE[]",
 }
 
 
@@ -90,13 +94,32 @@ def logs_request():
     return make_logs_request([rec, LogRecord(observed_time_unix_nano=NOW)])
 
 
+def metrics_request():
+    """One data point of each kind: sum, gauge, histogram, exponential histogram, summary."""
+    counter = make_sum("gen_ai.client.token.usage", [(NOW - 1_000, NOW, 12, {"gen_ai.token.type": "input"})])
+    counter.sum.data_points[0].exemplars.add(time_unix_nano=NOW, as_int=3, trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    gauge = make_sum("queue", [(0, NOW, 2.5, {})])
+    gauge.gauge.data_points.extend(gauge.sum.data_points)
+    hist = make_sum("h", [])
+    hist.histogram.aggregation_temporality = 2
+    hist.histogram.data_points.add(time_unix_nano=NOW, count=2, sum=3.0, bucket_counts=[1, 1], explicit_bounds=[1.0])
+    exp = make_sum("e", [])
+    p = exp.exponential_histogram.data_points.add(time_unix_nano=NOW, count=1, sum=1.0, scale=2)
+    exp.exponential_histogram.aggregation_temporality = 1
+    p.positive.bucket_counts.append(1)
+    summary = make_sum("s", [])
+    summary.summary.data_points.add(time_unix_nano=NOW, count=1, sum=4.0).quantile_values.add(quantile=0.5, value=4.0)
+    return make_metrics_request([counter, gauge, hist, exp, summary], resource={"spanlake.project": "shop"})
+
+
 @pytest.fixture
 def lake_dir(tmp_path: Path) -> DataDir:
-    """A data directory with one spans file and one logs file written by storage.writer."""
+    """A data directory with one spans, one logs and one metrics file written by storage.writer."""
     dd = DataDir(tmp_path / "data")
     writer = LakeWriter(dd)
     writer.write_batch(SPANS, decode_spans(span_request(), NOW), "spans-1")
     writer.write_batch(LOGS, decode_logs(logs_request(), NOW), "logs-1")
+    writer.write_batch(METRICS, decode_metrics(metrics_request(), NOW), "metrics-1")
     return dd
 
 
@@ -119,10 +142,21 @@ def test_decoded_log_columns_are_the_schema_columns() -> None:
         assert len({len(v) for v in cols.values()}) == 1
 
 
+def test_decoded_metric_columns_are_the_schema_columns() -> None:
+    batch = decode_metrics(metrics_request(), NOW)
+    (cols,) = batch.values()
+    assert tuple(cols) == METRICS.names
+    assert {len(v) for v in cols.values()} == {5}  # one row per data point
+    columns_to_table(METRICS, cols)  # every value has its column's type
+    assert cols["kind"] == ["sum", "gauge", "histogram", "exponential_histogram", "summary"]
+    assert cols["value"][:2] == [12.0, 2.5] and cols["bucket_counts"][2] == [1, 1]
+    assert len(set(cols["point_id"])) == 5
+
+
 # --- writer ↔ schema ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", [SPANS, LOGS], ids=lambda t: t.name)
+@pytest.mark.parametrize("table", [SPANS, LOGS, METRICS], ids=lambda t: t.name)
 def test_parquet_files_have_exactly_the_arrow_schema(lake_dir: DataDir, table: Table) -> None:
     files = sorted((lake_dir.lake / table.name).rglob("*.parquet"))
     assert files
@@ -155,6 +189,9 @@ def test_views_expose_every_schema_column_with_its_type(lake_dir: DataDir, tmp_p
     assert describe(lake, "spans") == spans_raw + expected_view(SPANS_DERIVED)
     assert describe(lake, "logs_raw") == logs_raw
     assert describe(lake, "logs") == logs_raw
+    metrics_raw = expected_view(METRICS.all_columns)
+    assert describe(lake, "metrics_raw") == metrics_raw
+    assert describe(lake, "metrics") == metrics_raw
     assert describe(lake, "traces") == expected_view(TRACES_COLUMNS)
 
 
@@ -166,6 +203,9 @@ def test_views_read_back_what_was_written(lake_dir: DataDir) -> None:
         {"name": "chat gpt-4o", "project": "shop", "category": "llm", "input_tokens": 10, "finish_reasons": ["stop"]},
     ]
     assert lake.query("SELECT count(*) AS n FROM logs").to_pylist() == [{"n": 2}]
+    assert lake.query("SELECT metric_name, value FROM metrics WHERE kind = 'sum'").to_pylist() == [
+        {"metric_name": "gen_ai.client.token.usage", "value": 12.0}
+    ]
     assert lake.query("SELECT span_count, is_complete FROM traces").to_pylist() == [
         {"span_count": 2, "is_complete": True}
     ]
@@ -225,7 +265,7 @@ def test_schema_doc_is_generated_from_the_schema() -> None:
 
 def test_schema_doc_covers_every_column_and_version() -> None:
     doc = schema_doc.render()
-    for c in (*SPANS.all_columns, *LOGS.all_columns, *SPANS_DERIVED, *TRACES_COLUMNS):
+    for c in (*SPANS.all_columns, *LOGS.all_columns, *METRICS.all_columns, *SPANS_DERIVED, *TRACES_COLUMNS):
         assert f"| `{c.name}` |" in doc
     assert set(schema_doc.MIGRATIONS) == set(range(1, SCHEMA_VERSION + 1))
     assert "## Schema versions and migrations" in doc

@@ -3,13 +3,18 @@
 Run in its own process (instrumentors patch the openai module globally):
 
     python tests/collector/instrumented_client.py LIBRARY --openai-url URL --otlp ENDPOINT \
-        --protocol grpc|http --project NAME
+        --protocol grpc|http --project NAME [--metrics]
 
 LIBRARY is `openai_v2` (opentelemetry-instrumentation-openai-v2), `openinference`
 (openinference-instrumentation-openai) or `traceloop` (opentelemetry-instrumentation-openai);
 the library's own settings come from the environment. Each scenario runs under a parent span
 named `scenario <name>`; stdout gets one JSON object: library versions and, per scenario, the
 trace id. The scenarios' inputs are the SCENARIOS constants, which the tests import.
+
+With `--metrics` (openai_v2 only: the library that records GenAI metrics) a MeterProvider
+exports the library's metrics too, with the standard OTLP metric exporter, after every
+scenario and at shutdown: cumulative totals, exported again and again, as an app's periodic
+reader would.
 """
 
 from __future__ import annotations
@@ -74,7 +79,24 @@ def _providers(endpoint: str, protocol: str, resource: dict[str, str]) -> tuple[
     return tracer_provider, logger_provider
 
 
-def _instrument(library: str, tracer_provider: Any, logger_provider: Any) -> None:
+def _meter_provider(endpoint: str, protocol: str, resource: dict[str, str]) -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter(endpoint=endpoint, insecure=True)
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+        exporter = HttpExporter(endpoint=f"{endpoint}/v1/metrics")
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)  # exports on force_flush
+    return MeterProvider(resource=Resource.create(resource), metric_readers=[reader])
+
+
+def _instrument(library: str, tracer_provider: Any, logger_provider: Any, meter_provider: Any = None) -> None:
     if library == "openai_v2":
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
     elif library == "openinference":
@@ -87,7 +109,8 @@ def _instrument(library: str, tracer_provider: Any, logger_provider: Any) -> Non
         return
     else:
         raise SystemExit(f"unknown library {library}")
-    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
+    extra = {"meter_provider": meter_provider} if meter_provider is not None else {}
+    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider, **extra)
 
 
 def _run(name: str, client: Any) -> None:
@@ -136,12 +159,13 @@ def main() -> None:
     parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
     parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
     parser.add_argument("--project", required=True)
+    parser.add_argument("--metrics", action="store_true", help="export the library's metrics too")
     args = parser.parse_args()
 
-    tracer_provider, logger_provider = _providers(
-        args.otlp, args.protocol, {"service.name": f"it-{args.library}", "spanlake.project": args.project}
-    )
-    _instrument(args.library, tracer_provider, logger_provider)
+    resource = {"service.name": f"it-{args.library}", "spanlake.project": args.project}
+    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
+    meter_provider = _meter_provider(args.otlp, args.protocol, resource) if args.metrics else None
+    _instrument(args.library, tracer_provider, logger_provider, meter_provider)
     import openai
 
     client = openai.OpenAI(base_url=args.openai_url, api_key="sk-fake", max_retries=0)
@@ -151,6 +175,10 @@ def main() -> None:
         with tracer.start_as_current_span(f"scenario {name}") as span:
             traces[name] = format(span.get_span_context().trace_id, "032x")
             _run(name, client)
+        if meter_provider is not None and not meter_provider.force_flush():
+            raise SystemExit(f"metric export failed after {name}")
+    if meter_provider is not None:
+        meter_provider.shutdown()
     tracer_provider.shutdown()
     logger_provider.shutdown()
     packages = [PACKAGES[args.library], "openai", "opentelemetry-sdk"]

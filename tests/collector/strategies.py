@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 NOW = time.time_ns()
@@ -131,4 +134,79 @@ def log_requests(draw: st.DrawFn) -> ExportLogsServiceRequest:
         if draw(st.booleans()):
             rec.body.CopyFrom(draw(any_values))
         sl.log_records.append(rec)
+    return req
+
+
+floats = st.floats(allow_nan=True, allow_infinity=True)
+counts = st.one_of(st.integers(min_value=0, max_value=20), UINT64)
+
+
+@st.composite
+def _point_common(draw: st.DrawFn, point: Any) -> None:
+    point.time_unix_nano = draw(timestamps)
+    point.start_time_unix_nano = draw(st.one_of(st.just(0), timestamps))
+    point.attributes.extend(draw(key_values))
+    point.flags = draw(st.integers(min_value=0, max_value=3))
+    if hasattr(point, "exemplars"):
+        for _ in range(draw(st.integers(min_value=0, max_value=1))):
+            ex = point.exemplars.add(time_unix_nano=draw(timestamps), trace_id=draw(trace_ids), span_id=draw(span_ids))
+            ex.filtered_attributes.extend(draw(key_values))
+            if draw(st.booleans()):
+                ex.as_double = draw(floats)
+
+
+@st.composite
+def metrics(draw: st.DrawFn) -> Metric:
+    """A metric of any kind with 0-3 points: values, counts and buckets consistent or not."""
+    m = Metric(name=draw(st.one_of(st.just("gen_ai.client.token.usage"), st.text(max_size=15))))
+    m.unit = draw(st.text(max_size=5))
+    kind = draw(st.sampled_from(["gauge", "sum", "histogram", "exponential_histogram", "summary", None]))
+    if kind is None:
+        return m
+    data = getattr(m, kind)
+    if kind != "gauge" and kind != "summary":
+        data.aggregation_temporality = draw(st.integers(min_value=0, max_value=3))
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        p = data.data_points.add()
+        draw(_point_common(p))
+        if kind in ("gauge", "sum"):
+            choice = draw(st.sampled_from(["int", "double", "none"]))
+            if choice == "int":
+                p.as_int = draw(INT64)
+            elif choice == "double":
+                p.as_double = draw(floats)
+            continue
+        buckets = draw(st.lists(st.integers(min_value=0, max_value=5), max_size=4))
+        p.count = draw(st.one_of(st.just(sum(buckets)), counts))
+        if draw(st.booleans()) or kind == "summary":
+            p.sum = draw(floats)
+        if kind == "summary":
+            for _ in range(draw(st.integers(min_value=0, max_value=2))):
+                p.quantile_values.add(quantile=draw(floats), value=draw(floats))
+            continue
+        if draw(st.booleans()):
+            p.min, p.max = draw(floats), draw(floats)
+        if kind == "histogram":
+            p.bucket_counts.extend(buckets)
+            p.explicit_bounds.extend(draw(st.lists(floats, min_size=max(0, len(buckets) - 1), max_size=len(buckets))))
+        else:
+            p.scale = draw(st.integers(min_value=-10, max_value=20))
+            p.positive.offset = draw(st.integers(min_value=-(2**31), max_value=2**31 - 1))
+            p.positive.bucket_counts.extend(buckets)
+            p.zero_count = draw(st.integers(min_value=0, max_value=2))
+            p.zero_threshold = draw(floats)
+    return m
+
+
+@st.composite
+def metric_requests(draw: st.DrawFn) -> ExportMetricsServiceRequest:
+    req = ExportMetricsServiceRequest()
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        rm = req.resource_metrics.add()
+        rm.resource.attributes.extend(draw(key_values))
+        if draw(st.booleans()):
+            rm.resource.attributes.add(key="spanlake.project", value=AnyValue(string_value=draw(st.text(max_size=70))))
+        sm = rm.scope_metrics.add()
+        sm.scope.name = draw(st.text(max_size=10))
+        sm.metrics.extend(draw(st.lists(metrics(), max_size=3)))
     return req

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 
 import grpc
 import httpx
@@ -14,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from spanlake.collector.grpc_receiver import TRACE_SERVICE
+from spanlake.collector.grpc_receiver import METRICS_SERVICE, TRACE_SERVICE
 from tests.conftest import RunningCollector, start_collector
-from tests.factories import make_request, make_span
+from tests.factories import make_metrics_request, make_request, make_span, make_sum
 
 PROTOBUF = "application/x-protobuf"
 
@@ -30,9 +31,9 @@ def http_error(r: httpx.Response) -> str:
     return status_pb2.Status.FromString(r.content).message
 
 
-def grpc_export(collector: RunningCollector, body: bytes) -> bytes:
+def grpc_export(collector: RunningCollector, body: bytes, service: str = TRACE_SERVICE) -> bytes:
     with grpc.insecure_channel(collector.grpc) as channel:
-        call = channel.unary_unary(f"/{TRACE_SERVICE}/Export")  # raw bytes in and out
+        call = channel.unary_unary(f"/{service}/Export")  # raw bytes in and out
         return call(body, timeout=10)
 
 
@@ -54,34 +55,60 @@ def assert_still_serving(collector: RunningCollector) -> None:
 
 
 SPAN = make_request([make_span("x")]).SerializeToString()
-CASES = [
-    # name, body, headers, status, message fragment
-    ("random bytes", b"\xff\xfe\xfd\x00\x01garbage", {"Content-Type": PROTOBUF}, 400, "not a valid OTLP protobuf"),
-    ("truncated protobuf", SPAN[: len(SPAN) // 2], {"Content-Type": PROTOBUF}, 400, "not a valid OTLP protobuf"),
-    ("invalid json", b'{"resourceSpans": [', {"Content-Type": "application/json"}, 400, "not valid JSON"),
-    ("json not an object", b"[1, 2]", {"Content-Type": "application/json"}, 400, "must be a JSON object"),
-    (
-        "json bad hex id",
-        json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}).encode(),
-        {"Content-Type": "application/json"},
-        400,
-        "is not valid hex",
-    ),
-    ("json wrong type", b'{"resourceSpans": 5}', {"Content-Type": "application/json"}, 400, "must be an array"),
-    ("invalid utf-8 in json", b'{"a": "\xff\xfe"}', {"Content-Type": "application/json"}, 400, "not valid JSON"),
-    ("missing content type", SPAN, {}, 415, "unsupported Content-Type 'none'"),
-    ("wrong content type", SPAN, {"Content-Type": "text/plain"}, 415, "unsupported Content-Type 'text/plain'"),
-    ("bad gzip", b"\x1f\x8bnot really", {"Content-Type": PROTOBUF, "Content-Encoding": "gzip"}, 400, "not valid gzip"),
-    ("truncated gzip", gzip.compress(SPAN)[:-10], {"Content-Type": PROTOBUF, "Content-Encoding": "gzip"}, 400, "gzip"),
-    ("unknown encoding", SPAN, {"Content-Type": PROTOBUF, "Content-Encoding": "zstd"}, 415, "Content-Encoding"),
-]
+POINT = make_metrics_request([make_sum("m", [(0, time.time_ns(), 1, {})])]).SerializeToString()
+BAD_EXEMPLAR = {"exemplars": [{"traceId": "zz"}]}
+BAD_METRIC_JSON = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"sum": {"dataPoints": [BAD_EXEMPLAR]}}]}]}]}
+# (path, valid body, top-level JSON key) per signal: the same refusals on every OTLP endpoint.
+SIGNALS = {"traces": ("/v1/traces", SPAN, "resourceSpans"), "metrics": ("/v1/metrics", POINT, "resourceMetrics")}
 
 
-@pytest.mark.parametrize(("name", "body", "headers", "status", "fragment"), CASES, ids=[c[0] for c in CASES])
+def cases(signal: str) -> list[tuple[str, str, bytes, dict[str, str], int, str]]:
+    """(path, name, body, headers, status, message fragment) of the bad requests for one signal."""
+    path, body, top = SIGNALS[signal]
+    json_type = {"Content-Type": "application/json"}
+    out = [
+        ("random bytes", b"\xff\xfe\xfd\x00\x01garbage", {"Content-Type": PROTOBUF}, 400, "not a valid OTLP protobuf"),
+        ("truncated protobuf", body[: len(body) // 2], {"Content-Type": PROTOBUF}, 400, "not a valid OTLP protobuf"),
+        ("invalid json", f'{{"{top}": ['.encode(), json_type, 400, "not valid JSON"),
+        ("json not an object", b"[1, 2]", json_type, 400, "must be a JSON object"),
+        ("json wrong type", f'{{"{top}": 5}}'.encode(), json_type, 400, "must be an array"),
+        ("invalid utf-8 in json", b'{"a": "\xff\xfe"}', json_type, 400, "not valid JSON"),
+        ("missing content type", body, {}, 415, "unsupported Content-Type 'none'"),
+        ("wrong content type", body, {"Content-Type": "text/plain"}, 415, "unsupported Content-Type 'text/plain'"),
+        (
+            "bad gzip",
+            b"\x1f\x8bnot really",
+            {"Content-Type": PROTOBUF, "Content-Encoding": "gzip"},
+            400,
+            "not valid gzip",
+        ),
+        (
+            "truncated gzip",
+            gzip.compress(body)[:-10],
+            {"Content-Type": PROTOBUF, "Content-Encoding": "gzip"},
+            400,
+            "gzip",
+        ),
+        ("unknown encoding", body, {"Content-Type": PROTOBUF, "Content-Encoding": "zstd"}, 415, "Content-Encoding"),
+    ]
+    if signal == "traces":
+        spans = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}
+        out.append(("json bad hex id", json.dumps(spans).encode(), json_type, 400, "is not valid hex"))
+    else:
+        out.append(("json bad exemplar id", json.dumps(BAD_METRIC_JSON).encode(), json_type, 400, "is not valid hex"))
+    return [(path, *c) for c in out]
+
+
+CASES = [c for signal in SIGNALS for c in cases(signal)]
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "body", "headers", "status", "fragment"), CASES, ids=[f"{c[0]} {c[1]}" for c in CASES]
+)
 def test_http_bad_input(
-    seeded: RunningCollector, name: str, body: bytes, headers: dict[str, str], status: int, fragment: str
+    seeded: RunningCollector, path: str, name: str, body: bytes, headers: dict[str, str], status: int, fragment: str
 ) -> None:
-    r = httpx.post(f"{seeded.http}/v1/traces", content=body, headers=headers)
+    r = httpx.post(f"{seeded.http}{path}", content=body, headers=headers)
     assert r.status_code == status, r.text
     assert fragment in http_error(r)
     assert_still_serving(seeded)
@@ -95,6 +122,11 @@ def test_invalid_utf8_in_protobuf_string(seeded: RunningCollector) -> None:
     with pytest.raises(grpc.RpcError) as err:
         grpc_export(seeded, body)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    metrics = make_metrics_request([make_sum("NAME", [(0, time.time_ns(), 1, {})])]).SerializeToString()
+    with pytest.raises(grpc.RpcError) as err:
+        grpc_export(seeded, metrics.replace(b"NAME", b"\xff\xfe\xfd\xfc"), METRICS_SERVICE)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid OTLP protobuf ExportMetricsServiceRequest" in err.value.details()
     assert_still_serving(seeded)
 
 
@@ -141,21 +173,22 @@ def test_invalid_project_name_is_rejected(seeded: RunningCollector) -> None:
     assert_still_serving(seeded)
 
 
-def test_oversized_bodies(tmp_path) -> None:
+@pytest.mark.parametrize("path", ["/v1/traces", "/v1/metrics"])
+def test_oversized_bodies(tmp_path, path: str) -> None:
     running, stop = start_collector(
         tmp_path / "d", max_body_bytes=64 * 1024, max_message_bytes=64 * 1024, max_pending_bytes=1024 * 1024
     )
     try:
         big = make_request([make_span("big", attributes={"blob": "x" * 100_000})]).SerializeToString()
-        r = httpx.post(f"{running.http}/v1/traces", content=big, headers={"Content-Type": PROTOBUF})
+        r = httpx.post(f"{running.http}{path}", content=big, headers={"Content-Type": PROTOBUF})
         assert r.status_code == 413 and "over the 65536 byte limit" in http_error(r)
         bomb = gzip.compress(b"\x00" * (10 * 1024 * 1024))  # 10 KiB on the wire, 10 MiB inflated
         r = httpx.post(
-            f"{running.http}/v1/traces", content=bomb, headers={"Content-Type": PROTOBUF, "Content-Encoding": "gzip"}
+            f"{running.http}{path}", content=bomb, headers={"Content-Type": PROTOBUF, "Content-Encoding": "gzip"}
         )
         assert r.status_code == 413 and "decompressed body is over" in http_error(r)
         with pytest.raises(grpc.RpcError) as err:
-            grpc_export(running, big)
+            grpc_export(running, big, METRICS_SERVICE if path == "/v1/metrics" else TRACE_SERVICE)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # gRPC's own limit; no RetryInfo: not retried
         assert httpx.get(f"{running.http}/health").status_code == 200
     finally:
@@ -167,12 +200,15 @@ def test_oversized_bodies(tmp_path) -> None:
     body=st.binary(max_size=300),
     content_type=st.sampled_from([PROTOBUF, "application/json", "application/json; charset=utf-8", "", "x/y"]),
     encoding=st.sampled_from(["", "gzip", "identity"]),
+    path=st.sampled_from(["/v1/traces", "/v1/logs", "/v1/metrics"]),
 )
-def test_http_never_answers_5xx(collector: RunningCollector, body: bytes, content_type: str, encoding: str) -> None:
+def test_http_never_answers_5xx(
+    collector: RunningCollector, body: bytes, content_type: str, encoding: str, path: str
+) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     if encoding:
         headers["Content-Encoding"] = encoding
-    r = httpx.post(f"{collector.http}/v1/traces", content=body, headers=headers)
+    r = httpx.post(f"{collector.http}{path}", content=body, headers=headers)
     assert r.status_code in (200, 400, 413, 415)
     if r.status_code != 200:
         assert http_error(r)

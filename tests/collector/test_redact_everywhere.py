@@ -1,8 +1,9 @@
 """Redaction holds for every string the collector writes (issue 14, item 4).
 
-A secret is planted in every string and bytes field of every OTLP message type of both
-signals (resource, entity refs, scope, span, event, link, status, log record, attribute keys,
-attribute values of every kind, nested arrays and maps, log bodies), as an unknown protobuf
+A secret is planted in every string and bytes field of every OTLP message type of the three
+signals (resource, entity refs, scope, span, event, link, status, log record, metric, data
+points of every kind, exemplars, attribute keys, attribute values of every kind, nested
+arrays and maps, log bodies), as an unknown protobuf
 field of every message, and in the project attributes in every shape that does not decide
 the project. The requests go through every transport (HTTP protobuf, HTTP protobuf gzip,
 HTTP JSON, gRPC) to a real collector, with and without an API key pinning the project; then
@@ -34,6 +35,10 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -58,6 +63,18 @@ builtin = ["email", "api_key", "card_number"]
 patterns = [{ name = "order", regex = "ORD-[0-9]{6}" }]
 """
 TRANSPORTS = ("http-protobuf", "http-gzip", "http-json", "grpc")
+SIGNALS = ("traces", "logs", "metrics")
+REQUESTS = {
+    "traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, "resource_spans", "trace.v1.TraceService"),
+    "logs": (ExportLogsServiceRequest, ExportLogsServiceResponse, "resource_logs", "logs.v1.LogsService"),
+    "metrics": (
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        "resource_metrics",
+        "metrics.v1.MetricsService",
+    ),
+}
+METRIC_KINDS = ("gauge", "sum", "histogram", "exponential_histogram")  # `plant` leaves a metric a summary
 UNKNOWN_FIELD = 999  # no OTLP message uses it
 
 
@@ -131,13 +148,19 @@ def valid_ids_and_times(msg: Message) -> None:
         if "trace_id" in names:
             item.trace_id, item.span_id = os.urandom(16), os.urandom(8)
         if "start_time_unix_nano" in names:
-            item.start_time_unix_nano, item.end_time_unix_nano = now, now + 1000
+            item.start_time_unix_nano = now
+        if "end_time_unix_nano" in names:
+            item.end_time_unix_nano = now + 1000
         if "time_unix_nano" in names:
             item.time_unix_nano = now
         if "observed_time_unix_nano" in names:
             item.observed_time_unix_nano = now
         if "parent_span_id" in names:
             item.parent_span_id = b""
+        if "aggregation_temporality" in names:
+            item.aggregation_temporality = 1  # delta
+        if "as_int" in names:
+            item.as_int = 1  # a gauge or sum point (and an exemplar) needs a value
 
 
 def _messages(msg: Message) -> Iterator[Message]:
@@ -173,13 +196,20 @@ def project_attrs(shape: str) -> list[KeyValue]:
 
 
 def planted_request(signal: str, shapes: tuple[str, ...]) -> Message:
-    """A request with one fully planted resource entry per project shape."""
-    request = ExportTraceServiceRequest() if signal == "traces" else ExportLogsServiceRequest()
-    entries = request.resource_spans if signal == "traces" else request.resource_logs  # type: ignore[attr-defined]
+    """A request with one fully planted resource entry per project shape (for metrics: a metric
+    of each kind, since a metric holds one kind of data)."""
+    request_type, _, entries_field, _ = REQUESTS[signal]
+    request = request_type()
+    entries = getattr(request, entries_field)
     for shape in shapes:
         entry = entries.add()
         plant(entry, f"{signal}.{shape}")
         entry.resource.attributes.extend(project_attrs(shape))
+        if signal == "metrics":
+            for kind in METRIC_KINDS:
+                metric = entry.scope_metrics[0].metrics.add()
+                plant(metric, f"{signal}.{shape}.{kind}")
+                plant(getattr(metric, kind), f"{signal}.{shape}.{kind}")  # the data is now of this kind
     valid_ids_and_times(request)
     return request
 
@@ -202,9 +232,8 @@ def _hex_ids(doc: Any) -> Any:
 
 def send(c: RunningCollector, transport: str, signal: str, request: Message, token: str | None) -> Message:
     """Export `request` over `transport`; the parsed export response (HTTP 200 or gRPC OK)."""
-    response_type = ExportTraceServiceResponse if signal == "traces" else ExportLogsServiceResponse
+    _, response_type, _, service = REQUESTS[signal]
     if transport == "grpc":
-        service = "trace.v1.TraceService" if signal == "traces" else "logs.v1.LogsService"
         with grpc.insecure_channel(c.grpc) as channel:
             call = channel.unary_unary(f"/opentelemetry.proto.collector.{service}/Export")
             md = (("authorization", f"Bearer {token}"),) if token else None
@@ -258,15 +287,16 @@ def test_a_secret_planted_in_every_field_is_stored_nowhere(
     caplog.set_level(logging.INFO)
     shapes = ("pinned",) if token else ("shop", "nested", "card")
     for transport in TRANSPORTS:
-        for signal in ("traces", "logs"):
+        for signal in SIGNALS:
             request = planted_request(signal, shapes)
             response = send(c, transport, signal, request, token or None)
             rejected = response.partial_success
             if token:
                 assert not rejected.error_message, (transport, signal, rejected)
             else:  # the resource whose project name is a card number: refused, with the reason
-                count = rejected.rejected_spans if signal == "traces" else rejected.rejected_log_records
-                assert count == 1, (transport, signal, rejected)
+                count = {"traces": "rejected_spans", "logs": "rejected_log_records"}.get(signal, "rejected_data_points")
+                expected_count = 1 + len(METRIC_KINDS) if signal == "metrics" else 1
+                assert getattr(rejected, count) == expected_count, (transport, signal, rejected)
                 assert PROJECT_REJECTED in rejected.error_message
 
     wal = wal_bytes(c.data_dir).decode("utf-8", "replace")
@@ -280,6 +310,13 @@ def test_a_secret_planted_in_every_field_is_stored_nowhere(
     spans = c.query("SELECT project, name, attributes, resource_attributes FROM spans ORDER BY project")
     logs = c.query("SELECT project, severity_text, event_name, body FROM logs")
     assert len(spans) == len(logs) == per_request * len(TRANSPORTS)
+    points = c.query("SELECT kind, metric_name, description, unit, attributes FROM metrics")
+    assert len(points) == per_request * len(TRANSPORTS) * (1 + len(METRIC_KINDS))
+    assert {p["kind"] for p in points} == {*METRIC_KINDS, "summary"}
+    for row in points:
+        for column in ("metric_name", "description", "unit"):
+            assert row[column].endswith("[REDACTED:email] [REDACTED:api_key] [REDACTED:card_number] [REDACTED:order]")
+        assert '"[REDACTED:card_number]"' in row["attributes"]
     expected = ["shop"] * len(TRANSPORTS) if token else ["default"] * len(TRANSPORTS) + ["shop"] * len(TRANSPORTS)
     assert [r["project"] for r in spans] == expected
     for row in spans:
@@ -319,7 +356,7 @@ def test_redaction_of_one_request_is_complete_without_a_collector() -> None:
     """The same planted request, redacted in place: no string or bytes field anywhere in the
     serialized result (unknown fields included) still holds a secret."""
     rules = parse_rules(RULES)
-    for signal in ("traces", "logs"):
+    for signal in SIGNALS:
         request = planted_request(signal, ("shop", "nested"))
         assert any(s.encode() in request.SerializeToString() for s in FOUND)
         result = redact_request(request, signal, rules, None, "default")

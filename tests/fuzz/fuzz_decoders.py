@@ -1,10 +1,10 @@
 """Coverage-guided fuzz target (atheris/libFuzzer) over everything a request body reaches.
 
-The first byte picks the path (OTLP protobuf traces, OTLP/JSON traces, protobuf logs); the
-rest is the body. Properties checked on every input:
+The first byte picks the path (OTLP protobuf traces, OTLP/JSON traces, protobuf logs,
+protobuf metrics, OTLP/JSON metrics); the rest is the body. Properties checked on every input:
   - parsing either succeeds or raises InvalidRequest (nothing else);
-  - every span or log record that passes validation decodes and converts to the lake's
-    Arrow schema (an acknowledged item must never be lost in the flusher);
+  - every span, log record or metric data point that passes validation decodes and converts
+    to the lake's Arrow schema (an acknowledged item must never be lost in the flusher);
   - the C accelerator and the pure-Python reference agree, or the accelerator declines.
 
 Run: python tests/fuzz/fuzz_decoders.py CORPUS_DIR -max_total_time=60
@@ -21,10 +21,13 @@ import atheris
 with atheris.instrument_imports():
     from spanlake.collector import wire
     from spanlake.collector.decode import decode_logs, decode_spans
+    from spanlake.collector.decode_metrics import decode_metrics
     from spanlake.collector.errors import InvalidRequest
-    from spanlake.collector.ingest import LOGS, TRACES, parse_request
+    from spanlake.collector.ingest import LOGS, METRICS, TRACES, parse_request
     from spanlake.collector.validate import validate_logs, validate_traces
+    from spanlake.collector.validate_metrics import validate_metrics
     from spanlake.storage.schema import LOGS as LOGS_TABLE
+    from spanlake.storage.schema import METRICS as METRICS_TABLE
     from spanlake.storage.schema import SPANS
     from spanlake.storage.writer import columns_to_table
 
@@ -60,16 +63,29 @@ def check_logs(body: bytes) -> None:
     assert rows == verdict.accepted
 
 
+def check_metrics(body: bytes, encoding: str) -> None:
+    try:
+        request = parse_request(body, encoding, METRICS)  # type: ignore[arg-type]
+    except InvalidRequest:
+        return
+    verdict = validate_metrics(request, now_ns=NOW)
+    accepted = request.SerializeToString()
+    rows = sum(columns_to_table(METRICS_TABLE, c).num_rows for c in decode_metrics(accepted, NOW).values())
+    assert rows == verdict.accepted, (rows, verdict.accepted)
+
+
 def test_one_input(data: bytes) -> None:
     if not data:
         return
-    mode, body = data[0] % 3, data[1:]
+    mode, body = data[0] % 5, data[1:]
     if mode == 0:
         check_traces(body, "protobuf")
     elif mode == 1:
         check_traces(body, "json")
-    else:
+    elif mode == 2:
         check_logs(body)
+    else:
+        check_metrics(body, "protobuf" if mode == 3 else "json")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import json_format
 
 from tests.collector.test_decode_properties import to_otlp_json
-from tests.factories import make_logs_request, make_request, make_span
+from tests.factories import make_logs_request, make_metrics_request, make_request, make_span, make_sum
 
 pytest.importorskip("atheris")
 TARGET = Path(__file__).with_name("fuzz_decoders.py")
@@ -32,6 +32,14 @@ def seed_corpus(directory: Path) -> None:
     (directory / "traces-pb").write_bytes(b"\x00" + traces.SerializeToString())
     (directory / "traces-json").write_bytes(b"\x01" + to_otlp_json(traces))
     (directory / "logs-pb").write_bytes(b"\x02" + logs.SerializeToString())
+    metric = make_sum("gen_ai.client.token.usage", [(1, 2, 5, {"gen_ai.token.type": "input"})])
+    metric.sum.data_points[0].exemplars.add(as_int=1, trace_id=spans[0].trace_id, span_id=spans[0].span_id)
+    hist = make_sum("h", [])
+    hist.histogram.aggregation_temporality = 2
+    hist.histogram.data_points.add(time_unix_nano=2, count=1, bucket_counts=[1, 0], explicit_bounds=[1.0])
+    metrics = make_metrics_request([metric, hist])
+    (directory / "metrics-pb").write_bytes(b"\x03" + metrics.SerializeToString())
+    (directory / "metrics-json").write_bytes(b"\x04" + to_otlp_json(metrics))
     assert json_format.MessageToDict(traces)
 
 
