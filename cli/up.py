@@ -45,7 +45,7 @@ def print_banner(server: Server, dashboard_auth: str, dashboard_auth_header: str
     data_dir, role = cfg.data_dir, server.role
     lines = [f"spanlake {version('spanlake')} is running" + ("" if role == "all" else f" (role {role})")]
     if ep.grpc is not None:
-        lines += [f"  OTLP/gRPC  {ep.grpc}", f"  OTLP/HTTP  {ep.http}  (POST /v1/traces, /v1/logs)"]
+        lines += [f"  OTLP/gRPC  {ep.grpc}", f"  OTLP/HTTP  {ep.http}  (POST /v1/traces, /v1/logs, /v1/metrics)"]
     if role in ("all", "api"):
         if role == "api":
             lines.append(f"  API        {ep.http}/api/v1  (label and dataset writes: its own WAL)")

@@ -110,7 +110,7 @@ class Collector:
         await self._grpc.start()
 
     def otlp_router(self) -> APIRouter:
-        """OTLP/HTTP (POST /v1/traces, /v1/logs) for the server's HTTP app."""
+        """OTLP/HTTP (POST /v1/traces, /v1/logs, /v1/metrics) for the server's HTTP app."""
         return make_otlp_router(self.ingestor, self.config.max_body_bytes, self.auth)
 
     async def stop_receivers(self) -> None:
