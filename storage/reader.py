@@ -309,7 +309,10 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         f"CREATE OR REPLACE VIEW logs_raw AS {logs_sql}",
         f"CREATE OR REPLACE VIEW labels_raw AS {labels_sql}",
         # Label events, each once (history kept: the latest per trace/span/source/author is current).
-        "CREATE OR REPLACE VIEW labels AS SELECT DISTINCT ON (project, label_id) * FROM labels_raw",
+        # A label_id written twice keeps its first copy: an evaluator version judging a target
+        # again (same deterministic id, evaluators/result.py) does not replace its first result.
+        "CREATE OR REPLACE VIEW labels AS SELECT DISTINCT ON (project, label_id) * FROM labels_raw "
+        "ORDER BY project, label_id, ingested_at",
         f"CREATE OR REPLACE VIEW dataset_events_raw AS {datasets_sql}",
         # Dataset membership events, each once (docs/datasets.md: the latest per item decides).
         "CREATE OR REPLACE VIEW dataset_events AS SELECT DISTINCT ON (project, event_id) * FROM dataset_events_raw",

@@ -169,3 +169,17 @@ def test_labels_survive_a_restart(tmp_path) -> None:
         assert running.query("SELECT value FROM labels") == [{"value": "up"}]
     finally:
         stop()
+
+
+def test_a_label_id_written_again_keeps_its_first_copy(collector: RunningCollector) -> None:
+    """An evaluator version judging the same target again (its label_id is deterministic) does
+    not replace the first result, whichever file the lake reads first."""
+    first = {"trace_id": TRACE, "source": "judge", "author": "tone@v1", "verdict": "fail", "label_id": "ev-9"}
+    assert post(collector, "labels", first).status_code == 200
+    collector.flush()
+    for verdict in ("pass", "pass", "fail"):
+        assert post(collector, "labels", {**first, "verdict": verdict, "comment": "again"}).status_code == 200
+        collector.flush()
+    assert collector.query("SELECT verdict, comment FROM labels WHERE label_id = 'ev-9'") == [
+        {"verdict": "fail", "comment": None}
+    ]
