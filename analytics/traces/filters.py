@@ -35,7 +35,9 @@ class TraceFilters:
     match when any span has `attr = value`; `text` is a case-insensitive substring of any
     span's name or content, or of any log record's body or attributes. `judge`: traces with
     a current judge label of that verdict (on the trace or any span): `fail`, `pass`, or
-    `EVALUATOR:fail` (`EVALUATOR` a name, every version, or `name@vN`) — see `parse_judge`."""
+    `EVALUATOR:fail` (`EVALUATOR` a name, every version, or `name@vN`) — see `parse_judge`.
+    `dataset`: traces that are current members of that dataset of `project` (the trace or a
+    span of it), e.g. `queue.<rule>`, where an evaluation rule sends traces for review."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -56,10 +58,13 @@ class TraceFilters:
     provider: str | None = None  # any LLM call of this provider
     prompt_name: str | None = None  # any span of this prompt
     judge: str | None = None  # fail | pass | EVALUATOR:fail | EVALUATOR:pass
+    dataset: str | None = None  # members of this dataset of `project`
 
     def __post_init__(self) -> None:
         if self.outcome is not None and self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        if self.dataset is not None and self.project is None:
+            raise ValueError("a dataset filter needs a project (datasets belong to one project)")
         if self.judge is not None:
             parse_judge(self.judge)
 

@@ -39,6 +39,7 @@ from spanlake.analytics.traces.relation import (
     trace_cte,
 )
 from spanlake.storage.call_pairs import PAIR_LOOKAHEAD
+from spanlake.storage.datasets import members
 from spanlake.storage.reader import fetch_arrow
 
 EXTRA_COLUMNS = ("session_id", "user_id")
@@ -53,6 +54,7 @@ LIST_COLUMNS = (
 )
 MATCHED = ("model", "provider", "prompt_name")  # filters any span of the trace may satisfy
 JUDGE_MATCH = "EXISTS (SELECT 1 FROM judge_match j WHERE j.project = tr_all.project AND j.trace_id = tr_all.trace_id)"
+DATASET_MATCH = "trace_id IN (SELECT trace_id FROM dataset_match)"
 SESSION_NAMES = ("start_time", "session_id", "user_id", "outcome", "has_error", "total_tokens", "cost_usd",
                  "duration_ms")  # fmt: skip
 
@@ -119,6 +121,8 @@ def _predicates(f: TraceFilters, p: Params) -> tuple[list[str], list[str]]:
         preds.append("trace_id IN (SELECT trace_id FROM hits)")
     if f.judge is not None:
         preds.append(JUDGE_MATCH)
+    if f.dataset is not None:
+        preds.append(DATASET_MATCH)
     return preds, names
 
 
@@ -140,6 +144,10 @@ def matching_ctes(
     preds, filter_names = _predicates(f, p)
     if f.judge is not None:
         con.register("judge_match", judged_traces(an, f))
+    if f.dataset is not None:
+        assert f.project is not None  # TraceFilters checks it
+        ids = members(an.lake, f.project, f.dataset)["trace_id"].unique().to_list()
+        con.register("dataset_match", pa.table({"trace_id": pa.array(ids, pa.string())}))
     wanted = (*names, *filter_names)
     extra_aggs = []
     if f.model is not None:

@@ -11,6 +11,7 @@ from spanlake.dashboard import data, writes
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_ms
 from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import filters_to_saved, label_form, save_label, saved_to_filters
+from spanlake.evaluators.online import QUEUE_PREFIX
 
 CURRENT = "The Traces page's filter"
 AHEAD = 20  # unlabelled traces fetched per query
@@ -28,12 +29,20 @@ if author is None:
     st.stop()
 
 saved = {d["name"]: d for d in data.saved_filters(ctx.data_dir).list(project)}
+names = data.datasets(ctx.data_dir, project)["dataset"].to_list()
+rules = {f"Sent by rule {n.removeprefix(QUEUE_PREFIX)}": n for n in names if n.startswith(QUEUE_PREFIX)}
 if st.session_state.get("queue_source_next") in saved:  # just saved: pick it
     st.session_state["queue_source"] = st.session_state.pop("queue_source_next")
 c = st.columns([3, 5])
-source = c[0].selectbox("Queue", [CURRENT, *saved], key="queue_source", help="A saved filter, or the Traces page's.")
+source = c[0].selectbox(
+    "Queue", [CURRENT, *saved, *rules], key="queue_source",
+    help="A saved filter, the Traces page's, or the traces an evaluation rule sent for review (evaluators.toml).",
+)  # fmt: skip
 traces_filter = st.session_state.get("traces_filter")
-if source == CURRENT:
+if source in rules:
+    f = TraceFilters(project=project, dataset=rules[source])
+    where = f"all time: the traces the rule sent for review (dataset {rules[source]})"
+elif source == CURRENT:
     f = traces_filter if isinstance(traces_filter, TraceFilters) and traces_filter.project == project else None
     f = f or ctx.trace_filters()
     where = f"{ctx.label} (the sidebar's window and the Traces page's filters)"

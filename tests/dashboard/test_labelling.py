@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -373,6 +374,22 @@ def test_queue_labels_fifty_style(live: Live) -> None:
     assert {json.dumps(json.loads(m), sort_keys=True) for m in mine["metadata"]} == {
         '{"queue": "The Traces page\'s filter", "via": "dashboard-queue"}'
     }
+
+
+def test_queue_of_an_evaluation_rule(live: Live) -> None:
+    """A rule's queue_when sends traces to the dataset queue.<rule>; the queue offers it as a source."""
+    http = live.collector.http
+    created = httpx.post(f"{http}/api/v1/datasets", json={"name": "queue.sample", "project": "shop"})
+    assert created.status_code in (200, 201), created.text
+    items = [{"trace_id": trace_hex(1)}, {"trace_id": trace_hex(3)}]
+    added = httpx.post(f"{http}/api/v1/datasets/queue.sample/items", json={"project": "shop", "items": items})
+    assert added.status_code == 200, added.text
+    _post_labels(live, [(3, "ana", "pass")])
+    at = live.open("queue")
+    at.selectbox(key="queue_source").set_value("Sent by rule sample").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.get("progress")[0].proto.text == "1 of 2 labelled by ana"
+    assert trace_hex(1) in at.caption[1].value and r"queue\.sample" in at.caption[0].value  # markdown-escaped
 
 
 def test_queue_from_a_saved_filter(live: Live) -> None:
