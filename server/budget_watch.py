@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Any
 from spanlake.analytics.budgets.budgets_file import BudgetsFile
 from spanlake.analytics.budgets.evaluate import Evaluation, measure_all
 from spanlake.analytics.budgets.measure import Reading
+from spanlake.server.env import seconds_from_env
 from spanlake.server.query_workers import Local, QueriesBusy, QueryPool
 
 log = logging.getLogger(__name__)
@@ -44,15 +44,7 @@ class Latest:
 
 def interval_from_env() -> float:
     """SPANLAKE_BUDGET_INTERVAL in seconds (0: off); a bad value is logged and the default used."""
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_INTERVAL_S
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        log.warning("%s=%r is not a number of seconds (0: off); using %s", INTERVAL_ENV, raw, DEFAULT_INTERVAL_S)
-        value = DEFAULT_INTERVAL_S
-    return value
+    return seconds_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_S)
 
 
 class BudgetWatch:

@@ -2,8 +2,9 @@
 serve the API (all, api).
 
 Every SPANLAKE_EVAL_INTERVAL seconds (default 15; 0: off) one cycle (at most
-SPANLAKE_EVAL_BATCH complete traces, default 500) runs in a child process
-of its own at low priority (a one-worker server.query_workers.QueryPool, nice +10: ingest and
+SPANLAKE_EVAL_BATCH complete traces, default 500; while more wait, the next cycle follows at
+once) runs in a child process
+of its own at low priority (a one-worker server.query_workers.QueryPool, nice 19: ingest and
 the API's reads come first, and a slow judge never holds a query worker). The child finds
 the complete traces after the cursor, evaluates and returns what to write; this process then
 
@@ -39,6 +40,7 @@ from spanlake.collector.wal import CLOSED_SUFFIX, KIND_DATASETS, KIND_LABELS, OP
 from spanlake.evaluators.online import DEFAULT_BATCH, Cursor, Outcome, Request, run_cycle
 from spanlake.server.alerts.deliver import Deliverer
 from spanlake.server.alerts.store import AlertStore, Delivery
+from spanlake.server.env import seconds_from_env
 from spanlake.server.query_workers import Local, QueryLimits, QueryPool
 from spanlake.storage.json_file import JsonFile, file_lock
 from spanlake.storage.layout import DataDir
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 INTERVAL_ENV = "SPANLAKE_EVAL_INTERVAL"
 BATCH_ENV = "SPANLAKE_EVAL_BATCH"  # complete traces per cycle (default evaluators.online.DEFAULT_BATCH)
 DEFAULT_INTERVAL_S = 15.0
-NICENESS = 10
+NICENESS = 19  # the lowest, like the query workers: ingest, the flusher and the API come first
 MAX_RETRY_ENTRIES = 100_000  # beyond this the oldest entries are given up (recorded as failed)
 WAL_SLACK = timedelta(seconds=2)  # a record's ingested_at may precede its segment's name by this much
 Append = Callable[[Record], Awaitable[None]]
@@ -58,17 +60,12 @@ class EvaluationBusy(RuntimeError):
     """Another process (an API node of the same data directory) runs the online evaluators."""
 
 
+CATCH_UP_PAUSE_S = 2.0  # between cycles while complete traces wait (the child runs at low priority)
+
+
 def interval_from_env() -> float:
     """SPANLAKE_EVAL_INTERVAL in seconds (0: off); a bad value is logged and the default used."""
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_INTERVAL_S
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        log.warning("%s=%r is not a number of seconds (0: off); using %s", INTERVAL_ENV, raw, DEFAULT_INTERVAL_S)
-        value = DEFAULT_INTERVAL_S
-    return value
+    return seconds_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_S)
 
 
 def batch_from_env() -> int:
@@ -284,8 +281,11 @@ class EvaluationWatch:
         while True:
             started = loop.time()
             try:
-                await self.run_once()
+                out = await self.run_once()
                 self.last_error = None
+                if out is not None and out.backlog > 0:  # more complete traces wait: catch up now
+                    await asyncio.sleep(CATCH_UP_PAUSE_S)
+                    continue
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the next cycle may work (child restarted, WAL drained): keep going

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
@@ -33,13 +32,11 @@ from spanlake.analytics.budgets.budgets_file import BudgetExists, BudgetsFile, N
 from spanlake.analytics.budgets.definition import DESTINATION_TYPES, NAME, Budget, BudgetError, BudgetSet, Destination
 from spanlake.analytics.budgets.evaluate import Evaluation, measure_all, reading_dict
 from spanlake.analytics.budgets.metrics import METRICS, STEPS
-from spanlake.collector.auth import Principal, check_project
+from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
-from spanlake.collector.http_receiver import read_body
-from spanlake.server.api.common import ApiContext, jsonable, parse_time, project_for, request_body, text
+from spanlake.server.api.common import ApiContext, jsonable, parse_time, project_for, project_object, request_body
 from spanlake.server.api.problems import Conflict, NotFound, responses
 from spanlake.server.query_workers import Local
-from spanlake.storage.layout import valid_project
 
 MAX_BODY_BYTES = 64 * 1024
 BudgetName = Annotated[str, Path(pattern=NAME.pattern, description="Letters, digits, '_', '.', ':', '-'; at most 100")]
@@ -167,19 +164,6 @@ def destination_out(d: Destination, used_by: list[str]) -> dict[str, Any]:
             "used_by": used_by}  # fmt: skip
 
 
-def _strings_ok(value: Any, where: str = "body") -> None:
-    """Every text of a body: no control characters or lone surrogates, at most MAX_TEXT long."""
-    if isinstance(value, str):
-        text(value, where)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            text(k, where)
-            _strings_ok(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _strings_ok(v, f"{where}[{i}]")
-
-
 def make_budgets_router(ctx: ApiContext) -> APIRouter:
     """Routes /api/v1/budgets and /api/v1/destinations."""
     router = APIRouter(prefix="/api/v1", tags=["budgets"])
@@ -218,24 +202,8 @@ def make_budgets_router(ctx: ApiContext) -> APIRouter:
 
     async def body_of(request: Request, principal: Principal | None, project: str | None) -> dict[str, Any]:
         """The JSON object of a write, its `project` checked against the key and filled in."""
-        if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
-            raise InvalidRequest("send Content-Type: application/json")
-        try:
-            body = orjson.loads(await read_body(request, MAX_BODY_BYTES))
-        except orjson.JSONDecodeError as e:
-            raise InvalidRequest(f"body is not valid JSON: {e}") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("body must be a JSON object (a budget's fields)")
-        _strings_ok(body)
-        named = body.get("project")
-        if named is not None and (not isinstance(named, str) or not valid_project(named)):
-            raise InvalidRequest("project: letters, digits, '_', '.', '-'; at most 64")
-        check_project(principal, named)  # 403: another project's key
-        in_query = project_for(principal, project)
-        if named is not None and in_query is not None and named != in_query:
-            raise InvalidRequest(f"the body names project {named!r}, ?project= names {in_query!r}")
-        body["project"] = named or in_query or ctx.default_project
-        return body
+        return await project_object(request, principal, project, ctx.default_project, MAX_BODY_BYTES,
+                                    "a budget's fields")  # fmt: skip
 
     async def put(body: dict[str, Any], create: bool) -> tuple[Budget, bool]:
         try:

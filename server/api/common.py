@@ -18,6 +18,7 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import parse_attr_filter, parse_duration
 from spanlake.collector.auth import DISABLED, Authenticator, Principal, check_project
 from spanlake.collector.errors import InvalidRequest
+from spanlake.collector.http_receiver import read_body
 from spanlake.server.query_workers import Local, QueryPool
 from spanlake.storage.keys import Scope
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir, valid_project
@@ -205,3 +206,41 @@ def request_body(schema: Any, required: bool = True) -> dict[str, Any]:
 
     body = {"required": required, "content": {"application/json": {"schema": inline(doc)}}}
     return {"requestBody": body}
+
+
+def strings_ok(value: Any, where: str = "body") -> None:
+    """Every text of a body: no control characters or lone surrogates, at most MAX_TEXT long."""
+    if isinstance(value, str):
+        text(value, where)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            text(k, where)
+            strings_ok(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            strings_ok(v, f"{where}[{i}]")
+
+
+async def project_object(
+    request: Request, principal: Principal | None, project: str | None, default_project: str, max_bytes: int, what: str
+) -> dict[str, Any]:
+    """The JSON object of a write to a project's file (a budget, an evaluator, ...): its texts
+    checked, its `project` checked against the key and the query's, and filled in."""
+    if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
+        raise InvalidRequest("send Content-Type: application/json")
+    try:
+        body = orjson.loads(await read_body(request, max_bytes))
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"body must be a JSON object ({what})")
+    strings_ok(body)
+    named = body.get("project")
+    if named is not None and (not isinstance(named, str) or not valid_project(named)):
+        raise InvalidRequest("project: letters, digits, '_', '.', '-'; at most 64")
+    check_project(principal, named)  # 403: another project's key
+    in_query = project_for(principal, project)
+    if named is not None and in_query is not None and named != in_query:
+        raise InvalidRequest(f"the body names project {named!r}, ?project= names {in_query!r}")
+    body["project"] = named or in_query or default_project
+    return body

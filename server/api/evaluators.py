@@ -26,23 +26,19 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Request
 
 from spanlake.analytics.budgets.definition import NAME
-from spanlake.collector.auth import Principal, check_project
+from spanlake.collector.auth import Principal
 from spanlake.collector.errors import InvalidRequest
-from spanlake.collector.http_receiver import read_body
 from spanlake.evaluators.alignment import project_alignment, project_disagreements
 from spanlake.evaluators.definition import Evaluator, EvaluatorError, EvaluatorSet, Rule
 from spanlake.evaluators.evaluators_file import EvaluatorsFile
 from spanlake.evaluators.online import queue_dataset
-from spanlake.server.api.budgets import _strings_ok
-from spanlake.server.api.common import ApiContext, jsonable, parse_time, project_for
+from spanlake.server.api.common import ApiContext, jsonable, parse_time, project_for, project_object
 from spanlake.server.api.problems import NotFound, responses
 from spanlake.server.evaluation_watch import state_file
 from spanlake.server.query_workers import Local
-from spanlake.storage.layout import valid_project
 
 MAX_BODY_BYTES = 256 * 1024
 ItemName = Annotated[str, Path(pattern=NAME.pattern, description="Letters, digits, '_', '.', ':', '-'; at most 100")]
@@ -130,23 +126,8 @@ def make_evaluators_router(ctx: ApiContext) -> APIRouter:
         return await ctx.run(store.status)
 
     async def body_of(request: Request, principal: Principal | None, project: str | None, name: str) -> dict[str, Any]:
-        if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
-            raise InvalidRequest("send Content-Type: application/json")
-        try:
-            body = orjson.loads(await read_body(request, MAX_BODY_BYTES))
-        except orjson.JSONDecodeError as e:
-            raise InvalidRequest(f"body is not valid JSON: {e}") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("body must be a JSON object")
-        _strings_ok(body)
-        named = body.get("project")
-        if named is not None and (not isinstance(named, str) or not valid_project(named)):
-            raise InvalidRequest("project: letters, digits, '_', '.', '-'; at most 64")
-        check_project(principal, named)
-        in_query = project_for(principal, project)
-        if named is not None and in_query is not None and named != in_query:
-            raise InvalidRequest(f"the body names project {named!r}, ?project= names {in_query!r}")
-        body["project"] = named or in_query or ctx.default_project
+        body = await project_object(request, principal, project, ctx.default_project, MAX_BODY_BYTES,
+                                    "an evaluator's or a rule's fields")  # fmt: skip
         if body.setdefault("name", name) != name:
             raise InvalidRequest(f"name: the body names {body['name']!r}, the path {name!r}")
         return body
