@@ -370,12 +370,14 @@ class JudgeClient:
     # --- lifecycle --------------------------------------------------------------------------
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Export the judge spans ended so far (True without tracing)."""
+        """Write the spend not written yet, export the judge spans ended so far (True without tracing)."""
+        self.ledger.flush()
         return self._tracer.flush(timeout_s) if self._tracer is not None else True
 
     def close(self) -> None:
-        """Close the HTTP connections and export the remaining spans."""
+        """Close the HTTP connections, write the spend, export the remaining spans."""
         self._http.close()
+        self.ledger.flush()
         if self._tracer is not None:
             self._tracer.close()
 

@@ -4,6 +4,7 @@ first-start demo's child, and one lifecycle that stops cleanly."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from spanlake.collector.app import PortInUse
 from spanlake.collector.config import CollectorConfig
-from spanlake.server.app import Server, ServerOptions
+from spanlake.server.app import Server, ServerOptions, _bind_socket
 from spanlake.storage.reader import Lake
 from tests.conftest import start_collector
 from tests.server.up_helpers import Up, mapped_files, wait_for
@@ -174,3 +175,19 @@ def test_label_writes_are_readable_when_answered_and_share_rotations(tmp_path: P
         assert 1 <= len(files) < 40, "concurrent writes share WAL rotations"
     finally:
         stop()
+
+
+def test_the_http_socket_sends_at_once() -> None:
+    """TCP_NODELAY on the listening socket (inherited by every connection): without it each API
+    answer written as headers then body waited for the client's delayed ACK, 40 ms."""
+    sock = _bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        sock.setblocking(True)
+        client = socket.create_connection(sock.getsockname()[:2])
+        conn, _ = sock.accept()
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        conn.close()
+        client.close()
+    finally:
+        sock.close()
