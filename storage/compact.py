@@ -1,5 +1,5 @@
-"""Merge a partition's small files into one, dropping re-sent duplicates; fold the
-late-arrival area (storage.late) into hour partitions.
+"""Merge a partition's small files into fewer (at most MAX_MERGE_BYTES of input each), dropping
+re-sent duplicates; fold the late-arrival area (storage.late) into hour partitions.
 
 Safe with concurrent readers: the merged file is published whole before the small files
 are deleted, and the views count each (project, trace_id, span_id) once, so a reader sees
@@ -70,6 +70,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_FILES = 2
+# Parquet bytes merged into one file at a time. A merge holds its rows in memory (several times
+# their compressed size) and sorts them: an hour of millions of spans merged at once took
+# 13 GB. Files of half this size or more count as compacted and are left alone, so a partition
+# that keeps growing is not rewritten again and again.
+MAX_MERGE_BYTES = 64 * 1024 * 1024
 MIN_AGE_S = COMPACT_MIN_AGE_S  # leave young files alone: fewer rewrites of a partition that is still filling
 SETTLE_AGE_S = 24 * 3600.0  # files whose segment was never marked flushed are merged after this
 STAGING_MAX_AGE_S = 3600.0
@@ -127,6 +132,29 @@ def candidates(
             continue
         out.append(f)
     return out
+
+
+def merge_groups(
+    files: list[FileEntry], max_bytes: int = MAX_MERGE_BYTES, min_files: int = MIN_FILES
+) -> list[list[str]]:
+    """A partition's eligible files (relative paths) in groups of at most `max_bytes`, each
+    merged into one file; files of max_bytes/2 or more are left as they are, and so are
+    groups of fewer than `min_files`. A key repeated across groups stays repeated on disk (the
+    views count it once), until a later merge brings its files together."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for f in sorted(files, key=lambda f: f.rel):
+        if f.size >= max_bytes // 2:
+            continue
+        if current and size + f.size > max_bytes:
+            groups.append(current)
+            current, size = [], 0
+        current.append(f.rel)
+        size += f.size
+    if current:
+        groups.append(current)
+    return [g for g in groups if len(g) >= min_files]
 
 
 def wal_segments(data_dir: DataDir) -> set[str]:
@@ -252,12 +280,14 @@ def compact(
     in_flight: set[str] | None = None,
     progress: Progress | None = None,
     settle_age_s: float = SETTLE_AGE_S,
+    max_merge_bytes: int = MAX_MERGE_BYTES,
 ) -> CompactionResult:
-    """Compact every partition of every table that has at least `min_files` eligible files.
+    """Compact every partition of every table that has at least `min_files` eligible files
+    (in groups of at most `max_merge_bytes`: merge_groups).
 
     `in_flight` overrides the WAL segments whose files must not be touched (by default,
     those present in the data directory's WAL after the partitions are listed).
-    `progress(table, files)` is called after each partition.
+    `progress(table, files)` is called after each merge.
     """
     result = CompactionResult()
     with exclusive(data_dir) as held:
@@ -273,18 +303,17 @@ def compact(
         busy = in_flight if in_flight is not None else wal_segments(data_dir)  # after listing: see module doc
         flushed = set(markers)
         for table, files in listed:
-            eligible = [f.rel for f in candidates(files, min_age_s, busy, flushed, settle_age_s)]
-            if len(eligible) < min_files:
-                continue
-            rows_in, rows_out = compact_partition(data_dir, table, eligible)
-            held.renew()
-            result.partitions += 1
-            result.files_in += len(eligible)
-            result.files_out += 1
-            result.rows_in += rows_in
-            result.rows_out += rows_out
-            if progress is not None:
-                progress(table, eligible)
+            groups = merge_groups(candidates(files, min_age_s, busy, flushed, settle_age_s), max_merge_bytes, min_files)
+            for group in groups:
+                rows_in, rows_out = compact_partition(data_dir, table, group)
+                held.renew()
+                result.files_in += len(group)
+                result.files_out += 1
+                result.rows_in += rows_in
+                result.rows_out += rows_out
+                if progress is not None:
+                    progress(table, group)
+            result.partitions += 1 if groups else 0
         existing = {t.name: _hours(partitions(data_dir, t)) for t in {t for t, _, _ in late}}
         for table, project, files in late:
             eligible = [f.rel for f in candidates(files, min_age_s, busy, flushed, settle_age_s)]

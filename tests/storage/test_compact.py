@@ -18,8 +18,9 @@ import spanlake.storage.compact as compactmod
 from spanlake.collector.decode import decode_logs, decode_spans
 from spanlake.collector.flusher import Flusher
 from spanlake.collector.wal import KIND_TRACES, Record, WriteAheadLog
-from spanlake.storage.compact import COMPACTED_PREFIX, JOURNAL_DIR, compact, exclusive
+from spanlake.storage.compact import COMPACTED_PREFIX, JOURNAL_DIR, compact, exclusive, merge_groups
 from spanlake.storage.layout import DataDir
+from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.reader import Lake
 from spanlake.storage.schema import LOGS, SCHEMA_VERSION_KEY, SPANS, Table
 from spanlake.storage.writer import LakeWriter
@@ -310,3 +311,44 @@ def test_one_compaction_at_a_time(data_dir: DataDir) -> None:
     assert not errors
     assert sum(r.files_in for r in results) == 6
     assert raw_duplicates(lake) == 0 and snapshot(lake) == before
+
+
+def test_merges_are_bounded_in_size(data_dir: DataDir) -> None:
+    """A partition's files are merged in groups of at most max_merge_bytes (an hour of millions
+    of spans merged at once held 13 GB); files of half that size or more are left alone."""
+    files = [
+        write_spans(data_dir, f"{seg(n)}-0000", spans(f"s{n}a", f"s{n}b", "dup"), ingested=n)[0] for n in range(1, 7)
+    ]
+    folder = files[0].parent
+    sizes = [f.stat().st_size for f in files]
+    limit = max(sizes) * 2 + min(sizes) // 2  # two files fit in a group, a third does not
+    assert all(s * 2 <= limit < s * 3 for s in sizes)
+    lake = Lake(data_dir)
+    before = snapshot(lake)
+    result = compact(data_dir, min_age_s=0, max_merge_bytes=limit)
+    assert (result.partitions, result.files_in, result.files_out) == (1, 6, 3)
+    assert snapshot(lake) == before  # `dup`, in every group, still counts once
+    merged = files_in(folder)
+    assert len(merged) == 3 and all(n.startswith(COMPACTED_PREFIX) for n in merged)
+    compact(data_dir, min_age_s=0, max_merge_bytes=limit)  # whatever it merges again, nothing changes
+    assert snapshot(lake) == before
+
+
+def test_merge_groups() -> None:
+    def entry(name: str, size: int) -> FileEntry:
+        return FileEntry(f"spans/p/{name}", size, 0.0)
+
+    files = [entry("a", 10), entry("b", 30), entry("c", 20), entry("d", 50), entry("e", 5), entry("f", 40)]
+    # limit 60: b, d, f are at least half of it (30): left alone; a + c + e = 35 fit in one group
+    assert merge_groups(files, max_bytes=60, min_files=2) == [["spans/p/a", "spans/p/c", "spans/p/e"]]
+    # limit 40: half is 20, so c is left alone too; a + e = 15
+    assert merge_groups(files, max_bytes=40, min_files=2) == [["spans/p/a", "spans/p/e"]]
+    # limit 24: half is 12: a (10) and e (5) remain, 15 <= 24
+    assert merge_groups(files, max_bytes=24, min_files=2) == [["spans/p/a", "spans/p/e"]]
+    # limit 14: half is 7: a (10) is left alone, e alone is fewer than min_files
+    assert merge_groups(files, max_bytes=14, min_files=2) == []
+    assert merge_groups(files, max_bytes=14, min_files=1) == [["spans/p/e"]]
+    # limit 200: half is 100: all, 155 in one group; limit 100: d (50) left alone, a b c e = 65, + f = 105 > 100
+    assert merge_groups(files, max_bytes=200, min_files=2) == [[f"spans/p/{n}" for n in "abcdef"]]
+    assert merge_groups(files, max_bytes=100, min_files=2) == [[f"spans/p/{n}" for n in "abce"]]  # f alone: left
+    assert merge_groups([], max_bytes=60) == []
