@@ -286,11 +286,10 @@ def request_bodies(spans: int, cache: bool = True) -> tuple[list[bytes], int]:
     per_body = traces_per_req * SPANS_PER_TRACE
     path = Path(tempfile.gettempdir()) / f"spanlake-bench-bodies-{n_req * per_body}.bin"
     if cache and path.exists():
-        data, bodies, at = path.read_bytes(), [], 0
-        while at < len(data):
-            size = int.from_bytes(data[at : at + 4], "little")
-            bodies.append(data[at + 4 : at + 4 + size])
-            at += 4 + size
+        bodies = []
+        with open(path, "rb") as f:  # one body at a time: the file may be larger than half the memory
+            while head := f.read(4):
+                bodies.append(f.read(int.from_bytes(head, "little")))
         if len(bodies) == n_req:
             return bodies, per_body
     bodies = [build_request(i * traces_per_req, traces_per_req, seed=i).SerializeToString() for i in range(n_req)]
@@ -326,7 +325,8 @@ def paired_ratios(
             cpu = (run.main_cpu + run.kids_cpu) * 1e6 / run.total
             extra = describe(run) if name == "with" else ""
             print(f"pair {i + 1} {name:8} {rates[name]:9,.0f} spans/s visible ({run.visible_at:.1f} s), "
-                  f"collector CPU {cpu:.1f} µs/span{extra}", flush=True)  # fmt: skip
+                  f"collector CPU {cpu:.1f} µs/span, {run.refused} requests refused (429/503){extra}",
+                  flush=True)  # fmt: skip
             shutil.rmtree(run.data_dir, ignore_errors=True)
             time.sleep(2)
         ratios.append(rates["with"] / rates["without"])

@@ -155,6 +155,7 @@ class LoadResult:
     sent_spans: int = 0
     acked_spans: int = 0
     refused: int = 0
+    reconnects: int = 0
     latencies_s: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -175,9 +176,18 @@ def send_all(url: str, bodies: list[bytes], spans_per_body: int, clients: int) -
                 break
             while True:
                 t0 = time.perf_counter()
-                conn.request("POST", "/v1/traces", bodies[i], {"Content-Type": "application/x-protobuf"})
-                resp = conn.getresponse()
-                resp.read()
+                try:
+                    conn.request("POST", "/v1/traces", bodies[i], {"Content-Type": "application/x-protobuf"})
+                    resp = conn.getresponse()
+                    resp.read()
+                except (http.client.HTTPException, ConnectionError):
+                    # the server closed the kept-alive connection (idle past its keep-alive while we
+                    # waited out a Retry-After): reconnect and send the same body again, as exporters do
+                    conn.close()
+                    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+                    with lock:
+                        result.reconnects += 1
+                    continue
                 dt = time.perf_counter() - t0
                 if resp.status in (429, 503):
                     with lock:
