@@ -336,10 +336,13 @@ def iter_targets(
         first, last = around if isinstance(around, tuple) else (around, around)
         since, until = first - SKEW, last + HORIZON
     ids = list(dict.fromkeys(t.strip().lower() for t in trace_ids))
-    for i in range(0, len(ids), batch):
-        with _gc_paused():
-            out = _batch(an, project, ids[i : i + batch], target, since, until)
-        yield out
+    try:
+        for i in range(0, len(ids), batch):
+            with _gc_paused():
+                out = _batch(an, project, ids[i : i + batch], target, since, until)
+            yield out
+    finally:
+        gc.unfreeze()  # nothing stays out of the collector's reach after the last batch
 
 
 @contextlib.contextmanager
@@ -348,11 +351,17 @@ def _gc_paused() -> Iterator[None]:
     small acyclic dicts, and the collector's passes over them were a third of the time.
     Reference counting still frees everything; the pause lasts one batch."""
     was = gc.isenabled()
+    gc.unfreeze()
     gc.disable()
     try:
         yield
     finally:
         if was:
+            # What the batch built is kept by the caller for a while: out of the collector's
+            # generations (freeze), so turning it back on does not start with a pass over all of
+            # it. Reference counting still frees it; gc.unfreeze() at the next batch returns the
+            # survivors to the oldest generation.
+            gc.freeze()
             gc.enable()
 
 

@@ -161,7 +161,7 @@ def _costs(an: Analytics, raw: pa.Table) -> dict[tuple[str, str], Cost]:
 
 
 def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Spans parents-first with a `depth`; spans whose parent is missing are roots."""
+    """Spans parents-first, each given its `depth` (in place); spans whose parent is missing are roots."""
     ids = {s["span_id"] for s in spans}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for s in spans:
@@ -175,9 +175,13 @@ def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if s["span_id"] in seen:
             continue
         seen.add(s["span_id"])
-        out.append({**s, "depth": depth})
+        s["depth"] = depth
+        out.append(s)
         stack += [(c, depth + 1) for c in sorted(children.get(s["span_id"], []), key=_start, reverse=True)]
-    out += [{**s, "depth": 0} for s in sorted(spans, key=_start) if s["span_id"] not in seen]  # cycles
+    for s in sorted(spans, key=_start):  # in a cycle of parent links
+        if s["span_id"] not in seen:
+            s["depth"] = 0
+            out.append(s)
     return out
 
 

@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 Message = dict[str, Any]
 
 EVENT_ROLES = {
@@ -54,9 +56,12 @@ def loads(value: Any) -> Any:
     """A JSON value from a string holding JSON (else the value itself)."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return orjson.loads(value)  # several times faster; the rare text it refuses (NaN, huge numbers) ...
         except ValueError:
-            return value
+            try:
+                return json.loads(value)  # ... reads as the standard library reads it
+            except ValueError:
+                return value
     return value
 
 
