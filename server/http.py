@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from spanlake.collector.auth import DISABLED, Authenticator
@@ -80,7 +81,7 @@ def make_metrics_router(registry: CollectorRegistry, auth: Authenticator) -> API
     """GET /metrics in the Prometheus text format; with authentication on, any valid key may read it."""
     router = APIRouter()
 
-    @router.get("/metrics", tags=["health"], responses=problems.responses(401, 429))
+    @router.get("/metrics", tags=["health"], response_class=PlainTextResponse, responses=problems.responses(401, 429))
     def metrics(request: Request) -> Response:
         """The server's own metrics (docs/metrics.md lists them), for Prometheus to scrape."""
         try:

@@ -139,8 +139,9 @@ if rows.height:
     shown = table(rows).with_columns(
         ("trace?trace=" + pl.col("trace_id") + "&project=" + pl.col("project")).alias("open")
     )
+    judged = shown["judge"].is_not_null().any()  # the column only when a judge labelled a trace shown
     event = st.dataframe(
-        shown.select(COLUMNS),
+        shown.select([c for c in COLUMNS if c != "judge" or judged]),
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",

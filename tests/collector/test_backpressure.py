@@ -42,7 +42,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(path: Path) -> Path:
     """Fill the filesystem at `path` to the last byte."""
     filler = path / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: closing has nothing left to write (ENOSPC)
         try:
             while True:
                 f.write(b"\0" * 65536)

@@ -41,6 +41,7 @@ from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
 OFF = {"ANTHROPIC_OPEN_TELEMETRY": "false"}
+TTFT_CLOCK_SLACK_MS = 20.0  # see _check
 FIRST_CHUNK_DELAY_MS = 150
 RESPONSE_MODEL = client.MODEL + "-20250929"
 _INDEX = re.compile(r"\.\d+\.")
@@ -178,7 +179,10 @@ def _check(row: dict[str, Any], library: str, scenario: str) -> None:
     stop = obs.stops.get(exp["stop"], exp["stop"])
     assert row["finish_reasons"] == [stop], scenario
     if scenario in STREAMS and obs.ttft:  # the fake server holds the first delta 150 ms
-        assert FIRST_CHUNK_DELAY_MS <= row["time_to_first_token_ms"] <= row["duration_ms"]
+        # The client times its first chunk with its own clock from the request's start, a moment
+        # before the span's start: on a busy machine its TTFT can pass the span's duration by a
+        # few ms (seen: 0.1 and 3.8 ms when the whole stream arrived at once).
+        assert FIRST_CHUNK_DELAY_MS <= row["time_to_first_token_ms"] <= row["duration_ms"] + TTFT_CLOCK_SLACK_MS
     else:
         assert row["time_to_first_token_ms"] is None, scenario
     assert row["status_code"] != "ERROR" and row["error_type"] is None

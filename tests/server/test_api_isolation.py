@@ -106,6 +106,24 @@ def _calls(alpha_key_id: str, experiment: str = "exp-20250602-100000-a1fa") -> d
             "GET", "/api/v1/experiments/compare", {"a": experiment, "b": experiment}
         ),
         ("GET", "/api/v1/experiments/{experiment_id}"): Call("GET", f"/api/v1/experiments/{experiment}"),
+        ("GET", "/api/v1/evaluators"): Call("GET", "/api/v1/evaluators"),
+        ("GET", "/api/v1/evaluators/status"): Call("GET", "/api/v1/evaluators/status"),
+        ("GET", "/api/v1/evaluators/{name}"): Call("GET", "/api/v1/evaluators/reply"),
+        ("PUT", "/api/v1/evaluators/{name}"): Call(
+            "PUT", "/api/v1/evaluators/other", body={"kind": "json_valid"}, need="admin", body_project=True
+        ),
+        ("DELETE", "/api/v1/evaluators/{name}"): Call("DELETE", "/api/v1/evaluators/spare", need="admin"),
+        ("GET", "/api/v1/evaluators/{name}/alignment"): Call("GET", "/api/v1/evaluators/reply/alignment"),
+        ("GET", "/api/v1/evaluators/{name}/disagreements"): Call("GET", "/api/v1/evaluators/reply/disagreements"),
+        ("GET", "/api/v1/evaluators/rules/{name}"): Call("GET", "/api/v1/evaluators/rules/sampled"),
+        ("PUT", "/api/v1/evaluators/rules/{name}"): Call(
+            "PUT",
+            "/api/v1/evaluators/rules/more",
+            body={"evaluators": ["reply"], "sample": 0.5},
+            need="admin",
+            body_project=True,
+        ),
+        ("DELETE", "/api/v1/evaluators/rules/{name}"): Call("DELETE", "/api/v1/evaluators/rules/sampled", need="admin"),
     }
     from spanlake.server.api.reports import REPORTS
 
@@ -126,6 +144,13 @@ def isolated(api_v1: Api) -> tuple[Api, dict[tuple[str, str], Call]]:
     assert api_v1.call("POST", "/api/v1/datasets/golden/versions", "alpha:write").status_code == 200
     spend = {"metric": "spend", "window": "1h", "critical": 0.001}
     assert api_v1.call("PUT", "/api/v1/budgets/spend", "alpha:admin", spend).status_code == 200
+    for project in ("alpha", "beta"):  # an evaluator `reply` in each; alpha's also `spare` and a rule
+        reply = {"kind": "json_valid", "project": project}
+        assert api_v1.call("PUT", "/api/v1/evaluators/reply", f"{project}:admin", reply).status_code == 200
+    spare = {"kind": "regex", "pattern": "acme-1"}
+    assert api_v1.call("PUT", "/api/v1/evaluators/spare", "alpha:admin", spare).status_code == 200
+    rule = {"evaluators": ["reply"], "sample": 0.25}
+    assert api_v1.call("PUT", "/api/v1/evaluators/rules/sampled", "alpha:admin", rule).status_code == 200
     saved = {"filters": {"outcome": "failure"}}
     assert api_v1.call("PUT", "/api/v1/saved-filters/failures", "alpha:write", saved).status_code == 200
     spare = KeyStore(keys_path(api_v1.c.data_dir)).create("alpha", "read", "spare")[0]
@@ -168,7 +193,8 @@ def test_beta_gets_404_for_alpha_resources(isolated: tuple[Api, dict[tuple[str, 
                "GET /api/v1/datasets/{name}", "GET /api/v1/datasets/{name}/export",
                "DELETE /api/v1/keys/{key_id}", "GET /api/v1/budgets/{name}",
                "DELETE /api/v1/budgets/{name}", "GET /api/v1/experiments/{experiment_id}",
-               "GET /api/v1/experiments/compare"):  # fmt: skip
+               "GET /api/v1/experiments/compare", "GET /api/v1/evaluators/rules/{name}",
+               "DELETE /api/v1/evaluators/{name}", "DELETE /api/v1/evaluators/rules/{name}"):  # fmt: skip
         call = calls[tuple(op.split(" ", 1))]  # type: ignore[index]
         problem_of(_send(api, call, f"beta:{call.need}"), 404)
     # T1 exists in both projects: each key sees its own.

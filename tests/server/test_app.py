@@ -125,6 +125,10 @@ def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path: Path, tak
 def test_the_first_start_demo_leaves_no_zombie(tmp_path: Path) -> None:
     pytest.importorskip("opentelemetry.instrumentation.openai_v2", reason="pip install '.[demo]'")
     data = tmp_path / "data"
+    data.mkdir()
+    # Evaluators declared already: the demo declares none, so its child serves no judge and ends
+    # after its tickets (tests/demo/test_up.py covers the child that stays to serve the judge).
+    (data / "evaluators.toml").write_text("# none\n")
     up = Up(data, SPANLAKE_NO_DEMO="", SPANLAKE_DEMO_TICKETS="4", SPANLAKE_DEMO_TIME_SCALE="0.1")
     try:
         up.wait_started()
