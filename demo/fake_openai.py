@@ -10,9 +10,10 @@ Every answer is a pure function of the request, so tests can assert exact number
 - ``prompt_tokens`` = sum of ``words`` over all messages' text;
   ``prompt_tokens_details.cached_tokens`` = ``prompt_tokens // 2``.
 - The reply, per choice (``n``, default 1, identical choices):
-  - ``tools`` given and the last user message contains "weather": one tool call to the first
-    tool, ``id="call_fake_0"``, ``arguments='{"location": "Paris"}'``, finish ``tool_calls``;
-    its visible text is ``f"{name} {arguments}"``;
+  - ``tools`` given, the last user message contains "weather" and the last message is not a
+    tool result (``role: tool``; so an agent loop ends): one tool call to the first tool,
+    ``id="call_fake_0"``, ``arguments='{"location": "Paris"}'``, finish ``tool_calls``; its
+    visible text is ``f"{name} {arguments}"``;
   - ``response_format`` of type ``json_object``/``json_schema``: ``{"answer": "<last user text>"}``;
   - else ``"Fake reply: <last user text>"``;
   - with ``max_tokens``/``max_completion_tokens`` = m and more than m words: the first m
@@ -113,7 +114,8 @@ def chat_reply(body: dict[str, Any]) -> dict[str, Any]:
     tools = body.get("tools") or []
     tool_call = None
     judge = str(body.get("model", "")).startswith(JUDGE_PREFIX)
-    if tools and "weather" in last.lower() and not judge:
+    answering_a_tool = bool(messages) and messages[-1].get("role") == "tool"
+    if tools and "weather" in last.lower() and not judge and not answering_a_tool:
         name = tools[0].get("function", {}).get("name", "tool")
         tool_call = {"id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
         text, finish, visible = None, "tool_calls", words(f"{name} {TOOL_ARGUMENTS}")
