@@ -5,13 +5,11 @@ written to the file under a lock, keeping its comments; a running server reloads
 from __future__ import annotations
 
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -22,8 +20,8 @@ from spanlake.analytics.budgets.metrics import METRICS, STEPS
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import parse_attr_filter
 from spanlake.cli.lake import lake_option
-from spanlake.cli.options import data_dir_option
-from spanlake.cli.report import _parse_time
+from spanlake.cli.options import data_dir_option, format_option, parse_time
+from spanlake.cli.output import dump_json
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 from spanlake.storage.reader import Lake
 
@@ -32,7 +30,6 @@ EXIT_OK, EXIT_BREACHED, EXIT_ERROR = 0, 1, 2
 LEVEL_STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red", "no_data": "dim"}
 
 _data_dir = data_dir_option("Data directory whose budgets.toml holds the budgets and destinations.")
-_format = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
 
 class CheckFailed(click.ClickException):
@@ -56,10 +53,6 @@ def _read(store: BudgetsFile, error: type[click.ClickException] = click.ClickExc
         raise error(
             f"{e}\nFix {store.path} by hand (a running server keeps its last good budgets meanwhile)."
         ) from None
-
-
-def _dump(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def _scope(b: Budget) -> str:
@@ -168,13 +161,13 @@ def add(data_dir: Path, name: str, replace: bool, attrs: tuple[str, ...], for_: 
 @budgets.command("list")
 @_data_dir
 @click.option("--project", default=None, help="Only this project's budgets.")
-@_format
+@format_option
 def list_budgets(data_dir: Path, project: str | None, fmt: str) -> None:
     """List the budgets (from budgets.toml)."""
     store = _store(data_dir)
     found = [b for b in _read(store).budgets if project is None or b.project == project]
     if fmt == "json":
-        _dump([b.to_dict() for b in found])
+        dump_json([b.to_dict() for b in found])
         return
     if not found:
         click.echo(f"no budgets in {store.path}; add one with `spanlake budgets add`")
@@ -210,7 +203,7 @@ def remove(data_dir: Path, name: str, project: str | None) -> None:
 @lake_option
 @click.option("--project", default=None, help="Only this project's budgets.")
 @click.option("--at", default=None, help="Evaluate as of this time (ISO, or a duration ago); default now.")
-@_format
+@format_option
 def check(data_dir: Path, lake: str | None, project: str | None, at: str | None, fmt: str) -> None:
     """Evaluate every budget once against the lake, for cron jobs and CI.
 
@@ -224,7 +217,7 @@ def check(data_dir: Path, lake: str | None, project: str | None, at: str | None,
     chosen = [b for b in _read(store, CheckFailed).budgets if project is None or b.project == project]
     now = datetime.now(UTC)
     try:
-        when = _parse_time(at, now) or now
+        when = parse_time(at, now) or now
     except click.BadParameter as e:
         raise CheckFailed(f"--at: {e.message}") from None
     if not chosen:
@@ -243,7 +236,7 @@ def check(data_dir: Path, lake: str | None, project: str | None, at: str | None,
 def _print_check(ev: Evaluation, fmt: str) -> None:
     if fmt == "json":
         failures = [{"budget": k, "error": why} for k, why in ev.failures]
-        _dump({"at": ev.at.isoformat(), "readings": [reading_dict(r) for r in ev.readings], "failures": failures})
+        dump_json({"at": ev.at.isoformat(), "readings": [reading_dict(r) for r in ev.readings], "failures": failures})
         return
     table = Table(title=f"budgets at {ev.at:%Y-%m-%d %H:%M:%S}Z")
     for col in ("project", "name", "metric", "level", "figure", "warning", "critical", "samples", "reason"):
@@ -306,14 +299,14 @@ def destination_add(data_dir: Path, name: str, type_: str, replace: bool, to: tu
 
 @destination.command("list")
 @_data_dir
-@_format
+@format_option
 def destination_list(data_dir: Path, fmt: str) -> None:
     """List the destinations and the budgets that send to each."""
     found = _read(_store(data_dir))
     rows = [d.to_dict() | {"budgets": [b.key for b in found.budgets if d.name in b.destinations]}
             for d in found.destinations]  # fmt: skip
     if fmt == "json":
-        _dump(rows)
+        dump_json(rows)
         return
     table = Table()
     for col in ("name", "type", "where", "secret from", "budgets"):

@@ -24,31 +24,21 @@ from spanlake.analytics.datasets import LabelFilter, freeze_dataset, match_items
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.cli.lake import lake_dir, lake_option
-from spanlake.cli.options import LAKE_HELP
+from spanlake.cli.options import API_KEY_ENV, LAKE_HELP, parse_time
 from spanlake.cli.options import data_dir_option as shared_data_dir_option
+from spanlake.cli.options import url_option as shared_url_option
 from spanlake.cli.output import print_table
-from spanlake.cli.report import _parse_time
-from spanlake.collector.config import DEFAULT_HOST, DEFAULT_HTTP_PORT
 from spanlake.storage.datasets import check_names, list_datasets, members, read_examples, read_version, versions
 from spanlake.storage.layout import DEFAULT_PROJECT
 from spanlake.storage.reader import Lake
 
-DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_HTTP_PORT}"
-API_KEY_ENV = "SPANLAKE_API_KEY"
 BATCH = 1000
 
 data_dir_option = shared_data_dir_option(LAKE_HELP)
 project_option = click.option(
     "--project", default=DEFAULT_PROJECT, show_default=True, envvar="SPANLAKE_PROJECT", help="Project."
 )
-url_option = click.option(
-    "--url",
-    default=DEFAULT_URL,
-    show_default=True,
-    envvar="SPANLAKE_URL",
-    show_envvar=True,
-    help="The running spanlake's HTTP address (changes go through its API).",
-)
+url_option = shared_url_option("The running spanlake's HTTP address (changes go through its API).")
 author_option = click.option("--author", default=None, envvar="USER", help="Who makes the change (default: $USER).")
 fmt_option = click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 
@@ -76,7 +66,7 @@ def api(url: str, method: str, path: str, body: Any = None, query: dict[str, Any
 
 
 def _time(text: str | None, now: datetime) -> datetime | None:
-    return _parse_time(text, now)
+    return parse_time(text, now)
 
 
 def _item(text: str) -> tuple[str, str | None]:

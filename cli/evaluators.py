@@ -1,73 +1,44 @@
-"""`spanlake evaluators` (declare, inspect, measure evaluators) and `spanlake eval run` (offline
-and backfill runs).
+"""`spanlake evaluators`: declare, inspect and measure evaluators (`spanlake eval run` runs one
+offline: cli/eval_run.py).
 
 Evaluators live in `<data-dir>/evaluators.toml` (evaluators.evaluators_file); the commands edit
-it under a lock and keep its comments, and a running server reloads it. `eval run` reads the
-lake directly and posts its results as labels to the running server (`--url`; a key in
-$SPANLAKE_API_KEY when it requires one). Bad input exits with code 2; `eval run` exits 1 when
-some targets could not be evaluated.
+it under a lock and keep its comments, and a running server reloads it. Bad input exits with
+code 2.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import sys
 import tomllib
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
-import orjson
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from spanlake.analytics.runner import Analytics
-from spanlake.cli.dataset import API_KEY_ENV, DEFAULT_URL
 from spanlake.cli.lake import lake_option
-from spanlake.cli.options import data_dir_option
-from spanlake.cli.report import _parse_time
+from spanlake.cli.options import API_KEY_ENV, Refused, data_dir_option, format_option, url_option
+from spanlake.cli.output import dump_json, print_doc, print_rows
 from spanlake.evaluators import alignment as alignment_mod
 from spanlake.evaluators.definition import KINDS, Evaluator, EvaluatorError, EvaluatorSet
 from spanlake.evaluators.evaluators_file import EvaluatorsFile
-from spanlake.evaluators.offline import LabelPoster, OfflineError, OfflineRun, Summary, run_dataset, run_traces
-from spanlake.evaluators.offline import trace_filters as parse_trace_filters
 from spanlake.evaluators.result import author
-from spanlake.evaluators.run import Judges
 from spanlake.evaluators.versions import VersionRegistry
-from spanlake.experiments.items import DatasetRef, resolve
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 from spanlake.storage.reader import Lake
 
 DEFAULT_PROJECT_ENV = "SPANLAKE_DEFAULT_PROJECT"  # as `spanlake up --default-project`
-EXIT_OK, EXIT_ERRORS, EXIT_REFUSED = 0, 1, 2
 BASE_KEYS = ("name", "kind", "project", "description", "decides_outcome")
 
-_data_dir = data_dir_option("Data directory whose evaluators.toml holds the evaluators (and whose lake is read).")
-_format = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-_project = click.option(
+evaluators_data_dir = data_dir_option(
+    "Data directory whose evaluators.toml holds the evaluators (and whose lake is read)."
+)
+evaluator_project = click.option(
     "--project", default=None, help=f"The evaluator's project (default: ${DEFAULT_PROJECT_ENV} or 'default')."
 )
-_url = click.option(
-    "--url",
-    default=DEFAULT_URL,
-    show_default=True,
-    envvar="SPANLAKE_URL",
-    show_envvar=True,
-    help="The running spanlake's HTTP address.",
-)
 
 
-class Refused(click.ClickException):
-    """Bad input, or the command could not run: exit code 2."""
-
-    exit_code = EXIT_REFUSED
-
-
-def _store(data_dir: Path) -> EvaluatorsFile:
+def open_store(data_dir: Path) -> EvaluatorsFile:
     return EvaluatorsFile(data_dir, os.environ.get(DEFAULT_PROJECT_ENV) or DEFAULT_PROJECT)
 
 
@@ -86,7 +57,7 @@ def _project_of(store: EvaluatorsFile, project: str | None) -> str:
     return project or store.default_project
 
 
-def _evaluator(store: EvaluatorsFile, project: str | None, name: str) -> Evaluator:
+def find_evaluator(store: EvaluatorsFile, project: str | None, name: str) -> Evaluator:
     found = _current(store)
     p = _project_of(store, project)
     try:
@@ -96,64 +67,6 @@ def _evaluator(store: EvaluatorsFile, project: str | None, name: str) -> Evaluat
         raise Refused(
             f"no evaluator {name!r} in project {p!r} (it has: {have}); see `spanlake evaluators list`"
         ) from None
-
-
-def _jsonable(v: Any) -> Any:
-    """Plain JSON values from dataclasses, data frames, mappings and times."""
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)}
-    if hasattr(v, "to_dicts"):  # a polars DataFrame
-        return [_jsonable(r) for r in v.to_dicts()]
-    if hasattr(v, "as_dict"):
-        return _jsonable(v.as_dict())
-    if isinstance(v, dict) or hasattr(v, "items"):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | set | frozenset):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    return v
-
-
-def _dump(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(_jsonable(doc), option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, dict | list):
-        return orjson.dumps(_jsonable(v)).decode()
-    return str(v)
-
-
-def _print_rows(rows: list[dict[str, Any]], title: str | None = None) -> None:
-    table = Table(title=title)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(*(_cell(r.get(c)) for c in columns))
-    Console().print(table)
-
-
-def _print_doc(doc: Any, title: str, name: str = "figure") -> None:
-    """A document as tables: its plain figures as name/value rows, each list of rows as a table."""
-    doc = _jsonable(doc)
-    if isinstance(doc, list):
-        if doc:
-            _print_rows(doc, title)
-        else:
-            click.echo(f"{title}: none")
-        return
-    plain = [{name: k, "value": v} for k, v in doc.items() if not isinstance(v, list)]
-    if plain:
-        _print_rows(plain, title)
-    for k, v in doc.items():
-        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            _print_rows(v, k)
 
 
 def _definition(e: Evaluator) -> dict[str, Any]:
@@ -192,15 +105,15 @@ def evaluators() -> None:
 
 
 @evaluators.command("list")
-@_data_dir
+@evaluators_data_dir
 @click.option("--project", default=None, help="Only this project's evaluators.")
-@_format
+@format_option
 def list_cmd(data_dir: Path, project: str | None, fmt: str) -> None:
     """List the evaluators (from evaluators.toml) with their current version."""
-    store = _store(data_dir)
+    store = open_store(data_dir)
     found = [e for e in _current(store).evaluators if project is None or e.project == project]
     if fmt == "json":
-        _dump([_definition(e) for e in found])
+        dump_json([_definition(e) for e in found])
         return
     if not found:
         click.echo(f"no evaluators in {store.path}; add one with `spanlake evaluators add`")
@@ -208,23 +121,23 @@ def list_cmd(data_dir: Path, project: str | None, fmt: str) -> None:
     rows = [{"project": e.project, "name": e.name, "kind": e.kind, "version": f"v{e.version}",
              "decides outcome": "yes" if e.decides_outcome else "", "description": e.description}
             for e in found]  # fmt: skip
-    _print_rows(rows)
+    print_rows(rows)
 
 
 @evaluators.command("show")
-@_data_dir
+@evaluators_data_dir
 @click.argument("name")
-@_project
-@_format
+@evaluator_project
+@format_option
 def show_cmd(data_dir: Path, name: str, project: str | None, fmt: str) -> None:
     """Show an evaluator's definition and its versions."""
-    store = _store(data_dir)
-    e = _evaluator(store, project, name)
+    store = open_store(data_dir)
+    e = find_evaluator(store, project, name)
     doc = _definition(e) | {"versions": VersionRegistry(data_dir).history(e.project, e.name)}
     if fmt == "json":
-        _dump(doc)
+        dump_json(doc)
         return
-    _print_doc(
+    print_doc(
         {k: v for k, v in doc.items() if k != "params"} | {"params": [dict(e.params)]}, f"{e.project}/{e.name}", "field"
     )
 
@@ -254,7 +167,7 @@ def _snippet(path: Path) -> dict[str, Any]:
 
 
 @evaluators.command("add")
-@_data_dir
+@evaluators_data_dir
 @click.argument("name")
 @click.option("--kind", type=click.Choice(KINDS), default=None, help="What it checks (required unless in --file).")
 @click.option(
@@ -272,7 +185,7 @@ def _snippet(path: Path) -> dict[str, Any]:
     default=None,
     help="A TOML snippet holding the evaluator (an [[evaluator]] table); the flags override its keys.",
 )
-@_project
+@evaluator_project
 @click.option("--description", default=None, help="A note shown with the evaluator (not part of its version).")
 @click.option(
     "--decides-outcome/--no-decides-outcome",
@@ -315,7 +228,7 @@ def add_cmd(
         raw[key.strip()] = _value(value)
     if "kind" not in raw:
         raise click.UsageError("give --kind (or a --file whose evaluator has a kind)")
-    store = _store(data_dir)
+    store = open_store(data_dir)
     try:
         put = store.put_evaluator(raw, create=not replace)
     except (EvaluatorError, LookupError) as e:
@@ -329,12 +242,12 @@ def add_cmd(
 
 
 @evaluators.command("remove")
-@_data_dir
+@evaluators_data_dir
 @click.argument("name")
-@_project
+@evaluator_project
 def remove_cmd(data_dir: Path, name: str, project: str | None) -> None:
     """Remove an evaluator (its labels stay in the lake)."""
-    store = _store(data_dir)
+    store = open_store(data_dir)
     try:
         gone = store.remove_evaluator(_project_of(store, project), name)
     except (EvaluatorError, LookupError) as e:
@@ -344,33 +257,33 @@ def remove_cmd(data_dir: Path, name: str, project: str | None) -> None:
 
 
 @evaluators.command("versions")
-@_data_dir
+@evaluators_data_dir
 @click.argument("name")
-@_project
-@_format
+@evaluator_project
+@format_option
 def versions_cmd(data_dir: Path, name: str, project: str | None, fmt: str) -> None:
     """List an evaluator's versions: each definition it had, and when it was first seen."""
-    store = _store(data_dir)
-    e = _evaluator(store, project, name)
+    store = open_store(data_dir)
+    e = find_evaluator(store, project, name)
     rows = [dict(h) | {"current": h.get("version") == e.version}
             for h in VersionRegistry(data_dir).history(e.project, e.name)]  # fmt: skip
     if fmt == "json":
-        _dump(rows)
+        dump_json(rows)
         return
-    _print_rows(rows, f"{e.project}/{e.name}")
+    print_rows(rows, f"{e.project}/{e.name}")
 
 
 @evaluators.command("status")
-@_url
-@_format
+@url_option()
+@format_option
 def status_cmd(url: str, fmt: str) -> None:
     """The server's online evaluation: backlog, cursor, last cycle, retries, per-evaluator counts
     and errors, and whether evaluators.toml parses."""
     doc = _get(url, "/evaluators/status")
     if fmt == "json":
-        _dump(doc)
+        dump_json(doc)
         return
-    _print_doc(doc, "online evaluation")
+    print_doc(doc, "online evaluation")
 
 
 def _get(url: str, path: str) -> Any:
@@ -396,13 +309,13 @@ def _lake(data_dir: Path, lake: str | None) -> Lake:
 
 
 @evaluators.command("alignment")
-@_data_dir
+@evaluators_data_dir
 @lake_option
 @click.argument("name")
-@_project
+@evaluator_project
 @click.option("--version", "version", type=click.IntRange(1), default=None, help="This version (default: current).")
 @click.option("--by", type=click.Choice(["week"]), default=None, help="Also per ISO week of the label time.")
-@_format
+@format_option
 def alignment_cmd(
     data_dir: Path, lake: str | None, name: str, project: str | None, version: int | None, by: str | None, fmt: str
 ) -> None:
@@ -413,8 +326,8 @@ def alignment_cmd(
     Spearman correlation of scores, and the number of items. A figure that is undefined (too
     few items, one class only) is empty.
     """
-    store = _store(data_dir)
-    e = _evaluator(store, project, name)
+    store = open_store(data_dir)
+    e = find_evaluator(store, project, name)
     v = version or e.version
     every = alignment_mod.project_alignment(_lake(data_dir, lake), e.project)
     found = next((a.as_dict() for a in every if a.evaluator == e.name and a.version == v), None)
@@ -422,187 +335,32 @@ def alignment_cmd(
         found.pop("weeks")
     doc = {"project": e.project, "evaluator": e.name, "version": v, "alignment": found}
     if fmt == "json":
-        _dump(doc)
+        dump_json(doc)
         return
     if found is None:
         click.echo(f"{author(e.name, v)} has no results in {e.project} yet")
         return
-    _print_doc(found, f"{author(e.name, v)} against people ({e.project})")
+    print_doc(found, f"{author(e.name, v)} against people ({e.project})")
 
 
 @evaluators.command("disagreements")
-@_data_dir
+@evaluators_data_dir
 @lake_option
 @click.argument("name")
-@_project
+@evaluator_project
 @click.option("--version", "version", type=click.IntRange(1), default=None, help="This version (default: current).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
-@_format
+@format_option
 def disagreements_cmd(
     data_dir: Path, lake: str | None, name: str, project: str | None, version: int | None, limit: int, fmt: str
 ) -> None:
     """The items where the evaluator's verdict and a person's differ: trace (and span), both
     verdicts, the judge's score and reason, the person's comment."""
-    store = _store(data_dir)
-    e = _evaluator(store, project, name)
+    store = open_store(data_dir)
+    e = find_evaluator(store, project, name)
     v = version or e.version
     found = alignment_mod.project_disagreements(_lake(data_dir, lake), e.project, e.name, v, limit=limit)
     if fmt == "json":
-        _dump({"project": e.project, "evaluator": e.name, "version": v, "disagreements": found})
+        dump_json({"project": e.project, "evaluator": e.name, "version": v, "disagreements": found})
         return
-    _print_doc(found, f"{author(e.name, v)}: disagreements with people ({e.project})")
-
-
-# --- spanlake eval run ----------------------------------------------------------------------
-
-
-@click.group("eval", context_settings={"max_content_width": 110})
-def eval_group() -> None:
-    """Run an evaluator offline: over a frozen dataset version, or a backfill over past traces.
-
-    \b
-    Examples:
-      spanlake eval run reply_json --dataset refunds@3 --project shop
-      spanlake eval run groundedness --since 7d --filter task=answer_ticket --filter prompt_version=v2
-      spanlake eval run tool_args --since 24h --target tool --limit 500
-    """
-
-
-@eval_group.command("run")
-@click.argument("evaluator_name", metavar="EVALUATOR")
-@click.option("--dataset", "dataset_ref", default=None, metavar="NAME@VERSION", help="A frozen dataset version.")
-@click.option("--since", default=None, metavar="WHEN", help="Past traces started since: 7d, 24h, or an ISO time.")
-@click.option("--until", default=None, metavar="WHEN", help="... and before this (default: now).")
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="With --since: the trace list's filters (repeatable): task, service, model, provider, prompt_name, "
-    "prompt_version, outcome, session, text, has_error, min_ms, max_ms, min_cost, max_cost, attr.NAME.",
-)
-@click.option(
-    "--target",
-    default="trace",
-    show_default=True,
-    help="With --since: evaluate each trace, or each span of a category (llm, retrieval, tool, ...).",
-)
-@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many traces or items.")
-@_project
-@_url
-@_data_dir
-@lake_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_cmd(
-    evaluator_name: str,
-    dataset_ref: str | None,
-    since: str | None,
-    until: str | None,
-    filters: tuple[str, ...],
-    target: str,
-    limit: int | None,
-    project: str | None,
-    url: str,
-    data_dir: Path,
-    lake: str | None,
-    fmt: str,
-    quiet: bool,
-) -> None:
-    """Run EVALUATOR (its current version) over a dataset version or past traces, and write its
-    results as labels (source judge, author EVALUATOR@vN) through the running server.
-
-    \b
-    The same labels as the online rules: a target judged online by this version, or by an
-    earlier run, is skipped; an interrupted run (Ctrl-C) continues where it stopped when you
-    run the same command again. Dataset items label their trace (and span), with the item's
-    expected output given to the evaluator.
-
-    \b
-    Exit status:
-      0  every target evaluated (pass, fail or not applicable) or done before
-      1  some targets could not be evaluated (errors listed; a rerun tries them again)
-      2  bad input or the run could not go on: unknown evaluator, no such dataset version,
-         spanlake not running at --url
-
-    \b
-    Examples:
-      spanlake eval run reply_json --dataset refunds@3 --project shop
-      spanlake eval run groundedness --since 7d --filter task=answer_ticket --limit 1000
-      spanlake eval run slow_answer --since 2025-06-01 --until 2025-06-08 --filter model=gpt-4o-mini
-    """
-    if (dataset_ref is None) == (since is None):
-        raise click.UsageError("give --dataset NAME@VERSION or --since WHEN (e.g. --since 7d), not both")
-    if dataset_ref is not None and (until or filters or target != "trace"):
-        raise click.UsageError("--until, --filter and --target go with --since (a dataset is evaluated whole)")
-    store = _store(data_dir)
-    ev = _evaluator(store, project, evaluator_name)
-    dd = DataDir(data_dir, lake)
-    if not dd.has_lake():
-        raise Refused(f"no lake at {dd.lake_location}: pass the --data-dir (or --lake) spanlake up uses")
-    try:
-        if dataset_ref is not None:
-            version = resolve(dd, ev.project, DatasetRef.parse(dataset_ref))
-            what = f"{version.dataset}@{version.version}"
-        else:
-            now = datetime.now(UTC)
-            tf = parse_trace_filters(ev.project, _parse_time(since, now), _parse_time(until, now) or now, filters)
-            what = f"traces since {since}" + (f" ({', '.join(filters)})" if filters else "")
-    except click.BadParameter as e:
-        raise Refused(f"--since/--until: {e.message}") from None
-    except (ValueError, LookupError) as e:
-        raise Refused(str(e)) from None
-    poster = LabelPoster(url, os.environ.get(API_KEY_ENV))
-    if (why := poster.probe()) is not None:
-        poster.close()
-        raise Refused(f"no spanlake at {url} ({why}): start it with `spanlake up` or pass --url")
-    judges = Judges(data_dir=data_dir, traces_endpoint=f"{url.rstrip('/')}/v1/traces") if ev.is_judge else None
-    an = Analytics(Lake(dd))
-    label = f"{author(ev.name, ev.version)} over {what}"
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    try:
-        with Progress(*columns, transient=True, disable=quiet, console=Console(stderr=True)) as progress:
-            bar = progress.add_task(label, total=None)
-            run = OfflineRun(
-                ev,
-                poster,
-                judges=judges,
-                on_start=lambda total, done: progress.update(bar, total=total, completed=done),
-                on_progress=lambda n: progress.advance(bar, n),
-            )
-            if dataset_ref is not None:
-                summary = run_dataset(an, dd, version, run, limit)
-            else:
-                summary = run_traces(an, tf, run, target, limit)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: run the same command again to continue where it stopped", err=True)
-        sys.exit(130)
-    except OfflineError as e:
-        raise Refused(str(e)) from None
-    except (ValueError, LookupError) as e:  # e.g. an unknown --target category
-        raise Refused(str(e)) from None
-    finally:
-        poster.close()
-        if judges is not None:
-            judges.close()
-    _print_summary(label, summary, fmt)
-    sys.exit(EXIT_ERRORS if summary.errors else EXIT_OK)
-
-
-def _print_summary(label: str, s: Summary, fmt: str) -> None:
-    if fmt == "json":
-        _dump(s.as_dict())
-        return
-    parts = [f"{s.passed} pass", f"{s.failed} fail"]
-    if s.scored:
-        parts.append(f"{s.scored} scored")
-    parts += [f"{s.not_applicable} n/a", f"{s.errors} error(s)"]
-    click.echo(
-        f"{label}: {s.evaluated} evaluated ({', '.join(parts)}), {s.done_before} done before"
-        + (f", {s.unlinked} item(s) without a trace" if s.unlinked else "")
-        + f"; {s.labels_written} label(s) written, cost ${s.cost_usd:.4f}, {s.seconds:.1f} s"
-    )
-    for message in s.error_messages:
-        click.echo(f"  error: {message}", err=True)
-    if s.errors > len(s.error_messages):
-        click.echo(f"  ... and {s.errors - len(s.error_messages)} more", err=True)
+    print_doc(found, f"{author(e.name, v)}: disagreements with people ({e.project})")

@@ -1,4 +1,4 @@
-"""`spanlake experiment` (run an app over a frozen dataset, list, show, compare) and `spanlake gate`.
+"""`spanlake experiment`: run an app over a frozen dataset, list, show, compare (`spanlake gate`: cli/gate.py).
 
 Experiments live under `<data-dir>/experiments/` (experiments.store); their traces go to the
 running spanlake (`--endpoint`), whose lake must be the one under `--data-dir`/`--lake` for the
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,14 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spanlake.analytics.reports.compare import BY
-from spanlake.analytics.runner import Analytics
-from spanlake.analytics.spans import Filters
-from spanlake.cli.lake import lake_dir, lake_option
+from spanlake.cli.lake import lake_option
+from spanlake.cli.options import Refused, format_option
 from spanlake.cli.options import data_dir_option as shared_data_dir_option
 from spanlake.cli.output import print_table
-from spanlake.cli.report import _parse_time
 from spanlake.experiments import markdown, offline
 from spanlake.experiments.apps import AppLoadError, load_app
 from spanlake.experiments.compare import comparison_dict, side_figures
-from spanlake.experiments.gate import GateError, GateResult, evaluate, load_budgets, load_rules
 from spanlake.experiments.items import DatasetRef, resolve
-from spanlake.experiments.production import production_sides
 from spanlake.experiments.run import (
     DEFAULT_CONCURRENCY,
     DEFAULT_ENDPOINT,
@@ -49,16 +43,9 @@ from spanlake.experiments.scoring import CHECKS, check_schema, make_scorers
 from spanlake.experiments.sides import Side
 from spanlake.experiments.store import Experiment, ExperimentError, Store
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
-from spanlake.storage.reader import Lake
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 data_dir_option = shared_data_dir_option()
-
-
-class Refused(click.ClickException):
-    """Bad input or an error: exit code 2 (1 is a failed gate)."""
-
-    exit_code = 2
 
 
 def _meta(values: tuple[str, ...]) -> dict[str, str]:
@@ -287,12 +274,9 @@ def run_cmd(
         click.echo("  warning: not every span was delivered to spanlake in time", err=True)
 
 
-fmt_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-
-
 @experiment.command("list")
 @click.option("--project", default=None, help="Only experiments on this project's datasets.")
-@fmt_option
+@format_option
 @data_dir_option
 def list_cmd(project: str | None, fmt: str, data_dir: Path) -> None:
     """List experiments, newest first: dataset, app, metadata, status, success rate, cost, p95."""
@@ -340,7 +324,7 @@ def _get(store: Store, experiment_id: str) -> Experiment:
 
 @experiment.command("show")
 @click.argument("experiment_id", metavar="ID")
-@fmt_option
+@format_option
 @data_dir_option
 def show_cmd(experiment_id: str, fmt: str, data_dir: Path) -> None:
     """Show an experiment: its settings, aggregates and every item's result."""
@@ -374,7 +358,7 @@ def show_cmd(experiment_id: str, fmt: str, data_dir: Path) -> None:
     print_table(table, "table")
 
 
-def _sides(store: Store, a_id: str, b_id: str) -> tuple[Side, Side, bool, list[Experiment]]:
+def experiment_sides(store: Store, a_id: str, b_id: str) -> tuple[Side, Side, bool, list[Experiment]]:
     a, b = _get(store, a_id), _get(store, b_id)
     try:
         sa, sb = offline.experiment_side(a), offline.experiment_side(b)
@@ -417,124 +401,3 @@ def compare_cmd(baseline: str, candidate: str, fmt: str, confidence: float, data
         Console().print(Markdown(markdown.comparison_markdown(c, link)))
         if not paired:
             click.echo("(different datasets: compared as two samples, not item by item)")
-
-
-def _production_sides(
-    data_dir: Path, lake: str | None, project: str, by: str, a: str, b: str, since: str, until: str | None
-) -> tuple[Side, Side]:
-    now = datetime.now(UTC)
-    filters = Filters(since=_parse_time(since, now), until=_parse_time(until, now) or now, project=project)
-    an = Analytics(Lake(lake_dir(data_dir, lake)))
-    try:
-        return production_sides(an, filters, by, a, b)
-    except ValueError as e:
-        raise Refused(str(e)) from None
-
-
-@click.command("gate", context_settings={"max_content_width": 110})
-@click.option("--baseline", default=None, metavar="ID", help="The baseline experiment (what ships now).")
-@click.option("--candidate", default=None, metavar="ID", help="The candidate experiment.")
-@click.option(
-    "--rules",
-    "rules_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The gate's rules (TOML; docs/experiments.md).",
-)
-@click.option("--production", is_flag=True, help="Compare live traffic from the lake instead of experiments.")
-@click.option(
-    "--by", type=click.Choice(BY), default="prompt_version", show_default=True, help="--production: split by."
-)
-@click.option("--a", "a_value", default=None, help="--production: the baseline's value (e.g. v1).")
-@click.option("--b", "b_value", default=None, help="--production: the candidate's value (e.g. v2).")
-@click.option("--since", default="24h", show_default=True, help="--production: tasks since (24h, 7d, ISO time).")
-@click.option("--until", default=None, help="--production: ... and before (default now).")
-@click.option(
-    "--project", default=DEFAULT_PROJECT, show_default=True, envvar="SPANLAKE_PROJECT", help="--production: project."
-)
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
-@click.option(
-    "--summary-file",
-    default=None,
-    envvar=SUMMARY_ENV,
-    show_envvar=True,
-    help="Also append the Markdown summary here (GitHub Actions sets $GITHUB_STEP_SUMMARY).",
-)
-@data_dir_option
-@lake_option
-@click.pass_context
-def gate(
-    ctx: click.Context,
-    baseline: str | None,
-    candidate: str | None,
-    rules_path: Path,
-    production: bool,
-    by: str,
-    a_value: str | None,
-    b_value: str | None,
-    since: str,
-    until: str | None,
-    project: str,
-    fmt: str,
-    summary_file: str | None,
-    data_dir: Path,
-    lake: str | None,
-) -> None:
-    """Release gate: does the candidate hold up against the baseline? Exit 0 pass, 1 fail,
-    2 not enough data (or an error).
-
-    \b
-    Rules (gate.toml), e.g.:
-      min_items = 30
-      [success_rate]
-      max_drop_points = 2            # at 95 % confidence (confidence = 0.95 at the top to change)
-      [cost_per_successful_task]
-      max_increase_pct = 10
-      [p95_latency]
-      max_ms = 3000                  # or max_increase_pct = 20, or budget = "demo/answer-p95"
-      [no_critical_regressions]
-      modes = ["timeout", "error", "hallucination"]
-
-    \b
-    Examples:
-      spanlake gate --baseline exp-20261205-153012-ab12 --candidate exp-20261205-154501-9f3c --rules gate.toml
-      spanlake gate --production --by prompt_version --a v1 --b v2 --since 24h --project demo --rules gate.toml
-    """
-    try:
-        rules = load_rules(rules_path)
-    except GateError as e:
-        raise Refused(str(e)) from None
-    link = None
-    if production:
-        if baseline or candidate:
-            raise click.UsageError("--production compares live traffic: drop --baseline/--candidate")
-        if not a_value or not b_value:
-            raise click.UsageError("--production needs --a and --b (e.g. --by prompt_version --a v1 --b v2)")
-        sa, sb = _production_sides(data_dir, lake, project, by, a_value, b_value, since, until)
-        paired = False
-    else:
-        if not baseline or not candidate:
-            raise click.UsageError("give --baseline and --candidate experiment ids (or --production)")
-        sa, sb, paired, exps = _sides(Store(data_dir), baseline, candidate)
-        link = offline.trace_links(exps)
-    try:
-        result = evaluate(rules, sa, sb, paired=paired, budgets=load_budgets(data_dir))
-    except GateError as e:
-        raise Refused(str(e)) from None
-    text = markdown.gate_markdown(result, link)
-    if (why := markdown.append_summary(text, summary_file)) is not None:
-        click.echo(f"warning: {why}", err=True)
-    if fmt == "json":
-        click.echo(json.dumps(_gate_dict(result, link), indent=2, default=str))
-    else:
-        click.echo(text)
-    ctx.exit(result.exit_code)
-
-
-def _gate_dict(result: GateResult, link: Any) -> dict[str, Any]:
-    return {
-        "verdict": result.verdict,
-        "exit_code": result.exit_code,
-        "rules": [{"rule": r.rule, "verdict": r.verdict, "detail": r.detail} for r in result.rules],
-        "comparison": comparison_dict(result.comparison, link),
-    }

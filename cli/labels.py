@@ -12,8 +12,8 @@ import pyarrow as pa
 from spanlake.analytics.labels import project_agreement
 from spanlake.cli.dataset import api, data_dir_option, project_option, url_option
 from spanlake.cli.lake import lake_dir, lake_option
+from spanlake.cli.options import parse_time
 from spanlake.cli.output import print_table
-from spanlake.cli.report import _parse_time
 from spanlake.storage.label_schema import LabelSchemas
 from spanlake.storage.reader import Lake
 
@@ -145,7 +145,7 @@ def agreement_cmd(
     now = datetime.now(UTC)
     dd = lake_dir(data_dir, lake)
     result = project_agreement(
-        Lake(dd), project, LabelSchemas(dd).get(project), _parse_time(since, now), _parse_time(until, now)
+        Lake(dd), project, LabelSchemas(dd).get(project), parse_time(since, now), parse_time(until, now)
     )
     rows = [{k: v for k, v in r.as_dict().items() if k != "pairs"} for r in result.values()]
     if pairs:

@@ -1,17 +1,29 @@
-"""Options several commands share."""
+"""Options, time parsing and the refusal error several commands share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from spanlake.collector.config import DEFAULT_DATA_DIR
+from spanlake.analytics.spans import parse_duration
+from spanlake.collector.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_HTTP_PORT
 
 LAKE_HELP = "Folder holding the Parquet lake."
 DATA_HELP = "Folder holding the write-ahead log and the Parquet lake."
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_HTTP_PORT}"
+API_KEY_ENV = "SPANLAKE_API_KEY"  # the key sent to a spanlake that requires one (`spanlake keys`)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the window the API accepts too (server.api.common)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+class Refused(click.ClickException):
+    """Bad input, or the command could not run: exit code 2 (1 is kept for a failed check)."""
+
+    exit_code = 2
 
 
 def data_dir_option(help: str = DATA_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -34,3 +46,39 @@ task_option = click.option(
     help="Only tasks of this name (the task's name, else its span name); span-level figures (calls, steps, "
     "checks, retrievals) count the spans whose innermost task has this name.",
 )
+
+
+def url_option(
+    help: str = "The running spanlake's HTTP address.",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--url` of the running spanlake (default the local one, $SPANLAKE_URL)."""
+    return click.option(
+        "--url", default=DEFAULT_URL, show_default=True, envvar="SPANLAKE_URL", show_envvar=True, help=help
+    )
+
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+
+
+def parse_time(text: str | None, now: datetime) -> datetime | None:
+    """'24h' (that long ago), an ISO date/time (UTC unless it says otherwise), or None."""
+    if text is None:
+        return None
+    try:
+        return now - parse_duration(text)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use a duration such as 24h or 7d, or an ISO time") from None
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    try:
+        ok = EARLIEST <= t <= LATEST
+    except OverflowError:  # an offset that takes the time off the calendar
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{text!r}: a time between 1970 and 2200")
+    return t

@@ -16,9 +16,9 @@ from spanlake.analytics.pricing import PriceBook
 from spanlake.analytics.reports.registry import REPORTS, public_params, run_report
 from spanlake.analytics.rollups.materialize import run
 from spanlake.analytics.runner import Analytics, default_prices_path
-from spanlake.analytics.spans import Filters, parse_attr_filter, parse_duration
+from spanlake.analytics.spans import Filters, parse_attr_filter
 from spanlake.analytics.task_outcomes import TaskOptions
-from spanlake.cli.options import LAKE_HELP, data_dir_option, task_option
+from spanlake.cli.options import LAKE_HELP, data_dir_option, parse_time, task_option
 from spanlake.cli.output import print_table
 from spanlake.storage.layout import DataDir, valid_project
 
@@ -65,32 +65,6 @@ HELP = (
     "overrides (--prices), so a corrected price fixes history; models without a price are listed by "
     "`spanlake report unpriced` and never counted as zero. See docs/analytics.md."
 )
-
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the window the API accepts too (server.api.common)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def _parse_time(text: str | None, now: datetime) -> datetime | None:
-    """'24h' (that long ago), an ISO date/time (UTC unless it says otherwise), or None."""
-    if text is None:
-        return None
-    try:
-        return now - parse_duration(text)
-    except (ValueError, OverflowError):
-        pass
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use a duration such as 24h or 7d, or an ISO time") from None
-    t = t if t.tzinfo else t.replace(tzinfo=UTC)
-    try:
-        ok = EARLIEST <= t <= LATEST
-    except OverflowError:  # an offset that takes the time off the calendar
-        ok = False
-    if not ok:
-        raise click.BadParameter(f"{text!r}: a time between 1970 and 2200")
-    return t
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -242,8 +216,8 @@ def report(
         attributes[key] = value
     now = datetime.now(UTC)
     filters = Filters(
-        since=_parse_time(since, now),
-        until=_parse_time(until, now) or now,
+        since=parse_time(since, now),
+        until=parse_time(until, now) or now,
         project=project,
         service=service,
         model=model,
