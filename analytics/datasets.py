@@ -96,7 +96,7 @@ def item_parts(d: TraceDetail, span_id: str | None, summary: Mapping[str, Any] |
     when the trace has no such span): the example's columns, plus `head` (the task, root or
     chosen span) and `documents` (the retrieved documents in scope, as TraceDetail.documents). `summary`: d.summary(),
     when the caller has it already."""
-    spans = sorted(d.spans, key=lambda s: s["start_time_unix_nano"])
+    spans = d.spans_by_start
     llm = [s for s in spans if s["category"] == "llm" and s["messages"]]
     summary = summary if summary is not None else d.summary()
     if span_id is None:

@@ -130,7 +130,7 @@ def from_detail(detail: TraceDetail, span_id: str | None = None) -> Target:
     if parts is None:
         raise LookupError(f"trace {detail.trace_id} has no span {span_id}")
     head = parts["head"]
-    spans = sorted(detail.spans, key=lambda s: s["start_time_unix_nano"])
+    spans = detail.spans_by_start
     calls = _tool_calls(spans)
     if span_id is None:
         conversation = chat_messages(detail.conversation)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import duckdb
@@ -61,6 +62,11 @@ class TraceDetail:
     validations: list[dict[str, Any]] = field(default_factory=list)
     markers: list[dict[str, Any]] = field(default_factory=list)
     orphan_logs: list[dict[str, Any]] = field(default_factory=list)  # trace's records of no stored span
+
+    @cached_property
+    def spans_by_start(self) -> list[dict[str, Any]]:
+        """`spans` by start time (tree order among equal starts)."""
+        return sorted(self.spans, key=lambda s: s["start_time_unix_nano"])
 
     @property
     def start_time(self) -> datetime:
@@ -162,13 +168,14 @@ def _costs(an: Analytics, raw: pa.Table) -> dict[tuple[str, str], Cost]:
 
 def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Spans parents-first, each given its `depth` (in place); spans whose parent is missing are roots."""
-    ids = {s["span_id"] for s in spans}
+    by_start = sorted(spans, key=_start)  # once: every list of children below is then in start order
+    ids = {s["span_id"] for s in by_start}
     children: dict[str | None, list[dict[str, Any]]] = {}
-    for s in spans:
+    for s in by_start:
         parent = s["parent_span_id"] if s["parent_span_id"] in ids else None
         children.setdefault(parent, []).append(s)
     out: list[dict[str, Any]] = []
-    stack = [(s, 0) for s in sorted(children.get(None, []), key=_start, reverse=True)]
+    stack = [(s, 0) for s in reversed(children.get(None, []))]
     seen: set[str] = set()
     while stack:
         s, depth = stack.pop()
@@ -177,11 +184,12 @@ def tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         seen.add(s["span_id"])
         s["depth"] = depth
         out.append(s)
-        stack += [(c, depth + 1) for c in sorted(children.get(s["span_id"], []), key=_start, reverse=True)]
-    for s in sorted(spans, key=_start):  # in a cycle of parent links
-        if s["span_id"] not in seen:
-            s["depth"] = 0
-            out.append(s)
+        stack += [(c, depth + 1) for c in reversed(children.get(s["span_id"], []))]
+    if len(out) < len(by_start):  # in a cycle of parent links
+        for s in by_start:
+            if s["span_id"] not in seen:
+                s["depth"] = 0
+                out.append(s)
     return out
 
 
@@ -192,7 +200,9 @@ def _start(s: Mapping[str, Any]) -> tuple[Any, str]:
 def documents(span: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Retrieved documents of a span: OTel `gen_ai.retrieval.documents`, else OpenInference's
     flattened `retrieval.documents.N.document.*`; each {rank, id, score, content, metadata}."""
-    content = span.get("content") or {}
+    content = span.get("content")
+    if not content:
+        return []
     docs = loads(content.get("gen_ai.retrieval.documents"))
     out: list[dict[str, Any]] = []
     if isinstance(docs, list):
