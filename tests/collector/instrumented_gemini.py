@@ -46,7 +46,9 @@ def _instrument(library: str, tracer_provider: Any, logger_provider: Any, meter_
         from opentelemetry.instrumentation.google_genai import GoogleGenAiSdkInstrumentor
 
         extra = {"meter_provider": meter_provider} if meter_provider is not None else {}
-        GoogleGenAiSdkInstrumentor().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider, **extra)
+        GoogleGenAiSdkInstrumentor().instrument(
+            tracer_provider=tracer_provider, logger_provider=logger_provider, **extra
+        )
 
 
 def _run(name: str, client: Any) -> None:
