@@ -3,7 +3,7 @@
 Run in its own process (instrumentors patch the google.genai module globally):
 
     python -m tests.collector.instrumented_gemini LIBRARY --url URL --otlp ENDPOINT \
-        --protocol grpc|http --project NAME [--metrics]
+        --protocol grpc|http --project NAME [--metrics] [--scenarios chat,stream,...]
 
 LIBRARY is `openinference` (openinference-instrumentation-google-genai) or `otel`
 (opentelemetry-instrumentation-google-genai, which runs in .venv-google-genai: made by
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
     parser.add_argument("--project", required=True)
     parser.add_argument("--metrics", action="store_true", help="export the library's metrics too")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, in SCENARIOS")
     args = parser.parse_args()
 
     resource = {"service.name": f"it-gemini-{args.library}", "spanlake.project": args.project}
@@ -105,7 +106,7 @@ def main() -> None:
     client = genai.Client(api_key="fake-gemini-key", http_options=options)
     tracer = tracer_provider.get_tracer("spanlake.tests")
     traces: dict[str, str] = {}
-    for name in SCENARIOS:
+    for name in args.scenarios.split(","):
         with tracer.start_as_current_span(f"scenario {name}") as span:
             traces[name] = format(span.get_span_context().trace_id, "032x")
             _run(name, client)

@@ -30,7 +30,7 @@ from spanlake.analytics.traces.detail import trace_details
 from spanlake.demo.fake_gemini import FakeGemini
 from tests.collector import instrumented_gemini as client
 from tests.collector.instrumented_runs import Runs, check_docs_block, clean_env, collect, observed_keys
-from tests.collector.test_instrumentations_gemini import EXPECTED, REPLY
+from tests.collector.test_instrumentations_gemini import CHAT, EXPECTED, REPLY
 from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
@@ -54,6 +54,7 @@ class Config:
     span_content: bool = False  # gen_ai.*.messages on the span (the `content` column)
     log_content: bool = False  # ... as attributes of the call's log record
     metrics: bool = False
+    scenarios: tuple[str, ...] = client.SCENARIOS
 
 
 CONFIGS = {
@@ -62,7 +63,10 @@ CONFIGS = {
     # Content on spans. EMIT_EVENT=false does not stop the log record: instrument() sets it to true.
     "otel_span": Config("grpc", {CAPTURE: "span_only", EMIT_EVENT: "false"}, span_content=True),
     "otel_event": Config("http", {CAPTURE: "event_only"}, log_content=True),
+    # `true` (openai-v2's default mode takes it) is no mode of util-genai 1.x: no content.
+    "otel_true": Config("grpc", {CAPTURE: "true"}, scenarios=("chat",)),
 }
+MODES = [name for name, c in CONFIGS.items() if c.scenarios == client.SCENARIOS]
 
 
 LIBRARY = ("google.genai", "opentelemetry.instrumentation.google_genai", "opentelemetry.exporter.otlp.proto.grpc")
@@ -98,6 +102,7 @@ def runs(genai_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 argv = [genai_python, "-m", "tests.collector.instrumented_gemini", "otel", "--url", fake.url]
                 argv += ["--otlp", endpoint, "--protocol", config.protocol, "--project", name]
                 argv += ["--metrics"] if config.metrics else []
+                argv += ["--scenarios", ",".join(config.scenarios)]
                 env = clean_env(("OTEL_", "GOOGLE_", "GEMINI_", "PYTHON"), config.env)
                 procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             traces, versions, failures = collect(procs)
@@ -107,15 +112,15 @@ def runs(genai_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         stop()
 
 
-@pytest.fixture(params=list(CONFIGS))
+@pytest.fixture(params=MODES)
 def config(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 def _by_scenario(runs: Runs, config: str, sql: str) -> dict[str, list[dict[str, Any]]]:
     """Rows of `sql` (over the config's project, with a trace_id column), by scenario."""
-    scenario = {runs.trace(config, s): s for s in client.SCENARIOS}
-    out: dict[str, list[dict[str, Any]]] = {s: [] for s in client.SCENARIOS}
+    scenario = {runs.trace(config, s): s for s in CONFIGS[config].scenarios}
+    out: dict[str, list[dict[str, Any]]] = {s: [] for s in CONFIGS[config].scenarios}
     for row in runs.collector.query(sql, [config]):
         out[scenario[row["trace_id"]]].append(row)
     return out
@@ -124,7 +129,7 @@ def _by_scenario(runs: Runs, config: str, sql: str) -> dict[str, list[dict[str, 
 def _calls(runs: Runs, config: str) -> dict[str, dict[str, Any]]:
     """Per scenario, the library's span (the only child of the scenario span)."""
     rows = _by_scenario(runs, config, "SELECT * FROM spans WHERE project = ? AND name NOT LIKE 'scenario %'")
-    assert {s: len(r) for s, r in rows.items()} == dict.fromkeys(client.SCENARIOS, 1)
+    assert {s: len(r) for s, r in rows.items()} == dict.fromkeys(CONFIGS[config].scenarios, 1)
     return {s: r[0] for s, r in rows.items()}
 
 
@@ -132,7 +137,7 @@ def _details(runs: Runs, config: str) -> dict[str, dict[str, Any]]:
     """Per scenario, the trace view's LLM span (with `cost_usd` and `messages`)."""
     details = trace_details(Analytics(runs.collector.data_dir), runs.traces[config].values(), config)
     out = {}
-    for scenario in client.SCENARIOS:
+    for scenario in CONFIGS[config].scenarios:
         (call,) = [s for s in details[runs.trace(config, scenario)].spans if s["category"] == "llm"]
         out[scenario] = call
     return out
@@ -249,6 +254,14 @@ def test_messages(runs: Runs, config: str) -> None:
         assert client.WEATHER not in tools["attributes"]
         (definition,) = json.loads(content["gen_ai.tool.definitions"])
         assert (definition["name"], definition["type"]) == ("get_weather", "function")
+
+
+def test_capture_true_is_no_content(runs: Runs) -> None:
+    chat = _calls(runs, "otel_true")["chat"]
+    assert chat["content"] is None and (chat["input_tokens"], chat["output_tokens"]) == (CHAT["in"], CHAT["out"])
+    (rec,) = _by_scenario(runs, "otel_true", "SELECT * FROM logs WHERE project = ?")["chat"]
+    assert rec["event_name"] == DETAILS and not set(json.loads(rec["attributes"])) & CONTENT_KEYS
+    assert _details(runs, "otel_true")["chat"]["messages"] == []
 
 
 def test_metrics_equal_the_spans(runs: Runs) -> None:
