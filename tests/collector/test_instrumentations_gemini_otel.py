@@ -16,6 +16,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ from tests.collector.test_instrumentations_gemini import CHAT, EXPECTED, REPLY
 from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
+DOC = ROOT / "docs" / "instrumentations.md"
 CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 EMIT_EVENT = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
+EPOCH = datetime.fromtimestamp(0, UTC)
 DETAILS = "gen_ai.client.inference.operation.details"  # the one log record per call
 CONTENT_KEYS = {
     "gen_ai.system_instructions",
@@ -103,6 +106,7 @@ def runs(genai_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 argv += ["--otlp", endpoint, "--protocol", config.protocol, "--project", name]
                 argv += ["--metrics"] if config.metrics else []
                 argv += ["--scenarios", ",".join(config.scenarios)]
+                # PYTHON*: nothing of this interpreter's setup (PYTHONPATH...) may reach the other venv
                 env = clean_env(("OTEL_", "GOOGLE_", "GEMINI_", "PYTHON"), config.env)
                 procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             traces, versions, failures = collect(procs)
@@ -135,7 +139,8 @@ def _calls(runs: Runs, config: str) -> dict[str, dict[str, Any]]:
 
 def _details(runs: Runs, config: str) -> dict[str, dict[str, Any]]:
     """Per scenario, the trace view's LLM span (with `cost_usd` and `messages`)."""
-    details = trace_details(Analytics(runs.collector.data_dir), runs.traces[config].values(), config)
+    ids = [runs.trace(config, s) for s in CONFIGS[config].scenarios]
+    details = trace_details(Analytics(runs.collector.data_dir), ids, config)
     out = {}
     for scenario in CONFIGS[config].scenarios:
         (call,) = [s for s in details[runs.trace(config, scenario)].spans if s["category"] == "llm"]
@@ -199,7 +204,8 @@ def test_every_call_has_one_log_record_linked_to_its_span(runs: Runs, config: st
         (rec,) = logs[scenario]
         assert (rec["event_name"], rec["span_id"], rec["body"]) == (DETAILS, row["span_id"], None)
         # No timestamp on the record (0): spanlake's `time` is then the observed time.
-        assert rec["time_unix_nano"] == 0 and rec["time"].timestamp() == rec["observed_time_unix_nano"] // 1000 / 1e6
+        observed = EPOCH + timedelta(microseconds=rec["observed_time_unix_nano"] // 1000)
+        assert (rec["time_unix_nano"], rec["time"]) == (0, observed), scenario
         attrs, span_attrs = json.loads(rec["attributes"]), json.loads(row["attributes"])
         assert {k: attrs.get(k) for k in span_attrs} == span_attrs, scenario  # usage included
         extra = set(attrs) - set(span_attrs)  # the messages, when captured for events
@@ -342,6 +348,3 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
     observed = f"Versions:\n\n{versions}\n\n" + "\n".join(out)
     check_docs_block(DOC, "<!-- observed-gemini-otel:begin -->", "<!-- observed-gemini-otel:end -->", observed)
-
-
-DOC = ROOT / "docs" / "instrumentations.md"
