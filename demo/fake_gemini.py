@@ -21,6 +21,10 @@ Endpoints: ``POST /v1/models/{model}:generateContent`` and
 - Streaming (SSE, ``data: <json>`` events): one chunk per word (a function call or a thought in
   one chunk), the last one with ``finishReason`` and ``usageMetadata``.
 
+The ``generationConfig`` fields above are read in either JSON spelling, camelCase or the proto
+field name (``thinking_budget``), as Google's API accepts both: google-genai 2.x and 3.x send
+``thinkingConfig``'s fields as ``include_thoughts`` and ``thinking_budget``.
+
 Failure injection by model name: ``fail-<code>`` answers that status with a Google error body
 (429 ``RESOURCE_EXHAUSTED``, 400 ``INVALID_ARGUMENT``, 503 ``UNAVAILABLE``, else ``INTERNAL``).
 
@@ -49,6 +53,13 @@ def _texts(content: dict[str, Any] | None) -> list[str]:
     return [str(p["text"]) for p in (content or {}).get("parts") or [] if isinstance(p, dict) and "text" in p]
 
 
+def _field(obj: dict[str, Any], camel: str) -> Any:
+    """`obj[camel]`, else the proto field name's spelling (`thinkingBudget` → `thinking_budget`)."""
+    if camel in obj:
+        return obj[camel]
+    return obj.get("".join(f"_{c.lower()}" if c.isupper() else c for c in camel))
+
+
 def _last_user_text(contents: list[dict[str, Any]]) -> str:
     for c in reversed(contents):
         if c.get("role", "user") == "user" and _texts(c):
@@ -62,13 +73,13 @@ def reply(model: str, body: dict[str, Any]) -> dict[str, Any]:
     prompt = sum(words(t) for c in [body.get("systemInstruction"), *contents] for t in _texts(c))
     last = _last_user_text(contents)
     config = body.get("generationConfig") or {}
-    thinking = config.get("thinkingConfig")
+    thinking = _field(config, "thinkingConfig")
     parts: list[dict[str, Any]] = []
     thoughts = None
-    if thinking is not None and thinking.get("thinkingBudget", -1) != 0:
+    if thinking is not None and _field(thinking, "thinkingBudget") != 0:
         thought = f"Thinking about: {last}"
         thoughts = words(thought)
-        if thinking.get("includeThoughts"):
+        if _field(thinking, "includeThoughts"):
             parts.append({"text": thought, "thought": True})
     declarations = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
     finish = "STOP"
@@ -78,7 +89,7 @@ def reply(model: str, body: dict[str, Any]) -> dict[str, Any]:
         visible = words(f"{name} {json.dumps(FUNCTION_ARGS)}")
     else:
         text = f"Fake reply: {last}"
-        limit = config.get("maxOutputTokens")
+        limit = _field(config, "maxOutputTokens")
         if limit is not None and words(text) > int(limit):
             text, finish = " ".join(text.split()[: int(limit)]), "MAX_TOKENS"
         parts.append({"text": text})

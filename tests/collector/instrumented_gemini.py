@@ -3,11 +3,17 @@
 Run in its own process (instrumentors patch the google.genai module globally):
 
     python -m tests.collector.instrumented_gemini LIBRARY --url URL --otlp ENDPOINT \
-        --protocol grpc|http --project NAME
+        --protocol grpc|http --project NAME [--metrics] [--scenarios chat,stream,...]
 
-LIBRARY is `openinference` (openinference-instrumentation-google-genai). Each scenario runs under
-a parent span `scenario <name>`; stdout gets one JSON object: library versions and, per
-scenario, the trace id.
+LIBRARY is `openinference` (openinference-instrumentation-google-genai) or `otel`
+(opentelemetry-instrumentation-google-genai, which runs in .venv-google-genai: made by
+scripts/venv-google-genai); the library's own settings come from the environment. Each scenario
+runs under a parent span `scenario <name>`; stdout gets one JSON object: library versions and,
+per scenario, the trace id. Needs only google-genai, the instrumentation, the OTel SDK and the
+OTLP exporters (tests.collector.instrumented_client imports nothing else at module level).
+
+With `--metrics` (`otel` only) the library's GenAI metrics are exported too, after every
+scenario (cumulative, as in tests.collector.instrumented_client).
 """
 
 from __future__ import annotations
@@ -17,21 +23,32 @@ import json
 from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_client import _providers
+from tests.collector.instrumented_client import _meter_provider, _providers
 
 MODEL = "gemini-2.5-flash"
 SYSTEM = "You are terse."  # 3 words
 QUESTION = "What is OpenTelemetry in one line?"  # 6 words
 WEATHER = "What is the weather in Paris today?"  # 7 words
 SCENARIOS = ("chat", "stream", "tools", "thinking", "error")
-PACKAGES = {"openinference": "openinference-instrumentation-google-genai"}
+PACKAGES = {
+    "openinference": ["openinference-instrumentation-google-genai"],
+    # its telemetry handler (spans, metrics, log records) is opentelemetry-util-genai's
+    "otel": ["opentelemetry-instrumentation-google-genai", "opentelemetry-util-genai"],
+}
 
 
-def _instrument(library: str, tracer_provider: Any) -> None:
+def _instrument(library: str, tracer_provider: Any, logger_provider: Any, meter_provider: Any) -> None:
     if library == "openinference":
         from openinference.instrumentation.google_genai import GoogleGenAIInstrumentor
 
         GoogleGenAIInstrumentor().instrument(tracer_provider=tracer_provider)
+    elif library == "otel":
+        from opentelemetry.instrumentation.google_genai import GoogleGenAiSdkInstrumentor
+
+        extra = {"meter_provider": meter_provider} if meter_provider is not None else {}
+        GoogleGenAiSdkInstrumentor().instrument(
+            tracer_provider=tracer_provider, logger_provider=logger_provider, **extra
+        )
 
 
 def _run(name: str, client: Any) -> None:
@@ -74,12 +91,14 @@ def main() -> None:
     parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
     parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
     parser.add_argument("--project", required=True)
+    parser.add_argument("--metrics", action="store_true", help="export the library's metrics too")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, in SCENARIOS")
     args = parser.parse_args()
 
-    tracer_provider, logger_provider = _providers(
-        args.otlp, args.protocol, {"service.name": f"it-gemini-{args.library}", "spanlake.project": args.project}
-    )
-    _instrument(args.library, tracer_provider)
+    resource = {"service.name": f"it-gemini-{args.library}", "spanlake.project": args.project}
+    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
+    meter_provider = _meter_provider(args.otlp, args.protocol, resource) if args.metrics else None
+    _instrument(args.library, tracer_provider, logger_provider, meter_provider)
     from google import genai
     from google.genai import types
 
@@ -87,13 +106,17 @@ def main() -> None:
     client = genai.Client(api_key="fake-gemini-key", http_options=options)
     tracer = tracer_provider.get_tracer("spanlake.tests")
     traces: dict[str, str] = {}
-    for name in SCENARIOS:
+    for name in args.scenarios.split(","):
         with tracer.start_as_current_span(f"scenario {name}") as span:
             traces[name] = format(span.get_span_context().trace_id, "032x")
             _run(name, client)
+        if meter_provider is not None and not meter_provider.force_flush():
+            raise SystemExit(f"metric export failed after {name}")
+    if meter_provider is not None:
+        meter_provider.shutdown()
     tracer_provider.shutdown()
     logger_provider.shutdown()
-    packages = [PACKAGES[args.library], "google-genai", "opentelemetry-sdk"]
+    packages = [*PACKAGES[args.library], "google-genai", "opentelemetry-sdk"]
     print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
 
 

@@ -1,13 +1,16 @@
 """What the instrumentation tests share: the instrumented client processes' results, collected
-into `Runs`, and a clean environment for them (tests/collector/test_instrumentations*.py)."""
+into `Runs`, a clean environment for them, and the docs' "Observed keys" blocks
+(tests/collector/test_instrumentations*.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,3 +65,25 @@ def collect(
         traces[config] = result["traces"]
         versions.update(result["versions"])
     return traces, versions, failures
+
+
+_INDEX = re.compile(r"\.\d+\.")
+
+
+def observed_keys(values: Iterable[str | None]) -> str:
+    """The keys of JSON objects (list indexes as `.N.`), sorted, as Markdown code spans; or `none`."""
+    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
+    return ", ".join(f"`{k}`" for k in keys) or "none"
+
+
+def check_docs_block(doc: Path, begin: str, end: str, observed: str) -> None:
+    """Fail unless `doc` holds `observed` between the markers; SPANLAKE_REGEN_DOCS=1 writes it there."""
+    block = f"{begin}\n{observed}{end}"
+    text = doc.read_text()
+    head, found, rest = text.partition(begin)
+    assert found, f"{doc.name} has no {begin} marker"
+    _, _, tail = rest.partition(end)
+    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
+        doc.write_text(head + block + tail)
+        text = doc.read_text()
+    assert block in text, f"{doc.name} is stale: rerun with SPANLAKE_REGEN_DOCS=1"

@@ -5,16 +5,14 @@ spanlake's fake Gemini server (spanlake.demo.fake_gemini), exporting over loopba
 collector in this process. Expected numbers come from the fake server's documented rule, worked
 out by hand below; the cost from genai-prices' own `calc_price`, computed here.
 
-opentelemetry-instrumentation-google-genai is not here: every installable version needs
-opentelemetry-util-genai >= 1.x (1.0b0 is yanked), which breaks the pinned openai-v2 2.4b0
-(docs/instrumentations.md).
+opentelemetry-instrumentation-google-genai is in test_instrumentations_gemini_otel.py: it needs
+opentelemetry-util-genai >= 1.x, which breaks the pinned openai-v2 2.4b0, so it runs in a
+virtualenv of its own (docs/instrumentations.md).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_gemini import FakeGemini
 from tests.collector import instrumented_gemini as client
-from tests.collector.instrumented_runs import Runs, clean_env, collect
+from tests.collector.instrumented_runs import Runs, check_docs_block, clean_env, collect, observed_keys
 from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
@@ -102,6 +100,13 @@ def test_messages_and_function_call(runs: Runs) -> None:
     assert tools[call + "name"] == "get_weather"
     assert json.loads(tools[call + "arguments"]) == {"location": "Paris"}
     assert json.loads(tools["llm.tools.0.tool.json_schema"])["name"] == "get_weather"
+    thinking = json.loads(runs.call("openinference", "thinking")["content"])
+    parts = "llm.output_messages.0.message.contents."
+    assert (thinking[parts + "0.message_content.type"], thinking[parts + "0.message_content.text"]) == (
+        "reasoning",
+        f"Thinking about: {client.QUESTION}",  # include_thoughts: the thought comes back as a part
+    )
+    assert (thinking[parts + "1.message_content.type"], thinking[parts + "1.message_content.text"]) == ("text", REPLY)
 
 
 def test_failed_call(runs: Runs) -> None:
@@ -130,6 +135,12 @@ def test_fake_server_rule_over_raw_http() -> None:
         text = http.post("/v1/models/m:streamGenerateContent?alt=sse", json=body).text
         chunks = [json.loads(e.removeprefix("data: ")) for e in text.split("\r\n\r\n") if e]
         assert len(chunks) == 3 and chunks[-1]["usageMetadata"] == u and "usageMetadata" not in chunks[0]
+        # google-genai sends thinkingConfig's fields in the proto's spelling; Google's API reads both.
+        snake = {**body, "generationConfig": {"thinkingConfig": {"thinking_budget": 9, "include_thoughts": True}}}
+        parts = http.post("/v1/models/m:generateContent", json=snake).json()["candidates"][0]["content"]["parts"]
+        assert [p.get("thought", False) for p in parts] == [True, False]
+        off = {**body, "generationConfig": {"thinkingConfig": {"thinking_budget": 0, "include_thoughts": True}}}
+        assert "thoughtsTokenCount" not in http.post("/v1/models/m:generateContent", json=off).json()["usageMetadata"]
         err = http.post("/v1/models/fail-429:generateContent", json=body)
         assert (err.status_code, err.json()["error"]["status"]) == (429, "RESOURCE_EXHAUSTED")
 
@@ -137,13 +148,6 @@ def test_fake_server_rule_over_raw_http() -> None:
 # --- docs/instrumentations.md: the observed keys, regenerated from this run -------------------------
 
 DOC = ROOT / "docs" / "instrumentations.md"
-BEGIN, END = "<!-- observed-gemini:begin -->", "<!-- observed-gemini:end -->"
-_INDEX = re.compile(r"\.\d+\.")
-
-
-def _keys(values: list[str | None]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
 
 
 def test_docs_list_what_was_observed(runs: Runs) -> None:
@@ -162,16 +166,11 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
             "",
             f"- over OTLP/{protocol}",
             "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + _keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- attributes: " + observed_keys(s["attributes"] for s in spans),
+            "- content (`content` column): " + observed_keys(s["content"] for s in spans),
             "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
             "",
         ]
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n" + "\n".join(out) + END
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    observed = f"Versions:\n\n{versions}\n\n" + "\n".join(out)
+    check_docs_block(DOC, "<!-- observed-gemini:begin -->", "<!-- observed-gemini:end -->", observed)
