@@ -51,7 +51,9 @@ const telemetry = { isEnabled: true };
 
 const SCENARIOS = {
   async chat(openai) {
-    await generateText({ model: openai.chat(MODEL), system: SYSTEM, prompt: QUESTION, experimental_telemetry: telemetry });
+    // A functionId and metadata, as apps name their calls (the SDK puts them on every span).
+    const named = { ...telemetry, functionId: "answer-question", metadata: { "session.id": "s-42" } };
+    await generateText({ model: openai.chat(MODEL), system: SYSTEM, prompt: QUESTION, experimental_telemetry: named });
   },
   async stream(openai) {
     const result = streamText({ model: openai.chat(MODEL), system: SYSTEM, prompt: QUESTION, experimental_telemetry: telemetry });
