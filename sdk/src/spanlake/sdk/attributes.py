@@ -151,4 +151,4 @@ VERCEL_CACHE_READ_TOKENS = "ai.usage.inputTokenDetails.cacheReadTokens"  # v6
 VERCEL_CACHED_INPUT_TOKENS = "ai.usage.cachedInputTokens"  # v5 (still sent by v6)
 VERCEL_CACHE_WRITE_TOKENS = "ai.usage.inputTokenDetails.cacheWriteTokens"  # v6
 VERCEL_REASONING_TOKENS = "ai.usage.outputTokenDetails.reasoningTokens"  # v6
-VERCEL_REASONING_TOKENS_V5 = "ai.usage.reasoningTokens"  # v5 (still sent by v6)
+VERCEL_REASONING_TOKENS_OLD = "ai.usage.reasoningTokens"  # v5 (still sent by v6)
