@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price
 
-from spanlake.analytics.reports.cost import call_totals, unpriced
+from spanlake.analytics.reports.cost import call_totals, task_totals, unpriced
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import trace_detail
@@ -197,7 +197,7 @@ def test_failed_call(runs: Runs) -> None:
 
 def test_tokens_and_cost_count_once(runs: Runs) -> None:
     """Every total counts each model call once, with its own numbers: the traces view, the trace
-    detail, the trace list and the cost report (the chain's repeated usage counts nowhere). One
+    detail, the trace list, the cost report and task cost (the chain's repeated usage counts nowhere). One
     exporter is enough here: test_exporters_agree shows the rows of the others are the same."""
     config = "proto"
     project = f"vercel-{config}"
@@ -238,6 +238,10 @@ def test_tokens_and_cost_count_once(runs: Runs) -> None:
     full = sum(_cost({**c, "read": None}) for c in everything)
     assert totals["cost_usd"] < full
     assert unpriced(an, Filters(project=project)).is_empty()
+    # Task cost: each scenario's trace is one task (its root span), costing its calls once.
+    (tasks,) = task_totals(an, Filters(project=project)).to_dicts()
+    assert (tasks["tasks"], tasks["task_unpriced_calls"]) == (len(SCENARIOS), 0)
+    assert tasks["task_cost_usd"] == pytest.approx(sum(_cost(c) for c in everything), rel=1e-9)
 
 
 def test_messages_are_content(runs: Runs) -> None:
