@@ -45,6 +45,23 @@ CONTENT_KEYS = frozenset(
         "gen_ai.memory.records",
         "llm.function_call",
         "reranker.query",
+        # Vercel AI SDK (docs/instrumentations.md)
+        "ai.prompt",
+        "ai.prompt.messages",
+        "ai.prompt.tools",
+        "ai.schema",
+        "ai.response.text",
+        "ai.response.reasoning",
+        "ai.response.toolCalls",
+        "ai.response.object",
+        "ai.toolCall.args",
+        "ai.toolCall.result",
+        "ai.value",
+        "ai.values",
+        "ai.embedding",
+        "ai.embeddings",
+        "ai.documents",
+        "ai.ranking",
     }
 )
 CONTENT_PREFIXES = (

@@ -9,9 +9,12 @@ text), `direction` 'input' or 'output'. Sources, first that has messages wins (p
    `gen_ai.client.inference.operation.details` log record (openai-v2 latest, event mode);
 2. OpenInference `llm.input_messages.N.message.*` / `llm.output_messages.N.message.*`;
 3. OpenLLMetry `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`;
-4. per-message log events `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice`
+4. the Vercel AI SDK's `ai.prompt.messages` (the prompt its provider got), `ai.response.text`
+   (or `ai.response.object`) and `ai.response.toolCalls`, on its model-call spans only (the span
+   around them has its caller's `ai.prompt`, not messages: read, its answer would come first);
+5. per-message log events `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice`
    (openai-v2 default, OpenLLMetry with use_attributes=False);
-5. single strings: `gen_ai.prompt` / `gen_ai.completion`.
+6. single strings: `gen_ai.prompt` / `gen_ai.completion`.
 
 Nothing here renders anything: content stays plain text for the caller to show as text.
 """
@@ -205,7 +208,57 @@ def _openllmetry(content: Mapping[str, Any]) -> tuple[list[Message], list[Messag
     return res["prompt"], res["completion"]
 
 
-# --- 4. log events --------------------------------------------------------------------------
+# --- 4. the Vercel AI SDK --------------------------------------------------------------------
+
+
+def _vercel_call(c: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call part or `ai.response.toolCalls` item (`input`; `args` before AI SDK 5)."""
+    return {"id": c.get("toolCallId"), "name": c.get("toolName"), "arguments": c.get("input", c.get("args"))}
+
+
+def _vercel_result(part: Mapping[str, Any]) -> Any:
+    """A tool result part's output (`{type, value}`; `result` before AI SDK 5)."""
+    out = part.get("output", part.get("result"))
+    return out.get("value") if isinstance(out, Mapping) and "value" in out else out
+
+
+def _vercel_message(m: Mapping[str, Any]) -> list[Message]:
+    parts = m.get("content")
+    role = m.get("role")
+    if not isinstance(parts, list):
+        return [message(role, parts)]
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    results: list[Mapping[str, Any]] = []
+    for part in parts:
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "tool-call":
+            calls.append(_vercel_call(part))
+        elif kind == "tool-result":
+            results.append(part)
+        elif kind in ("text", "reasoning") and isinstance(part, Mapping):
+            text = as_text(part.get("text")) or ""
+            texts.append(f"[reasoning] {text}" if kind == "reasoning" else text)
+        elif kind is not None:
+            texts.append(f"[{kind}]")  # file, image: no text to show
+    if results and not texts and not calls:  # one message per tool result, as chat APIs send them
+        return [message(role, _vercel_result(r), (), r.get("toolCallId")) for r in results]
+    return [message(role, "\n".join(texts) if texts else None, calls)]
+
+
+def _vercel(content: Mapping[str, Any]) -> tuple[list[Message], list[Message]]:
+    prompt = loads(content.get("ai.prompt.messages"))
+    if not isinstance(prompt, list):
+        return [], []
+    inputs = [x for m in prompt if isinstance(m, Mapping) for x in _vercel_message(m)]
+    text = content.get("ai.response.text", content.get("ai.response.object"))
+    raw_calls = loads(content.get("ai.response.toolCalls"))
+    calls = [_vercel_call(c) for c in raw_calls if isinstance(c, Mapping)] if isinstance(raw_calls, list) else []
+    outputs = [message("assistant", text, calls, direction="output")] if text is not None or calls else []
+    return inputs, outputs
+
+
+# --- 5. log events --------------------------------------------------------------------------
 
 
 def _openai_calls(calls: Any) -> list[dict[str, Any]]:
@@ -258,6 +311,7 @@ def span_messages(content: Mapping[str, Any] | None, logs: Iterable[Mapping[str,
         lambda: _otel(details),
         lambda: _openinference(content),
         lambda: _openllmetry(content),
+        lambda: _vercel(content),
         lambda: _events(logs),
     )
     for source in sources:  # in order, until both directions have messages

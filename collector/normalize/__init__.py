@@ -3,8 +3,9 @@
 Pure functions: attributes in, column values out. The precedence of sources for each
 column is the order of the key tuples in `dialects`, and it is the rule written down in
 docs/normalization.md: spanlake's own keys first, then the current OTel GenAI names, then
-the deprecated OTel names, then OpenInference, then OpenLLMetry. The raw attributes are
-always stored as well, so a rule here can only add information, never hide it.
+the deprecated OTel names, then OpenInference, then OpenLLMetry, then the Vercel AI SDK's
+`ai.*` keys. The raw attributes are always stored as well, so a rule here can only add
+information, never hide it.
 
 Where a real library sends a fact only inside another value, the rule reads it there, in
 the same dialect order: OpenInference's requested model is "model" in its JSON invocation
@@ -13,7 +14,7 @@ is its first `gen_ai.content.completion.chunk` span event. docs/instrumentations
 what each library was observed to send.
 
 The modules:
-- `dialects`: the key tables (OTel GenAI, OpenInference, OpenLLMetry), in precedence order;
+- `dialects`: the key tables (OTel GenAI, OpenInference, OpenLLMetry, Vercel AI SDK), in precedence order;
 - `coerce`: what counts as a usable string, count, number or boolean;
 - `reference`: the readable rules, one per column (`normalize_reference`);
 - `fast`: `normalize` and `normalize_row`, the same rules over one batched attribute
@@ -60,6 +61,8 @@ from spanlake.collector.normalize.dialects import (
     USER_ID,
     VALID_CATEGORIES,
     VECTOR_DB_SYSTEMS,
+    VERCEL_OPERATIONS,
+    VERCEL_PROVIDERS,
 )
 from spanlake.collector.normalize.fast import (
     FIRST,
@@ -128,6 +131,8 @@ __all__ = [
     "USER_ID",
     "VALID_CATEGORIES",
     "VECTOR_DB_SYSTEMS",
+    "VERCEL_OPERATIONS",
+    "VERCEL_PROVIDERS",
     "_bool",
     "_first",
     "_first_int",

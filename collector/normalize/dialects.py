@@ -2,9 +2,10 @@
 
 The order of each tuple is the rule written down in docs/normalization.md: spanlake's own
 keys first, then the current OTel GenAI names, then the deprecated OTel names, then
-OpenInference, then OpenLLMetry (Traceloop). The dicts map a dialect's values (operation
-names, span kinds, provider spellings) to spanlake's. Both the readable reference
-(normalize.reference) and the fast path (normalize.fast) read these tables, never their own.
+OpenInference, then OpenLLMetry (Traceloop), then the Vercel AI SDK's own `ai.*` keys. The
+dicts map a dialect's values (operation names, span kinds, provider spellings) to spanlake's.
+Both the readable reference (normalize.reference) and the fast path (normalize.fast) read these
+tables, never their own.
 """
 
 from __future__ import annotations
@@ -12,35 +13,57 @@ from __future__ import annotations
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import CATEGORIES
 
-INPUT_TOKENS = (A.GEN_AI_USAGE_INPUT_TOKENS, A.GEN_AI_USAGE_PROMPT_TOKENS, A.OI_TOKEN_PROMPT)
-OUTPUT_TOKENS = (A.GEN_AI_USAGE_OUTPUT_TOKENS, A.GEN_AI_USAGE_COMPLETION_TOKENS, A.OI_TOKEN_COMPLETION)
-CACHE_READ_TOKENS = (A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, A.OI_TOKEN_CACHE_READ, A.TL_CACHE_READ_TOKENS)
+INPUT_TOKENS = (
+    A.GEN_AI_USAGE_INPUT_TOKENS,
+    A.GEN_AI_USAGE_PROMPT_TOKENS,
+    A.OI_TOKEN_PROMPT,
+    A.VERCEL_INPUT_TOKENS,
+    A.VERCEL_PROMPT_TOKENS,
+)
+OUTPUT_TOKENS = (
+    A.GEN_AI_USAGE_OUTPUT_TOKENS,
+    A.GEN_AI_USAGE_COMPLETION_TOKENS,
+    A.OI_TOKEN_COMPLETION,
+    A.VERCEL_OUTPUT_TOKENS,
+    A.VERCEL_COMPLETION_TOKENS,
+)
+CACHE_READ_TOKENS = (
+    A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    A.OI_TOKEN_CACHE_READ,
+    A.TL_CACHE_READ_TOKENS,
+    A.VERCEL_CACHE_READ_TOKENS,
+    A.VERCEL_CACHED_INPUT_TOKENS,
+)
 CACHE_WRITE_TOKENS = (
     A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
     A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
     A.OI_TOKEN_CACHE_WRITE,
     A.TL_CACHE_CREATION_TOKENS,
+    A.VERCEL_CACHE_WRITE_TOKENS,
 )
 REASONING_TOKENS = (
     A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
     A.OI_TOKEN_REASONING,
     A.TL_REASONING_TOKENS,
     A.TL_REASONING_TOKENS_OLD,
+    A.VERCEL_REASONING_TOKENS,
+    A.VERCEL_REASONING_TOKENS_OLD,
 )
-TOTAL_TOKENS = (A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS, A.TL_TOTAL_TOKENS_OLD)
+TOTAL_TOKENS = (A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS, A.TL_TOTAL_TOKENS_OLD, A.VERCEL_TOTAL_TOKENS)
 # Request model: these keys, then "model" inside OpenInference's JSON invocation parameters
 # (openinference-instrumentation-openai sends the requested model only there; its
 # llm.model_name / embedding.model_name is the model that answered), then REQUEST_MODEL_FALLBACK.
 REQUEST_MODEL = (A.GEN_AI_REQUEST_MODEL, A.OI_LLM_REQUEST_MODEL_NAME)
 OI_INVOCATION_PARAMETERS = ("llm.invocation_parameters", "embedding.invocation_parameters")
-REQUEST_MODEL_FALLBACK = (A.OI_LLM_MODEL_NAME, A.OI_EMBEDDING_MODEL_NAME, A.OI_RERANKER_MODEL_NAME)
+REQUEST_MODEL_FALLBACK = (A.OI_LLM_MODEL_NAME, A.OI_EMBEDDING_MODEL_NAME, A.OI_RERANKER_MODEL_NAME, A.VERCEL_MODEL_ID)
 RESPONSE_MODEL = (
     A.GEN_AI_RESPONSE_MODEL,
     A.OI_LLM_RESPONSE_MODEL_NAME,
     A.OI_LLM_MODEL_NAME,
     A.OI_EMBEDDING_MODEL_NAME,
+    A.VERCEL_RESPONSE_MODEL,
 )
-PROVIDER = (A.GEN_AI_PROVIDER_NAME, A.GEN_AI_SYSTEM, A.OI_LLM_PROVIDER, A.OI_LLM_SYSTEM)
+PROVIDER = (A.GEN_AI_PROVIDER_NAME, A.GEN_AI_SYSTEM, A.OI_LLM_PROVIDER, A.OI_LLM_SYSTEM, A.VERCEL_MODEL_PROVIDER)
 SESSION_ID = (
     A.SESSION_ID,
     A.GEN_AI_CONVERSATION_ID,
@@ -51,10 +74,16 @@ PROMPT_NAME = (A.GEN_AI_PROMPT_NAME, A.TL_PROMPT_KEY)
 PROMPT_VERSION = (A.GEN_AI_PROMPT_VERSION, A.OI_PROMPT_TEMPLATE_VERSION, A.TL_PROMPT_VERSION)
 TASK_NAME = (A.TASK_NAME, A.TL_TASK_NAME)
 TASK_OUTCOME = (A.TASK_OUTCOME, A.TL_TASK_STATUS)
-TOOL_NAME = (A.GEN_AI_TOOL_NAME, A.OI_TOOL_NAME)
+TOOL_NAME = (A.GEN_AI_TOOL_NAME, A.OI_TOOL_NAME, A.VERCEL_TOOL_CALL_NAME)
 # The anthropic client 2.x's own span sends its stop reason only here (docs/instrumentations.md).
 ANTHROPIC_STOP_REASON = "anthropic.message.stop_reason"
-FINISH_REASON_SINGLE = (A.OI_FINISH_REASON, A.TL_FINISH_REASON, A.TL_FINISH_REASON_OLD, ANTHROPIC_STOP_REASON)
+FINISH_REASON_SINGLE = (
+    A.OI_FINISH_REASON,
+    A.TL_FINISH_REASON,
+    A.TL_FINISH_REASON_OLD,
+    ANTHROPIC_STOP_REASON,
+    A.VERCEL_FINISH_REASON,
+)
 
 # Deprecated or dialect spellings of a provider → the OTel well-known value.
 PROVIDER_ALIASES = {
@@ -104,6 +133,40 @@ OPENINFERENCE_CATEGORY = {
 }
 # A workflow with a name is a task (decided before this table); a nameless one is glue.
 TRACELOOP_CATEGORY = {"workflow": "chain", "task": "chain", "agent": "agent", "tool": "tool"}
+# The Vercel AI SDK's spans, by `ai.operationId` → (category, operation). A do* span is one call
+# to the provider; the span around it (ai.generateText, ...) is the SDK's loop of calls and tool
+# runs, whose `ai.usage.*` repeat its calls' usage summed: a chain, never a call, so its tokens
+# count nowhere (as OpenInference's own Vercel mapping reads it: CHAIN).
+VERCEL_OPERATIONS = {
+    "ai.generateText.doGenerate": ("llm", "chat"),
+    "ai.streamText.doStream": ("llm", "chat"),
+    "ai.generateObject.doGenerate": ("llm", "chat"),
+    "ai.streamObject.doStream": ("llm", "chat"),
+    "ai.embed.doEmbed": ("embedding", "embeddings"),
+    "ai.embedMany.doEmbed": ("embedding", "embeddings"),
+    "ai.rerank.doRerank": ("rerank", "rerank"),
+    "ai.toolCall": ("tool", "execute_tool"),
+    "ai.generateText": ("chain", None),
+    "ai.streamText": ("chain", None),
+    "ai.generateObject": ("chain", None),
+    "ai.streamObject": ("chain", None),
+    "ai.embed": ("chain", None),
+    "ai.embedMany": ("chain", None),
+    "ai.rerank": ("chain", None),
+}
+# The AI SDK names providers `<provider>.<api>` (`openai.chat`, `google.vertex.chat`); its
+# provider id → the OTel name, by the longest matching head (the whole id or the part before a
+# dot). Heads not listed are kept (`openai`, `anthropic`, `groq`, ...), through PROVIDER_ALIASES.
+VERCEL_PROVIDERS = {
+    "google.vertex": "gcp.vertex_ai",
+    "google": "gcp.gemini",
+    "vertex": "gcp.vertex_ai",
+    "amazon-bedrock": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "mistral": "mistral_ai",
+    "togetherai": "together_ai",
+    "moonshotai": "moonshot_ai",
+}
 LLM_REQUEST_TYPE = {
     "chat": ("llm", "chat"),
     "completion": ("llm", "text_completion"),
@@ -114,7 +177,13 @@ VECTOR_DB_SYSTEMS = frozenset({"chroma", "pinecone", "qdrant", "milvus", "weavia
 VALID_CATEGORIES = frozenset(CATEGORIES)
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 EVALUATION_LABEL = "gen_ai.evaluation.score.label"
-# OpenInference's first-token event; OpenLLMetry's one event per streamed chunk (the earliest counts).
+# OpenInference's first-token event; OpenLLMetry's one event per streamed chunk (the earliest
+# counts); the Vercel AI SDK's first-chunk event.
 FIRST_TOKEN_EVENTS = frozenset(
-    {"First Token Stream Event", "gen_ai.content.first_token", "gen_ai.content.completion.chunk"}
+    {
+        "First Token Stream Event",
+        "gen_ai.content.first_token",
+        "gen_ai.content.completion.chunk",
+        "ai.stream.firstChunk",
+    }
 )

@@ -31,7 +31,6 @@ from spanlake.collector.normalize.dialects import (
     PROMPT_NAME,
     PROMPT_VERSION,
     PROVIDER,
-    PROVIDER_ALIASES,
     REASONING_TOKENS,
     REQUEST_MODEL,
     REQUEST_MODEL_FALLBACK,
@@ -45,6 +44,7 @@ from spanlake.collector.normalize.dialects import (
     USER_ID,
     VALID_CATEGORIES,
     VECTOR_DB_SYSTEMS,
+    VERCEL_OPERATIONS,
 )
 from spanlake.collector.normalize.reference import (
     events_error_type,
@@ -52,6 +52,7 @@ from spanlake.collector.normalize.reference import (
     events_verdict,
     invocation_model,
     openinference_operation,
+    provider_alias,
 )
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import SPANS
@@ -96,6 +97,8 @@ LOOKUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (GET, (A.OI_COST_TOTAL,)),
     (GET, (OI_INVOCATION_PARAMETERS[0],)),
     (GET, (OI_INVOCATION_PARAMETERS[1],)),
+    (GET_STR, (A.VERCEL_OPERATION_ID,)),
+    (GET_STR, (A.VERCEL_MODEL_PROVIDER,)),
 )
 
 
@@ -177,6 +180,8 @@ def normalize_row(
         cost,
         llm_params,
         embedding_params,
+        vercel_operation,
+        vercel_provider,
     ) = _lookup(attrs, LOOKUPS, as_int)
 
     # category and operation (category_and_operation)
@@ -187,6 +192,9 @@ def normalize_row(
         operation = openinference_operation(oi_kind, attrs)
     if operation is None and request_type:
         operation = request_type[1]
+    vercel = VERCEL_OPERATIONS.get(vercel_operation or "")
+    if operation is None and vercel:
+        operation = vercel[1]
     if task is None and tl_kind == "workflow":
         task = entity
     if explicit in VALID_CATEGORIES:
@@ -203,6 +211,8 @@ def normalize_row(
         category = TRACELOOP_CATEGORY[tl]
     elif request_type:
         category = request_type[0]
+    elif vercel:
+        category = vercel[0]
     elif db_system in VECTOR_DB_SYSTEMS:
         category = "retrieval"
     else:
@@ -213,8 +223,7 @@ def normalize_row(
     if tool is None and tl_kind == "tool":
         tool = entity
     if provider is not None:
-        provider = provider.lower()
-        provider = PROVIDER_ALIASES.get(provider, provider)
+        provider = provider_alias(provider.lower(), vercel_provider)
     if req_model is None:
         if llm_params is not None or embedding_params is not None:
             req_model = invocation_model(attrs)

@@ -46,6 +46,8 @@ from spanlake.collector.normalize.dialects import (
     USER_ID,
     VALID_CATEGORIES,
     VECTOR_DB_SYSTEMS,
+    VERCEL_OPERATIONS,
+    VERCEL_PROVIDERS,
 )
 from spanlake.sdk import attributes as A
 
@@ -100,8 +102,28 @@ def provider_name(attrs: dict[str, Any]) -> str | None:
     v = as_str(first(attrs, PROVIDER))
     if v is None:
         return None
-    v = v.lower()
-    return PROVIDER_ALIASES.get(v, v)
+    return provider_alias(v.lower(), as_str(attrs.get(A.VERCEL_MODEL_PROVIDER)))
+
+
+def provider_alias(v: str, vercel_provider: str | None) -> str:
+    """A lower-cased provider → the OTel name: the alias table; else, when it is the span's
+    Vercel AI SDK provider id (`openai.chat`), that id's head (vercel_provider_name)."""
+    if v in PROVIDER_ALIASES:
+        return PROVIDER_ALIASES[v]
+    if vercel_provider is not None and vercel_provider.lower() == v:
+        return vercel_provider_name(v)
+    return v
+
+
+def vercel_provider_name(v: str) -> str:
+    """An AI SDK provider id (`openai.chat`, `google.vertex.chat`, `amazon-bedrock`) → the OTel
+    name of its longest head in VERCEL_PROVIDERS, else its first part through PROVIDER_ALIASES."""
+    parts = v.split(".")
+    for n in range(len(parts), 0, -1):
+        head = ".".join(parts[:n])
+        if head in VERCEL_PROVIDERS:
+            return VERCEL_PROVIDERS[head]
+    return PROVIDER_ALIASES.get(parts[0], parts[0])
 
 
 def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
@@ -115,6 +137,9 @@ def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
         operation = openinference_operation(oi_kind, attrs)
     if operation is None and request_type:
         operation = request_type[1]
+    vercel = VERCEL_OPERATIONS.get(as_str(attrs.get(A.VERCEL_OPERATION_ID)) or "")
+    if operation is None and vercel:
+        operation = vercel[1]
 
     if explicit in VALID_CATEGORIES:
         category = explicit
@@ -130,6 +155,8 @@ def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
         category = TRACELOOP_CATEGORY[tl]
     elif request_type:
         category = request_type[0]
+    elif vercel:
+        category = vercel[0]
     elif as_str(attrs.get("db.system")) in VECTOR_DB_SYSTEMS:
         category = "retrieval"
     else:

@@ -1,7 +1,8 @@
 """Who wins when dialects disagree on one span (docs/normalization.md, "Disagreements").
 
 The rule: spanlake's own keys, then current OTel GenAI names (dev-repo names before v1.41.1
-names), then deprecated OTel names, then OpenInference, then OpenLLMetry. The ladders below
+names), then deprecated OTel names, then OpenInference, then OpenLLMetry, then the Vercel AI
+SDK's `ai.*` keys (a newer SDK version's before an older one's). The ladders below
 restate that rule key by key from the spec; they are not read from collector/normalize/.
 """
 
@@ -20,26 +21,48 @@ from tests.collector.normalize_helpers import norm
 DOC = Path(__file__).resolve().parents[2] / "docs" / "normalization.md"
 
 INT_LADDERS: dict[str, list[str]] = {
-    "input_tokens": ["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"],
-    "output_tokens": ["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion"],
+    "input_tokens": [
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+        "ai.usage.inputTokens",
+        "ai.usage.promptTokens",
+    ],
+    "output_tokens": [
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+        "ai.usage.outputTokens",
+        "ai.usage.completionTokens",
+    ],
     "cache_read_tokens": [
         "gen_ai.usage.cache_read.input_tokens",
         "llm.token_count.prompt_details.cache_read",
         "gen_ai.usage.cache_read_input_tokens",
+        "ai.usage.inputTokenDetails.cacheReadTokens",
+        "ai.usage.cachedInputTokens",
     ],
     "cache_write_tokens": [
         "gen_ai.usage.cache_write.input_tokens",
         "gen_ai.usage.cache_creation.input_tokens",
         "llm.token_count.prompt_details.cache_write",
         "gen_ai.usage.cache_creation_input_tokens",
+        "ai.usage.inputTokenDetails.cacheWriteTokens",
     ],
     "reasoning_tokens": [
         "gen_ai.usage.reasoning.output_tokens",
         "llm.token_count.completion_details.reasoning",
         "gen_ai.usage.reasoning_tokens",
         "llm.usage.reasoning_tokens",
+        "ai.usage.outputTokenDetails.reasoningTokens",
+        "ai.usage.reasoningTokens",
     ],
-    "total_tokens": ["llm.token_count.total", "gen_ai.usage.total_tokens", "llm.usage.total_tokens"],
+    "total_tokens": [
+        "llm.token_count.total",
+        "gen_ai.usage.total_tokens",
+        "llm.usage.total_tokens",
+        "ai.usage.totalTokens",
+    ],
 }
 STR_LADDERS: dict[str, list[str]] = {
     "request_model": [
@@ -48,14 +71,21 @@ STR_LADDERS: dict[str, list[str]] = {
         "llm.model_name",
         "embedding.model_name",
         "reranker.model_name",
+        "ai.model.id",
     ],
-    "response_model": ["gen_ai.response.model", "llm.response.model_name", "llm.model_name", "embedding.model_name"],
-    "provider": ["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"],
+    "response_model": [
+        "gen_ai.response.model",
+        "llm.response.model_name",
+        "llm.model_name",
+        "embedding.model_name",
+        "ai.response.model",
+    ],
+    "provider": ["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider"],
     "session_id": ["session.id", "gen_ai.conversation.id", "traceloop.association.properties.session_id"],
     "user_id": ["user.id", "traceloop.association.properties.user_id"],
     "prompt_name": ["gen_ai.prompt.name", "traceloop.prompt.key"],
     "prompt_version": ["gen_ai.prompt.version", "llm.prompt_template.version", "traceloop.prompt.version"],
-    "tool_name": ["gen_ai.tool.name", "tool.name"],
+    "tool_name": ["gen_ai.tool.name", "tool.name", "ai.toolCall.name"],
     "task_name": ["spanlake.task.name", "gen_ai.task.name"],
 }
 FINISH_LADDER = [
@@ -64,6 +94,7 @@ FINISH_LADDER = [
     "gen_ai.response.finish_reason",
     "llm.response.finish_reason",
     "anthropic.message.stop_reason",  # the anthropic client 2.x's own span
+    "ai.response.finishReason",  # the Vercel AI SDK
 ]
 
 
@@ -112,6 +143,7 @@ CATEGORY_LADDER: list[tuple[dict[str, Any], str]] = [
     ({"gen_ai.operation.name": "execute_tool"}, "tool"),
     ({"openinference.span.kind": "AGENT"}, "agent"),
     ({"llm.request.type": "embedding"}, "embedding"),
+    ({"ai.operationId": "ai.toolCall"}, "tool"),
     ({"db.system": "qdrant"}, "retrieval"),
     ({}, "other"),
 ]

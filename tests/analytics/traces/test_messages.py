@@ -151,3 +151,34 @@ def test_garbage_never_raises() -> None:
     for content in ({"gen_ai.input.messages": "not json"}, {"gen_ai.input.messages": "[1, null, {}]"},
                     {"llm.input_messages.x.message.role": "user"}):  # fmt: skip
         span_messages(content, [{"event_name": "gen_ai.choice", "body": "plain text"}])
+
+
+def test_vercel_ai_sdk_prompt_and_response() -> None:
+    """AI SDK 5+ parts (`input`, `output: {type, value}`) and AI SDK 4's (`args`, `result`)."""
+    call1 = {"type": "tool-call", "toolCallId": "c1", "toolName": "w", "input": {"q": 1}}
+    call2 = {"type": "tool-call", "toolCallId": "c2", "toolName": "w", "args": {"q": 2}}
+    result1 = {"type": "tool-result", "toolCallId": "c1", "output": {"type": "text", "value": "21C"}}
+    result2 = {"type": "tool-result", "toolCallId": "c2", "result": {"t": 22}}
+    prompt = [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": [{"type": "text", "text": "Weather?"}, {"type": "file", "mediaType": "image/png"}]},
+        {"role": "assistant", "content": [call1]},
+        {"role": "tool", "content": [result1]},
+        {"role": "assistant", "content": [call2]},
+        {"role": "tool", "content": [result2]},
+    ]
+    content = {"ai.prompt.messages": json.dumps(prompt), "ai.response.text": "21C and 22C"}
+    assert brief(span_messages(content)) == [
+        ("system", "Be terse.", [], None, "input"),
+        ("user", "Weather?\n[file]", [], None, "input"),
+        ("assistant", None, [("c1", "w", '{"q":1}')], None, "input"),
+        ("tool", "21C", [], "c1", "input"),
+        ("assistant", None, [("c2", "w", '{"q":2}')], None, "input"),
+        ("tool", '{"t":22}', [], "c2", "input"),
+        ("assistant", "21C and 22C", [], None, "output"),
+    ]
+    calls = json.dumps([{"toolCallId": "c3", "toolName": "w", "input": '{"q": 3}'}])
+    answer = {"ai.prompt.messages": json.dumps(prompt[:2]), "ai.response.toolCalls": calls}
+    assert brief(span_messages(answer))[-1] == ("assistant", None, [("c3", "w", '{"q": 3}')], None, "output")
+    # The span around the calls has its caller's arguments, not messages: no conversation from it.
+    assert span_messages({"ai.prompt": '{"prompt": "Weather?"}', "ai.response.text": "21C"}) == []

@@ -4,7 +4,7 @@ This module is the one definition shared by the SDK (which writes these keys) an
 collector's normalization (which reads them). It has no dependencies, so importing it
 never pulls the backend into an application.
 
-The public names (OTel GenAI, OpenInference, OpenLLMetry) are listed here too, because
+The public names (OTel GenAI, OpenInference, OpenLLMetry, the Vercel AI SDK) are listed here too, because
 normalization must read every dialect; see docs/normalization.md for precedence rules.
 """
 
@@ -134,3 +134,21 @@ TL_FINISH_REASON_OLD = "llm.response.finish_reason"
 TL_FINISH_REASON = "gen_ai.response.finish_reason"
 TL_TASK_NAME = "gen_ai.task.name"
 TL_TASK_STATUS = "gen_ai.task.status"
+
+# --- Vercel AI SDK (`ai`, experimental_telemetry; observed: docs/instrumentations.md) -------
+VERCEL_OPERATION_ID = "ai.operationId"  # ai.generateText, ai.generateText.doGenerate, ai.toolCall, ...
+VERCEL_MODEL_PROVIDER = "ai.model.provider"  # the AI SDK's provider id: openai.chat, anthropic.messages, ...
+VERCEL_MODEL_ID = "ai.model.id"
+VERCEL_RESPONSE_MODEL = "ai.response.model"
+VERCEL_FINISH_REASON = "ai.response.finishReason"
+VERCEL_TOOL_CALL_NAME = "ai.toolCall.name"
+VERCEL_INPUT_TOKENS = "ai.usage.inputTokens"  # v5+; cache reads and writes included (v6)
+VERCEL_PROMPT_TOKENS = "ai.usage.promptTokens"  # v4, and generateObject in v6
+VERCEL_OUTPUT_TOKENS = "ai.usage.outputTokens"  # v5+; reasoning included
+VERCEL_COMPLETION_TOKENS = "ai.usage.completionTokens"  # v4, and generateObject in v6
+VERCEL_TOTAL_TOKENS = "ai.usage.totalTokens"
+VERCEL_CACHE_READ_TOKENS = "ai.usage.inputTokenDetails.cacheReadTokens"  # v6
+VERCEL_CACHED_INPUT_TOKENS = "ai.usage.cachedInputTokens"  # v5 (still sent by v6)
+VERCEL_CACHE_WRITE_TOKENS = "ai.usage.inputTokenDetails.cacheWriteTokens"  # v6
+VERCEL_REASONING_TOKENS = "ai.usage.outputTokenDetails.reasoningTokens"  # v6
+VERCEL_REASONING_TOKENS_OLD = "ai.usage.reasoningTokens"  # v5 (still sent by v6)
