@@ -26,6 +26,7 @@ from tests.collector.instrumented_client import _providers
 
 MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"  # a cross-region inference profile
 BASE_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"  # a model id in one region
+GLOBAL_MODEL = "global.anthropic.claude-haiku-4-5-20251001-v1:0"  # a global inference profile (cheaper)
 SYSTEM = "You are terse and you answer in one line only."  # 10 words, cached
 QUESTION = "What is OpenTelemetry in one line?"  # 6 words
 WEATHER = "What is the weather in Paris today?"  # 7 words
@@ -40,11 +41,13 @@ WEATHER_SPEC = {
 BOTO3_SCENARIOS = (
     "converse",
     "converse_base_id",
+    "converse_global",
     "converse_stream",
     "converse_tools",
     "converse_max_tokens",
     "invoke",
     "invoke_stream",
+    "invoke_global",
     "error_throttled",
     "error_invalid",
 )
@@ -97,6 +100,8 @@ def _run_boto3(name: str, client: Any) -> None:
         client.converse(modelId=MODEL, **cached, **limit)
     elif name == "converse_base_id":
         client.converse(modelId=BASE_MODEL, **cached, **limit)
+    elif name == "converse_global":
+        client.converse(modelId=GLOBAL_MODEL, **cached, **limit)
     elif name == "converse_stream":
         for _ in client.converse_stream(modelId=MODEL, **cached, **limit)["stream"]:
             pass
@@ -107,6 +112,9 @@ def _run_boto3(name: str, client: Any) -> None:
         client.converse(modelId=MODEL, messages=_user(QUESTION), inferenceConfig={"maxTokens": CUT_TOKENS})
     elif name == "invoke":
         response = client.invoke_model(modelId=MODEL, body=json.dumps(_anthropic_body()))
+        json.loads(response["body"].read())
+    elif name == "invoke_global":
+        response = client.invoke_model(modelId=GLOBAL_MODEL, body=json.dumps(_anthropic_body()))
         json.loads(response["body"].read())
     elif name == "invoke_stream":
         response = client.invoke_model_with_response_stream(modelId=MODEL, body=json.dumps(_anthropic_body()))
