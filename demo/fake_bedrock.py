@@ -206,7 +206,8 @@ def _converse_events(reply: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-def _anthropic_body(model_id: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _invoke_reply(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The Anthropic `Message` that answers an InvokeModel `body` for `model_id`."""
     name = anthropic_model_name(model_id)
     if name is None:
         raise BadRequest(f"the fake answers InvokeModel for Anthropic model ids only, not {model_id!r}")
@@ -214,8 +215,7 @@ def _anthropic_body(model_id: str, body: dict[str, Any]) -> tuple[str, dict[str,
         raise BadRequest("Malformed input request: anthropic_version and max_tokens are required")
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise BadRequest("Malformed input request: messages must be a non-empty list")
-    message = message_reply({**body, "model": name})
-    return name, {**message, "model": name}
+    return {**message_reply({**body, "model": name}), "model": name}
 
 
 def _invocation_metrics(usage: dict[str, Any]) -> dict[str, int]:
@@ -241,6 +241,7 @@ def _invoke_headers(usage: dict[str, Any]) -> dict[str, str]:
 
 
 def _invoke_chunks(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The `chunk` events that stream `message`: each Anthropic event but `ping`, base64 JSON."""
     chunks = []
     for kind, data in stream_events(message):
         if kind == "ping":
@@ -248,18 +249,18 @@ def _invoke_chunks(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         payload = {"type": kind, **data}
         if kind == "message_stop":
             payload["amazon-bedrock-invocationMetrics"] = _invocation_metrics(message["usage"])
-        chunks.append((kind, {"bytes": base64.b64encode(json.dumps(payload).encode()).decode()}))
+        chunks.append(("chunk", {"bytes": base64.b64encode(json.dumps(payload).encode()).decode()}))
     return chunks
 
 
-async def _event_stream(events: list[tuple[str, dict[str, Any]]], first_chunk_delay_s: float) -> AsyncIterator[bytes]:
-    """`events` as event-stream messages; an Anthropic event (see _invoke_chunks) goes as a `chunk`."""
-    delayed = False
-    for kind, data in events:
-        if kind in ("contentBlockDelta", "content_block_delta") and not delayed:
-            delayed = True
+async def _event_stream(
+    events: list[tuple[str, dict[str, Any]]], first_delta: int, first_chunk_delay_s: float
+) -> AsyncIterator[bytes]:
+    """`events` as event-stream messages, waiting `first_chunk_delay_s` before `events[first_delta]`."""
+    for i, (kind, data) in enumerate(events):
+        if i == first_delta and first_chunk_delay_s:
             await asyncio.sleep(first_chunk_delay_s)
-        yield aws_eventstream.event(kind if "bytes" not in data else "chunk", data)
+        yield aws_eventstream.event(kind, data)
         await asyncio.sleep(0)
 
 
@@ -293,14 +294,17 @@ def create_app(first_chunk_delay_s: float = 0.0) -> FastAPI:
                 reply = converse_reply(body)
                 if operation == "converse":
                     return JSONResponse(reply, headers=headers)
-                stream = _event_stream(_converse_events(reply), first_chunk_delay_s)
+                events = _converse_events(reply)
+                first = [kind for kind, _ in events].index("contentBlockDelta")
+                stream = _event_stream(events, first, first_chunk_delay_s)
                 return StreamingResponse(stream, media_type=EVENT_STREAM, headers=headers)
-            _, message = _anthropic_body(model_id, body)
+            message = _invoke_reply(model_id, body)
         except (BadRequest, AttributeError, TypeError) as e:  # a body of the wrong shape
             return _error(400, f"Malformed input request: {e}", rid)
         if operation == "invoke":
             return JSONResponse(message, headers=headers | _invoke_headers(message["usage"]))
-        stream = _event_stream(_invoke_chunks(message), first_chunk_delay_s)
+        # message_start, content_block_start, then the first delta (every block has one)
+        stream = _event_stream(_invoke_chunks(message), 2, first_chunk_delay_s)
         return StreamingResponse(stream, media_type=EVENT_STREAM, headers=headers)
 
     def route(operation: str) -> Any:
