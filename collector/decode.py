@@ -154,7 +154,7 @@ def _span_row(
         context[1],
         scope[0],
         scope[1],
-        *normalize_row(attrs, events, start, status_code),
+        *normalize_row(attrs, events, start, status_code, scope[0]),
         span[_FLAGS] or None,
         to_json(facts),
         to_json(content) if content else None,

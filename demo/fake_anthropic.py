@@ -178,25 +178,30 @@ def _deltas(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]
     return {"type": "text", "text": "", "citations": None}, [{"type": "text_delta", "text": t} for t in texts]
 
 
-async def _stream(message: dict[str, Any], first_chunk_delay_s: float) -> AsyncIterator[bytes]:
+def stream_events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The (event type, data) of the stream that delivers `message` (see the module docstring)."""
     usage = message["usage"]
     start_usage = {k: v for k, v in usage.items() if k != "output_tokens_details"}
     start = {**message, "content": [], "stop_reason": None, "usage": {**start_usage, "output_tokens": 1}}
-    yield _sse("message_start", {"message": start})
-    yield _sse("ping", {})
-    if first_chunk_delay_s:
-        await asyncio.sleep(first_chunk_delay_s)
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": start}), ("ping", {})]
     for i, block in enumerate(message["content"]):
         head, deltas = _deltas(block)
-        yield _sse("content_block_start", {"index": i, "content_block": head})
-        for delta in deltas:
-            yield _sse("content_block_delta", {"index": i, "delta": delta})
-            await asyncio.sleep(0)
-        yield _sse("content_block_stop", {"index": i})
+        events.append(("content_block_start", {"index": i, "content_block": head}))
+        events += [("content_block_delta", {"index": i, "delta": delta}) for delta in deltas]
+        events.append(("content_block_stop", {"index": i}))
     final_usage = {k: v for k, v in usage.items() if k not in ("cache_creation", "service_tier")}
     delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
-    yield _sse("message_delta", {"delta": delta, "usage": final_usage})
-    yield _sse("message_stop", {})
+    events += [("message_delta", {"delta": delta, "usage": final_usage}), ("message_stop", {})]
+    return events
+
+
+async def _stream(message: dict[str, Any], first_chunk_delay_s: float) -> AsyncIterator[bytes]:
+    for i, (kind, data) in enumerate(stream_events(message)):
+        if i == 2 and first_chunk_delay_s:  # after message_start and ping
+            await asyncio.sleep(first_chunk_delay_s)
+        yield _sse(kind, data)
+        if kind == "content_block_delta":
+            await asyncio.sleep(0)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -85,6 +85,12 @@ FINISH_REASON_SINGLE = (
     A.VERCEL_FINISH_REASON,
 )
 
+# Instrumentation scopes observed to send `gen_ai.usage.input_tokens` WITHOUT the cache reads and
+# writes they send beside it (Bedrock's and Anthropic's own meaning, not OTel's): their spans'
+# input (and a sent total) get the cache counts added, so cache tokens stay a subset of input
+# (docs/normalization.md, "Token counts"; observed in tests/collector/test_instrumentations_bedrock.py).
+INPUT_EXCLUDES_CACHE_SCOPES = frozenset({"opentelemetry.instrumentation.bedrock"})
+
 # Deprecated or dialect spellings of a provider → the OTel well-known value.
 PROVIDER_ALIASES = {
     "az.ai.openai": "azure.ai.openai",

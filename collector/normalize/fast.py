@@ -22,6 +22,7 @@ from spanlake.collector.normalize.dialects import (
     CACHE_READ_TOKENS,
     CACHE_WRITE_TOKENS,
     FINISH_REASON_SINGLE,
+    INPUT_EXCLUDES_CACHE_SCOPES,
     INPUT_TOKENS,
     LLM_REQUEST_TYPE,
     OI_INVOCATION_PARAMETERS,
@@ -53,6 +54,7 @@ from spanlake.collector.normalize.reference import (
     invocation_model,
     openinference_operation,
     provider_alias,
+    with_cache_in_input,
 )
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import SPANS
@@ -133,16 +135,18 @@ def lookup_reference(
 _lookup = lookup_reference if _otlp is None else _otlp.lookup
 
 
-def normalize(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str) -> dict[str, Any]:
+def normalize(
+    attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str, scope: str | None = None
+) -> dict[str, Any]:
     """Return the normalized column values for one span (keys are storage.schema.SPANS names).
 
     Same result as normalize_reference; the attribute reads are batched into one lookup.
     """
-    return dict(zip(NORMALIZED_COLUMNS, normalize_row(attrs, events, start_ns, status_code), strict=True))
+    return dict(zip(NORMALIZED_COLUMNS, normalize_row(attrs, events, start_ns, status_code, scope), strict=True))
 
 
 def normalize_row(
-    attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str
+    attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str, scope: str | None = None
 ) -> tuple[Any, ...]:
     """normalize() as a tuple of values in NORMALIZED_COLUMNS order (for the decoder's rows)."""
     (
@@ -218,6 +222,8 @@ def normalize_row(
     else:
         category = "other"
 
+    if scope in INPUT_EXCLUDES_CACHE_SCOPES:
+        input_tokens, total = with_cache_in_input(input_tokens, total, cache_read, cache_write)
     if total is None and (input_tokens is not None or output_tokens is not None):
         total = as_int((input_tokens or 0) + (output_tokens or 0))
     if tool is None and tl_kind == "tool":

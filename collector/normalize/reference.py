@@ -23,6 +23,7 @@ from spanlake.collector.normalize.dialects import (
     EVALUATION_LABEL,
     FINISH_REASON_SINGLE,
     FIRST_TOKEN_EVENTS,
+    INPUT_EXCLUDES_CACHE_SCOPES,
     INPUT_TOKENS,
     LLM_REQUEST_TYPE,
     OI_INVOCATION_PARAMETERS,
@@ -53,13 +54,20 @@ from spanlake.sdk import attributes as A
 
 
 def normalize_reference(
-    attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str
+    attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int, status_code: str, scope: str | None = None
 ) -> dict[str, Any]:
-    """The normalized column values for one span, rule by rule: the reference `normalize` must equal."""
+    """The normalized column values for one span, rule by rule: the reference `normalize` must equal.
+
+    `scope` is the span's instrumentation scope name (a few libraries' token counts mean
+    something else: INPUT_EXCLUDES_CACHE_SCOPES)."""
     category, operation = category_and_operation(attrs)
     input_tokens = first_int(attrs, INPUT_TOKENS)
     output_tokens = first_int(attrs, OUTPUT_TOKENS)
     total = first_int(attrs, TOTAL_TOKENS)
+    cache_read = first_int(attrs, CACHE_READ_TOKENS)
+    cache_write = first_int(attrs, CACHE_WRITE_TOKENS)
+    if scope in INPUT_EXCLUDES_CACHE_SCOPES:
+        input_tokens, total = with_cache_in_input(input_tokens, total, cache_read, cache_write)
     if total is None and (input_tokens is not None or output_tokens is not None):
         total = as_int((input_tokens or 0) + (output_tokens or 0))  # None if past int64
 
@@ -76,8 +84,8 @@ def normalize_reference(
         "response_model": as_str(first(attrs, RESPONSE_MODEL)),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cache_read_tokens": first_int(attrs, CACHE_READ_TOKENS),
-        "cache_write_tokens": first_int(attrs, CACHE_WRITE_TOKENS),
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
         "reasoning_tokens": first_int(attrs, REASONING_TOKENS),
         "total_tokens": total,
         "finish_reasons": finish_reasons(attrs),
@@ -95,6 +103,20 @@ def normalize_reference(
         "tool_name": tool,
         "reported_cost": as_float(attrs.get(A.OI_COST_TOTAL)),
     }
+
+
+def with_cache_in_input(
+    input_tokens: int | None, total: int | None, cache_read: int | None, cache_write: int | None
+) -> tuple[int | None, int | None]:
+    """(input, total) of a library whose input count leaves the cache out, with the cache put in:
+    OTel's meaning. A count that was not sent stays unsent; past int64 it becomes NULL."""
+    cached = (cache_read or 0) + (cache_write or 0)
+    if not cached:
+        return input_tokens, total
+    return (
+        None if input_tokens is None else as_int(input_tokens + cached),
+        None if total is None else as_int(total + cached),
+    )
 
 
 def provider_name(attrs: dict[str, Any]) -> str | None:

@@ -306,3 +306,45 @@ def test_decode_failed_span_with_exception_and_first_token_event() -> None:
     assert cols["status_code"] == ["ERROR"]
     assert cols["error_type"] == ["APIError"]
     assert cols["time_to_first_token_ms"] == [150.0]  # 150_000_000 ns
+
+
+# --- OpenLLMetry's Bedrock instrumentation: input without the cache --------------------------
+
+BEDROCK_SCOPE = "opentelemetry.instrumentation.bedrock"
+# As opentelemetry-instrumentation-bedrock 0.62.4 sends a Converse call (observed in
+# tests/collector/test_instrumentations_bedrock.py): Bedrock's inputTokens (6, the uncached
+# part), the cache apart (5 read, 5 written), total = input + output.
+BEDROCK_USAGE = {
+    "gen_ai.provider.name": "aws.bedrock",
+    "gen_ai.operation.name": "chat",
+    "gen_ai.usage.input_tokens": 6,
+    "gen_ai.usage.output_tokens": 8,
+    "gen_ai.usage.total_tokens": 14,
+    "gen_ai.usage.cache_read.input_tokens": 5,
+    "gen_ai.usage.cache_creation.input_tokens": 5,
+}
+
+
+def _tokens(row: dict[str, object]) -> tuple[object, ...]:
+    return tuple(row[k] for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens"))
+
+
+def test_openllmetry_bedrock_input_gets_the_cache_added_by_scope() -> None:
+    """Only that scope's counts are corrected (6 + 5 + 5 = 16; total 14 + 10 = 24): the same
+    attributes from any other scope are OTel's meaning already and stored as sent."""
+    req = make_request([make_span(attributes=BEDROCK_USAGE)], scope=BEDROCK_SCOPE)
+    (cols,) = decode_spans(req, ingested_at_ns=0).values()
+    assert _tokens({k: v[0] for k, v in cols.items()}) == (16, 5, 5, 24)
+    assert _tokens(decoded_row(BEDROCK_USAGE)) == (6, 5, 5, 14)  # scope "tests"
+    assert _tokens(norm(BEDROCK_USAGE)) == (6, 5, 5, 14)  # no scope given
+
+
+def test_openllmetry_bedrock_without_cache_or_total() -> None:
+    no_cache = {k: v for k, v in BEDROCK_USAGE.items() if "cache" not in k and "total" not in k}
+    req = make_request([make_span(attributes=no_cache)], scope=BEDROCK_SCOPE)
+    (cols,) = decode_spans(req, ingested_at_ns=0).values()
+    assert _tokens({k: v[0] for k, v in cols.items()}) == (6, None, None, 14)
+    only_read = {**no_cache, "gen_ai.usage.cache_read.input_tokens": 4}
+    req = make_request([make_span(attributes=only_read)], scope=BEDROCK_SCOPE)
+    (cols,) = decode_spans(req, ingested_at_ns=0).values()
+    assert _tokens({k: v[0] for k, v in cols.items()}) == (10, 4, None, 18)

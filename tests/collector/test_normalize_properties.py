@@ -30,6 +30,7 @@ from spanlake.collector.normalize import (
     normalize,
     normalize_reference,
 )
+from spanlake.collector.normalize.dialects import INPUT_EXCLUDES_CACHE_SCOPES
 from spanlake.sdk import attributes as A
 from spanlake.storage.schema import CATEGORIES, SPANS
 from spanlake.storage.writer import columns_to_table
@@ -145,16 +146,32 @@ split_values = st.one_of(json_like, long_texts)
 
 
 @SETTINGS
-@given(attr_dicts, events, st.integers(min_value=0, max_value=2**64 - 1), st.sampled_from(["UNSET", "OK", "ERROR"]))
-@example({"openinference.span.kind": "llm", "llm.prompts.0.x": 1}, [], 0, "UNSET")
-@example({"traceloop.span.kind": "workflow", "traceloop.entity.name": 5}, [], 0, "UNSET")
-@example({"traceloop.span.kind": "tool", "traceloop.entity.name": ""}, [], 0, "ERROR")
-@example({"gen_ai.usage.input_tokens": 2**63, "llm.token_count.prompt": "7"}, [], 0, "UNSET")
-@example({"gen_ai.usage.input_tokens": -1, "gen_ai.usage.prompt_tokens": True, "llm.token_count.prompt": 3}, [], 0, "")
+@given(
+    attr_dicts,
+    events,
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.sampled_from(["UNSET", "OK", "ERROR"]),
+    st.sampled_from([None, "", "openinference.instrumentation.bedrock", *sorted(INPUT_EXCLUDES_CACHE_SCOPES)]),
+)
+@example({"openinference.span.kind": "llm", "llm.prompts.0.x": 1}, [], 0, "UNSET", None)
+@example({"traceloop.span.kind": "workflow", "traceloop.entity.name": 5}, [], 0, "UNSET", None)
+@example({"traceloop.span.kind": "tool", "traceloop.entity.name": ""}, [], 0, "ERROR", None)
+@example({"gen_ai.usage.input_tokens": 2**63, "llm.token_count.prompt": "7"}, [], 0, "UNSET", None)
+@example(
+    {"gen_ai.usage.input_tokens": -1, "gen_ai.usage.prompt_tokens": True, "llm.token_count.prompt": 3}, [], 0, "", None
+)
+@example(
+    {"gen_ai.usage.input_tokens": 2**63 - 2, "gen_ai.usage.cache_read.input_tokens": 5, "gen_ai.usage.total_tokens": 9},
+    [],
+    0,
+    "OK",
+    "opentelemetry.instrumentation.bedrock",
+)
 def test_normalize_equals_the_reference(
-    attrs: dict[str, Any], evs: list[dict[str, Any]], start: int, status: str
+    attrs: dict[str, Any], evs: list[dict[str, Any]], start: int, status: str, scope: str | None
 ) -> None:
-    assert repr(normalize(attrs, evs, start, status)) == repr(normalize_reference(attrs, evs, start, status))
+    got, want = normalize(attrs, evs, start, status, scope), normalize_reference(attrs, evs, start, status, scope)
+    assert repr(got) == repr(want)
     assert repr(lookup_reference(attrs, LOOKUPS)) == repr(tuple(_lookup_via(attrs)))
 
 
