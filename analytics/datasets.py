@@ -84,6 +84,8 @@ def _variables(spans: Sequence[Mapping[str, Any]]) -> tuple[str | None, Any]:
     template, variables = None, None
     for s in spans:
         c = s["content"]
+        if not c:
+            continue
         template = template or _first(c, TEMPLATE_KEYS)
         if variables is None:
             v = next((loads(c[k]) for k in VARIABLE_KEYS if c.get(k) is not None), None)

@@ -68,7 +68,7 @@ class TraceDetail:
         """`spans` by start time (tree order among equal starts)."""
         return sorted(self.spans, key=lambda s: s["start_time_unix_nano"])
 
-    @property
+    @cached_property
     def start_time(self) -> datetime:
         return min(s["start_time"] for s in self.spans)
 
