@@ -2,7 +2,7 @@
 
 The order of each tuple is the rule written down in docs/normalization.md: spanlake's own
 keys first, then the current OTel GenAI names, then the deprecated OTel names, then
-OpenInference, then OpenLLMetry (Traceloop). The dicts map a dialect's values (operation
+OpenInference, then OpenLLMetry (Traceloop), then a framework's own extension (Pydantic AI). The dicts map a dialect's values (operation
 names, span kinds, provider spellings) to spanlake's. Both the readable reference
 (normalize.reference) and the fast path (normalize.fast) read these tables, never their own.
 """
@@ -26,6 +26,7 @@ REASONING_TOKENS = (
     A.OI_TOKEN_REASONING,
     A.TL_REASONING_TOKENS,
     A.TL_REASONING_TOKENS_OLD,
+    A.PYDANTIC_AI_REASONING_TOKENS,  # OpenAI's reasoning_tokens, as Pydantic AI passes them on
 )
 TOTAL_TOKENS = (A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS, A.TL_TOTAL_TOKENS_OLD)
 # Request model: these keys, then "model" inside OpenInference's JSON invocation parameters

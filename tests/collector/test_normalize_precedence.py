@@ -38,6 +38,7 @@ INT_LADDERS: dict[str, list[str]] = {
         "llm.token_count.completion_details.reasoning",
         "gen_ai.usage.reasoning_tokens",
         "llm.usage.reasoning_tokens",
+        "gen_ai.usage.details.reasoning_tokens",  # Pydantic AI
     ],
     "total_tokens": ["llm.token_count.total", "gen_ai.usage.total_tokens", "llm.usage.total_tokens"],
 }

@@ -134,3 +134,6 @@ TL_FINISH_REASON_OLD = "llm.response.finish_reason"
 TL_FINISH_REASON = "gen_ai.response.finish_reason"
 TL_TASK_NAME = "gen_ai.task.name"
 TL_TASK_STATUS = "gen_ai.task.status"
+
+# --- Pydantic AI (its own OTel GenAI output: the provider's usage details as gen_ai.usage.details.*) ---
+PYDANTIC_AI_REASONING_TOKENS = "gen_ai.usage.details.reasoning_tokens"
