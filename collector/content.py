@@ -45,6 +45,9 @@ CONTENT_KEYS = frozenset(
         "gen_ai.memory.records",
         "llm.function_call",
         "reranker.query",
+        A.PYDANTIC_AI_ALL_MESSAGES,
+        A.PYDANTIC_AI_FINAL_RESULT,
+        A.PYDANTIC_AI_REQUEST_PARAMETERS,
     }
 )
 CONTENT_PREFIXES = (

@@ -2,9 +2,10 @@
 
 The order of each tuple is the rule written down in docs/normalization.md: spanlake's own
 keys first, then the current OTel GenAI names, then the deprecated OTel names, then
-OpenInference, then OpenLLMetry (Traceloop), then a framework's own extension (Pydantic AI). The dicts map a dialect's values (operation
-names, span kinds, provider spellings) to spanlake's. Both the readable reference
-(normalize.reference) and the fast path (normalize.fast) read these tables, never their own.
+OpenInference, then OpenLLMetry (Traceloop), then a framework's own extension (Pydantic AI).
+The dicts map a dialect's values (operation names, span kinds, provider spellings) to
+spanlake's. Both the readable reference (normalize.reference) and the fast path
+(normalize.fast) read these tables, never their own.
 """
 
 from __future__ import annotations

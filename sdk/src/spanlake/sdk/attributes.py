@@ -137,3 +137,6 @@ TL_TASK_STATUS = "gen_ai.task.status"
 
 # --- Pydantic AI (its own OTel GenAI output: the provider's usage details as gen_ai.usage.details.*) ---
 PYDANTIC_AI_REASONING_TOKENS = "gen_ai.usage.details.reasoning_tokens"
+PYDANTIC_AI_ALL_MESSAGES = "pydantic_ai.all_messages"  # the agent run span: the whole conversation (JSON)
+PYDANTIC_AI_FINAL_RESULT = "final_result"  # the agent run span: the run's output
+PYDANTIC_AI_REQUEST_PARAMETERS = "model_request_parameters"  # model spans: tool schemas, instruction text (JSON)
