@@ -54,6 +54,10 @@ PROMPT_VERSION = (A.GEN_AI_PROMPT_VERSION, A.OI_PROMPT_TEMPLATE_VERSION, A.TL_PR
 TASK_NAME = (A.TASK_NAME, A.TL_TASK_NAME)
 TASK_OUTCOME = (A.TASK_OUTCOME, A.TL_TASK_STATUS)
 TOOL_NAME = (A.GEN_AI_TOOL_NAME, A.OI_TOOL_NAME)
+# Time to first token in seconds (Pydantic AI names its span attribute after OTel's metric).
+TIME_TO_FIRST_CHUNK = (A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, A.PYDANTIC_AI_TIME_TO_FIRST_CHUNK)
+# A cost the instrumentation computed itself (USD): shown beside spanlake's, never mixed in.
+REPORTED_COST = (A.OI_COST_TOTAL, A.PYDANTIC_AI_OPERATION_COST)
 # The anthropic client 2.x's own span sends its stop reason only here (docs/instrumentations.md).
 ANTHROPIC_STOP_REASON = "anthropic.message.stop_reason"
 FINISH_REASON_SINGLE = (A.OI_FINISH_REASON, A.TL_FINISH_REASON, A.TL_FINISH_REASON_OLD, ANTHROPIC_STOP_REASON)

@@ -230,6 +230,7 @@ def test_openai_instrumentation_adds_a_child_llm_span(runs: AgentRuns) -> None:
             streamed = scenario.startswith("stream")  # its async stream wrapper records no usage
             want = (None, None) if streamed else (call.input, call.output)
             assert (inner["input_tokens"], inner["output_tokens"]) == want, scenario
+            assert (outer["finish_reasons"], inner["finish_reasons"]) == (["stop"], None)
             assert outer["duplicate_of"] is None and inner["duplicate_of"] is None
     ((outer, inner),) = _pairs(runs, "error")
     assert (inner["status_code"], inner["error_type"], inner["request_model"]) == (

@@ -85,6 +85,17 @@ def test_string_precedence(column: str, keys: list[str], i: int) -> None:
     assert norm(attrs)[column] == f"v{i}"
 
 
+def test_time_to_first_chunk_and_reported_cost_precedence() -> None:
+    # Seconds to first chunk: OTel's span attribute, then Pydantic AI's (named after OTel's metric).
+    both = {"gen_ai.response.time_to_first_chunk": 0.25, "gen_ai.client.operation.time_to_first_chunk": 0.5}
+    assert norm(both)["time_to_first_token_ms"] == 250.0
+    assert norm({**both, "gen_ai.response.time_to_first_chunk": "NaN"})["time_to_first_token_ms"] == 500.0
+    # A cost the instrumentation computed: OpenInference's, then Pydantic AI's.
+    costs = {"llm.cost.total": 0.25, "operation.cost": 0.5}
+    assert (norm(costs)["reported_cost"], norm({**costs, "llm.cost.total": "n/a"})["reported_cost"]) == (0.25, 0.5)
+    assert norm({"operation.cost": 4.27e-06})["reported_cost"] == 4.27e-06
+
+
 def test_request_model_from_openinference_invocation_parameters() -> None:
     # openinference-instrumentation-openai puts the requested model only in the invocation
     # parameters; llm.model_name is the model that answered (docs/instrumentations.md).

@@ -137,6 +137,8 @@ TL_TASK_STATUS = "gen_ai.task.status"
 
 # --- Pydantic AI (its own OTel GenAI output: the provider's usage details as gen_ai.usage.details.*) ---
 PYDANTIC_AI_REASONING_TOKENS = "gen_ai.usage.details.reasoning_tokens"
+PYDANTIC_AI_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"  # seconds, on a streamed call
+PYDANTIC_AI_OPERATION_COST = "operation.cost"  # USD, its genai-prices price of the call
 PYDANTIC_AI_ALL_MESSAGES = "pydantic_ai.all_messages"  # the agent run span: the whole conversation (JSON)
 PYDANTIC_AI_FINAL_RESULT = "final_result"  # the agent run span: the run's output
 PYDANTIC_AI_REQUEST_PARAMETERS = "model_request_parameters"  # model spans: tool schemas, instruction text (JSON)
