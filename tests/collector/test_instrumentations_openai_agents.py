@@ -227,7 +227,8 @@ def test_openai_instrumentation_adds_a_child_llm_span(runs: AgentRuns) -> None:
             assert (outer["name"], inner["name"], inner["category"]) == ("response", "Response", "llm")
             assert (inner["request_model"], outer["request_model"]) == (MODEL, RESPONSE_MODEL)
             assert outer["input_tokens"] == call.input and outer["output_tokens"] == call.output
-            streamed = scenario.startswith("stream")  # its async stream wrapper records no usage
+            streamed = scenario.startswith("stream")  # its async stream wrapper records no usage, no response
+            assert inner["response_model"] == (MODEL if streamed else RESPONSE_MODEL), scenario
             want = (None, None) if streamed else (call.input, call.output)
             assert (inner["input_tokens"], inner["output_tokens"]) == want, scenario
             assert (outer["finish_reasons"], inner["finish_reasons"]) == (["stop"], None)
