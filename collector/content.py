@@ -62,6 +62,9 @@ CONTENT_KEYS = frozenset(
         "ai.embeddings",
         "ai.documents",
         "ai.ranking",
+        A.PYDANTIC_AI_ALL_MESSAGES,
+        A.PYDANTIC_AI_FINAL_RESULT,
+        A.PYDANTIC_AI_REQUEST_PARAMETERS,
     }
 )
 CONTENT_PREFIXES = (

@@ -1,7 +1,8 @@
 """A small, deterministic OpenAI-compatible server for tests and demos (no network, no model).
 
 Endpoints: ``POST /v1/chat/completions`` (plain, or ``stream: true`` as SSE, with a final usage
-chunk when ``stream_options.include_usage`` is set), ``POST /v1/embeddings``, ``GET /v1/models``.
+chunk when ``stream_options.include_usage`` is set), ``POST /v1/embeddings``, ``GET /v1/models``;
+``POST /v1/responses`` as `spanlake.demo.fake_openai_responses` says.
 
 Every answer is a pure function of the request, so tests can assert exact numbers:
 
@@ -42,7 +43,7 @@ Failure injection at run time (``POST`` endpoints), for "the endpoint is down" t
 ``retry_after_s`` adds a ``Retry-After`` header to 429/503 answers. ``hang`` holds each request
 it takes without answering (so the client times out) until ``restore()``, the outage's
 ``seconds`` are over, a new outage starts or the server stops; then it answers 503.
-``server.delay_s`` delays every chat request. Counters: ``server.requests`` (chat and embedding
+``server.delay_s`` delays every chat request. Counters: ``server.requests`` (chat, responses, embedding
 requests received), ``server.in_flight``, ``server.max_in_flight``.
 
 Run it: ``with FakeOpenAI() as server: OpenAI(base_url=server.base_url, api_key="x")``, or
@@ -70,6 +71,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from spanlake.demo.fake_judge import JUDGE_BEHAVIOURS, JUDGE_PREFIX, judge_answer
+from spanlake.demo.fake_openai_responses import add_responses_route
 
 CREATED = 1_700_000_000
 FINGERPRINT = "fp_spanlake"
@@ -375,6 +377,7 @@ def create_app(slow_delay_s: float = 1.0, faults: Faults | None = None) -> FastA
             "data": [{"id": m, "object": "model", "created": CREATED, "owned_by": "spanlake"} for m in MODELS],
         }
 
+    add_responses_route(app, faults, inject)
     return app
 
 
@@ -417,7 +420,7 @@ class FakeOpenAI:
 
     @property
     def requests(self) -> int:
-        """Chat and embedding requests received so far."""
+        """Chat, Responses and embedding requests received so far."""
         return self.faults.requests
 
     @property

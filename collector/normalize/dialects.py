@@ -2,10 +2,10 @@
 
 The order of each tuple is the rule written down in docs/normalization.md: spanlake's own
 keys first, then the current OTel GenAI names, then the deprecated OTel names, then
-OpenInference, then OpenLLMetry (Traceloop), then the Vercel AI SDK's own `ai.*` keys. The
-dicts map a dialect's values (operation names, span kinds, provider spellings) to spanlake's.
-Both the readable reference (normalize.reference) and the fast path (normalize.fast) read these
-tables, never their own.
+OpenInference, then OpenLLMetry (Traceloop), then the Vercel AI SDK's own `ai.*` keys, then a
+framework's own extension of the OTel names (Pydantic AI). The dicts map a dialect's values
+(operation names, span kinds, provider spellings) to spanlake's. Both the readable reference
+(normalize.reference) and the fast path (normalize.fast) read these tables, never their own.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ REASONING_TOKENS = (
     A.TL_REASONING_TOKENS_OLD,
     A.VERCEL_REASONING_TOKENS,
     A.VERCEL_REASONING_TOKENS_OLD,
+    A.PYDANTIC_AI_REASONING_TOKENS,  # OpenAI's reasoning_tokens, as Pydantic AI passes them on
 )
 TOTAL_TOKENS = (A.OI_TOKEN_TOTAL, A.TL_TOTAL_TOKENS, A.TL_TOTAL_TOKENS_OLD, A.VERCEL_TOTAL_TOKENS)
 # Request model: these keys, then "model" inside OpenInference's JSON invocation parameters
@@ -75,6 +76,10 @@ PROMPT_VERSION = (A.GEN_AI_PROMPT_VERSION, A.OI_PROMPT_TEMPLATE_VERSION, A.TL_PR
 TASK_NAME = (A.TASK_NAME, A.TL_TASK_NAME)
 TASK_OUTCOME = (A.TASK_OUTCOME, A.TL_TASK_STATUS)
 TOOL_NAME = (A.GEN_AI_TOOL_NAME, A.OI_TOOL_NAME, A.VERCEL_TOOL_CALL_NAME)
+# Time to first token in seconds (Pydantic AI names its span attribute after OTel's metric).
+TIME_TO_FIRST_CHUNK = (A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, A.PYDANTIC_AI_TIME_TO_FIRST_CHUNK)
+# A cost the instrumentation computed itself (USD): shown beside spanlake's, never mixed in.
+REPORTED_COST = (A.OI_COST_TOTAL, A.PYDANTIC_AI_OPERATION_COST)
 # The anthropic client 2.x's own span sends its stop reason only here (docs/instrumentations.md).
 ANTHROPIC_STOP_REASON = "anthropic.message.stop_reason"
 FINISH_REASON_SINGLE = (

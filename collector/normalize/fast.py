@@ -33,12 +33,14 @@ from spanlake.collector.normalize.dialects import (
     PROMPT_VERSION,
     PROVIDER,
     REASONING_TOKENS,
+    REPORTED_COST,
     REQUEST_MODEL,
     REQUEST_MODEL_FALLBACK,
     RESPONSE_MODEL,
     SESSION_ID,
     TASK_NAME,
     TASK_OUTCOME,
+    TIME_TO_FIRST_CHUNK,
     TOOL_NAME,
     TOTAL_TOKENS,
     TRACELOOP_CATEGORY,
@@ -87,7 +89,8 @@ LOOKUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (FIRST_STR, RESPONSE_MODEL),
     (GET, (A.GEN_AI_RESPONSE_FINISH_REASONS,)),
     (FIRST, FINISH_REASON_SINGLE),
-    (GET, (A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,)),
+    (GET, (TIME_TO_FIRST_CHUNK[0],)),
+    (GET, (TIME_TO_FIRST_CHUNK[1],)),
     (FIRST_STR, SESSION_ID),
     (FIRST_STR, USER_ID),
     (FIRST_STR, PROMPT_NAME),
@@ -96,7 +99,8 @@ LOOKUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (FIRST_STR, TASK_OUTCOME),
     (FIRST_STR, (A.TASK_OUTCOME_REASON,)),
     (GET, (A.VALIDATION_PASSED,)),
-    (GET, (A.OI_COST_TOTAL,)),
+    (GET, (REPORTED_COST[0],)),
+    (GET, (REPORTED_COST[1],)),
     (GET, (OI_INVOCATION_PARAMETERS[0],)),
     (GET, (OI_INVOCATION_PARAMETERS[1],)),
     (GET_STR, (A.VERCEL_OPERATION_ID,)),
@@ -173,6 +177,7 @@ def normalize_row(
         fr,
         fr_single,
         ttft,
+        ttft_2,
         session,
         user,
         prompt_name,
@@ -182,6 +187,7 @@ def normalize_row(
         outcome_reason,
         passed,
         cost,
+        cost_2,
         llm_params,
         embedding_params,
         vercel_operation,
@@ -245,9 +251,12 @@ def normalize_row(
     else:
         reasons = None
 
-    first_token = None if ttft is None else as_float(ttft)
-    if first_token is not None and math.isfinite(first_token * 1000.0):
-        first_token = first_token * 1000.0
+    first_token = None
+    for sent_s in (ttft, ttft_2):  # TIME_TO_FIRST_CHUNK, in order
+        seconds = None if sent_s is None else as_float(sent_s)
+        if seconds is not None and math.isfinite(seconds * 1000.0):
+            first_token = seconds * 1000.0
+            break
     else:
         first_token = events_first_token_ms(events, start_ns) if events else None
     if err is None and status_code == "ERROR" and events:
@@ -285,5 +294,5 @@ def normalize_row(
         validation_name,
         verdict,
         tool,
-        None if cost is None else as_float(cost),
+        next((c for v in (cost, cost_2) if v is not None and (c := as_float(v)) is not None), None),
     )

@@ -35,12 +35,14 @@ from spanlake.collector.normalize.dialects import (
     PROVIDER,
     PROVIDER_ALIASES,
     REASONING_TOKENS,
+    REPORTED_COST,
     REQUEST_MODEL,
     REQUEST_MODEL_FALLBACK,
     RESPONSE_MODEL,
     SESSION_ID,
     TASK_NAME,
     TASK_OUTCOME,
+    TIME_TO_FIRST_CHUNK,
     TOOL_NAME,
     TOTAL_TOKENS,
     TRACELOOP_CATEGORY,
@@ -101,7 +103,7 @@ def normalize_reference(
         "validation_name": validation_name,
         "validation_passed": validation_passed(attrs, events),
         "tool_name": tool,
-        "reported_cost": as_float(attrs.get(A.OI_COST_TOTAL)),
+        "reported_cost": next((v for k in REPORTED_COST if (v := as_float(attrs.get(k))) is not None), None),
     }
 
 
@@ -241,10 +243,11 @@ def task_outcome(attrs: dict[str, Any]) -> str | None:
 
 
 def time_to_first_token_ms(attrs: dict[str, Any], events: list[dict[str, Any]], start_ns: int) -> float | None:
-    """`gen_ai.response.time_to_first_chunk` (seconds), else the earliest first-token or chunk event."""
-    v = as_float(attrs.get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK))
-    if v is not None and math.isfinite(v * 1000.0):
-        return v * 1000.0
+    """The first TIME_TO_FIRST_CHUNK key in seconds, else the earliest first-token or chunk event."""
+    for key in TIME_TO_FIRST_CHUNK:
+        v = as_float(attrs.get(key))
+        if v is not None and math.isfinite(v * 1000.0):
+            return v * 1000.0
     return events_first_token_ms(events, start_ns)
 
 

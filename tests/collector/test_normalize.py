@@ -202,6 +202,22 @@ def test_deprecated_gen_ai_system_values_map_to_provider_names(deprecated: str, 
     assert norm({"gen_ai.system": deprecated})["provider"] == current
 
 
+def test_pydantic_ai_conversation_and_request_parameters_are_content() -> None:
+    # Pydantic AI 2.68 (tests/collector/test_instrumentations_pydantic_ai.py): its agent run span
+    # carries the whole conversation and the output, its model spans the instructions' text.
+    attrs = {
+        "pydantic_ai.all_messages": '[{"role":"user","parts":[{"type":"text","content":"Hi"}]}]',
+        "final_result": "Hello!",
+        "model_request_parameters": '{"function_tools":[],"instruction_parts":[{"content":"Be brief."}]}',
+        "gen_ai.agent.name": "assistant",
+        "gen_ai.aggregated_usage.input_tokens": 9,
+        "logfire.json_schema": '{"type":"object"}',
+    }
+    facts, content = split_content(attrs)
+    assert set(content) == {"pydantic_ai.all_messages", "final_result", "model_request_parameters"}
+    assert set(facts) == {"gen_ai.agent.name", "gen_ai.aggregated_usage.input_tokens", "logfire.json_schema"}
+
+
 def test_deprecated_prompt_and_completion_strings_are_content() -> None:
     facts, content = split_content({"gen_ai.prompt": "Hi", "gen_ai.completion": "Hello!", "gen_ai.system": "openai"})
     assert (set(facts), set(content)) == ({"gen_ai.system"}, {"gen_ai.prompt", "gen_ai.completion"})

@@ -56,6 +56,7 @@ INT_LADDERS: dict[str, list[str]] = {
         "llm.usage.reasoning_tokens",
         "ai.usage.outputTokenDetails.reasoningTokens",
         "ai.usage.reasoningTokens",
+        "gen_ai.usage.details.reasoning_tokens",  # Pydantic AI
     ],
     "total_tokens": [
         "llm.token_count.total",
@@ -113,6 +114,17 @@ def test_token_precedence(column: str, keys: list[str], i: int) -> None:
 def test_string_precedence(column: str, keys: list[str], i: int) -> None:
     attrs = {k: f"v{j}" for j, k in enumerate(keys) if j >= i}
     assert norm(attrs)[column] == f"v{i}"
+
+
+def test_time_to_first_chunk_and_reported_cost_precedence() -> None:
+    # Seconds to first chunk: OTel's span attribute, then Pydantic AI's (named after OTel's metric).
+    both = {"gen_ai.response.time_to_first_chunk": 0.25, "gen_ai.client.operation.time_to_first_chunk": 0.5}
+    assert norm(both)["time_to_first_token_ms"] == 250.0
+    assert norm({**both, "gen_ai.response.time_to_first_chunk": "NaN"})["time_to_first_token_ms"] == 500.0
+    # A cost the instrumentation computed: OpenInference's, then Pydantic AI's.
+    costs = {"llm.cost.total": 0.25, "operation.cost": 0.5}
+    assert (norm(costs)["reported_cost"], norm({**costs, "llm.cost.total": "n/a"})["reported_cost"]) == (0.25, 0.5)
+    assert norm({"operation.cost": 4.27e-06})["reported_cost"] == 4.27e-06
 
 
 def test_request_model_from_openinference_invocation_parameters() -> None:

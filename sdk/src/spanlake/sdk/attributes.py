@@ -152,3 +152,11 @@ VERCEL_CACHED_INPUT_TOKENS = "ai.usage.cachedInputTokens"  # v5 (still sent by v
 VERCEL_CACHE_WRITE_TOKENS = "ai.usage.inputTokenDetails.cacheWriteTokens"  # v6
 VERCEL_REASONING_TOKENS = "ai.usage.outputTokenDetails.reasoningTokens"  # v6
 VERCEL_REASONING_TOKENS_OLD = "ai.usage.reasoningTokens"  # v5 (still sent by v6)
+
+# --- Pydantic AI (its own OTel GenAI output: the provider's usage details as gen_ai.usage.details.*) ---
+PYDANTIC_AI_REASONING_TOKENS = "gen_ai.usage.details.reasoning_tokens"
+PYDANTIC_AI_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"  # seconds, on a streamed call
+PYDANTIC_AI_OPERATION_COST = "operation.cost"  # USD, its genai-prices price of the call
+PYDANTIC_AI_ALL_MESSAGES = "pydantic_ai.all_messages"  # the agent run span: the whole conversation (JSON)
+PYDANTIC_AI_FINAL_RESULT = "final_result"  # the agent run span: the run's output
+PYDANTIC_AI_REQUEST_PARAMETERS = "model_request_parameters"  # model spans: tool schemas, instruction text (JSON)
