@@ -5,7 +5,7 @@ keys are first-class: a span stored over OTLP with key K and value V is found by
 K=V and grouped under V, whatever K and V hold.
 
 Bounded for CI: derandomized (the same cases every run), no shrinking, a few dozen examples per
-property, each property with a time budget."""
+property."""
 
 from __future__ import annotations
 

@@ -5,11 +5,10 @@ positive cases and puts hostile text (tests/server/hostile_strings.py: SQL and J
 metacharacters, quotes, backslashes, NUL, bidi marks, 5,000 characters, empty) into one of
 their string query parameters or JSON body fields. Bounded: MAX_EXAMPLES cases per operation
 and mode (HOSTILE_EXAMPLES for the third), derandomized (the same cases every run), no
-shrinking, and a time budget."""
+shrinking."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +32,6 @@ from tests.server.hostile_strings import hostile_text
 
 MAX_EXAMPLES = 15  # per operation and mode (positive, negative)
 HOSTILE_EXAMPLES = 5  # per operation with a string to replace
-BUDGET_S = 300  # the whole run, on a loaded 2-core machine
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 
 
@@ -60,7 +58,6 @@ def test_api_conforms_to_its_spec(published: schemathesis.schemas.BaseSchema) ->
     failures: list[str] = []
     operations = [result.ok() for result in published.get_all_operations()]
     assert len(operations) > 30
-    started = time.monotonic()
     for op in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
@@ -83,7 +80,6 @@ def test_api_conforms_to_its_spec(published: schemathesis.schemas.BaseSchema) ->
             except Exception as e:  # one report listing every operation that broke its spec
                 failures.append(f"{op.label} ({mode}): {str(e)[:1500]}")
         failures += _hostile_strings(op)
-    assert time.monotonic() - started < BUDGET_S, "schemathesis ran over its time budget"
     assert not failures, "\n\n".join(failures)
 
 
