@@ -141,6 +141,27 @@ def test_finish_reasons_as_a_json_string(sent: object, stored: list[str]) -> Non
     assert norm({"gen_ai.response.finish_reasons": sent})["finish_reasons"] == stored
 
 
+def test_litellm_raw_request_fields_are_content() -> None:
+    """LiteLLM's `raw_gen_ai_request` span: llm.<provider>.<field> of the raw request and response."""
+    attrs = {
+        "llm.openai.messages": "[{'role': 'user', 'content': 'hi'}]",
+        "llm.openai.choices": "[{'message': {'content': 'hello'}}]",
+        "llm.anthropic.system": "be terse",
+        "llm.anthropic.content": "[{'type': 'text', 'text': 'hello'}]",
+        "llm.openai.model": "gpt-4o-mini-2025-01-01",
+        "llm.openai.usage": "{'prompt_tokens': 1}",
+        "llm.token_count.prompt": 1,
+    }
+    facts, content = split_content(attrs)
+    assert set(content) == {
+        "llm.openai.messages",
+        "llm.openai.choices",
+        "llm.anthropic.system",
+        "llm.anthropic.content",
+    }
+    assert set(facts) == {"llm.openai.model", "llm.openai.usage", "llm.token_count.prompt"}
+
+
 WELL_KNOWN_PROVIDERS = [
     "openai", "anthropic", "cohere", "deepseek", "groq", "perplexity", "x_ai", "mistral_ai", "ibm.watsonx.ai",
     "aws.bedrock", "azure.ai.inference", "azure.ai.openai", "gcp.gen_ai", "gcp.vertex_ai", "gcp.gemini", "moonshot_ai",
