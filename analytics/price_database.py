@@ -49,7 +49,9 @@ def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
 
     A known provider is searched alone (with genai-prices' own fallbacks, e.g. Azure → OpenAI);
     an unknown provider (self-hosted, a gateway genai-prices does not list) is not guessed at;
-    no provider at all lets genai-prices infer it from the model name.
+    no provider at all lets genai-prices infer it from the model name. A model named
+    `<provider>/<model>` after its own provider (LiteLLM's names, as OpenInference sends them:
+    `openai/gpt-4o-mini`) is the model after the slash.
     """
     from genai_prices import data_snapshot  # optional dependency: genai-prices, heavy (module docstring)
 
@@ -62,7 +64,11 @@ def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
     try:
         return snap.find_provider_model(model, None, provider_id, None)
     except LookupError:
-        return None
+        pass
+    prefix, _, rest = model.partition("/")
+    if provider and rest and prefix.lower() in (provider.lower(), provider_id):
+        return find_model(provider, rest)
+    return None
 
 
 def _constraint_points(constraint: Any, dates: set[date], tods: set[int]) -> None:

@@ -84,6 +84,11 @@ CONTENT_PREFIXES = (
 _CONTENT_PREFIX_KEYS = frozenset(p.rstrip(".") for p in CONTENT_PREFIXES)
 # OpenLLMetry's indexed content: gen_ai.prompt.0.content, gen_ai.completion.1.role, ...
 _INDEXED_CONTENT = re.compile(r"^gen_ai\.(prompt|completion)\.\d+\.")
+# LiteLLM's own callback copies the raw request and response onto a `raw_gen_ai_request` span as
+# llm.<provider>.<field>: the fields that hold messages, replies and tool definitions.
+_LITELLM_RAW_CONTENT = re.compile(
+    r"^llm\.[a-z0-9_]+\.(messages|choices|system|contents?|tools|stringified_raw_response)$"
+)
 # Any single string value larger than this (UTF-8 bytes) is content, whatever its key.
 CONTENT_VALUE_BYTES = 8 * 1024
 
@@ -102,6 +107,7 @@ def is_content_key(key: str) -> bool:
         or key in _CONTENT_PREFIX_KEYS
         or key.startswith(CONTENT_PREFIXES)
         or _INDEXED_CONTENT.match(key)
+        or _LITELLM_RAW_CONTENT.match(key)
     )
     if len(_KEY_IS_CONTENT) >= _KEY_CACHE_MAX:
         _KEY_IS_CONTENT.clear()

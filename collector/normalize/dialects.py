@@ -130,6 +130,14 @@ OPERATION_CATEGORY = {
     "invoke_workflow": "chain",
     "execute_task": "chain",
 }
+# LiteLLM's own OTel callback sends its call type as `gen_ai.operation.name` (only `completion`
+# becomes `chat`): the async and embedding call types → the OTel operation they are.
+OPERATION_ALIASES = {
+    "acompletion": "chat",
+    "embedding": "embeddings",
+    "aembedding": "embeddings",
+    "atext_completion": "text_completion",
+}
 OPENINFERENCE_CATEGORY = {
     "LLM": "llm",
     "EMBEDDING": "embedding",

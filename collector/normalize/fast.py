@@ -53,8 +53,10 @@ from spanlake.collector.normalize.reference import (
     events_error_type,
     events_first_token_ms,
     events_verdict,
+    finish_reason_list,
     invocation_model,
     openinference_operation,
+    operation_name,
     provider_alias,
     with_cache_in_input,
 )
@@ -195,7 +197,7 @@ def normalize_row(
     ) = _lookup(attrs, LOOKUPS, as_int)
 
     # category and operation (category_and_operation)
-    sent = operation
+    sent = operation = operation_name(operation)
     oi_kind = oi_kind.upper() if oi_kind else None
     request_type = LLM_REQUEST_TYPE.get(tl_request_type or "")
     if operation is None and oi_kind:
@@ -242,14 +244,9 @@ def normalize_row(
         if req_model is None:
             req_model = req_model_fallback
 
-    if isinstance(fr, list):
-        reasons: list[str] | None = [str(x) for x in fr]
-    elif isinstance(fr, str) and fr:
-        reasons = [fr]
-    elif fr_single is not None:
+    reasons = finish_reason_list(fr)
+    if reasons is None and fr_single is not None:
         reasons = [str(x) for x in fr_single] if isinstance(fr_single, list) else [str(fr_single)]
-    else:
-        reasons = None
 
     first_token = None
     for sent_s in (ttft, ttft_2):  # TIME_TO_FIRST_CHUNK, in order

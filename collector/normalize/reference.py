@@ -28,6 +28,7 @@ from spanlake.collector.normalize.dialects import (
     LLM_REQUEST_TYPE,
     OI_INVOCATION_PARAMETERS,
     OPENINFERENCE_CATEGORY,
+    OPERATION_ALIASES,
     OPERATION_CATEGORY,
     OUTPUT_TOKENS,
     PROMPT_NAME,
@@ -152,7 +153,7 @@ def vercel_provider_name(v: str) -> str:
 
 def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
     """Decide the span category and the GenAI operation. Precedence in docs/normalization.md."""
-    sent = operation = as_str(first(attrs, (A.GEN_AI_OPERATION_NAME,)))
+    sent = operation = operation_name(as_str(first(attrs, (A.GEN_AI_OPERATION_NAME,))))
     explicit = as_str(attrs.get(A.SPAN_CATEGORY))
     oi_kind = as_str(attrs.get(A.OI_SPAN_KIND))
     oi_kind = oi_kind.upper() if oi_kind else None
@@ -188,6 +189,11 @@ def category_and_operation(attrs: dict[str, Any]) -> tuple[str, str | None]:
     return category, operation
 
 
+def operation_name(sent: str | None) -> str | None:
+    """`gen_ai.operation.name` as sent, a dialect's alias (LiteLLM's call types) as OTel's name."""
+    return OPERATION_ALIASES.get(sent, sent) if sent is not None else None
+
+
 def openinference_operation(kind: str, attrs: dict[str, Any]) -> str | None:
     """The GenAI operation of an OpenInference span kind (upper case)."""
     if kind == "LLM":
@@ -200,14 +206,29 @@ def openinference_operation(kind: str, attrs: dict[str, Any]) -> str | None:
 
 
 def finish_reasons(attrs: dict[str, Any]) -> list[str] | None:
-    v = attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS)
+    v = finish_reason_list(attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS))
+    if v is not None:
+        return v
+    single = first(attrs, FINISH_REASON_SINGLE)
+    if single is not None:
+        return [str(x) for x in single] if isinstance(single, list) else [str(single)]
+    return None
+
+
+def finish_reason_list(v: Any) -> list[str] | None:
+    """`gen_ai.response.finish_reasons` as a list: a list as sent, a string holding a JSON list
+    (LiteLLM's own callback sends `'["stop"]'`) as that list, another string as a one-item list."""
+    if isinstance(v, str) and v.startswith("["):
+        try:
+            parsed = json.loads(v)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
+            v = parsed
     if isinstance(v, list):
         return [str(x) for x in v]
     if isinstance(v, str) and v:
         return [v]
-    single = first(attrs, FINISH_REASON_SINGLE)
-    if single is not None:
-        return [str(x) for x in single] if isinstance(single, list) else [str(single)]
     return None
 
 

@@ -69,6 +69,22 @@ def _gp_provider(provider: str | None) -> str | None:
     return None if provider is None else PROVIDER_IDS.get(provider, provider)
 
 
+def test_a_model_named_after_its_own_provider_is_the_model_after_the_slash() -> None:
+    """LiteLLM names models `<provider>/<model>` (OpenInference sends them so); calc_price itself
+    finds none: priced as the model after the slash, only when the prefix is the span's provider."""
+    book = PriceBook()
+    at = datetime(2025, 6, 2, 12, tzinfo=UTC)
+    rows = book.rows("openai", "openai/gpt-4o-mini")
+    assert rows and rows[0]["matched_model"] == "gpt-4o-mini"
+    with pytest.raises(LookupError):
+        calc_price(Usage(input_tokens=1), "openai/gpt-4o-mini", provider_id="openai")
+    expected = calc_price(Usage(input_tokens=900, cache_read_tokens=400, output_tokens=100), "gpt-4o-mini")
+    got = call_cost(_rate_row(rows, at, 900), 900, 400, 0, 100, 0)
+    assert got == pytest.approx(float(expected.total_price), rel=1e-12)
+    assert book.rows("anthropic", "openai/gpt-4o-mini") == []  # another provider's prefix: not guessed at
+    assert book.rows("openai", "openai/") == [] and book.rows(None, "openai/gpt-4o-mini") == []
+
+
 def test_cache_write_and_read_priced_as_billed() -> None:
     """Anthropic bills cache writes above and cache reads below the input rate."""
     rows = PriceBook().rows("anthropic", "claude-3-5-sonnet-20241022")

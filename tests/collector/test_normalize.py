@@ -111,6 +111,57 @@ def test_operation_decides_category(operation: str, category: str) -> None:
     assert set_columns({"gen_ai.operation.name": operation}) == {"category": category, "operation": operation}
 
 
+@pytest.mark.parametrize(
+    ("call_type", "operation", "category"),
+    [
+        ("acompletion", "chat", "llm"),
+        ("embedding", "embeddings", "embedding"),
+        ("aembedding", "embeddings", "embedding"),
+        ("atext_completion", "text_completion", "llm"),
+    ],
+)
+def test_litellm_call_types_are_otel_operations(call_type: str, operation: str, category: str) -> None:
+    """LiteLLM's own callback sends its call type as the operation (only `completion` as `chat`)."""
+    assert set_columns({"gen_ai.operation.name": call_type}) == {"category": category, "operation": operation}
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ('["stop"]', ["stop"]),  # LiteLLM's own callback: the list as a JSON string
+        ('["stop", "length"]', ["stop", "length"]),
+        ("[]", []),
+        ("stop", ["stop"]),
+        ("[not json", ["[not json"]),
+        ("[1, 2]", ["[1, 2]"]),  # not a list of strings: kept as sent
+        (["tool_calls"], ["tool_calls"]),
+    ],
+)
+def test_finish_reasons_as_a_json_string(sent: object, stored: list[str]) -> None:
+    assert norm({"gen_ai.response.finish_reasons": sent})["finish_reasons"] == stored
+
+
+def test_litellm_raw_request_fields_are_content() -> None:
+    """LiteLLM's `raw_gen_ai_request` span: llm.<provider>.<field> of the raw request and response."""
+    attrs = {
+        "llm.openai.messages": "[{'role': 'user', 'content': 'hi'}]",
+        "llm.openai.choices": "[{'message': {'content': 'hello'}}]",
+        "llm.anthropic.system": "be terse",
+        "llm.anthropic.content": "[{'type': 'text', 'text': 'hello'}]",
+        "llm.openai.model": "gpt-4o-mini-2025-01-01",
+        "llm.openai.usage": "{'prompt_tokens': 1}",
+        "llm.token_count.prompt": 1,
+    }
+    facts, content = split_content(attrs)
+    assert set(content) == {
+        "llm.openai.messages",
+        "llm.openai.choices",
+        "llm.anthropic.system",
+        "llm.anthropic.content",
+    }
+    assert set(facts) == {"llm.openai.model", "llm.openai.usage", "llm.token_count.prompt"}
+
+
 WELL_KNOWN_PROVIDERS = [
     "openai", "anthropic", "cohere", "deepseek", "groq", "perplexity", "x_ai", "mistral_ai", "ibm.watsonx.ai",
     "aws.bedrock", "azure.ai.inference", "azure.ai.openai", "gcp.gen_ai", "gcp.vertex_ai", "gcp.gemini", "moonshot_ai",
