@@ -11,9 +11,11 @@ FRAMEWORK is `openinference` (openinference-instrumentation-langchain) or `openl
 a team instrumenting everything would: `openinference` (openinference-instrumentation-openai) or
 `openllmetry` (opentelemetry-instrumentation-openai). The tracer provider is the global one.
 
-Scenarios: `chat` (system + user), `stream`, `chain` (prompt | model | parser), `agent` (a LangGraph
-ReAct agent with one tool, get_weather: the fake answers with a tool call, then with text), `error`
-(model fail-500, max_retries=0), each under a span `scenario <name>`; `bare`, the agent again with
+Scenarios: `chat` (system + user), `stream` (`stream_usage=True`), `stream_default` (the same
+without it: langchain-openai asks no usage of a stream to a base_url of its own), `chain`
+(prompt | model | parser), `agent` (a LangGraph ReAct agent with one tool, get_weather: the fake
+answers with a tool call, then with text), `error` (model fail-500, max_retries=0), each under a
+span `scenario <name>`; `bare`, the agent again with
 no enclosing span (as a script that calls the agent directly); with CLIENT, `direct`: the openai
 client called without LangChain (shows that the client instrumentation is on). stdout gets one
 JSON object: library versions, per scenario the trace id (for `bare`, the trace of the graph's
@@ -37,7 +39,7 @@ TOPIC = "OpenTelemetry"
 TEMPLATE = "Explain {topic} in one line."  # 5 words once filled in
 WEATHER = "What is the weather in Paris today?"  # 7 words
 TOOL_RESULT = "Sunny in Paris"  # 3 words
-SCENARIOS = ("chat", "stream", "chain", "agent", "error", "bare")
+SCENARIOS = ("chat", "stream", "stream_default", "chain", "agent", "error", "bare")
 FRAMEWORKS = {
     "openinference": "openinference-instrumentation-langchain",
     "openllmetry": "opentelemetry-instrumentation-langchain",
@@ -105,6 +107,9 @@ def _run(name: str, url: str) -> None:
     if name == "chat":
         llm.invoke([("system", SYSTEM), ("human", QUESTION)])
     elif name == "stream":
+        for _ in llm.stream(QUESTION, stream_usage=True):
+            pass
+    elif name == "stream_default":
         for _ in llm.stream(QUESTION):
             pass
     elif name == "chain":
