@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price
 
+from spanlake.analytics.reports.tasks import task_list
 from spanlake.analytics.runner import Analytics
+from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_langchain as app
@@ -289,3 +291,102 @@ def test_agent_tree(runs: Runs, config: str) -> None:
     assert outline(runs.spans(config, "chain")) == ["scenario chain (other)", *("  " + x for x in chain)]
     (tool,) = [r for r in runs.spans(config, "agent") if r["category"] == "tool"]
     assert (tool["tool_name"], tool["status_code"]) == ("get_weather", "OK" if config == "openinference" else "UNSET")
+
+
+def task_name(config: str, scenario: str) -> str:
+    """What spanlake takes as the task: a marked span (OpenLLMetry's named workflow span), else the root."""
+    framework = CONFIGS[config].framework
+    if framework == "openllmetry" and scenario in ("agent", "bare", "chain"):
+        return "RunnableSequence" if scenario == "chain" else "LangGraph"
+    return "LangGraph" if scenario == "bare" else f"scenario {scenario}"
+
+
+def counted(calls: list[dict[str, Any]]) -> tuple[int, int, int, float | None]:
+    """(billable calls, input, output tokens, cost) of calls counted once."""
+    used = [e for e in calls if e["in"] is not None]
+    cost = sum(price(e) for e in used) if used else (0.0 if NO_USAGE in calls else None)
+    return len(used), sum(e["in"] for e in used), sum(e["out"] for e in used), cost
+
+
+def expected_tasks(config: str) -> list[tuple[str, int, int, int, float | None]]:
+    """Every task of a configuration's project: (name, calls, input, output tokens, cost)."""
+    cfg = CONFIGS[config]
+    tasks = [(task_name(config, s), *counted(calls)) for s, calls in CALLS.items()]
+    if cfg.client:
+        tasks.append(("scenario direct", *counted([STREAM])))  # the same request as `stream`
+    if cfg.framework == "openllmetry":
+        tasks.append(("create_agent react_agent", 0, 0, 0, None))  # `bare` built its agent outside any span
+    if config == "openinference_openai":
+        # OpenInference's LangChain spans are not in the OTel context: without an enclosing span,
+        # the client instrumentation's span of each call is a trace of its own (and counts again).
+        tasks += [("ChatCompletion", *counted([call])) for call in CALLS["bare"]]
+    return sorted(tasks, key=lambda t: (t[0], t[1], t[2]))
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_tasks(runs: Runs, config: str) -> None:
+    """One task per trace, named as spanlake sees it, with its calls counted once."""
+    an = Analytics(runs.collector.data_dir)
+    rows = task_list(an, Filters(project=config), limit=100).to_dicts()
+    got = sorted(
+        ((r["task_name"], r["llm_calls"], r["input_tokens"], r["output_tokens"], r["cost_usd"]) for r in rows),
+        key=lambda t: (t[0], t[1], t[2]),
+    )
+    want = expected_tasks(config)
+    assert [t[:4] for t in got] == [t[:4] for t in want]
+    assert [t[4] for t in got] == [c if c is None else pytest.approx(c, rel=1e-9, abs=1e-15) for *_, c in want]
+    by_trace = {r["trace_id"]: r for r in rows}
+    for scenario in CALLS:
+        assert by_trace[runs.trace(config, scenario)]["task_name"] == task_name(config, scenario), scenario
+    # OpenLLMetry's workflow span says how it went (gen_ai.task.status); the others' tasks say nothing.
+    marked = {r["task_name"] for r in rows if r["outcome_source"] == "app"}
+    assert marked == ({"LangGraph", "RunnableSequence"} if CONFIGS[config].framework == "openllmetry" else set())
+
+
+def _said(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """(direction, role, content, tool calls with parsed arguments, tool_call_id) of each message."""
+    return [
+        (
+            m["direction"],
+            m["role"],
+            m["content"],
+            [(c["id"], c["name"], json.loads(c["arguments"])) for c in m["tool_calls"]],
+            m["tool_call_id"],
+        )
+        for m in messages
+    ]
+
+
+WEATHER_CALL = [("call_fake_0", "get_weather", {"location": "Paris"})]
+ASKED = ("input", "user", app.WEATHER, [], None)
+CHAT_MESSAGES = [("input", "system", app.SYSTEM, [], None), ("input", "user", app.QUESTION, [], None),
+                 ("output", "assistant", REPLY, [], None)]  # fmt: skip
+AGENT_MESSAGES = [
+    [ASKED, ("output", "assistant", None, WEATHER_CALL, None)],
+    [ASKED, ("input", "assistant", None, WEATHER_CALL, None), ("input", "tool", app.TOOL_RESULT, [], "call_fake_0"),
+     ("output", "assistant", f"Fake reply: {app.WEATHER}", [], None)],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", ["openinference", "openllmetry"])
+def test_messages_and_tool_calls(runs: Runs, config: str) -> None:
+    """The conversation of each call, in spanlake's one shape, from either framework's keys."""
+    an = Analytics(runs.collector.data_dir)
+
+    def llm_messages(scenario: str) -> list[list[tuple[Any, ...]]]:
+        detail = trace_detail(an, runs.trace(config, scenario), config)
+        assert detail is not None
+        return [_said(s["messages"]) for s in detail.spans if s["category"] == "llm"]
+
+    assert llm_messages("chat") == [CHAT_MESSAGES]
+    assert llm_messages("agent") == AGENT_MESSAGES
+    (tool,) = [r for r in runs.spans(config, "agent") if r["category"] == "tool"]
+    content = json.loads(tool["content"])
+    if config == "openinference":
+        assert content["input.value"] == "Paris"
+        result = json.loads(content["output.value"])["data"]["content"]
+    else:  # OpenLLMetry sends LangChain's serialized call and ToolMessage, twice (its own keys and OTel's)
+        assert content["gen_ai.tool.call.arguments"] == content["traceloop.entity.input"]
+        assert json.loads(content["gen_ai.tool.call.arguments"])["inputs"] == {"location": "Paris"}
+        result = json.loads(content["gen_ai.tool.call.result"])["output"]["kwargs"]["content"]
+    assert result == app.TOOL_RESULT
