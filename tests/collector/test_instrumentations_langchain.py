@@ -2,167 +2,59 @@
 
 Each configuration runs in its own process (tests/collector/instrumented_langchain.py):
 `langchain-openai`'s ChatOpenAI against spanlake's fake OpenAI server (spanlake.demo.fake_openai),
-exporting over loopback to a collector in this process. The expected numbers come from the fake
-server's documented rule, worked out by hand below; the cost from genai-prices' own `calc_price`.
+exporting over loopback to a collector in this process (tests/collector/langchain_runs.py). The
+expected numbers come from the fake server's documented rule, worked out by hand there; the cost
+from genai-prices' own `calc_price`, computed in the test.
 
 Configurations: each framework instrumentation alone (OpenInference, OpenLLMetry), each with the
 matching openai client instrumentation too, as a team instrumenting everything would, and
-OpenLLMetry's LangChain spans over OpenInference's openai spans ("one call, two spans":
-tests/collector/test_instrumentations_langchain_pairs.py).
+OpenLLMetry's LangChain spans over OpenInference's openai spans ("one call, two spans", at the end).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from genai_prices import Usage, calc_price
 
+from spanlake.analytics.budgets.definition import budget_from_dict
+from spanlake.analytics.budgets.measure import measure
+from spanlake.analytics.reports.cost import call_totals
 from spanlake.analytics.reports.tasks import task_list
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import trace_detail
-from spanlake.demo.fake_openai import FakeOpenAI
+from spanlake.analytics.traces.filters import Page, TraceFilters
+from spanlake.analytics.traces.trace_list import list_traces
 from tests.collector import instrumented_langchain as app
-from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import clean_env
-
-ROOT = Path(__file__).parents[2]
-RESPONSE_MODEL = app.MODEL + "-2025-01-01"
-REPLY = f"Fake reply: {app.QUESTION}"  # 8 words
-
-# Per model call, from the fake server's rule (words = whitespace-separated words): input = the
-# words of every message; cached = input // 2; reasoning = the number of messages; output = the
-# reply's words + reasoning.
-CHAT = {"in": 3 + 6, "cached": 4, "reasoning": 2, "out": 8 + 2, "stop": "stop"}  # system + user
-STREAM = {"in": 6, "cached": 3, "reasoning": 1, "out": 8 + 1, "stop": "stop"}  # user
-CHAIN = {"in": 3 + 5, "cached": 4, "reasoning": 2, "out": 7 + 2, "stop": "stop"}  # "Explain OpenTelemetry in one line."
-# The agent's first call answers with the tool call (visible text `get_weather {"location": "Paris"}`,
-# 3 words); the second reads the user's text, the tool call (no text) and the tool's answer (3 words).
-TOOL_TURN = {"in": 7, "cached": 3, "reasoning": 1, "out": 3 + 1, "stop": "tool_calls"}
-ANSWER_TURN = {"in": 7 + 0 + 3, "cached": 5, "reasoning": 3, "out": 9 + 3, "stop": "stop"}
-NO_USAGE = {"in": None, "cached": None, "reasoning": None, "out": None, "stop": "stop"}
-FAILED = {"in": None, "cached": None, "reasoning": None, "out": None, "stop": None}
-# scenario → its model calls in order
-CALLS: dict[str, list[dict[str, Any]]] = {
-    "chat": [CHAT],
-    "stream": [STREAM],
-    "stream_default": [NO_USAGE],  # langchain-openai asks no usage of a stream to a base_url of its own
-    "chain": [CHAIN],
-    "agent": [TOOL_TURN, ANSWER_TURN],
-    "error": [FAILED],
-    "bare": [TOOL_TURN, ANSWER_TURN],
-}
-
-
-@dataclass(frozen=True)
-class Config:
-    framework: str
-    client: str | None
-    protocol: str
-
-
-CONFIGS = {
-    "openinference": Config("openinference", None, "http"),
-    "openllmetry": Config("openllmetry", None, "grpc"),
-    "openinference_openai": Config("openinference", "openinference", "grpc"),
-    "openllmetry_openai": Config("openllmetry", "openllmetry", "http"),
-    "openllmetry_oi_openai": Config("openllmetry", "openinference", "http"),
-}
-FRAMEWORK_SCOPES = {
-    "openinference": "openinference.instrumentation.langchain",
-    "openllmetry": "opentelemetry.instrumentation.langchain",
-}
-CLIENT_SCOPES = {
-    "openinference": "openinference.instrumentation.openai",
-    "openllmetry": "opentelemetry.instrumentation.openai.v1",
-}
-
-
-@dataclass
-class Runs(BaseRuns):
-    trace_ids: dict[str, dict[str, list[str]]]  # config → scenario → every trace id its spans had
-    rows: list[dict[str, Any]]  # every span of the lake, read once
-
-    def trace(self, config: str, scenario: str) -> str:
-        """The scenario's trace (for `bare`, the trace of the graph's root span)."""
-        if scenario != "bare":
-            return super().trace(config, scenario)
-        ids = set(self.trace_ids[config]["bare"])
-        (root,) = [
-            r
-            for r in self.project(config)
-            if r["trace_id"] in ids and r["is_root"] and r["name"] in ("LangGraph", "invoke_agent LangGraph")
-        ]
-        return str(root["trace_id"])
-
-    def project(self, config: str) -> list[dict[str, Any]]:
-        if config in self.failures:
-            pytest.fail(self.failures[config])
-        return [r for r in self.rows if r["project"] == config]
-
-    def spans(self, config: str, scenario: str) -> list[dict[str, Any]]:
-        """The scenario's spans, in start order."""
-        trace_id = self.trace(config, scenario)
-        return [r for r in self.project(config) if r["trace_id"] == trace_id]
-
-    def llm(self, config: str, scenario: str, scope: str) -> list[dict[str, Any]]:
-        """The scenario's LLM spans of one instrumentation scope, in start order."""
-        return [r for r in self.spans(config, scenario) if r["category"] == "llm" and r["scope_name"] == scope]
+from tests.collector.langchain_runs import (
+    CALLS,
+    CHAT,
+    CLIENT_SCOPES,
+    CONFIGS,
+    FAILED,
+    FRAMEWORK_SCOPES,
+    NO_USAGE,
+    REPLY,
+    RESPONSE_MODEL,
+    STREAM,
+    Runs,
+    counted,
+    outline,
+    price,
+    started,
+)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    from tests.conftest import start_collector
-
-    collector, stop = start_collector(tmp_path_factory.mktemp("langchain") / "data")
-    try:
-        with FakeOpenAI() as fake:
-            procs = {}
-            for name, cfg in CONFIGS.items():
-                endpoint = collector.grpc if cfg.protocol == "grpc" else collector.http
-                argv = [sys.executable, "-m", "tests.collector.instrumented_langchain", cfg.framework]
-                argv += ["--url", fake.base_url, "--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
-                argv += ["--client", cfg.client] if cfg.client else []
-                procs[name] = subprocess.Popen(
-                    argv,
-                    env=clean_env(("OTEL_", "TRACELOOP_", "OPENAI_", "LANGCHAIN_", "LANGSMITH_")),
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            traces, versions, failures, trace_ids = _collect(procs)
-        collector.flush()
-        rows = collector.query("SELECT * FROM spans ORDER BY project, trace_id, start_time, span_id")
-        yield Runs(collector, traces, versions, failures, trace_ids, rows)
-    finally:
-        stop()
-
-
-def _collect(
-    procs: dict[str, subprocess.Popen[bytes]],
-) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str], dict[str, dict[str, list[str]]]]:
-    traces, versions, failures, trace_ids = {}, {}, {}, {}
-    for config, proc in procs.items():
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        if proc.returncode != 0:
-            failures[config] = f"{config}: instrumented app failed:\n{err.decode()[-4000:]}"
-            continue
-        result = json.loads(out)
-        traces[config], trace_ids[config] = result["traces"], result["trace_ids"]
-        versions.update(result["versions"])
-    return traces, versions, failures, trace_ids
+    with started(tmp_path_factory.mktemp("langchain") / "data") as r:
+        yield r
 
 
 @dataclass(frozen=True)
@@ -210,13 +102,6 @@ def test_calls_are_normalized(runs: Runs, config: str) -> None:
         assert [r for r in runs.spans(config, scenario) if r["category"] == "llm"] == rows  # no other LLM span
 
 
-def price(exp: dict[str, Any]) -> float:
-    """genai-prices' own price of one call (its input_tokens include the cached ones; reasoning is
-    a part of the output, billed at the output rate)."""
-    usage = Usage(input_tokens=exp["in"], cache_read_tokens=exp["cached"], output_tokens=exp["out"])
-    return float(calc_price(usage, RESPONSE_MODEL, provider_id="openai").total_price)
-
-
 @pytest.mark.parametrize("config", ["openinference", "openllmetry"])
 def test_cost_is_genai_prices(runs: Runs, config: str) -> None:
     an = Analytics(runs.collector.data_dir)
@@ -234,23 +119,6 @@ def test_cost_is_genai_prices(runs: Runs, config: str) -> None:
     # million: 5 uncached + 4 cached input, 10 output (2 of them reasoning, at the output rate).
     by_hand = (Decimal(5) * Decimal("0.05") + Decimal(4) * Decimal("0.005") + Decimal(10) * Decimal("0.40")) / 10**6
     assert price(CHAT) == pytest.approx(float(by_hand), rel=1e-12)
-
-
-def outline(rows: list[dict[str, Any]]) -> list[str]:
-    """The trace as an indented outline, `name (category)`, children in start order."""
-    ids = {r["span_id"] for r in rows}
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for r in rows:  # rows come in start order
-        children.setdefault(r["parent_span_id"] if r["parent_span_id"] in ids else None, []).append(r)
-    out: list[str] = []
-
-    def walk(parent: str | None, depth: int) -> None:
-        for r in children.get(parent, []):
-            out.append("  " * depth + f"{r['name']} ({r['category']})")
-            walk(r["span_id"], depth + 1)
-
-    walk(None, 0)
-    return out
 
 
 # The agent run under each framework (observed), a model turn, the tools, a model turn:
@@ -299,13 +167,6 @@ def task_name(config: str, scenario: str) -> str:
     if framework == "openllmetry" and scenario in ("agent", "bare", "chain"):
         return "RunnableSequence" if scenario == "chain" else "LangGraph"
     return "LangGraph" if scenario == "bare" else f"scenario {scenario}"
-
-
-def counted(calls: list[dict[str, Any]]) -> tuple[int, int, int, float | None]:
-    """(billable calls, input, output tokens, cost) of calls counted once."""
-    used = [e for e in calls if e["in"] is not None]
-    cost = sum(price(e) for e in used) if used else (0.0 if NO_USAGE in calls else None)
-    return len(used), sum(e["in"] for e in used), sum(e["out"] for e in used), cost
 
 
 def expected_tasks(config: str) -> list[tuple[str, int, int, int, float | None]]:
@@ -390,3 +251,131 @@ def test_messages_and_tool_calls(runs: Runs, config: str) -> None:
         assert json.loads(content["gen_ai.tool.call.arguments"])["inputs"] == {"location": "Paris"}
         result = json.loads(content["gen_ai.tool.call.result"])["output"]["kwargs"]["content"]
     assert result == app.TOOL_RESULT
+
+
+# --- one call, two spans: a framework's LLM span and the openai client instrumentation's -----------
+
+CLIENT_CONFIGS = ["openinference_openai", "openllmetry_openai", "openllmetry_oi_openai"]
+
+
+def framework_and_client(runs: Runs, config: str, scenario: str) -> tuple[list[dict[str, Any]], ...]:
+    cfg = CONFIGS[config]
+    assert cfg.client is not None
+    return runs.llm(config, scenario, FRAMEWORK_SCOPES[cfg.framework]), runs.llm(
+        config, scenario, CLIENT_SCOPES[cfg.client]
+    )
+
+
+def check_client_call(row: dict[str, Any], exp: dict[str, Any], scenario: str) -> None:
+    """OpenInference's openai span of a call: the response model and reasoning tokens always,
+    the time to first token of a stream (what the framework spans above it lack)."""
+    failed = exp is FAILED
+    assert (
+        (row["request_model"], row["response_model"]) == ("fail-500", None) if failed else (app.MODEL, RESPONSE_MODEL)
+    )
+    assert (row["input_tokens"], row["output_tokens"]) == (exp["in"], exp["out"]), scenario
+    assert (row["cache_read_tokens"], row["reasoning_tokens"]) == (exp["cached"], exp["reasoning"]), scenario
+    assert row["finish_reasons"] == (None if failed else [exp["stop"]]), scenario
+    assert (row["time_to_first_token_ms"] is not None) == scenario.startswith("stream"), scenario
+    assert (row["status_code"], row["error_type"]) == (
+        ("ERROR", "openai.InternalServerError") if failed else ("OK", None)
+    )
+
+
+@pytest.mark.parametrize("config", CLIENT_CONFIGS)
+def test_framework_and_client_spans_are_related_as_observed(runs: Runs, config: str) -> None:
+    """OpenLLMetry's LangChain instrumentation suppresses its own openai spans under a LangChain call.
+    Neither framework puts its model span in the OTel context, so OpenInference's openai span of the
+    call hangs elsewhere, always enclosed in time by the framework's span: under OpenLLMetry, a
+    sibling (OpenLLMetry's chain spans are in the context); under OpenInference, whose spans are
+    never in the context, a child of the app's span around the run (the scenario span; with none, a
+    trace of its own), which the LangChain span is under too, one level or more below."""
+    for scenario, calls in CALLS.items():
+        framework, client = framework_and_client(runs, config, scenario)
+        assert len(framework) == len(calls), scenario
+        if config == "openllmetry_openai":
+            assert client == [], scenario
+            continue
+        if config == "openinference_openai" and scenario == "bare":
+            assert client == []
+            others = set(runs.trace_ids[config]["bare"]) - {runs.trace(config, "bare")}
+            alone = [r for r in runs.project(config) if r["trace_id"] in others]
+            assert [(r["name"], r["is_root"]) for r in alone] == [("ChatCompletion", True)] * 2
+            client = sorted(alone, key=lambda r: r["start_time"])
+        assert len(client) == len(calls), scenario
+        root = runs.spans(config, scenario)[0]
+        for f, c, exp in zip(framework, client, calls, strict=True):
+            check_client_call(c, exp, scenario)
+            assert f["start_time"] <= c["start_time"] <= c["end_time"] <= f["end_time"], scenario
+            if config == "openllmetry_oi_openai":
+                assert c["parent_span_id"] == f["parent_span_id"], scenario
+            elif scenario != "bare":
+                assert c["parent_span_id"] == root["span_id"] == runs.spans(config, scenario)[0]["span_id"]
+                sibling = scenario in ("chat", "stream", "stream_default", "error")
+                assert (f["parent_span_id"] == root["span_id"]) == sibling, scenario
+    # Outside LangChain the openai instrumentation is on in every configuration.
+    for config_ in CLIENT_CONFIGS:
+        (direct,) = [r for r in runs.spans(config_, "direct") if r["category"] == "llm"]
+        assert direct["scope_name"] == CLIENT_SCOPES[CONFIGS[config_].client or ""]
+        assert (direct["input_tokens"], direct["output_tokens"], direct["reasoning_tokens"]) == (6, 9, 1)
+
+
+# Project totals of the cost report (billable calls: with usage), by hand. The LangChain scenarios
+# count chat, stream, chain and the agent's two calls twice (agent, bare): 7 calls, 9+6+8+2*(7+10)
+# = 57 input, 10+9+9+2*(4+12) = 60 output, 4+3+4+2*(3+5) = 27 cached, 2+1+2+2*(1+3) = 13 reasoning
+# tokens; `direct` adds 1 call, 6 / 9 / 3 / 1.
+TOTALS = {
+    # `bare`'s two openai spans are traces of their own: they count again (17 / 16 / 8 / 4).
+    "openinference_openai": {"calls": 10, "input_tokens": 80, "output_tokens": 85, "cache_read_tokens": 38,
+                             "reasoning_tokens": 18},
+    # OpenLLMetry's LangChain spans have no reasoning tokens; its openai span of `direct` does.
+    "openllmetry_openai": {"calls": 8, "input_tokens": 63, "output_tokens": 69, "cache_read_tokens": 30,
+                           "reasoning_tokens": 1},
+    # The openai spans count, with their reasoning tokens.
+    "openllmetry_oi_openai": {"calls": 8, "input_tokens": 63, "output_tokens": 69, "cache_read_tokens": 30,
+                              "reasoning_tokens": 14},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("config", CLIENT_CONFIGS)
+def test_one_call_two_spans_counts_once(runs: Runs, config: str) -> None:
+    """Each call counts once, with the numbers of the span nearest the wire, in the traces view, the
+    trace detail, the trace list, the cost report and a spend budget; both spans stay in the trace."""
+    an = Analytics(runs.collector.data_dir)
+    views = {r["trace_id"]: r for r in runs.collector.query("SELECT * FROM traces WHERE project = ?", [config])}
+    dups = runs.collector.query("SELECT span_id, duplicate_of FROM duplicate_calls WHERE project = ?", [config])
+    listed = {r["trace_id"]: r for r in list_traces(an, TraceFilters(project=config), Page(limit=50)).rows.to_dicts()}
+    want_dups: dict[str, str] = {}
+    for scenario, calls in {**CALLS, "direct": [STREAM]}.items():
+        trace_id = runs.trace(config, scenario)
+        _, inp, out, cost = counted(calls)
+        framework, client = framework_and_client(runs, config, scenario)
+        pairs = dict(zip([f["span_id"] for f in framework], [c["span_id"] for c in client], strict=False))
+        want_dups |= pairs
+        v = views[trace_id]
+        assert (v["llm_calls"], v["input_tokens"], v["output_tokens"]) == (len(calls), inp, out), scenario
+        detail = trace_detail(an, trace_id, config)
+        assert detail is not None
+        s = detail.summary()
+        assert (s["llm_calls"], s["input_tokens"], s["output_tokens"]) == (len(calls), inp, out), scenario
+        row = listed[trace_id]
+        assert (row["llm_calls"], row["input_tokens"], row["output_tokens"]) == (len(calls), inp, out), scenario
+        for got in (s["cost_usd"], row["cost_usd"]):
+            assert got == (None if cost is None else pytest.approx(cost, rel=1e-9, abs=1e-15)), scenario
+        marks = {x["span_id"]: (x["duplicate_of"], x["cost_usd"]) for x in detail.spans if x["category"] == "llm"}
+        for f_id, c_id in pairs.items():
+            assert marks[f_id] == (c_id, None) and marks[c_id][0] is None, scenario
+        assert len(marks) == len(calls) + len(pairs), scenario  # both spans stay in the trace
+    assert {r["span_id"]: r["duplicate_of"] for r in dups} == want_dups
+    assert len(want_dups) == {"openinference_openai": 7, "openllmetry_openai": 0, "openllmetry_oi_openai": 9}[config]
+    (totals,) = call_totals(an, Filters(project=config)).to_dicts()
+    assert {k: totals[k] for k in TOTALS[config]} == TOTALS[config]
+    used = [e for s, calls in CALLS.items() for e in calls if e["in"] is not None] + [STREAM]
+    if config == "openinference_openai":
+        used += CALLS["bare"]
+    assert (len(used), sum(e["in"] for e in used)) == (TOTALS[config]["calls"], TOTALS[config]["input_tokens"])
+    cost = sum(price(e) for e in used)
+    assert totals["cost_usd"] == pytest.approx(cost, rel=1e-9)
+    spend = budget_from_dict({"name": "spend", "metric": "spend", "window": "1d", "warning": 1.0}, config)
+    reading = measure(an, spend, datetime.now(UTC) + timedelta(minutes=1))
+    assert reading.figure.value == pytest.approx(cost, rel=1e-9)
