@@ -14,10 +14,13 @@ OpenLLMetry's LangChain spans over OpenInference's openai spans ("one call, two 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -379,3 +382,47 @@ def test_one_call_two_spans_counts_once(runs: Runs, config: str) -> None:
     spend = budget_from_dict({"name": "spend", "metric": "spend", "window": "1d", "warning": 1.0}, config)
     reading = measure(an, spend, datetime.now(UTC) + timedelta(minutes=1))
     assert reading.figure.value == pytest.approx(cost, rel=1e-9)
+
+
+# --- docs/instrumentations.md: the observed keys, regenerated from this run -------------------------
+
+DOC = Path(__file__).parents[2] / "docs" / "instrumentations.md"
+BEGIN, END = "<!-- observed-langchain:begin -->", "<!-- observed-langchain:end -->"
+_INDEX = re.compile(r"\.\d+\.")
+
+
+def _keys(values: list[str | None]) -> str:
+    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
+    return ", ".join(f"`{k}`" for k in keys) or "none"
+
+
+def render_observed(runs: Runs) -> str:
+    """Per framework instrumentation (alone): span names, attribute and content keys, span events."""
+    out = []
+    for config in ("openinference", "openllmetry"):
+        spans = [r for r in runs.project(config) if not r["name"].startswith("scenario ")]
+        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
+        out += [
+            f"### `{config}`",
+            "",
+            f"- over OTLP/{CONFIGS[config].protocol}",
+            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, {s['category']})" for s in spans})),
+            "- attributes: " + _keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
+            "",
+        ]
+    return "\n".join(out)
+
+
+def test_docs_list_what_was_observed(runs: Runs) -> None:
+    """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
+    assert not runs.failures, runs.failures
+    text = DOC.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
+    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n{render_observed(runs)}{END}"
+    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1" and BEGIN in text:
+        DOC.write_text(head + observed + tail)
+    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
