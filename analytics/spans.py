@@ -309,7 +309,7 @@ _NO_DUP_JOIN = "CROSS JOIN (SELECT CAST(NULL AS VARCHAR) AS duplicate_of) d"
 
 def pair_where(src: SpanSource, p: Params) -> str:
     """Where the call pairing reads LLM spans: the source's window, PAIR_LOOKAHEAD longer (the
-    client spans of calls that start at its end), and span-level filters, any category (a
+    inner spans of calls that start at its end), and span-level filters, any category (a
     superset of the relation's spans: only those in it are marked)."""
     wide = replace(src, categories=None, outside_window_traces_only=False, widen_after=src.widen_after + PAIR_LOOKAHEAD)
     return _where(wide, p)

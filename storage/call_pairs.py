@@ -64,9 +64,9 @@ RESPONSE_ID_KEY = "gen_ai.response.id"
 # Stored starts are whole microseconds, ends start + the exact duration: a span that ends with
 # the one it encloses may look up to 1 µs early.
 END_SLACK_NS = 1000
-# A client's span starts as the instrumentation's span has just started (it is called inside
-# it), so a window's duplicates are found from the client spans starting up to this long after
-# the window's end (a call that straddles an hour counts once in hourly rollups too).
+# A span nearer the wire starts as the outer span has just started (it is called inside it), so
+# a window's duplicates are found from the spans starting up to this long after the window's end
+# (a call that straddles an hour counts once in hourly rollups too).
 PAIR_LOOKAHEAD = timedelta(minutes=5)
 
 
@@ -162,10 +162,11 @@ def duplicates_sql(source: str = "spans_raw") -> str:
 
 def may_pair_sql(where: str, source: str = "spans_raw") -> str:
     """`SELECT ... AS found`: whether the LLM spans matching `where` hold two layers (otherwise no
-    span can be a duplicate and readers skip the pairing joins). One scan of the window's
-    LLM spans, as cheap as looking for one client span."""
-    return f"""SELECT count(DISTINCT layer) > 1 AS found
-      FROM (SELECT {LAYER_SQL} AS layer FROM {source} WHERE ({where}) AND category = 'llm') AS layered"""
+    span can be a duplicate and readers skip the pairing joins). One scan of the window's LLM
+    spans' scope names; the layers are found from the distinct names (a handful), so the check
+    costs about what looking for one client span cost (docs/analytics.md, "Performance")."""
+    return f"""SELECT count(DISTINCT {LAYER_SQL}) > 1 AS found
+      FROM (SELECT DISTINCT scope_name FROM {source} WHERE ({where}) AND category = 'llm') AS scopes"""
 
 
 def no_duplicates_cte(name: str) -> str:
