@@ -26,8 +26,8 @@ Every reader builds the same CTEs from here: analytics' span relation (analytics
 trace list's lean relation (analytics.traces.relation) and the `traces` view (storage.reader).
 The pairing is one narrow read of the layered LLM spans joined with itself on (project, trace,
 model); attributes (the response ids) are read only for enclosing candidates. Readers skip it
-when the window holds no possible pair (analytics.spans.pairing_needed: no client span, and no
-framework span beside an instrumentation's).
+when the window holds no possible pair (analytics.spans.pairing_needed: its LLM spans hold
+fewer than two layers).
 """
 
 from __future__ import annotations
