@@ -7,7 +7,7 @@ allow-lists below.
 The span relation reads `spans_raw` (so filters and partition pruning apply before the
 de-duplication, and big columns such as `content` are never read unless a report asks),
 keeps one row per (project, trace_id, span_id), marks the LLM spans that only repeat a call a
-client library's own span counts (`duplicate_of`, storage.call_pairs), and prices each
+span nearer the wire counts (`duplicate_of`, storage.call_pairs), and prices each
 LLM/embedding call by joining the price table registered as `prices` (see analytics.pricing).
 A duplicate is not `billable`: it has no cost and its tokens count nowhere.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from spanlake.analytics.pricing import KEY_SEP, SERVICE_TIER_KEYS
-from spanlake.storage.call_pairs import PAIR_LOOKAHEAD, duplicate_ctes, has_client_calls_sql, no_duplicates_cte
+from spanlake.storage.call_pairs import PAIR_LOOKAHEAD, duplicate_ctes, may_pair_sql, no_duplicates_cte
 from spanlake.storage.reader import KEY_POINTER_SQL, ROOT_PREDICATE, fetch_arrow
 from spanlake.storage.schema import SPANS
 from spanlake.storage.toml_file import parse_duration  # also imported from here by the CLI and the API
@@ -309,18 +309,19 @@ _NO_DUP_JOIN = "CROSS JOIN (SELECT CAST(NULL AS VARCHAR) AS duplicate_of) d"
 
 def pair_where(src: SpanSource, p: Params) -> str:
     """Where the call pairing reads LLM spans: the source's window, PAIR_LOOKAHEAD longer (the
-    client spans of calls that start at its end), and span-level filters, any category (a
+    inner spans of calls that start at its end), and span-level filters, any category (a
     superset of the relation's spans: only those in it are marked)."""
     wide = replace(src, categories=None, outside_window_traces_only=False, widen_after=src.widen_after + PAIR_LOOKAHEAD)
     return _where(wide, p)
 
 
 def pairing_needed(con: duckdb.DuckDBPyConnection, src: SpanSource, seen: dict[str, bool] | None = None) -> bool:
-    """Whether the source's window holds a client library's own LLM span (otherwise no span can
-    be a duplicate, and span_ctes skips the pairing joins). `seen` remembers the answers given
+    """Whether the source's window holds LLM spans of two layers of one call (storage.call_pairs:
+    a client's own span, an instrumentation's, a framework's; otherwise no span can be a
+    duplicate, and span_ctes skips the pairing joins). `seen` remembers the answers given
     on this connection (the jobs of one report often read the same window)."""
     p = Params()
-    sql = has_client_calls_sql(pair_where(src, p))
+    sql = may_pair_sql(pair_where(src, p))
     key = f"{sql}\x00{sorted((k, str(v)) for k, v in p.values.items())}"
     if seen is not None and key in seen:
         return seen[key]
@@ -369,7 +370,7 @@ def span_ctes(src: SpanSource, p: Params, tier_models: list[str], tier_keys: lis
     """CTEs `dedup_sp` → `sl_dup` (the duplicate calls, storage.call_pairs) → `sp`: filtered,
     de-duplicated spans with `duplicate_of` and cost columns.
 
-    `pair_calls=False` (when `pairing_needed` says the window has no client span) leaves
+    `pair_calls=False` (when `pairing_needed` says no span of the window can pair) leaves
     `sl_dup` empty and every `duplicate_of` NULL without the pairing joins."""
     f = src.filters
     where = _where(src, p)

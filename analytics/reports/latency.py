@@ -70,8 +70,8 @@ def steps_ctes(
     trace ids meeting), then start time and span id: a window partitioned by those four strings
     and carrying every measured column cost 2-3x more at 8M steps. Filters apply after the
     attempts are matched, so the attempt before may be of another model or prompt. A span that
-    duplicates a client's own span of one call (`duplicate_of`) is neither a step nor an attempt;
-    a client's span whose parent is that duplicate is an attempt under the duplicate's parent
+    duplicates a span of one call nearer the wire (`duplicate_of`) is neither a step nor an attempt;
+    a span whose parent is that duplicate and that it repeats is an attempt under the duplicate's parent
     (an app's retry calls the instrumented method again: the duplicates are the siblings).
     """
     preds = ["duplicate_of IS NULL", *dim_predicates(filters, p, RAW_FILTER_COLUMNS)]

@@ -46,7 +46,7 @@ from spanlake.storage.window import connect_window
 
 PRICED = ("cost_usd", "unpriced")
 BILLABLE = f"category IN {BILLABLE_CATEGORIES}"
-# A call counts once: an LLM span that repeats a client's own span of the call does not
+# A call counts once: an LLM span that repeats a span of the call nearer the wire does not
 # (storage.call_pairs); `duplicate_of` is computed, not read.
 COUNTED = "duplicate_of IS NULL"
 DUP = ("duplicate_of",)
@@ -170,7 +170,7 @@ def needs_price(names: Iterable[str]) -> bool:
 def lean_cte(window: list[str], names: Iterable[str], extra: Iterable[str] = (), pairs: str | None = None) -> str:
     """`src`: de-duplicated spans of the window with the columns these aggregates read.
     `extra` are more select items (e.g. an `attr_match` expression). When the aggregates count
-    calls, `src` has `duplicate_of` (storage.call_pairs) from the client spans matching `pairs`
+    calls, `src` has `duplicate_of` (storage.call_pairs) from the layered LLM spans matching `pairs`
     (analytics.spans.pair_where), or NULL everywhere when `pairs` is None (none there).
 
     When the aggregates are only DEDUP_FREE ones (a duplicate span row cannot change them,

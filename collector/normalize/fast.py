@@ -209,6 +209,8 @@ def normalize_row(
         operation = vercel[1]
     if task is None and tl_kind == "workflow":
         task = entity
+    elif task is not None and tl_kind == "task":  # a step in a workflow: only spanlake's key marks it a task
+        task = as_str(first(attrs, (A.TASK_NAME,)))
     if explicit in VALID_CATEGORIES:
         category = explicit
     elif task is not None:

@@ -233,9 +233,12 @@ def finish_reason_list(v: Any) -> list[str] | None:
 
 
 def task_name(attrs: dict[str, Any]) -> str | None:
-    """The task this span marks: spanlake's key, OpenLLMetry's, or a named Traceloop workflow."""
-    v = first(attrs, TASK_NAME)
-    if v is None and attrs.get(A.TL_SPAN_KIND) == "workflow":
+    """The task this span marks: spanlake's key, OpenLLMetry's (not on a Traceloop `task` span: a step
+    inside a workflow, which OpenLLMetry's LangChain instrumentation names so), or a named
+    Traceloop workflow."""
+    kind = attrs.get(A.TL_SPAN_KIND)
+    v = first(attrs, (A.TASK_NAME,) if kind == "task" else TASK_NAME)
+    if v is None and kind == "workflow":
         v = first(attrs, (A.TL_ENTITY_NAME,))
     return as_str(v)
 

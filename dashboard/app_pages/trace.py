@@ -139,7 +139,7 @@ with tabs[1]:
     if sp["duplicate_of"]:
         st.caption(
             esc(
-                f"Another span of the call that span {sp['duplicate_of']} (the client library's own) describes: "
+                f"Another span of the call that span {sp['duplicate_of']} (nearer the wire) describes: "
                 "that span counts; this one counts as no call, no tokens and no cost."
             )
         )

@@ -1,7 +1,9 @@
 """One model call, two spans (storage.call_pairs): a client library's own span and an
 instrumentation's LLM span of the same call count once, with the client's numbers, in every
 figure — the traces view, the trace list (both its lean sort and its rows), the trace detail,
-the cost, tasks and latency reports — and the hourly rollups equal the raw figures.
+the cost, tasks and latency reports — and the hourly rollups equal the raw figures. The same for
+a framework's LLM span over those (three layers, at the end), and the pairing is skipped where a
+window holds one layer only.
 
 Designed data, T0 = 10:00 UTC, every model priced $1 per million input and $2 per million
 output tokens (cost = (in + 2 out) / 1e6). Instrumentation spans, client spans and roots
@@ -37,7 +39,7 @@ from spanlake.analytics.reports.latency import latency
 from spanlake.analytics.reports.registry import run_report
 from spanlake.analytics.rollups import materialize as rollups
 from spanlake.analytics.runner import Analytics
-from spanlake.analytics.spans import Filters
+from spanlake.analytics.spans import Filters, SpanSource, pairing_needed
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
@@ -220,3 +222,174 @@ def test_rollups_equal_raw(an: Analytics) -> None:
     assert c["cost_usd"] == pytest.approx(cost(6760, 676)) and c["task_cost_usd"] == pytest.approx(cost(6760, 676))
     (h10,) = run_report(an, "cost", HOUR_10, source="rollups")[0].to_dicts()
     assert (h10["calls"], h10["input_tokens"]) == (10, 6160)
+
+
+# --- three layers: a framework's LLM span over a client instrumentation's over a client's own --------
+#
+# Designed data (storage.call_pairs: layer 0 the client's own span, 1 a client instrumentation's,
+# 2 a framework's; other scopes have none), same prices, T0 = 10:00 UTC, trace t at (t - 1) min,
+# each under its task root. Per trace, and what counts (calls, input, output tokens):
+#
+# 1. As observed with OpenInference's LangChain and openai instrumentations: root → chain →
+#    framework LLM 700/70; the openai span 700/71 is the root's child, enclosed by the LLM span
+#    in time: 1, 700, 71 (the inner span's numbers).
+# 2. OpenLLMetry LangChain 1000/100 (msg_2), its sibling OpenLLMetry anthropic 1000/101 (msg_2),
+#    that span's child the client's own 1000/102 (msg_2): 1, 1000, 102; both others repeat the
+#    client's span.
+# 3. A framework call alone 300/30, then an openai call alone 200/20: 2, 500, 50.
+# 4. A framework call to acme-2 50/5 enclosing an openai call to acme-1 60/6: 2, 110, 11.
+# 5. A framework call 400/40 (msg_5a) enclosing an OpenLLMetry openai call 100/10 (msg_5b): 2, 500, 50.
+# 6. An app's own LLM span (no layer) 500/50 enclosing an openai call 500/50; then a framework
+#    call 80/8 with a framework LLM span 80/8 under it (one layer): 4, 1160, 116.
+# 7. A retry: a framework call and its openai call, both failed (no usage), then again 500/50
+#    over 500/51: 2 calls (the openai ones), 500, 51.
+#
+# Projects whose window holds one layer only (pairing is skipped, and nothing changes): fw_only
+# (a framework call 300/30), inst_only (an openai call 200/20), client_only (a client's own span
+# 100/10), app_over_inst (an app's LLM span 500/50 enclosing an openai call 500/50: 2 calls).
+
+FW_OI = "openinference.instrumentation.langchain"
+FW_OL = "opentelemetry.instrumentation.langchain"
+OAI_OI = "openinference.instrumentation.openai"
+OAI_OL = "opentelemetry.instrumentation.openai.v1"
+APP = "acme.app"
+CHAIN = {"openinference__span__kind": "CHAIN"}
+
+
+def build_layers(d: Path) -> None:
+    def at(trace: int) -> float:
+        return (trace - 1) * MIN
+
+    roots = [span(t, 1, at_ms=at(t), ms=1000, name=f"task {t}", **{TASK: f"t{t}"}) for t in range(1, 8)]
+    frameworks: dict[str, list[Span]] = {
+        FW_OI: [
+            span(1, 2, 1, at_ms=at(1) + 10, ms=500, name="RunnableSequence", **CHAIN),
+            span(1, 3, 2, at_ms=at(1) + 20, ms=400, name="ChatOpenAI", **call("acme-1", 700, 70)),
+            span(3, 2, 1, at_ms=at(3) + 10, ms=100, name="ChatOpenAI", **call("acme-1", 300, 30)),
+            span(4, 2, 1, at_ms=at(4) + 10, ms=500, name="ChatOpenAI", **call("acme-2", 50, 5)),
+            span(6, 4, 1, at_ms=at(6) + 600, ms=300, name="ChatOpenAI", **call("acme-1", 80, 8)),
+            span(6, 5, 4, at_ms=at(6) + 610, ms=280, name="ChatOpenAI", **call("acme-1", 80, 8)),
+            span(7, 2, 1, at_ms=at(7) + 10, ms=50, name="ChatOpenAI", error=True, **call("acme-1", None, None)),
+            span(7, 4, 1, at_ms=at(7) + 100, ms=200, name="ChatOpenAI", **call("acme-1", 500, 50)),
+        ],
+        FW_OL: [
+            span(2, 2, 1, at_ms=at(2) + 10, ms=500, name="ChatAnthropic.chat", **call("acme-1", 1000, 100, "msg_2")),
+            span(5, 2, 1, at_ms=at(5) + 10, ms=500, name="ChatOpenAI.chat", **call("acme-1", 400, 40, "msg_5a")),
+        ],
+    }
+    inner: dict[str, list[Span]] = {
+        OAI_OI: [
+            span(1, 4, 1, at_ms=at(1) + 30, ms=380, name="ChatCompletion", **call("acme-1", 700, 71)),
+            span(3, 3, 1, at_ms=at(3) + 200, ms=100, name="ChatCompletion", **call("acme-1", 200, 20)),
+            span(4, 3, 1, at_ms=at(4) + 20, ms=300, name="ChatCompletion", **call("acme-1", 60, 6)),
+            span(6, 3, 1, at_ms=at(6) + 20, ms=300, name="ChatCompletion", **call("acme-1", 500, 50)),
+            span(7, 3, 1, at_ms=at(7) + 11, ms=48, name="ChatCompletion", error=True, **call("acme-1", None, None)),
+            span(7, 5, 1, at_ms=at(7) + 101, ms=198, name="ChatCompletion", **call("acme-1", 500, 51)),
+        ],
+        OAI_OL: [span(5, 3, 1, at_ms=at(5) + 20, ms=300, name="openai.chat", **call("acme-1", 100, 10, "msg_5b"))],
+        OL: [span(2, 3, 1, at_ms=at(2) + 12, ms=490, name="anthropic.chat", **call("acme-1", 1000, 101, "msg_2"))],
+        CLIENT: [span(2, 4, 3, at_ms=at(2) + 13, ms=480, name="messages.create", **call("acme-1", 1000, 102, "msg_2"))],
+        APP: [span(6, 2, 1, at_ms=at(6) + 10, ms=500, name="app.llm", **call("acme-1", 500, 50))],
+    }
+    write(d, roots)
+    for scope, spans in (*frameworks.items(), *inner.items()):
+        write(d, spans, scope=scope)
+    one_layer = {
+        "fw_only": [(FW_OI, span(11, 2, 1, at_ms=10, ms=100, name="ChatOpenAI", **call("acme-1", 300, 30)))],
+        "inst_only": [(OAI_OI, span(12, 2, 1, at_ms=10, ms=100, name="ChatCompletion", **call("acme-1", 200, 20)))],
+        "client_only": [(CLIENT, span(13, 2, 1, at_ms=10, ms=100, name="messages.create", **call("acme-1", 100, 10)))],
+        "app_over_inst": [
+            (APP, span(14, 2, 1, at_ms=10, ms=500, name="app.llm", **call("acme-1", 500, 50))),
+            (OAI_OI, span(14, 3, 1, at_ms=20, ms=300, name="ChatCompletion", **call("acme-1", 500, 50))),
+        ],
+    }
+    for project, scoped in one_layer.items():
+        resource = {"service.name": "layers", "spanlake.project": project}
+        trace = scoped[0][1].trace_id
+        write(d, [span(int.from_bytes(trace, "big"), 1, at_ms=0, ms=1000, name="task")], resource)
+        for scope, s in scoped:
+            write(d, [s], resource, scope=scope)
+
+
+LAYERED_COUNTED = {1: (1, 700, 71), 2: (1, 1000, 102), 3: (2, 500, 50), 4: (2, 110, 11), 5: (2, 500, 50),
+                   6: (4, 1160, 116), 7: (2, 500, 51)}  # fmt: skip
+# (trace, span) of each duplicate → the span it repeats (nearest the wire)
+LAYERED_DUPLICATES = {(1, 3): 4, (2, 2): 4, (2, 3): 4, (7, 2): 3, (7, 4): 5}
+ONE_LAYER = {"fw_only": (1, 300, 30), "inst_only": (1, 200, 20), "client_only": (1, 100, 10),
+             "app_over_inst": (2, 1000, 100)}  # fmt: skip
+
+
+@pytest.fixture
+def layered(tmp_path: Path) -> Analytics:
+    build_layers(tmp_path)
+    book = PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1.0, output_mtok=2.0)], use_database=False)
+    return Analytics(tmp_path, prices=book)
+
+
+def test_layers_pair_as_documented(layered: Analytics) -> None:
+    lake = Lake(layered.lake.data_dir)
+    rows = lake.query("SELECT project, trace_id, span_id, duplicate_of FROM duplicate_calls").to_pylist()
+    assert {r["project"] for r in rows} == {"default"}
+    got = {(r["trace_id"], r["span_id"]): r["duplicate_of"] for r in rows}
+    assert got == {(tid(t).hex(), sid_hex(s)): sid_hex(c) for (t, s), c in LAYERED_DUPLICATES.items()}
+
+
+def test_layers_count_each_call_once(layered: Analytics) -> None:
+    traces = {r["trace_id"]: r for r in layered.sql("SELECT * FROM traces").to_dicts()}
+    listed = {r["trace_id"]: r for r in list_traces(layered, TraceFilters(), Page(limit=50)).rows.to_dicts()}
+    for t, (calls, inp, out) in LAYERED_COUNTED.items():
+        trace_id = tid(t).hex()
+        assert (traces[trace_id]["llm_calls"], traces[trace_id]["input_tokens"], traces[trace_id]["output_tokens"]) == (
+            calls,
+            inp,
+            out,
+        ), t
+        row = listed[trace_id]
+        assert (row["llm_calls"], row["input_tokens"], row["output_tokens"]) == (calls, inp, out), t
+        assert row["cost_usd"] == pytest.approx(cost(inp, out), rel=1e-12), t
+        detail = trace_detail(layered, trace_id)
+        assert detail is not None
+        s = detail.summary()
+        assert (s["llm_calls"], s["input_tokens"], s["output_tokens"]) == (calls, inp, out), t
+        for sp in detail.spans:
+            key = (t, int(sp["span_id"], 16))
+            assert sp["duplicate_of"] == (sid_hex(LAYERED_DUPLICATES[key]) if key in LAYERED_DUPLICATES else None), key
+    by_model = {r["model"]: r for r in call_totals(layered, Filters(project="default"), ["model"]).to_dicts()}
+    # acme-1: every counted call but trace 4's framework call (acme-2) and trace 7's failed one
+    assert {m: (r["calls"], r["input_tokens"], r["output_tokens"]) for m, r in by_model.items()} == {
+        "acme-1": (12, 4420, 446),
+        "acme-2": (1, 50, 5),
+    }
+    (tasks,) = run_report(layered, "tasks", Filters(project="default"), source="raw")[0].to_dicts()
+    assert tasks["tasks"] == 7 and tasks["task_cost_usd"] == pytest.approx(cost(4470, 451))
+    llm = {r["level"]: r for r in latency(layered, Filters(project="default")).to_dicts()}["llm"]
+    # 14 counted calls; trace 7's second openai call repeats the failed first one (both under the task)
+    assert (llm["count"], llm["repeats"], llm["retries"]) == (14, 1, 1)
+
+
+def test_pairing_is_skipped_where_one_layer_is_found(layered: Analytics) -> None:
+    """The cheap skip: no pairing where the window holds LLM spans of one layer (or of none), and
+    the figures are the same as if it had run."""
+    con = Lake(layered.lake.data_dir).connect()
+    assert pairing_needed(con, SpanSource(Filters(project="default")))
+    for project, (calls, inp, out) in ONE_LAYER.items():
+        assert not pairing_needed(con, SpanSource(Filters(project=project))), project
+        (totals,) = call_totals(layered, Filters(project=project)).to_dicts()
+        assert (totals["calls"], totals["input_tokens"], totals["output_tokens"]) == (calls, inp, out), project
+        (v,) = layered.sql(f"SELECT * FROM traces WHERE project = '{project}'").to_dicts()
+        assert (v["llm_calls"], v["input_tokens"]) == (calls, inp), project
+    # A window holding trace 1's root, chain and framework LLM span (at 0, 10 and 20 ms) but not the
+    # openai span (30 ms): pairing reads the spans starting up to PAIR_LOOKAHEAD after it too.
+    assert pairing_needed(con, SpanSource(Filters(since=T0, until=T0 + timedelta(milliseconds=25))))
+    assert not pairing_needed(con, SpanSource(Filters(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2))))
+
+
+def test_layered_rollups_equal_raw(layered: Analytics) -> None:
+    result = rollups.run(layered)
+    assert result.hours_seen == 1
+    f = Filters(project="default", since=T0, until=T0 + timedelta(hours=1))
+    for name, group in (("cost", ["model"]), ("cost", []), ("tasks", []), ("latency", ["model"])):
+        rolled, source = run_report(layered, name, f, group, source="rollups")
+        raw, _ = run_report(layered, name, f, group, source="raw")
+        assert source == "rollups"
+        agree(rolled, raw, [c for c in rolled.columns if c in ("level", *group)])

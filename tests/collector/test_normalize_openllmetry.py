@@ -159,6 +159,39 @@ def test_openllmetry_task_extension_marks_a_task() -> None:
     assert set(split_content(attrs)[1]) == {"gen_ai.task.input", "gen_ai.task.output"}
 
 
+def test_openllmetry_langchain_steps_are_not_tasks() -> None:
+    """OpenLLMetry 0.62.4's LangChain instrumentation names every step of a chain or graph with
+    `gen_ai.task.name` (each prompt, parser and LangGraph node; observed in
+    tests/collector/test_instrumentations_langchain.py): a Traceloop `task` span is a step inside
+    the workflow that is the task, so only spanlake's own key makes it one."""
+    step = {
+        "traceloop.workflow.name": "LangGraph",
+        "traceloop.entity.path": "agent",
+        "traceloop.span.kind": "task",
+        "traceloop.entity.name": "call_model",
+        "gen_ai.provider.name": "langgraph",
+        "gen_ai.operation.name": "execute_task",
+        "gen_ai.task.name": "call_model",
+        "gen_ai.task.status": "success",
+    }
+    assert set_columns(step) == {
+        "category": "chain",
+        "operation": "execute_task",
+        "provider": "langgraph",
+        "task_outcome": "success",
+    }
+    assert set_columns({**step, "spanlake.task.name": "answer"})["category"] == "task"
+    workflow = {
+        "traceloop.workflow.name": "LangGraph",
+        "traceloop.span.kind": "workflow",
+        "traceloop.entity.name": "LangGraph",
+        "gen_ai.operation.name": "invoke_agent",
+    }
+    row = norm(workflow)
+    assert (row["category"], row["task_name"], row["operation"]) == ("task", "LangGraph", "invoke_agent")
+    assert decoded_row(step)["category"] == "chain" and decoded_row(workflow)["task_name"] == "LangGraph"
+
+
 def test_traceloop_prompt_management() -> None:
     attrs = {"traceloop.prompt.key": "joke", "traceloop.prompt.version": 4, "traceloop.prompt.template": "Tell {x}"}
     row = norm(attrs)

@@ -156,6 +156,9 @@ split_values = st.one_of(json_like, long_texts)
 @example({"openinference.span.kind": "llm", "llm.prompts.0.x": 1}, [], 0, "UNSET", None)
 @example({"traceloop.span.kind": "workflow", "traceloop.entity.name": 5}, [], 0, "UNSET", None)
 @example({"traceloop.span.kind": "tool", "traceloop.entity.name": ""}, [], 0, "ERROR", None)
+@example({"traceloop.span.kind": "task", "gen_ai.task.name": "step"}, [], 0, "UNSET", None)
+@example({"traceloop.span.kind": "task", "gen_ai.task.name": "step", "spanlake.task.name": 7}, [], 0, "UNSET", None)
+@example({"traceloop.span.kind": "task", "gen_ai.task.name": "step", "spanlake.task.name": ""}, [], 0, "UNSET", None)
 @example({"gen_ai.usage.input_tokens": 2**63, "llm.token_count.prompt": "7"}, [], 0, "UNSET", None)
 @example(
     {"gen_ai.usage.input_tokens": -1, "gen_ai.usage.prompt_tokens": True, "llm.token_count.prompt": 3}, [], 0, "", None

@@ -272,3 +272,21 @@ def test_spark_counts_one_call_once(tmp_path: Path, spark: Any) -> None:
     assert_rows_match(steps, ours_steps, ["level"])
     (llm,) = [r for r in ours_steps if r["level"] == "llm"]
     assert (llm["count"], llm["repeats"], llm["retries"]) == (12, 1, 1)
+
+
+def test_spark_counts_one_call_of_three_layers_once(tmp_path: Path, spark: Any) -> None:
+    """On tests/analytics/test_call_pairs.py's three-layer lake (a framework's span over a client
+    instrumentation's over a client's own), Spark counts each call once, as DuckDB does."""
+    call_pairs.build_layers(tmp_path)
+    prices = PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1.0, output_mtok=2.0)], use_database=False)
+    an = Analytics(tmp_path, prices=prices)
+    register_lake(spark, str(Lake(tmp_path).data_dir.lake))
+    reports = SparkReports(spark, prices, default_outcome="success")
+    f = Filters(project="default")
+    duck = cost(an, f, ["model"], options=TaskOptions(default_outcome="success"))
+    ours = reports.cost(f, ["model"])
+    assert_rows_match(duck.select(list(ours["calls"][0])), ours["calls"], ["model"])
+    assert {r["model"]: (r["calls"], r["input_tokens"], r["output_tokens"]) for r in ours["calls"]} == {
+        "acme-1": (12, 4420, 446),
+        "acme-2": (1, 50, 5),
+    }
