@@ -20,8 +20,9 @@ from spanlake.analytics.budgets.metrics import METRICS, STEPS
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import parse_attr_filter
 from spanlake.cli.lake import lake_option
-from spanlake.cli.options import data_dir_option, format_option, parse_time
+from spanlake.cli.options import data_dir_option, format_option
 from spanlake.cli.output import dump_json
+from spanlake.cli.times import parse_time
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
 from spanlake.storage.reader import Lake
 

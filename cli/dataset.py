@@ -24,10 +24,11 @@ from spanlake.analytics.datasets import LabelFilter, freeze_dataset, match_items
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.cli.lake import lake_dir, lake_option
-from spanlake.cli.options import API_KEY_ENV, LAKE_HELP, parse_time
+from spanlake.cli.options import API_KEY_ENV, LAKE_HELP
 from spanlake.cli.options import data_dir_option as shared_data_dir_option
 from spanlake.cli.options import url_option as shared_url_option
 from spanlake.cli.output import print_table
+from spanlake.cli.times import parse_time
 from spanlake.storage.datasets import check_names, list_datasets, members, read_examples, read_version, versions
 from spanlake.storage.layout import DEFAULT_PROJECT
 from spanlake.storage.reader import Lake

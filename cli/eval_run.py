@@ -19,8 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from spanlake.analytics.runner import Analytics
 from spanlake.cli.evaluators import evaluator_project, evaluators_data_dir, find_evaluator, open_store
 from spanlake.cli.lake import lake_option
-from spanlake.cli.options import API_KEY_ENV, Refused, format_option, parse_time, url_option
+from spanlake.cli.options import API_KEY_ENV, Refused, format_option, url_option
 from spanlake.cli.output import dump_json
+from spanlake.cli.times import parse_time
 from spanlake.evaluators.offline import LabelPoster, OfflineError, OfflineRun, Summary, run_dataset, run_traces
 from spanlake.evaluators.offline import trace_filters as parse_trace_filters
 from spanlake.evaluators.result import author

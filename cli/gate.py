@@ -18,7 +18,8 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.cli.experiment import SUMMARY_ENV, data_dir_option, experiment_sides
 from spanlake.cli.lake import lake_dir, lake_option
-from spanlake.cli.options import Refused, parse_time
+from spanlake.cli.options import Refused
+from spanlake.cli.times import parse_time
 from spanlake.experiments import markdown, offline
 from spanlake.experiments.compare import comparison_dict
 from spanlake.experiments.gate import GateError, GateResult, evaluate, load_budgets, load_rules

@@ -12,8 +12,8 @@ import pyarrow as pa
 from spanlake.analytics.labels import project_agreement
 from spanlake.cli.dataset import api, data_dir_option, project_option, url_option
 from spanlake.cli.lake import lake_dir, lake_option
-from spanlake.cli.options import parse_time
 from spanlake.cli.output import print_table
+from spanlake.cli.times import parse_time
 from spanlake.storage.label_schema import LabelSchemas
 from spanlake.storage.reader import Lake
 

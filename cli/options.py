@@ -1,23 +1,19 @@
-"""Options, time parsing and the refusal error several commands share."""
+"""Options and the refusal error several commands share (imported by `spanlake up`: keep it light)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from spanlake.analytics.spans import parse_duration
 from spanlake.collector.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_HTTP_PORT
 
 LAKE_HELP = "Folder holding the Parquet lake."
 DATA_HELP = "Folder holding the write-ahead log and the Parquet lake."
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_HTTP_PORT}"
 API_KEY_ENV = "SPANLAKE_API_KEY"  # the key sent to a spanlake that requires one (`spanlake keys`)
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the window the API accepts too (server.api.common)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class Refused(click.ClickException):
@@ -60,25 +56,3 @@ def url_option(
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-
-
-def parse_time(text: str | None, now: datetime) -> datetime | None:
-    """'24h' (that long ago), an ISO date/time (UTC unless it says otherwise), or None."""
-    if text is None:
-        return None
-    try:
-        return now - parse_duration(text)
-    except (ValueError, OverflowError):
-        pass
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use a duration such as 24h or 7d, or an ISO time") from None
-    t = t if t.tzinfo else t.replace(tzinfo=UTC)
-    try:
-        ok = EARLIEST <= t <= LATEST
-    except OverflowError:  # an offset that takes the time off the calendar
-        ok = False
-    if not ok:
-        raise click.BadParameter(f"{text!r}: a time between 1970 and 2200")
-    return t

@@ -18,8 +18,9 @@ from spanlake.analytics.rollups.materialize import run
 from spanlake.analytics.runner import Analytics, default_prices_path
 from spanlake.analytics.spans import Filters, parse_attr_filter
 from spanlake.analytics.task_outcomes import TaskOptions
-from spanlake.cli.options import LAKE_HELP, data_dir_option, parse_time, task_option
+from spanlake.cli.options import LAKE_HELP, data_dir_option, task_option
 from spanlake.cli.output import print_table
+from spanlake.cli.times import parse_time
 from spanlake.storage.layout import DataDir, valid_project
 
 
