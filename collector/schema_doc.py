@@ -27,6 +27,11 @@ MIGRATIONS: dict[int, str] = {
     2: "Added the `labels` table (new folder `lake/labels/`). Existing span and log files are unchanged.",
     3: "Added the `dataset_events` table (new folder `lake/dataset_events/`). Existing files are unchanged.",
     4: "Added the `metrics` table (new folder `lake/metrics/`): OTLP metric data points. Existing files are unchanged.",
+    5: (
+        "Appended `cache_write_1h_tokens` to `spans` (the 1-hour share of the cache writes, priced at "
+        "its own rate). Existing files are unchanged and read NULL there: their calls cost what they "
+        "did (every cache write at the cache-write rate)."
+    ),
 }
 
 HEADER = """\

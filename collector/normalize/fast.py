@@ -20,6 +20,7 @@ except ImportError:  # not built: lookup_reference does the work
 from spanlake.collector.normalize.coerce import as_bool, as_float, as_int, as_str, first
 from spanlake.collector.normalize.dialects import (
     CACHE_READ_TOKENS,
+    CACHE_WRITE_1H_TOKENS,
     CACHE_WRITE_TOKENS,
     FINISH_REASON_SINGLE,
     INPUT_EXCLUDES_CACHE_SCOPES,
@@ -101,6 +102,7 @@ LOOKUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (GET, (OI_INVOCATION_PARAMETERS[1],)),
     (GET_STR, (A.VERCEL_OPERATION_ID,)),
     (GET_STR, (A.VERCEL_MODEL_PROVIDER,)),
+    (FIRST_INT, CACHE_WRITE_1H_TOKENS),
 )
 
 
@@ -186,6 +188,7 @@ def normalize_row(
         embedding_params,
         vercel_operation,
         vercel_provider,
+        cache_write_1h,
     ) = _lookup(attrs, LOOKUPS, as_int)
 
     # category and operation (category_and_operation)
@@ -286,4 +289,5 @@ def normalize_row(
         verdict,
         tool,
         None if cost is None else as_float(cost),
+        None if cache_write_1h is None or cache_write is None else min(cache_write_1h, cache_write),
     )
