@@ -141,9 +141,11 @@ def migrations_section() -> list[str]:
     out = ["## Schema versions and migrations", ""]
     out += [
         "A schema change is a version step: bump `SCHEMA_VERSION` in storage/schema.py, append",
-        "new columns at the end (never reorder, rename or retype one), add an entry below, and",
-        "regenerate this file. Readers open the lake with `union_by_name`, so files written",
-        "under an older version read with NULL in the columns added since.",
+        "new columns at the end with `added_in` set to the new version (never reorder, rename or",
+        "retype one), add an entry below, and regenerate this file. Files written under an older",
+        "version read with NULL in the columns added since (storage/schema_steps.py: the views,",
+        "even over a lake with no file of the new version yet; compaction and retention rewrite",
+        "such files to the current schema).",
         "",
         "| Version | Change and migration |",
         "|---|---|",

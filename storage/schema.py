@@ -4,9 +4,12 @@ Every other part of spanlake imports from here: the collector builds rows keyed 
 column names, the writer uses the Arrow schemas, the reader derives its DuckDB views, and
 docs/schema.md is generated from the docstrings (a test keeps it in sync).
 
-Changing a table is a schema version step: bump SCHEMA_VERSION, append the column (never
-reorder or retype), and describe the migration in docs/schema.md. Readers use
-`union_by_name`, so files written under an older version read with NULL in new columns.
+Changing a table is a schema version step: bump SCHEMA_VERSION, append the column with
+`added_in=SCHEMA_VERSION` (never reorder or retype), and describe the migration in
+collector/schema_doc.py's MIGRATIONS (docs/schema.md). Files written under an older version
+read with NULL in the new columns (storage.schema_steps), whoever reads them: the views,
+compaction, retention. A normalized column appended so is filled by decode._span_row after
+the stored ones (tests/test_contracts.py checks the layout).
 """
 
 from __future__ import annotations
