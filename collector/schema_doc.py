@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 
 from spanlake.collector import values
 from spanlake.storage import schema as S
-from spanlake.storage.reader import duckdb_type
+from spanlake.storage.schema_steps import duckdb_type
 
 # What changed at each schema version and how files written before it read. Append one
 # entry per SCHEMA_VERSION step.
