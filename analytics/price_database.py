@@ -41,7 +41,22 @@ PROVIDER_IDS = {
     "cerebras": "cerebras",
     "openrouter": "openrouter",
 }
-PRICED_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok")
+PRICED_KEYS = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "cache_write_1h_mtok",
+    "output_reasoning_mtok",
+)
+# Anthropic bills a cache write at 1.25x the model's base input price when the cache lives
+# 5 minutes and at 2x when it lives 1 hour (docs.claude.com/en/docs/build-with-claude/prompt-caching,
+# "Pricing"). genai-prices' `cache_write_mtok` is the 5-minute rate; where it lists no
+# `cache_write_1h_mtok` for a Claude model on Anthropic's API, Bedrock (`aws`) or Vertex AI
+# (`google`) whose cache-write rate is exactly Anthropic's 1.25x, the 1-hour rate is derived: 2x.
+ANTHROPIC_PRICED_PROVIDERS = frozenset({"anthropic", "aws", "google"})
+CACHE_WRITE_5M_RATIO = Decimal("1.25")
+CACHE_WRITE_1H_RATIO = Decimal(2)
 
 
 def find_model(provider: str, model: str) -> tuple[Any, Any] | None:
@@ -118,7 +133,7 @@ def database_rows(provider: str, model: str) -> list[dict[str, Any]]:
             at = midnight(rep_day) + timedelta(microseconds=tod)
             for tier in ["", *sorted(service_tiers)]:  # an inactive variant yields the standard price
                 price = info.get_prices(at, {"service_tier": tier} if tier else None)
-                for lo, hi, rates in _tier_brackets(price):
+                for lo, hi, rates in _tier_brackets(price, anthropic_priced(gp_provider.id, info.id)):
                     rows.append(
                         price_row(
                             provider,
@@ -138,11 +153,30 @@ def database_rows(provider: str, model: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _tier_brackets(price: Any) -> list[tuple[int, int, dict[str, float]]]:
+def anthropic_priced(provider_id: str, model_id: str) -> bool:
+    """Whether a genai-prices model is a Claude model billed Anthropic's way (ANTHROPIC_PRICED_PROVIDERS)."""
+    return provider_id == "anthropic" or (provider_id in ANTHROPIC_PRICED_PROVIDERS and "claude" in model_id.lower())
+
+
+def cache_write_1h_rate(
+    input_rate: Decimal | None, cache_write_rate: Decimal | None, listed: Decimal | None, anthropic: bool
+) -> Decimal | None:
+    """The 1-hour cache-write rate: genai-prices' when listed; else, for a model billed
+    Anthropic's way whose cache-write rate is 1.25x input, 2x input; else None (the
+    cache-write rate applies, genai-prices' leaf rule)."""
+    if listed is not None:
+        return listed
+    if anthropic and input_rate is not None and cache_write_rate == input_rate * CACHE_WRITE_5M_RATIO:
+        return input_rate * CACHE_WRITE_1H_RATIO
+    return None
+
+
+def _tier_brackets(price: Any, anthropic: bool = False) -> list[tuple[int, int, dict[str, float]]]:
     """Split a ModelPrice into input-token brackets (lo, hi] with flat rates.
 
     genai-prices' tiers are cliffs on total input tokens: past a tier's start, every token
-    of that kind is billed at the tier's rate.
+    of that kind is billed at the tier's rate. `anthropic`: the model is billed Anthropic's
+    way (its 1-hour cache-write rate may be derived: cache_write_1h_rate).
     """
     from genai_prices import types as T  # optional dependency: genai-prices, heavy (module docstring)
 
@@ -171,6 +205,7 @@ def _tier_brackets(price: Any) -> list[tuple[int, int, dict[str, float]]]:
             flat["cache_write_mtok"],
             flat["output_reasoning_mtok"],
             getattr(price, "requests_kcount", None),
+            cache_write_1h_rate(flat["input_mtok"], flat["cache_write_mtok"], flat["cache_write_1h_mtok"], anthropic),
         )
         out.append((lo, hi, rates))
     return out

@@ -33,7 +33,8 @@ PRICE_SCHEMA = pa.schema(
         ("service_tier", pa.string()),  # '' = standard price
         ("input_mtok", pa.float64()),
         ("cache_read_mtok", pa.float64()),
-        ("cache_write_mtok", pa.float64()),
+        ("cache_write_mtok", pa.float64()),  # 5-minute cache writes (Anthropic), and every other
+        ("cache_write_1h_mtok", pa.float64()),  # the 1-hour share of the cache writes
         ("output_mtok", pa.float64()),
         ("reasoning_mtok", pa.float64()),
         ("request_price", pa.float64()),  # USD per call
@@ -52,14 +53,18 @@ def flat_rates(
     cache_write: Decimal | None,
     reasoning: Decimal | None,
     request_kcount: Decimal | None,
+    cache_write_1h: Decimal | None = None,
 ) -> dict[str, float]:
-    """Resolve unbilled sub-kinds to their parent's rate (genai-prices' leaf rule)."""
+    """Resolve unbilled sub-kinds to their parent's rate (genai-prices' leaf rule): a 1-hour
+    cache write without a rate of its own costs the cache-write rate."""
     inp = input_mtok or Decimal(0)
     out = output_mtok or Decimal(0)
+    write = inp if cache_write is None else cache_write
     return {
         "input_mtok": float(inp),
         "cache_read_mtok": float(inp if cache_read is None else cache_read),
-        "cache_write_mtok": float(inp if cache_write is None else cache_write),
+        "cache_write_mtok": float(write),
+        "cache_write_1h_mtok": float(write if cache_write_1h is None else cache_write_1h),
         "output_mtok": float(out),
         "reasoning_mtok": float(out if reasoning is None else reasoning),
         "request_price": float((request_kcount or Decimal(0)) / 1000),

@@ -9,15 +9,18 @@ pricing) and service tiers, so the join reproduces `genai_prices.calc_price` exa
 the token kinds the lake has.
 
 Token rule (OTel meaning, enforced by the columns): cache read and cache write tokens are
-subsets of input tokens, reasoning tokens a subset of output tokens. A span costs
+subsets of input tokens, 1-hour cache writes a subset of cache writes, reasoning tokens a
+subset of output tokens. A span costs
 
     (input - cache_read - cache_write) * input_rate + cache_read * cache_read_rate
-    + cache_write * cache_write_rate + (output - reasoning) * output_rate
-    + reasoning * reasoning_rate + request_price
+    + cache_write * cache_write_rate + cache_write_1h * (cache_write_1h_rate - cache_write_rate)
+    + (output - reasoning) * output_rate + reasoning * reasoning_rate + request_price
 
 where a rate the provider does not bill separately is the rate of its parent kind (as
-genai-prices does). A (provider, model) with no price resolves to no rows: it is reported
-as unpriced, never as zero.
+genai-prices does), except that a Claude model billed Anthropic's way has a 1-hour
+cache-write rate of 2x input when no source gives one (analytics.price_database,
+`cache_write_1h_rate`). A (provider, model) with no price resolves to no rows: it is
+reported as unpriced, never as zero.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from spanlake.analytics.price_database import database_rows
+from spanlake.analytics.price_database import PROVIDER_IDS, anthropic_priced, cache_write_1h_rate, database_rows
 from spanlake.analytics.price_rows import (
     DAY_US,
     FAR_FUTURE,
@@ -62,8 +65,10 @@ class PriceOverride:
     """A user's price for models matching `model` (exact name or `*` pattern, case-insensitive).
 
     Rates are USD per million tokens. Omitted cache or reasoning rates default to the input
-    or output rate. `valid_from` dates a price: several overrides for one model form a
-    history, each applying from its date until the next one.
+    or output rate; an omitted 1-hour cache-write rate to the cache-write rate, or for a
+    Claude model billed Anthropic's way (its cache-write rate 1.25x input) to 2x input.
+    `valid_from` dates a price: several overrides for one model form a history, each
+    applying from its date until the next one.
     """
 
     model: str
@@ -72,6 +77,7 @@ class PriceOverride:
     provider: str | None = None
     cache_read_mtok: float | None = None
     cache_write_mtok: float | None = None
+    cache_write_1h_mtok: float | None = None
     reasoning_mtok: float | None = None
     request_price: float = 0.0
     valid_from: date | None = None
@@ -181,18 +187,21 @@ class PriceBook:
         for o in chosen:  # a later entry for the same date wins
             by_date[o.valid_from] = o
         dated = sorted(by_date.items(), key=lambda kv: kv[0] or date.min)
+        anthropic = anthropic_priced(PROVIDER_IDS.get(provider.lower(), provider.lower()), model)
         rows = []
         for i, (start, o) in enumerate(dated):
             valid_from = FAR_PAST if i == 0 or start is None else midnight(start)
             end = dated[i + 1][0] if i + 1 < len(dated) else None
             valid_to = midnight(end) if end is not None else FAR_FUTURE
+            inp, write = Decimal(str(o.input_mtok)), _decimal(o.cache_write_mtok)
             rates = flat_rates(
-                Decimal(str(o.input_mtok)),
+                inp,
                 Decimal(str(o.output_mtok)),
-                None if o.cache_read_mtok is None else Decimal(str(o.cache_read_mtok)),
-                None if o.cache_write_mtok is None else Decimal(str(o.cache_write_mtok)),
-                None if o.reasoning_mtok is None else Decimal(str(o.reasoning_mtok)),
+                _decimal(o.cache_read_mtok),
+                write,
+                _decimal(o.reasoning_mtok),
                 Decimal(str(o.request_price)) * 1000,
+                cache_write_1h_rate(inp, write, _decimal(o.cache_write_1h_mtok), anthropic),
             )
             rows.append(
                 price_row(
@@ -200,6 +209,10 @@ class PriceBook:
                 )
             )
         return rows
+
+
+def _decimal(rate: float | None) -> Decimal | None:
+    return None if rate is None else Decimal(str(rate))
 
 
 def database_version() -> str:

@@ -264,12 +264,14 @@ def _outside_ranges(src: SpanSource, p: Params) -> list[str]:
 
 # A span's cost from its tokens (`s`) and its price row (`pr`, per million tokens): cached and
 # reasoning tokens are subsets of the input and output totals, so they are taken out of them
-# before the base prices apply. Plain SQL that DuckDB and Spark both run (analytics.spark).
+# before the base prices apply; the 1-hour cache writes, a subset of the cache writes, cost
+# the difference of their rate on top. Plain SQL that DuckDB and Spark both run (analytics.spark).
 SPAN_COST_SQL = """CASE WHEN pr.model IS NOT NULL THEN
           (greatest(coalesce(s.input_tokens, 0) - coalesce(s.cache_read_tokens, 0)
                     - coalesce(s.cache_write_tokens, 0), 0) * pr.input_mtok
            + coalesce(s.cache_read_tokens, 0) * pr.cache_read_mtok
            + coalesce(s.cache_write_tokens, 0) * pr.cache_write_mtok
+           + coalesce(s.cache_write_1h_tokens, 0) * (pr.cache_write_1h_mtok - pr.cache_write_mtok)
            + greatest(coalesce(s.output_tokens, 0) - coalesce(s.reasoning_tokens, 0), 0) * pr.output_mtok
            + coalesce(s.reasoning_tokens, 0) * pr.reasoning_mtok) / 1e6 + pr.request_price
         END"""

@@ -138,6 +138,7 @@ def _span_row(
     status_code = STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "UNSET"
     facts, content = split_content(attrs)
     kind = span[_KIND]
+    normalized = normalize_row(attrs, events, start, status_code, scope[0])
     return (
         span[_TRACE_ID].hex(),
         span[_SPAN_ID].hex(),
@@ -154,7 +155,7 @@ def _span_row(
         context[1],
         scope[0],
         scope[1],
-        *normalize_row(attrs, events, start, status_code, scope[0]),
+        *normalized[:_NORMALIZED_FIRST],
         span[_FLAGS] or None,
         to_json(facts),
         to_json(content) if content else None,
@@ -166,16 +167,21 @@ def _span_row(
         span[_DROPPED_EVENTS] or None,
         span[_DROPPED_LINKS] or None,
         ingested_us,
+        *normalized[_NORMALIZED_FIRST:],
     )
 
 
-# _span_row's tuple is SPANS' column order: 15 values, normalize_row's (the schema's normalized
-# columns, which must be consecutive there), then the rest.
+# _span_row's tuple is SPANS' column order: 15 values, normalize_row's first values (the
+# version-1 normalized columns, consecutive there), the rest of the version-1 columns, then
+# normalize_row's last values (normalized columns appended by schema version steps).
 _NORMALIZED_AT = 15
+_APPENDED = sum(c.added_in > 1 for c in SPANS.columns)
+_NORMALIZED_FIRST = len(NORMALIZED_COLUMNS) - _APPENDED
 _ROW_LAYOUT = (
     *SPANS.names[:_NORMALIZED_AT],
-    *NORMALIZED_COLUMNS,
-    *SPANS.names[_NORMALIZED_AT + len(NORMALIZED_COLUMNS) :],
+    *NORMALIZED_COLUMNS[:_NORMALIZED_FIRST],
+    *SPANS.names[_NORMALIZED_AT + _NORMALIZED_FIRST : len(SPANS.names) - _APPENDED],
+    *NORMALIZED_COLUMNS[_NORMALIZED_FIRST:],
 )
 if SPANS.names != _ROW_LAYOUT:
     raise RuntimeError("SPANS columns and decode._span_row are out of step")

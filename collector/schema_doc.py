@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 
 from spanlake.collector import values
 from spanlake.storage import schema as S
-from spanlake.storage.reader import duckdb_type
+from spanlake.storage.schema_steps import duckdb_type
 
 # What changed at each schema version and how files written before it read. Append one
 # entry per SCHEMA_VERSION step.
@@ -27,6 +27,11 @@ MIGRATIONS: dict[int, str] = {
     2: "Added the `labels` table (new folder `lake/labels/`). Existing span and log files are unchanged.",
     3: "Added the `dataset_events` table (new folder `lake/dataset_events/`). Existing files are unchanged.",
     4: "Added the `metrics` table (new folder `lake/metrics/`): OTLP metric data points. Existing files are unchanged.",
+    5: (
+        "Appended `cache_write_1h_tokens` to `spans` (the 1-hour share of the cache writes, priced at "
+        "its own rate). Existing files are unchanged and read NULL there: their calls cost what they "
+        "did (every cache write at the cache-write rate)."
+    ),
 }
 
 HEADER = """\
@@ -136,9 +141,11 @@ def migrations_section() -> list[str]:
     out = ["## Schema versions and migrations", ""]
     out += [
         "A schema change is a version step: bump `SCHEMA_VERSION` in storage/schema.py, append",
-        "new columns at the end (never reorder, rename or retype one), add an entry below, and",
-        "regenerate this file. Readers open the lake with `union_by_name`, so files written",
-        "under an older version read with NULL in the columns added since.",
+        "new columns at the end with `added_in` set to the new version (never reorder, rename or",
+        "retype one), add an entry below, and regenerate this file. Files written under an older",
+        "version read with NULL in the columns added since (storage/schema_steps.py: the views,",
+        "even over a lake with no file of the new version yet; compaction and retention rewrite",
+        "such files to the current schema).",
         "",
         "| Version | Change and migration |",
         "|---|---|",

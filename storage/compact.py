@@ -52,6 +52,7 @@ from spanlake.storage.maintenance import (  # the lock, journal and listing are 
 from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.reader import fetch_arrow
 from spanlake.storage.schema import TABLES, Table
+from spanlake.storage.schema_steps import conform, parquet_rows
 from spanlake.storage.writer import FLUSHED_DIR, clean_staging, fsync_dir, write_parquet
 
 __all__ = [
@@ -196,15 +197,6 @@ def compacted_name() -> str:
     return f"{COMPACTED_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}{PARQUET_SUFFIX}"
 
 
-def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Cast a file's rows to the current schema; columns older files lack become NULL."""
-    cols = [
-        data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(cols, schema=schema)
-
-
 def _merged(data_dir: DataDir, schema: pa.Schema, table: Table, files: list[str], late: bool) -> tuple[int, pa.Table]:
     """(rows in, the rows of `files` with each key once, in the table's order). Of several
     deliveries of one span (or log record) the earliest ingested is kept."""
@@ -216,9 +208,10 @@ def _merged(data_dir: DataDir, schema: pa.Schema, table: Table, files: list[str]
         con.execute("SET TimeZone = 'UTC'")
         if store.local:
             file_list = ", ".join("'" + str(data_dir.lake / f).replace("'", "''") + "'" for f in files)
-            source = f"read_parquet([{file_list}], union_by_name = true, hive_partitioning = false)"
+            read = f"read_parquet([{file_list}], union_by_name = true, hive_partitioning = false)"
+            source = parquet_rows(table, read)
         else:
-            merged_in = pa.concat_tables([_conform(store.read_parquet(f), schema) for f in files])
+            merged_in = pa.concat_tables([conform(store.read_parquet(f), schema) for f in files])
             con.register("merge_source", merged_in)
             source = "merge_source"
         # fetchall, not fetchone: DuckDB 2 refuses the next statement while a result is unfinished.

@@ -31,8 +31,10 @@ import pyarrow.parquet as pq
 from spanlake.storage.layout import PARQUET_SUFFIX, DataDir, PartitionKey
 from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.schema import Table
+from spanlake.storage.schema_steps import parquet_rows
 
 LATE_DIR = "_late"
+LATE_HIVE_TYPES = "{'project': VARCHAR}"
 MAX_HOUR_FILES = 24  # hour partitions one written part may open (per table); the rest go late
 FOLD_MIN_ROWS = 1000  # compaction gives a late hour its own partition from this many rows
 TIME_COLUMNS = (pa.field("date", pa.date32(), nullable=False), pa.field("hour", pa.int32(), nullable=False))
@@ -178,7 +180,5 @@ def late_files_sql(table: Table, paths: list[str]) -> str:
     """SQL for every row of these local late files, columns in the views' order (partition keys first)."""
     names = ", ".join(c.name for c in table.all_columns)
     quoted = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-    return (
-        f"SELECT {names} FROM read_parquet([{quoted}], hive_partitioning = true, "
-        "hive_types = {'project': VARCHAR}, union_by_name = true)"
-    )
+    read = f"read_parquet([{quoted}], hive_partitioning = true, hive_types = {LATE_HIVE_TYPES}, union_by_name = true)"
+    return f"SELECT {names} FROM {parquet_rows(table, read)}"

@@ -54,18 +54,7 @@ from spanlake.storage.late import (
 from spanlake.storage.layout import COMPACTED_PREFIX, PARQUET_SUFFIX, DataDir
 from spanlake.storage.objectstore import FileEntry
 from spanlake.storage.schema import DATASET_EVENTS, LABELS, LOGS, METRICS, SPANS, Table
-
-_DUCKDB_TYPES = {
-    pa.string(): "VARCHAR",
-    pa.int64(): "BIGINT",
-    pa.int32(): "INTEGER",
-    pa.float64(): "DOUBLE",
-    pa.bool_(): "BOOLEAN",
-    pa.date32(): "DATE",
-    pa.list_(pa.string()): "VARCHAR[]",
-    pa.list_(pa.int64()): "BIGINT[]",
-    pa.list_(pa.float64()): "DOUBLE[]",
-}
+from spanlake.storage.schema_steps import duckdb_type, parquet_rows
 
 HIVE_TYPES = "{'project': VARCHAR, 'date': DATE, 'hour': INTEGER}"
 ROOT_PREDICATE = "(parent_span_id IS NULL OR (coalesce(flags, 0) & 768) = 768)"  # 768: parent is remote
@@ -117,12 +106,6 @@ def retry_vanished(attempt: Callable[[], T]) -> T:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, _MAX_DELAY_S)
-
-
-def duckdb_type(t: pa.DataType) -> str:
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ"
-    return _DUCKDB_TYPES[t]
 
 
 def _empty_select(table: Table) -> str:
@@ -183,10 +166,8 @@ def files_sql(table: Table, files: list[str]) -> str:
         return _empty_select(table)
     names = ", ".join(c.name for c in table.all_columns)
     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # a path may hold a quote
-    return (
-        f"SELECT {names} FROM read_parquet([{quoted}], hive_partitioning = true, "
-        f"hive_types = {HIVE_TYPES}, union_by_name = true)"
-    )
+    read = f"read_parquet([{quoted}], hive_partitioning = true, hive_types = {HIVE_TYPES}, union_by_name = true)"
+    return f"SELECT {names} FROM {parquet_rows(table, read)}"
 
 
 def _union(table: Table, parts: list[str]) -> str:
@@ -278,10 +259,8 @@ def source_sql(data_dir: DataDir, table: Table) -> str:
     if _has_files(glob):
         names = ", ".join(c.name for c in table.all_columns)
         quoted = glob.replace("'", "''")  # a data directory may have a quote in its path
-        parts.append(
-            f"SELECT {names} FROM read_parquet('{quoted}', hive_partitioning = true, "
-            f"hive_types = {HIVE_TYPES}, union_by_name = true)"
-        )
+        read = f"read_parquet('{quoted}', hive_partitioning = true, hive_types = {HIVE_TYPES}, union_by_name = true)"
+        parts.append(f"SELECT {names} FROM {parquet_rows(table, read)}")
     late = [str(data_dir.lake / e.rel) for e in late_files(data_dir, table)]
     if late:
         parts.append(late_files_sql(table, late))

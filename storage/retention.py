@@ -30,6 +30,7 @@ from spanlake.storage.late import late_by_project, late_rel, late_schema, read_h
 from spanlake.storage.layout import ALL_PROJECTS, DataDir
 from spanlake.storage.retention_rules import format_rules, parse_rules
 from spanlake.storage.schema import TABLES, Table
+from spanlake.storage.schema_steps import conform
 
 __all__ = ["RetentionResult", "apply_retention", "expired_partitions", "format_rules", "parse_rules"]
 
@@ -134,7 +135,7 @@ def _expire_late(
             if n == hours.num_rows:
                 store.delete([f.rel])
             else:
-                data = store.read_parquet(f.rel).cast(late_schema(table)).filter(pc.invert(expired_rows))
+                data = conform(store.read_parquet(f.rel), late_schema(table)).filter(pc.invert(expired_rows))
                 replace_files(data_dir, {late_rel(table, project, compacted_name()): data}, [f.rel])
             held.renew()
 

@@ -4,9 +4,12 @@ Every other part of spanlake imports from here: the collector builds rows keyed 
 column names, the writer uses the Arrow schemas, the reader derives its DuckDB views, and
 docs/schema.md is generated from the docstrings (a test keeps it in sync).
 
-Changing a table is a schema version step: bump SCHEMA_VERSION, append the column (never
-reorder or retype), and describe the migration in docs/schema.md. Readers use
-`union_by_name`, so files written under an older version read with NULL in new columns.
+Changing a table is a schema version step: bump SCHEMA_VERSION, append the column with
+`added_in=SCHEMA_VERSION` (never reorder or retype), and describe the migration in
+collector/schema_doc.py's MIGRATIONS (docs/schema.md). Files written under an older version
+read with NULL in the new columns (storage.schema_steps), whoever reads them: the views,
+compaction, retention. A normalized column appended so is filled by decode._span_row after
+the stored ones (tests/test_contracts.py checks the layout).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_VERSION_KEY = b"spanlake.schema_version"
 TABLE_KEY = b"spanlake.table"
 
@@ -30,7 +33,8 @@ class Column:
     `normalized`: filled by collector.normalize from the span's attributes (whatever dialect
     sent them). `scanned`: carried by the span relation every report reads (analytics.spans);
     the others (JSON blobs, exact nanosecond times, ids only the trace view shows) are read
-    only by queries that name them.
+    only by queries that name them. `added_in`: the schema version that appended the column
+    (files written before it lack it: storage.schema_steps reads them with NULL there).
     """
 
     name: str
@@ -39,6 +43,7 @@ class Column:
     doc: str
     normalized: bool = False
     scanned: bool = False
+    added_in: int = 1
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,16 @@ SPANS = Table(
         Column("dropped_events_count", pa.int64(), True, "Events the sender dropped."),
         Column("dropped_links_count", pa.int64(), True, "Links the sender dropped."),
         Column("ingested_at", TIMESTAMP, False, "When the collector made the span durable."),
+        Column(
+            "cache_write_1h_tokens",
+            pa.int64(),
+            True,
+            "Cache writes with a 1-hour lifetime (part of cache_write_tokens, the rest 5-minute ones; "
+            "priced at their own rate). NULL in files written before schema version 5.",
+            normalized=True,
+            scanned=True,
+            added_in=5,
+        ),
     ),
 )
 

@@ -219,8 +219,13 @@ def test_normalize_fills_the_schemas_normalized_columns_in_order() -> None:
     assert declared == NORMALIZED_COLUMNS
     assert tuple(normalize_reference({}, [], 0, "UNSET")) == declared  # the reference, rule by rule
     assert tuple(normalize({}, [], 0, "UNSET")) == declared
+    # decode._span_row relies on this layout: the version-1 normalized columns consecutive, the
+    # ones schema version steps appended at the end, in order.
+    appended = tuple(c.name for c in SPANS.columns if c.added_in > 1)
+    assert appended and SPANS.names[-len(appended) :] == appended and set(appended) <= set(declared)
     first = SPANS.names.index(declared[0])
-    assert SPANS.names[first : first + len(declared)] == declared  # consecutive: decode._span_row relies on it
+    v1 = declared[: len(declared) - len(appended)]
+    assert SPANS.names[first : first + len(v1)] == v1 and declared[len(v1) :] == appended
 
 
 def test_decoded_values_land_in_their_columns() -> None:

@@ -33,6 +33,7 @@ from spanlake.collector.normalize.coerce import first as _first
 from spanlake.collector.normalize.coerce import first_int as _first_int
 from spanlake.collector.normalize.dialects import (
     CACHE_READ_TOKENS,
+    CACHE_WRITE_1H_TOKENS,
     CACHE_WRITE_TOKENS,
     EVALUATION_EVENT,
     EVALUATION_LABEL,
@@ -94,6 +95,7 @@ from spanlake.collector.normalize.reference import (
 # these, the private helpers included).
 __all__ = [
     "CACHE_READ_TOKENS",
+    "CACHE_WRITE_1H_TOKENS",
     "CACHE_WRITE_TOKENS",
     "CONTENT_VALUE_BYTES",
     "EVALUATION_EVENT",

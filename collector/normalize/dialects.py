@@ -41,6 +41,11 @@ CACHE_WRITE_TOKENS = (
     A.TL_CACHE_CREATION_TOKENS,
     A.VERCEL_CACHE_WRITE_TOKENS,
 )
+# The 1-hour share of the cache writes: only the anthropic client 2.x's own span sends it (beside
+# `..._5m_input_tokens`, the rest). Kept only beside a cache-write count, and never above it
+# (normalize.reference.cache_write_1h; docs/normalization.md).
+ANTHROPIC_CACHE_WRITE_1H = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+CACHE_WRITE_1H_TOKENS = (ANTHROPIC_CACHE_WRITE_1H,)
 REASONING_TOKENS = (
     A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
     A.OI_TOKEN_REASONING,

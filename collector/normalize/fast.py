@@ -20,6 +20,7 @@ except ImportError:  # not built: lookup_reference does the work
 from spanlake.collector.normalize.coerce import as_bool, as_float, as_int, as_str, first
 from spanlake.collector.normalize.dialects import (
     CACHE_READ_TOKENS,
+    CACHE_WRITE_1H_TOKENS,
     CACHE_WRITE_TOKENS,
     FINISH_REASON_SINGLE,
     INPUT_EXCLUDES_CACHE_SCOPES,
@@ -107,6 +108,7 @@ LOOKUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (GET, (OI_INVOCATION_PARAMETERS[1],)),
     (GET_STR, (A.VERCEL_OPERATION_ID,)),
     (GET_STR, (A.VERCEL_MODEL_PROVIDER,)),
+    (FIRST_INT, CACHE_WRITE_1H_TOKENS),
 )
 
 
@@ -194,6 +196,7 @@ def normalize_row(
         embedding_params,
         vercel_operation,
         vercel_provider,
+        cache_write_1h,
     ) = _lookup(attrs, LOOKUPS, as_int)
 
     # category and operation (category_and_operation)
@@ -294,4 +297,5 @@ def normalize_row(
         verdict,
         tool,
         next((c for v in (cost, cost_2) if v is not None and (c := as_float(v)) is not None), None),
+        None if cache_write_1h is None or cache_write is None else min(cache_write_1h, cache_write),
     )

@@ -18,6 +18,7 @@ from spanlake.collector.content import CONTENT_VALUE_BYTES
 from spanlake.collector.normalize.coerce import as_bool, as_float, as_int, as_str, first, first_int
 from spanlake.collector.normalize.dialects import (
     CACHE_READ_TOKENS,
+    CACHE_WRITE_1H_TOKENS,
     CACHE_WRITE_TOKENS,
     EVALUATION_EVENT,
     EVALUATION_LABEL,
@@ -105,7 +106,16 @@ def normalize_reference(
         "validation_passed": validation_passed(attrs, events),
         "tool_name": tool,
         "reported_cost": next((v for k in REPORTED_COST if (v := as_float(attrs.get(k))) is not None), None),
+        "cache_write_1h_tokens": cache_write_1h(first_int(attrs, CACHE_WRITE_1H_TOKENS), cache_write),
     }
+
+
+def cache_write_1h(sent: int | None, cache_write: int | None) -> int | None:
+    """The 1-hour share of the cache writes: as sent, but a part of `cache_write` (never more than
+    it) and only beside it (without a cache-write count, its share of what is unknown)."""
+    if sent is None or cache_write is None:
+        return None
+    return min(sent, cache_write)
 
 
 def with_cache_in_input(

@@ -63,12 +63,14 @@ def span(
     )
 
 
-def call_cost(row: dict[str, Any], inp: int, cr: int, cw: int, out: int, rs: int) -> float:
-    """The cost formula of analytics.spans applied to one price row (rates per million tokens)."""
+def call_cost(row: dict[str, Any], inp: int, cr: int, cw: int, out: int, rs: int, cw_1h: int = 0) -> float:
+    """The cost formula of analytics.spans applied to one price row (rates per million tokens):
+    `cw_1h` of the `cw` cache writes are 1-hour ones, the rest 5-minute ones."""
     return (
         (inp - cr - cw) * row["input_mtok"]
         + cr * row["cache_read_mtok"]
-        + cw * row["cache_write_mtok"]
+        + (cw - cw_1h) * row["cache_write_mtok"]
+        + cw_1h * row["cache_write_1h_mtok"]
         + (out - rs) * row["output_mtok"]
         + rs * row["reasoning_mtok"]
     ) / 1e6 + row["request_price"]

@@ -154,15 +154,25 @@ OBSERVED = {
 }
 
 
-def _cost(expected: dict[str, Any], out_extra: int = 0) -> float:
-    """genai-prices' own price of one call, computed here (its input_tokens include the cache)."""
+def _cost(expected: dict[str, Any], out_extra: int = 0, write_1h: int = 0) -> float:
+    """genai-prices' own price of one call, computed here (its input_tokens include the cache;
+    `write_1h` of the cache writes are 1-hour ones, at its `cache_write_1h_mtok`)."""
     usage = Usage(
         input_tokens=expected["in"],
         cache_read_tokens=expected["read"],
         cache_write_tokens=expected["write"],
+        cache_write_1h_tokens=write_1h,
         output_tokens=expected["out"] + out_extra,
     )
     return float(calc_price(usage, RESPONSE_MODEL, provider_id="anthropic").total_price)
+
+
+def _priced_cost(library: str, scenario: str, expected: dict[str, Any], out_extra: int = 0) -> float:
+    """What spanlake charges for a library's span of a scenario's call: the 1-hour cache writes at
+    their own rate where the span tells them apart (the client's own span: cache_1h writes 1-hour
+    caches only), else every cache write at the cache-write rate, the 5-minute one."""
+    write_1h = expected["write"] if library == "sdk" and scenario == "cache_1h" else 0
+    return _cost(expected, out_extra, write_1h)
 
 
 def _check(row: dict[str, Any], library: str, scenario: str) -> None:
@@ -203,7 +213,7 @@ def test_cost_counts_cache_reads_and_writes_once_at_their_own_rates(runs: Runs, 
         detail = trace_detail(an, runs.trace(config, scenario), config)
         assert detail is not None
         (call,) = [s for s in detail.spans if s["category"] == "llm"]
-        want = _cost(exp, extra if scenario in STREAMS else 0)
+        want = _priced_cost(config, scenario, exp, extra if scenario in STREAMS else 0)
         assert call["cost_usd"] == pytest.approx(want, rel=1e-9, abs=1e-12), scenario
     # By hand, for the chat call at claude-sonnet-4-5's $3 input / $0.30 cache read / $3.75 cache
     # write / $15 output per million: 6 uncached input + 5 read + 5 written + 8 output.
@@ -225,13 +235,26 @@ def test_failed_call(runs: Runs, config: str) -> None:
 
 
 def test_only_the_client_span_tells_1h_cache_writes(runs: Runs) -> None:
-    """1-hour cache writes: the client's own span alone splits them (priced today at the 5-minute rate)."""
+    """1-hour cache writes: the client's own span alone splits them, and is priced with the 1-hour rate."""
     for scenario, ttl in (("chat", "5m"), ("cache_1h", "1h")):
-        attrs = json.loads(runs.call("sdk", scenario)["attributes"])
+        row = runs.call("sdk", scenario)
+        attrs = json.loads(row["attributes"])
         split = {t: attrs[f"anthropic.usage.cache_creation.ephemeral_{t}_input_tokens"] for t in ("5m", "1h")}
         assert split == {"5m": 5 if ttl == "5m" else 0, "1h": 5 if ttl == "1h" else 0}
+        assert (row["cache_write_tokens"], row["cache_write_1h_tokens"]) == (5, split["1h"])
         for config in ("openinference", "openllmetry"):
-            assert "ephemeral" not in runs.call(config, scenario)["attributes"]
+            other = runs.call(config, scenario)
+            assert "ephemeral" not in other["attributes"] and other["cache_write_1h_tokens"] is None
+    # The cache_1h call of the client's span: 6 uncached input, 5 read, 5 written for 1 hour, 8
+    # output. claude-sonnet-4-5's 1-hour cache-write rate in genai-prices is Anthropic's documented
+    # 2x its input rate ($6 against $3.75 for 5 minutes), so the call costs $0.00001125 more.
+    price = calc_price(Usage(input_tokens=1), RESPONSE_MODEL, provider_id="anthropic").model_price
+    assert price.cache_write_1h_mtok.base == 2 * price.input_mtok.base == 6
+    by_hand = (Decimal(6) * 3 + Decimal(5) * Decimal("0.30") + Decimal(5) * 6 + 8 * 15) / 10**6
+    assert _cost(CHAT, write_1h=5) == pytest.approx(float(by_hand), rel=1e-12)
+    assert _cost(CHAT, write_1h=5) - _cost(CHAT) == pytest.approx(5 * (6 - 3.75) / 1e6, rel=1e-9)
+    detail = trace_detail(Analytics(runs.collector.data_dir), runs.trace("sdk", "cache_1h"), "sdk")
+    assert detail is not None and detail.summary()["cost_usd"] == pytest.approx(float(by_hand), rel=1e-9)
 
 
 def _content(row: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +352,7 @@ def test_one_call_two_spans_counts_once(runs: Runs, config: str, relation: str) 
         assert by_id[sdk["span_id"]]["duplicate_of"] is None
         row = listed[trace_id]
         assert (row["llm_calls"], row["input_tokens"], row["output_tokens"]) == want, scenario
-        cost = _cost(exp) if exp is not None else None
+        cost = _priced_cost("sdk", scenario, exp) if exp is not None else None  # the client's numbers
         for got in (s["cost_usd"], row["cost_usd"], by_id[sdk["span_id"]]["cost_usd"]):
             assert got == (pytest.approx(cost, rel=1e-9, abs=1e-12) if cost is not None else None), scenario
     # The cost report of the project: the client's numbers once per call (the failed call has
@@ -350,7 +373,8 @@ def test_one_call_two_spans_counts_once(runs: Runs, config: str, relation: str) 
                        "output_tokens": sum(e["out"] for e in calls)}  # fmt: skip
     for got in (totals, alone):
         assert {k: got[k] for k in by_hand} == by_hand
-        assert got["cost_usd"] == pytest.approx(sum(_cost(e) for e in calls), rel=1e-9)
+        want = sum(_priced_cost("sdk", scenario, e) for scenario, e in CALLS.items() if e is not None)
+        assert got["cost_usd"] == pytest.approx(want, rel=1e-9)
 
 
 def test_fake_server_rule_over_raw_http() -> None:

@@ -9,10 +9,12 @@ test_normalize_properties.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from spanlake.collector.content import split_content
-from tests.collector.normalize_helpers import norm, set_columns
+from tests.collector.normalize_helpers import decoded_row, norm, set_columns
 
 # --- OTel GenAI, current (core v1.41.1 + dev repo) ---------------------------------------
 
@@ -71,6 +73,28 @@ def test_anthropic_cache_tokens_are_not_added_twice() -> None:
     assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (1000, 200)
     assert row["cache_read_tokens"] + row["cache_write_tokens"] <= row["input_tokens"]
     assert row["total_tokens"] == 1270
+
+
+ONE_HOUR = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+FIVE_MIN = "anthropic.usage.cache_creation.ephemeral_5m_input_tokens"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "want"),
+    [
+        ({"gen_ai.usage.cache_write.input_tokens": 7, ONE_HOUR: 3, FIVE_MIN: 4}, (7, 3)),  # the client's own span
+        ({"gen_ai.usage.cache_write.input_tokens": 7, ONE_HOUR: 0, FIVE_MIN: 7}, (7, 0)),  # all 5-minute
+        ({"llm.token_count.prompt_details.cache_write": 7, ONE_HOUR: "7"}, (7, 7)),  # any dialect's count
+        ({"gen_ai.usage.cache_write.input_tokens": 4, ONE_HOUR: 9}, (4, 4)),  # never more than the writes
+        ({ONE_HOUR: 3, FIVE_MIN: 4}, (None, None)),  # no count: a share of nothing known, none made up
+        ({"gen_ai.usage.cache_write.input_tokens": 7, FIVE_MIN: 7}, (7, None)),  # not sent
+        ({"gen_ai.usage.cache_write.input_tokens": 7, ONE_HOUR: -1}, (7, None)),  # not a count
+    ],
+)
+def test_one_hour_cache_writes_are_a_part_of_the_cache_writes(attrs: dict[str, Any], want: tuple[Any, Any]) -> None:
+    row = decoded_row({"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 20, **attrs})
+    assert (row["cache_write_tokens"], row["cache_write_1h_tokens"]) == want
+    assert (norm(attrs)["cache_write_tokens"], norm(attrs)["cache_write_1h_tokens"]) == want
 
 
 def test_dev_repo_cache_write_name() -> None:

@@ -41,6 +41,7 @@ INT64 = (-(2**63), 2**63 - 1)
 
 KNOWN_KEYS = sorted(
     {v for k, v in vars(A).items() if k.isupper() and isinstance(v, str)}
+    | {k for _, ks in LOOKUPS for k in ks}  # the dialect keys outside the SDK's table too
     | {"spanlake.span.category", "db.system", "traceloop.association.properties.session_id", "llm.prompts.0.x"}
 )
 keys = st.one_of(st.sampled_from(KNOWN_KEYS), st.text(max_size=20))
@@ -75,6 +76,7 @@ events = st.lists(
 )
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+TOKEN_COLUMNS += ("cache_write_1h_tokens",)
 STRING_COLUMNS = ("operation", "provider", "request_model", "response_model", "session_id", "user_id")
 STRING_COLUMNS += ("prompt_name", "prompt_version", "error_type", "task_name", "task_outcome_reason")
 STRING_COLUMNS += ("validation_name", "tool_name")
@@ -106,6 +108,8 @@ def test_normalize_never_raises_and_returns_typed_columns(
     assert fr is None or (isinstance(fr, list) and all(isinstance(x, str) for x in fr))
     if attrs.get("spanlake.span.category") not in CATEGORIES:  # no explicit override
         assert (row["category"] == "task") == (row["task_name"] is not None)
+    if row["cache_write_1h_tokens"] is not None:  # a part of the cache writes
+        assert row["cache_write_tokens"] is not None and row["cache_write_1h_tokens"] <= row["cache_write_tokens"]
 
 
 @SETTINGS
@@ -170,6 +174,14 @@ split_values = st.one_of(json_like, long_texts)
     "OK",
     "opentelemetry.instrumentation.bedrock",
 )
+@example(
+    {"anthropic.usage.cache_creation.ephemeral_1h_input_tokens": "9", "gen_ai.usage.cache_write.input_tokens": 4},
+    [],
+    0,
+    "OK",
+    None,
+)
+@example({"anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 3}, [], 0, "OK", None)
 def test_normalize_equals_the_reference(
     attrs: dict[str, Any], evs: list[dict[str, Any]], start: int, status: str, scope: str | None
 ) -> None:

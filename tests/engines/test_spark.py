@@ -36,7 +36,14 @@ HOUR_NS = 3600 * 10**9
 MODELS = ("gpt-a", "gpt-b", "mystery")  # the last has no price
 PRICES = PriceBook(
     overrides=[
-        PriceOverride(model="gpt-a", input_mtok=2.5, output_mtok=10.0, cache_read_mtok=1.25),
+        PriceOverride(
+            model="gpt-a",
+            input_mtok=2.5,
+            output_mtok=10.0,
+            cache_read_mtok=1.25,
+            cache_write_mtok=3.0,
+            cache_write_1h_mtok=5.0,
+        ),
         PriceOverride(model="gpt-b", input_mtok=0.15, output_mtok=0.6, provider="openai"),
     ],
     use_database=False,
@@ -79,6 +86,9 @@ def trace_requests(n_traces: int) -> list[bytes]:
             }
             if (t + i) % 4 == 0:
                 attrs["gen_ai.usage.cache_read_input_tokens"] = 40
+            if (t + i) % 4 == 1:  # cache writes, part of them 1-hour ones (priced at their own rate)
+                attrs["gen_ai.usage.cache_write.input_tokens"] = 30
+                attrs["anthropic.usage.cache_creation.ephemeral_1h_input_tokens"] = 10 + t % 3 * 10
             if (t + i) % 3 == 1:
                 attrs["gen_ai.response.time_to_first_chunk"] = 0.05 + 0.01 * t
             if error:
