@@ -104,7 +104,7 @@ def _name(a: Mapping[str, Any]) -> tuple[str, str | None]:
     """(the evaluator's name, a problem with it or None)."""
     raw = a.get(NAME)
     if not isinstance(raw, str) or not raw.strip():
-        got = "missing" if raw is None else f"not a text ({type(raw).__name__})"
+        got = "missing" if raw is None else "empty" if isinstance(raw, str) else f"not a text ({type(raw).__name__})"
         return UNNAMED, f"{NAME} is {got}"
     name = raw.strip()
     if len(name) > MAX_NAME:
