@@ -105,7 +105,8 @@ def label_history(lake: Lake, trace_id: str, project: str | None = None) -> pl.D
 
 JUDGE_SOURCE = "judge"
 # The current label of each evaluator version (author `<evaluator>@v<version>`) on each target,
-# with its evaluator and version (metadata.evaluator / evaluator_version, else the author's parts).
+# with its evaluator and version (metadata.evaluator / evaluator_version, else the author's parts);
+# results the app sent (author `<name>@otel`) have metadata.evaluator `<name>@otel` and no version.
 JUDGE_LABELS_SCHEMA = pa.schema(
     [
         ("project", pa.string()),

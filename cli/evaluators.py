@@ -22,6 +22,7 @@ from spanlake.cli.output import dump_json, print_doc, print_rows
 from spanlake.evaluators import alignment as alignment_mod
 from spanlake.evaluators.definition import KINDS, Evaluator, EvaluatorError, EvaluatorSet
 from spanlake.evaluators.evaluators_file import EvaluatorsFile
+from spanlake.evaluators.external import is_external
 from spanlake.evaluators.result import author
 from spanlake.evaluators.versions import VersionRegistry
 from spanlake.storage.layout import DEFAULT_PROJECT, DataDir
@@ -67,6 +68,23 @@ def find_evaluator(store: EvaluatorsFile, project: str | None, name: str) -> Eva
         raise Refused(
             f"no evaluator {name!r} in project {p!r} (it has: {have}); see `spanlake evaluators list`"
         ) from None
+
+
+def judged_version(
+    store: EvaluatorsFile, project: str | None, name: str, version: int | None
+) -> tuple[str, str, int | None]:
+    """(project, evaluator, version) that NAME means: a declared evaluator (its current version
+    unless `version`), or the results the app sent (`NAME@otel`: one evaluator, no versions)."""
+    if is_external(name):
+        if version is not None:
+            raise Refused(f"{name} holds results your app sent: they have no versions (drop --version)")
+        return _project_of(store, project), name, None
+    e = find_evaluator(store, project, name)
+    return e.project, e.name, version or e.version
+
+
+def _title(name: str, version: int | None) -> str:
+    return name if version is None else author(name, version)
 
 
 def _definition(e: Evaluator) -> dict[str, Any]:
@@ -324,23 +342,23 @@ def alignment_cmd(
     Against the current human label of each item: the confusion matrix of verdicts, Cohen's
     kappa, the judge's precision and recall on "fail" (a person's fail is the positive), the
     Spearman correlation of scores, and the number of items. A figure that is undefined (too
-    few items, one class only) is empty.
+    few items, one class only) is empty. NAME@otel: the results your app sent under NAME
+    (gen_ai.evaluation.result events).
     """
     store = open_store(data_dir)
-    e = find_evaluator(store, project, name)
-    v = version or e.version
-    every = alignment_mod.project_alignment(_lake(data_dir, lake), e.project)
-    found = next((a.as_dict() for a in every if a.evaluator == e.name and a.version == v), None)
+    p, name, v = judged_version(store, project, name, version)
+    every = alignment_mod.project_alignment(_lake(data_dir, lake), p)
+    found = next((a.as_dict() for a in every if a.evaluator == name and a.version == v), None)
     if found is not None and by is None:
         found.pop("weeks")
-    doc = {"project": e.project, "evaluator": e.name, "version": v, "alignment": found}
+    doc = {"project": p, "evaluator": name, "version": v, "alignment": found}
     if fmt == "json":
         dump_json(doc)
         return
     if found is None:
-        click.echo(f"{author(e.name, v)} has no results in {e.project} yet")
+        click.echo(f"{_title(name, v)} has no results in {p} yet")
         return
-    print_doc(found, f"{author(e.name, v)} against people ({e.project})")
+    print_doc(found, f"{_title(name, v)} against people ({p})")
 
 
 @evaluators.command("disagreements")
@@ -355,12 +373,12 @@ def disagreements_cmd(
     data_dir: Path, lake: str | None, name: str, project: str | None, version: int | None, limit: int, fmt: str
 ) -> None:
     """The items where the evaluator's verdict and a person's differ: trace (and span), both
-    verdicts, the judge's score and reason, the person's comment."""
+    verdicts, the judge's score and reason, the person's comment. NAME@otel: the results your
+    app sent under NAME."""
     store = open_store(data_dir)
-    e = find_evaluator(store, project, name)
-    v = version or e.version
-    found = alignment_mod.project_disagreements(_lake(data_dir, lake), e.project, e.name, v, limit=limit)
+    p, name, v = judged_version(store, project, name, version)
+    found = alignment_mod.project_disagreements(_lake(data_dir, lake), p, name, v, limit=limit)
     if fmt == "json":
-        dump_json({"project": e.project, "evaluator": e.name, "version": v, "disagreements": found})
+        dump_json({"project": p, "evaluator": name, "version": v, "disagreements": found})
         return
-    print_doc(found, f"{author(e.name, v)}: disagreements with people ({e.project})")
+    print_doc(found, f"{_title(name, v)}: disagreements with people ({p})")

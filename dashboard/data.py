@@ -281,12 +281,14 @@ def evaluator_agreements(
     """Each evaluator version of `project` with results in [since, until) against people's current
     labels on the same items (evaluators.alignment), by EvaluatorSummary.key."""
     found = evaluator_alignment.project_alignment(analytics(data_dir).lake, project, since, until)
-    return {f"{project}/{a.evaluator}@v{a.version}": evaluator_view.agreement(a.overall) for a in found}
+    return {
+        evaluator_view.version_key(project, a.evaluator, a.version): evaluator_view.agreement(a.overall) for a in found
+    }
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
 def evaluator_disagreements(
-    data_dir: str, project: str, name: str, version: int, since: datetime | None, until: datetime | None
+    data_dir: str, project: str, name: str, version: int | None, since: datetime | None, until: datetime | None
 ) -> list[dict[str, Any]]:
     """The items where the evaluator version and people differ, the latest judged first."""
     lake = analytics(data_dir).lake

@@ -5,7 +5,9 @@ per week, its latest results and its disagreements, each with a link to its trac
 
 A result is a current label of source `judge` (one per trace or span and evaluator version:
 analytics.labels.current_labels); its author is `name@vN` (evaluators.result.author) and its
-metadata holds the judge's model, tokens, cost and latency (docs/evaluators.md).
+metadata holds the judge's model, tokens, cost and latency (docs/evaluators.md). Results the
+app sent (`gen_ai.evaluation.result` events, evaluators.external) have the author `name@otel`,
+which is also their evaluator's name, and no version (None).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 import polars as pl
 
 from spanlake.evaluators.definition import Evaluator
+from spanlake.evaluators.external import is_external
 from spanlake.evaluators.result import parse_author
 
 MAX_BUTTONS = 12  # disagreements with a button of their own (the table links every one)
@@ -28,12 +31,18 @@ VERDICTS = ("pass", "fail")
 COMMENT_CELL = 200  # characters of a judge's reason in a table (the trace view shows all)
 RESULT_COLUMNS = ("project", "trace_id", "span_id", "created_at", "evaluator", "version", "verdict", "score",
                   "failure_mode", "comment", "judge_model", "cost_usd", "latency_ms", "input_tokens",
-                  "output_tokens", "decides_outcome")  # fmt: skip
+                  "output_tokens", "decides_outcome", "label")  # fmt: skip
 _SCHEMA = {"project": pl.String, "trace_id": pl.String, "span_id": pl.String,
            "created_at": pl.Datetime("us", "UTC"), "evaluator": pl.String, "version": pl.Int64,
            "verdict": pl.String, "score": pl.Float64, "failure_mode": pl.String, "comment": pl.String,
            "judge_model": pl.String, "cost_usd": pl.Float64, "latency_ms": pl.Float64, "input_tokens": pl.Int64,
-           "output_tokens": pl.Int64, "decides_outcome": pl.Boolean}  # fmt: skip
+           "output_tokens": pl.Int64, "decides_outcome": pl.Boolean, "label": pl.String}  # fmt: skip
+APP_KIND = "sent by your app"  # the kind shown for results the app sent (`name@otel`)
+
+
+def version_key(project: str, name: str, version: int | None) -> str:
+    """`project/name@vN`, or `project/name@otel` for the results the app sent (no version)."""
+    return f"{project}/{name}" if version is None else f"{project}/{name}@v{version}"
 
 
 def _number(v: Any) -> float | None:
@@ -59,10 +68,13 @@ def metadata_of(value: Any) -> dict[str, Any]:
 
 def result_row(label: Mapping[str, Any]) -> dict[str, Any] | None:
     """One judge label as a result row (RESULT_COLUMNS); None when it names no evaluator version
-    (neither metadata.evaluator/evaluator_version nor an author `name@vN`)."""
+    (neither metadata.evaluator/evaluator_version nor an author `name@vN` or `name@otel`)."""
     meta = metadata_of(label.get("metadata"))
     name, version = meta.get("evaluator"), _int(meta.get("evaluator_version"))
-    if not isinstance(name, str) or version is None:
+    author = str(label.get("author") or "")
+    if is_external(author):
+        name, version = author, None
+    elif not isinstance(name, str) or version is None:
         found = parse_author(str(label.get("author") or ""))
         if found is None:
             return None
@@ -87,6 +99,7 @@ def result_row(label: Mapping[str, Any]) -> dict[str, Any] | None:
         "input_tokens": _int(meta.get("input_tokens")),
         "output_tokens": _int(meta.get("output_tokens")),
         "decides_outcome": bool(meta.get("decides_outcome")),
+        "label": meta.get("label") if isinstance(meta.get("label"), str) else None,
     }
 
 
@@ -125,7 +138,7 @@ class EvaluatorSummary:
 
     project: str
     name: str
-    version: int
+    version: int | None  # None: results the app sent (`name@otel`)
     kind: str | None
     declared: bool
     results: int
@@ -138,7 +151,7 @@ class EvaluatorSummary:
 
     @property
     def key(self) -> str:
-        return f"{self.project}/{self.name}@v{self.version}"
+        return version_key(self.project, self.name, self.version)
 
     @property
     def pass_rate(self) -> float | None:
@@ -154,7 +167,7 @@ class EvaluatorSummary:
 def summaries(declared: Sequence[Evaluator], found: pl.DataFrame) -> list[EvaluatorSummary]:
     """Each declared evaluator's current version (with or without results) and every other
     version that has results, ordered by project, name, newest version first."""
-    stats: dict[tuple[str, str, int], dict[str, Any]] = {}
+    stats: dict[tuple[str, str, int | None], dict[str, Any]] = {}
     if found.height:
         grouped = found.group_by("project", "evaluator", "version").agg(
             pl.len().alias("results"),
@@ -165,7 +178,7 @@ def summaries(declared: Sequence[Evaluator], found: pl.DataFrame) -> list[Evalua
             pl.col("created_at").max().alias("latest"),
         )
         stats = {(r["project"], r["evaluator"], r["version"]): r for r in grouped.to_dicts()}
-    out: dict[tuple[str, str, int], EvaluatorSummary] = {}
+    out: dict[tuple[str, str, int | None], EvaluatorSummary] = {}
     kinds = {(e.project, e.name): e for e in declared}
     for e in declared:
         out[(e.project, e.name, e.version)] = _summary(e.project, e.name, e.version, e, True, stats.get(
@@ -173,18 +186,18 @@ def summaries(declared: Sequence[Evaluator], found: pl.DataFrame) -> list[Evalua
     for key, s in stats.items():
         if key not in out:
             out[key] = _summary(*key, kinds.get(key[:2]), False, s)
-    return sorted(out.values(), key=lambda s: (s.project, s.name, -s.version))
+    return sorted(out.values(), key=lambda s: (s.project, s.name, -(s.version or 0)))
 
 
 def _summary(
-    project: str, name: str, version: int, e: Evaluator | None, declared: bool, s: Mapping[str, Any] | None
+    project: str, name: str, version: int | None, e: Evaluator | None, declared: bool, s: Mapping[str, Any] | None
 ) -> EvaluatorSummary:
     s = s or {}
     return EvaluatorSummary(
         project=project,
         name=name,
         version=version,
-        kind=e.kind if e is not None else None,
+        kind=e.kind if e is not None else (APP_KIND if version is None else None),
         declared=declared,
         results=int(s.get("results") or 0),
         passed=int(s.get("passed") or 0),
@@ -202,7 +215,7 @@ def list_rows(found: Sequence[EvaluatorSummary], agreements: Mapping[str, Agreem
     for s in found:
         a = agreements.get(s.key) or Agreement()
         rows.append({
-            "evaluator": s.name if s.declared else f"{s.name} (not declared)",
+            "evaluator": s.name if s.declared or s.version is None else f"{s.name} (not declared)",
             "project": s.project,
             "version": s.version,
             "kind": s.kind or "",
@@ -222,8 +235,14 @@ def list_rows(found: Sequence[EvaluatorSummary], agreements: Mapping[str, Agreem
 def label(s: EvaluatorSummary, with_project: bool = False) -> str:
     """How an evaluator version is named in pickers: `groundedness v2 · llm_judge · 40 results`."""
     name = f"{s.project} / {s.name}" if with_project else s.name
-    parts = [f"{name} v{s.version}", s.kind or "not declared", f"{s.results:,} result{'s' * (s.results != 1)}"]
+    parts = [title(s, name), s.kind or "not declared", f"{s.results:,} result{'s' * (s.results != 1)}"]
     return " · ".join(parts)
+
+
+def title(s: EvaluatorSummary, name: str | None = None) -> str:
+    """`groundedness v2`; the app's results (no version) by their name alone: `relevance@otel`."""
+    name = s.name if name is None else name
+    return name if s.version is None else f"{name} v{s.version}"
 
 
 # --- one evaluator version ------------------------------------------------------------------------
@@ -232,7 +251,7 @@ def label(s: EvaluatorSummary, with_project: bool = False) -> str:
 def of_version(found: pl.DataFrame, s: EvaluatorSummary) -> pl.DataFrame:
     """The results of one evaluator version."""
     return found.filter(
-        (pl.col("project") == s.project) & (pl.col("evaluator") == s.name) & (pl.col("version") == s.version)
+        (pl.col("project") == s.project) & (pl.col("evaluator") == s.name) & pl.col("version").eq_missing(s.version)
     )
 
 
@@ -376,8 +395,8 @@ def on_trace(found: pl.DataFrame, span_names: Mapping[str, str]) -> list[dict[st
         rows.append({
             "span_id": sid,
             "target": "trace" if sid is None else f"span {span_names.get(sid, '')} ({sid})".replace("  ", " "),
-            "evaluator": f"{r['evaluator']}@v{r['version']}",
-            "verdict": r["verdict"] or "",
+            "evaluator": r["evaluator"] if r["version"] is None else f"{r['evaluator']}@v{r['version']}",
+            "verdict": r["verdict"] or r["label"] or "",
             "score": r["score"],
             "failure_mode": r["failure_mode"] or "",
             "reason": r["comment"] or "",

@@ -2,7 +2,8 @@
 on the same items.
 
 An *item* is a trace (a label without span) or a span of it, in one project. On each item the
-judge's label is the evaluator version's current one (author `<name>@v<version>`) and the
+judge's label is the evaluator version's current one (author `<name>@v<version>`; results the
+app sent, author `<name>@otel`, count as one evaluator without versions: version None) and the
 people's is the latest current human label (analytics.labels.current_labels: each reviewer's
 latest, then the newest of those). An item counts for an evaluator version when both have
 labelled it.
@@ -36,6 +37,7 @@ import numpy as np
 import orjson
 
 from spanlake.analytics.labels import cohen_kappa, current_labels
+from spanlake.evaluators.external import is_external
 from spanlake.evaluators.result import SOURCE as JUDGE
 from spanlake.evaluators.result import parse_author
 from spanlake.storage.reader import Lake
@@ -43,6 +45,7 @@ from spanlake.storage.reader import Lake
 HUMAN = "human"
 VERDICTS = ("pass", "fail")
 Item = tuple[Any, str, str | None]  # (project, trace_id, span_id)
+Version = tuple[str, int | None]  # (evaluator, version); None: the app's own results (`name@otel`)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -64,7 +67,7 @@ class Alignment:
     """One evaluator version: figures overall and per ISO week (oldest first)."""
 
     evaluator: str
-    version: int
+    version: int | None  # None: results the app sent (`name@otel`)
     overall: Figures
     weeks: dict[str, Figures] = field(default_factory=dict)
 
@@ -141,8 +144,12 @@ def _newer(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return (a.get("created_at"), a.get("label_id") or "") > (b.get("created_at"), b.get("label_id") or "")
 
 
-def evaluator_of(row: Mapping[str, Any]) -> tuple[str, int] | None:
-    """(name, version) of a judge label: its metadata's, else its author's (`name@vN`)."""
+def evaluator_of(row: Mapping[str, Any]) -> Version | None:
+    """(name, version) of a judge label: its metadata's, else its author's (`name@vN`); an app's
+    result (author `name@otel`) is (`name@otel`, None)."""
+    author = str(row.get("author") or "")
+    if is_external(author):
+        return author, None
     meta = row.get("metadata")
     if isinstance(meta, str):  # JSON text from the lake, a dict from callers
         try:
@@ -153,16 +160,16 @@ def evaluator_of(row: Mapping[str, Any]) -> tuple[str, int] | None:
         version = meta.get("evaluator_version")
         if isinstance(version, int) and not isinstance(version, bool):
             return meta["evaluator"], version
-    return parse_author(str(row.get("author") or ""))
+    return parse_author(author)
 
 
-def pairs_by_version(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], list[Pair]]:
+def pairs_by_version(rows: Iterable[Mapping[str, Any]]) -> dict[Version, list[Pair]]:
     """Judge labels paired with the people's latest label on the same item, per evaluator version.
 
     `rows`: current labels (one per item, source and author, as analytics.labels.current_labels
     gives), judges' and people's; other sources are ignored."""
     human: dict[Item, Mapping[str, Any]] = {}
-    judged: dict[tuple[str, int], dict[Item, Mapping[str, Any]]] = {}
+    judged: dict[Version, dict[Item, Mapping[str, Any]]] = {}
     for r in rows:
         if r.get("source") == HUMAN:
             key = _item(r)
@@ -176,8 +183,8 @@ def pairs_by_version(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int],
             key = _item(r)
             if key not in mine or _newer(r, mine[key]):
                 mine[key] = r
-    out: dict[tuple[str, int], list[Pair]] = {}
-    for ev, items in sorted(judged.items()):
+    out: dict[Version, list[Pair]] = {}
+    for ev, items in sorted(judged.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         out[ev] = [Pair(k, j, human[k]) for k, j in items.items() if k in human]
     return out
 

@@ -22,6 +22,10 @@ One cycle (`run_cycle`, run by server/evaluation_watch.py in a low-priority chil
    that destination of budgets.toml (when `webhook_when`). `fail`: some verdict is fail;
    `disagree`: two evaluators gave different verdicts; `always`: some evaluator answered.
    Dataset events have deterministic ids too (the lake keeps one per event_id).
+5. **The app's own results**, with or without rules: the `gen_ai.evaluation.result` events
+   (span events and log records) stored after a second cursor — by ingested_at, project and
+   row, up to the same horizon — become judge labels with author `<name>@otel`
+   (evaluators.external; deterministic label ids too), at most `events_batch` rows a cycle.
 
 Errors never stall the loop: a transient EvaluationError (the judge down, 429, a timeout)
 puts the (target, evaluator version) on the retry list, tried again from a later cycle with
@@ -31,7 +35,7 @@ of that cycle go to the retry list without a call. Any other error is recorded o
 evaluator (count, last error, its trace) and the target is not retried.
 
 The cycle only reads: it returns what to write (`Outcome`); the server appends the events to
-its WAL and only then saves the cursor and the retry list.
+its WAL and only then saves the cursors and the retry list.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.analytics.traces.relation import run_on_lake
 from spanlake.analytics.traces.trace_list import matching_ctes, window
 from spanlake.evaluators.definition import Evaluator, EvaluatorSet, Rule
+from spanlake.evaluators.external import DEFAULT_BATCH as EVENTS_BATCH
+from spanlake.evaluators.external import EventCursor, events_after, read_all
 from spanlake.evaluators.result import EvaluationError, Result, label_event, label_id
 from spanlake.evaluators.run import Judges, evaluate
 from spanlake.evaluators.target import Target, load_targets
@@ -119,6 +125,8 @@ class Request:
     batch: int = DEFAULT_BATCH
     data_dir: str | None = None  # for the judges (spend ledger)
     traces_endpoint: str | None = None  # where judge spans go (the server's OTLP/HTTP endpoint)
+    events_cursor: EventCursor = field(default_factory=EventCursor)  # the app's evaluation events read so far
+    events_batch: int = EVENTS_BATCH
 
 
 @dataclass
@@ -136,6 +144,9 @@ class Outcome:
     retry_drop: list[str] = field(default_factory=list)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # "project/name" → counts of this cycle
     rule_errors: dict[str, str] = field(default_factory=dict)  # "project/rule" → problem
+    events_cursor: EventCursor = field(default_factory=EventCursor)
+    events_read: int = 0  # spans and log records with evaluation events read this cycle
+    events_more: bool = False  # more wait after this cycle's batch
 
 
 # --- 1. complete traces -----------------------------------------------------------------------
@@ -475,9 +486,37 @@ def run_retries(cycle: _Cycle) -> None:
                 cycle.act(rule, target, [result])
 
 
+def _external_stat(out: Outcome, project: str, evaluator: str) -> dict[str, Any]:
+    return out.stats.setdefault(
+        f"{project}/{evaluator}",
+        {"version": None, "evaluated": 0, "passed": 0, "failed": 0, "errors": 0, "malformed": 0,
+         "last_error": None, "last_error_trace": None, "last_error_span": None},
+    )  # fmt: skip
+
+
+def read_app_results(an: Analytics, req: Request, out: Outcome) -> None:
+    """The app's own `gen_ai.evaluation.result` events stored after the events cursor, up to the
+    horizon (evaluators.external): labels, or errors and problems counted on their evaluator."""
+    now_ns = int(req.now.timestamp() * 1e9)
+    batch = events_after(an, req.events_cursor, int(req.horizon.timestamp() * 1e6), req.events_batch)
+    for ev, read in read_all(batch.events, now_ns):
+        stat = _external_stat(out, ev.project, read.evaluator)
+        if read.label is not None:
+            out.labels.append(read.label)
+            stat["evaluated"] += 1
+            verdict = read.label["verdict"]
+            if verdict is not None:
+                stat["passed" if verdict == "pass" else "failed"] += 1
+            continue
+        stat["errors" if read.error is not None else "malformed"] += 1
+        stat["last_error"] = read.error or read.problem
+        stat["last_error_trace"], stat["last_error_span"] = ev.trace_id, ev.span_id
+    out.events_cursor, out.events_read, out.events_more = batch.cursor, batch.rows, batch.more
+
+
 def run_cycle(an: Analytics, req: Request) -> Outcome:
     """One cycle (see the module docstring); reads only, returns what to write."""
-    out = Outcome(cursor=req.cursor)
+    out = Outcome(cursor=req.cursor, events_cursor=req.events_cursor)
     cycle = _Cycle(an, req, out)
     if req.retries:
         run_retries(cycle)
@@ -488,4 +527,5 @@ def run_cycle(an: Analytics, req: Request) -> Outcome:
         run_rules(cycle, traces)
         out.handled, out.skipped, out.backlog = len(traces), skipped, backlog
         out.cursor = traces[-1].cursor if traces else cursor
+    read_app_results(an, req, out)
     return out

@@ -1,20 +1,22 @@
-"""The evaluation watch: online rules (evaluators.online) as a background job of the roles that
-serve the API (all, api).
+"""The evaluation watch: online rules (evaluators.online) and the app's own evaluation events
+(evaluators.external) as a background job of the roles that serve the API (all, api).
 
 Every SPANLAKE_EVAL_INTERVAL seconds (default 15; 0: off) one cycle (at most
-SPANLAKE_EVAL_BATCH complete traces, default 500; while more wait, the next cycle follows at
-once) runs in a child process
+SPANLAKE_EVAL_BATCH complete traces, default 500, and 5,000 spans or log records carrying
+evaluation events; while more wait, the next cycle follows at once) runs in a child process
 of its own at low priority (a one-worker server.query_workers.QueryPool, nice 19: ingest and
-the API's reads come first, and a slow judge never holds a query worker). The child finds
-the complete traces after the cursor, evaluates and returns what to write; this process then
+the API's reads come first, and a slow judge never holds a query worker). It runs with or
+without rules: the app's events need none. The child finds the complete traces after the
+cursor and the events after the events cursor, evaluates and returns what to write; this
+process then
 
 1. appends the label events and the dataset events to its write-ahead log (durable when the
    append returns, like POST /api/v1/labels),
 2. commits the webhook notifications to the outbox `<data-dir>/evaluators/outbox/`
    (delivered by server.alerts' workers: signed Standard Webhooks, retries with backoff),
-3. saves the retry list (retry.json), then the cursor (cursor.json), then status.json.
+3. saves the retry list (retry.json), then both cursors (cursor.json), then status.json.
 
-A crash anywhere before 3 redoes the cycle from the old cursor: labels and dataset events have
+A crash anywhere before 3 redoes the cycle from the old cursors: labels and dataset events have
 deterministic ids (the lake keeps one of each), a webhook is re-sent with the same id. The
 horizon never passes the oldest WAL segment still waiting for the flusher, so a trace is never
 judged complete before its last spans are in the lake. A failed cycle (the child killed, the
@@ -37,6 +39,8 @@ import orjson
 
 from spanlake.analytics.budgets.definition import Destination
 from spanlake.collector.wal import CLOSED_SUFFIX, KIND_DATASETS, KIND_LABELS, OPEN_SUFFIX, Record
+from spanlake.evaluators.external import DEFAULT_BATCH as DEFAULT_EVENTS_BATCH
+from spanlake.evaluators.external import EventCursor
 from spanlake.evaluators.online import DEFAULT_BATCH, Cursor, Outcome, Request, run_cycle
 from spanlake.server.alerts.deliver import Deliverer
 from spanlake.server.alerts.store import AlertStore, Delivery
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 
 INTERVAL_ENV = "SPANLAKE_EVAL_INTERVAL"
 BATCH_ENV = "SPANLAKE_EVAL_BATCH"  # complete traces per cycle (default evaluators.online.DEFAULT_BATCH)
+# spans and log records with the app's evaluation events per cycle (default evaluators.external.DEFAULT_BATCH)
+EVENTS_BATCH_ENV = "SPANLAKE_EVAL_EVENTS_BATCH"
 DEFAULT_INTERVAL_S = 15.0
 NICENESS = 19  # the lowest, like the query workers: ingest, the flusher and the API come first
 MAX_RETRY_ENTRIES = 100_000  # beyond this the oldest entries are given up (recorded as failed)
@@ -68,14 +74,15 @@ def interval_from_env() -> float:
     return seconds_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_S)
 
 
-def batch_from_env() -> int:
-    """SPANLAKE_EVAL_BATCH: complete traces handled per cycle; a bad value is logged and the default used."""
-    raw = os.environ.get(BATCH_ENV, "").strip()
+def batch_from_env(name: str = BATCH_ENV, default: int = DEFAULT_BATCH) -> int:
+    """SPANLAKE_EVAL_BATCH (complete traces handled per cycle), or another whole number above 0
+    from the environment; a bad value is logged and the default used."""
+    raw = os.environ.get(name, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
     if raw:
-        log.warning("%s=%r is not a whole number above 0; using %s", BATCH_ENV, raw, DEFAULT_BATCH)
-    return DEFAULT_BATCH
+        log.warning("%s=%r is not a whole number above 0; using %s", name, raw, default)
+    return default
 
 
 def _loads(raw: bytes) -> dict[str, Any]:
@@ -130,6 +137,7 @@ class EvaluationWatch:
         self.data_dir, self.evaluators, self.append = data_dir, evaluators, append
         self.interval_s, self.traces_endpoint, self.wal_dir = interval_s, traces_endpoint, wal_dir
         self.batch = batch or batch_from_env()
+        self.events_batch = batch_from_env(EVENTS_BATCH_ENV, DEFAULT_EVENTS_BATCH)
         root = data_dir.root
         self.cursor_file, self.retry_file, self.status_file = (
             state_file(root, n) for n in ("cursor", "retry", "status")
@@ -175,24 +183,24 @@ class EvaluationWatch:
         except ValueError:
             return {}
 
-    async def run_once(self, now: datetime | None = None) -> Outcome | None:
-        """One cycle (None when there is nothing to do: no rule, no retry due)."""
+    async def run_once(self, now: datetime | None = None) -> Outcome:
+        """One cycle: the rules (when some are enabled), the retries due, and the app's own
+        evaluation events (always: they need no rule)."""
         now = now or datetime.now(UTC)
         started = time.monotonic()
         found, file_error = await asyncio.to_thread(self.evaluators.status)
         cursor_doc, retry_doc = await asyncio.to_thread(self._read_state)
         cursor = Cursor.from_dict(cursor_doc.get("cursor"))
+        events_cursor = EventCursor.from_dict(cursor_doc.get("events_cursor"))
         retries: dict[str, dict[str, Any]] = retry_doc.get("entries", {})
         due = [e for e in retries.values() if datetime.fromisoformat(e["next_at"]) <= now]
-        if not any(r.enabled for r in found.rules) and not due:
-            await asyncio.to_thread(self._save_status, now, started, None, cursor_doc, retries, file_error)
-            return None
         horizon = now - found.settings.quiet_period
         flushed = wal_horizon(self.wal_dir)
         if flushed is not None:
             horizon = min(horizon, flushed)
         req = Request(found=found, cursor=cursor, horizon=horizon, now=now, retries=due, batch=self.batch,
-                      data_dir=str(self.data_dir.root), traces_endpoint=self.traces_endpoint)  # fmt: skip
+                      data_dir=str(self.data_dir.root), traces_endpoint=self.traces_endpoint,
+                      events_cursor=events_cursor, events_batch=self.events_batch)  # fmt: skip
         out: Outcome = await self.pool.run(run_cycle, Local.ANALYTICS, req)
         await self._write(out, now)
         for lid in out.retry_drop:
@@ -200,7 +208,9 @@ class EvaluationWatch:
         retries |= out.retry_put
         _bound(retries)
         cursor_doc = {"cursor": out.cursor.to_dict(), "handled": int(cursor_doc.get("handled", 0)) + out.handled,
-                      "skipped": int(cursor_doc.get("skipped", 0)) + out.skipped}  # fmt: skip
+                      "skipped": int(cursor_doc.get("skipped", 0)) + out.skipped,
+                      "events_cursor": out.events_cursor.to_dict(),
+                      "events_read": int(cursor_doc.get("events_read", 0)) + out.events_read}  # fmt: skip
         await asyncio.to_thread(self._save, cursor_doc, retries)
         await asyncio.to_thread(self._save_status, now, started, out, cursor_doc, retries, file_error)
         self.cycles += 1
@@ -244,30 +254,34 @@ class EvaluationWatch:
         self,
         now: datetime,
         started: float,
-        out: Outcome | None,
+        out: Outcome,
         cursor_doc: dict[str, Any],
         retries: dict[str, dict[str, Any]],
         file_error: str | None,
     ) -> None:
         old = self.status()
         evaluators: dict[str, Any] = old.get("evaluators", {})
-        if out is not None:
-            for key, delta in out.stats.items():
-                merge_stats(evaluators, key, delta, now)
+        for key, delta in out.stats.items():
+            merge_stats(evaluators, key, delta, now)
         cursor = Cursor.from_dict(cursor_doc.get("cursor"))
         doc = {
             "at": now.isoformat(),
             "duration_s": round(time.monotonic() - started, 3),
             "interval_s": self.interval_s,
             "cursor": cursor.to_dict() | {"at": cursor.at.isoformat() if cursor.at else None},
-            "backlog": out.backlog if out is not None else old.get("backlog", 0),
+            "backlog": out.backlog,
             "handled": int(cursor_doc.get("handled", 0)),
             "skipped": int(cursor_doc.get("skipped", 0)),
             "retry": len(retries),
             "file_error": file_error,
             "cycle_error": None,
-            "rules": out.rule_errors if out is not None else old.get("rules", {}),
+            "rules": out.rule_errors,
             "evaluators": evaluators,
+            "events": {
+                "cursor": EventCursor.from_dict(cursor_doc.get("events_cursor")).to_dict(),
+                "read": int(cursor_doc.get("events_read", 0)),
+                "more": out.events_more,
+            },
         }
         self.status_file.write(doc)
 
@@ -283,7 +297,7 @@ class EvaluationWatch:
             try:
                 out = await self.run_once()
                 self.last_error = None
-                if out is not None and out.backlog > 0:  # more complete traces wait: catch up now
+                if out.backlog > 0 or out.events_more:  # more complete traces or events wait: catch up now
                     await asyncio.sleep(CATCH_UP_PAUSE_S)
                     continue
             except asyncio.CancelledError:
@@ -297,16 +311,19 @@ class EvaluationWatch:
 
 
 def merge_stats(into: dict[str, Any], key: str, delta: Mapping[str, Any], now: datetime) -> None:
-    """Add one cycle's counts of an evaluator version to the running totals (key `project/name@vN`)."""
-    k = f"{key}@v{delta['version']}"
+    """Add one cycle's counts of an evaluator version to the running totals (key `project/name@vN`;
+    the app's own evaluators, version None, keep their key `project/name@otel`)."""
+    k = key if delta["version"] is None else f"{key}@v{delta['version']}"
     cur = into.setdefault(k, {"version": delta["version"]})
-    for name in ("evaluated", "passed", "failed", "not_applicable", "errors", "transient", "timed"):
+    for name in ("evaluated", "passed", "failed", "not_applicable", "errors", "malformed", "transient", "timed"):
         cur[name] = int(cur.get(name, 0)) + int(delta.get(name, 0))
     for name in ("cost_usd", "latency_ms"):
         cur[name] = float(cur.get(name, 0.0)) + float(delta.get(name, 0.0))
     if delta.get("last_error"):
         cur |= {"last_error": delta["last_error"], "last_error_trace": delta.get("last_error_trace"),
                 "last_error_at": now.isoformat()}  # fmt: skip
+        if "last_error_span" in delta:
+            cur["last_error_span"] = delta["last_error_span"]
     cur["updated_at"] = now.isoformat()
 
 

@@ -2,7 +2,8 @@
 version, model or day.
 
 Which labels count (label events with source `judge`, author `<evaluator>@v<version>`,
-evaluators/result.py):
+evaluators/result.py, or `<name>@otel` for results the app sent: evaluator `<name>@otel`, no
+version, evaluators/external.py):
 
 - **Traces.** A label counts when its trace has a task (analytics.task_outcomes) that starts in
   the window and matches the filters, like the feedback report; labels set at most the clock
@@ -125,7 +126,7 @@ REPORT = Report(
         an, q.filters, q.group_by, bucket=q.bucket, evaluator=q.params["evaluator"], options=q.options
     ),
     dimensions=("evaluator", "evaluator_version", "prompt_version", "model", "task_name"),
-    params=(Param("evaluator", str, None, help="Only this evaluator: a name (every version) or name@vN"),),
+    params=(Param("evaluator", str, None, help="Only this evaluator: a name (every version), name@vN or name@otel"),),
     description="Current judge labels (one per evaluator version and target) on the traces whose task starts in "
     "the window; `pass_rate` = passed / (passed + failed); group by `day` for the trend.",
     shown_group_by=("evaluator", "evaluator_version"),

@@ -29,7 +29,6 @@ from spanlake.storage.trace_index import trace_hours
 from spanlake.storage.window import connect_window
 
 MARKER_PREFIXES = {"spanlake.policy.": "policy", "spanlake.fallback.": "fallback", "spanlake.escalation.": "escalation"}
-EVALUATION_EVENT = "gen_ai.evaluation.result"
 VALIDATION_ERRORS = "spanlake.validation.errors"
 RECENT = timedelta(days=2)  # without a hint, look here before reading the whole lake
 LOG_DAYS = 1  # log records are read from the days around the spans
@@ -232,29 +231,15 @@ def _num(v: Any) -> float | None:
 
 
 def validations(span: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The span's verdicts: spanlake's validation, and OTel `gen_ai.evaluation.result` events."""
-    out = []
-    if span["validation_passed"] is not None:
-        errors = loads(span["attributes"].get(VALIDATION_ERRORS))
-        if not isinstance(errors, list):
-            errors = [] if errors is None else [as_text(errors)]
-        name = span["validation_name"] or span["name"]
-        out.append({"span_id": span["span_id"], "name": name, "passed": span["validation_passed"], "errors": errors})
-    for e in span["events"] or []:
-        if e.get("name") != EVALUATION_EVENT:
-            continue
-        a = e.get("attributes") or {}
-        label = str(a.get("gen_ai.evaluation.score.label")).lower()
-        explanation = a.get("gen_ai.evaluation.explanation")
-        out.append(
-            {
-                "span_id": span["span_id"],
-                "name": a.get("gen_ai.evaluation.name") or "evaluation",
-                "passed": None if label not in ("pass", "fail") else label == "pass",
-                "errors": [as_text(explanation)] if explanation else [],
-            }
-        )
-    return out
+    """The span's validation verdict (`spanlake.validation.*`). OTel `gen_ai.evaluation.result`
+    events are not validations: they become judge labels (evaluators.external) and show as such."""
+    if span["validation_passed"] is None:
+        return []
+    errors = loads(span["attributes"].get(VALIDATION_ERRORS))
+    if not isinstance(errors, list):
+        errors = [] if errors is None else [as_text(errors)]
+    name = span["validation_name"] or span["name"]
+    return [{"span_id": span["span_id"], "name": name, "passed": span["validation_passed"], "errors": errors}]
 
 
 def markers(span: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -35,7 +35,8 @@ class TraceFilters:
     match when any span has `attr = value`; `text` is a case-insensitive substring of any
     span's name or content, or of any log record's body or attributes. `judge`: traces with
     a current judge label of that verdict (on the trace or any span): `fail`, `pass`, or
-    `EVALUATOR:fail` (`EVALUATOR` a name, every version, or `name@vN`) — see `parse_judge`.
+    `EVALUATOR:fail` (`EVALUATOR` a name, every version, or `name@vN`, or `name@otel` for results
+    the app sent) — see `parse_judge`.
     `dataset`: traces that are current members of that dataset of `project` (the trace or a
     span of it), e.g. `queue.<rule>`, where an evaluation rule sends traces for review."""
 

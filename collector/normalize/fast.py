@@ -53,7 +53,6 @@ from spanlake.collector.normalize.dialects import (
 from spanlake.collector.normalize.reference import (
     events_error_type,
     events_first_token_ms,
-    events_verdict,
     finish_reason_list,
     invocation_model,
     openinference_operation,
@@ -267,9 +266,7 @@ def normalize_row(
         outcome = outcome.lower()
         if outcome not in A.TASK_OUTCOMES:
             outcome = None
-    verdict = None if passed is None else as_bool(passed)
-    if verdict is None and events:
-        verdict = events_verdict(events)
+    verdict = None if passed is None else as_bool(passed)  # gen_ai.evaluation.result events: judge labels
 
     return (
         category,

@@ -20,8 +20,6 @@ from spanlake.collector.normalize.dialects import (
     CACHE_READ_TOKENS,
     CACHE_WRITE_1H_TOKENS,
     CACHE_WRITE_TOKENS,
-    EVALUATION_EVENT,
-    EVALUATION_LABEL,
     FINISH_REASON_SINGLE,
     FIRST_TOKEN_EVENTS,
     INPUT_EXCLUDES_CACHE_SCOPES,
@@ -103,7 +101,7 @@ def normalize_reference(
         "task_outcome": task_outcome(attrs),
         "task_outcome_reason": as_str(first(attrs, (A.TASK_OUTCOME_REASON,))),
         "validation_name": validation_name,
-        "validation_passed": validation_passed(attrs, events),
+        "validation_passed": validation_passed(attrs),
         "tool_name": tool,
         "reported_cost": next((v for k in REPORTED_COST if (v := as_float(attrs.get(k))) is not None), None),
         "cache_write_1h_tokens": cache_write_1h(first_int(attrs, CACHE_WRITE_1H_TOKENS), cache_write),
@@ -253,19 +251,10 @@ def task_name(attrs: dict[str, Any]) -> str | None:
     return as_str(v)
 
 
-def validation_passed(attrs: dict[str, Any], events: list[dict[str, Any]]) -> bool | None:
-    """`spanlake.validation.passed`, else the pass/fail labels of `gen_ai.evaluation.result` span events."""
-    v = as_bool(attrs.get(A.VALIDATION_PASSED))
-    if v is not None:
-        return v
-    return events_verdict(events)
-
-
-def events_verdict(events: list[dict[str, Any]]) -> bool | None:
-    """All `gen_ai.evaluation.result` events labelled pass (None when none says pass or fail)."""
-    labels = [str(e["attributes"].get(EVALUATION_LABEL)).lower() for e in events if e["name"] == EVALUATION_EVENT]
-    verdicts = [label == "pass" for label in labels if label in ("pass", "fail")]
-    return all(verdicts) if verdicts else None
+def validation_passed(attrs: dict[str, Any]) -> bool | None:
+    """`spanlake.validation.passed`. Not `gen_ai.evaluation.result` span events: those are judge
+    labels (evaluators.external), which never decide a task's outcome as a failed validation would."""
+    return as_bool(attrs.get(A.VALIDATION_PASSED))
 
 
 def task_outcome(attrs: dict[str, Any]) -> str | None:

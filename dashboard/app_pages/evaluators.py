@@ -94,9 +94,11 @@ s = by_key[key]
 st.query_params["evaluator"], st.query_params["version"] = s.name, str(s.version)
 st.session_state["_evaluators_link"] = (s.name, str(s.version))
 
-st.subheader(f"{esc(s.name)} v{s.version}")
+st.subheader(esc(evv.title(s)))
 facts = [s.kind or "not in evaluators.toml now", f"project {s.project}"]
-if not s.declared:
+if s.version is None:
+    facts.append("gen_ai.evaluation.result events: they never decide a task's outcome")
+elif not s.declared:
     facts.append("an older version, or an evaluator removed from the file")
 st.caption(esc(" · ".join(facts)))
 if s.description:

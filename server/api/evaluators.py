@@ -13,6 +13,7 @@
     DELETE /api/v1/evaluators/{name}?project=P               remove it (its labels stay)
     GET    /api/v1/evaluators/{name}/alignment?project=P     agreement with people (evaluators.alignment)
     GET    /api/v1/evaluators/{name}/disagreements?project=P the items where judge and people disagree
+                                                             ({name} may be NAME@otel: results the app sent)
 
 Reading needs a read key of the project, changing an admin key of it. Evaluators and rules live
 in `<data-dir>/evaluators.toml` (evaluators.evaluators_file: changed under a lock, comments
@@ -34,6 +35,7 @@ from spanlake.collector.errors import InvalidRequest
 from spanlake.evaluators.alignment import project_alignment, project_disagreements
 from spanlake.evaluators.definition import Evaluator, EvaluatorError, EvaluatorSet, Rule
 from spanlake.evaluators.evaluators_file import EvaluatorsFile
+from spanlake.evaluators.external import AUTHOR_SUFFIX, MAX_NAME, is_external
 from spanlake.evaluators.online import queue_dataset
 from spanlake.server.api.common import ApiContext, jsonable, parse_time, project_for, project_object
 from spanlake.server.api.problems import NotFound, responses
@@ -42,6 +44,12 @@ from spanlake.server.query_workers import Local
 
 MAX_BODY_BYTES = 256 * 1024
 ItemName = Annotated[str, Path(pattern=NAME.pattern, description="Letters, digits, '_', '.', ':', '-'; at most 100")]
+# an evaluator whose results are measured: a declared one, or the results the app sent (`<name>@otel`)
+JudgedName = Annotated[
+    str,
+    Path(pattern=f"{NAME.pattern}|^[^/]{{1,{MAX_NAME}}}{AUTHOR_SUFFIX}$",
+         description="A declared evaluator's name, or NAME@otel: the results your app sent under NAME"),
+]  # fmt: skip
 
 
 def evaluator_out(e: Evaluator, stats: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +77,24 @@ def evaluator_out(e: Evaluator, stats: dict[str, Any]) -> dict[str, Any]:
         "cost_usd": float(s.get("cost_usd", 0.0)),
         "mean_latency_ms": float(s.get("latency_ms", 0.0)) / timed if timed else None,
     }
+
+
+def external_out(stats: dict[str, Any], project: str | None) -> list[dict[str, Any]]:
+    """The results the app sent, per project and evaluator (`name@otel`): read, passed, failed,
+    errors the app reported (`error.type`), malformed events, the last problem."""
+    out = []
+    for key, s in sorted(stats.items()):
+        p, _, name = key.partition("/")
+        if not is_external(name) or project not in (None, p):
+            continue
+        out.append({
+            "project": p, "evaluator": name, "results": int(s.get("evaluated", 0)),
+            "passed": int(s.get("passed", 0)), "failed": int(s.get("failed", 0)), "errors": int(s.get("errors", 0)),
+            "malformed": int(s.get("malformed", 0)), "last_error": s.get("last_error"),
+            "last_error_trace": s.get("last_error_trace"), "last_error_span": s.get("last_error_span"),
+            "last_error_at": s.get("last_error_at"),
+        })  # fmt: skip
+    return out
 
 
 def rule_out(r: Rule, errors: dict[str, str]) -> dict[str, Any]:
@@ -173,6 +199,8 @@ def make_evaluators_router(ctx: ApiContext) -> APIRouter:
             "cycle_error": s.get("cycle_error"),
             "cycle_error_at": s.get("cycle_error_at"),
             "rules": rules,
+            "events": s.get("events") or {"cursor": None, "read": 0, "more": False},
+            "external": external_out(s.get("evaluators", {}), p),
         }
 
     @router.get("/evaluators/rules/{name}", responses=read_errors)
@@ -243,11 +271,15 @@ def make_evaluators_router(ctx: ApiContext) -> APIRouter:
         until: str | None,
     ) -> Any:  # fmt: skip
         p = one_project(principal, project)
-        found, _ = await current()
-        try:
-            found.get(p, name)
-        except KeyError:
-            raise NotFound(f"no evaluator {name!r} in project {p!r}") from None
+        if is_external(name):
+            if version is not None:
+                raise InvalidRequest(f"version: {name} holds results your app sent, which have no versions")
+        else:
+            found, _ = await current()
+            try:
+                found.get(p, name)
+            except KeyError:
+                raise NotFound(f"no evaluator {name!r} in project {p!r}") from None
         if version is not None and version < 1:
             raise InvalidRequest("version: a whole number from 1")
         now = datetime.now(UTC)
@@ -256,7 +288,7 @@ def make_evaluators_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/evaluators/{name}/alignment", responses=read_errors)
     async def alignment(
-        principal: Annotated[Principal | None, reader], name: ItemName, project: str | None = None,
+        principal: Annotated[Principal | None, reader], name: JudgedName, project: str | None = None,
         version: int | None = None, since: str | None = None, until: str | None = None,
     ) -> Any:  # fmt: skip
         """Agreement with people on the same items: confusion matrix, kappa, precision and recall on fail."""
@@ -264,7 +296,7 @@ def make_evaluators_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/evaluators/{name}/disagreements", responses=read_errors)
     async def disagreements(
-        principal: Annotated[Principal | None, reader], name: ItemName, project: str | None = None,
+        principal: Annotated[Principal | None, reader], name: JudgedName, project: str | None = None,
         version: int | None = None, since: str | None = None, until: str | None = None,
     ) -> Any:  # fmt: skip
         """The items where the evaluator and the current human label disagree."""

@@ -140,7 +140,7 @@ def _endpoint(report: Report, run: Callable[..., Any], reader: Any) -> Callable[
     free_text = {p.name for p in params if p.type is str and not p.choices}
 
     async def endpoint(principal: Any, common: Any, **values: Any) -> Any:
-        given = {k: (text(v, k) or "") if k in free_text else v for k, v in values.items()}
+        given = {k: text(v, k) if k in free_text else v for k, v in values.items()}  # None: not given
         return await run(report.name, principal, common, **given)
 
     keyword = inspect.Parameter.KEYWORD_ONLY

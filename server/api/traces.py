@@ -166,7 +166,10 @@ def make_traces_router(ctx: ApiContext) -> APIRouter:
         prompt_version: str | None = None,
         judge: Annotated[
             str | None,
-            Query(description="Traces with a current judge label: fail, pass, EVALUATOR:fail or EVALUATOR@vN:pass"),
+            Query(
+                description="Traces with a current judge label: fail, pass, EVALUATOR:fail or EVALUATOR@vN:pass "
+                "(NAME@otel:fail: results the app sent)"
+            ),
         ] = None,
         sort: Sort = "start_time",
         order: Literal["asc", "desc"] = "desc",

@@ -240,11 +240,13 @@ def evaluation(label: str) -> dict:
     return {"time_unix_nano": 2_000, "name": "gen_ai.evaluation.result", "attributes": attrs}
 
 
-def test_validation_passed_from_evaluation_events() -> None:
-    assert norm({}, [evaluation("pass")])["validation_passed"] is True
-    assert norm({}, [evaluation("pass"), evaluation("fail")])["validation_passed"] is False
-    assert norm({}, [evaluation("relevant")])["validation_passed"] is None  # not a pass/fail label
+def test_evaluation_events_are_no_validation() -> None:
+    # gen_ai.evaluation.result events become judge labels (evaluators.external), never a
+    # validation: a fail among them must not decide the task's outcome
+    assert norm({}, [evaluation("pass")])["validation_passed"] is None
+    assert norm({}, [evaluation("pass"), evaluation("fail")])["validation_passed"] is None
     assert norm({"spanlake.validation.passed": True}, [evaluation("fail")])["validation_passed"] is True
+    assert norm({"spanlake.validation.passed": False}, [evaluation("pass")])["validation_passed"] is False
 
 
 def test_policy_fallback_escalation_are_kept_as_attributes() -> None:

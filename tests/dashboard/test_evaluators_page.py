@@ -169,6 +169,39 @@ def test_results_from_labels_without_metadata_or_with_a_foreign_author() -> None
     ]  # "someone" names no evaluator version: not a result
 
 
+def test_results_the_app_sent_are_one_evaluator_without_versions() -> None:
+    t0 = datetime(2025, 6, 2, 10, tzinfo=UTC)
+    rows = [
+        {"project": "shop", "trace_id": "a" * 32, "span_id": "1" * 16, "author": "relevance@otel", "verdict": "fail",
+         "score": 0.25, "comment": "off topic", "created_at": t0,
+         "metadata": '{"evaluator": "relevance@otel", "label": "FAIL", "origin": "gen_ai.evaluation.result"}'},
+        {"project": "shop", "trace_id": "b" * 32, "span_id": "2" * 16, "author": "relevance@otel", "verdict": None,
+         "score": 1.0, "comment": None, "created_at": t0, "metadata": '{"label": "relevant"}'},
+        {"project": "shop", "trace_id": "c" * 32, "span_id": None, "author": "tone@v2", "verdict": "pass",
+         "created_at": t0, "metadata": "{}"},
+    ]  # fmt: skip
+    found = evv.results(rows)
+    assert found.select("evaluator", "version", "verdict", "label").to_dicts() == [
+        {"evaluator": "tone", "version": 2, "verdict": "pass", "label": None},
+        {"evaluator": "relevance@otel", "version": None, "verdict": None, "label": "relevant"},
+        {"evaluator": "relevance@otel", "version": None, "verdict": "fail", "label": "FAIL"},
+    ]
+    (app, ours) = evv.summaries([], found)
+    assert (app.name, app.version, app.kind, app.results, app.passed, app.failed) == (
+        "relevance@otel", None, evv.APP_KIND, 2, 0, 1,
+    )  # fmt: skip
+    assert (app.key, evv.title(app), ours.key, evv.title(ours)) == (
+        "shop/relevance@otel", "relevance@otel", "shop/tone@v2", "tone v2",
+    )  # fmt: skip
+    assert evv.of_version(found, app).height == 2 and evv.of_version(found, ours).height == 1
+    assert evv.list_rows([app], {})[0]["evaluator"] == "relevance@otel"  # not "(not declared)"
+    shown = evv.on_trace(evv.of_version(found, app), {"1" * 16: "answer", "2" * 16: "retrieve"})
+    assert [(r["target"], r["evaluator"], r["verdict"]) for r in shown] == [
+        (f"span answer ({'1' * 16})", "relevance@otel", "fail"),
+        (f"span retrieve ({'2' * 16})", "relevance@otel", "relevant"),  # a label that is not pass/fail: as sent
+    ]
+
+
 def test_weeks_start_on_monday_utc() -> None:
     at = [datetime(2025, 6, 1, 23, tzinfo=UTC), datetime(2025, 6, 2, 0, 30, tzinfo=UTC),
           datetime(2025, 6, 8, 12, tzinfo=UTC)]  # fmt: skip

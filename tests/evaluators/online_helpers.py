@@ -3,15 +3,19 @@ exporter, and the lake's judge labels."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import Logger, LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from spanlake.evaluators.online import queue_dataset, sampled
@@ -64,6 +68,31 @@ def send_traces(http: str, n: int, task: str = "answer") -> list[str]:
             ids.append(format(span.get_span_context().trace_id, "032x"))
     provider.shutdown()  # flushes: every span acknowledged
     return ids
+
+
+@contextlib.contextmanager
+def otel_app(http: str, scope: str = "app.evals") -> Iterator[tuple[Tracer, Logger]]:
+    """A tracer and a logger exporting through the real OTLP/HTTP exporters to `http` (project
+    PROJECT); leaving the block flushes both (every span and record acknowledged)."""
+    resource = Resource.create({"service.name": "svc", "spanlake.project": PROJECT})
+    spans = TracerProvider(resource=resource)
+    spans.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{http}/v1/traces")))
+    logs = LoggerProvider(resource=resource)
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{http}/v1/logs")))
+    try:
+        yield spans.get_tracer(scope, "1.0"), logs.get_logger(scope, "1.0")
+    finally:
+        spans.shutdown()
+        logs.shutdown()
+
+
+def evaluation(name: str | None, **fields: Any) -> dict[str, Any]:
+    """The attributes of a `gen_ai.evaluation.result` event: `score` → score.value, `label` →
+    score.label, `explanation`, `error` → error.type (None: left out)."""
+    keys = {"score": "gen_ai.evaluation.score.value", "label": "gen_ai.evaluation.score.label",
+            "explanation": "gen_ai.evaluation.explanation", "error": "error.type"}  # fmt: skip
+    attrs = {keys[k]: v for k, v in fields.items()}
+    return attrs if name is None else {"gen_ai.evaluation.name": name, **attrs}
 
 
 def expected(rule: str, ids: list[str], rate: float) -> set[str]:

@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 
 from spanlake.demo.fake_openai import FakeOpenAI
-from spanlake.server.evaluation_watch import BATCH_ENV, INTERVAL_ENV, wal_horizon
+from spanlake.server.evaluation_watch import BATCH_ENV, EVENTS_BATCH_ENV, INTERVAL_ENV, wal_horizon
 from spanlake.storage.reader import Lake
 from tests.conftest import RunningCollector, start_collector
 from tests.evaluators.online_helpers import (
     PROJECT,
     TWO_CHECKS,
+    evaluation,
     expected,
     judge_labels,
+    otel_app,
     send_traces,
     status,
     wait_for,
@@ -65,6 +67,42 @@ def test_kill_9_in_the_middle_then_restart_loses_and_doubles_nothing(tmp_path: P
     pairs = sorted((r["trace_id"], r["author"]) for r in judge_labels(data))
     assert pairs == sorted([(t, "fast@v1") for t in want] + [(t, "slow@v1") for t in want])  # none lost, none doubled
     assert status(data)["evaluators"]["shop/fast@v1"]["evaluated"] >= len(want)
+
+
+def test_kill_9_while_reading_the_apps_evaluation_events_then_restart_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    write_evaluators(data, '[settings]\nquiet_period = "1s"\n')  # no rule: the app's events need none
+    env = {INTERVAL_ENV: "0.3", EVENTS_BATCH_ENV: "10"}  # ten spans a cycle: the kill lands mid-stream
+    node = Up(data, **env)
+    sent = set()
+    try:
+        node.wait_started()
+        with otel_app(node.address("OTLP/HTTP")) as (tracer, _):
+            for i in range(120):
+                verdict = "fail" if i % 3 == 0 else "pass"
+                with tracer.start_as_current_span("answer", attributes={"spanlake.task.name": "answer"}) as span:
+                    span.add_event("gen_ai.evaluation.result", evaluation("relevance", score=i / 100, label=verdict))
+                ctx = span.get_span_context()
+                sent.add((format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), verdict, i / 100))
+        wait_for(lambda: 10 <= status(data).get("events", {}).get("read", 0) < 120, 120, "some events, not all")
+        node.proc.send_signal(signal.SIGKILL)
+        node.wait_exit()
+        assert status(data)["events"]["read"] < 120
+    finally:
+        node.stop()
+    again = Up(data, **env)
+    try:
+        again.wait_started()
+        wait_for(lambda: status(data).get("events", {}).get("read") == 120, 180, "every event read")
+        assert status(data)["events"]["more"] is False
+    finally:
+        assert again.stop() == 0
+    sql = "SELECT trace_id, span_id, author, verdict, score FROM labels WHERE source = 'judge'"
+    rows = Lake(data).query(sql).to_pylist()
+    assert len(rows) == 120 and {r["author"] for r in rows} == {"relevance@otel"}  # none doubled
+    assert {(r["trace_id"], r["span_id"], r["verdict"], r["score"]) for r in rows} == sent  # none lost
 
 
 JUDGE = """
