@@ -42,7 +42,7 @@ ALL = "all"
 INDENT = chr(0xA0) * 3
 FLAG_COLORS = {ERROR: "#d63031", RETRY: "#e17055", CHECK_FAILED: "#d63031", CHECK_PASSED: "#00b894",
                DUPLICATE: "#b2bec3", ERROR_BELOW: "#fab1a0"}  # fmt: skip
-SHOWN = ["open", "span", "flags", "duration", "timeline", "tokens", "cost", "category", "model / tool"]
+SHOWN = ["open", "span", "category", "flags", "duration", "timeline", "tokens", "cost", "model / tool"]
 
 
 def _k(name: str) -> str:
@@ -59,7 +59,7 @@ def default_depth(tree: SpanTree) -> int | str:
     depth = max((d for d in rows if rows[d] <= OPEN_ROWS), default=0)
     while depth < deepest and rows[depth] < MIN_ROWS:
         depth += 1
-    return depth
+    return ALL if depth >= deepest else depth
 
 
 def _start(trace_id: str, tree: SpanTree) -> None:
@@ -213,7 +213,7 @@ def _column_config(tree: SpanTree, rows: Sequence[int]) -> dict[str, Any]:
         "span": st.column_config.TextColumn("span", width=210, pinned=True),
         "category": st.column_config.MultiselectColumn(
             "category", options=list(CATEGORIES), color=[CATEGORY_COLORS.get(c, "#636e72") for c in CATEGORIES],
-            width=80),
+            width=72),
         "timeline": st.column_config.ImageColumn("timeline", width=BAR_WIDTH + 10,
                                                  help="Each span on the trace's time axis, coloured by category"),
         "duration": st.column_config.TextColumn("duration", width=64),
@@ -221,7 +221,7 @@ def _column_config(tree: SpanTree, rows: Sequence[int]) -> dict[str, Any]:
                                               help="Σ: of the calls in the subtree, each counted once"),
         "cost": st.column_config.TextColumn("cost", width=70),
         "flags": st.column_config.MultiselectColumn(
-            "flags", options=list(FLAGS), color=[FLAG_COLORS[f] for f in FLAGS], width=100),
+            "flags", options=list(FLAGS), color=[FLAG_COLORS[f] for f in FLAGS], width=96),
         "model / tool": st.column_config.TextColumn("model / tool", width=110),
     }  # fmt: skip
 
@@ -269,7 +269,7 @@ def spans_tab(d: TraceDetail, judged: Sequence[Mapping[str, Any]]) -> None:
         + ("retry" if problems == 1 else "retries")
         + (" · the filter shows every match with its ancestors, all open" if view.filtering else "")
     )
-    left, right = st.columns([5, 3], gap="small")
+    left, right = st.columns([2, 1], gap="small")
     with left:
         _grid(tree, rows, view, d.duration_ms)
     i = tree.position.get(st.session_state.get(_k("selected")), 0)
