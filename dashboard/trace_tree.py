@@ -163,7 +163,8 @@ def _controls(tree: SpanTree) -> None:
         )
 
 
-def _frame(tree: SpanTree, rows: Sequence[int], view: TreeView, total_ms: float) -> pl.DataFrame:
+def grid_frame(tree: SpanTree, rows: Sequence[int], view: TreeView, total_ms: float) -> pl.DataFrame:
+    """The grid's rows: the columns shown (SHOWN) and the span's own tokens, cost and status."""
     cols: dict[str, list[Any]] = {c: [] for c in SHOWN}
     for c in ("input_tokens", "output_tokens", "cost_usd", "status_code"):
         cols[c] = []
@@ -234,7 +235,7 @@ def _grid(tree: SpanTree, rows: list[int], view: TreeView, total_ms: float) -> N
     # selection (row numbers) always refers to these rows
     key = f"{KEY}_grid_{st.session_state.get(_k('gen'), 0)}_{hash(tuple(rows)) & 0xFFFFFFFF:x}"
     event = st.dataframe(
-        _frame(tree, rows, view, total_ms),
+        grid_frame(tree, rows, view, total_ms),
         key=key,
         height=GRID_HEIGHT,
         hide_index=True,
@@ -250,14 +251,10 @@ def _grid(tree: SpanTree, rows: list[int], view: TreeView, total_ms: float) -> N
         st.session_state[_k("selected")] = tree.spans[rows[picked[0]]]["span_id"]
 
 
-def selected_span(d: TraceDetail) -> dict[str, Any]:
-    """The span selected in the tree (the root until one is picked)."""
-    wanted = st.session_state.get(_k("selected"))
-    return next((s for s in d.spans if s["span_id"] == wanted), d.spans[0])
-
-
+@st.fragment
 def spans_tab(d: TraceDetail, judged: Sequence[Mapping[str, Any]]) -> None:
-    """The tree, its controls and the selected span's detail (the root until one is picked)."""
+    """The tree, its controls and the selected span's detail (the root until one is picked).
+    A fragment: opening, closing, filtering and selecting rerun this tab only, not the page."""
     tree = SpanTree(d.spans)
     _start(d.trace_id, tree)
     _controls(tree)

@@ -16,7 +16,7 @@ from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, 
 from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import add_to_dataset, label_form, relevance_form, save_label, show_history
 from spanlake.dashboard.span_detail import judge_results
-from spanlake.dashboard.trace_tree import OPEN_ROWS, selected_span, spans_tab
+from spanlake.dashboard.trace_tree import OPEN_ROWS, spans_tab
 
 OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
 
@@ -125,13 +125,11 @@ with tabs[3]:
 
 with tabs[4]:
     raw = [{k: v for k, v in sp.items() if k not in ("messages", "logs", "depth")} for sp in d.spans]
-    if big:  # megabytes of JSON on every rerun: the selected span's row, and the whole trace on request
+    if big:  # megabytes of JSON on every rerun: the whole trace on request (the Spans tab shows each span)
         st.download_button("Download every span as JSON", lambda: json.dumps(raw, default=str, indent=1),
                            file_name=f"trace-{d.trace_id}.json", mime="application/json", on_click="ignore",
                            icon=":material/download:", key="trace_raw_download")  # fmt: skip
-        chosen = selected_span(d)
-        st.caption(esc(f"The raw row of the span selected in the Spans tab, {chosen['name']} ({chosen['span_id']})."))
-        st.json(raw[d.spans.index(chosen)], expanded=1)
+        st.caption(f"{len(raw):,} spans: each one's attributes, content, events and log records are in the Spans tab.")
     else:
         st.json(raw, expanded=1)
     if d.orphan_logs:

@@ -206,5 +206,4 @@ def test_a_2000_span_run_opens_to_its_turns(open_trace: Open) -> None:
     assert shown(at) == "Showing 174 of 2,011 spans · 2 in error · 1 retry"
     download = at.get("download_button")
     assert [d.proto.label for d in download] == ["Download every span as JSON"]  # not megabytes of JSON
-    raw = [j for j in at.json if '"span_id": "0000000000000002"' in j.proto.body]
-    assert len(raw) == 1  # the selected span's raw row (the root)
+    assert [len(j.proto.body) < 10_000 for j in at.json] == [True]  # the selected span's attributes only
