@@ -98,8 +98,12 @@ def chat(messages: Iterable[Mapping[str, Any]]) -> None:
                 st.code(pretty(call.get("arguments") or ""), language="json", wrap_lines=True)
 
 
+PICK = "pick"  # the timelines' point selection: a click picks a span (its `span_id`)
+
+
 def waterfall(spans: list[Mapping[str, Any]]) -> alt.Chart:
-    """A timeline of the spans (tree order top to bottom), coloured by category."""
+    """A timeline of the spans (tree order top to bottom), coloured by category; a click picks
+    a span (PICK)."""
     rows = []
     total = max((s["offset_ms"] + s["duration_ms"] for s in spans), default=1.0)
     min_width = max(total * 0.004, 0.001)  # so instant spans stay visible
@@ -115,6 +119,7 @@ def waterfall(spans: list[Mapping[str, Any]]) -> alt.Chart:
                 "status": s["status_code"],
                 "model": s.get("response_model") or s.get("request_model") or "",
                 "tokens": s.get("total_tokens") or 0,
+                "span_id": s["span_id"],
             }
         )
     order = [r["span"] for r in rows]
@@ -141,13 +146,15 @@ def waterfall(spans: list[Mapping[str, Any]]) -> alt.Chart:
             strokeWidth=alt.condition(alt.datum.status == "ERROR", alt.value(2), alt.value(0)),
             tooltip=["span:N", "category:N", "model:N", "tokens:Q", "duration_ms:Q", "status:N"],
         )
+        .add_params(alt.selection_point(name=PICK, fields=["span_id"]))
         .properties(height=alt.Step(24))
     )
 
 
 def lanes(spans: list[Mapping[str, Any]]) -> alt.Chart:
     """A timeline of a big trace in one lane per depth (children lie within their parent's
-    time, so a lane rarely overlaps itself), coloured by category, errors outlined."""
+    time, so a lane rarely overlaps itself), coloured by category, errors outlined; a click
+    picks a span (PICK)."""
     rows = []
     total = max((s["offset_ms"] + s["duration_ms"] for s in spans), default=1.0)
     min_width = max(total * 0.002, 0.001)
@@ -161,6 +168,7 @@ def lanes(spans: list[Mapping[str, Any]]) -> alt.Chart:
                 "duration_ms": round(s["duration_ms"], 3),
                 "category": s["category"],
                 "status": s["status_code"],
+                "span_id": s["span_id"],
             }
         )
     cats = sorted({r["category"] for r in rows})
@@ -182,6 +190,7 @@ def lanes(spans: list[Mapping[str, Any]]) -> alt.Chart:
             strokeWidth=alt.condition(alt.datum.status == "ERROR", alt.value(2), alt.value(0.5)),
             tooltip=["span:N", "category:N", "depth:O", "duration_ms:Q", "status:N"],
         )
+        .add_params(alt.selection_point(name=PICK, fields=["span_id"]))
         .properties(height=alt.Step(22) if depths > 3 else 80)
     )
 

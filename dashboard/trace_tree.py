@@ -18,7 +18,7 @@ import polars as pl
 import streamlit as st
 
 from spanlake.analytics.traces.detail import TraceDetail
-from spanlake.dashboard.components import BAR_WIDTH, CATEGORY_COLORS, fmt_cost, fmt_ms, timeline_bar
+from spanlake.dashboard.components import BAR_WIDTH, CATEGORY_COLORS, PICK, fmt_cost, fmt_ms, timeline_bar
 from spanlake.dashboard.span_detail import span_detail
 from spanlake.dashboard.span_tree import (
     CHECK_FAILED,
@@ -96,6 +96,15 @@ def _select(tree: SpanTree, i: int) -> None:
     st.session_state[_k("toggled")] = tree.reveal(i, view)
     st.session_state[_k("selected")] = tree.spans[i]["span_id"]
     st.session_state[_k("gen")] = st.session_state.get(_k("gen"), 0) + 1  # a new grid, this row selected
+
+
+def picked_on_timeline(d: TraceDetail, key: str) -> None:
+    """A bar of the timeline chart (`key`) was clicked: select its span in the tree."""
+    picked = st.session_state[key].selection.get(PICK) or []
+    wanted = picked[0].get("span_id") if picked else None
+    tree = SpanTree(d.spans)
+    if wanted in tree.position:
+        _select(tree, tree.position[wanted])
 
 
 def _next_error(tree: SpanTree) -> None:

@@ -5,6 +5,7 @@ their history, and "add to dataset"."""
 
 import json
 from datetime import datetime
+from functools import partial
 
 import polars as pl
 import streamlit as st
@@ -12,11 +13,11 @@ import streamlit as st
 from spanlake.dashboard import data
 from spanlake.dashboard import evaluator_view as evv
 from spanlake.dashboard.auth import may_see
-from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, lanes, waterfall
+from spanlake.dashboard.components import PICK, chat, esc, fmt_cost, fmt_int, fmt_ms, lanes, waterfall
 from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import add_to_dataset, label_form, relevance_form, save_label, show_history
 from spanlake.dashboard.span_detail import judge_results
-from spanlake.dashboard.trace_tree import OPEN_ROWS, spans_tab
+from spanlake.dashboard.trace_tree import OPEN_ROWS, picked_on_timeline, spans_tab
 
 OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
 
@@ -67,8 +68,9 @@ m[5].metric("Errors", s["errors"])
 st.subheader("Timeline")
 big = len(d.spans) > OPEN_ROWS
 if big:  # a bar per span would be thousands of pixels tall: a lane per depth, the tree below has the rows
-    st.caption("One lane per depth; the Spans tab has a row per span.")
-st.altair_chart(lanes(d.spans) if big else waterfall(d.spans), width="stretch")
+    st.caption("One lane per depth; the Spans tab has a row per span. Click a bar to select its span there.")
+st.altair_chart(lanes(d.spans) if big else waterfall(d.spans), width="stretch", key="trace_timeline",
+                on_select=partial(picked_on_timeline, d, "trace_timeline"), selection_mode=PICK)  # fmt: skip
 
 names = {sp["span_id"]: sp["name"] for sp in d.spans}
 judged = evv.on_trace(data.trace_judge_results(ctx.data_dir, d.trace_id, d.project), names)

@@ -1,9 +1,9 @@
 """The span tree of a 300-span agent run in a real browser: `spanlake dashboard` on a free
 loopback port over the lake of tests/dashboard/agent_trace.py, Debian's Chromium through
 Playwright. The grid is a canvas; its accessible rows (`aria-rowcount`, `aria-selected`) say
-what it shows. Clicking a turn's open/close button (the grid's ButtonColumn) opens and closes
-exactly its spans, a category pill filters, and "Next error" (button and Alt+E) selects the
-failed call, then the failing tool.
+what it shows. A click on the timeline's bar of the failing tool selects it; clicking a turn's
+open/close button (the grid's ButtonColumn) opens and closes exactly its spans, a category pill
+filters, and "Next error" (button and Alt+E) selects the failed call, then the failing tool.
 
 Screenshots go to the test's tmp dir; with SPANLAKE_UPDATE_SCREENSHOTS=1 to docs/img/ too.
 """
@@ -56,7 +56,9 @@ def rows_shown(page: object, n: int) -> None:
 
 def click_open(page: object, row: int) -> None:
     """Click the open/close button of the grid's row (0 is the first span)."""
-    box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()  # type: ignore[attr-defined]
+    grid = page.locator('[data-testid="stDataFrame"]').first  # type: ignore[attr-defined]
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + OPEN_COLUMN_PX, box["y"] + HEADER_PX + row * ROW_PX + ROW_PX / 2)  # type: ignore[attr-defined]
 
@@ -80,15 +82,24 @@ def test_open_close_filter_and_next_error(dashboard: str, browser: object, tmp_p
     page.wait_for_timeout(500)
     shot(page, "trace-tree.png", tmp_path)
 
+    # a click on the timeline's bar of the failing tool selects it, its turn opened (29 + 5 rows)
+    bar = page.locator('[data-testid="stVegaLiteChart"] svg g.mark-rect path[aria-label*="status: ERROR"]')
+    bar.filter(has=page.locator("xpath=self::*[contains(@aria-label, 'span: execute_tool get_order')]")).click()
+    page.get_by_text("Showing 34 of 300 spans").wait_for(timeout=WAIT_MS)
+    page.get_by_text(f"Status message: {FAILURE}").wait_for(timeout=WAIT_MS)
+    depth = page.locator('[data-testid="stButtonGroup"]').filter(has_text="Open to depth")
+    depth.get_by_text("1", exact=True).click()
+    rows_shown(page, 4)  # the task, the agent, the two final validations
+    depth.get_by_text("2", exact=True).click()
+    rows_shown(page, 29)  # a depth forgets what was opened by hand
+
     click_open(page, 4)  # turn 3 (rows: task, agent, turn 1, turn 2, turn 3): its chat and research
     page.get_by_text("Showing 31 of 300 spans").wait_for(timeout=WAIT_MS)
     rows_shown(page, 31)
     click_open(page, 4)
     rows_shown(page, 29)
 
-    page.locator('[data-testid="stButtonGroup"]').filter(has_text="Open to depth").get_by_text(
-        "all", exact=True
-    ).click()
+    depth.get_by_text("all", exact=True).click()
     rows_shown(page, 300)
     click_open(page, 11)  # turn 3 again: after the task, the agent, turn 1 and its 3, turn 2 and its 4
     page.get_by_text("Showing 281 of 300 spans").wait_for(timeout=WAIT_MS)
