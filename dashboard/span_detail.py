@@ -61,7 +61,8 @@ def span_detail(
     if rollup is not None:
         totals = [f"{rollup.below:,} span{'s' if rollup.below > 1 else ''} below"]
         if rollup.calls:
-            totals += [f"{rollup.calls:,} calls", f"{rollup.input_tokens:,} / {rollup.output_tokens:,} tokens in / out"]
+            calls = f"{rollup.calls:,} call" + ("s" if rollup.calls > 1 else "")
+            totals += [calls, f"{rollup.input_tokens:,} / {rollup.output_tokens:,} tokens in / out"]
         totals += [f"cost {fmt_cost(rollup.cost_usd)}"] if rollup.cost_usd is not None else []
         totals += [f"{rollup.errors:,} in error"] if rollup.errors else []
         st.caption(esc("With its subtree: " + " · ".join(totals)))

@@ -35,7 +35,8 @@ from spanlake.dashboard.span_tree import (
 from spanlake.storage.schema import CATEGORIES
 
 KEY = "trace_tree"
-GRID_HEIGHT = 560  # px: about 15 rows; the detail beside it is as tall
+GRID_HEIGHT = 560  # px: about 17 rows (at most); the detail beside it is as tall
+ROW_PX = 30
 OPEN_ROWS = 60  # a trace opens to the deepest depth that shows at most this many rows,
 MIN_ROWS = 10  # and deeper while it shows fewer than this
 ALL = "all"
@@ -134,10 +135,13 @@ def _depth_changed() -> None:
 def _controls(tree: SpanTree) -> None:
     present = [c for c in CATEGORIES if any(s["category"] == c for s in tree.spans)]
     counts = {c: sum(1 for s in tree.spans if s["category"] == c) for c in present}
+    depths = [*range(tree.max_depth()), ALL]
+    if st.session_state.get(_k("depth")) not in depths:  # the trace grew or shrank since (spans still arriving)
+        st.session_state[_k("depth")] = default_depth(tree)
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.segmented_control(
             "Open to depth",
-            [*range(tree.max_depth()), ALL],
+            depths,
             key=_k("depth"),
             required=True,
             on_change=_depth_changed,
@@ -193,7 +197,8 @@ def grid_frame(tree: SpanTree, rows: Sequence[int], view: TreeView, total_ms: fl
             timeline_bar(s["offset_ms"], s["duration_ms"], total_ms, s["category"], s["status_code"] == "ERROR")
         )
         cols["duration"].append(fmt_ms(s["duration_ms"]))
-        cols["tokens"].append(_tokens(r, parent))
+        counted = parent or s["input_tokens"] is not None or s["output_tokens"] is not None
+        cols["tokens"].append(_tokens(r, parent) if counted else "")  # a call that reported none (refused)
         cols["cost"].append(_cost(r, parent))
         cols["flags"].append(tree.flags[i])
         cols["model / tool"].append(tree.subject(i))
@@ -246,14 +251,14 @@ def _grid(tree: SpanTree, rows: list[int], view: TreeView, total_ms: float) -> N
     event = st.dataframe(
         grid_frame(tree, rows, view, total_ms),
         key=key,
-        height=GRID_HEIGHT,
+        height=min(GRID_HEIGHT, ROW_PX * (len(rows) + 1) + 3),  # a small trace: no empty rows
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
         selection_default={"selection": {"rows": [where[selected]] if selected in where else []}},
         column_order=SHOWN,
         column_config=_column_config(tree, rows),
-        row_height=30,
+        row_height=ROW_PX,
     )
     picked = event.selection.rows if event is not None else []
     if picked and 0 <= picked[0] < len(rows):

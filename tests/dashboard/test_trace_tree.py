@@ -169,6 +169,8 @@ def test_search_and_problems_only(open_trace: Open) -> None:
     assert names(at) == ["support_agent", "invoke_agent support", "turn 9", "chat gpt-4o", "chat gpt-4o", "turn 14",
                          "execute_tool get_order"]  # fmt: skip
     assert [list(f) for f in grid(at).value["flags"]][3:5] == [["error"], ["retry"]]
+    # the refused attempt reported no tokens; the retry 1,200 + 400 x 9 in, 60 + 5 x (9 % 4) out
+    assert list(grid(at).value["tokens"])[3:5] == ["", "4,800 → 65"]
 
 
 def test_next_error_selects_the_failed_call_then_the_failing_tool(open_trace: Open, run: Built) -> None:

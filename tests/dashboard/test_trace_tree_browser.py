@@ -3,7 +3,8 @@ loopback port over the lake of tests/dashboard/agent_trace.py, Debian's Chromium
 Playwright. The grid is a canvas; its accessible rows (`aria-rowcount`, `aria-selected`) say
 what it shows. A click on the timeline's bar of the failing tool selects it; clicking a turn's
 open/close button (the grid's ButtonColumn) opens and closes exactly its spans, a category pill
-filters, and "Next error" (button and Alt+E) selects the failed call, then the failing tool.
+filters, and "Next error" (button and Alt+E) selects the failed call, then the failing tool,
+which stays selected when only the problems show.
 
 Screenshots go to the test's tmp dir; with SPANLAKE_UPDATE_SCREENSHOTS=1 to docs/img/ too.
 """
@@ -120,17 +121,17 @@ def test_open_close_filter_and_next_error(dashboard: str, browser: object, tmp_p
     page.keyboard.press("Alt+E")  # the next error, from the keyboard
     page.get_by_text(f"Status message: {FAILURE}").wait_for(timeout=WAIT_MS)
     assert "execute_tool get_order" in detail.inner_text()
+    assert "support_agent {0} invoke_agent support {0} turn 14 {0}".format(chr(0x203A)) in detail.inner_text()
     page.locator(IDLE).wait_for(state="attached", timeout=WAIT_MS)
-    # The grid selects its row: scroll the grid to it (rows render as they come into view).
-    box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + 300, box["y"] + 200)
+    # only the problems: the task, the agent, turn 9 with its failed chat and the retry, turn 14
+    # and its get_order, which stays selected (the 7th row, after the header)
+    page.get_by_text("Only errors, retries and failed checks").click()
+    rows_shown(page, 7)
     selected = page.locator(f'{GRID} [role="row"][aria-selected="true"]')
-    for _ in range(40):
-        if selected.count():
-            break
-        page.mouse.wheel(0, ROW_PX * 5)
-        page.wait_for_timeout(150)
-    assert "execute_tool get_order" in selected.first.inner_text()
+    selected.wait_for(state="attached", timeout=WAIT_MS)
+    assert selected.get_attribute("aria-rowindex") == "8"
+    assert "execute_tool get_order" in selected.inner_text()
+    page.locator('[data-testid="stTabs"]').first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
     shot(page, "trace-tree-error.png", tmp_path)
     assert not dialogs
