@@ -87,6 +87,10 @@ def test_an_agent_run_opens_one_row_per_turn(open_trace: Open) -> None:
     assert list(frame["open"].fillna("")) == [EXPANDED, EXPANDED, *(f"{CHEVRON} {n}" for n in PER_TURN), "", ""]
     assert sum(PER_TURN) + len(TOP) == 300
     assert at.segmented_control(key="trace_tree_depth").value == 2
+    # as the collector normalized them: 25 + 1 + 10 x 6 calls; 50 tools and 50 web_search; 20 + 50
+    # retrievals; the agent and 10 researchers; 25 turns; 5 + 2 validations (guardrail); the task
+    assert at.pills(key="trace_tree_categories").options == ["llm 86", "retrieval 70", "tool 100", "agent 11",
+                                                               "chain 25", "guardrail 7", "task 1"]  # fmt: skip
     flagged = {n: list(f) for n, f in zip(names(at), frame["flags"], strict=True) if len(f)}
     assert flagged == {"support_agent": ["error below"], "invoke_agent support": ["error below"],
                        "turn 9": ["error below"], "turn 14": ["error below"],
