@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -16,6 +17,8 @@ import streamlit as st
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&$:])")
 NONE = "-"
+ERROR_COLOR = "#d63031"
+BAR_WIDTH = 120  # px, a tree row's timeline bar (timeline_bar)
 ROLE_AVATARS = {"system": ":material/settings:", "tool": ":material/build:", "developer": ":material/code:"}
 CATEGORY_COLORS = {
     "task": "#6c5ce7",
@@ -26,7 +29,7 @@ CATEGORY_COLORS = {
     "tool": "#e17055",
     "agent": "#fdcb6e",
     "chain": "#b2bec3",
-    "guardrail": "#d63031",
+    "guardrail": "#a29bfe",
     "other": "#636e72",
 }
 
@@ -95,8 +98,12 @@ def chat(messages: Iterable[Mapping[str, Any]]) -> None:
                 st.code(pretty(call.get("arguments") or ""), language="json", wrap_lines=True)
 
 
+PICK = "pick"  # the timelines' point selection: a click picks a span (its `span_id`)
+
+
 def waterfall(spans: list[Mapping[str, Any]]) -> alt.Chart:
-    """A timeline of the spans (tree order top to bottom), coloured by category."""
+    """A timeline of the spans (tree order top to bottom), coloured by category; a click picks
+    a span (PICK)."""
     rows = []
     total = max((s["offset_ms"] + s["duration_ms"] for s in spans), default=1.0)
     min_width = max(total * 0.004, 0.001)  # so instant spans stay visible
@@ -112,6 +119,7 @@ def waterfall(spans: list[Mapping[str, Any]]) -> alt.Chart:
                 "status": s["status_code"],
                 "model": s.get("response_model") or s.get("request_model") or "",
                 "tokens": s.get("total_tokens") or 0,
+                "span_id": s["span_id"],
             }
         )
     order = [r["span"] for r in rows]
@@ -138,8 +146,69 @@ def waterfall(spans: list[Mapping[str, Any]]) -> alt.Chart:
             strokeWidth=alt.condition(alt.datum.status == "ERROR", alt.value(2), alt.value(0)),
             tooltip=["span:N", "category:N", "model:N", "tokens:Q", "duration_ms:Q", "status:N"],
         )
+        .add_params(alt.selection_point(name=PICK, fields=["span_id"]))
         .properties(height=alt.Step(24))
     )
+
+
+def lanes(spans: list[Mapping[str, Any]]) -> alt.Chart:
+    """A timeline of a big trace in one lane per depth (children lie within their parent's
+    time, so a lane rarely overlaps itself), coloured by category, errors outlined; a click
+    picks a span (PICK)."""
+    rows = []
+    total = max((s["offset_ms"] + s["duration_ms"] for s in spans), default=1.0)
+    min_width = max(total * 0.002, 0.001)
+    for s in spans:
+        rows.append(
+            {
+                "depth": s["depth"],
+                "span": s["name"],
+                "start_ms": round(s["offset_ms"], 3),
+                "end_ms": round(s["offset_ms"] + max(s["duration_ms"], min_width), 3),
+                "duration_ms": round(s["duration_ms"], 3),
+                "category": s["category"],
+                "status": s["status_code"],
+                "span_id": s["span_id"],
+            }
+        )
+    cats = sorted({r["category"] for r in rows})
+    depths = max((r["depth"] for r in rows), default=0) + 1
+    # a frame, not inline values: Altair validates inline rows one by one (0.8 s for 2,000 spans)
+    return (
+        alt.Chart(pl.DataFrame(rows))
+        .mark_bar(cornerRadius=1)
+        .encode(
+            x=alt.X("start_ms:Q", title="ms since the trace started"),
+            x2="end_ms:Q",
+            y=alt.Y("depth:O", title="depth", scale=alt.Scale(paddingInner=0.2)),
+            color=alt.Color(
+                "category:N",
+                scale=alt.Scale(domain=cats, range=[CATEGORY_COLORS.get(c, "#636e72") for c in cats]),
+                legend=alt.Legend(orient="top", title=None),
+            ),
+            stroke=alt.condition(alt.datum.status == "ERROR", alt.value(ERROR_COLOR), alt.value("white")),
+            strokeWidth=alt.condition(alt.datum.status == "ERROR", alt.value(2), alt.value(0.5)),
+            tooltip=["span:N", "category:N", "depth:O", "duration_ms:Q", "status:N"],
+        )
+        .add_params(alt.selection_point(name=PICK, fields=["span_id"]))
+        .properties(height=alt.Step(22) if depths > 3 else 80)
+    )
+
+
+def timeline_bar(offset_ms: float, duration_ms: float, total_ms: float, category: str, error: bool) -> str:
+    """One span's place on the trace's time axis, as a small SVG image (a data URL) for a
+    tree row; made of numbers and colours only, never of span text."""
+    total = total_ms if total_ms > 0 else 1.0
+    w = max(min(duration_ms / total, 1.0) * BAR_WIDTH, 2.0)
+    x = min(max(offset_ms / total, 0.0) * BAR_WIDTH, BAR_WIDTH - w)
+    color = CATEGORY_COLORS.get(category, CATEGORY_COLORS["other"])
+    edge = f' stroke="{ERROR_COLOR}" stroke-width="2"' if error else ""
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{BAR_WIDTH}" height="16">'
+        f'<rect y="7.5" width="{BAR_WIDTH}" height="1" fill="#dfe6e9"/>'
+        f'<rect x="{x:.1f}" y="3" width="{w:.1f}" height="10" rx="2" fill="{color}"{edge}/></svg>'
+    )
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
 def trend_chart(df: pl.DataFrame, column: str, title: str, fmt: str = ",.0f") -> alt.Chart:

@@ -3,8 +3,9 @@ documents, validations, markers and the raw spans; the evaluators' results (judg
 the trace and on each span, apart from people's labels; labels (on the trace or a span) with
 their history, and "add to dataset"."""
 
+import json
 from datetime import datetime
-from typing import Any
+from functools import partial
 
 import polars as pl
 import streamlit as st
@@ -12,32 +13,13 @@ import streamlit as st
 from spanlake.dashboard import data
 from spanlake.dashboard import evaluator_view as evv
 from spanlake.dashboard.auth import may_see
-from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_int, fmt_ms, waterfall
+from spanlake.dashboard.components import PICK, chat, esc, fmt_cost, fmt_int, fmt_ms, lanes, waterfall
 from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import add_to_dataset, label_form, relevance_form, save_label, show_history
+from spanlake.dashboard.span_detail import judge_results
+from spanlake.dashboard.trace_tree import OPEN_ROWS, picked_on_timeline, spans_tab
 
 OUTCOME_COLORS = {"success": "green", "failure": "red", "unknown": "gray"}
-SPAN_COLUMNS = ["span", "category", "model", "input_tokens", "output_tokens", "duration_ms", "status_code", "cost_usd",
-                "counted"]  # fmt: skip
-
-
-def judge_results(rows: list[dict[str, Any]], key: str) -> None:
-    """Evaluator results: a line each (verdict, evaluator@version, score, failure mode, judge, cost,
-    latency) with the judge's reason as plain text."""
-    for n, r in enumerate(rows):
-        color = {"pass": "green", "fail": "red"}.get(r["verdict"], "gray")
-        facts = [r["target"]] if r["span_id"] is not None else []
-        facts += [f"score {r['score']:g}"] if r["score"] is not None else []
-        facts += [f"failure mode {r['failure_mode']}"] if r["failure_mode"] else []
-        facts += [f"judge {r['judge_model']}"] if r["judge_model"] else []
-        facts += [fmt_cost(r["cost_usd"])] if r["cost_usd"] is not None else []
-        facts += [fmt_ms(r["latency_ms"])] if r["latency_ms"] is not None else []
-        facts += ["decides the outcome"] if r["decides_outcome"] else []
-        with st.container(border=True, key=f"{key}_{n}"):
-            head = f":{color}-badge[{esc(r['verdict'] or 'scored')}] **{esc(r['evaluator'])}**"
-            st.markdown(head + (" · " + esc(" · ".join(facts)) if facts else ""))
-            if r["reason"]:
-                st.text(r["reason"])
 
 
 def hint(text: str | None) -> datetime | None:
@@ -84,7 +66,11 @@ m[4].metric("Cost", fmt_cost(s["cost_usd"], s["unpriced_calls"]))
 m[5].metric("Errors", s["errors"])
 
 st.subheader("Timeline")
-st.altair_chart(waterfall(d.spans), width="stretch")
+big = len(d.spans) > OPEN_ROWS
+if big:  # a bar per span would be thousands of pixels tall: a lane per depth, the tree below has the rows
+    st.caption("One lane per depth; the Spans tab has a row per span. Click a bar to select its span there.")
+st.altair_chart(lanes(d.spans) if big else waterfall(d.spans), width="stretch", key="trace_timeline",
+                on_select=partial(picked_on_timeline, d, "trace_timeline"), selection_mode=PICK)  # fmt: skip
 
 names = {sp["span_id"]: sp["name"] for sp in d.spans}
 judged = evv.on_trace(data.trace_judge_results(ctx.data_dir, d.trace_id, d.project), names)
@@ -98,7 +84,8 @@ if judged:
     )  # fmt: skip
     judge_results(on_the_trace, "trace_judge")
 
-tabs = st.tabs(["Conversation", "Spans", "Retrieved documents", "Validations & markers", "Raw"])
+tabs = st.tabs(["Conversation", "Spans", "Retrieved documents", "Validations & markers", "Raw"],
+               default="Spans" if big else None)  # fmt: skip
 with tabs[0]:
     if d.conversation:
         chat(d.conversation)
@@ -106,62 +93,7 @@ with tabs[0]:
         st.info("No messages recorded (content capture may be off).")
 
 with tabs[1]:
-    frame = pl.DataFrame(
-        [
-            {
-                "span": f"{chr(0xA0) * 3 * sp['depth']}{sp['name']}",
-                "category": sp["category"],
-                "model": sp["response_model"] or sp["request_model"],
-                "input_tokens": sp["input_tokens"],
-                "output_tokens": sp["output_tokens"],
-                "duration_ms": sp["duration_ms"],
-                "status_code": sp["status_code"],
-                "cost_usd": sp["cost_usd"],
-                # a second span of a call the client's own span counts (docs/instrumentations.md)
-                "counted": "duplicate" if sp["duplicate_of"] else "",
-            }
-            for sp in d.spans
-        ]
-    )
-    event = st.dataframe(
-        frame.select(SPAN_COLUMNS), hide_index=True, on_select="rerun", selection_mode="single-row", key="trace_spans"
-    )
-    picked = event.selection.rows[0] if event is not None and event.selection.rows else 0
-    sp = d.spans[picked]
-    st.subheader(esc(sp["name"]))
-    st.caption(esc(f"span {sp['span_id']} · parent {sp['parent_span_id'] or '-'} · {sp['kind']} · {sp['scope_name']}"))
-    c = st.columns(5)
-    c[0].metric("Model", sp["response_model"] or sp["request_model"] or "-")
-    c[1].metric("Tokens in / out", f"{fmt_int(sp['input_tokens'])} / {fmt_int(sp['output_tokens'])}")
-    c[2].metric("Latency", fmt_ms(sp["duration_ms"]))
-    c[3].metric("Status", sp["status_code"])
-    c[4].metric("Cost", fmt_cost(sp["cost_usd"], int(sp["unpriced"])))
-    if sp["duplicate_of"]:
-        st.caption(
-            esc(
-                f"Another span of the call that span {sp['duplicate_of']} (nearer the wire) describes: "
-                "that span counts; this one counts as no call, no tokens and no cost."
-            )
-        )
-    if sp["status_message"]:
-        st.text(f"Status message: {sp['status_message']}")
-    span_judged = [r for r in judged if r["span_id"] == sp["span_id"]]
-    if span_judged:
-        st.markdown("**Evaluator results on this span**")
-        judge_results(span_judged, "span_judge")
-    if sp["messages"]:
-        chat(sp["messages"])
-    st.markdown("**Attributes**")
-    st.json(sp["attributes"], expanded=1)
-    if sp["content"]:
-        st.markdown("**Content**")
-        st.json(sp["content"], expanded=1)
-    if sp["events"]:
-        st.markdown("**Events**")
-        st.json(sp["events"], expanded=1)
-    if sp["logs"]:
-        st.markdown("**Log records**")
-        st.json([{k: v for k, v in rec.items() if k != "time"} for rec in sp["logs"]], expanded=1)
+    spans_tab(d, judged)
 
 with tabs[2]:
     if d.documents:
@@ -195,7 +127,13 @@ with tabs[3]:
 
 with tabs[4]:
     raw = [{k: v for k, v in sp.items() if k not in ("messages", "logs", "depth")} for sp in d.spans]
-    st.json(raw, expanded=1)
+    if big:  # megabytes of JSON on every rerun: the whole trace on request (the Spans tab shows each span)
+        st.download_button("Download every span as JSON", lambda: json.dumps(raw, default=str, indent=1),
+                           file_name=f"trace-{d.trace_id}.json", mime="application/json", on_click="ignore",
+                           icon=":material/download:", key="trace_raw_download")  # fmt: skip
+        st.caption(f"{len(raw):,} spans: each one's attributes, content, events and log records are in the Spans tab.")
+    else:
+        st.json(raw, expanded=1)
     if d.orphan_logs:
         st.markdown("**Log records of spans not stored**")
         st.json(d.orphan_logs, expanded=1)
