@@ -129,12 +129,13 @@ def test_agent_app(lake: tuple[RunningCollector, dict[str, str]]) -> None:
     def names(trace_rows: list[dict[str, Any]]) -> list[str]:
         return [r["name"] for r in trace_rows if r["category"] != "task"]
 
+    # the fake model answers the tool's result with text (demo/fake_openai.py), so the loop ends there
     assert names(weather) == ["policy allowed_topics", "chat gpt-4o-mini", "execute_tool get_weather",
-                              "chat gpt-4o-mini", "policy repeated_tool_call", "chat gpt-4o-mini"]  # fmt: skip
+                              "chat gpt-4o-mini"]  # fmt: skip
     assert names(hello) == ["policy allowed_topics", "chat gpt-4o-mini"]
     assert names(homework) == ["policy allowed_topics"]
     decisions = [attr(r, "spanlake.policy.decision") for r in rows if r["name"].startswith("policy")]
-    assert decisions == ["allow", "block", "allow", "block"]
+    assert decisions == ["allow", "allow", "block"]
     (tool,) = (r for r in weather if r["category"] == "tool")
     assert (tool["tool_name"], attr(tool, "gen_ai.tool.call.id")) == ("get_weather", "call_fake_0")
     assert content(tool, "gen_ai.tool.call.arguments") == {"location": "Paris"}
