@@ -216,7 +216,9 @@ def test_bad_keys_from_an_address_do_not_lock_out_its_valid_keys(authed: Authed)
         assert http_export(c, body("x"), "slk_guess").status_code in (401, 429)
     assert http_export(c, body("good"), authed.keys.alpha_write).status_code == 200
     assert grpc_export(c, body("good-grpc"), authed.keys.alpha_write) == grpc.StatusCode.OK
-    r = httpx.get(f"{c.http}/api/v1/datasets", headers={"Authorization": f"Bearer {authed.keys.alpha_read}"})
+    # a first read starts the query workers: more than httpx's default 5 s on a loaded machine
+    auth = {"Authorization": f"Bearer {authed.keys.alpha_read}"}
+    r = httpx.get(f"{c.http}/api/v1/datasets", headers=auth, timeout=60)
     assert r.status_code == 200
     assert http_export(c, body("x"), "slk_guess").status_code == 429  # while the failing token still waits
     c.flush()
