@@ -109,16 +109,19 @@ _MODEL_SQL = f"""CASE WHEN substr({_NAMED}, 1, length(provider) + 1) = concat(pr
             THEN substr({_NAMED}, length(provider) + 2) ELSE {_NAMED} END"""
 
 
-def _llm_spans(where: str, source: str, start_ns: str) -> str:
+def _llm_spans(where: str, source: str, start_ns: str, rid: str | None = None) -> str:
     # `base`: the model without a date suffix (the join key); `n`: usage columns known; `bare`: a
-    # method-tracing framework's LLM span with no usage and no finish reason (a wrapper or helper).
+    # method-tracing framework's LLM span with no usage and no finish reason (a wrapper or helper);
+    # `rid`: the response id, when read with the spans.
+    inner, outer = (f", {rid} AS rid", ", rid") if rid else ("", "")
     return f"""SELECT project, trace_id, span_id, parent_span_id, model,
           regexp_replace(model, '{DATE_SUFFIX}', '') AS base, lo, hi, layer, n, by_method,
-          (by_method AND n = 0 AND no_finish) AS bare, ok
+          (by_method AND n = 0 AND no_finish) AS bare, ok{outer}
       FROM (
         SELECT project, trace_id, span_id, parent_span_id, {_MODEL_SQL} AS model,
           {start_ns} AS lo, {start_ns} + duration_ns AS hi, {LAYER_SQL} AS layer, {_USAGE_KNOWN} AS n,
-          {METHOD_SQL} AS by_method, finish_reasons IS NULL AS no_finish, coalesce(status_code, '') <> 'ERROR' AS ok
+          {METHOD_SQL} AS by_method, finish_reasons IS NULL AS no_finish,
+          coalesce(status_code, '') <> 'ERROR' AS ok{inner}
         FROM {source} WHERE ({where}) AND category = 'llm'
       ) AS layered WHERE layer IS NOT NULL"""
 
@@ -136,17 +139,60 @@ _SAME_CALL = f"""c.project = i.project AND c.trace_id = i.trace_id AND c.base = 
               AND (c.hi <= i.hi + {END_SLACK_NS} OR (i.by_method AND c.parent_span_id = i.parent_span_id)))))
         OR (c.layer = i.layer AND i.bare AND c.by_method AND (c.parent_span_id = i.span_id
               OR (i.ok AND c.parent_span_id = i.parent_span_id AND c.lo > i.lo))))"""
-# Orders the spans `i` may repeat: nearest the wire, then not bare, then earliest (a stream's own
-# later sibling before the next stream's), then lowest span id.
-_C_KEY = (
-    "concat(CAST(c.layer AS STRING), CASE WHEN c.bare THEN '1' ELSE '0' END, "
-    "lpad(CAST(c.lo AS STRING), 20, '0'), c.span_id) AS c_key"
-)
+# A candidate pair: `i`, the span `c` it may repeat (`c_parent`: '' for none: min_by skips NULLs),
+# `c_key` ordering the candidates (nearest the wire, then not bare, then earliest: a stream's own
+# later sibling before the next stream's, then lowest span id), and whether `c` is `i`'s child.
+_CAND = """i.project, i.trace_id, i.span_id, i.parent_span_id, i.n, i.layer, c.span_id AS c_span_id,
+        coalesce(c.parent_span_id, '') AS c_parent, c.n AS c_n, c.layer AS c_layer,
+        concat(CAST(c.layer AS STRING), CASE WHEN c.bare THEN '1' ELSE '0' END,
+          lpad(CAST(c.lo AS STRING), 20, '0'), c.span_id) AS c_key,
+        c.parent_span_id = i.span_id AS is_parent"""
 _SAME_RESPONSE = "(is_parent OR ri IS NULL OR rc IS NULL OR ri = rc)"
-# Orders a group's spans: the one that counts first (most usage known, nearest the wire, the anchor).
+# Per span that repeats another: its anchor (the first candidate) with the anchor's parent, usage and layer.
+_ANCHOR = """SELECT project, trace_id, span_id, any_value(parent_span_id) AS parent_span_id, any_value(n) AS n,
+        any_value(layer) AS layer, min_by(c_span_id, c_key) AS anchor, min_by(c_parent, c_key) AS a_parent,
+        min_by(c_n, c_key) AS a_n, min_by(c_layer, c_key) AS a_layer
+      FROM ({pairs}) AS k WHERE {same_response}
+      GROUP BY project, trace_id, span_id"""
+# Orders a group's spans: the one that counts first (most usage known, nearest the wire, the group's
+# root); its span id follows the first three characters.
 _WIN_KEY = (
     "concat(CAST(9 - n AS STRING), CAST(layer AS STRING), CASE WHEN span_id = root THEN '0' ELSE '1' END, span_id)"
 )
+
+
+def _counted(anchors: str) -> str:
+    """From the anchors (`anchors`: SQL of _ANCHOR's columns): each span of a group but the one that
+    counts, with that one's id. A chain of subqueries each reading the one before once, with
+    windows partitioned by project and trace, so a filter on those reaches the Parquet scans (the
+    `duplicate_calls` view) and the pairing joins run once.
+
+    The group's root is the anchor's anchor when the anchor has one (one step: a span's candidates
+    include what its candidates enclose or are parent of, so longer chains were not seen): each
+    anchor row asks, in the window of its anchor's id, the row of that id (if any) for its anchor."""
+    offer = "max(CASE WHEN v.offers THEN a.{col} END) OVER hop AS h_{col}"
+    hop = ", ".join(offer.format(col=c) for c in ("anchor", "a_parent", "a_n", "a_layer"))
+    root = "CASE WHEN h_anchor IS NULL THEN {col} ELSE h_{col} END"
+    roots = f"""SELECT project, trace_id, span_id, parent_span_id, n, layer, {root.format(col="anchor")} AS root,
+          nullif({root.format(col="a_parent")}, '') AS r_parent, {root.format(col="a_n")} AS r_n,
+          {root.format(col="a_layer")} AS r_layer
+        FROM (
+          SELECT a.*, v.offers, {hop} FROM ({anchors}) AS a CROSS JOIN (VALUES (true), (false)) AS v(offers)
+          WINDOW hop AS (PARTITION BY a.project, a.trace_id, CASE WHEN v.offers THEN a.span_id ELSE a.anchor END)
+        ) AS h WHERE NOT offers"""
+    member = "CASE WHEN v.is_root THEN r.{r} ELSE r.{col} END AS {col}"
+    members = f"""SELECT r.project, r.trace_id, r.root, {member.format(r="root", col="span_id")},
+          {member.format(r="r_parent", col="parent_span_id")}, {member.format(r="r_n", col="n")},
+          {member.format(r="r_layer", col="layer")}
+        FROM ({roots}) AS r CROSS JOIN (VALUES (true), (false)) AS v(is_root)"""
+    return f"""SELECT project, trace_id, span_id, any_value(parent_span_id) AS parent_span_id,
+        min(winner) AS duplicate_of
+      FROM (
+        SELECT m.*, substr(min({_WIN_KEY}) OVER (PARTITION BY project, trace_id, root), 4) AS winner
+        FROM ({members}) AS m
+      ) AS w
+      WHERE span_id <> winner
+      GROUP BY project, trace_id, span_id"""
 
 
 def duplicate_ctes(
@@ -168,14 +214,15 @@ def duplicate_ctes(
     span's start in ns and of its response id (the defaults are DuckDB's; analytics.spark passes
     Spark's).
     """
-    same_trace = "{b}.project = {a}.project AND {b}.trace_id = {a}.trace_id AND {b}.span_id = {a}.{col}"
+    same = "{b}.project = k.project AND {b}.trace_id = k.trace_id AND {b}.span_id = k.{col}"
+    pairs = f"""SELECT k.*, r_i.rid AS ri, r_c.rid AS rc FROM {name}_cand k
+        LEFT JOIN {name}_rid r_i ON {same.format(b="r_i", col="span_id")}
+        LEFT JOIN {name}_rid r_c ON {same.format(b="r_c", col="c_span_id")}"""
     return f"""{name}_llm AS (
       {_llm_spans(where, source, start_ns)}
     ),
     {name}_cand AS (
-      SELECT i.project, i.trace_id, i.span_id, c.span_id AS c_span_id, {_C_KEY},
-        c.parent_span_id = i.span_id AS is_parent
-      FROM {name}_llm i JOIN {name}_llm c ON {_SAME_CALL}
+      SELECT {_CAND} FROM {name}_llm i JOIN {name}_llm c ON {_SAME_CALL}
     ),
     {name}_rid AS (
       SELECT DISTINCT project, trace_id, span_id, {response_id} AS rid
@@ -184,45 +231,20 @@ def duplicate_ctes(
         UNION ALL SELECT c_span_id FROM {name}_cand WHERE NOT is_parent)
     ),
     {name}_anchor AS (
-      SELECT k.project, k.trace_id, k.span_id, min_by(k.c_span_id, k.c_key) AS anchor
-      FROM (
-        SELECT k.*, r_i.rid AS ri, r_c.rid AS rc FROM {name}_cand k
-        LEFT JOIN {name}_rid r_i ON {same_trace.format(a="k", b="r_i", col="span_id")}
-        LEFT JOIN {name}_rid r_c ON {same_trace.format(a="k", b="r_c", col="c_span_id")}
-      ) k
-      WHERE {_SAME_RESPONSE}
-      GROUP BY k.project, k.trace_id, k.span_id
-    ),
-    {name}_root AS (
-      SELECT a.project, a.trace_id, a.span_id, coalesce(a3.anchor, a2.anchor, a.anchor) AS root
-      FROM {name}_anchor a
-      LEFT JOIN {name}_anchor a2 ON {same_trace.format(a="a", b="a2", col="anchor")}
-      LEFT JOIN {name}_anchor a3 ON {same_trace.format(a="a2", b="a3", col="anchor")}
-    ),
-    {name}_member AS (
-      SELECT DISTINCT m.project, m.trace_id, m.span_id, m.root, l.parent_span_id, l.n, l.layer
-      FROM (SELECT project, trace_id, span_id, root FROM {name}_root
-            UNION ALL SELECT project, trace_id, root, root FROM {name}_root) m
-      JOIN {name}_llm l ON {same_trace.format(a="m", b="l", col="span_id")}
-    ),
-    {name}_winner AS (
-      SELECT project, trace_id, root, min_by(span_id, {_WIN_KEY}) AS winner
-      FROM {name}_member GROUP BY project, trace_id, root
+      {_ANCHOR.format(pairs=pairs, same_response=_SAME_RESPONSE)}
     ),
     {name} AS (
-      SELECT m.project, m.trace_id, m.span_id, any_value(m.parent_span_id) AS parent_span_id,
-        min(w.winner) AS duplicate_of
-      FROM {name}_member m JOIN {name}_winner w ON w.project = m.project AND w.trace_id = m.trace_id AND w.root = m.root
-      WHERE m.span_id <> w.winner
-      GROUP BY m.project, m.trace_id, m.span_id
+      {_counted(f"SELECT * FROM {name}_anchor")}
     )"""
 
 
 def duplicates_sql(source: str = "spans_raw") -> str:
     """The result of duplicate_ctes over all of `source`, as one query a filter on project and
-    trace id reaches (the `duplicate_calls` view: DuckDB pushes it into the CTEs, so a trace's
-    lookup reads that trace only)."""
-    return f"WITH {duplicate_ctes('dc', 'TRUE', source)}\n    SELECT * FROM dc"
+    trace id reaches (the `duplicate_calls` view: a trace's lookup reads that trace only).
+    Response ids are read with the LLM spans."""
+    llm = _llm_spans("TRUE", source, "epoch_ns(start_time)", f"attr_str(attributes, '{RESPONSE_ID_KEY}')")
+    pairs = f"""SELECT {_CAND}, i.rid AS ri, c.rid AS rc FROM ({llm}) AS i JOIN ({llm}) AS c ON {_SAME_CALL}"""
+    return _counted(_ANCHOR.format(pairs=pairs, same_response=_SAME_RESPONSE))
 
 
 def may_pair_sql(where: str, source: str = "spans_raw") -> str:
