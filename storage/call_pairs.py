@@ -88,9 +88,10 @@ DATE_SUFFIX = "-20[0-9]{2}-?[01][0-9]-?[0-3][0-9]$"
 # Stored starts are whole microseconds, ends start + the exact duration: a span that ends with
 # the one it encloses may look up to 1 µs early.
 END_SLACK_NS = 1000
-# A span nearer the wire starts as the outer span has just started (it is called inside it), so
-# a window's duplicates are found from the spans starting up to this long after the window's end
-# (a call that straddles an hour counts once in hourly rollups too).
+# The spans of one call start close together (an inner span as the outer one has just started,
+# or ended), so a window's duplicates are found from the spans starting up to this long after its
+# end and before its start: a call that straddles an hour counts once in hourly rollups too,
+# whichever of its spans counts (an outer span counting is read by the window of its inner one).
 PAIR_LOOKAHEAD = timedelta(minutes=5)
 
 

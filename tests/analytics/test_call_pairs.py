@@ -434,6 +434,9 @@ def test_layered_rollups_equal_raw(layered: Analytics) -> None:
 # 16. A LlamaIndex stream 10-20 ms 700/70, 30 cached, 7 reasoning; its later sibling, an
 #     OpenInference anthropic span 25-60 ms 700/70, and that span's child, the client's own 700/70,
 #     30 cached: one group through the anchor's anchor; the LlamaIndex span knows most: 1, 700, 70, 30.
+# 17. Root at 10:59:59.995; Pydantic AI's `chat` at 10:59:59.999 200/20, 80 cached; openai-v2's child
+#     at 11:00:00.0005 200/20: Pydantic AI's counts, in hour 10 (hour 11 reads it to know its child
+#     repeats it): 1, 200, 20, 80.
 #
 # Project `llama_only`: LlamaIndex `predict` over `chat` 100/10, one layer: pairing is not skipped; 1 call.
 
@@ -475,6 +478,7 @@ def build_frameworks(d: Path) -> None:
 
     snap, step = "acme-1-2025-01-01", {"openinference__span__kind": "CHAIN"}
     roots = [span(t, 1, at_ms=at(t), ms=1000, name=f"task {t}", **{TASK: f"t{t}"}) for t in range(1, 17)]
+    roots.append(span(17, 1, at_ms=H - 5, ms=400, name="task 17", **{TASK: "t17"}))
     by_scope: dict[str, list[Span]] = {
         AGENTS: [
             span(1, 2, 1, at_ms=at(1) + 10, ms=500, name="response", **usage(snap, 100, 10, 40, 4, answered=snap)),
@@ -482,7 +486,8 @@ def build_frameworks(d: Path) -> None:
             span(13, 2, 1, at_ms=at(13) + 10, ms=500, name="response", **usage(snap, 100, 10)),
         ],
         PYDANTIC: [
-            span(3, 2, 1, at_ms=at(3) + 10, ms=500, name="chat acme-1", **usage("acme-1", 200, 20, 80, 8, rid="c3"))
+            span(3, 2, 1, at_ms=at(3) + 10, ms=500, name="chat acme-1", **usage("acme-1", 200, 20, 80, 8, rid="c3")),
+            span(17, 2, 1, at_ms=H - 1, ms=300, name="chat acme-1", **usage("acme-1", 200, 20, 80, rid="c17")),
         ],
         LITELLM: [
             span(4, 2, 1, at_ms=at(4) + 10, ms=500, name="completion", **usage("acme/acme-1", 300, 30)),
@@ -523,7 +528,10 @@ def build_frameworks(d: Path) -> None:
             span(14, 3, 2, at_ms=at(14) + 20, ms=400, name="ChatCompletion", **usage("acme-1", 100, 10)),
             span(15, 5, 2, at_ms=at(15) + 22, ms=38, name="ChatCompletion", **usage("acme-1", 500, 50)),
         ],
-        OAI_V2: [span(3, 3, 2, at_ms=at(3) + 20, ms=400, name="chat acme-1", **usage("acme-1", 200, 20, rid="c3"))],
+        OAI_V2: [
+            span(3, 3, 2, at_ms=at(3) + 20, ms=400, name="chat acme-1", **usage("acme-1", 200, 20, rid="c3")),
+            span(17, 3, 2, at_ms=H + 0.5, ms=290, name="chat acme-1", **usage("acme-1", 200, 20, rid="c17")),
+        ],
         OI: [span(16, 3, 1, at_ms=at(16) + 25, ms=35, name="messages.stream", **usage("acme-1", 700, 70))],
         CLIENT: [span(16, 4, 3, at_ms=at(16) + 26, ms=33, name="messages.create", **usage("acme-1", 700, 70, 30))],
     }
@@ -543,10 +551,11 @@ def build_frameworks(d: Path) -> None:
 FRAMEWORK_COUNTED = {1: (1, 100, 10, 40), 2: (1, 100, 10, 40), 3: (1, 200, 20, 80), 4: (1, 300, 30, 0),
                      5: (2, 900, 90, 0), 6: (2, 1300, 130, 0), 7: (2, 250, 25, 0), 8: (1, 800, 80, 0),
                      9: (1, 900, 90, 0), 10: (2, 250, 25, 0), 11: (2, 350, 35, 0), 12: (2, 900, 90, 0),
-                     13: (2, 200, 20, 0), 14: (2, 200, 20, 0), 15: (1, 500, 50, 0), 16: (1, 700, 70, 30)}  # fmt: skip
+                     13: (2, 200, 20, 0), 14: (2, 200, 20, 0), 15: (1, 500, 50, 0), 16: (1, 700, 70, 30),
+                     17: (1, 200, 20, 80)}  # fmt: skip
 # (trace, span) of each duplicate → the span that counts
 FRAMEWORK_DUPLICATES = {(1, 2): 3, (2, 3): 2, (3, 3): 2, (4, 2): 3, (5, 2): 3, (5, 4): 5, (8, 2): 3, (9, 3): 4,
-                        (15, 3): 5, (15, 4): 5, (16, 3): 2, (16, 4): 2}  # fmt: skip
+                        (15, 3): 5, (15, 4): 5, (16, 3): 2, (16, 4): 2, (17, 3): 2}  # fmt: skip
 
 
 def cached_cost(inp: int, out: int, cached: int) -> float:
@@ -587,14 +596,19 @@ def test_frameworks_count_each_call_once_with_the_most_complete_numbers(framewor
             want = sid_hex(FRAMEWORK_DUPLICATES[key]) if key in FRAMEWORK_DUPLICATES else None
             assert sp["duplicate_of"] == want, key
     (totals,) = call_totals(frameworks, Filters(project="default")).to_dicts()
-    # billable calls: the 24 counted but trace 10's failed call and trace 11's stream without usage
+    # billable calls: the 25 counted but trace 10's failed call and trace 11's stream without usage
     assert (totals["calls"], totals["input_tokens"], totals["output_tokens"], totals["cache_read_tokens"]) == (
-        22,
-        7950,
-        795,
-        40 + 40 + 80 + 30,
+        23,
+        8150,
+        815,
+        40 + 40 + 80 + 30 + 80,
     )
-    assert totals["cost_usd"] == pytest.approx(cached_cost(7950, 795, 190), rel=1e-12)
+    assert totals["cost_usd"] == pytest.approx(cached_cost(8150, 815, 270), rel=1e-12)
+    # Hour 11 alone: only trace 17's openai-v2 span starts there, and it repeats Pydantic AI's (hour 10)
+    (h11,) = call_totals(frameworks, Filters(project="default", since=T0 + timedelta(hours=1))).to_dicts()
+    assert (h11["calls"], h11["input_tokens"]) == (0, 0)
+    (h10,) = call_totals(frameworks, Filters(project="default", until=T0 + timedelta(hours=1))).to_dicts()
+    assert (h10["calls"], h10["input_tokens"], h10["cache_read_tokens"]) == (23, 8150, 270)
 
 
 def test_method_tracing_framework_alone_is_paired(frameworks: Analytics) -> None:
@@ -608,10 +622,19 @@ def test_method_tracing_framework_alone_is_paired(frameworks: Analytics) -> None
 
 
 def test_framework_rollups_equal_raw(frameworks: Analytics) -> None:
-    rollups.run(frameworks)
-    f = Filters(project="default", since=T0, until=T0 + timedelta(hours=1))
-    for name, group in (("cost", ["model"]), ("cost", []), ("tasks", []), ("latency", ["model"])):
-        rolled, source = run_report(frameworks, name, f, group, source="rollups")
-        raw, _ = run_report(frameworks, name, f, group, source="raw")
-        assert source == "rollups"
-        agree(rolled, raw, [c for c in rolled.columns if c in ("level", *group)])
+    """Hourly rollups count trace 17's call once, in hour 10, though Pydantic AI's span that counts
+    starts there and openai-v2's in hour 11."""
+    assert rollups.run(frameworks).hours_seen == 2
+    h10, h11 = (T0, T0 + timedelta(hours=1)), (T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    for since, until in (h10, h11, (T0, T0 + timedelta(hours=2))):
+        f = Filters(project="default", since=since, until=until)
+        for name, group in (("cost", ["model"]), ("cost", []), ("latency", ["model"])):
+            rolled, source = run_report(frameworks, name, f, group, source="rollups")
+            raw, _ = run_report(frameworks, name, f, group, source="raw")
+            assert source == "rollups"
+            if name == "cost":  # hour 11: no task starts, so the rollup has no task columns
+                raw = raw.select(rolled.columns)
+            agree(rolled, raw, [c for c in rolled.columns if c in ("level", *group)])
+    both = Filters(project="default", since=T0, until=T0 + timedelta(hours=2))
+    (c,) = run_report(frameworks, "cost", both, source="rollups")[0].to_dicts()
+    assert (c["calls"], c["input_tokens"], c["cache_read_tokens"]) == (23, 8150, 270)
