@@ -324,8 +324,9 @@ def pair_where(src: SpanSource, p: Params) -> str:
 
 def pairing_needed(con: duckdb.DuckDBPyConnection, src: SpanSource, seen: dict[str, bool] | None = None) -> bool:
     """Whether the source's window holds LLM spans of two layers of one call (storage.call_pairs:
-    a client's own span, an instrumentation's, a framework's; otherwise no span can be a
-    duplicate, and span_ctes skips the pairing joins). `seen` remembers the answers given
+    a client's own span, an instrumentation's, a framework's) or of a framework that traces
+    methods (LlamaIndex: its wrappers repeat its calls); otherwise no span can be a duplicate,
+    and span_ctes skips the pairing joins. `seen` remembers the answers given
     on this connection (the jobs of one report often read the same window)."""
     p = Params()
     sql = may_pair_sql(pair_where(src, p))

@@ -24,7 +24,7 @@ LlamaIndex's `predict`, a helper such as `_prepare_chat_with_tools`) also repeat
 own layer and framework: its child, or, unless it failed, a later sibling.
 
 The spans of one call form a group: the span `i` repeats most nearly (lowest layer, non-bare,
-earliest start, lowest id: its **anchor**), followed to the anchor's anchor (two steps at most).
+earliest start, lowest id: its **anchor**), followed one step further, to the anchor's anchor.
 In each group one span counts, the **most complete**: the most usage columns known
 (`USAGE_COLUMNS`), then the lowest layer (nearest the wire), then the anchor. The others are
 duplicates: no call, no tokens, no cost, still in the trace. Pairing needs all the spans, which
