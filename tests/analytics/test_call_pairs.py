@@ -2,8 +2,9 @@
 instrumentation's LLM span of the same call count once, with the client's numbers, in every
 figure — the traces view, the trace list (both its lean sort and its rows), the trace detail,
 the cost, tasks and latency reports — and the hourly rollups equal the raw figures. The same for
-a framework's LLM span over those (three layers, at the end), and the pairing is skipped where a
-window holds one layer only.
+a framework's LLM span over those (three layers, further down), and the pairing is skipped where a
+window holds one layer only; last, the frameworks observed over client instrumentations (model
+names that differ, LlamaIndex's later siblings, wrappers and helpers, the most complete span counting).
 
 Designed data, T0 = 10:00 UTC, every model priced $1 per million input and $2 per million
 output tokens (cost = (in + 2 out) / 1e6). Instrumentation spans, client spans and roots

@@ -310,11 +310,11 @@ def test_spark_counts_framework_calls_once(tmp_path: Path, spark: Any) -> None:
     assert_rows_match(duck.select(list(ours["calls"][0])), ours["calls"], ["model"])
     (total,) = reports.cost(f)["calls"]
     assert (total["calls"], total["input_tokens"], total["output_tokens"], total["cache_read_tokens"]) == (
-        22,
-        7950,
-        795,
-        190,
+        23,
+        8150,
+        815,
+        270,
     )
-    assert total["cost_usd"] == pytest.approx(call_pairs.cached_cost(7950, 795, 190), rel=1e-12)
+    assert total["cost_usd"] == pytest.approx(call_pairs.cached_cost(8150, 815, 270), rel=1e-12)
     steps = latency(an, f, options=options).filter(pl.col("level") != "task")
     assert_rows_match(steps, reports.latency(f)["steps"], ["level"])
