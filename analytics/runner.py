@@ -147,13 +147,13 @@ class Analytics:
 
     def _connect(self, sources: Sequence[SpanSource]) -> duckdb.DuckDBPyConnection:
         """A connection whose views read only the partitions of the sources' windows (widened as
-        they ask, and by the call pairing's look-ahead), or the whole lake when a window is
+        they ask, and by the call pairing's reach at both ends), or the whole lake when a window is
         open-ended. Each source's SQL bounds its own window, so a view over more partitions
         changes no result."""
         filters = [s.filters for s in sources]
         if any(f.since is None or f.until is None for f in filters):
             return self.lake.connect()
-        since = min(s.filters.since - s.widen_before for s in sources)  # type: ignore[operator]
+        since = min(s.filters.since - s.widen_before - PAIR_LOOKAHEAD for s in sources)  # type: ignore[operator]
         until = max(s.filters.until + s.widen_after + PAIR_LOOKAHEAD for s in sources)  # type: ignore[operator]
         projects = {f.project for f in filters}
         return connect_window(self.lake, since, until, projects.pop() if len(projects) == 1 else None)

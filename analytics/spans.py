@@ -6,8 +6,8 @@ allow-lists below.
 
 The span relation reads `spans_raw` (so filters and partition pruning apply before the
 de-duplication, and big columns such as `content` are never read unless a report asks),
-keeps one row per (project, trace_id, span_id), marks the LLM spans that only repeat a call a
-span nearer the wire counts (`duplicate_of`, storage.call_pairs), and prices each
+keeps one row per (project, trace_id, span_id), marks the LLM spans that repeat a call another
+span of it counts (`duplicate_of`, storage.call_pairs), and prices each
 LLM/embedding call by joining the price table registered as `prices` (see analytics.pricing).
 A duplicate is not `billable`: it has no cost and its tokens count nowhere.
 """
@@ -310,17 +310,25 @@ _NO_DUP_JOIN = "CROSS JOIN (SELECT CAST(NULL AS VARCHAR) AS duplicate_of) d"
 
 
 def pair_where(src: SpanSource, p: Params) -> str:
-    """Where the call pairing reads LLM spans: the source's window, PAIR_LOOKAHEAD longer (the
-    inner spans of calls that start at its end), and span-level filters, any category (a
-    superset of the relation's spans: only those in it are marked)."""
-    wide = replace(src, categories=None, outside_window_traces_only=False, widen_after=src.widen_after + PAIR_LOOKAHEAD)
+    """Where the call pairing reads LLM spans: the source's window, PAIR_LOOKAHEAD longer at both
+    ends (the inner spans of calls that start at its end; the outer spans, which may be the ones
+    that count, of calls that start before it), and span-level filters, any category (a superset
+    of the relation's spans: only those in it are marked)."""
+    wide = replace(
+        src,
+        categories=None,
+        outside_window_traces_only=False,
+        widen_before=src.widen_before + PAIR_LOOKAHEAD,
+        widen_after=src.widen_after + PAIR_LOOKAHEAD,
+    )
     return _where(wide, p)
 
 
 def pairing_needed(con: duckdb.DuckDBPyConnection, src: SpanSource, seen: dict[str, bool] | None = None) -> bool:
     """Whether the source's window holds LLM spans of two layers of one call (storage.call_pairs:
-    a client's own span, an instrumentation's, a framework's; otherwise no span can be a
-    duplicate, and span_ctes skips the pairing joins). `seen` remembers the answers given
+    a client's own span, an instrumentation's, a framework's) or of a framework that traces
+    methods (LlamaIndex: its wrappers repeat its calls); otherwise no span can be a duplicate,
+    and span_ctes skips the pairing joins. `seen` remembers the answers given
     on this connection (the jobs of one report often read the same window)."""
     p = Params()
     sql = may_pair_sql(pair_where(src, p))

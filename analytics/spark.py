@@ -12,7 +12,7 @@ What differs from the DuckDB reports: tasks are those a trace has exactly one of
 root (the common case; nested tasks need a recursive walk, and such traces are counted
 in `unsupported_traces` instead); a step's attempt before it (for repeats and retries) is
 looked for inside the window only (DuckDB also reads the hour before), and so is the
-span nearer the wire of a duplicate call (DuckDB reads 5 minutes past the end); human labels are
+other spans of a duplicate call (DuckDB reads 5 minutes past both ends); human labels are
 not read; group-by keys are the plain dimensions in SPAN_KEYS / TASK_KEYS (no time buckets
 or attributes). Percentiles are exact and linearly interpolated in both engines (Spark
 `percentile`, DuckDB `quantile_cont`).
@@ -124,7 +124,7 @@ def _keys(group_by: Sequence[str], allowed: dict[str, str]) -> tuple[str, str]:
 
 def span_ctes(where: str, tier_models: Sequence[str] = (), tier_keys: Sequence[str] = ()) -> str:
     """`sp`: deduplicated spans (earliest delivery) with model, duration, root flag, cost and
-    `duplicate_of` (an LLM span repeating a call a span nearer the wire counts: storage.call_pairs)."""
+    `duplicate_of` (an LLM span of a call another span of it counts: storage.call_pairs)."""
     tier = "''"
     if tier_models:
         lookups = ", ".join(f"get_json_object(attributes, {_quote('$[' + repr(k) + ']')})" for k in SERVICE_TIER_KEYS)

@@ -18,7 +18,7 @@ Views:
   spans                one row per (project, trace_id, span_id), plus duration_ms, is_root
   logs                 one row per distinct log record
   metrics              one row per distinct metric data point (project, point_id)
-  duplicate_calls      one row per LLM span that repeats a call a span nearer the wire counts
+  duplicate_calls      one row per LLM span of a call that another span of it counts
                        (project, trace_id, span_id, parent_span_id, duplicate_of: storage.call_pairs)
   labels               one row per label event (feedback, reviews, judges); history kept
   dataset_events       one row per dataset membership event (dataset_events_raw: as stored)
@@ -61,7 +61,7 @@ ROOT_PREDICATE = "(parent_span_id IS NULL OR (coalesce(flags, 0) & 768) = 768)" 
 GENAI_CATEGORIES = "('llm', 'embedding')"
 # Each metric data point once: a re-sent request repeats its points' ids.
 METRICS_VIEW = "CREATE OR REPLACE VIEW metrics AS SELECT DISTINCT ON (project, point_id) * FROM metrics_raw"
-COUNTED = "duplicate_of IS NULL"  # not a second span of a call a span nearer the wire counts
+COUNTED = "duplicate_of IS NULL"  # not a second span of a call another span counts (storage.call_pairs)
 GENAI_CALL = f"(category IN {GENAI_CATEGORIES} AND {COUNTED})"
 
 # Files can vanish between DuckDB listing and opening them when compaction replaces them

@@ -70,7 +70,7 @@ def steps_ctes(
     trace ids meeting), then start time and span id: a window partitioned by those four strings
     and carrying every measured column cost 2-3x more at 8M steps. Filters apply after the
     attempts are matched, so the attempt before may be of another model or prompt. A span that
-    duplicates a span of one call nearer the wire (`duplicate_of`) is neither a step nor an attempt;
+    repeats the span of its call that counts (`duplicate_of`) is neither a step nor an attempt;
     a span whose parent is that duplicate and that it repeats is an attempt under the duplicate's parent
     (an app's retry calls the instrumented method again: the duplicates are the siblings).
     """

@@ -50,7 +50,7 @@ class TraceDetail:
     """Everything the trace view shows. `spans` are in tree order (parents before children,
     siblings by start time), each a dict of the span's columns plus `depth`, `offset_ms`
     (start relative to the trace's start), `cost_usd`, `unpriced`, `duplicate_of` (the span of
-    the call nearer the wire that this LLM span repeats: it counts as no call, no tokens and no
+    the call that counts, which this LLM span repeats: it counts as no call, no tokens and no
     cost; storage.call_pairs), `logs` and `messages`; JSON columns are parsed."""
 
     trace_id: str
@@ -81,7 +81,7 @@ class TraceDetail:
 
     def summary(self) -> dict[str, Any]:
         """Headline figures: name, outcome, duration, spans, calls, tokens, cost, errors."""
-        # the LLM and embedding calls, each once (not a second span of a call a span nearer the wire counts)
+        # the LLM and embedding calls, each once (not a second span of a call another span counts)
         calls = [s for s in self.spans if s["category"] in BILLABLE_CATEGORIES and s["duplicate_of"] is None]
         tasks = [s for s in self.spans if s["category"] == "task" or s["task_name"]]
         head = tasks[0] if tasks else next((s for s in self.spans if s["is_root"]), self.spans[0])

@@ -104,8 +104,12 @@ def tasks_sql(
 
 
 def lake_window(since: datetime | None, until: datetime | None, project: str | None) -> Window:
-    """The partitions the tasks of [since, until) are read from (with the call pairing's look-ahead)."""
-    return (since - SKEW if since else None, until + HORIZON + PAIR_LOOKAHEAD if until else None, project)
+    """The partitions the tasks of [since, until) are read from (with the call pairing's reach at both ends)."""
+    return (
+        since - SKEW - PAIR_LOOKAHEAD if since else None,
+        until + HORIZON + PAIR_LOOKAHEAD if until else None,
+        project,
+    )
 
 
 def overview(an: Analytics, filters: Filters, *, bucket: str | None = None, source: str = "auto") -> Overview:

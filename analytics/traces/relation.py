@@ -46,7 +46,7 @@ from spanlake.storage.window import connect_window
 
 PRICED = ("cost_usd", "unpriced")
 BILLABLE = f"category IN {BILLABLE_CATEGORIES}"
-# A call counts once: an LLM span that repeats a span of the call nearer the wire does not
+# A call counts once: an LLM span that repeats a span of the call that counts does not
 # (storage.call_pairs); `duplicate_of` is computed, not read.
 COUNTED = "duplicate_of IS NULL"
 DUP = ("duplicate_of",)

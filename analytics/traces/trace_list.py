@@ -202,9 +202,9 @@ def list_traces(an: Analytics, f: TraceFilters, page: Page | None = None) -> Tra
 
 def window(f: TraceFilters) -> Window:
     """The partitions a trace list reads: the window widened by SKEW and HORIZON (and the
-    call pairing's look-ahead)."""
+    call pairing's reach at both ends)."""
     return (
-        f.since - SKEW if f.since is not None else None,
+        f.since - SKEW - PAIR_LOOKAHEAD if f.since is not None else None,
         f.until + HORIZON + PAIR_LOOKAHEAD if f.until is not None else None,
         f.project,
     )

@@ -95,7 +95,7 @@ class TraceOut(BaseModel):
     summary: dict[str, Any]
     spans: list[dict[str, Any]] = Field(
         description="Parents before children; each with `depth`, `logs`, `messages`, `cost_usd`, `duplicate_of` "
-        "(set on an LLM span that repeats a call the client library's own span counts: it counts as no call)"
+        "(set on an LLM span of a call another span of it counts, storage/call_pairs.py: it counts as no call)"
     )
     conversation: list[dict[str, Any]]
     documents: list[dict[str, Any]]

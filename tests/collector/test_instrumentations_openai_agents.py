@@ -232,7 +232,10 @@ def test_openai_instrumentation_adds_a_child_llm_span(runs: AgentRuns) -> None:
             want = (None, None) if streamed else (call.input, call.output)
             assert (inner["input_tokens"], inner["output_tokens"]) == want, scenario
             assert (outer["finish_reasons"], inner["finish_reasons"]) == (["stop"], None)
-            assert outer["duplicate_of"] is None and inner["duplicate_of"] is None
+            # One counts (storage/call_pairs.py): the most complete, the SDK's on a stream, else
+            # (as complete) openinference-openai's, nearer the wire; the other repeats it.
+            counted, repeated = (outer, inner) if streamed else (inner, outer)
+            assert (counted["duplicate_of"], repeated["duplicate_of"]) == (None, counted["span_id"]), scenario
     ((outer, inner),) = _pairs(runs, "error")
     assert (inner["status_code"], inner["error_type"], inner["request_model"]) == (
         "ERROR",
@@ -241,10 +244,11 @@ def test_openai_instrumentation_adds_a_child_llm_span(runs: AgentRuns) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="pairing rule for framework spans: branch i18-langchain")
 def test_one_call_two_spans_counts_once(runs: AgentRuns) -> None:
-    """Each model call counts once in the trace's and the task's figures (today: twice where both
-    spans have usage; storage/call_pairs.py pairs only a client library's own span)."""
+    """Each model call counts once in the trace's and the task's figures, with its full usage: the
+    SDK's `response` (answering model `gpt-5-nano-2025-01-01`) and openinference-openai's
+    `Response` (requested `gpt-5-nano`) name one model (an alias and its dated snapshot), and on
+    a stream, where the inner span has no usage, the SDK's numbers count (storage/call_pairs.py)."""
     for scenario, calls in CALLS.items():
         summary = runs.detail("openinference_openai", scenario).summary()
         task = runs.task("openinference_openai", scenario)

@@ -203,17 +203,21 @@ def test_openai_v2_adds_a_child_llm_span(runs: AgentRuns) -> None:
             want = (outer["request_model"], outer["response_model"], outer["input_tokens"], outer["output_tokens"])
             got = (span["request_model"], span["response_model"], span["input_tokens"], span["output_tokens"])
             assert got == want, scenario
-            assert (span["cache_read_tokens"], span["reasoning_tokens"], span["duplicate_of"]) == (None, None, None)
+            assert (span["cache_read_tokens"], span["reasoning_tokens"]) == (None, None)
+            # Pydantic AI's span knows more usage (cached, reasoning): it counts, openai-v2's repeats
+            # it (storage/call_pairs.py); a failed call's spans know none: the nearer the wire counts.
+            counted, repeated = (outer, span) if calls else (span, outer)
+            assert (counted["duplicate_of"], repeated["duplicate_of"]) == (None, counted["span_id"]), scenario
             finish = {"tool_call": ["tool_calls"], "stop": None if scenario == "stream" else ["stop"]}
             assert span["finish_reasons"] == (finish[outer["finish_reasons"][0]] if calls else None), scenario
     (failed,) = [s for s in runs.detail("chat_openai_v2", "error").spans if s["scope_name"] == OPENAI_V2_SCOPE]
     assert (failed["status_code"], failed["error_type"]) == ("ERROR", "InternalServerError")
 
 
-@pytest.mark.xfail(strict=True, reason="pairing rule for framework spans: branch i18-langchain")
 def test_one_call_two_spans_counts_once(runs: AgentRuns) -> None:
     """Each model call counts once, with Pydantic AI's numbers (the more complete: cached and
-    reasoning tokens), in the trace's and the task's figures (today: twice)."""
+    reasoning tokens, so the cached input is priced at its own rate), in the trace's and the
+    task's figures (storage/call_pairs.py)."""
     for scenario, calls in CALLS.items():
         summary = runs.detail("chat_openai_v2", scenario).summary()
         task = runs.task("chat_openai_v2", scenario)

@@ -300,3 +300,31 @@ def test_spark_counts_one_call_of_three_layers_once(tmp_path: Path, spark: Any) 
         "acme-1": (12, 4420, 446),
         "acme-2": (1, 50, 5),
     }
+
+
+def test_spark_counts_framework_calls_once(tmp_path: Path, spark: Any) -> None:
+    """On tests/analytics/test_call_pairs.py's frameworks lake (model names across a provider prefix
+    and a dated snapshot, LlamaIndex's later siblings, wrappers and helpers, the most complete span
+    of a call counting, a group through the anchor's anchor), Spark counts what DuckDB counts."""
+    call_pairs.build_frameworks(tmp_path)
+    price = PriceOverride(model="*acme-*", input_mtok=1.0, output_mtok=2.0, cache_read_mtok=0.5)
+    prices = PriceBook(overrides=[price], use_database=False)
+    an = Analytics(tmp_path, prices=prices)
+    register_lake(spark, str(Lake(tmp_path).data_dir.lake))
+    reports = SparkReports(spark, prices, default_outcome="success")
+    f = Filters(project="default")
+    options = TaskOptions(default_outcome="success")
+    # DuckDB's report also lists `acme/acme-1`, named by a duplicate only, with no call (Spark: no row)
+    duck = cost(an, f, ["model"], options=options).filter(pl.col("calls").is_not_null())
+    ours = reports.cost(f, ["model"])
+    assert_rows_match(duck.select(list(ours["calls"][0])), ours["calls"], ["model"])
+    (total,) = reports.cost(f)["calls"]
+    assert (total["calls"], total["input_tokens"], total["output_tokens"], total["cache_read_tokens"]) == (
+        23,
+        8150,
+        815,
+        270,
+    )
+    assert total["cost_usd"] == pytest.approx(call_pairs.cached_cost(8150, 815, 270), rel=1e-12)
+    steps = latency(an, f, options=options).filter(pl.col("level") != "task")
+    assert_rows_match(steps, reports.latency(f)["steps"], ["level"])
