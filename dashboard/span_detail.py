@@ -69,8 +69,8 @@ def span_detail(
     if sp["duplicate_of"]:
         st.caption(
             esc(
-                f"Another span of the call that span {sp['duplicate_of']} (the call's counted span: the most complete) describes: "
-                "that span counts; this one counts as no call, no tokens and no cost."
+                f"Another span of the call that span {sp['duplicate_of']} describes: that span (the call's most "
+                "complete) counts; this one counts as no call, no tokens and no cost."
             )
         )
     if sp["status_message"]:
