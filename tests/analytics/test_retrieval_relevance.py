@@ -130,7 +130,10 @@ def test_rollups_carry_the_same_relevance(an: Analytics) -> None:
 
 def post(collector: RunningCollector, body: object) -> httpx.Response:
     return httpx.post(
-        f"{collector.http}/api/v1/labels", content=json.dumps(body), headers={"Content-Type": "application/json"}
+        f"{collector.http}/api/v1/labels",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+        timeout=60,  # a first write may wait for the query workers to start on a loaded machine
     )
 
 
@@ -169,11 +172,11 @@ def test_judgment_through_the_labels_api(collector: RunningCollector) -> None:
     (kb,) = retrieval(an, f, k=2).to_dicts()
     assert (kb["judged_queries"], kb["hit_rate_at_k"], kb["precision_at_k"]) == (1, 1.0, 0.5)
     window = {"since": f.since.isoformat(), "until": f.until.isoformat(), "k": 2}
-    r = httpx.get(f"{collector.http}/api/v1/reports/retrieval", params=window)
+    r = httpx.get(f"{collector.http}/api/v1/reports/retrieval", params=window, timeout=60)
     assert r.status_code == 200, r.text
     (row,) = r.json()["rows"]
     assert (row["judged_queries"], row["hit_rate_at_k"], row["precision_at_k"]) == (1, 1.0, 0.5)
-    assert httpx.get(f"{collector.http}/api/v1/reports/retrieval", params={"k": 0}).status_code == 422
+    assert httpx.get(f"{collector.http}/api/v1/reports/retrieval", params={"k": 0}, timeout=60).status_code == 422
     # a later judgment from the CLI wins
     args = ["labels", "judge", ids["trace_id"], ids["span_id"], "--relevant", "a", "--not-relevant", "b"]
     out = CliRunner().invoke(cli, [*args, "--url", collector.http, "--author", "bo", "--project", "default"])
