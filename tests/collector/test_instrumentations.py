@@ -12,8 +12,6 @@ All configurations run once per module, concurrently, each under its own spanlak
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ import pytest
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_client as client
 from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import clean_env, collect
+from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
 from tests.conftest import start_collector
 
 HELPER = Path(client.__file__)
@@ -312,12 +310,6 @@ def test_fake_server_rule_over_raw_http() -> None:
 
 DOC = Path(__file__).parents[2] / "docs" / "instrumentations.md"
 BEGIN, END = "<!-- observed:begin -->", "<!-- observed:end -->"
-_INDEX = re.compile(r"\.\d+\.")
-
-
-def _keys(values: list[str | None]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
 
 
 def render_observed(runs: Runs) -> str:
@@ -341,8 +333,8 @@ def render_observed(runs: Runs) -> str:
             "",
             f"- library `{lib.library}` over OTLP/{lib.protocol}; environment: {env}",
             "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + _keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
             "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
         ]
         if not logs:
@@ -350,8 +342,8 @@ def render_observed(runs: Runs) -> str:
         for rec in logs:
             bodies = [b for b in rec["bodies"] if b and b.startswith("{")]
             out.append(
-                f"- log record `{rec['event_name']}` (scope `{rec['scope']}`): body keys {_keys(bodies)}; "
-                f"attributes {_keys(rec['attrs'])}"
+                f"- log record `{rec['event_name']}` (scope `{rec['scope']}`): body keys {observed_keys(bodies)}; "
+                f"attributes {observed_keys(rec['attrs'])}"
             )
         out.append("")
     return "\n".join(out)
@@ -360,11 +352,5 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n{render_observed(runs)}{END}"
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")

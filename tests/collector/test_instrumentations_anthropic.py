@@ -14,8 +14,6 @@ that sets a global provider gets them ("one call, two spans").
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,7 +34,7 @@ from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_anthropic import FakeAnthropic
 from tests.collector import instrumented_anthropic as client
 from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import clean_env, collect
+from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
 from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
@@ -44,7 +42,6 @@ OFF = {"ANTHROPIC_OPEN_TELEMETRY": "false"}
 TTFT_CLOCK_SLACK_MS = 20.0  # see _check
 FIRST_CHUNK_DELAY_MS = 150
 RESPONSE_MODEL = client.MODEL + "-20250929"
-_INDEX = re.compile(r"\.\d+\.")
 
 # Expected usage from the fake server's rule (words = whitespace-separated words). The cached
 # prefix is the system block (10 words): 5 read, 5 written. `in` is the OTel input (everything
@@ -413,11 +410,6 @@ DOC = ROOT / "docs" / "instrumentations.md"
 BEGIN, END = "<!-- observed-anthropic:begin -->", "<!-- observed-anthropic:end -->"
 
 
-def _keys(values: list[str | None]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
-
-
 def render_observed(runs: Runs) -> str:
     """Per library (alone): span names, attribute and content keys, span events."""
     out = []
@@ -434,8 +426,8 @@ def render_observed(runs: Runs) -> str:
             "",
             f"- over OTLP/{CONFIGS[config].protocol}; environment: {env}",
             "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + _keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
             "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
             "",
         ]
@@ -445,14 +437,8 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n{render_observed(runs)}{END}"
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
 
 
 def _logs(runs: Runs, config: str, scenario: str) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_bedrock import FakeBedrock
 from tests.collector import instrumented_bedrock as client
 from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import clean_env, collect
+from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
 from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
@@ -47,7 +46,6 @@ TTFT_CLOCK_SLACK_MS = 20.0  # the anthropic client times its first chunk from a 
 ANTHROPIC_NAME = "claude-haiku-4-5-20251001"  # the model InvokeModel's answer names
 # No AWS settings of the machine's may reach the clients (credentials and region are passed).
 AWS_ISOLATION = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-_INDEX = re.compile(r"\.\d+\.")
 
 # Expected usage from the fake's rule (words = whitespace-separated words), in OTel's meaning:
 # `in` is every input token. The cached prefix is the system text (10 words): 5 read, 5 written;
@@ -391,11 +389,6 @@ DOC = ROOT / "docs" / "instrumentations.md"
 BEGIN, END = "<!-- observed-bedrock:begin -->", "<!-- observed-bedrock:end -->"
 
 
-def _keys(values: list[str | None]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
-
-
 def render_observed(runs: Runs) -> str:
     """Per library (alone): span names, attribute and content keys, span events."""
     out = []
@@ -411,8 +404,8 @@ def render_observed(runs: Runs) -> str:
             "",
             f"- over OTLP/{CONFIGS[config].protocol}",
             "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + _keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
             "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
             "",
         ]
@@ -422,14 +415,8 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n{render_observed(runs)}{END}"
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
 
 
 def test_no_logs(runs: Runs) -> None:

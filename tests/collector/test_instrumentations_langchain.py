@@ -14,8 +14,6 @@ OpenLLMetry's LangChain spans over OpenInference's openai spans ("one call, two 
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +33,7 @@ from spanlake.analytics.traces.detail import trace_detail
 from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from tests.collector import instrumented_langchain as app
+from tests.collector.instrumented_runs import check_docs_block, observed_keys
 from tests.collector.langchain_runs import (
     CALLS,
     CHAT,
@@ -388,12 +387,6 @@ def test_one_call_two_spans_counts_once(runs: Runs, config: str) -> None:
 
 DOC = Path(__file__).parents[2] / "docs" / "instrumentations.md"
 BEGIN, END = "<!-- observed-langchain:begin -->", "<!-- observed-langchain:end -->"
-_INDEX = re.compile(r"\.\d+\.")
-
-
-def _keys(values: list[str | None]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
 
 
 def render_observed(runs: Runs) -> str:
@@ -407,8 +400,8 @@ def render_observed(runs: Runs) -> str:
             "",
             f"- over OTLP/{CONFIGS[config].protocol}",
             "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, {s['category']})" for s in spans})),
-            "- attributes: " + _keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + _keys([s["content"] for s in spans]),
+            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
+            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
             "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
             "",
         ]
@@ -418,11 +411,5 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n{render_observed(runs)}{END}"
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1" and BEGIN in text:
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")

@@ -35,7 +35,7 @@ from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_openai import DEFAULT_DIMENSIONS, FakeOpenAI, embedding_vector, words
 from tests.collector import instrumented_llamaindex as client
 from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import clean_env, collect
+from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
 from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
@@ -489,12 +489,6 @@ def test_one_call_two_spans_counts_once(runs: Runs) -> None:
 
 DOC = ROOT / "docs" / "instrumentations.md"
 BEGIN, END = "<!-- observed-llamaindex:begin -->", "<!-- observed-llamaindex:end -->"
-_INDEX = re.compile(r"\.\d+\.")
-
-
-def _keys(values: list[str | None]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
 
 
 def render_observed(runs: Runs) -> str:
@@ -513,8 +507,8 @@ def render_observed(runs: Runs) -> str:
             out += [
                 f"- scope `{scope}`: {len({s['name'] for s in spans})} span names; categories "
                 + ", ".join(f"`{c}` ({k})" for c, k in kinds),
-                "  - attributes: " + _keys([s["attributes"] for s in spans]),
-                "  - content (`content` column): " + _keys([s["content"] for s in spans]),
+                "  - attributes: " + observed_keys([s["attributes"] for s in spans]),
+                "  - content (`content` column): " + observed_keys([s["content"] for s in spans]),
                 "  - span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
             ]
         out.append("")
@@ -524,11 +518,5 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\n{render_observed(runs)}{END}"
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from spanlake.analytics.traces.detail import trace_detail
 from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_openai import FakeOpenAI
-from tests.collector.instrumented_runs import Runs, clean_env, collect
+from tests.collector.instrumented_runs import Runs, check_docs_block, clean_env, collect, observed_keys
 from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
@@ -292,12 +291,6 @@ def test_exporters_agree(runs: Runs) -> None:
 
 DOC = ROOT / "docs" / "instrumentations.md"
 BEGIN, END = "<!-- observed-vercel:begin -->", "<!-- observed-vercel:end -->"
-_INDEX = re.compile(r"\.\d+\.")
-
-
-def _keys(values: list[str | None]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in json.loads(v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
 
 
 def test_docs_list_what_was_observed(runs: Runs) -> None:
@@ -316,18 +309,12 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
             events = sorted({e["name"] for s in some for e in json.loads(s["events"] or "[]")})
             out += [
                 f"- `{name}` ({some[0]['kind']}, scope `{some[0]['scope_name']}`)",
-                "  - attributes: " + _keys([s["attributes"] for s in some]),
-                "  - content (`content` column): " + _keys([s["content"] for s in some]),
+                "  - attributes: " + observed_keys([s["attributes"] for s in some]),
+                "  - content (`content` column): " + observed_keys([s["content"] for s in some]),
                 "  - span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
             ]
         blocks[config] = "\n".join(out)
     assert blocks["proto"] == blocks["json"] == blocks["grpc"]  # the exporters carry the same keys
     versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
     exporters = "OTLP/HTTP protobuf, OTLP/HTTP JSON and OTLP/gRPC (the same keys over each)"
-    observed = f"{BEGIN}\nVersions:\n\n{versions}\n\nOver {exporters}:\n\n{blocks['proto']}\n{END}"
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\nOver {exporters}:\n\n{blocks['proto']}\n")
