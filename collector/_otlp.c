@@ -662,6 +662,7 @@ error:
  *   2 FIRST      the first attrs[k] (k in keys) that is not None and != ""
  *   3 FIRST_STR  _str(FIRST)
  *   4 FIRST_INT  the first to_int(attrs[k]) that is not None (exact ints in [0, 2**63) directly)
+ * (a key past the 64th of a rule is always read, index or not)
  * with _str(v) = None if v is None else v if isinstance(v, str) else str(v). */
 static PyObject *as_str(PyObject *v) {
     if (v == NULL || v == Py_None) Py_RETURN_NONE;
@@ -682,7 +683,8 @@ static int non_empty(PyObject *v) {
     return r;
 }
 
-static PyObject *lookup_one(PyObject *attrs, long mode, PyObject *keys, PyObject *to_int) {
+/* The rule's keys are read only where bit i of `present` is set (all ones: every key). */
+static PyObject *lookup_one(PyObject *attrs, long mode, PyObject *keys, PyObject *to_int, uint64_t present) {
     Py_ssize_t nkeys = PyTuple_GET_SIZE(keys);
     if (mode == 0 || mode == 1) {
         PyObject *v = nkeys ? PyDict_GetItemWithError(attrs, PyTuple_GET_ITEM(keys, 0)) : NULL;
@@ -691,6 +693,7 @@ static PyObject *lookup_one(PyObject *attrs, long mode, PyObject *keys, PyObject
         return Py_NewRef(v ? v : Py_None);
     }
     for (Py_ssize_t i = 0; i < nkeys; i++) {
+        if (i < 64 && !(present >> i & 1)) continue;
         PyObject *v = PyDict_GetItemWithError(attrs, PyTuple_GET_ITEM(keys, i));
         if (!v) {
             if (PyErr_Occurred()) return NULL;
@@ -720,13 +723,54 @@ static PyObject *lookup_one(PyObject *attrs, long mode, PyObject *keys, PyObject
     Py_RETURN_NONE;
 }
 
+/* With an index ({key: (rule << 8 | position, ...)} over every key of `rules`, as
+ * normalize.fast.lookup_index builds it), a small attribute dict is walked once, each of its
+ * keys looked up in the index, and a rule reads only the keys the span has: a span has far
+ * fewer attributes than the rules have keys. The result is the same as without the index. */
+#define LOOKUP_MAX_RULES 64
+
+static int index_present(PyObject *attrs, PyObject *index, Py_ssize_t nrules, uint64_t *present) {
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(attrs, &pos, &key, &value)) {
+        PyObject *slots = PyDict_GetItemWithError(index, key);
+        if (!slots) {
+            if (PyErr_Occurred()) return -1;
+            continue;
+        }
+        if (!PyTuple_Check(slots)) {
+            PyErr_SetString(PyExc_TypeError, "a lookup index maps a key to a tuple of ints");
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(slots); j++) {
+            long slot = PyLong_AsLong(PyTuple_GET_ITEM(slots, j));
+            if (slot == -1 && PyErr_Occurred()) return -1;
+            long rule = slot >> 8, at = slot & 0xff;
+            if (slot < 0 || rule >= nrules || at >= 64) {
+                PyErr_SetString(PyExc_ValueError, "a lookup index slot is outside its rules");
+                return -1;
+            }
+            present[rule] |= (uint64_t)1 << at;
+        }
+    }
+    return 0;
+}
+
 static PyObject *py_lookup(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyDict_Check(args[0]) || !PyTuple_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "lookup(attrs: dict, rules: tuple, to_int)");
+    if ((nargs != 3 && nargs != 4) || !PyDict_Check(args[0]) || !PyTuple_Check(args[1]) ||
+        (nargs == 4 && args[3] != Py_None && !PyDict_Check(args[3]))) {
+        PyErr_SetString(PyExc_TypeError, "lookup(attrs: dict, rules: tuple, to_int, index: dict | None = None)");
         return NULL;
     }
     PyObject *attrs = args[0], *rules = args[1];
+    PyObject *index = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(rules);
+    uint64_t present[LOOKUP_MAX_RULES];
+    int indexed = index != NULL && n <= LOOKUP_MAX_RULES && PyDict_GET_SIZE(attrs) < PyDict_GET_SIZE(index);
+    if (indexed) {
+        memset(present, 0, sizeof present);
+        if (index_present(attrs, index, n, present) < 0) return NULL;
+    }
     PyObject *out = PyTuple_New(n);
     if (!out) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -741,7 +785,12 @@ static PyObject *py_lookup(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
             PyErr_SetString(PyExc_ValueError, "unknown lookup mode");
             goto error;
         }
-        PyObject *v = lookup_one(attrs, mode, PyTuple_GET_ITEM(rule, 1), args[2]);
+        PyObject *v;
+        if (indexed && !present[i]) {
+            v = Py_NewRef(Py_None);  /* every mode gives None when none of its keys is there */
+        } else {
+            v = lookup_one(attrs, mode, PyTuple_GET_ITEM(rule, 1), args[2], indexed ? present[i] : UINT64_MAX);
+        }
         if (!v) goto error;
         PyTuple_SET_ITEM(out, i, v);
     }
@@ -758,7 +807,7 @@ static PyMethodDef methods[] = {
     {"split_attrs", (PyCFunction)(void (*)(void))py_split_attrs, METH_FASTCALL,
      "split_attrs(attrs, key_cache, is_content_key, limit) -> (facts, content) (see collector/content.py)."},
     {"lookup", (PyCFunction)(void (*)(void))py_lookup, METH_FASTCALL,
-     "lookup(attrs, rules, to_int) -> tuple of values (see collector/normalize/fast.py)."},
+     "lookup(attrs, rules, to_int, index=None) -> tuple of values (see collector/normalize/fast.py)."},
     {NULL, NULL, 0, NULL},
 };
 

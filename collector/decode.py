@@ -79,10 +79,7 @@ def decode_spans(
                     key = partition_of(span_project, start)
                     rows = hours[start // _HOUR_NS] = rows_by_key.setdefault(key, [])
                 rows.append(_span_row(span, context, scope, ingested_us))
-    return {
-        key: dict(zip(SPANS.names, map(list, zip(*rows, strict=True)), strict=True))
-        for key, rows in rows_by_key.items()
-    }
+    return {key: _span_columns(rows) for key, rows in rows_by_key.items()}
 
 
 _HOUR_NS = 3600 * 10**9
@@ -138,7 +135,6 @@ def _span_row(
     status_code = STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "UNSET"
     facts, content = split_content(attrs)
     kind = span[_KIND]
-    normalized = normalize_row(attrs, events, start, status_code, scope[0])
     return (
         span[_TRACE_ID].hex(),
         span[_SPAN_ID].hex(),
@@ -155,7 +151,7 @@ def _span_row(
         context[1],
         scope[0],
         scope[1],
-        *normalized[:_NORMALIZED_FIRST],
+        *normalize_row(attrs, events, start, status_code, scope[0]),
         span[_FLAGS] or None,
         to_json(facts),
         to_json(content) if content else None,
@@ -167,24 +163,27 @@ def _span_row(
         span[_DROPPED_EVENTS] or None,
         span[_DROPPED_LINKS] or None,
         ingested_us,
-        *normalized[_NORMALIZED_FIRST:],
     )
 
 
-# _span_row's tuple is SPANS' column order: 15 values, normalize_row's first values (the
-# version-1 normalized columns, consecutive there), the rest of the version-1 columns, then
-# normalize_row's last values (normalized columns appended by schema version steps).
+# _span_row's tuple: SPANS' first 15 columns, every normalized column (normalize_row's tuple,
+# unpacked whole: normalized columns appended by later schema versions come last in SPANS but
+# not here), then SPANS' other columns. _SPANS_ORDER puts the columns back in SPANS order.
 _NORMALIZED_AT = 15
-_APPENDED = sum(c.added_in > 1 for c in SPANS.columns)
-_NORMALIZED_FIRST = len(NORMALIZED_COLUMNS) - _APPENDED
 _ROW_LAYOUT = (
     *SPANS.names[:_NORMALIZED_AT],
-    *NORMALIZED_COLUMNS[:_NORMALIZED_FIRST],
-    *SPANS.names[_NORMALIZED_AT + _NORMALIZED_FIRST : len(SPANS.names) - _APPENDED],
-    *NORMALIZED_COLUMNS[_NORMALIZED_FIRST:],
+    *NORMALIZED_COLUMNS,
+    *(n for n in SPANS.names[_NORMALIZED_AT:] if n not in NORMALIZED_COLUMNS),
 )
-if SPANS.names != _ROW_LAYOUT:
+if sorted(SPANS.names) != sorted(_ROW_LAYOUT) or _ROW_LAYOUT[_NORMALIZED_AT + len(NORMALIZED_COLUMNS)] != "flags":
     raise RuntimeError("SPANS columns and decode._span_row are out of step")
+_SPANS_ORDER = tuple((name, _ROW_LAYOUT.index(name)) for name in SPANS.names)
+
+
+def _span_columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """_span_row tuples → {column: values} in SPANS order."""
+    cols = list(map(list, zip(*rows, strict=True)))
+    return {name: cols[at] for name, at in _SPANS_ORDER}
 
 
 def log_time_ns(record: Any, ingested_at_ns: int) -> int:

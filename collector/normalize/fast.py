@@ -28,11 +28,13 @@ from spanlake.collector.normalize.dialects import (
     LLM_REQUEST_TYPE,
     OI_INVOCATION_PARAMETERS,
     OPENINFERENCE_CATEGORY,
+    OPERATION_ALIASES,
     OPERATION_CATEGORY,
     OUTPUT_TOKENS,
     PROMPT_NAME,
     PROMPT_VERSION,
     PROVIDER,
+    PROVIDER_ALIASES,
     REASONING_TOKENS,
     REPORTED_COST,
     REQUEST_MODEL,
@@ -56,7 +58,6 @@ from spanlake.collector.normalize.reference import (
     finish_reason_list,
     invocation_model,
     openinference_operation,
-    operation_name,
     provider_alias,
     with_cache_in_input,
 )
@@ -139,7 +140,26 @@ def lookup_reference(
     return tuple(out)
 
 
-_lookup = lookup_reference if _otlp is None else _otlp.lookup
+def lookup_index(rules: tuple[tuple[int, tuple[str, ...]], ...]) -> dict[str, tuple[int, ...]]:
+    """{key: (rule << 8 | position, ...)} over every key of `rules` (its first 64 per rule): with it,
+    `_otlp.lookup` walks a span's few attributes once instead of trying every key of every rule."""
+    index: dict[str, list[int]] = {}
+    for r, (_, keys) in enumerate(rules):
+        for at, key in enumerate(keys[:64]):
+            index.setdefault(key, []).append(r << 8 | at)
+    return {key: tuple(slots) for key, slots in index.items()}
+
+
+LOOKUP_INDEX = lookup_index(LOOKUPS)
+
+
+def _lookup_reference(
+    attrs: dict[str, Any], rules: tuple[tuple[int, tuple[str, ...]], ...], to_int: Any, index: Any = None
+) -> tuple[Any, ...]:
+    return lookup_reference(attrs, rules, to_int)
+
+
+_lookup = _lookup_reference if _otlp is None else _otlp.lookup
 
 
 def normalize(
@@ -196,17 +216,19 @@ def normalize_row(
         vercel_operation,
         vercel_provider,
         cache_write_1h,
-    ) = _lookup(attrs, LOOKUPS, as_int)
+    ) = _lookup(attrs, LOOKUPS, as_int, LOOKUP_INDEX)
 
     # category and operation (category_and_operation)
-    sent = operation = operation_name(operation)
+    if operation is not None:  # operation_name, inline
+        operation = OPERATION_ALIASES.get(operation, operation)
+    sent = operation
     oi_kind = oi_kind.upper() if oi_kind else None
     request_type = LLM_REQUEST_TYPE.get(tl_request_type or "")
     if operation is None and oi_kind:
         operation = openinference_operation(oi_kind, attrs)
     if operation is None and request_type:
         operation = request_type[1]
-    vercel = VERCEL_OPERATIONS.get(vercel_operation or "")
+    vercel = None if vercel_operation is None else VERCEL_OPERATIONS.get(vercel_operation)
     if operation is None and vercel:
         operation = vercel[1]
     if task is None and tl_kind == "workflow":
@@ -241,32 +263,43 @@ def normalize_row(
     if tool is None and tl_kind == "tool":
         tool = entity
     if provider is not None:
-        provider = provider_alias(provider.lower(), vercel_provider)
+        provider = provider.lower()
+        if provider in PROVIDER_ALIASES:  # provider_alias, its common case inline
+            provider = PROVIDER_ALIASES[provider]
+        elif vercel_provider is not None:
+            provider = provider_alias(provider, vercel_provider)
     if req_model is None:
         if llm_params is not None or embedding_params is not None:
             req_model = invocation_model(attrs)
         if req_model is None:
             req_model = req_model_fallback
 
-    reasons = finish_reason_list(fr)
+    # finish_reason_list, its common case (a list) inline
+    reasons = [str(x) for x in fr] if type(fr) is list else None if fr is None else finish_reason_list(fr)
     if reasons is None and fr_single is not None:
         reasons = [str(x) for x in fr_single] if isinstance(fr_single, list) else [str(fr_single)]
 
     first_token = None
-    for sent_s in (ttft, ttft_2):  # TIME_TO_FIRST_CHUNK, in order
-        seconds = None if sent_s is None else as_float(sent_s)
-        if seconds is not None and math.isfinite(seconds * 1000.0):
-            first_token = seconds * 1000.0
-            break
-    else:
-        first_token = events_first_token_ms(events, start_ns) if events else None
+    if ttft is not None or ttft_2 is not None:
+        for sent_s in (ttft, ttft_2):  # TIME_TO_FIRST_CHUNK, in order
+            seconds = None if sent_s is None else as_float(sent_s)
+            if seconds is not None and math.isfinite(seconds * 1000.0):
+                first_token = seconds * 1000.0
+                break
+    if first_token is None and events:
+        first_token = events_first_token_ms(events, start_ns)
     if err is None and status_code == "ERROR" and events:
         err = events_error_type(events)
     if outcome is not None:
         outcome = outcome.lower()
         if outcome not in A.TASK_OUTCOMES:
             outcome = None
-    verdict = None if passed is None else as_bool(passed)  # gen_ai.evaluation.result events: judge labels
+    verdict = None if passed is None else as_bool(passed)
+    reported_cost = None
+    if cost is not None:
+        reported_cost = as_float(cost)
+    if reported_cost is None and cost_2 is not None:
+        reported_cost = as_float(cost_2)  # gen_ai.evaluation.result events: judge labels
 
     return (
         category,
@@ -293,6 +326,6 @@ def normalize_row(
         validation_name,
         verdict,
         tool,
-        next((c for v in (cost, cost_2) if v is not None and (c := as_float(v)) is not None), None),
+        reported_cost,
         None if cache_write_1h is None or cache_write is None else min(cache_write_1h, cache_write),
     )

@@ -26,6 +26,7 @@ from spanlake.collector.normalize import (
     _int,
     _otlp,
     _str,
+    lookup_index,
     lookup_reference,
     normalize,
     normalize_reference,
@@ -212,7 +213,9 @@ def _lookup_via(attrs: dict[str, Any]) -> tuple[Any, ...]:
 @given(st.dictionaries(keys, json_like, max_size=12), st.lists(st.sampled_from(KNOWN_KEYS), max_size=4))
 def test_accelerated_lookup_equals_the_reference(attrs: dict[str, Any], extra_keys: list[str]) -> None:
     rules = (*LOOKUPS, *((mode, tuple(extra_keys)) for mode in range(5)))
-    assert repr(_otlp.lookup(attrs, rules, _int)) == repr(lookup_reference(attrs, rules))
+    want = repr(lookup_reference(attrs, rules))
+    assert repr(_otlp.lookup(attrs, rules, _int)) == want
+    assert repr(_otlp.lookup(attrs, rules, _int, lookup_index(rules))) == want  # a span's keys walked once
 
 
 @pytest.mark.skipif(_otlp is None, reason="C accelerator not built (no compiler)")
