@@ -93,11 +93,14 @@ def _variables(spans: Sequence[Mapping[str, Any]]) -> tuple[str | None, Any]:
     return template, variables
 
 
-def item_parts(d: TraceDetail, span_id: str | None, summary: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+def item_parts(
+    d: TraceDetail, span_id: str | None, summary: Mapping[str, Any] | None = None, example: bool = True
+) -> dict[str, Any] | None:
     """Input, output, context and metadata of the trace (span_id None) or one span of it (None
     when the trace has no such span): the example's columns, plus `head` (the task, root or
-    chosen span) and `documents` (the retrieved documents in scope, as TraceDetail.documents). `summary`: d.summary(),
-    when the caller has it already."""
+    chosen span) and `documents` (the retrieved documents in scope, as TraceDetail.documents).
+    `summary`: d.summary(), when the caller has it already. `example` False leaves out the
+    columns only a dataset example has (input messages, prompt template and variables, context)."""
     spans = d.spans_by_start
     llm = [s for s in spans if s["category"] == "llm" and s["messages"]]
     summary = summary if summary is not None else d.summary()
@@ -137,16 +140,8 @@ def item_parts(d: TraceDetail, span_id: str | None, summary: Mapping[str, Any] |
             "trace_name": summary["name"],
             "trace_outcome": summary["outcome"],
         }
-    if not inputs and text_in is not None:
-        inputs = [{"role": "user", "content": text_in}]
-    template, variables = _variables(scope)
-    return {
+    parts = {
         "input": text_in,
-        "input_messages": chat_messages(inputs),
-        "prompt_template": template,
-        "prompt_variables": variables,
-        "context": [x["content"] for x in docs if x["content"] is not None],
-        "context_documents": [{k: x.get(k) for k in ("id", "score", "content", "metadata", "span_name")} for x in docs],
         "actual_output": text_out,
         "model": model_span["response_model"] or model_span["request_model"],
         "prompt_name": head["prompt_name"] or next((s["prompt_name"] for s in spans if s["prompt_name"]), None),
@@ -158,6 +153,15 @@ def item_parts(d: TraceDetail, span_id: str | None, summary: Mapping[str, Any] |
         "head": head,
         "documents": docs,
     }
+    if example:
+        if not inputs and text_in is not None:
+            inputs = [{"role": "user", "content": text_in}]
+        parts["input_messages"] = chat_messages(inputs)
+        parts["prompt_template"], parts["prompt_variables"] = _variables(scope)
+        parts["context"] = [x["content"] for x in docs if x["content"] is not None]
+        keys = ("id", "score", "content", "metadata", "span_name")
+        parts["context_documents"] = [{k: x.get(k) for k in keys} for x in docs]
+    return parts
 
 
 def _label_fields(labels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

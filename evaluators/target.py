@@ -70,9 +70,10 @@ class Target:
     retrieval spans in scope, `[{span_id, name, documents}]` (documents: how many it
     returned); `spans`: the trace's spans as dicts of storage.schema.SPANS columns (JSON
     columns parsed; plus TraceDetail's `depth`, `cost_usd`, `messages`, ...), in tree order —
-    from load_targets only the columns of SPAN_FIELDS and analytics' DETAIL_COLUMNS; empty
-    for dataset items. `messages` falls back to the input (user) and output
-    (assistant) text when the trace recorded no messages. Latency is in ms, cost in USD.
+    from load_targets only the columns of SPAN_FIELDS and analytics' DETAIL_COLUMNS, and
+    `attributes` a read-only Mapping parsed when first read; empty for dataset items.
+    `messages` falls back to the input (user) and output (assistant) text when the trace
+    recorded no messages. Latency is in ms, cost in USD.
     """
 
     project: str
@@ -126,7 +127,7 @@ def from_detail(detail: TraceDetail, span_id: str | None = None) -> Target:
     """The target of a trace (span_id None) or of one of its spans; LookupError when the trace
     has no span `span_id`."""
     summary = detail.summary()
-    parts = item_parts(detail, span_id.lower() if span_id else None, summary)
+    parts = item_parts(detail, span_id.lower() if span_id else None, summary, example=False)
     if parts is None:
         raise LookupError(f"trace {detail.trace_id} has no span {span_id}")
     head = parts["head"]
@@ -368,7 +369,7 @@ def _gc_paused() -> Iterator[None]:
 def _batch(
     an: Analytics, project: str, ids: list[str], target: str, since: datetime | None, until: datetime | None
 ) -> list[Target]:
-    details = trace_details(an, ids, project, since, until, SPAN_FIELDS, with_markers=False)
+    details = trace_details(an, ids, project, since, until, SPAN_FIELDS, with_markers=False, lazy_attributes=True)
     out: list[Target] = []
     for tid in ids:
         d = details.get(tid)

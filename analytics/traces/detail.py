@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import BILLABLE_CATEGORIES, Filters, SpanSource
 from spanlake.analytics.traces.filters import HORIZON, SKEW
+from spanlake.analytics.traces.lazy_json import JSONObject
 from spanlake.analytics.traces.messages import Message, as_text, loads, merge_conversation, span_messages
 from spanlake.analytics.traces.relation import price_rows
 from spanlake.storage.reader import ROOT_PREDICATE, fetch_arrow, retry_vanished
@@ -285,21 +286,30 @@ def assemble(
     logs: list[dict[str, Any]],
     costs: Mapping[tuple[str, str], Cost],
     with_markers: bool = True,
+    lazy_attributes: bool = False,
 ) -> TraceDetail:
     """The trace built from its raw span rows (SPANS_SQL's columns, JSON as text; changed in
-    place), its log records and the costs of its calls ((trace_id, span_id) → (cost, unpriced, duplicate_of))."""
+    place), its log records and the costs of its calls ((trace_id, span_id) → (cost, unpriced, duplicate_of)).
+    `lazy_attributes`: each span's attributes a JSONObject, parsed when first read."""
     t0 = min(r["start_time_unix_nano"] for r in rows)
     by_span: dict[str | None, list[dict[str, Any]]] = {}
     for rec in logs:
         by_span.setdefault(rec["span_id"], []).append(rec)
+    parsed = JSON_COLUMNS[1:] if lazy_attributes else JSON_COLUMNS
     for r in rows:
-        for col in JSON_COLUMNS:
+        for col in parsed:
             if col in r:
                 r[col] = orjson.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
+        if lazy_attributes:
+            r["attributes"] = JSONObject(r["attributes"])
         r["offset_ms"] = (r["start_time_unix_nano"] - t0) / 1e6
         r["cost_usd"], r["unpriced"], r["duplicate_of"] = costs.get((trace_id, r["span_id"]), (None, False, None))
-        r["logs"] = by_span.get(r["span_id"], [])
-        r["messages"] = span_messages(r["content"], r["logs"]) if r["category"] != "embedding" else []
+        r["logs"] = span_logs = by_span.get(r["span_id"], [])
+        content = r["content"]
+        if (content or span_logs) and r["category"] != "embedding":
+            r["messages"] = span_messages(content, span_logs)
+        else:
+            r["messages"] = []
     spans = tree_order(rows)
     ids = {s["span_id"] for s in spans}
     in_order = sorted(spans, key=_start)
@@ -371,13 +381,15 @@ def trace_details(
     until: datetime | None = None,
     columns: Sequence[str] | None = None,
     with_markers: bool = True,
+    lazy_attributes: bool = False,
 ) -> dict[str, TraceDetail]:
     """Many traces of `project` in three queries (spans, log records, prices), by trace id;
     traces with no span stored are left out. `since`/`until` bound the spans' start times
     read (the partitions of that window only); without `since` the whole lake is read.
     `columns`: the span columns the spans' dicts keep (None: all; fewer is faster), besides
     those the detail itself reads (DETAIL_COLUMNS). `with_markers` False leaves `markers`
-    empty (they read every attribute of every span)."""
+    empty (they read every attribute of every span); `lazy_attributes` keeps each span's
+    attributes as a JSONObject, parsed when first read (most readers of many traces never do)."""
     wanted = sorted({t.strip().lower() for t in trace_ids})
     if not wanted:
         return {}
@@ -410,4 +422,7 @@ def trace_details(
     keep = raw if columns is None else raw.select([c for c in raw.column_names if c in {*columns, *DETAIL_COLUMNS}])
     for r in arrow_rows(keep):
         rows_by_trace.setdefault(r["trace_id"], []).append(r)
-    return {t: assemble(t, rows, logs_by_trace.get(t, []), costs, with_markers) for t, rows in rows_by_trace.items()}
+    return {
+        t: assemble(t, rows, logs_by_trace.get(t, []), costs, with_markers, lazy_attributes)
+        for t, rows in rows_by_trace.items()
+    }
