@@ -78,6 +78,16 @@ class ScopedRuns(Runs):
 
 
 @dataclass(frozen=True)
+class Config:
+    """One configuration of an instrumentation test: the library its process runs, the OTLP
+    protocol it exports over, and environment variables set for it."""
+
+    library: str
+    protocol: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Launch:
     """How to start one configuration's instrumented process. `run_configurations` adds
     `--otlp <endpoint> --protocol <protocol> --project <project>` to `argv`."""

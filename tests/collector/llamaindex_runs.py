@@ -21,7 +21,7 @@ import pytest
 
 from spanlake.demo.fake_openai import DEFAULT_DIMENSIONS, FakeOpenAI, embedding_vector, words
 from tests.collector import instrumented_llamaindex as client
-from tests.collector.instrumented_runs import Launch, run_configurations
+from tests.collector.instrumented_runs import Config, Launch, run_configurations
 from tests.collector.instrumented_runs import Runs as BaseRuns
 
 ROOT = Path(__file__).parents[2]
@@ -53,12 +53,6 @@ RANKED = sorted(
 RAG_PROMPT = client.RAG_TEMPLATE.format(context_str="\n\n".join(d for _, d in RANKED), query_str=client.RAG_QUESTION)
 RAG = {"in": words(RAG_PROMPT), "reasoning": 1, "out": words(f"Fake reply: {RAG_PROMPT}") + 1, "finish": "stop"}
 RAG["cached"] = RAG["in"] // 2
-
-
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
 
 
 CONFIGS = {"llamaindex": Config("llamaindex", "http"), "llamaindex_openai": Config("llamaindex_openai", "grpc")}

@@ -25,7 +25,6 @@ from tests.collector import instrumented_client as client
 from tests.collector.instrumented_runs import Launch, check_observed, observed_keys, observed_lines, run_configurations
 from tests.collector.instrumented_runs import Runs as BaseRuns
 
-HELPER = Path(client.__file__)
 CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 LATEST = {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}
 
@@ -102,7 +101,7 @@ class Runs(BaseRuns):
 
 
 def _launch(fake: FakeOpenAI, config: str, lib: Lib) -> Launch:
-    argv = [sys.executable, str(HELPER), lib.library, "--openai-url", fake.base_url]
+    argv = [sys.executable, "-m", "tests.collector.instrumented_client", lib.library, "--openai-url", fake.base_url]
     return Launch(argv, lib.protocol, ("OTEL_", "TRACELOOP_"), lib.env)
 
 

@@ -32,7 +32,7 @@ from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_anthropic import FakeAnthropic
 from tests.collector import instrumented_anthropic as client
-from tests.collector.instrumented_runs import Launch, check_observed, observed_lines, run_configurations
+from tests.collector.instrumented_runs import Config, Launch, check_observed, observed_lines, run_configurations
 from tests.collector.instrumented_runs import ScopedRuns as Runs
 
 ROOT = Path(__file__).parents[2]
@@ -60,13 +60,6 @@ EXPECTED = {
     "thinking": THINKING,
 }
 STREAMS = ("stream", "stream_helper")  # create(stream=True), and the messages.stream() helper
-
-
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
-    env: dict[str, str]
 
 
 CONFIGS = {

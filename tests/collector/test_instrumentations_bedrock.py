@@ -19,7 +19,6 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_bedrock import FakeBedrock
 from tests.collector import instrumented_bedrock as client
-from tests.collector.instrumented_runs import Launch, check_observed, observed_lines, run_configurations
+from tests.collector.instrumented_runs import Config, Launch, check_observed, observed_lines, run_configurations
 from tests.collector.instrumented_runs import ScopedRuns as Runs
 
 ROOT = Path(__file__).parents[2]
@@ -74,12 +73,6 @@ SENT = {
 }
 BOTO3 = ("openinference", "openllmetry")
 OPENLLMETRY_STOPS = {"end_turn": "stop", "tool_use": "tool_call", "max_tokens": "length"}
-
-
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
 
 
 CONFIGS = {

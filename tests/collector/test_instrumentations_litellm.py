@@ -30,7 +30,14 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_litellm as client
-from tests.collector.instrumented_runs import Launch, check_observed, observed_keys, observed_lines, run_configurations
+from tests.collector.instrumented_runs import (
+    Config,
+    Launch,
+    check_observed,
+    observed_keys,
+    observed_lines,
+    run_configurations,
+)
 from tests.collector.instrumented_runs import Runs as BaseRuns
 
 ROOT = Path(__file__).parents[2]
@@ -44,13 +51,6 @@ TOOLS = {"in": 7, "cached": 3, "reasoning": 1, "out": 3 + 1, "finish": "tool_cal
 EXPECTED = {"chat": CHAT, "stream": STREAM, "tools": TOOLS, "async_chat": CHAT}
 MODEL = "gpt-4o-mini"
 ANSWERED = MODEL + "-2025-01-01"  # the fake's answering model: genai-prices has no such snapshot
-
-
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
-    env: dict[str, str]
 
 
 CONFIGS = {
