@@ -190,8 +190,8 @@ def observed_lines(spans: Sequence[Mapping[str, Any]], *, names: bool = True, in
     """The docs' lines of `spans`: their names (kind, scope) unless not `names`, their attribute and
     content keys, and their span events."""
     events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-    named = {f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans}
-    return [f"- spans: {', '.join(sorted(named))}"] * names + [
+    named = sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans}) if names else []
+    return [f"- spans: {', '.join(named)}"] * names + [
         f"{indent}- attributes: " + observed_keys(s["attributes"] for s in spans),
         f"{indent}- content (`content` column): " + observed_keys(s["content"] for s in spans),
         f"{indent}- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
