@@ -63,13 +63,13 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from spanlake.demo.fake_faults import Faults
 from spanlake.demo.fake_judge import JUDGE_BEHAVIOURS, JUDGE_PREFIX, judge_answer
 from spanlake.demo.fake_openai_responses import add_responses_route
 
@@ -80,7 +80,6 @@ TOOL_CALL_ID = "call_fake_0"
 TOOL_ARGUMENTS = '{"location": "Paris"}'
 DEFAULT_DIMENSIONS = 8
 MODELS = ("gpt-4o-mini", "gpt-4o", "o3-mini", "text-embedding-3-small")
-OUTAGES = ("429", "503", "hang")
 
 
 def words(text: str) -> int:
@@ -224,61 +223,6 @@ def embedding_vector(text: str, dimensions: int) -> list[float]:
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
-
-
-@dataclass
-class Faults:
-    """The run-time switches and counters a FakeOpenAI shares with its app (thread-safe)."""
-
-    kind: str | None = None  # one of OUTAGES while an outage is on
-    remaining: int | None = None  # requests the outage still takes (None: no count)
-    until: float | None = None  # time.monotonic() the outage ends (None: no deadline)
-    retry_after_s: float | None = None
-    delay_s: float = 0.0
-    stopping: bool = False
-    release: threading.Event = field(default_factory=threading.Event, repr=False)
-    requests: int = 0
-    in_flight: int = 0
-    max_in_flight: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def start(self, kind: str, requests: int | None, seconds: float | None, retry_after_s: float | None) -> None:
-        if kind not in OUTAGES:
-            raise ValueError(f"outage kind must be one of {', '.join(OUTAGES)}, not {kind!r}")
-        with self.lock:
-            self.release.set()  # requests hung by an earlier outage are let go
-            self.release = threading.Event()
-            self.kind, self.remaining, self.retry_after_s = kind, requests, retry_after_s
-            self.until = None if seconds is None else time.monotonic() + seconds
-
-    def stop(self) -> None:
-        with self.lock:
-            self.kind = self.remaining = self.until = None
-            self.release.set()
-
-    def take(self) -> tuple[str, threading.Event, float | None] | None:
-        """The outage this request gets, if any (counted against `requests`): its kind, the
-        event that releases a hung request, and its deadline."""
-        with self.lock:
-            if self.kind is None or (self.until is not None and time.monotonic() >= self.until):
-                self.kind = None
-                return None
-            taken = (self.kind, self.release, self.until)
-            if self.remaining is not None:
-                self.remaining -= 1
-                if self.remaining <= 0:
-                    self.kind = None
-            return taken
-
-    def enter(self) -> None:
-        with self.lock:
-            self.requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def leave(self) -> None:
-        with self.lock:
-            self.in_flight -= 1
 
 
 def create_app(slow_delay_s: float = 1.0, faults: Faults | None = None) -> FastAPI:

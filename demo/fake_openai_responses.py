@@ -53,7 +53,7 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 
 
 class Admission(Protocol):
-    """What the route needs of the server's run-time switches (fake_openai.Faults)."""
+    """What the route needs of the server's run-time switches (fake_faults.Faults)."""
 
     delay_s: float
 

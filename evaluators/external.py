@@ -21,7 +21,8 @@ counted as `malformed` on its evaluator with the reason (`read_event` never rais
 
 Label ids are a pure function of where the event is stored (the span and the event's position
 among its events, or the log record's id), so reading the same event again writes nothing new.
-`events_after` finds the stored events by the time they were ingested, after a cursor.
+`events_after` finds the stored events by the time they were ingested, after a cursor;
+`read_app_results` reads them as the online cycle's step 5 (evaluators.online).
 """
 
 from __future__ import annotations
@@ -316,4 +317,40 @@ def read_all(events: Sequence[Stored], now_ns: int) -> list[tuple[Stored, Read]]
                 continue
             seen.add(r.label["label_id"])
         out.append((ev, r))
+    return out
+
+
+@dataclass
+class AppResults:
+    """One read of the app's results: label events, counts per evaluator, and what was read."""
+
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # "project/<name>@otel" → counts
+    batch: Batch = field(default_factory=Batch)
+
+
+def _stat(stats: dict[str, dict[str, Any]], project: str, evaluator: str) -> dict[str, Any]:
+    return stats.setdefault(
+        f"{project}/{evaluator}",
+        {"version": None, "evaluated": 0, "passed": 0, "failed": 0, "errors": 0, "malformed": 0,
+         "last_error": None, "last_error_trace": None, "last_error_span": None},
+    )  # fmt: skip
+
+
+def read_app_results(an: Analytics, cursor: EventCursor, horizon_us: int, limit: int, now_ns: int) -> AppResults:
+    """The app's own `gen_ai.evaluation.result` events stored after `cursor`, up to the horizon:
+    labels, or errors and problems counted on their evaluator."""
+    out = AppResults(batch=events_after(an, cursor, horizon_us, limit))
+    for ev, read in read_all(out.batch.events, now_ns):
+        stat = _stat(out.stats, ev.project, read.evaluator)
+        if read.label is not None:
+            out.labels.append(read.label)
+            stat["evaluated"] += 1
+            verdict = read.label["verdict"]
+            if verdict is not None:
+                stat["passed" if verdict == "pass" else "failed"] += 1
+            continue
+        stat["errors" if read.error is not None else "malformed"] += 1
+        stat["last_error"] = read.error or read.problem
+        stat["last_error_trace"], stat["last_error_span"] = ev.trace_id, ev.span_id
     return out

@@ -2,7 +2,7 @@
 
 One cycle (`run_cycle`, run by server/evaluation_watch.py in a low-priority child process):
 
-1. **Complete traces after the cursor.** A trace is complete when its newest span's
+1. **Complete traces after the cursor** (evaluators.complete_traces). A trace is complete when its newest span's
    `ingested_at` is at or before the horizon (now - settings.quiet_period, and never past
    what the lake holds yet: the server passes the oldest write-ahead-log segment still to
    flush). They are taken oldest first by (newest ingested_at, project, trace id) — the
@@ -16,7 +16,7 @@ One cycle (`run_cycle`, run by server/evaluation_watch.py in a low-priority chil
    of the rule's category); evaluators.run.evaluate runs each of the rule's evaluators on
    each. A result is a label event (evaluators.result.label_event; its label_id is the same
    every time, so a cycle redone after a crash writes nothing twice).
-4. **Actions**, per rule and target, on the verdicts of the rule's evaluators: `queue_when`
+4. **Actions** (evaluators.rule_actions), per rule and target, on the verdicts of the rule's evaluators: `queue_when`
    adds the trace to the dataset `queue.<rule>` (the labelling queue takes such a dataset as
    its source), `dataset` adds it to that dataset (when `dataset_when`), `webhook` sends it to
    that destination of budgets.toml (when `webhook_when`). `fail`: some verdict is fail;
@@ -25,7 +25,8 @@ One cycle (`run_cycle`, run by server/evaluation_watch.py in a low-priority chil
 5. **The app's own results**, with or without rules: the `gen_ai.evaluation.result` events
    (span events and log records) stored after a second cursor — by ingested_at, project and
    row, up to the same horizon — become judge labels with author `<name>@otel`
-   (evaluators.external; deterministic label ids too), at most `events_batch` rows a cycle.
+   (evaluators.external.read_app_results; deterministic label ids too), at most `events_batch`
+   rows a cycle.
 
 Errors never stall the loop: a transient EvaluationError (the judge down, 429, a timeout)
 puts the (target, evaluator version) on the retry list, tried again from a later cycle with
@@ -44,7 +45,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -54,10 +55,12 @@ from spanlake.analytics.spans import Params
 from spanlake.analytics.traces.filters import TraceFilters
 from spanlake.analytics.traces.relation import run_on_lake
 from spanlake.analytics.traces.trace_list import matching_ctes, window
+from spanlake.evaluators.complete_traces import Candidate, Cursor, complete_traces
 from spanlake.evaluators.definition import Evaluator, EvaluatorSet, Rule
 from spanlake.evaluators.external import DEFAULT_BATCH as EVENTS_BATCH
-from spanlake.evaluators.external import EventCursor, events_after, read_all
+from spanlake.evaluators.external import EventCursor, read_app_results
 from spanlake.evaluators.result import EvaluationError, Result, label_event, label_id
+from spanlake.evaluators.rule_actions import dataset_event, queue_dataset, wants, webhook_message
 from spanlake.evaluators.run import Judges, evaluate
 from spanlake.evaluators.target import Target, load_targets
 
@@ -67,7 +70,6 @@ DEFAULT_BATCH = 500  # complete traces handled per cycle
 RETRY_FIRST_S = 5.0
 RETRY_CAP_S = 600.0
 RETRY_MAX_AGE = timedelta(hours=24)
-QUEUE_PREFIX = "queue."  # the dataset a rule's queue_when adds to: queue.<rule>
 SCOPE_FILTERS = {  # a rule's scope key → the trace list's filter
     "task": "task_name",
     "service": "service",
@@ -84,33 +86,6 @@ def sampled(rule_name: str, trace_id: str, rate: float) -> bool:
     sha256("<rule>:<trace id, lower-case hex>") as a fraction of 2**32, below `rate`."""
     digest = hashlib.sha256(f"{rule_name}:{trace_id.lower()}".encode()).hexdigest()
     return int(digest[:8], 16) / 2**32 < rate
-
-
-def queue_dataset(rule_name: str) -> str:
-    """The dataset a rule's `queue_when` adds traces to (the labelling queue's source)."""
-    return f"{QUEUE_PREFIX}{rule_name}"
-
-
-@dataclass(frozen=True, order=True)
-class Cursor:
-    """The last trace handled: its newest span's ingested_at (µs since 1970), project, trace id."""
-
-    ingested_at_us: int = 0
-    project: str = ""
-    trace_id: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ingested_at_us": self.ingested_at_us, "project": self.project, "trace_id": self.trace_id}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> Cursor:
-        if not d:
-            return cls()
-        return cls(int(d.get("ingested_at_us") or 0), str(d.get("project") or ""), str(d.get("trace_id") or ""))
-
-    @property
-    def at(self) -> datetime | None:
-        return datetime.fromtimestamp(self.ingested_at_us / 1e6, UTC) if self.ingested_at_us else None
 
 
 @dataclass(frozen=True)
@@ -147,60 +122,6 @@ class Outcome:
     events_cursor: EventCursor = field(default_factory=EventCursor)
     events_read: int = 0  # spans and log records with evaluation events read this cycle
     events_more: bool = False  # more wait after this cycle's batch
-
-
-# --- 1. complete traces -----------------------------------------------------------------------
-
-_CANDIDATES = """
-WITH c AS (
-  SELECT project, trace_id, max(epoch_us(ingested_at)) AS last_us, min(start_time) AS trace_start
-  FROM spans_raw WHERE epoch_us(ingested_at) >= $c_us
-  GROUP BY project, trace_id
-  HAVING max(epoch_us(ingested_at)) <= $h_us
-     AND (max(epoch_us(ingested_at)) > $c_us
-          OR (project > $c_project OR (project = $c_project AND trace_id > $c_trace)))
-), n AS (
-  SELECT *, row_number() OVER (ORDER BY last_us, project, trace_id) AS rn, count(*) OVER () AS total FROM c
-)
-SELECT project, trace_id, last_us, trace_start, rn, total FROM n
-WHERE rn >= greatest(total - $max_backlog, 1) ORDER BY rn LIMIT $limit"""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    project: str
-    trace_id: str
-    last_us: int
-    trace_start: datetime
-
-    @property
-    def cursor(self) -> Cursor:
-        return Cursor(self.last_us, self.project, self.trace_id)
-
-
-def complete_traces(
-    an: Analytics, cursor: Cursor, horizon: datetime, batch: int, max_backlog: int
-) -> tuple[list[Candidate], Cursor, int, int]:
-    """(the next `batch` complete traces after `cursor`, the cursor past the skipped ones,
-    how many were skipped, how many wait after the batch)."""
-    params = {
-        "c_us": cursor.ingested_at_us,
-        "c_project": cursor.project,
-        "c_trace": cursor.trace_id,
-        "h_us": int(horizon.timestamp() * 1e6),
-        "max_backlog": max(max_backlog, 0),
-        "limit": batch + 1,
-    }
-    rows = an.lake.query(_CANDIDATES, params).to_pylist()
-    if not rows:
-        return [], cursor, 0, 0
-    total = int(rows[0]["total"])
-    skip = max(0, total - max(max_backlog, 0))
-    found = [Candidate(r["project"], r["trace_id"], int(r["last_us"]), r["trace_start"]) for r in rows]
-    if skip:  # the first row is the newest of the skipped ones: the cursor moves past it
-        cursor = found.pop(0).cursor
-    taken = found[:batch]
-    return taken, cursor, skip, total - skip - len(taken)
 
 
 # --- 2. rules: scope and sampling ---------------------------------------------------------------
@@ -244,39 +165,6 @@ def judges_for(req: Request) -> Any:
     if key not in _judges:
         _judges[key] = Judges(data_dir=req.data_dir, traces_endpoint=req.traces_endpoint)
     return _judges[key]
-
-
-def wants(when: str | None, verdicts: Sequence[str], answered: bool) -> bool:
-    """Whether an action with condition `when` fires on these verdicts."""
-    if when is None:
-        return False
-    if when == "always":
-        return answered
-    if when == "disagree":
-        return len(set(verdicts)) > 1
-    return "fail" in verdicts
-
-
-def dataset_event(
-    dataset: str, project: str, target: Target, rule: Rule, now_ns: int, start: datetime | None, why: dict[str, Any]
-) -> dict[str, Any]:
-    """An `add` dataset event with a deterministic id (the same rule adding the same item twice: one event)."""
-    trace_id = (target.trace_id or "").lower()
-    span_id = target.span_id.lower() if target.span_id else None
-    key = "\x00".join((project, dataset, trace_id, span_id or "", rule.name))
-    start_ns = int(start.timestamp() * 1e6) * 1000 if start is not None else None
-    return {
-        "event_id": "rl" + hashlib.sha256(key.encode()).hexdigest()[:30],
-        "dataset": dataset,
-        "op": "add",
-        "project": project,
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "author": f"rule:{rule.name}",
-        "created_at_unix_nano": now_ns,
-        "trace_start_unix_nano": start_ns,
-        "metadata": {"rule": rule.name, **why},
-    }
 
 
 def _stat(out: Outcome, ev: Evaluator) -> dict[str, Any]:
@@ -395,24 +283,6 @@ class _Cycle:
             self.out.webhooks.append(webhook_message(rule, target, results, self.req.now))
 
 
-def webhook_message(rule: Rule, target: Target, results: Sequence[Result | None], now: datetime) -> dict[str, Any]:
-    """A rule's webhook notification: its id is the same every time (receivers de-duplicate)."""
-    key = "\x00".join((rule.project, rule.name, target.trace_id or "", target.span_id or ""))
-    nid = "msg_" + hashlib.sha256(key.encode()).hexdigest()[:24]
-    found = [
-        {"verdict": r.verdict, "score": r.score, "failure_mode": r.failure_mode, "comment": r.comment}
-        for r in results
-        if r is not None
-    ]
-    message = {
-        "type": "evaluation.rule",
-        "timestamp": now.isoformat(),
-        "data": {"rule": rule.name, "project": rule.project, "trace_id": target.trace_id, "span_id": target.span_id,
-                 "results": found},
-    }  # fmt: skip
-    return {"id": nid, "rule": rule.name, "project": rule.project, "destination": rule.webhook, "message": message}
-
-
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None
 
@@ -486,34 +356,6 @@ def run_retries(cycle: _Cycle) -> None:
                 cycle.act(rule, target, [result])
 
 
-def _external_stat(out: Outcome, project: str, evaluator: str) -> dict[str, Any]:
-    return out.stats.setdefault(
-        f"{project}/{evaluator}",
-        {"version": None, "evaluated": 0, "passed": 0, "failed": 0, "errors": 0, "malformed": 0,
-         "last_error": None, "last_error_trace": None, "last_error_span": None},
-    )  # fmt: skip
-
-
-def read_app_results(an: Analytics, req: Request, out: Outcome) -> None:
-    """The app's own `gen_ai.evaluation.result` events stored after the events cursor, up to the
-    horizon (evaluators.external): labels, or errors and problems counted on their evaluator."""
-    now_ns = int(req.now.timestamp() * 1e9)
-    batch = events_after(an, req.events_cursor, int(req.horizon.timestamp() * 1e6), req.events_batch)
-    for ev, read in read_all(batch.events, now_ns):
-        stat = _external_stat(out, ev.project, read.evaluator)
-        if read.label is not None:
-            out.labels.append(read.label)
-            stat["evaluated"] += 1
-            verdict = read.label["verdict"]
-            if verdict is not None:
-                stat["passed" if verdict == "pass" else "failed"] += 1
-            continue
-        stat["errors" if read.error is not None else "malformed"] += 1
-        stat["last_error"] = read.error or read.problem
-        stat["last_error_trace"], stat["last_error_span"] = ev.trace_id, ev.span_id
-    out.events_cursor, out.events_read, out.events_more = batch.cursor, batch.rows, batch.more
-
-
 def run_cycle(an: Analytics, req: Request) -> Outcome:
     """One cycle (see the module docstring); reads only, returns what to write."""
     out = Outcome(cursor=req.cursor, events_cursor=req.events_cursor)
@@ -527,5 +369,10 @@ def run_cycle(an: Analytics, req: Request) -> Outcome:
         run_rules(cycle, traces)
         out.handled, out.skipped, out.backlog = len(traces), skipped, backlog
         out.cursor = traces[-1].cursor if traces else cursor
-    read_app_results(an, req, out)
+    app = read_app_results(
+        an, req.events_cursor, int(req.horizon.timestamp() * 1e6), req.events_batch, int(req.now.timestamp() * 1e9)
+    )
+    out.labels += app.labels
+    out.stats |= app.stats
+    out.events_cursor, out.events_read, out.events_more = app.batch.cursor, app.batch.rows, app.batch.more
     return out

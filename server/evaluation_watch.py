@@ -39,9 +39,10 @@ import orjson
 
 from spanlake.analytics.budgets.definition import Destination
 from spanlake.collector.wal import CLOSED_SUFFIX, KIND_DATASETS, KIND_LABELS, OPEN_SUFFIX, Record
+from spanlake.evaluators.complete_traces import Cursor
 from spanlake.evaluators.external import DEFAULT_BATCH as DEFAULT_EVENTS_BATCH
 from spanlake.evaluators.external import EventCursor
-from spanlake.evaluators.online import DEFAULT_BATCH, Cursor, Outcome, Request, run_cycle
+from spanlake.evaluators.online import DEFAULT_BATCH, Outcome, Request, run_cycle
 from spanlake.server.alerts.deliver import Deliverer
 from spanlake.server.alerts.store import AlertStore, Delivery
 from spanlake.server.env import seconds_from_env

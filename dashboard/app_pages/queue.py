@@ -11,7 +11,7 @@ from spanlake.dashboard import data, writes
 from spanlake.dashboard.components import chat, esc, fmt_cost, fmt_ms
 from spanlake.dashboard.context import current, reviewer
 from spanlake.dashboard.labelling import filters_to_saved, label_form, save_label, saved_to_filters
-from spanlake.evaluators.online import QUEUE_PREFIX
+from spanlake.evaluators.rule_actions import QUEUE_PREFIX
 
 CURRENT = "The Traces page's filter"
 AHEAD = 20  # unlabelled traces fetched per query

@@ -36,7 +36,7 @@ from spanlake.evaluators.alignment import project_alignment, project_disagreemen
 from spanlake.evaluators.definition import Evaluator, EvaluatorError, EvaluatorSet, Rule
 from spanlake.evaluators.evaluators_file import EvaluatorsFile
 from spanlake.evaluators.external import AUTHOR_SUFFIX, MAX_NAME, is_external
-from spanlake.evaluators.online import queue_dataset
+from spanlake.evaluators.rule_actions import queue_dataset
 from spanlake.server.api.common import ApiContext, jsonable, parse_time, project_for, project_object
 from spanlake.server.api.problems import NotFound, responses
 from spanlake.server.evaluation_watch import state_file

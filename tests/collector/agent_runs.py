@@ -11,8 +11,6 @@ Completions (the system message counted as one message).
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +26,7 @@ from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import TraceDetail, trace_detail
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector.instrumented_agents import FORECAST, MODEL, QUESTION, SYSTEM, WEATHER
-from tests.collector.instrumented_runs import Runs, clean_env, collect
-from tests.conftest import start_collector
+from tests.collector.instrumented_runs import Launch, Runs, observed_lines, run_configurations
 
 ROOT = Path(__file__).parents[2]
 RESPONSE_MODEL = MODEL + "-2025-01-01"  # what the fake answers; genai-prices prices it as gpt-5-nano
@@ -63,7 +60,6 @@ assert (len(SYSTEM.split()), len(QUESTION.split()), len(WEATHER.split()), len(FO
 CHAT = Call(input=3 + 6, cached=4, reasoning=2, output=8 + 2)  # instructions + question
 TOOL_CALL = Call(input=3 + 7, cached=5, reasoning=2, output=3 + 2)  # 'get_weather {"location": "Paris"}'
 AFTER_TOOL = Call(input=3 + 7 + 4, cached=7, reasoning=4, output=9 + 4)  # + the call (0 words) + its result
-_INDEX = re.compile(r"\.\d+\.")
 
 
 @dataclass(frozen=True)
@@ -75,23 +71,15 @@ class Config:
 @contextmanager
 def agent_runs(module: str, configs: dict[str, Config], data_dir: Path) -> Iterator[AgentRuns]:
     """Run `python -m <module>` once per configuration, all at once, each under its own project."""
-    collector, stop = start_collector(data_dir)
-    try:
-        with FakeOpenAI() as fake:
-            procs = {}
-            for name, cfg in configs.items():
-                endpoint = collector.grpc if cfg.protocol == "grpc" else collector.http
-                argv = [sys.executable, "-m", module, cfg.runner, "--url", fake.base_url]
-                argv += ["--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
-                procs[name] = subprocess.Popen(
-                    argv, env=clean_env(("OTEL_", "OPENAI_")), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-                )
-            traces, versions, failures = collect(procs)
-            requests = fake.requests
-        collector.flush()
-        yield AgentRuns(collector, traces, versions, failures, requests)
-    finally:
-        stop()
+
+    def launch(fake: FakeOpenAI, name: str, cfg: Config) -> Launch:
+        argv = [sys.executable, "-m", module, cfg.runner, "--url", fake.base_url]
+        return Launch(argv, cfg.protocol, ("OTEL_", "OPENAI_"))
+
+    fake = FakeOpenAI()
+    with run_configurations(data_dir, fake, configs, launch, AgentRuns) as runs:
+        runs.model_requests = fake.requests
+        yield runs
 
 
 @dataclass
@@ -133,34 +121,10 @@ def content(span: dict[str, Any]) -> dict[str, Any]:
     return json.loads(raw) if isinstance(raw, str) else dict(raw or {})
 
 
-def _keys(values: list[Any]) -> str:
-    keys = sorted({_INDEX.sub(".N.", k) for v in values if v for k in (json.loads(v) if isinstance(v, str) else v)})
-    return ", ".join(f"`{k}`" for k in keys) or "none"
-
-
 def render_observed(runs: AgentRuns, configs: dict[str, Config]) -> str:
     """Per configuration: span names (kind, scope), attribute and content keys, span events."""
     out = []
     for config, cfg in configs.items():
-        spans = runs.collector.query(
-            "SELECT name, kind, scope_name, attributes, content, events FROM spans WHERE project = ? ORDER BY name",
-            [config],
-        )
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-        out += [
-            f"### `{config}`",
-            "",
-            f"- over OTLP/{cfg.protocol}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + _keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + _keys([s["content"] for s in spans]),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-            "",
-        ]
+        spans = runs.observed(config)  # an agent run has no scenario span around it: every span
+        out += [f"### `{config}`", "", f"- over OTLP/{cfg.protocol}", *observed_lines(spans), ""]
     return "\n".join(out)
-
-
-def observed_block(runs: AgentRuns, configs: dict[str, Config], begin: str, end: str) -> str:
-    """The docs/instrumentations.md block between `begin` and `end`, from this run."""
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    return f"{begin}\nVersions:\n\n{versions}\n\n{render_observed(runs, configs)}{end}"

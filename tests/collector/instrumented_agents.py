@@ -19,13 +19,11 @@ of the one trace it started (a span processor records every root span).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-from importlib.metadata import version
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from tests.collector.instrumented_client import _providers
+from tests.collector.instrumented_process import providers, report, runner_parser
 
 MODEL = "gpt-5-nano"  # the fake answers gpt-5-nano-2025-01-01, which genai-prices prices as gpt-5-nano
 SYSTEM = "You are terse."  # 3 words
@@ -92,19 +90,35 @@ async def _run(name: str) -> None:
             raise AssertionError("fail-500 did not fail")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("config", choices=sorted(PACKAGES))
-    parser.add_argument("--url", required=True, help="the fake server's base URL, ending in /v1")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
-    args = parser.parse_args()
-
-    resource = {"service.name": f"it-agents-{args.config}", "spanlake.project": args.project}
-    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
+def traced(args: Any, service: str) -> tuple[Any, Any, Any]:
+    """(tracer provider, logger provider, root_spans on the tracer provider) of the process's project."""
+    tracer_provider, logger_provider = providers(
+        args.otlp, args.protocol, {"service.name": service, "spanlake.project": args.project}
+    )
     roots = root_spans()
     tracer_provider.add_span_processor(roots)
+    return tracer_provider, logger_provider, roots
+
+
+def run_scenarios(scenarios: Iterable[str], run: Callable[[str], Awaitable[None]], roots: Any) -> dict[str, str]:
+    """`run(name)` of each scenario, in one event loop (the client's connections belong to it);
+    per scenario the one trace it started (`roots`: root_spans, on the tracer provider)."""
+    traces: dict[str, str] = {}
+
+    async def run_all() -> None:
+        for name in scenarios:
+            before = len(roots.trace_ids)
+            await run(name)
+            (traces[name],) = roots.trace_ids[before:]  # one run, one trace
+
+    asyncio.run(run_all())
+    return traces
+
+
+def main() -> None:
+    args = runner_parser("config", PACKAGES).parse_args()
+
+    tracer_provider, logger_provider, roots = traced(args, f"it-agents-{args.config}")
 
     import openai
     from agents import set_default_openai_api, set_default_openai_client, set_trace_processors
@@ -124,19 +138,9 @@ def main() -> None:
     client = openai.AsyncOpenAI(base_url=args.url, api_key="sk-fake", max_retries=0)
     set_default_openai_client(client, use_for_tracing=False)
 
-    traces: dict[str, str] = {}
-
-    async def run_all() -> None:  # one event loop: the client's connections belong to it
-        for name in SCENARIOS:
-            before = len(roots.trace_ids)
-            await _run(name)
-            (traces[name],) = roots.trace_ids[before:]  # one run, one trace
-
-    asyncio.run(run_all())
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
+    traces = run_scenarios(SCENARIOS, _run, roots)
     packages = [*PACKAGES[args.config], "openai-agents", "openai", "opentelemetry-sdk"]
-    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+    report(packages, traces, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

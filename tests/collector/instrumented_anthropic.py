@@ -15,12 +15,9 @@ itself too unless ANTHROPIC_OPEN_TELEMETRY=false. Each scenario runs under a par
 
 from __future__ import annotations
 
-import argparse
-import json
-from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_client import _providers
+from tests.collector.instrumented_process import providers, report, runner_parser, scenario
 
 MODEL = "claude-sonnet-4-5"
 SYSTEM = "You are terse and you answer in one line only."  # 10 words, cached
@@ -112,17 +109,11 @@ def _run(name: str, client: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("library", choices=sorted(PACKAGES))
-    parser.add_argument("--url", required=True, help="the fake server's base URL")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
-    args = parser.parse_args()
+    args = runner_parser("library", PACKAGES, "the fake server's base URL").parse_args()
 
     from opentelemetry import trace
 
-    tracer_provider, logger_provider = _providers(
+    tracer_provider, logger_provider = providers(
         args.otlp, args.protocol, {"service.name": f"it-anthropic-{args.library}", "spanlake.project": args.project}
     )
     trace.set_tracer_provider(tracer_provider)
@@ -133,13 +124,10 @@ def main() -> None:
     tracer = tracer_provider.get_tracer("spanlake.tests")
     traces: dict[str, str] = {}
     for name in SCENARIOS:
-        with tracer.start_as_current_span(f"scenario {name}") as span:
-            traces[name] = format(span.get_span_context().trace_id, "032x")
+        with scenario(tracer, name) as traces[name]:
             _run(name, client)
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
     packages = [p for p in (PACKAGES[args.library], "anthropic", "opentelemetry-sdk") if p]
-    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+    report(packages, traces, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,10 @@ global one, as an app's OTel setup makes it. Each scenario runs under a parent s
 
 from __future__ import annotations
 
-import argparse
 import json
-from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_client import _providers
+from tests.collector.instrumented_process import providers, report, runner_parser, scenario
 
 MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"  # a cross-region inference profile
 BASE_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"  # a model id in one region
@@ -172,17 +170,11 @@ def _client(library: str, url: str) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("library", choices=sorted(PACKAGES))
-    parser.add_argument("--url", required=True, help="the fake server's URL")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
-    args = parser.parse_args()
+    args = runner_parser("library", PACKAGES, "the fake server's URL").parse_args()
 
     from opentelemetry import trace
 
-    tracer_provider, logger_provider = _providers(
+    tracer_provider, logger_provider = providers(
         args.otlp, args.protocol, {"service.name": f"it-bedrock-{args.library}", "spanlake.project": args.project}
     )
     trace.set_tracer_provider(tracer_provider)
@@ -192,14 +184,11 @@ def main() -> None:
     tracer = tracer_provider.get_tracer("spanlake.tests")
     traces: dict[str, str] = {}
     for name in SCENARIOS[args.library]:
-        with tracer.start_as_current_span(f"scenario {name}") as span:
-            traces[name] = format(span.get_span_context().trace_id, "032x")
+        with scenario(tracer, name) as traces[name]:
             run(name, client)
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
     client_package = "anthropic" if args.library.startswith("anthropic") else "boto3"
     packages = [p for p in (PACKAGES[args.library], client_package, "opentelemetry-sdk") if p]
-    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+    report(packages, traces, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

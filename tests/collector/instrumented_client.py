@@ -2,7 +2,7 @@
 
 Run in its own process (instrumentors patch the openai module globally):
 
-    python tests/collector/instrumented_client.py LIBRARY --openai-url URL --otlp ENDPOINT \
+    python -m tests.collector.instrumented_client LIBRARY --openai-url URL --otlp ENDPOINT \
         --protocol grpc|http --project NAME [--metrics]
 
 LIBRARY is `openai_v2` (opentelemetry-instrumentation-openai-v2), `openinference`
@@ -19,10 +19,9 @@ reader would.
 
 from __future__ import annotations
 
-import argparse
-import json
-from importlib.metadata import version
 from typing import Any
+
+from tests.collector.instrumented_process import meter_provider, providers, report, runner_parser, scenario
 
 SYSTEM = "You are terse."
 QUESTION = "What is OpenTelemetry in one line?"
@@ -46,54 +45,6 @@ PACKAGES = {
     "traceloop": "opentelemetry-instrumentation-openai",
     "traceloop_events": "opentelemetry-instrumentation-openai",  # use_attributes=False: content as log events
 }
-
-
-def _providers(endpoint: str, protocol: str, resource: dict[str, str]) -> tuple[Any, Any]:
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        spans, logs = (
-            OTLPSpanExporter(endpoint=endpoint, insecure=True),
-            OTLPLogExporter(endpoint=endpoint, insecure=True),
-        )
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        spans, logs = (
-            OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"),
-            OTLPLogExporter(endpoint=f"{endpoint}/v1/logs"),
-        )
-    res = Resource.create(resource)
-    tracer_provider = TracerProvider(resource=res)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    logger_provider = LoggerProvider(resource=res)
-    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
-    return tracer_provider, logger_provider
-
-
-def _meter_provider(endpoint: str, protocol: str, resource: dict[str, str]) -> Any:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import Resource
-
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        exporter = OTLPMetricExporter(endpoint=endpoint, insecure=True)
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
-
-        exporter = HttpExporter(endpoint=f"{endpoint}/v1/metrics")
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)  # exports on force_flush
-    return MeterProvider(resource=Resource.create(resource), metric_readers=[reader])
 
 
 def _instrument(library: str, tracer_provider: Any, logger_provider: Any, meter_provider: Any = None) -> None:
@@ -153,39 +104,28 @@ def _run(name: str, client: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("library", choices=sorted(PACKAGES))
-    parser.add_argument("--openai-url", required=True, help="the fake server's base URL, ending in /v1")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
+    parser = runner_parser("library", PACKAGES, url="--openai-url")
     parser.add_argument("--metrics", action="store_true", help="export the library's metrics too")
     args = parser.parse_args()
 
     resource = {"service.name": f"it-{args.library}", "spanlake.project": args.project}
-    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
-    meter_provider = _meter_provider(args.otlp, args.protocol, resource) if args.metrics else None
-    _instrument(args.library, tracer_provider, logger_provider, meter_provider)
+    tracer_provider, logger_provider = providers(args.otlp, args.protocol, resource)
+    meters = meter_provider(args.otlp, args.protocol, resource) if args.metrics else None
+    _instrument(args.library, tracer_provider, logger_provider, meters)
     import openai
 
     client = openai.OpenAI(base_url=args.openai_url, api_key="sk-fake", max_retries=0)
     tracer = tracer_provider.get_tracer("spanlake.tests")
     traces: dict[str, str] = {}
     for name in SCENARIOS:
-        with tracer.start_as_current_span(f"scenario {name}") as span:
-            traces[name] = format(span.get_span_context().trace_id, "032x")
+        with scenario(tracer, name) as traces[name]:
             _run(name, client)
-        if meter_provider is not None and not meter_provider.force_flush():
+        if meters is not None and not meters.force_flush():
             raise SystemExit(f"metric export failed after {name}")
-    if meter_provider is not None:
-        meter_provider.shutdown()
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
     packages = [PACKAGES[args.library], "openai", "opentelemetry-sdk"]
     if args.library == "openai_v2":
         packages.append("opentelemetry-util-genai")  # openai-v2's telemetry handler; its version decides the modes
-    versions = {p: version(p) for p in packages}
-    print(json.dumps({"versions": versions, "traces": traces}))
+    report(packages, traces, meters, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

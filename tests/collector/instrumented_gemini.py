@@ -10,7 +10,7 @@ LIBRARY is `openinference` (openinference-instrumentation-google-genai) or `otel
 scripts/venv-google-genai); the library's own settings come from the environment. Each scenario
 runs under a parent span `scenario <name>`; stdout gets one JSON object: library versions and,
 per scenario, the trace id. Needs only google-genai, the instrumentation, the OTel SDK and the
-OTLP exporters (tests.collector.instrumented_client imports nothing else at module level).
+OTLP exporters (tests.collector.instrumented_process imports nothing else at module level).
 
 With `--metrics` (`otel` only) the library's GenAI metrics are exported too, after every
 scenario (cumulative, as in tests.collector.instrumented_client).
@@ -18,12 +18,9 @@ scenario (cumulative, as in tests.collector.instrumented_client).
 
 from __future__ import annotations
 
-import argparse
-import json
-from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_client import _meter_provider, _providers
+from tests.collector.instrumented_process import meter_provider, providers, report, runner_parser, scenario
 
 MODEL = "gemini-2.5-flash"
 SYSTEM = "You are terse."  # 3 words
@@ -85,20 +82,15 @@ def _run(name: str, client: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("library", choices=sorted(PACKAGES))
-    parser.add_argument("--url", required=True, help="the fake server's base URL")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
+    parser = runner_parser("library", PACKAGES, "the fake server's base URL")
     parser.add_argument("--metrics", action="store_true", help="export the library's metrics too")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, in SCENARIOS")
     args = parser.parse_args()
 
     resource = {"service.name": f"it-gemini-{args.library}", "spanlake.project": args.project}
-    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
-    meter_provider = _meter_provider(args.otlp, args.protocol, resource) if args.metrics else None
-    _instrument(args.library, tracer_provider, logger_provider, meter_provider)
+    tracer_provider, logger_provider = providers(args.otlp, args.protocol, resource)
+    meters = meter_provider(args.otlp, args.protocol, resource) if args.metrics else None
+    _instrument(args.library, tracer_provider, logger_provider, meters)
     from google import genai
     from google.genai import types
 
@@ -107,17 +99,12 @@ def main() -> None:
     tracer = tracer_provider.get_tracer("spanlake.tests")
     traces: dict[str, str] = {}
     for name in args.scenarios.split(","):
-        with tracer.start_as_current_span(f"scenario {name}") as span:
-            traces[name] = format(span.get_span_context().trace_id, "032x")
+        with scenario(tracer, name) as traces[name]:
             _run(name, client)
-        if meter_provider is not None and not meter_provider.force_flush():
+        if meters is not None and not meters.force_flush():
             raise SystemExit(f"metric export failed after {name}")
-    if meter_provider is not None:
-        meter_provider.shutdown()
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
     packages = [*PACKAGES[args.library], "google-genai", "opentelemetry-sdk"]
-    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+    report(packages, traces, meters, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

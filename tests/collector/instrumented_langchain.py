@@ -24,13 +24,10 @@ root span) and every trace id its spans were exported under.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import defaultdict
-from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_client import _providers
+from tests.collector.instrumented_process import providers, report, runner_parser, scenario
 
 MODEL = "gpt-5-nano"  # the fake answers gpt-5-nano-2025-01-01, which genai-prices prices as gpt-5-nano
 SYSTEM = "You are terse."  # 3 words
@@ -130,19 +127,14 @@ def _run(name: str, url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("framework", choices=sorted(FRAMEWORKS))
+    parser = runner_parser("framework", FRAMEWORKS)
     parser.add_argument("--client", choices=sorted(CLIENTS), help="also instrument the openai client")
-    parser.add_argument("--url", required=True, help="the fake server's base URL, ending in /v1")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
     args = parser.parse_args()
 
     from opentelemetry import trace
 
     resource = {"service.name": f"it-langchain-{args.project}", "spanlake.project": args.project}
-    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
+    tracer_provider, logger_provider = providers(args.otlp, args.protocol, resource)
     ids = _trace_ids()
     tracer_provider.add_span_processor(ids)
     trace.set_tracer_provider(tracer_provider)
@@ -154,19 +146,12 @@ def main() -> None:
         if name == "bare":
             _run(name, args.url)
             continue
-        with tracer.start_as_current_span(f"scenario {name}") as span:
-            traces[name] = format(span.get_span_context().trace_id, "032x")
+        with scenario(tracer, name) as traces[name]:
             _run(name, args.url)
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
     packages = [FRAMEWORKS[args.framework], "langchain-core", "langchain-openai", "langgraph", "openai"]
     packages += [CLIENTS[args.client]] if args.client else []
-    result = {
-        "versions": {p: version(p) for p in [*packages, "opentelemetry-sdk"]},
-        "traces": traces,
-        "trace_ids": {k: sorted(v) for k, v in ids.seen.items()},
-    }
-    print(json.dumps(result))
+    trace_ids = {k: sorted(v) for k, v in ids.seen.items()}
+    report([*packages, "opentelemetry-sdk"], traces, tracer_provider, logger_provider, trace_ids=trace_ids)
 
 
 if __name__ == "__main__":

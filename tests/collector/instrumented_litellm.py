@@ -17,15 +17,13 @@ the trace id.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import threading
-from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_client import WEATHER, WEATHER_TOOL, _providers
+from tests.collector.instrumented_client import WEATHER, WEATHER_TOOL
+from tests.collector.instrumented_process import providers, report, runner_parser, scenario
 
 MODEL = "openai/gpt-4o-mini"  # LiteLLM's provider/model
 SYSTEM = "You are terse."
@@ -126,20 +124,14 @@ def _run(name: str, url: str, logged: _Logged | None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("library", choices=sorted(PACKAGES))
-    parser.add_argument("--url", required=True, help="the fake server's base URL, ending in /v1")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
-    args = parser.parse_args()
+    args = runner_parser("library", PACKAGES).parse_args()
 
     # LiteLLM fetches its model price map from the internet at import unless told to use its copy.
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     from opentelemetry import trace
 
     resource = {"service.name": f"it-litellm-{args.library}", "spanlake.project": args.project}
-    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
+    tracer_provider, logger_provider = providers(args.otlp, args.protocol, resource)
     trace.set_tracer_provider(tracer_provider)
     _instrument(args.library, tracer_provider)
     import litellm
@@ -154,13 +146,10 @@ def main() -> None:
     for name in SCENARIOS:
         if logged is not None:
             logged.done.clear()
-        with tracer.start_as_current_span(f"scenario {name}") as span:
-            traces[name] = format(span.get_span_context().trace_id, "032x")
+        with scenario(tracer, name) as traces[name]:
             _run(name, args.url, logged)
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
     packages = [*PACKAGES[args.library], "litellm", "openai", "opentelemetry-sdk"]
-    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+    report(packages, traces, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_client import _providers
+from tests.collector.instrumented_process import providers, report, runner_parser, scenario
 
 MODEL = "gpt-4o-mini"
 EMBED_MODEL = "text-embedding-3-small"
@@ -106,20 +104,15 @@ def _run(name: str, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("library", choices=sorted(PACKAGES))
-    parser.add_argument("--url", required=True, help="the fake server's base URL, ending in /v1")
+    parser = runner_parser("library", PACKAGES)
     parser.add_argument("--slow-url", required=True, help="a fake server that holds every answer")
     parser.add_argument("--down-url", required=True, help="a fake server that answers 503")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
     args = parser.parse_args()
 
     from opentelemetry import trace
 
     resource = {"service.name": f"it-{args.library}", "spanlake.project": args.project}
-    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
+    tracer_provider, logger_provider = providers(args.otlp, args.protocol, resource)
     trace.set_tracer_provider(tracer_provider)
     _instrument(args.library, tracer_provider)
     from llama_index.core import Settings
@@ -130,14 +123,11 @@ def main() -> None:
     tracer = tracer_provider.get_tracer("spanlake.tests")
     traces: dict[str, str] = {}
     for name in SCENARIOS:
-        with tracer.start_as_current_span(f"scenario {name}") as span:
-            traces[name] = format(span.get_span_context().trace_id, "032x")
+        with scenario(tracer, name) as traces[name]:
             _run(name, args)
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
     packages = [*PACKAGES[args.library], "llama-index-core", "llama-index-llms-openai", "openai", "opentelemetry-sdk"]
     packages.append("llama-index-embeddings-openai")
-    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+    report(packages, traces, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

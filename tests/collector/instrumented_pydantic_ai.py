@@ -19,14 +19,10 @@ scenario, the id of the one trace it started.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-from importlib.metadata import version
 from typing import Any
 
-from tests.collector.instrumented_agents import FORECAST, MODEL, QUESTION, SYSTEM, WEATHER, root_spans
-from tests.collector.instrumented_client import _providers
+from tests.collector.instrumented_agents import FORECAST, MODEL, QUESTION, SYSTEM, WEATHER, run_scenarios, traced
+from tests.collector.instrumented_process import report, runner_parser
 
 AGENT = "assistant"
 STRUCTURED = "Name one tracing standard"  # 4 words
@@ -75,18 +71,9 @@ async def _run(name: str, model: Any, failing: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("config", choices=sorted(PACKAGES))
-    parser.add_argument("--url", required=True, help="the fake server's base URL, ending in /v1")
-    parser.add_argument("--otlp", required=True, help="collector endpoint: host:port (grpc) or http://host:port")
-    parser.add_argument("--protocol", choices=("grpc", "http"), required=True)
-    parser.add_argument("--project", required=True)
-    args = parser.parse_args()
+    args = runner_parser("config", PACKAGES).parse_args()
 
-    resource = {"service.name": f"it-pydantic-ai-{args.config}", "spanlake.project": args.project}
-    tracer_provider, logger_provider = _providers(args.otlp, args.protocol, resource)
-    roots = root_spans()
-    tracer_provider.add_span_processor(roots)
+    tracer_provider, logger_provider, roots = traced(args, f"it-pydantic-ai-{args.config}")
 
     import openai
     from pydantic_ai import Agent, InstrumentationSettings
@@ -102,19 +89,9 @@ def main() -> None:
     model_class = OpenAIResponsesModel if args.config == "responses" else OpenAIChatModel
     model, failing = model_class(MODEL, provider=provider), model_class("fail-500", provider=provider)
 
-    traces: dict[str, str] = {}
-
-    async def run_all() -> None:  # one event loop: the client's connections belong to it
-        for name in SCENARIOS:
-            before = len(roots.trace_ids)
-            await _run(name, model, failing)
-            (traces[name],) = roots.trace_ids[before:]  # one run, one trace
-
-    asyncio.run(run_all())
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
+    traces = run_scenarios(SCENARIOS, lambda name: _run(name, model, failing), roots)
     packages = [*PACKAGES[args.config], "pydantic-ai-slim", "openai", "opentelemetry-sdk"]
-    print(json.dumps({"versions": {p: version(p) for p in packages}, "traces": traces}))
+    report(packages, traces, tracer_provider, logger_provider)
 
 
 if __name__ == "__main__":

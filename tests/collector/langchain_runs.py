@@ -6,12 +6,10 @@ rule, worked out by hand; and small readers of the stored spans.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,9 @@ from genai_prices import Usage, calc_price
 
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_langchain as app
+from tests.collector.instrumented_runs import Launch, run_configurations
 from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import clean_env
-from tests.conftest import start_collector
 
-ROOT = Path(__file__).parents[2]
 RESPONSE_MODEL = app.MODEL + "-2025-01-01"
 REPLY = f"Fake reply: {app.QUESTION}"  # 8 words
 
@@ -78,8 +74,12 @@ CLIENT_SCOPES = {
 
 @dataclass
 class Runs(BaseRuns):
-    trace_ids: dict[str, dict[str, list[str]]]  # config → scenario → every trace id its spans had
-    rows: list[dict[str, Any]]  # every span of the lake, read once
+    rows: list[dict[str, Any]] = field(default_factory=list)  # every span of the lake, read once
+
+    @property
+    def trace_ids(self) -> dict[str, dict[str, list[str]]]:
+        """config → scenario → every trace id its spans had."""
+        return {config: out["trace_ids"] for config, out in self.outputs.items()}
 
     def trace(self, config: str, scenario: str) -> str:
         """The scenario's trace (for `bare`, the trace of the graph's root span)."""
@@ -108,50 +108,18 @@ class Runs(BaseRuns):
         return [r for r in self.spans(config, scenario) if r["category"] == "llm" and r["scope_name"] == scope]
 
 
+def _launch(fake: FakeOpenAI, name: str, cfg: Config) -> Launch:
+    argv = [sys.executable, "-m", "tests.collector.instrumented_langchain", cfg.framework, "--url", fake.base_url]
+    argv += ["--client", cfg.client] if cfg.client else []
+    return Launch(argv, cfg.protocol, ("OTEL_", "TRACELOOP_", "OPENAI_", "LANGCHAIN_", "LANGSMITH_"))
+
+
 @contextmanager
 def started(data_dir: Path) -> Iterator[Runs]:
     """Every configuration run at once against one fake server and one collector; the lake read once."""
-    collector, stop = start_collector(data_dir)
-    try:
-        with FakeOpenAI() as fake:
-            procs = {}
-            for name, cfg in CONFIGS.items():
-                endpoint = collector.grpc if cfg.protocol == "grpc" else collector.http
-                argv = [sys.executable, "-m", "tests.collector.instrumented_langchain", cfg.framework]
-                argv += ["--url", fake.base_url, "--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
-                argv += ["--client", cfg.client] if cfg.client else []
-                procs[name] = subprocess.Popen(
-                    argv,
-                    env=clean_env(("OTEL_", "TRACELOOP_", "OPENAI_", "LANGCHAIN_", "LANGSMITH_")),
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            traces, versions, failures, trace_ids = _collect(procs)
-        collector.flush()
-        rows = collector.query("SELECT * FROM spans ORDER BY project, trace_id, start_time, span_id")
-        yield Runs(collector, traces, versions, failures, trace_ids, rows)
-    finally:
-        stop()
-
-
-def _collect(
-    procs: dict[str, subprocess.Popen[bytes]],
-) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str], dict[str, dict[str, list[str]]]]:
-    traces, versions, failures, trace_ids = {}, {}, {}, {}
-    for config, proc in procs.items():
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        if proc.returncode != 0:
-            failures[config] = f"{config}: instrumented app failed:\n{err.decode()[-4000:]}"
-            continue
-        result = json.loads(out)
-        traces[config], trace_ids[config] = result["traces"], result["trace_ids"]
-        versions.update(result["versions"])
-    return traces, versions, failures, trace_ids
+    with run_configurations(data_dir, FakeOpenAI(), CONFIGS, _launch, Runs) as runs:
+        runs.rows = runs.collector.query("SELECT * FROM spans ORDER BY project, trace_id, start_time, span_id")
+        yield runs
 
 
 def price(exp: dict[str, Any]) -> float:

@@ -12,7 +12,6 @@ All configurations run once per module, concurrently, each under its own spanlak
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,11 +22,9 @@ import pytest
 
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_client as client
+from tests.collector.instrumented_runs import Launch, check_observed, observed_keys, observed_lines, run_configurations
 from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
-from tests.conftest import start_collector
 
-HELPER = Path(client.__file__)
 CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 LATEST = {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}
 
@@ -103,27 +100,16 @@ class Runs(BaseRuns):
         )
 
 
+def _launch(fake: FakeOpenAI, config: str, lib: Lib) -> Launch:
+    argv = [sys.executable, "-m", "tests.collector.instrumented_client", lib.library, "--openai-url", fake.base_url]
+    return Launch(argv, lib.protocol, ("OTEL_", "TRACELOOP_"), lib.env)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    collector, stop = start_collector(tmp_path_factory.mktemp("instrumentations") / "data")
-    try:
-        with FakeOpenAI() as fake:
-            procs = {}
-            for config, lib in LIBS.items():
-                endpoint = collector.grpc if lib.protocol == "grpc" else collector.http
-                argv = [sys.executable, str(HELPER), lib.library, "--openai-url", fake.base_url]
-                argv += ["--otlp", endpoint, "--protocol", lib.protocol, "--project", config]
-                procs[config] = subprocess.Popen(
-                    argv,
-                    env=clean_env(("OTEL_", "TRACELOOP_"), lib.env),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    data = tmp_path_factory.mktemp("instrumentations") / "data"
+    with run_configurations(data, FakeOpenAI(), LIBS, _launch, Runs) as r:
+        yield r
 
 
 @pytest.fixture(params=list(LIBS))
@@ -316,27 +302,15 @@ def render_observed(runs: Runs) -> str:
     """Per configuration: span names, attribute and content keys, span events and log records seen."""
     out = []
     for config, lib in LIBS.items():
-        spans = runs.collector.query(
-            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
-            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
-            [config],
-        )
+        spans = runs.observed(config)
         logs = runs.collector.query(
             "SELECT event_name, any_value(scope_name) AS scope, list(body) AS bodies, list(attributes) AS attrs "
             "FROM logs WHERE project = ? GROUP BY event_name ORDER BY event_name",
             [config],
         )
         env = ", ".join(f"`{k}={v}`" for k, v in lib.env.items()) or "none"
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-        out += [
-            f"### `{config}`",
-            "",
-            f"- library `{lib.library}` over OTLP/{lib.protocol}; environment: {env}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-        ]
+        out += [f"### `{config}`", "", f"- library `{lib.library}` over OTLP/{lib.protocol}; environment: {env}"]
+        out += [*observed_lines(spans)]
         if not logs:
             out.append("- log records: none")
         for rec in logs:
@@ -352,5 +326,4 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs))

@@ -14,7 +14,6 @@ that sets a global provider gets them ("one call, two spans").
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,9 +32,8 @@ from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_anthropic import FakeAnthropic
 from tests.collector import instrumented_anthropic as client
-from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
-from tests.conftest import start_collector
+from tests.collector.instrumented_runs import Config, Launch, check_observed, observed_lines, run_configurations
+from tests.collector.instrumented_runs import ScopedRuns as Runs
 
 ROOT = Path(__file__).parents[2]
 OFF = {"ANTHROPIC_OPEN_TELEMETRY": "false"}
@@ -64,13 +62,6 @@ EXPECTED = {
 STREAMS = ("stream", "stream_helper")  # create(stream=True), and the messages.stream() helper
 
 
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
-    env: dict[str, str]
-
-
 CONFIGS = {
     "sdk": Config("sdk", "http", {}),
     "openinference": Config("openinference", "http", OFF),
@@ -81,43 +72,17 @@ CONFIGS = {
 }
 
 
-@dataclass
-class Runs(BaseRuns):
-    def spans(self, config: str, scenario: str) -> list[dict[str, Any]]:
-        """The scenario's spans other than the scenario span, by instrumentation scope."""
-        return self.collector.query(
-            "SELECT * FROM spans WHERE project = ? AND trace_id = ? AND name NOT LIKE 'scenario %' ORDER BY scope_name",
-            [config, self.trace(config, scenario)],
-        )
-
-    def call(self, config: str, scenario: str, scope: str | None = None) -> dict[str, Any]:
-        rows = [r for r in self.spans(config, scenario) if scope is None or r["scope_name"] == scope]
-        assert len(rows) == 1, [(r["name"], r["scope_name"]) for r in rows]
-        return rows[0]
+def _launch(fake: FakeAnthropic, name: str, cfg: Config) -> Launch:
+    argv = [sys.executable, "-m", "tests.collector.instrumented_anthropic", cfg.library, "--url", fake.base_url]
+    return Launch(argv, cfg.protocol, ("OTEL_", "TRACELOOP_", "ANTHROPIC_"), cfg.env)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    collector, stop = start_collector(tmp_path_factory.mktemp("anthropic") / "data")
-    try:
-        with FakeAnthropic(first_chunk_delay_s=FIRST_CHUNK_DELAY_MS / 1000) as fake:
-            procs = {}
-            for name, cfg in CONFIGS.items():
-                endpoint = collector.grpc if cfg.protocol == "grpc" else collector.http
-                argv = [sys.executable, "-m", "tests.collector.instrumented_anthropic", cfg.library]
-                argv += ["--url", fake.base_url, "--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
-                procs[name] = subprocess.Popen(
-                    argv,
-                    env=clean_env(("OTEL_", "TRACELOOP_", "ANTHROPIC_"), cfg.env),
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    data = tmp_path_factory.mktemp("anthropic") / "data"
+    fake = FakeAnthropic(first_chunk_delay_s=FIRST_CHUNK_DELAY_MS / 1000)
+    with run_configurations(data, fake, CONFIGS, _launch, Runs) as r:
+        yield r
 
 
 SDK_SCOPE = "com.anthropic.sdk.python"
@@ -414,31 +379,17 @@ def render_observed(runs: Runs) -> str:
     """Per library (alone): span names, attribute and content keys, span events."""
     out = []
     for config in ("sdk", "openinference", "openllmetry"):
-        spans = runs.collector.query(
-            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
-            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
-            [config],
-        )
+        spans = runs.observed(config)
         env = ", ".join(f"`{k}={v}`" for k, v in CONFIGS[config].env.items()) or "none"
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-        out += [
-            f"### `{config}`",
-            "",
-            f"- over OTLP/{CONFIGS[config].protocol}; environment: {env}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-            "",
-        ]
+        out += [f"### `{config}`", "", f"- over OTLP/{CONFIGS[config].protocol}; environment: {env}"]
+        out += [*observed_lines(spans), ""]
     return "\n".join(out)
 
 
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs))
 
 
 def _logs(runs: Runs, config: str, scenario: str) -> list[dict[str, Any]]:

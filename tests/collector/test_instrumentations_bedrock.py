@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,9 +34,8 @@ from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_bedrock import FakeBedrock
 from tests.collector import instrumented_bedrock as client
-from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
-from tests.conftest import start_collector
+from tests.collector.instrumented_runs import Config, Launch, check_observed, observed_lines, run_configurations
+from tests.collector.instrumented_runs import ScopedRuns as Runs
 
 ROOT = Path(__file__).parents[2]
 FIRST_CHUNK_DELAY_MS = 150
@@ -78,12 +75,6 @@ BOTO3 = ("openinference", "openllmetry")
 OPENLLMETRY_STOPS = {"end_turn": "stop", "tool_use": "tool_call", "max_tokens": "length"}
 
 
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
-
-
 CONFIGS = {
     "openinference": Config("openinference", "http"),
     "openllmetry": Config("openllmetry", "grpc"),
@@ -93,43 +84,17 @@ CONFIGS = {
 }
 
 
-@dataclass
-class Runs(BaseRuns):
-    def spans(self, config: str, scenario: str) -> list[dict[str, Any]]:
-        """The scenario's spans other than the scenario span."""
-        return self.collector.query(
-            "SELECT * FROM spans WHERE project = ? AND trace_id = ? AND name NOT LIKE 'scenario %' ORDER BY scope_name",
-            [config, self.trace(config, scenario)],
-        )
-
-    def call(self, config: str, scenario: str, scope: str | None = None) -> dict[str, Any]:
-        rows = [r for r in self.spans(config, scenario) if scope is None or r["scope_name"] == scope]
-        assert len(rows) == 1, [(r["name"], r["scope_name"]) for r in rows]
-        return rows[0]
+def _launch(fake: FakeBedrock, name: str, cfg: Config) -> Launch:
+    argv = [sys.executable, "-m", "tests.collector.instrumented_bedrock", cfg.library, "--url", fake.url]
+    return Launch(argv, cfg.protocol, ("OTEL_", "TRACELOOP_", "ANTHROPIC_", "AWS_"), AWS_ISOLATION)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    collector, stop = start_collector(tmp_path_factory.mktemp("bedrock") / "data")
-    try:
-        with FakeBedrock(first_chunk_delay_s=FIRST_CHUNK_DELAY_MS / 1000) as fake:
-            procs = {}
-            for name, cfg in CONFIGS.items():
-                endpoint = collector.grpc if cfg.protocol == "grpc" else collector.http
-                argv = [sys.executable, "-m", "tests.collector.instrumented_bedrock", cfg.library]
-                argv += ["--url", fake.url, "--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
-                procs[name] = subprocess.Popen(
-                    argv,
-                    env=clean_env(("OTEL_", "TRACELOOP_", "ANTHROPIC_", "AWS_"), AWS_ISOLATION),
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    data = tmp_path_factory.mktemp("bedrock") / "data"
+    fake = FakeBedrock(first_chunk_delay_s=FIRST_CHUNK_DELAY_MS / 1000)
+    with run_configurations(data, fake, CONFIGS, _launch, Runs) as r:
+        yield r
 
 
 def _model_id(scenario: str) -> str:
@@ -393,30 +358,16 @@ def render_observed(runs: Runs) -> str:
     """Per library (alone): span names, attribute and content keys, span events."""
     out = []
     for config in ("openinference", "openllmetry", "anthropic_sdk"):
-        spans = runs.collector.query(
-            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
-            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
-            [config],
-        )
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-        out += [
-            f"### `{config}`",
-            "",
-            f"- over OTLP/{CONFIGS[config].protocol}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-            "",
-        ]
+        spans = runs.observed(config)
+        out += [f"### `{config}`", "", f"- over OTLP/{CONFIGS[config].protocol}"]
+        out += [*observed_lines(spans), ""]
     return "\n".join(out)
 
 
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs))
 
 
 def test_no_logs(runs: Runs) -> None:

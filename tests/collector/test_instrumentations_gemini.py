@@ -13,7 +13,6 @@ virtualenv of its own (docs/instrumentations.md).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,30 +24,21 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_gemini import FakeGemini
 from tests.collector import instrumented_gemini as client
-from tests.collector.instrumented_runs import Runs, check_docs_block, clean_env, collect, observed_keys
-from tests.conftest import start_collector
+from tests.collector.instrumented_runs import Launch, Runs, check_observed, observed_lines, run_configurations
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = {"openinference": "http"}
 
 
+def _launch(fake: FakeGemini, name: str, protocol: str) -> Launch:
+    argv = [sys.executable, "-m", "tests.collector.instrumented_gemini", name, "--url", fake.url]
+    return Launch(argv, protocol, ("OTEL_", "GOOGLE_", "GEMINI_"))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    collector, stop = start_collector(tmp_path_factory.mktemp("gemini") / "data")
-    env = clean_env(("OTEL_", "GOOGLE_", "GEMINI_"))
-    try:
-        with FakeGemini() as fake:
-            procs = {}
-            for name, protocol in CONFIGS.items():
-                endpoint = collector.grpc if protocol == "grpc" else collector.http
-                argv = [sys.executable, "-m", "tests.collector.instrumented_gemini", name]
-                argv += ["--url", fake.url, "--otlp", endpoint, "--protocol", protocol, "--project", name]
-                procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    with run_configurations(tmp_path_factory.mktemp("gemini") / "data", FakeGemini(), CONFIGS, _launch) as r:
+        yield r
 
 
 # Expected usage from the fake server's rule (words = whitespace-separated words; cached =
@@ -155,22 +145,6 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
     assert not runs.failures, runs.failures
     out = []
     for config, protocol in CONFIGS.items():
-        spans = runs.collector.query(
-            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
-            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
-            [config],
-        )
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-        out += [
-            f"### `{config}`",
-            "",
-            f"- over OTLP/{protocol}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + observed_keys(s["attributes"] for s in spans),
-            "- content (`content` column): " + observed_keys(s["content"] for s in spans),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-            "",
-        ]
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"Versions:\n\n{versions}\n\n" + "\n".join(out)
-    check_docs_block(DOC, "<!-- observed-gemini:begin -->", "<!-- observed-gemini:end -->", observed)
+        spans = runs.observed(config)
+        out += [f"### `{config}`", "", f"- over OTLP/{protocol}", *observed_lines(spans), ""]
+    check_observed(runs, DOC, "<!-- observed-gemini:begin -->", "<!-- observed-gemini:end -->", "\n".join(out))

@@ -30,9 +30,15 @@ from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import trace_details
 from spanlake.demo.fake_gemini import FakeGemini
 from tests.collector import instrumented_gemini as client
-from tests.collector.instrumented_runs import Runs, check_docs_block, clean_env, collect, observed_keys
+from tests.collector.instrumented_runs import (
+    Launch,
+    Runs,
+    check_observed,
+    observed_keys,
+    observed_lines,
+    run_configurations,
+)
 from tests.collector.test_instrumentations_gemini import CHAT, EXPECTED, REPLY
-from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
 DOC = ROOT / "docs" / "instrumentations.md"
@@ -96,24 +102,15 @@ def genai_python() -> str:
 
 @pytest.fixture(scope="module")
 def runs(genai_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    collector, stop = start_collector(tmp_path_factory.mktemp("gemini-otel") / "data")
-    try:
-        with FakeGemini() as fake:
-            procs = {}
-            for name, config in CONFIGS.items():
-                endpoint = collector.grpc if config.protocol == "grpc" else collector.http
-                argv = [genai_python, "-m", "tests.collector.instrumented_gemini", "otel", "--url", fake.url]
-                argv += ["--otlp", endpoint, "--protocol", config.protocol, "--project", name]
-                argv += ["--metrics"] if config.metrics else []
-                argv += ["--scenarios", ",".join(config.scenarios)]
-                # PYTHON*: nothing of this interpreter's setup (PYTHONPATH...) may reach the other venv
-                env = clean_env(("OTEL_", "GOOGLE_", "GEMINI_", "PYTHON"), config.env)
-                procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    def launch(fake: FakeGemini, name: str, config: Config) -> Launch:
+        argv = [genai_python, "-m", "tests.collector.instrumented_gemini", "otel", "--url", fake.url]
+        argv += ["--metrics"] if config.metrics else []
+        argv += ["--scenarios", ",".join(config.scenarios)]
+        # PYTHON*: nothing of this interpreter's setup (PYTHONPATH...) may reach the other venv
+        return Launch(argv, config.protocol, ("OTEL_", "GOOGLE_", "GEMINI_", "PYTHON"), config.env)
+
+    with run_configurations(tmp_path_factory.mktemp("gemini-otel") / "data", FakeGemini(), CONFIGS, launch) as r:
+        yield r
 
 
 @pytest.fixture(params=MODES)
@@ -319,16 +316,8 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
             [name],
         )
         env = ", ".join(f"`{k}={v}`" for k, v in config.env.items()) or "none"
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-        out += [
-            f"### `{name}`",
-            "",
-            f"- over OTLP/{config.protocol}; environment: {env}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + observed_keys(s["attributes"] for s in spans),
-            "- content (`content` column): " + observed_keys(s["content"] for s in spans),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-        ]
+        out += [f"### `{name}`", "", f"- over OTLP/{config.protocol}; environment: {env}"]
+        out += observed_lines(spans)
         out += [
             f"- log record `{r['event_name']}` (scope `{r['scope']}`, {'a' if r['bodies'] else 'no'} body): "
             f"attributes {observed_keys(r['attrs'])}"
@@ -345,6 +334,5 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
                 for m in metrics
             ]
         out.append("")
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    observed = f"Versions:\n\n{versions}\n\n" + "\n".join(out)
-    check_docs_block(DOC, "<!-- observed-gemini-otel:begin -->", "<!-- observed-gemini-otel:end -->", observed)
+    begin, end = "<!-- observed-gemini-otel:begin -->", "<!-- observed-gemini-otel:end -->"
+    check_observed(runs, DOC, begin, end, "\n".join(out))

@@ -33,7 +33,7 @@ from spanlake.analytics.traces.detail import trace_detail
 from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from tests.collector import instrumented_langchain as app
-from tests.collector.instrumented_runs import check_docs_block, observed_keys
+from tests.collector.instrumented_runs import check_observed, observed_lines
 from tests.collector.langchain_runs import (
     CALLS,
     CHAT,
@@ -394,22 +394,13 @@ def render_observed(runs: Runs) -> str:
     out = []
     for config in ("openinference", "openllmetry"):
         spans = [r for r in runs.project(config) if not r["name"].startswith("scenario ")]
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
-        out += [
-            f"### `{config}`",
-            "",
-            f"- over OTLP/{CONFIGS[config].protocol}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, {s['category']})" for s in spans})),
-            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-            "",
-        ]
+        names = ", ".join(sorted({f"`{s['name']}` ({s['kind']}, {s['category']})" for s in spans}))
+        out += [f"### `{config}`", "", f"- over OTLP/{CONFIGS[config].protocol}", f"- spans: {names}"]
+        out += [*observed_lines(spans, names=False), ""]
     return "\n".join(out)
 
 
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs))

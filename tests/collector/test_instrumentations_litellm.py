@@ -16,7 +16,6 @@ the call a `litellm_request` span of its own.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,9 +30,15 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.traces.detail import trace_detail
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_litellm as client
+from tests.collector.instrumented_runs import (
+    Config,
+    Launch,
+    check_observed,
+    observed_keys,
+    observed_lines,
+    run_configurations,
+)
 from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
-from tests.conftest import start_collector
 
 ROOT = Path(__file__).parents[2]
 
@@ -48,13 +53,6 @@ MODEL = "gpt-4o-mini"
 ANSWERED = MODEL + "-2025-01-01"  # the fake's answering model: genai-prices has no such snapshot
 
 
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
-    env: dict[str, str]
-
-
 CONFIGS = {
     "openinference": Config("openinference", "http", {}),
     "openinference_openai": Config("openinference_openai", "grpc", {}),
@@ -67,10 +65,7 @@ CONFIGS = {
 class Runs(BaseRuns):
     def spans(self, config: str, scenario: str) -> list[dict[str, Any]]:
         """The scenario's spans, the scenario span first, then by start."""
-        return self.collector.query(
-            "SELECT * FROM spans WHERE project = ? AND trace_id = ? ORDER BY name NOT LIKE 'scenario %', start_time",
-            [config, self.trace(config, scenario)],
-        )
+        return self.trace_spans(config, scenario, "name NOT LIKE 'scenario %', start_time")
 
     def by_name(self, config: str, scenario: str) -> dict[str, dict[str, Any]]:
         spans = self.spans(config, scenario)
@@ -86,28 +81,15 @@ class Runs(BaseRuns):
         )
 
 
+def _launch(fake: FakeOpenAI, name: str, cfg: Config) -> Launch:
+    argv = [sys.executable, "-m", "tests.collector.instrumented_litellm", cfg.library, "--url", fake.base_url]
+    return Launch(argv, cfg.protocol, ("OTEL_", "LITELLM_", "USE_OTEL_", "OPENAI_"), cfg.env)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    collector, stop = start_collector(tmp_path_factory.mktemp("litellm") / "data")
-    try:
-        with FakeOpenAI() as fake:
-            procs = {}
-            for name, cfg in CONFIGS.items():
-                endpoint = collector.grpc if cfg.protocol == "grpc" else collector.http
-                argv = [sys.executable, "-m", "tests.collector.instrumented_litellm", cfg.library]
-                argv += ["--url", fake.base_url, "--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
-                procs[name] = subprocess.Popen(
-                    argv,
-                    env=clean_env(("OTEL_", "LITELLM_", "USE_OTEL_", "OPENAI_"), cfg.env),
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    with run_configurations(tmp_path_factory.mktemp("litellm") / "data", FakeOpenAI(), CONFIGS, _launch, Runs) as r:
+        yield r
 
 
 def _cost(exp: dict[str, Any], cached: bool = True) -> float:
@@ -328,15 +310,11 @@ def render_observed(runs: Runs) -> str:
             "SELECT attributes, content FROM spans WHERE project = ? AND scope_name = 'spanlake.tests'", [config]
         )
         env = ", ".join(f"`{k}={v}`" for k, v in cfg.env.items()) or "none"
-        events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
         out += [
             f"### `{config}`",
             "",
             f"- library `{cfg.library}` over OTLP/{cfg.protocol}; environment: {env}",
-            "- spans: " + ", ".join(sorted({f"`{s['name']}` ({s['kind']}, scope `{s['scope_name']}`)" for s in spans})),
-            "- attributes: " + observed_keys([s["attributes"] for s in spans]),
-            "- content (`content` column): " + observed_keys([s["content"] for s in spans]),
-            "- span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
+            *observed_lines(spans),
             "- written onto the caller's span: attributes "
             + observed_keys([s["attributes"] for s in callers])
             + "; content "
@@ -349,5 +327,4 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs))

@@ -4,9 +4,10 @@
 Each configuration runs in its own process (tests/collector/instrumented_llamaindex.py) with the
 python of .venv-llamaindex (scripts/venv-llamaindex: LlamaIndex needs openai<3), against spanlake's
 fake OpenAI server, exporting over loopback to a collector in this process. The expected numbers
-come from the fake server's documented rule (spanlake.demo.fake_openai), worked out by hand below:
-token counts, the retrieval ranking (cosine similarity of the fake's embedding vectors) and the
-prompt the query engine builds; costs from genai-prices' own `calc_price`, computed here.
+come from the fake server's documented rule (spanlake.demo.fake_openai), worked out by hand in
+tests/collector/llamaindex_runs.py: token counts, the retrieval ranking (cosine similarity of the
+fake's embedding vectors) and the prompt the query engine builds; costs from genai-prices' own
+`calc_price`, computed here.
 
 Configurations: `llamaindex` (openinference-instrumentation-llama-index) and `llamaindex_openai`
 (the same plus openinference-instrumentation-openai under it: one call, two spans).
@@ -15,13 +16,8 @@ Configurations: `llamaindex` (openinference-instrumentation-llama-index) and `ll
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,111 +28,34 @@ from spanlake.analytics.reports.retrieval import retrieval
 from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.analytics.traces.detail import trace_detail
-from spanlake.demo.fake_openai import DEFAULT_DIMENSIONS, FakeOpenAI, embedding_vector, words
+from spanlake.demo.fake_openai import DEFAULT_DIMENSIONS, embedding_vector, words
 from tests.collector import instrumented_llamaindex as client
-from tests.collector.instrumented_runs import Runs as BaseRuns
-from tests.collector.instrumented_runs import check_docs_block, clean_env, collect, observed_keys
-from tests.conftest import start_collector
-
-ROOT = Path(__file__).parents[2]
-SLOW_MS = 150  # the slow fake holds every answer this long
-MODEL = client.MODEL
-
-# Expected usage from the fake server's rule (words = whitespace-separated words; cached =
-# prompt // 2; reasoning = number of input messages; completion = visible words + reasoning).
-REPLY = f"Fake reply: {client.QUESTION}"  # 8 words
-CHAT = {"in": 3 + 6, "cached": 4, "reasoning": 2, "out": 8 + 2, "finish": "stop"}  # system + question
-STREAM = {"in": 6, "cached": 3, "reasoning": 1, "out": 8 + 1, "finish": "stop"}
-# The agent: the question (7 words) → a tool call ('get_weather {"location": "Paris"}': 3 words);
-# then question + the assistant's tool call (no text) + the tool's "Sunny in Paris" (3) → a reply.
-AGENT_TOOL_CALL = {"in": 7, "cached": 3, "reasoning": 1, "out": 3 + 1, "finish": "tool_calls"}
-AGENT_ANSWER = {"in": 7 + 3, "cached": 5, "reasoning": 3, "out": words(f"Fake reply: {client.WEATHER}") + 3}
-AGENT_ANSWER["finish"] = "stop"
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True)) / (math.hypot(*a) * math.hypot(*b))
-
-
-# The retrieval, by hand: the documents ranked by cosine similarity of the fake's vectors to the
-# question's (LlamaIndex's in-memory vector store), the top 2 joined into the prompt.
-_Q = embedding_vector(client.RAG_QUESTION, DEFAULT_DIMENSIONS)
-RANKED = sorted(((_cosine(embedding_vector(d, DEFAULT_DIMENSIONS), _Q), d) for d in client.DOCUMENTS), reverse=True)[
-    : client.TOP_K
-]
-RAG_PROMPT = client.RAG_TEMPLATE.format(context_str="\n\n".join(d for _, d in RANKED), query_str=client.RAG_QUESTION)
-RAG = {"in": words(RAG_PROMPT), "reasoning": 1, "out": words(f"Fake reply: {RAG_PROMPT}") + 1, "finish": "stop"}
-RAG["cached"] = RAG["in"] // 2
-
-
-@dataclass(frozen=True)
-class Config:
-    library: str
-    protocol: str
-
-
-CONFIGS = {"llamaindex": Config("llamaindex", "http"), "llamaindex_openai": Config("llamaindex_openai", "grpc")}
-OI_LLAMA = "openinference.instrumentation.llama_index"
-OI_OPENAI = "openinference.instrumentation.openai"
-
-
-@dataclass
-class Runs(BaseRuns):
-    def spans(self, config: str, scenario: str) -> list[dict[str, Any]]:
-        """The scenario's spans, by start."""
-        return self.collector.query(
-            "SELECT * FROM spans WHERE project = ? AND trace_id = ? ORDER BY start_time, name",
-            [config, self.trace(config, scenario)],
-        )
-
-    def named(self, config: str, scenario: str, name: str) -> list[dict[str, Any]]:
-        return [s for s in self.spans(config, scenario) if s["name"] == name]
-
-    def trace_row(self, config: str, scenario: str) -> dict[str, Any]:
-        (row,) = self.collector.query(
-            "SELECT * FROM traces WHERE project = ? AND trace_id = ?", [config, self.trace(config, scenario)]
-        )
-        return row
-
-
-def _python() -> str:
-    """The python of the LlamaIndex environment (skips when there is none)."""
-    local = ROOT / ".venv-llamaindex" / "bin" / "python"
-    for python in (os.environ.get("SPANLAKE_LLAMAINDEX_PYTHON"), str(local) if local.exists() else None):
-        if (
-            python
-            and subprocess.run([python, "-c", "import llama_index.llms.openai"], capture_output=True).returncode == 0
-        ):
-            return python
-    pytest.skip("LlamaIndex is not installed: run scripts/venv-llamaindex, or set SPANLAKE_LLAMAINDEX_PYTHON")
+from tests.collector.instrumented_runs import check_observed, observed_lines
+from tests.collector.llamaindex_runs import (
+    AGENT_ANSWER,
+    AGENT_TOOL_CALL,
+    CHAT,
+    CONFIGS,
+    MODEL,
+    OI_LLAMA,
+    OI_OPENAI,
+    QUESTION_VECTOR,
+    RAG,
+    RAG_PROMPT,
+    RANKED,
+    REPLY,
+    ROOT,
+    SLOW_MS,
+    STREAM,
+    Runs,
+    started,
+)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    python = _python()
-    collector, stop = start_collector(tmp_path_factory.mktemp("llamaindex") / "data")
-    try:
-        with FakeOpenAI() as fake, FakeOpenAI() as slow, FakeOpenAI() as down:
-            slow.delay_s = SLOW_MS / 1000
-            down.outage("503")  # every request, until the server stops
-            procs = {}
-            for name, cfg in CONFIGS.items():
-                endpoint = collector.grpc if cfg.protocol == "grpc" else collector.http
-                argv = [python, "-m", "tests.collector.instrumented_llamaindex", cfg.library, "--url", fake.base_url]
-                argv += ["--slow-url", slow.base_url, "--down-url", down.base_url]
-                argv += ["--otlp", endpoint, "--protocol", cfg.protocol, "--project", name]
-                procs[name] = subprocess.Popen(
-                    argv,
-                    env=clean_env(("OTEL_", "OPENAI_", "PYTHONPATH")),
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    with started(tmp_path_factory.mktemp("llamaindex") / "data") as r:
+        yield r
 
 
 def _cost(exp: dict[str, Any]) -> float:
@@ -279,7 +198,7 @@ def test_rag_embeddings(runs: Runs) -> None:
         assert _vector(content, i) == pytest.approx(embedding_vector(doc, DEFAULT_DIMENSIONS))
     (query,) = runs.named("llamaindex", "rag", "OpenAIEmbedding.get_query_embedding")
     assert _content(query)["embedding.embeddings.0.embedding.text"] == client.RAG_QUESTION
-    assert _vector(_content(query), 0) == pytest.approx(_Q)
+    assert _vector(_content(query), 0) == pytest.approx(QUESTION_VECTOR)
     for row in (batch, query):
         assert (row["category"], row["operation"], row["provider"]) == ("embedding", "embeddings", None)
         assert (row["request_model"], row["response_model"]) == (client.EMBED_MODEL, client.EMBED_MODEL)
@@ -503,13 +422,10 @@ def render_observed(runs: Runs) -> str:
                 [config, scope],
             )
             kinds = sorted({(s["category"], s["kind"]) for s in spans})
-            events = sorted({e["name"] for s in spans for e in json.loads(s["events"] or "[]")})
             out += [
                 f"- scope `{scope}`: {len({s['name'] for s in spans})} span names; categories "
                 + ", ".join(f"`{c}` ({k})" for c, k in kinds),
-                "  - attributes: " + observed_keys([s["attributes"] for s in spans]),
-                "  - content (`content` column): " + observed_keys([s["content"] for s in spans]),
-                "  - span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
+                *observed_lines(spans, names=False, indent="  "),
             ]
         out.append("")
     return "\n".join(out)
@@ -518,5 +434,4 @@ def render_observed(runs: Runs) -> str:
 def test_docs_list_what_was_observed(runs: Runs) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
-    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\n{render_observed(runs)}")
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs))

@@ -12,7 +12,6 @@ own `calc_price`, computed here; what each configuration sends is what it was ob
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +39,9 @@ from tests.collector.agent_runs import (
     Config,
     agent_runs,
     content,
-    observed_block,
+    render_observed,
 )
+from tests.collector.instrumented_runs import check_observed
 
 CONFIGS = {
     "openinference": Config("openinference", "http"),
@@ -267,10 +267,4 @@ BEGIN, END = "<!-- observed-openai-agents:begin -->", "<!-- observed-openai-agen
 def test_docs_list_what_was_observed(runs: AgentRuns) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    observed = observed_block(runs, CONFIGS, BEGIN, END)
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs, CONFIGS))

@@ -12,7 +12,6 @@ computed here (docs/instrumentations.md, "Pydantic AI").
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,8 +37,9 @@ from tests.collector.agent_runs import (
     Config,
     agent_runs,
     content,
-    observed_block,
+    render_observed,
 )
+from tests.collector.instrumented_runs import check_observed
 
 CONFIGS = {
     "responses": Config("responses", "http"),
@@ -236,10 +236,4 @@ BEGIN, END = "<!-- observed-pydantic-ai:begin -->", "<!-- observed-pydantic-ai:e
 def test_docs_list_what_was_observed(runs: AgentRuns) -> None:
     """docs/instrumentations.md holds this run's observations; SPANLAKE_REGEN_DOCS=1 rewrites them."""
     assert not runs.failures, runs.failures
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    observed = observed_block(runs, CONFIGS, BEGIN, END)
-    if os.environ.get("SPANLAKE_REGEN_DOCS") == "1":
-        DOC.write_text(head + observed + tail)
-    assert observed in text, "docs/instrumentations.md is stale: rerun with SPANLAKE_REGEN_DOCS=1"
+    check_observed(runs, DOC, BEGIN, END, render_observed(runs, CONFIGS))

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,13 @@ from spanlake.analytics.traces.detail import trace_detail
 from spanlake.analytics.traces.filters import Page, TraceFilters
 from spanlake.analytics.traces.trace_list import list_traces
 from spanlake.demo.fake_openai import FakeOpenAI
-from tests.collector.instrumented_runs import Runs, check_docs_block, clean_env, collect, observed_keys
-from tests.conftest import start_collector
+from tests.collector.instrumented_runs import (
+    Launch,
+    Runs,
+    check_observed,
+    observed_lines,
+    run_configurations,
+)
 
 ROOT = Path(__file__).parents[2]
 APP = ROOT / "tests" / "collector" / "vercel_ai"
@@ -63,24 +67,15 @@ def node_modules() -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    modules = node_modules()
-    collector, stop = start_collector(tmp_path_factory.mktemp("vercel") / "data")
-    env = clean_env(("OTEL_", "OPENAI_", "NODE_"), {"NODE_PATH": str(modules)})
-    try:
-        with FakeOpenAI() as fake:
-            procs = {}
-            for exporter, endpoint in CONFIGS.items():
-                otlp = collector.grpc if endpoint == "grpc" else collector.http
-                argv = ["node", str(APP / "app.cjs"), "--url", fake.url, "--otlp", otlp]
-                argv += ["--protocol", exporter, "--project", f"vercel-{exporter}"]
-                procs[exporter] = subprocess.Popen(
-                    argv, env=env, cwd=APP, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-                )
-            traces, versions, failures = collect(procs)
-        collector.flush()
-        yield Runs(collector, traces, versions, failures)
-    finally:
-        stop()
+    env = {"NODE_PATH": str(node_modules())}
+
+    def launch(fake: FakeOpenAI, exporter: str, receiver: str) -> Launch:
+        argv = ["node", str(APP / "app.cjs"), "--url", fake.url]
+        cleared = ("OTEL_", "OPENAI_", "NODE_")
+        return Launch(argv, receiver, cleared, env, protocol=exporter, project=f"vercel-{exporter}", cwd=APP)
+
+    with run_configurations(tmp_path_factory.mktemp("vercel") / "data", FakeOpenAI(), CONFIGS, launch) as r:
+        yield r
 
 
 def spans(runs: Runs, config: str, scenario: str) -> list[dict[str, Any]]:
@@ -298,23 +293,13 @@ def test_docs_list_what_was_observed(runs: Runs) -> None:
     assert not runs.failures, runs.failures
     blocks = {}
     for config in CONFIGS:
-        rows = runs.collector.query(
-            "SELECT name, kind, scope_name, attributes, content, events FROM spans "
-            "WHERE project = ? AND name NOT LIKE 'scenario %' ORDER BY name",
-            [f"vercel-{config}"],
-        )
+        rows = runs.observed(f"vercel-{config}")
         out = []
         for name in sorted({r["name"] for r in rows}):
             some = [r for r in rows if r["name"] == name]
-            events = sorted({e["name"] for s in some for e in json.loads(s["events"] or "[]")})
-            out += [
-                f"- `{name}` ({some[0]['kind']}, scope `{some[0]['scope_name']}`)",
-                "  - attributes: " + observed_keys([s["attributes"] for s in some]),
-                "  - content (`content` column): " + observed_keys([s["content"] for s in some]),
-                "  - span events: " + (", ".join(f"`{e}`" for e in events) or "none"),
-            ]
+            out.append(f"- `{name}` ({some[0]['kind']}, scope `{some[0]['scope_name']}`)")
+            out += observed_lines(some, names=False, indent="  ")
         blocks[config] = "\n".join(out)
     assert blocks["proto"] == blocks["json"] == blocks["grpc"]  # the exporters carry the same keys
-    versions = "\n".join(f"- {p} {v}" for p, v in sorted(runs.versions.items()))
     exporters = "OTLP/HTTP protobuf, OTLP/HTTP JSON and OTLP/gRPC (the same keys over each)"
-    check_docs_block(DOC, BEGIN, END, f"Versions:\n\n{versions}\n\nOver {exporters}:\n\n{blocks['proto']}\n")
+    check_observed(runs, DOC, BEGIN, END, f"Over {exporters}:\n\n{blocks['proto']}\n")

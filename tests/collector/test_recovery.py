@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from spanlake.collector.wal import CLOSED_SUFFIX, FAILED_SUFFIX, KIND_TRACES, Re
 from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
 from spanlake.storage.writer import LakeWriter
+from tests.collector.wal_helpers import poll
 from tests.factories import make_request, make_span
 
 SPANS_PER_REQUEST = 5
@@ -65,17 +66,6 @@ def request_body(run: int, thread: int, seq: int, now_ns: int) -> tuple[bytes, s
     project = PROJECTS[(thread + seq) % len(PROJECTS)]
     req = make_request(spans, resource={"service.name": "crash-test", "spanlake.project": project})
     return req.SerializeToString(), trace_id.hex()
-
-
-def poll(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def spanlake_command() -> str:
@@ -245,12 +235,18 @@ def test_kill_9_under_load_keeps_every_acknowledged_span_exactly_once(
                 ),
                 timeout=40,
                 what=f"run {run}: {min_acks} acknowledged requests",
+                every=0.05,
             )
             workers = proc.descendants()
             proc.kill()  # run 2 is killed while it may still be replaying run 1's segments
         assert not load.unexpected, load.unexpected
         assert workers, "spanlake up flushes in worker processes by default"
-        poll(lambda ws=workers: not any(alive(w) for w in ws), timeout=15, what=f"run {run}: the workers to end")
+        poll(
+            lambda ws=workers: not any(alive(w) for w in ws),
+            timeout=15,
+            what=f"run {run}: the workers to end",
+            every=0.05,
+        )
         assert any((data / "wal").iterdir()), "the kill should leave WAL segments to replay"
         acked[run] = dict(load.acked)
         attempted |= load.attempted
@@ -260,7 +256,7 @@ def test_kill_9_under_load_keeps_every_acknowledged_span_exactly_once(
     processes.append(proc)
     proc.start()
     wal = data / "wal"
-    poll(lambda: not any(wal.glob(f"*{CLOSED_SUFFIX}")), timeout=40, what="the WAL to be replayed")
+    poll(lambda: not any(wal.glob(f"*{CLOSED_SUFFIX}")), timeout=40, what="the WAL to be replayed", every=0.05)
 
     lake = Lake(data)
     rows = lake.query("SELECT trace_id, span_id, count(*) AS n FROM spans_raw GROUP BY ALL").to_pylist()

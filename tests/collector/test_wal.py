@@ -1,19 +1,14 @@
-"""Write-ahead log: framing, recovery of torn and corrupt segments, group commit, rotation,
-backpressure and disk failures (a real full tmpfs when the tests run as root)."""
+"""Write-ahead log: framing, recovery of torn and corrupt segments, group commit, rotation and
+backpressure (a full disk: test_wal_disk_full.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import shutil
 import stat
-import subprocess
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -32,40 +27,7 @@ from spanlake.collector.wal import (
     read_segment,
     valid_length,
 )
-
-WAIT_S = 10.0
-
-
-def rec(i: int, size: int = 32, kind: int = KIND_TRACES, project: str | None = "p") -> Record:
-    """A record whose body starts with its number, so it can be found again."""
-    head = f"rec-{i:06d}|".encode()
-    return Record(kind, 1_700_000_000_000_000_000 + i, project, head + b"x" * max(0, size - len(head)))
-
-
-def poll(cond: Callable[[], Any], timeout: float = WAIT_S, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-class Wal:
-    """A started WAL whose closed segments are collected instead of flushed."""
-
-    def __init__(self, directory: Path, **kw: Any) -> None:
-        self.closed: list[Path] = []
-        self.wal = WriteAheadLog(directory, on_segment_closed=self.closed.append, **kw)
-        self.wal.recover()
-
-    def append_wait(self, r: Record) -> None:
-        self.wal.append(r).result(timeout=WAIT_S)
-
-    def records(self) -> list[Record]:
-        return [r for seg in self.closed for r in read_segment(seg)]
+from tests.collector.wal_helpers import WAIT_S, Wal, assert_retryable_refusal, open_files, poll, rec
 
 
 @pytest.fixture
@@ -82,10 +44,6 @@ def make_wal(tmp_path: Path) -> Iterator[Callable[..., Wal]]:
     yield make
     for w in made:
         w.wal.close()
-
-
-def open_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob(f"*{OPEN_SUFFIX}"))
 
 
 # --- framing and recovery ----------------------------------------------------------------
@@ -320,14 +278,6 @@ def test_close_writes_what_is_queued_then_refuses(make_wal: Callable[..., Wal], 
 # --- backpressure -------------------------------------------------------------------------
 
 
-def assert_retryable_refusal(fut: Future[None], fragment: str) -> None:
-    with pytest.raises(Unavailable) as e:
-        fut.result(timeout=1)
-    assert e.value.retryable and e.value.http_status == 503
-    assert e.value.retry_after_s and e.value.retry_after_s > 0
-    assert fragment in e.value.message
-
-
 def test_refuses_over_max_pending_bytes(make_wal: Callable[..., Wal]) -> None:
     frame = len(encode_record(rec(0, size=3000)))
     w = make_wal(start=False, max_pending_bytes=3 * frame, segment_max_age_s=60)
@@ -381,113 +331,3 @@ def test_writer_survives_a_segment_it_cannot_create(make_wal: Callable[..., Wal]
     w.append_wait(rec(2))
     assert w.wal.rotate()
     assert [r.body for r in read_segment(w.closed[-1])] == [rec(2).body]
-
-
-# --- disk full ----------------------------------------------------------------------------
-
-
-class TinyDisk:
-    """A directory on a 256 KiB tmpfs that can be filled up and freed again.
-
-    As root this is a real mount: ENOSPC (and short writes) come from the kernel. Otherwise
-    (or with SPANLAKE_TEST_NO_MOUNT=1) the WAL module's `os.write` is wrapped to behave like
-    a full disk for segment files.
-    """
-
-    SIZE = 256 * 1024
-
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.root = root
-        self.root.mkdir()
-        self.filler = root / "filler"
-        self.real = self._mount()
-        self._full = False
-        if not self.real:
-            self._fake(monkeypatch)
-
-    def _mount(self) -> bool:
-        if os.geteuid() != 0 or shutil.which("mount") is None or os.environ.get("SPANLAKE_TEST_NO_MOUNT"):
-            return False
-        r = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={self.SIZE}", "tmpfs", str(self.root)], capture_output=True
-        )
-        return r.returncode == 0
-
-    def _fake(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        real_write = os.write
-
-        def write(fd: int, data: Any) -> int:
-            if self._full and stat.S_ISREG(os.fstat(fd).st_mode):
-                n = len(data) // 3  # a short write first, as the kernel does near the end
-                if n and not getattr(write, "short_done", False):
-                    write.short_done = True  # type: ignore[attr-defined]
-                    return real_write(fd, bytes(data[:n]))
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return real_write(fd, data)
-
-        monkeypatch.setattr(walmod, "os", types.SimpleNamespace(**{**vars(os), "write": write}))
-
-    def fill(self) -> None:
-        self._full = True
-        if not self.real:
-            return
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            with contextlib.suppress(OSError):
-                while os.write(fd, b"\xff" * 4096) > 0:
-                    pass
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self._full = False
-        self.filler.unlink(missing_ok=True)
-
-    def unmount(self) -> None:
-        if self.real:
-            r = subprocess.run(["umount", str(self.root)], capture_output=True)
-            if r.returncode != 0:
-                subprocess.run(["umount", "-l", str(self.root)], capture_output=True)
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TinyDisk]:
-    disk = TinyDisk(tmp_path / "tiny", monkeypatch)
-    try:
-        yield disk
-    finally:
-        disk.unmount()
-
-
-def test_disk_full_refuses_retryably_keeps_segment_clean_and_recovers(tiny_disk: TinyDisk) -> None:
-    w = Wal(tiny_disk.root / "wal", segment_max_age_s=60)
-    w.wal.start()
-    try:
-        acked: list[bytes] = []
-        for i in range(3):
-            w.append_wait(rec(i, size=1000))
-            acked.append(rec(i, size=1000).body)
-        (seg,) = open_files(tiny_disk.root / "wal")
-        size_before = seg.stat().st_size
-
-        tiny_disk.fill()
-        # Each bigger than the slack in the segment's last page, so the disk must refuse
-        # them; small enough that a buffered writer would hold them in memory.
-        refused = [w.wal.append(rec(10 + i, size=1500)) for i in range(40)]
-        refused.append(w.wal.append(rec(50, size=20_000)))
-        for f in refused:
-            assert_retryable_refusal(f, "disk full")
-        # The segment is still exactly the acknowledged frames: the partial write was cut.
-        assert seg.stat().st_size == size_before == valid_length(seg)
-        assert [r.body for r in read_segment(seg)] == acked
-
-        tiny_disk.free()
-        for i in range(3):
-            w.append_wait(rec(20 + i, size=20_000))
-            acked.append(rec(20 + i, size=20_000).body)
-        assert w.wal.rotate()
-        assert [r.body for r in w.records()] == acked
-        (closed,) = w.closed
-        assert valid_length(closed) == closed.stat().st_size
-    finally:
-        w.wal.close()

@@ -1,8 +1,10 @@
-"""Dashboard fixtures: the seeded lake (tests/analytics/traces/seed.py) and an AppTest on it."""
+"""Dashboard fixtures: the seeded lake (tests/analytics/traces/seed.py), an AppTest on it, and
+the seeded lake served by a real collector for the labelling tests (`live`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,10 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from spanlake.dashboard import writes
+from spanlake.storage.reader import Lake
 from tests.analytics.traces.seed import write_lake
+from tests.conftest import RunningCollector, start_collector
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
 DAY = date(2025, 6, 2)  # the seeded window; the day before is the comparison period
@@ -20,6 +25,39 @@ TIMEOUT_S = 60
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by scripts/test; playwright never downloads one
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def open_at(page: str | None, reviewer: str | None, project: str = "shop", **query: Any) -> AppTest:
+    """The app on the lake of SPANLAKE_DATA_DIR, `project` on DAY, as `reviewer` (None: nobody),
+    switched to `page` with `query` as its URL parameters."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.sidebar.selectbox(key="global_project").set_value(project)
+    at.sidebar.selectbox(key="global_range").set_value("Custom").run()
+    at.sidebar.date_input(key="global_from").set_value(DAY)
+    at.sidebar.date_input(key="global_to").set_value(DAY)
+    if reviewer:
+        at.sidebar.text_input(key="global_reviewer").set_value(reviewer)
+    at.run()
+    if page is not None:
+        at.query_params.update(query)
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@dataclass
+class Live:
+    """The seeded lake served by a real collector; `open` runs the app on it as a reviewer."""
+
+    collector: RunningCollector
+    data_dir: Path
+    lake: Lake
+
+    def open(self, page: str | None = None, reviewer: str | None = "ana", **query: Any) -> AppTest:
+        return open_at(page, reviewer, **query)
+
+    def flush(self) -> None:
+        self.collector.flush()
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +87,22 @@ def open_app(seeded_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[...,
     monkeypatch.setenv("SPANLAKE_DASHBOARD_AUTH", "off")  # sign-in has its own tests (test_signin.py)
 
     def open_(page: str | None = None, project: str = "shop", **query: Any) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
-        at.sidebar.selectbox(key="global_project").set_value(project)
-        at.sidebar.selectbox(key="global_range").set_value("Custom").run()
-        at.sidebar.date_input(key="global_from").set_value(DAY)
-        at.sidebar.date_input(key="global_to").set_value(DAY).run()
-        if page is not None:
-            at.query_params.update(query)
-            at.switch_page(f"app_pages/{page}.py").run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
+        return open_at(page, None, project, **query)
 
     return open_
+
+
+@pytest.fixture
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
+    """A fresh seeded lake served by a real collector on a free loopback port; the app writes
+    through it, without sign-in (dashboard/auth.py)."""
+    monkeypatch.setenv("SPANLAKE_DASHBOARD_AUTH", "off")
+    root = tmp_path / "data"
+    write_lake(root)
+    running, stop = start_collector(root)
+    monkeypatch.setenv("SPANLAKE_DATA_DIR", str(root))
+    monkeypatch.setenv(writes.URL_ENV, running.http)
+    try:
+        yield Live(running, root, Lake(root))
+    finally:
+        stop()

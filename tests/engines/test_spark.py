@@ -27,7 +27,7 @@ from spanlake.storage.layout import DataDir
 from spanlake.storage.reader import Lake
 from spanlake.storage.schema import SPANS
 from spanlake.storage.writer import LakeWriter
-from tests.analytics import test_call_pairs as call_pairs
+from tests.analytics import call_pair_data as call_pairs
 from tests.conftest import start_collector
 from tests.factories import make_request, make_span
 
@@ -259,7 +259,7 @@ def test_spark_reads_the_late_arrival_area(tmp_path: Path, spark: Any) -> None:
 
 
 def test_spark_counts_one_call_once(tmp_path: Path, spark: Any) -> None:
-    """On tests/analytics/test_call_pairs.py's lake (a client library's own span and an
+    """On tests/analytics/call_pair_data.py's lake (a client library's own span and an
     instrumentation's of one call, and calls that are not pairs), Spark counts what DuckDB
     counts: each call once, with the client's numbers, and the retry under instrumented calls."""
     call_pairs.build(tmp_path)
@@ -285,7 +285,7 @@ def test_spark_counts_one_call_once(tmp_path: Path, spark: Any) -> None:
 
 
 def test_spark_counts_one_call_of_three_layers_once(tmp_path: Path, spark: Any) -> None:
-    """On tests/analytics/test_call_pairs.py's three-layer lake (a framework's span over a client
+    """On tests/analytics/call_pair_data.py's three-layer lake (a framework's span over a client
     instrumentation's over a client's own), Spark counts each call once, as DuckDB does."""
     call_pairs.build_layers(tmp_path)
     prices = PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1.0, output_mtok=2.0)], use_database=False)
@@ -303,7 +303,7 @@ def test_spark_counts_one_call_of_three_layers_once(tmp_path: Path, spark: Any) 
 
 
 def test_spark_counts_framework_calls_once(tmp_path: Path, spark: Any) -> None:
-    """On tests/analytics/test_call_pairs.py's frameworks lake (model names across a provider prefix
+    """On tests/analytics/call_pair_data.py's frameworks lake (model names across a provider prefix
     and a dated snapshot, LlamaIndex's later siblings, wrappers and helpers, the most complete span
     of a call counting, a group through the anchor's anchor), Spark counts what DuckDB counts."""
     call_pairs.build_frameworks(tmp_path)

@@ -18,7 +18,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from spanlake.evaluators.online import queue_dataset, sampled
+from spanlake.evaluators.online import sampled
+from spanlake.evaluators.rule_actions import queue_dataset
 from spanlake.storage.reader import Lake
 
 PROJECT = "shop"

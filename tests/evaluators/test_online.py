@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from spanlake.evaluators.online import Cursor, sampled, wants
+from spanlake.evaluators.complete_traces import Cursor
+from spanlake.evaluators.online import sampled
+from spanlake.evaluators.rule_actions import wants
 from spanlake.server.evaluation_watch import INTERVAL_ENV
 from tests.conftest import RunningCollector, start_collector
 from tests.evaluators.online_helpers import (

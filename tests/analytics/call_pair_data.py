@@ -1,12 +1,9 @@
-"""One model call, two spans (storage.call_pairs): a client library's own span and an
-instrumentation's LLM span of the same call count once, with the client's numbers, in every
-figure — the traces view, the trace list (both its lean sort and its rows), the trace detail,
-the cost, tasks and latency reports — and the hourly rollups equal the raw figures. The same for
-a framework's LLM span over those (three layers, further down), and the pairing is skipped where a
-window holds one layer only; last, the frameworks observed over client instrumentations (model
-names that differ, LlamaIndex's later siblings, wrappers and helpers, the most complete span counting).
+"""Designed lakes where one model call is seen as two or three spans (storage.call_pairs), with
+what each trace counts worked out by hand; read by tests/analytics/test_call_pairs_*.py and
+tests/engines/test_spark.py.
 
-Designed data, T0 = 10:00 UTC, every model priced $1 per million input and $2 per million
+`build`: a client library's own span and an instrumentation's LLM span of the same call.
+T0 = 10:00 UTC, every model priced $1 per million input and $2 per million
 output tokens (cost = (in + 2 out) / 1e6). Instrumentation spans, client spans and roots
 arrive in different files, as batches of different exporters would. Per trace (besides its
 task root), and what counts (calls, input, output tokens):
@@ -27,26 +24,12 @@ task root), and what counts (calls, input, output tokens):
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from spanlake.analytics.pricing import PriceBook, PriceOverride
-from spanlake.analytics.reports.cost import call_totals
-from spanlake.analytics.reports.latency import latency
-from spanlake.analytics.reports.registry import run_report
-from spanlake.analytics.rollups import materialize as rollups
-from spanlake.analytics.runner import Analytics
-from spanlake.analytics.spans import Filters, SpanSource, pairing_needed
-from spanlake.analytics.traces.detail import trace_detail
-from spanlake.analytics.traces.filters import Page, TraceFilters
-from spanlake.analytics.traces.trace_list import list_traces
-from spanlake.storage.reader import Lake
-from tests.analytics.helpers import T0, span, tid, write
-from tests.analytics.test_rollup_reports import agree
+from tests.analytics.helpers import span, write
 
 H = 3_600_000  # ms
 MIN = 60_000  # ms
@@ -113,116 +96,14 @@ COUNTED = {1: (1, 1000, 100), 2: (1, 2000, 200), 3: (2, 700, 70), 4: (2, 500, 50
            6: (2, 1050, 105), 7: (2, 110, 11), 8: (1, 600, 60)}  # fmt: skip
 # (trace, span) of each duplicate → the client's span it repeats
 DUPLICATES = {(1, 2): 3, (2, 2): 3, (4, 2): 3, (4, 4): 5, (8, 2): 3}
-ALL = Filters(since=T0, until=T0 + timedelta(hours=2))
-HOUR_10 = Filters(since=T0, until=T0 + timedelta(hours=1))
 
 
 def cost(inp: int, out: int) -> float:
     return (inp + 2 * out) / 1e6
 
 
-@pytest.fixture
-def an(tmp_path: Path) -> Analytics:
-    build(tmp_path)
-    book = PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1.0, output_mtok=2.0)], use_database=False)
-    return Analytics(tmp_path, prices=book)
-
-
 def sid_hex(n: int) -> str:
     return n.to_bytes(8, "big").hex()
-
-
-def test_duplicates_are_the_documented_pairs(an: Analytics) -> None:
-    rows = Lake(an.lake.data_dir).query("SELECT trace_id, span_id, duplicate_of FROM duplicate_calls").to_pylist()
-    got = {(r["trace_id"], r["span_id"]): r["duplicate_of"] for r in rows}
-    assert got == {(tid(t).hex(), sid_hex(s)): sid_hex(c) for (t, s), c in DUPLICATES.items()}
-
-
-def test_every_trace_figure_counts_each_call_once(an: Analytics) -> None:
-    traces = {r["trace_id"]: r for r in an.sql("SELECT * FROM traces").to_dicts()}
-    listed = {r["trace_id"]: r for r in list_traces(an, TraceFilters(), Page(limit=50)).rows.to_dicts()}
-    for t, (calls, inp, out) in COUNTED.items():
-        trace_id = tid(t).hex()
-        v = traces[trace_id]
-        assert (v["llm_calls"], v["input_tokens"], v["output_tokens"], v["total_tokens"]) == (
-            calls,
-            inp,
-            out,
-            inp + out,
-        )
-        row = listed[trace_id]
-        assert (row["llm_calls"], row["input_tokens"], row["output_tokens"]) == (calls, inp, out), t
-        assert row["cost_usd"] == pytest.approx(cost(inp, out), rel=1e-12), t
-        detail = trace_detail(an, trace_id)
-        assert detail is not None
-        s = detail.summary()
-        assert (s["llm_calls"], s["input_tokens"], s["output_tokens"]) == (calls, inp, out), t
-        assert s["cost_usd"] == pytest.approx(cost(inp, out), rel=1e-12), t
-        for sp in detail.spans:  # both spans of a call stay in the trace; the duplicate costs nothing
-            key = (t, int(sp["span_id"], 16))
-            want = sid_hex(DUPLICATES[key]) if key in DUPLICATES else None
-            assert sp["duplicate_of"] == want, key
-            if want is not None:
-                assert sp["cost_usd"] is None and (sp["input_tokens"] is not None or key == (4, 2))
-    # Sorted by tokens (the trace list's lean relation pairs the calls too): counted twice, trace 1
-    # (2201 tokens) would come before trace 6 (1155), and trace 8 (1320) before trace 3 (770).
-    page = list_traces(an, TraceFilters(), Page(sort="total_tokens", limit=50)).rows
-    assert [int(x, 16) for x in page["trace_id"]] == [2, 6, 1, 5, 3, 8, 4, 7]
-    page = list_traces(an, TraceFilters(), Page(sort="llm_calls", limit=3)).rows
-    assert sorted(page["llm_calls"].to_list()) == [2, 2, 2]
-
-
-def test_cost_and_tasks_count_the_clients_numbers(an: Analytics) -> None:
-    by_model = {r["model"]: r for r in call_totals(an, ALL, ["model"]).to_dicts()}
-    # acme-1: every counted call but trace 7's instrumentation call (and trace 4's failed one,
-    # which has no usage: no billable call)
-    assert {m: (r["calls"], r["input_tokens"], r["output_tokens"]) for m, r in by_model.items()} == {
-        "acme-1": (10, 6710, 671),
-        "acme-2": (1, 50, 5),
-    }
-    assert by_model["acme-1"]["cost_usd"] == pytest.approx(cost(6710, 671))
-    assert by_model["acme-2"]["cost_usd"] == pytest.approx(cost(50, 5))
-    (tasks,) = run_report(an, "tasks", ALL, source="raw")[0].to_dicts()
-    assert tasks["tasks"] == 8 and tasks["task_cost_usd"] == pytest.approx(cost(6760, 676))
-    task_rows = {r["task_name"]: r for r in run_report(an, "task-list", ALL, source="raw", limit=10)[0].to_dicts()}
-    for t, (calls, inp, out) in COUNTED.items():
-        r = task_rows[f"t{t}"]
-        # llm_calls of a task are its billable calls (with usage): trace 4's failed call has none
-        assert (r["llm_calls"], r["input_tokens"], r["output_tokens"]) == (calls - (t == 4), inp, out), t
-        assert r["cost_usd"] == pytest.approx(cost(inp, out)), t
-    # Hour 10 alone: trace 8's instrumented call starts there, its client span at 11:00:00.0005,
-    # so it counts in hour 11 only.
-    (h10,) = call_totals(an, HOUR_10).to_dicts()
-    assert (h10["calls"], h10["input_tokens"], h10["output_tokens"]) == (10, 6160, 616)
-
-
-def test_latency_counts_the_client_calls_and_finds_the_retry(an: Analytics) -> None:
-    llm = {r["level"]: r for r in latency(an, ALL).to_dicts()}["llm"]
-    # 12 calls; trace 4's second client call repeats the failed first one: the client spans sit
-    # under their instrumented calls, which are siblings under the task
-    assert (llm["count"], llm["repeats"], llm["retries"]) == (12, 1, 1)
-    assert llm["error_rate"] == pytest.approx(1 / 12)
-
-
-def test_rollups_equal_raw(an: Analytics) -> None:
-    result = rollups.run(an)
-    assert result.hours_seen == 2
-    hour_11 = Filters(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2))
-    for f in (ALL, HOUR_10, hour_11):
-        for name, group in (("cost", ["model"]), ("cost", []), ("tasks", []), ("latency", ["model"])):
-            if f is hour_11 and name == "tasks":  # no task starts in hour 11 (the rollup answers no row)
-                continue
-            rolled, source = run_report(an, name, f, group, source="rollups")
-            raw, _ = run_report(an, name, f, group, source="raw")
-            assert source == "rollups"
-            if f is hour_11 and name == "cost":  # ... nor task columns: compare the calls
-                raw = raw.select(rolled.columns)
-            agree(rolled, raw, [c for c in rolled.columns if c in ("level", *group)])
-    (c,) = run_report(an, "cost", ALL, source="rollups")[0].to_dicts()
-    assert (c["calls"], c["input_tokens"], c["output_tokens"]) == (11, 6760, 676)
-    assert c["cost_usd"] == pytest.approx(cost(6760, 676)) and c["task_cost_usd"] == pytest.approx(cost(6760, 676))
-    (h10,) = run_report(an, "cost", HOUR_10, source="rollups")[0].to_dicts()
-    assert (h10["calls"], h10["input_tokens"]) == (10, 6160)
 
 
 # --- three layers: a framework's LLM span over a client instrumentation's over a client's own --------
@@ -318,82 +199,6 @@ LAYERED_COUNTED = {1: (1, 700, 71), 2: (1, 1000, 102), 3: (2, 500, 50), 4: (2, 1
 LAYERED_DUPLICATES = {(1, 3): 4, (2, 2): 4, (2, 3): 4, (7, 2): 3, (7, 4): 5}
 ONE_LAYER = {"fw_only": (1, 300, 30), "inst_only": (1, 200, 20), "client_only": (1, 100, 10),
              "app_over_inst": (2, 1000, 100)}  # fmt: skip
-
-
-@pytest.fixture
-def layered(tmp_path: Path) -> Analytics:
-    build_layers(tmp_path)
-    book = PriceBook(overrides=[PriceOverride(model="acme-*", input_mtok=1.0, output_mtok=2.0)], use_database=False)
-    return Analytics(tmp_path, prices=book)
-
-
-def test_layers_pair_as_documented(layered: Analytics) -> None:
-    lake = Lake(layered.lake.data_dir)
-    rows = lake.query("SELECT project, trace_id, span_id, duplicate_of FROM duplicate_calls").to_pylist()
-    assert {r["project"] for r in rows} == {"default"}
-    got = {(r["trace_id"], r["span_id"]): r["duplicate_of"] for r in rows}
-    assert got == {(tid(t).hex(), sid_hex(s)): sid_hex(c) for (t, s), c in LAYERED_DUPLICATES.items()}
-
-
-def test_layers_count_each_call_once(layered: Analytics) -> None:
-    traces = {r["trace_id"]: r for r in layered.sql("SELECT * FROM traces").to_dicts()}
-    listed = {r["trace_id"]: r for r in list_traces(layered, TraceFilters(), Page(limit=50)).rows.to_dicts()}
-    for t, (calls, inp, out) in LAYERED_COUNTED.items():
-        trace_id = tid(t).hex()
-        assert (traces[trace_id]["llm_calls"], traces[trace_id]["input_tokens"], traces[trace_id]["output_tokens"]) == (
-            calls,
-            inp,
-            out,
-        ), t
-        row = listed[trace_id]
-        assert (row["llm_calls"], row["input_tokens"], row["output_tokens"]) == (calls, inp, out), t
-        assert row["cost_usd"] == pytest.approx(cost(inp, out), rel=1e-12), t
-        detail = trace_detail(layered, trace_id)
-        assert detail is not None
-        s = detail.summary()
-        assert (s["llm_calls"], s["input_tokens"], s["output_tokens"]) == (calls, inp, out), t
-        for sp in detail.spans:
-            key = (t, int(sp["span_id"], 16))
-            assert sp["duplicate_of"] == (sid_hex(LAYERED_DUPLICATES[key]) if key in LAYERED_DUPLICATES else None), key
-    by_model = {r["model"]: r for r in call_totals(layered, Filters(project="default"), ["model"]).to_dicts()}
-    # acme-1: every counted call but trace 4's framework call (acme-2) and trace 7's failed one
-    assert {m: (r["calls"], r["input_tokens"], r["output_tokens"]) for m, r in by_model.items()} == {
-        "acme-1": (12, 4420, 446),
-        "acme-2": (1, 50, 5),
-    }
-    (tasks,) = run_report(layered, "tasks", Filters(project="default"), source="raw")[0].to_dicts()
-    assert tasks["tasks"] == 7 and tasks["task_cost_usd"] == pytest.approx(cost(4470, 451))
-    llm = {r["level"]: r for r in latency(layered, Filters(project="default")).to_dicts()}["llm"]
-    # 14 counted calls; trace 7's second openai call repeats the failed first one (both under the task)
-    assert (llm["count"], llm["repeats"], llm["retries"]) == (14, 1, 1)
-
-
-def test_pairing_is_skipped_where_one_layer_is_found(layered: Analytics) -> None:
-    """The cheap skip: no pairing where the window holds LLM spans of one layer (or of none), and
-    the figures are the same as if it had run."""
-    con = Lake(layered.lake.data_dir).connect()
-    assert pairing_needed(con, SpanSource(Filters(project="default")))
-    for project, (calls, inp, out) in ONE_LAYER.items():
-        assert not pairing_needed(con, SpanSource(Filters(project=project))), project
-        (totals,) = call_totals(layered, Filters(project=project)).to_dicts()
-        assert (totals["calls"], totals["input_tokens"], totals["output_tokens"]) == (calls, inp, out), project
-        (v,) = layered.sql(f"SELECT * FROM traces WHERE project = '{project}'").to_dicts()
-        assert (v["llm_calls"], v["input_tokens"]) == (calls, inp), project
-    # A window holding trace 1's root, chain and framework LLM span (at 0, 10 and 20 ms) but not the
-    # openai span (30 ms): pairing reads the spans starting up to PAIR_LOOKAHEAD after it too.
-    assert pairing_needed(con, SpanSource(Filters(since=T0, until=T0 + timedelta(milliseconds=25))))
-    assert not pairing_needed(con, SpanSource(Filters(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2))))
-
-
-def test_layered_rollups_equal_raw(layered: Analytics) -> None:
-    result = rollups.run(layered)
-    assert result.hours_seen == 1
-    f = Filters(project="default", since=T0, until=T0 + timedelta(hours=1))
-    for name, group in (("cost", ["model"]), ("cost", []), ("tasks", []), ("latency", ["model"])):
-        rolled, source = run_report(layered, name, f, group, source="rollups")
-        raw, _ = run_report(layered, name, f, group, source="raw")
-        assert source == "rollups"
-        agree(rolled, raw, [c for c in rolled.columns if c in ("level", *group)])
 
 
 # --- frameworks over client instrumentations: the model names, the later sibling, the wrappers --------
@@ -561,81 +366,3 @@ FRAMEWORK_DUPLICATES = {(1, 2): 3, (2, 3): 2, (3, 3): 2, (4, 2): 3, (5, 2): 3, (
 
 def cached_cost(inp: int, out: int, cached: int) -> float:
     return (inp - cached + 0.5 * cached + 2 * out) / 1e6
-
-
-@pytest.fixture
-def frameworks(tmp_path: Path) -> Analytics:
-    build_frameworks(tmp_path)
-    price = PriceOverride(model="*acme-*", input_mtok=1.0, output_mtok=2.0, cache_read_mtok=0.5)
-    return Analytics(tmp_path, prices=PriceBook(overrides=[price], use_database=False))
-
-
-def test_frameworks_pair_as_documented(frameworks: Analytics) -> None:
-    rows = Lake(frameworks.lake.data_dir).query("SELECT trace_id, span_id, duplicate_of FROM duplicate_calls")
-    got = {(r["trace_id"], r["span_id"]): r["duplicate_of"] for r in rows.to_pylist()}
-    want = {(tid(t).hex(), sid_hex(s)): sid_hex(c) for (t, s), c in FRAMEWORK_DUPLICATES.items()}
-    assert got == {**want, (tid(21).hex(), sid_hex(2)): sid_hex(3)}  # llama_only: predict repeats chat
-
-
-def test_frameworks_count_each_call_once_with_the_most_complete_numbers(frameworks: Analytics) -> None:
-    traces = {r["trace_id"]: r for r in frameworks.sql("SELECT * FROM traces").to_dicts()}
-    listed = {r["trace_id"]: r for r in list_traces(frameworks, TraceFilters(), Page(limit=50)).rows.to_dicts()}
-    for t, (calls, inp, out, cached) in FRAMEWORK_COUNTED.items():
-        trace_id = tid(t).hex()
-        v = traces[trace_id]
-        assert (v["llm_calls"], v["input_tokens"], v["output_tokens"]) == (calls, inp, out), t
-        row = listed[trace_id]
-        assert (row["llm_calls"], row["input_tokens"], row["output_tokens"]) == (calls, inp, out), t
-        assert row["cost_usd"] == pytest.approx(cached_cost(inp, out, cached), rel=1e-12), t
-        detail = trace_detail(frameworks, trace_id)
-        assert detail is not None
-        s = detail.summary()
-        assert (s["llm_calls"], s["input_tokens"], s["output_tokens"]) == (calls, inp, out), t
-        assert s["cost_usd"] == pytest.approx(cached_cost(inp, out, cached), rel=1e-12), t
-        for sp in detail.spans:
-            key = (t, int(sp["span_id"], 16))
-            want = sid_hex(FRAMEWORK_DUPLICATES[key]) if key in FRAMEWORK_DUPLICATES else None
-            assert sp["duplicate_of"] == want, key
-    (totals,) = call_totals(frameworks, Filters(project="default")).to_dicts()
-    # billable calls: the 25 counted but trace 10's failed call and trace 11's stream without usage
-    assert (totals["calls"], totals["input_tokens"], totals["output_tokens"], totals["cache_read_tokens"]) == (
-        23,
-        8150,
-        815,
-        40 + 40 + 80 + 30 + 80,
-    )
-    assert totals["cost_usd"] == pytest.approx(cached_cost(8150, 815, 270), rel=1e-12)
-    # Hour 11 alone: only trace 17's openai-v2 span starts there, and it repeats Pydantic AI's (hour 10)
-    (h11,) = call_totals(frameworks, Filters(project="default", since=T0 + timedelta(hours=1))).to_dicts()
-    assert (h11["calls"], h11["input_tokens"]) == (0, 0)
-    (h10,) = call_totals(frameworks, Filters(project="default", until=T0 + timedelta(hours=1))).to_dicts()
-    assert (h10["calls"], h10["input_tokens"], h10["cache_read_tokens"]) == (23, 8150, 270)
-
-
-def test_method_tracing_framework_alone_is_paired(frameworks: Analytics) -> None:
-    """One layer, but LlamaIndex's: its wrappers repeat their calls, so the pairing is not skipped."""
-    con = Lake(frameworks.lake.data_dir).connect()
-    assert pairing_needed(con, SpanSource(Filters(project="llama_only")))
-    (totals,) = call_totals(frameworks, Filters(project="llama_only")).to_dicts()
-    assert (totals["calls"], totals["input_tokens"], totals["output_tokens"]) == (1, 100, 10)
-    (v,) = frameworks.sql("SELECT * FROM traces WHERE project = 'llama_only'").to_dicts()
-    assert (v["llm_calls"], v["input_tokens"]) == (1, 100)
-
-
-def test_framework_rollups_equal_raw(frameworks: Analytics) -> None:
-    """Hourly rollups count trace 17's call once, in hour 10, though Pydantic AI's span that counts
-    starts there and openai-v2's in hour 11."""
-    assert rollups.run(frameworks).hours_seen == 2
-    h10, h11 = (T0, T0 + timedelta(hours=1)), (T0 + timedelta(hours=1), T0 + timedelta(hours=2))
-    for since, until in (h10, h11, (T0, T0 + timedelta(hours=2))):
-        f = Filters(project="default", since=since, until=until)
-        for name, group in (("cost", ["model"]), ("cost", []), ("latency", ["model"])):
-            rolled, source = run_report(frameworks, name, f, group, source="rollups")
-            raw, _ = run_report(frameworks, name, f, group, source="raw")
-            assert source == "rollups"
-            if name == "cost":  # hour 11: no task starts, so the rollup has no task columns
-                raw = raw.select(rolled.columns)
-            agree(rolled, raw, [c for c in rolled.columns if c in ("level", *group)])
-    both = Filters(project="default", since=T0, until=T0 + timedelta(hours=2))
-    (c,) = run_report(frameworks, "cost", both, source="rollups")[0].to_dicts()
-    assert (c["calls"], c["input_tokens"], c["cache_read_tokens"]) == (23, 8150, 270)
