@@ -274,8 +274,15 @@ def normalize_row(
         if req_model is None:
             req_model = req_model_fallback
 
-    # finish_reason_list, its common case (a list) inline
-    reasons = [str(x) for x in fr] if type(fr) is list else None if fr is None else finish_reason_list(fr)
+    # finish_reason_list, its common cases (a list, a plain string) inline
+    if fr is None:
+        reasons = None
+    elif type(fr) is list:
+        reasons = [str(x) for x in fr]
+    elif type(fr) is str and fr and fr[0] != "[":
+        reasons = [fr]
+    else:
+        reasons = finish_reason_list(fr)
     if reasons is None and fr_single is not None:
         reasons = [str(x) for x in fr_single] if isinstance(fr_single, list) else [str(fr_single)]
 
