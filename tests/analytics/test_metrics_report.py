@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +26,7 @@ from spanlake.analytics.runner import Analytics
 from spanlake.analytics.spans import Filters
 from spanlake.demo.fake_openai import FakeOpenAI
 from tests.collector import instrumented_client as client
-from tests.collector.instrumented_runs import clean_env
+from tests.collector.instrumented_runs import ROOT, clean_env
 from tests.conftest import RunningCollector, start_collector
 from tests.factories import kvs, make_metrics_request
 
@@ -118,9 +117,11 @@ def traced_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     collector, stop = start_collector(tmp_path_factory.mktemp("metrics-run") / "data")
     try:
         with FakeOpenAI() as fake:
-            argv = [sys.executable, str(Path(client.__file__)), "openai_v2", "--openai-url", fake.base_url]
-            argv += ["--otlp", collector.http, "--protocol", "http", "--project", "run", "--metrics"]
-            done = subprocess.run(argv, env=clean_env(("OTEL_",)), capture_output=True, timeout=180)
+            argv = [sys.executable, "-m", "tests.collector.instrumented_client", "openai_v2"]
+            argv += ["--openai-url", fake.base_url, "--otlp", collector.http, "--protocol", "http"]
+            argv += ["--project", "run", "--metrics"]
+            env = clean_env(("OTEL_",))
+            done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, timeout=180)
             assert done.returncode == 0, done.stderr.decode()[-4000:]
         collector.flush()
         yield collector
