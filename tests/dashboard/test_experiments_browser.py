@@ -17,8 +17,7 @@ import pytest
 
 from spanlake.experiments.store import Store
 from tests.conftest import start_collector
-from tests.dashboard.conftest import CHROMIUM
-from tests.dashboard.test_budgets_browser import screenshot
+from tests.dashboard.conftest import CHROMIUM, screenshot
 from tests.dashboard.test_cli import SPANLAKE, _line
 from tests.dashboard.test_signin_browser import stop
 from tests.examples.helpers import clean_env
@@ -73,6 +72,9 @@ def test_two_runs_compared_a_regressed_item_opened_and_its_trace(
     page.get_by_role("option", name="item-2").click()
     detail = page.locator('[data-testid="stVerticalBlock"]').filter(has=page.get_by_text("Item item-2")).last
     detail.get_by_text("fail · hallucination").wait_for(timeout=WAIT_MS)
+    # item-1 is a regressed hallucination too: wait until B's block shows item-2's own output
+    # (under load the header changes a rerun before the rest of the pane did)
+    detail.get_by_text("answer 2 (made up)").wait_for(timeout=WAIT_MS)
     body = detail.inner_text()
     assert "question 2" in body and "answer 2 (made up)" in body and "pass" in body
     assert body.count("answer 2") == 3  # the expected output, A's and B's
