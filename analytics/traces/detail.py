@@ -295,12 +295,12 @@ def assemble(
     by_span: dict[str | None, list[dict[str, Any]]] = {}
     for rec in logs:
         by_span.setdefault(rec["span_id"], []).append(rec)
-    parsed = JSON_COLUMNS[1:] if lazy_attributes else JSON_COLUMNS
+    parsed = tuple(c for c in JSON_COLUMNS if c != "attributes") if lazy_attributes else JSON_COLUMNS
     for r in rows:
         for col in parsed:
             if col in r:
                 r[col] = orjson.loads(r[col]) if r[col] else ({} if col != "events" and col != "links" else [])
-        if lazy_attributes:
+        if lazy_attributes and "attributes" in r:
             r["attributes"] = JSONObject(r["attributes"])
         r["offset_ms"] = (r["start_time_unix_nano"] - t0) / 1e6
         r["cost_usd"], r["unpriced"], r["duplicate_of"] = costs.get((trace_id, r["span_id"]), (None, False, None))

@@ -3,6 +3,8 @@ the seeded lake served by a real collector for the labelling tests (`live`)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -25,6 +27,16 @@ TIMEOUT_S = 60
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by scripts/test; playwright never downloads one
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+def screenshot(page: object, name: str, tmp: Path) -> None:
+    """Save a screenshot of a browser page in `tmp`; with SPANLAKE_UPDATE_SCREENSHOTS=1 in docs/img/ too."""
+    path = tmp / name
+    page.screenshot(path=str(path))  # type: ignore[attr-defined]
+    if os.environ.get("SPANLAKE_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_IMG / name)
 
 
 def open_at(page: str | None, reviewer: str | None, project: str = "shop", **query: Any) -> AppTest:

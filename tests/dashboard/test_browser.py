@@ -10,10 +10,8 @@ Screenshots go to the test's tmp dir; with SPANLAKE_UPDATE_SCREENSHOTS=1 to docs
 
 from __future__ import annotations
 
-import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,12 +30,11 @@ from spanlake.demo.fake_openai import FakeOpenAI
 from spanlake.storage.reader import Lake
 from tests.analytics.traces import agent_app as app
 from tests.analytics.traces.runner import run_agents
-from tests.dashboard.conftest import CHROMIUM
+from tests.dashboard.conftest import CHROMIUM, screenshot
 from tests.net import free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 CONFIGS = ["openai_v2", "openinference"]  # content as log events, and on the spans
 PROJECT = "support"
 # The fake server answers as `<model>-2025-01-01`; price those (later overrides win).
@@ -144,13 +141,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 def shot(page: object, name: str, tmp: Path, height: int = 1000) -> None:
     """Save a screenshot (Streamlit scrolls inside the page, so a taller viewport shows more)."""
-    path = tmp / name
     page.set_viewport_size({"width": 1440, "height": height})  # type: ignore[attr-defined]
     page.wait_for_timeout(800)  # type: ignore[attr-defined]
-    page.screenshot(path=str(path))  # type: ignore[attr-defined]
-    if os.environ.get("SPANLAKE_UPDATE_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_IMG / name)
+    screenshot(page, name, tmp)
 
 
 def test_traces_filter_open_trace(up: Up, browser: object, tmp_path: Path) -> None:

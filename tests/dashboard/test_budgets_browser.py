@@ -9,9 +9,7 @@ The screenshot goes to the test's tmp dir; with SPANLAKE_UPDATE_SCREENSHOTS=1 to
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +19,8 @@ import pytest
 from spanlake.server.alerts.store import AlertStore
 from spanlake.server.budget_watch import INTERVAL_ENV
 from tests.dashboard.budgets_data import FAILED_IN_SCOPE, BudgetsDir, build
-from tests.dashboard.conftest import CHROMIUM
-from tests.dashboard.test_browser import DOCS_IMG, free_port
+from tests.dashboard.conftest import CHROMIUM, screenshot
+from tests.dashboard.test_browser import free_port
 from tests.dashboard.test_cli import SPANLAKE, _line
 from tests.dashboard.test_signin_browser import stop
 from tests.demo.test_up import wait_for
@@ -45,14 +43,6 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, B
         yield url, data
     finally:
         stop(proc)
-
-
-def screenshot(page: object, name: str, tmp: Path) -> None:
-    path = tmp / name
-    page.screenshot(path=str(path))  # type: ignore[attr-defined]
-    if os.environ.get("SPANLAKE_UPDATE_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_IMG / name)
 
 
 def history_shown(budget: object) -> None:

@@ -17,9 +17,8 @@ import pytest
 
 from spanlake.dashboard import evaluator_view as evv
 from tests.analytics.traces.seed import trace_hex
-from tests.dashboard.conftest import CHROMIUM
+from tests.dashboard.conftest import CHROMIUM, screenshot
 from tests.dashboard.evaluators_data import DISAGREEMENTS, EvaluatorsDir, build
-from tests.dashboard.test_budgets_browser import screenshot
 from tests.dashboard.test_cli import SPANLAKE, _line
 from tests.dashboard.test_signin_browser import stop
 from tests.examples.helpers import clean_env

@@ -11,8 +11,6 @@ Screenshots go to the test's tmp dir; with SPANLAKE_UPDATE_SCREENSHOTS=1 to docs
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.dashboard.agent_trace import FAILURE, TRACE, write_agent_lake
-from tests.dashboard.conftest import CHROMIUM
-from tests.dashboard.test_browser import DOCS_IMG
+from tests.dashboard.conftest import CHROMIUM, screenshot
 from tests.dashboard.test_cli import SPANLAKE, _line
 from tests.dashboard.test_signin_browser import stop
 from tests.examples.helpers import clean_env
@@ -64,14 +61,6 @@ def click_open(page: object, row: int) -> None:
     page.mouse.click(box["x"] + OPEN_COLUMN_PX, box["y"] + HEADER_PX + row * ROW_PX + ROW_PX / 2)  # type: ignore[attr-defined]
 
 
-def shot(page: object, name: str, tmp: Path) -> None:
-    path = tmp / name
-    page.screenshot(path=str(path))  # type: ignore[attr-defined]
-    if os.environ.get("SPANLAKE_UPDATE_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_IMG / name)
-
-
 def test_open_close_filter_and_next_error(dashboard: str, browser: object, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1920, "height": 1000})  # type: ignore[attr-defined]
     dialogs: list[str] = []
@@ -81,7 +70,7 @@ def test_open_close_filter_and_next_error(dashboard: str, browser: object, tmp_p
     rows_shown(page, 29)  # the task, the agent, 25 turns, 2 validations
     page.locator('[data-testid="stTabs"]').first.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
-    shot(page, "trace-tree.png", tmp_path)
+    screenshot(page, "trace-tree.png", tmp_path)
 
     # a click on the timeline's bar of the failing tool selects it, its turn opened (29 + 5 rows)
     bar = page.locator('[data-testid="stVegaLiteChart"] svg g.mark-rect path[aria-label*="status: ERROR"]')
@@ -133,5 +122,5 @@ def test_open_close_filter_and_next_error(dashboard: str, browser: object, tmp_p
     assert "execute_tool get_order" in selected.inner_text()
     page.locator('[data-testid="stTabs"]').first.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
-    shot(page, "trace-tree-error.png", tmp_path)
+    screenshot(page, "trace-tree-error.png", tmp_path)
     assert not dialogs
