@@ -31,6 +31,7 @@ Macros:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
@@ -267,11 +268,13 @@ def source_sql(data_dir: DataDir, table: Table) -> str:
     return _union(table, parts)
 
 
-def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[str]:
+def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None, derived: bool = True) -> list[str]:
     """The statements that define spanlake's views over a data directory.
 
     `sources` maps a raw view (`spans_raw_once`, `spans_raw_rest`) or a table name to the
-    SQL of its rows (default: the local lake's files).
+    SQL of its rows (default: the local lake's files). Without `derived`, the views of
+    DERIVED_VIEWS are left out: they come last, and binding them (which DuckDB does when a
+    view is defined) is about half the cost of a connection.
     """
     sources = dict(sources or {})
     if "spans_raw_once" not in sources:
@@ -301,6 +304,16 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
         "CREATE OR REPLACE VIEW logs AS SELECT DISTINCT ON (project, record_id) * FROM logs_raw",
         f"CREATE OR REPLACE VIEW metrics_raw AS {metrics_sql}",
         METRICS_VIEW,
+    ] + (_derived_ddl() if derived else [])
+
+
+# Views over whole traces, defined last; Lake.query defines them only for SQL that names them.
+DERIVED_VIEWS = ("duplicate_calls", "traces")
+_DERIVED_RE = re.compile(r"\b(?:" + "|".join(DERIVED_VIEWS) + r")\b", re.IGNORECASE)
+
+
+def _derived_ddl() -> list[str]:
+    return [
         f"CREATE OR REPLACE VIEW duplicate_calls AS {duplicates_sql()}",
         f"""CREATE OR REPLACE VIEW traces AS
         SELECT project, trace_id,
@@ -324,6 +337,24 @@ def view_ddl(data_dir: DataDir, sources: dict[str, str] | None = None) -> list[s
     ]
 
 
+def new_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection in UTC that reads each Parquet footer once.
+
+    Defining the views binds every view over the span files, and each binding of a view
+    that names another reads their footers again; the metadata cache makes the later ones
+    free (a connection lives for one caller's queries, over files that are never rewritten
+    in place)."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET parquet_metadata_cache = true")
+    return con
+
+
+def names_derived_view(sql: str) -> bool:
+    """Whether `sql` may read a view of DERIVED_VIEWS (a word match: a false yes only costs time)."""
+    return _DERIVED_RE.search(sql) is not None
+
+
 class Lake:
     """Read access to one data directory's lake."""
 
@@ -331,14 +362,14 @@ class Lake:
         """`lake`: where the lake is, when not in the data directory (a folder or `s3://bucket/prefix`)."""
         self.data_dir = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir, lake)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new in-memory DuckDB connection with the views defined (cheap; one per caller)."""
-        con = duckdb.connect(":memory:")
-        con.execute("SET TimeZone = 'UTC'")
+    def connect(self, derived: bool = True) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection with the views defined (cheap; one per caller);
+        without `derived`, the views of DERIVED_VIEWS are left out."""
+        con = new_connection()
         sources: dict[str, str] = {}
         if self.data_dir.is_remote:
             sources = self._remote_sources(con)
-        for stmt in view_ddl(self.data_dir, sources):
+        for stmt in view_ddl(self.data_dir, sources, derived):
             con.execute(stmt)
         return con
 
@@ -375,8 +406,10 @@ class Lake:
         them already reads every file's footer.
         """
 
+        derived = names_derived_view(sql)
+
         def attempt() -> pa.Table:
-            con = self.connect()
+            con = self.connect(derived)
             try:
                 return fetch_arrow(con, sql, params)
             finally:

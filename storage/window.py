@@ -24,6 +24,8 @@ from spanlake.storage.reader import (
     fetch_arrow,
     local_span_sources,
     local_table_sql,
+    names_derived_view,
+    new_connection,
     retry_vanished,
     view_ddl,
 )
@@ -33,14 +35,15 @@ MAX_HOURS = 72  # longer windows list whole days
 
 
 def connect_window(
-    lake: Lake, since: datetime | None, until: datetime | None, project: str | None = None
+    lake: Lake, since: datetime | None, until: datetime | None, project: str | None = None, derived: bool = True
 ) -> duckdb.DuckDBPyConnection:
     """A lake connection whose `spans_raw`/`logs_raw`/`metrics_raw` read only the partitions of the hours
     (or days) [since, until] of `project` (all projects when None); the whole lake without
-    `since` or on object storage. Other views (labels, dataset events) are empty."""
+    `since` or on object storage. Other views (labels, dataset events) are empty; without `derived`,
+    those of storage.reader.DERIVED_VIEWS are not defined."""
     dd = lake.data_dir
     if since is None or dd.is_remote:
-        return lake.connect()
+        return lake.connect(derived)
     proj = f"project={project}" if project is not None else "project=*"
     patterns = partition_patterns(since, until)
 
@@ -51,9 +54,8 @@ def connect_window(
     sources = local_span_sources(dd, dirs(SPANS), project)  # with the late area's rows (storage.late)
     sources[LOGS.name] = local_table_sql(dd, LOGS, dirs(LOGS), project)
     sources[METRICS.name] = local_table_sql(dd, METRICS, dirs(METRICS), project)
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    for stmt in view_ddl(dd, sources):
+    con = new_connection()
+    for stmt in view_ddl(dd, sources, derived):
         con.execute(stmt)
     return con
 
@@ -65,8 +67,7 @@ def connect_metrics(lake: Lake, project: str | None = None) -> duckdb.DuckDBPyCo
     dd = lake.data_dir
     if dd.is_remote:
         return lake.connect()
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
+    con = new_connection()
     for stmt in MACRO_DDL:
         con.execute(stmt)
     dirs = None if project is None else list((dd.lake / METRICS.name).glob(f"project={project}/date=*/hour=*"))
@@ -97,8 +98,10 @@ def query_window(
     """Run `sql` on a connection over the window. Retried, like Lake.query, when compaction
     removed a file between listing and reading."""
 
+    derived = names_derived_view(sql)
+
     def attempt() -> pa.Table:
-        con = connect_window(lake, since, until, project)
+        con = connect_window(lake, since, until, project, derived)
         try:
             return fetch_arrow(con, sql, dict(params or {}))
         finally:
