@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_throughput import cpu_model, start_collector, wait_quiet
+from ingest_throughput import cpu_model, start_collector, wait_quiet, wait_visible
 from loadgen import SPANS_PER_TRACE, build_request, send_all
 
 from spanlake.storage.reader import Lake
@@ -81,13 +81,7 @@ def ingest(url: str, lake: Lake, bodies: list[bytes], spans_per_body: int, clien
     """Send `bodies`, wait until the lake holds `expect` spans; spans/s end to end."""
     start = time.perf_counter()
     send_all(url, bodies, spans_per_body, clients)
-    visible = 0
-    while visible < expect:
-        visible = lake.query("SELECT count(*) AS n FROM spans").column("n")[0].as_py()
-        if time.perf_counter() - start > 900:
-            raise RuntimeError(f"only {visible}/{expect} spans visible after 900 s")
-        if visible < expect:
-            time.sleep(0.2)
+    wait_visible(lake, expect, start, 900)
     return len(bodies) * spans_per_body / (time.perf_counter() - start)
 
 

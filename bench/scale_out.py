@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_throughput import cpu_model, free_port
+from ingest_throughput import cpu_model, free_port, wait_visible
 from loadgen import SPANS_PER_TRACE, build_request, send_all
 
 from spanlake.storage.layout import DataDir
@@ -112,13 +112,7 @@ def run(n: int, lake_kind: str, bodies: list[bytes], spans_per_body: int, client
             t.join()
         acked_at = time.perf_counter() - t0
         reader = Lake(DataDir(root / "reader", lake))
-        visible = 0
-        while visible < total:
-            visible = reader.query("SELECT count(*) AS n FROM spans").column("n")[0].as_py()
-            if time.perf_counter() - t0 > 900:
-                raise RuntimeError(f"only {visible}/{total} visible after 900 s")
-            if visible < total:
-                time.sleep(0.5)
+        wait_visible(reader, total, t0, 900)
         visible_at = time.perf_counter() - t0
         size = sum(e.size for e in DataDir(root / "reader", lake).store.list_files("spans", ".parquet"))
         refused = sum(r.refused for r in results)
