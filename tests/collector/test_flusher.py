@@ -4,6 +4,8 @@ processes land every span once, and the cyclic GC is always back to its state af
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,3 +73,19 @@ def test_gc_left_off_when_it_was_off(tmp_path: Path, gc_enabled: None) -> None:
     assert not gc.isenabled()
     assert skipped == 0 and files == len(list(data_dir.lake.rglob("*.parquet"))) >= 1
     assert len(raw_counts(data_dir)) == 3 * SPANS_PER_REQUEST
+
+
+def test_a_started_worker_has_loaded_what_writing_a_segment_loads(tmp_path: Path) -> None:
+    """The first segment after a start does not wait for imports (Arrow loads pandas on its first
+    time-zone-aware column, and its Parquet writer on first use): the initializer loads them."""
+    data_dir = DataDir(tmp_path / "data").create()
+    segment = write_segment(data_dir, n_requests=2)
+    script = (
+        "import os, sys; from spanlake.collector import flusher as f; f._init_worker(os.getppid()); "
+        "before = set(sys.modules); "
+        f"f.publish_segment({str(segment)!r}, {str(data_dir.root)!r}, 'default', False); "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+    assert raw_counts(data_dir)  # the segment was written
