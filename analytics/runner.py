@@ -152,11 +152,12 @@ class Analytics:
         changes no result."""
         filters = [s.filters for s in sources]
         if any(f.since is None or f.until is None for f in filters):
-            return self.lake.connect()
+            return self.lake.connect(derived=False)
         since = min(s.filters.since - s.widen_before - PAIR_LOOKAHEAD for s in sources)  # type: ignore[operator]
         until = max(s.filters.until + s.widen_after + PAIR_LOOKAHEAD for s in sources)  # type: ignore[operator]
         projects = {f.project for f in filters}
-        return connect_window(self.lake, since, until, projects.pop() if len(projects) == 1 else None)
+        project = projects.pop() if len(projects) == 1 else None
+        return connect_window(self.lake, since, until, project, derived=False)
 
     def sql(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
         """Plain SQL over the lake's views (for tests and ad-hoc checks)."""

@@ -25,8 +25,9 @@ Views:
   traces               one row per trace (see storage.schema.TRACES_COLUMNS); a duplicate call
                        counts in neither llm_calls nor the token sums
 Lake.query and storage.window.query_window define duplicate_calls and traces (DERIVED_VIEWS)
-only for SQL that names them: DuckDB binds a view when it is defined, and these two are about
-half the cost of a connection.
+only for SQL that names them, and spanlake's own readers (reports, trace list and detail),
+whose SQL never does, connect with derived=False: DuckDB binds a view when it is defined, and
+these two are about half the cost of a connection.
 Macros:
   attr(json, key)      value of the attribute named exactly `key` in a JSON object column, as JSON
   attr_str(json, key)  the same as text

@@ -66,7 +66,7 @@ def connect_metrics(lake: Lake, project: str | None = None) -> duckdb.DuckDBPyCo
     connection."""
     dd = lake.data_dir
     if dd.is_remote:
-        return lake.connect()
+        return lake.connect(derived=False)
     con = new_connection()
     for stmt in MACRO_DDL:
         con.execute(stmt)

@@ -270,11 +270,11 @@ def trace_detail(
             tries.append((hours[0] - SKEW, hours[-1] + timedelta(hours=1) + HORIZON))
     tries.append((datetime.now(UTC) - RECENT, None))
     for since, until in tries:
-        raw, logs = _read(connect_window(an.lake, since, until, project), trace_id, project)
+        raw, logs = _read(connect_window(an.lake, since, until, project, derived=False), trace_id, project)
         if raw.num_rows:
             break
     if not raw.num_rows:
-        raw, logs = _read(an.lake.connect(), trace_id, project)
+        raw, logs = _read(an.lake.connect(derived=False), trace_id, project)
     if not raw.num_rows:
         return None
     return assemble(trace_id, arrow_rows(raw), logs, _costs(an, raw))
@@ -396,7 +396,7 @@ def trace_details(
     ids = pa.table({"trace_id": pa.array(wanted, pa.string())})
 
     def attempt() -> tuple[pa.Table, pa.Table]:
-        con = connect_window(an.lake, since, until, project)
+        con = connect_window(an.lake, since, until, project, derived=False)
         try:
             con.register("wanted_traces", ids)
             params = {"project": project}

@@ -281,7 +281,7 @@ def run_on_lake(
     Retried, like Lake.query, when compaction removed a file between listing and reading."""
 
     def attempt() -> pl.DataFrame:
-        con = connect_window(an.lake, *window)
+        con = connect_window(an.lake, *window, derived=False)
         try:
             register_common(con, an)
             p = Params()

@@ -150,7 +150,7 @@ def read_lake(ctx: ApiContext) -> None:
     if ctx.data_dir.is_remote:
         return
 
-    con = connect_window(ctx.analytics().lake, datetime.now(UTC) - timedelta(hours=1), None)
+    con = connect_window(ctx.analytics().lake, datetime.now(UTC) - timedelta(hours=1), None, derived=False)
     try:
         con.execute("SELECT 1 FROM spans_raw LIMIT 1").fetchall()
     finally:
