@@ -251,9 +251,12 @@ class Ingest:
     peak: int
     peaks: dict[int, int]
     main_cpu: float
-    kids_cpu: float
-    collector_pid: int
     kid_cpus: list[float]  # each child process's CPU seconds during the run, largest first
+    collector_pid: int
+
+    @property
+    def kids_cpu(self) -> float:
+        return sum(self.kid_cpus)
 
 
 def ingest_once(
@@ -301,9 +304,8 @@ def ingest_once(
         proc.wait(timeout=60)
     main_cpu = cpu_seen.get(proc.pid, 0.0) - cpu_at_start.get(proc.pid, 0.0)
     kid_cpus = sorted((sec - cpu_at_start.get(p, 0.0) for p, sec in cpu_seen.items() if p != proc.pid), reverse=True)
-    kids_cpu = sum(kid_cpus)
     return Ingest(data_dir, total, acked_at, visible_at, result.latencies_s, result.refused, peak, peaks,
-                  main_cpu, kids_cpu, proc.pid, kid_cpus)  # fmt: skip
+                  main_cpu, kid_cpus, proc.pid)  # fmt: skip
 
 
 def request_bodies(spans: int, cache: bool = True) -> tuple[list[bytes], int]:
